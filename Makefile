@@ -1,0 +1,46 @@
+# regwatch: two commands for a newcomer, `make demo` and `make test`; the rest are helpers.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast es-up es-down es-status setup bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The demo: a local Elasticsearch, the templates, the sample registry logs shipped into it.
+demo: install
+	$(BIN)/regwatch es up
+	$(BIN)/regwatch setup
+	$(BIN)/regwatch demo
+
+## Every test, Elasticsearch-backed ones included (the node is provisioned by tests/conftest.py).
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not elasticsearch and not slow"
+
+es-up: install
+	$(BIN)/regwatch es up
+
+es-down: install
+	$(BIN)/regwatch es down
+
+es-status: install
+	$(BIN)/regwatch es status
+
+setup: install
+	$(BIN)/regwatch setup
+
+bench: install
+	$(BIN)/python bench/parsers_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

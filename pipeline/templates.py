@@ -1,0 +1,82 @@
+"""Index templates for the regwatch data streams, installed idempotently by ``regwatch setup``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import structlog
+import yaml
+from elasticsearch import ApiError, Elasticsearch
+
+log = structlog.get_logger(__name__)
+
+LOG_KINDS = ("registration", "retrieval", "version", "error", "access", "deadletter", "alert")
+METRIC_KINDS = ("availability",)
+MAPPINGS_COMPONENT = "modelregistry@mappings"
+SETTINGS_COMPONENT = "modelregistry@settings"
+TEMPLATE_PRIORITY = 250  # above the stack's built-in logs-*-* / metrics-*-* (100)
+DEFAULT_RETENTION = "90d"
+
+
+def data_stream_name(kind: str, namespace: str) -> str:
+    kind_type = "metrics" if kind in METRIC_KINDS else "logs"
+    return f"{kind_type}-modelregistry.{kind}-{namespace}"
+
+
+def all_kinds() -> list[tuple[str, str]]:
+    return [("logs", k) for k in LOG_KINDS] + [("metrics", k) for k in METRIC_KINDS]
+
+
+def mappings() -> dict[str, Any]:
+    text = resources.files("pipeline").joinpath("templates/mappings.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def index_template_body(kind_type: str, kind: str, retention: str | None) -> dict[str, Any]:
+    template: dict[str, Any] = {}
+    if retention:
+        template["lifecycle"] = {"data_retention": retention}
+    return {
+        "index_patterns": [f"{kind_type}-modelregistry.{kind}-*"],
+        "data_stream": {},
+        "priority": TEMPLATE_PRIORITY,
+        "composed_of": [SETTINGS_COMPONENT, MAPPINGS_COMPONENT, f"{kind_type}-modelregistry.{kind}@custom"],
+        "ignore_missing_component_templates": [f"{kind_type}-modelregistry.{kind}@custom"],
+        "template": template,
+        "_meta": {"managed_by": "regwatch", "description": f"regwatch {kind} events"},
+    }
+
+
+def lifecycle_supported(client: Elasticsearch) -> bool:
+    """Data stream lifecycle in templates needs a node that knows it; probe with a simulation."""
+    probe = index_template_body("logs", "lifecycle-probe", DEFAULT_RETENTION)
+    probe["composed_of"], probe["ignore_missing_component_templates"] = [], []
+    try:
+        client.indices.simulate_template(**probe)
+        return True
+    except ApiError as exc:
+        log.info("lifecycle_unsupported", reason=str(exc)[:200])
+        return False
+
+
+def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None) -> list[str]:
+    """Install (or overwrite with the same content) every component and index template."""
+    settings: dict[str, Any] = {"index": {"codec": "best_compression"}}
+    if replicas is not None:
+        settings["index"]["number_of_replicas"] = replicas
+    client.cluster.put_component_template(
+        name=SETTINGS_COMPONENT, template={"settings": settings}, meta={"managed_by": "regwatch"}
+    )
+    client.cluster.put_component_template(
+        name=MAPPINGS_COMPONENT, template={"mappings": mappings()}, meta={"managed_by": "regwatch"}
+    )
+    if retention and not lifecycle_supported(client):
+        retention = None
+    installed = [SETTINGS_COMPONENT, MAPPINGS_COMPONENT]
+    for kind_type, kind in all_kinds():
+        name = f"{kind_type}-modelregistry.{kind}"
+        client.indices.put_index_template(name=name, **index_template_body(kind_type, kind, retention))
+        installed.append(name)
+    log.info("templates_installed", count=len(installed), retention=retention)
+    return installed

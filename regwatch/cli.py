@@ -1,0 +1,93 @@
+"""The ``regwatch`` command line: one front door to every room."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from regwatch import localnode
+from regwatch.logging import configure as configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+es_app = typer.Typer(no_args_is_help=True, help="A local single-node Elasticsearch for tests and the demo.")
+app.add_typer(es_app, name="es")
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root(log_level: Annotated[str, typer.Option(help="structlog level")] = "WARNING") -> None:
+    configure_logging(log_level)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@es_app.command("up")
+def es_up() -> None:
+    """Start (or reuse) the node: ES_URL, else Docker, else the official zip from Maven Central."""
+    started = time.monotonic()
+    try:
+        with err.status("Elasticsearch") as status:
+            node = localnode.up(progress=lambda msg: status.update(msg))
+    except localnode.NodeError as exc:
+        _fail(str(exc))
+    verb = "started" if node.started else "reused"
+    err.print(f"{verb} ({node.source}) in {time.monotonic() - started:.1f}s")
+    typer.echo(node.url)
+
+
+@es_app.command("down")
+def es_down() -> None:
+    """Stop the node that `regwatch es up` started (and nothing else)."""
+    stopped = localnode.down(progress=lambda msg: err.print(msg))
+    err.print("stopped" if stopped else "nothing to stop")
+
+
+@es_app.command("status")
+def es_status() -> None:
+    """Where the node is and its cluster health; exit 1 when it does not answer."""
+    info = localnode.status()
+    typer.echo(json.dumps(info, indent=2))
+    if not info.get("health"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def setup(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    retention: Annotated[str, typer.Option(help="data stream retention, '' for none")] = "90d",
+) -> None:
+    """Install the index templates of every regwatch data stream (idempotent)."""
+    from pipeline import templates
+    from regwatch.esclient import client_from_config
+
+    client = client_from_config(_load(config))
+    installed = templates.install(client, retention=retention or None)
+    err.print(f"installed {len(installed)} templates")
+
+
+def _load(path: Path | None):
+    from regwatch.config import Config, ConfigError, load_config
+
+    if path is None:
+        return Config()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Alert rules: query aggregates of the event data streams and notify people."""
