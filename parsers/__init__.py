@@ -1,0 +1,91 @@
+"""Log formats: every line of a model registry's access or audit log becomes one typed event.
+
+This room knows formats and nothing about Elasticsearch connections. ``LineParser.parse`` takes
+the raw bytes of one line and always returns exactly one document: an event of a kind, or a
+dead-letter with the raw line and the reason. It never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from parsers.errors import ParseError
+from parsers.events import ParseContext, deadletter_document, event_document, kind_of
+from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
+from parsers.formats.audit import parse_canonical, parse_cloudtrail, parse_databricks
+from parsers.formats.json_access import parse_nginx_json
+from parsers.routes import Router, router_for
+from parsers.timestamps import to_iso
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["FORMATS", "LineParser", "ParseContext", "ParseError", "kind_of"]
+
+FormatFn = Callable[[str, Router, ParseContext], Parsed]
+
+# format name -> (parse function, built-in route table)
+FORMATS: dict[str, tuple[FormatFn, str]] = {
+    "nginx": (lambda text, router, ctx: parse_combined(text, router), "mlflow"),
+    "gunicorn": (lambda text, router, ctx: parse_combined(text, router), "mlflow"),
+    "uvicorn": (lambda text, router, ctx: parse_uvicorn(text, router), "mlflow"),
+    "nginx-json": (lambda text, router, ctx: parse_nginx_json(text, router, ctx.field_map), "mlflow"),
+    "audit": (lambda text, router, ctx: parse_canonical(text, router), "mlflow"),
+    "databricks-audit": (lambda text, router, ctx: parse_databricks(text, router), "databricks"),
+    "cloudtrail": (lambda text, router, ctx: parse_cloudtrail(text, router), "sagemaker"),
+}
+
+# Dead-letters keep the raw line, but not a 1 GiB one: this much of it, and its length.
+DEADLETTER_RAW_LIMIT = 32 * 1024
+
+
+def now_iso() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+class LineParser:
+    """Parses the lines of one input: one format, one route table, one context."""
+
+    def __init__(self, ctx: ParseContext, router: Router | None = None) -> None:
+        if ctx.format not in FORMATS:
+            raise ValueError(f"unknown format {ctx.format!r}; one of {', '.join(FORMATS)}")
+        self.ctx = ctx
+        self._parse, default_table = FORMATS[ctx.format]
+        self.router = router or router_for(None, default_table)
+        self.platform = ctx.platform or self.router.platform
+
+    def parse(self, raw: bytes, read_at: str | None = None) -> dict[str, Any]:
+        """One line (with or without its newline) to one document. Never raises."""
+        ctx = self.ctx
+        if len(raw) > ctx.max_line_bytes:
+            return self._dead(raw, f"line too long: {len(raw)} bytes > {ctx.max_line_bytes}", "line_too_long", read_at)
+        line = raw.rstrip(b"\r\n")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self._dead(line, f"invalid UTF-8 at byte {exc.start}", "invalid_utf8", read_at)
+        if not text.strip():
+            return self._dead(line, "empty line", "empty_line", read_at)
+        try:
+            route, failed, fields = self._parse(text, self.router, ctx)
+            if "ts" not in fields:
+                fields["ts"] = read_at or now_iso()
+            platform = fields.pop("platform", None) or self.platform
+            return event_document(ctx, route, failed, fields, platform, text)
+        except ParseError as exc:
+            return self._dead(line, exc.reason, exc.error_type, read_at)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the daemon
+            log.warning("parser_bug", format=ctx.format, error=repr(exc))
+            return self._dead(line, f"parser error: {exc!r}"[:500], "parser_bug", read_at)
+
+    def _dead(self, raw: bytes, reason: str, error_type: str, read_at: str | None) -> dict[str, Any]:
+        kept = raw[:DEADLETTER_RAW_LIMIT].decode("utf-8", errors="backslashreplace")
+        if len(raw) > DEADLETTER_RAW_LIMIT:
+            kept += f"... [{len(raw) - DEADLETTER_RAW_LIMIT} more bytes]"
+        ctx = self.ctx
+        doc = deadletter_document(ctx, kept, reason, error_type, read_at or now_iso())
+        doc["modelregistry"]["platform"] = self.platform
+        return doc

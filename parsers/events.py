@@ -1,0 +1,344 @@
+"""The event model: one ECS-shaped document per line, of one kind, in one data stream.
+
+Parsers build documents as plain dicts on the hot path (a pydantic model per line would cost more
+than the parse itself); the pydantic models below are the contract those dicts must meet
+(``../shared/DESIGN.md``). ``validate_document`` checks a document against the model of its kind:
+the tests run it on every document they produce, and ``regwatch parse --validate`` does too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
+
+from parsers.routes import Route
+
+KINDS = ("registration", "retrieval", "version", "error", "access")
+DEADLETTER = "deadletter"
+MODEL_FIELDS = ("name", "version", "alias", "stage", "new_name")
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a parser knows besides the line: the input's configuration."""
+
+    namespace: str = "default"
+    format: str = "nginx"
+    service_name: str | None = "mlflow"
+    service_environment: str | None = None
+    host_name: str | None = None
+    keep_original: bool = False
+    platform: str | None = None  # overrides the route table's platform
+    max_line_bytes: int = 1024 * 1024
+    field_map: dict[str, str] = field(default_factory=dict)  # JSON formats: our key -> theirs
+
+    def data_stream(self, kind: str) -> dict[str, str]:
+        return {"type": "logs", "dataset": f"modelregistry.{kind}", "namespace": self.namespace}
+
+    def stream_name(self, kind: str) -> str:
+        return f"logs-modelregistry.{kind}-{self.namespace}"
+
+
+def _put_common(doc: dict[str, Any], ctx: ParseContext) -> None:
+    service: dict[str, str] = {}
+    if ctx.service_name:
+        service["name"] = ctx.service_name
+    if ctx.service_environment:
+        service["environment"] = ctx.service_environment
+    if service:
+        doc["service"] = service
+    if ctx.host_name:
+        doc["host"] = {"name": ctx.host_name}
+
+
+def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, Any],
+                   platform: str, raw: str | None) -> dict[str, Any]:
+    """Build the document of one event from the fields a format parser extracted.
+
+    ``f`` keys: ts, method, path, query, status, bytes, duration_ns, http_version, ip, user,
+    email, ua, referrer, model (dict), artifact_path, error_code, error_message, error_type,
+    delivery_id, workspace, entity, cloud (dict).
+    """
+    kind = "error" if failed else route.kind
+    dataset = f"modelregistry.{kind}"
+    event: dict[str, Any] = {
+        "kind": "event",
+        "dataset": dataset,
+        "action": route.action,
+        "outcome": "failure" if failed else "success",
+    }
+    doc: dict[str, Any] = {
+        "@timestamp": f["ts"],
+        "data_stream": {"type": "logs", "dataset": dataset, "namespace": ctx.namespace},
+        "event": event,
+    }
+    if (duration := f.get("duration_ns")) is not None:
+        event["duration"] = duration
+    if ctx.keep_original and raw is not None:
+        event["original"] = raw
+    if (method := f.get("method")) is not None:
+        http: dict[str, Any] = {"request": {"method": method}}
+        response: dict[str, Any] = {}
+        if (status := f.get("status")) is not None:
+            response["status_code"] = status
+        if (size := f.get("bytes")) is not None:
+            response["body"] = {"bytes": size}
+        if response:
+            http["response"] = response
+        if (version := f.get("http_version")) is not None:
+            http["version"] = version
+        if (referrer := f.get("referrer")) is not None:
+            http["request"]["referrer"] = referrer
+        doc["http"] = http
+    elif (status := f.get("status")) is not None:
+        doc["http"] = {"response": {"status_code": status}}
+    if (path := f.get("path")) is not None:
+        url: dict[str, Any] = {"path": path}
+        if query := f.get("query"):
+            url["query"] = query
+        doc["url"] = url
+    if (ip := f.get("ip")) is not None:
+        doc["source"] = {"ip": ip}
+    elif (address := f.get("source_address")) is not None:
+        doc["source"] = {"address": address}
+    if (original_request := f.get("original_request")) is not None:
+        doc["url"] = {"original": original_request}
+    user: dict[str, str] = {}
+    if name := f.get("user"):
+        user["name"] = name
+    if email := f.get("email"):
+        user["email"] = email
+    if user:
+        doc["user"] = user
+    if ua := f.get("ua"):
+        doc["user_agent"] = {"original": ua}
+    registry: dict[str, Any] = {"operation": route.operation, "platform": platform, "format": ctx.format}
+    if model := f.get("model"):
+        registry["model"] = model
+    if (artifact := f.get("artifact_path")) is not None:
+        registry["artifact"] = {"path": artifact}
+    if delivery := f.get("delivery_id"):
+        registry["audit"] = {"delivery_id": delivery}
+        if entity := f.get("entity"):
+            registry["audit"]["entity"] = entity
+    if workspace := f.get("workspace"):
+        registry["workspace"] = workspace
+    doc["modelregistry"] = registry
+    if failed:
+        error: dict[str, Any] = {}
+        status = f.get("status")
+        if code := f.get("error_code"):
+            error["code"] = code
+        if message := f.get("error_message"):
+            error["message"] = message
+        elif status is not None:
+            error["message"] = f"HTTP {status}"
+        if error_type := f.get("error_type"):
+            error["type"] = error_type
+        elif status is not None:
+            error["type"] = "server_error" if status >= 500 else "client_error"
+        doc["error"] = error
+    if cloud := f.get("cloud"):
+        doc["cloud"] = cloud
+    _put_common(doc, ctx)
+    return doc
+
+
+def deadletter_document(ctx: ParseContext, raw: str, reason: str, error_type: str, read_at: str) -> dict[str, Any]:
+    """A line that could not become an event: the raw line and the reason, in its own stream."""
+    dataset = "modelregistry.deadletter"
+    doc: dict[str, Any] = {
+        "@timestamp": read_at,
+        "data_stream": {"type": "logs", "dataset": dataset, "namespace": ctx.namespace},
+        "event": {"kind": "pipeline_error", "dataset": dataset, "action": "parse-failed",
+                  "outcome": "failure", "original": raw},
+        "error": {"message": reason, "type": error_type},
+        "modelregistry": {"operation": "other", "format": ctx.format,
+                          "platform": ctx.platform or "unknown"},
+    }
+    _put_common(doc, ctx)
+    return doc
+
+
+# -- the contract, as pydantic models ----------------------------------------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DataStreamFields(_Doc):
+    type: Literal["logs", "metrics"]
+    dataset: str
+    namespace: str
+
+
+class EventFields(_Doc):
+    kind: str
+    dataset: str
+    action: str
+    outcome: Literal["success", "failure", "unknown"]
+    duration: int | None = Field(None, ge=0)
+    original: str | None = None
+    ingested: datetime | None = None
+
+
+class HttpRequest(_Doc):
+    method: str | None = None
+    referrer: str | None = None
+
+
+class HttpBody(_Doc):
+    bytes: int = Field(ge=0)
+
+
+class HttpResponse(_Doc):
+    status_code: int | None = Field(None, ge=100, le=999)
+    body: HttpBody | None = None
+
+
+class HttpFields(_Doc):
+    request: HttpRequest | None = None
+    response: HttpResponse | None = None
+    version: str | None = None
+
+
+class UrlFields(_Doc):
+    path: str | None = None
+    query: str | None = None
+    original: str | None = None
+
+
+class SourceFields(_Doc):
+    ip: IPvAnyAddress | None = None
+    address: str | None = None
+
+
+class UserFields(_Doc):
+    name: str | None = None
+    email: str | None = None
+
+
+class UserAgentFields(_Doc):
+    original: str
+
+
+class ErrorFields(_Doc):
+    code: str | None = None
+    message: str | None = None
+    type: str | None = None
+
+
+class ModelFields(_Doc):
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    stage: str | None = None
+    new_name: str | None = None
+    tag: dict[str, str] | None = None
+
+
+class AuditFields(_Doc):
+    delivery_id: str
+    entity: str | None = None
+
+
+class RegistryFields(_Doc):
+    operation: Literal["registration", "retrieval", "version", "other"]
+    platform: str
+    format: str
+    model: ModelFields | None = None
+    artifact: dict[str, str] | None = None
+    audit: AuditFields | None = None
+    workspace: str | None = None
+
+
+class LogFile(_Doc):
+    path: str
+    device_id: str | None = None
+    inode: str | None = None
+    fingerprint: str | None = None
+
+
+class LogFields(_Doc):
+    file: LogFile
+    offset: int = Field(ge=0)
+
+
+class EventDocument(_Doc):
+    """Fields every event document may carry; subclasses pin the kind."""
+
+    kind: ClassVar[str] = ""
+    timestamp: datetime = Field(alias="@timestamp")
+    data_stream: DataStreamFields
+    event: EventFields
+    http: HttpFields | None = None
+    url: UrlFields | None = None
+    source: SourceFields | None = None
+    user: UserFields | None = None
+    user_agent: UserAgentFields | None = None
+    error: ErrorFields | None = None
+    modelregistry: RegistryFields
+    service: dict[str, str] | None = None
+    host: dict[str, str] | None = None
+    log: LogFields | None = None
+    cloud: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _dataset_matches_kind(self) -> EventDocument:
+        expected = f"modelregistry.{self.kind}"
+        if self.data_stream.dataset != expected or self.event.dataset != expected:
+            raise ValueError(f"dataset must be {expected}")
+        return self
+
+
+class RegistrationEvent(EventDocument):
+    kind: ClassVar[str] = "registration"
+
+
+class RetrievalEvent(EventDocument):
+    kind: ClassVar[str] = "retrieval"
+
+
+class VersionEvent(EventDocument):
+    kind: ClassVar[str] = "version"
+
+
+class AccessEvent(EventDocument):
+    kind: ClassVar[str] = "access"
+
+
+class ErrorEvent(EventDocument):
+    kind: ClassVar[str] = "error"
+
+    @model_validator(mode="after")
+    def _error_is_described(self) -> ErrorEvent:
+        if self.error is None or self.event.outcome != "failure":
+            raise ValueError("an error event carries error.* and outcome failure")
+        return self
+
+
+class DeadLetterDocument(EventDocument):
+    kind: ClassVar[str] = "deadletter"
+
+    @model_validator(mode="after")
+    def _raw_and_reason(self) -> DeadLetterDocument:
+        if self.event.original is None or self.error is None or not self.error.message:
+            raise ValueError("a dead-letter carries event.original and error.message")
+        return self
+
+
+MODELS: dict[str, type[EventDocument]] = {
+    m.kind: m for m in (RegistrationEvent, RetrievalEvent, VersionEvent, AccessEvent, ErrorEvent, DeadLetterDocument)
+}
+
+
+def kind_of(doc: dict[str, Any]) -> str:
+    return doc["data_stream"]["dataset"].removeprefix("modelregistry.")
+
+
+def validate_document(doc: dict[str, Any]) -> EventDocument:
+    return MODELS[kind_of(doc)].model_validate(doc)

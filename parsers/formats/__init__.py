@@ -1,0 +1,1 @@
+"""One module per family of log formats; each turns a decoded line into event fields."""

@@ -1,0 +1,255 @@
+"""JSON-lines audit logs: the regwatch canonical schema, Databricks, and AWS CloudTrail.
+
+Each record is one JSON object on one line. Audit records name the action (not an HTTP path),
+so they are routed by the route table's ``audit`` section.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from parsers.errors import ParseError
+from parsers.formats.access import Parsed
+from parsers.formats.http import is_ip, model_fields
+from parsers.routes import Route, Router
+from parsers.timestamps import parse_any
+
+
+def _load(text: str) -> dict[str, Any]:
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
+    if not isinstance(record, dict):
+        raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
+    return record
+
+
+def _timestamp(value: Any) -> str:
+    try:
+        return parse_any(value)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, OSError) as exc:
+        raise ParseError(f"bad timestamp {value!r}: {exc}", "bad_timestamp") from None
+
+
+def _kebab(*parts: str) -> str:
+    words = []
+    for part in parts:
+        words.extend(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", part).replace("_", "-").replace(".", "-").lower().split("-"))
+    return "-".join(w for w in words if w)
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "record"
+    return f"wrong field type: {where}: {first['msg']}"
+
+
+# -- canonical ---------------------------------------------------------------------------------
+
+
+class CanonicalModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = None
+    version: str | int | None = None
+    alias: str | None = None
+    stage: str | None = None
+    new_name: str | None = None
+
+
+class CanonicalAudit(BaseModel):
+    """The regwatch canonical audit record (docs/audit-schema.md)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    timestamp: str | float | int = Field(alias="@timestamp")
+    entity: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    platform: str | None = None
+    delivery_id: str | None = None
+    model: CanonicalModel = Field(default_factory=CanonicalModel)
+    tags: dict[str, str] | None = None
+    user: str | None = None
+    user_email: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+    workspace: str | None = None
+    outcome: str = "success"
+    status_code: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @field_validator("outcome")
+    @classmethod
+    def _outcome(cls, value: str) -> str:
+        if value not in ("success", "failure"):
+            raise ValueError("success or failure")
+        return value
+
+
+def parse_canonical(text: str, router: Router) -> Parsed:
+    raw = _load(text)
+    if "@timestamp" not in raw and "timestamp" in raw:
+        raw["@timestamp"] = raw.pop("timestamp")
+    try:
+        record = CanonicalAudit.model_validate(raw)
+    except ValidationError as exc:
+        raise ParseError(_validation_reason(exc), "wrong_type") from None
+    key = f"{record.entity}.{record.action}"
+    route = router.audit(key) or Route(kind="access", action=_kebab(record.entity, record.action))
+    f: dict[str, Any] = {"ts": _timestamp(record.timestamp), "entity": record.entity}
+    model = {k: str(v) for k, v in record.model.model_dump(exclude_none=True).items()}
+    if record.tags:
+        tag_key, tag_value = next(iter(record.tags.items()))
+        model["tag"] = {"key": tag_key, "value": tag_value}
+    if model:
+        f["model"] = model
+    for ours, value in (("delivery_id", record.delivery_id), ("user", record.user),
+                        ("email", record.user_email), ("ua", record.user_agent),
+                        ("workspace", record.workspace), ("error_code", record.error_code),
+                        ("error_message", record.error_message), ("status", record.status_code),
+                        ("platform", record.platform)):
+        if value is not None:
+            f[ours] = value
+    if record.source_ip:
+        f["ip" if is_ip(record.source_ip) else "source_address"] = record.source_ip
+    failed = record.outcome == "failure" or (record.status_code or 0) >= 400 or bool(record.error_code)
+    if failed and "error_code" not in f and "status" not in f:
+        f["error_type"] = "audit_failure"
+    return route, failed, f
+
+
+# -- Databricks --------------------------------------------------------------------------------
+
+
+def _pick(record: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in record and record[key] is not None:
+            return record[key]
+    return None
+
+
+def _str_or_none(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ParseError(f"wrong field type: {name} is a {type(value).__name__}", "wrong_type")
+
+
+def _dict(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ParseError(f"wrong field type: {name} is not a JSON object", "wrong_type") from None
+    if not isinstance(value, dict):
+        raise ParseError(f"wrong field type: {name} is a {type(value).__name__}", "wrong_type")
+    return value
+
+
+def parse_databricks(text: str, router: Router) -> Parsed:
+    """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
+    record = _load(text)
+    service = _str_or_none(_pick(record, "serviceName", "service_name"), "serviceName")
+    action = _str_or_none(_pick(record, "actionName", "action_name"), "actionName")
+    when = _pick(record, "timestamp", "event_time", "eventTime")
+    if not service or not action or when is None:
+        raise ParseError("not a Databricks audit record (serviceName, actionName, timestamp)", "missing_field")
+    route = router.audit(f"{service}.{action}") or Route(kind="access", action=_kebab(service, action))
+    f: dict[str, Any] = {"ts": _timestamp(when)}
+    params = _dict(_pick(record, "requestParams", "request_params"), "requestParams")
+    model = model_fields(params, router.audit_params)
+    if model:
+        f["model"] = model
+    response = _dict(record.get("response"), "response")
+    status = _pick(response, "statusCode", "status_code")
+    if status is not None:
+        if isinstance(status, bool) or not isinstance(status, (int, str)) or not str(status).isdigit():
+            raise ParseError(f"wrong field type: response.statusCode={status!r}", "wrong_type")
+        f["status"] = int(status)
+    message = _str_or_none(_pick(response, "errorMessage", "error_message"), "response.errorMessage")
+    if message:
+        f["error_message"] = message
+    identity = _dict(_pick(record, "userIdentity", "user_identity"), "userIdentity")
+    if email := _str_or_none(identity.get("email"), "userIdentity.email"):
+        f["email"] = email
+        f["user"] = email
+    ip = _str_or_none(_pick(record, "sourceIPAddress", "source_ip_address"), "sourceIPAddress")
+    if ip:
+        f["ip" if is_ip(ip) else "source_address"] = ip
+    if ua := _str_or_none(_pick(record, "userAgent", "user_agent"), "userAgent"):
+        f["ua"] = ua
+    if workspace := _str_or_none(_pick(record, "workspaceId", "workspace_id"), "workspaceId"):
+        f["workspace"] = workspace
+    if request_id := _str_or_none(_pick(record, "requestId", "request_id"), "requestId"):
+        f["delivery_id"] = request_id
+    failed = (f.get("status") or 0) >= 400 or bool(message)
+    if failed and "status" not in f:
+        f["error_type"] = "audit_failure"
+    return route, failed, f
+
+
+# -- CloudTrail (SageMaker) --------------------------------------------------------------------
+
+_PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:[^:]*:model-package/([^/]+)/(\d+)$")
+
+
+def parse_cloudtrail(text: str, router: Router) -> Parsed:
+    record = _load(text)
+    if "Records" in record and "eventName" not in record:
+        raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",
+                         "bundle")
+    name = _str_or_none(record.get("eventName"), "eventName")
+    when = record.get("eventTime")
+    if not name or when is None:
+        raise ParseError("not a CloudTrail record (eventName, eventTime)", "missing_field")
+    source = _str_or_none(record.get("eventSource"), "eventSource")
+    route = None
+    if router.table.event_source is None or source == router.table.event_source:
+        route = router.audit(name)
+    route = route or Route(kind="access", action=_kebab(name))
+    f: dict[str, Any] = {"ts": _timestamp(when)}
+    params = _dict(record.get("requestParameters"), "requestParameters")
+    model = model_fields(params, router.audit_params)
+    response = _dict(record.get("responseElements"), "responseElements")
+    package = model.pop("package", None) or _str_or_none(response.get("modelPackageArn"), "modelPackageArn")
+    if package:
+        if m := _PACKAGE_ARN.match(package):
+            model.setdefault("name", m.group(1))
+            model.setdefault("version", m.group(2))
+        elif "name" not in model:
+            model["name"] = package
+    if model:
+        f["model"] = model
+    identity = _dict(record.get("userIdentity"), "userIdentity")
+    user = _str_or_none(identity.get("userName"), "userIdentity.userName")
+    arn = _str_or_none(identity.get("arn"), "userIdentity.arn")
+    if not user and arn:
+        user = arn.rsplit("/", 1)[-1]
+    if user:
+        f["user"] = user
+    if ip := _str_or_none(record.get("sourceIPAddress"), "sourceIPAddress"):
+        f["ip" if is_ip(ip) else "source_address"] = ip
+    if ua := _str_or_none(record.get("userAgent"), "userAgent"):
+        f["ua"] = ua
+    if event_id := _str_or_none(record.get("eventID"), "eventID"):
+        f["delivery_id"] = event_id
+    cloud: dict[str, Any] = {"provider": "aws"}
+    if region := _str_or_none(record.get("awsRegion"), "awsRegion"):
+        cloud["region"] = region
+    if account := _str_or_none(record.get("recipientAccountId"), "recipientAccountId"):
+        cloud["account"] = {"id": account}
+    f["cloud"] = cloud
+    code = _str_or_none(record.get("errorCode"), "errorCode")
+    if code:
+        f["error_code"] = code
+        f["error_type"] = "aws_error"
+        if message := _str_or_none(record.get("errorMessage"), "errorMessage"):
+            f["error_message"] = message
+    return route, bool(code), f

@@ -1,0 +1,115 @@
+"""What every HTTP access format shares: request lines, query strings, bodies, routing."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from parsers.routes import Route, Router
+
+_ip_cache: dict[str, bool] = {}
+
+
+def is_ip(text: str) -> bool:
+    known = _ip_cache.get(text)
+    if known is None:
+        try:
+            ipaddress.ip_address(text)
+            known = True
+        except ValueError:
+            known = False
+        if len(_ip_cache) > 4096:
+            _ip_cache.clear()
+        _ip_cache[text] = known
+    return known
+
+
+def seconds_to_ns(text: str | float | int | None) -> int | None:
+    """nginx's ``$request_time`` (``0.126``) or ``$upstream_response_time`` (``0.1, 0.2``)."""
+    if text is None or text == "-" or text == "":
+        return None
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        # Several upstreams tried: "0.001, 0.120" or "0.001 : 0.120"; the time is their sum.
+        value = 0.0
+        for part in text.replace(":", ",").split(","):
+            part = part.strip()
+            if part and part != "-":
+                value += float(part)
+    if value < 0:
+        return None
+    return round(value * 1e9)
+
+
+def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """Map query or body keys to ``modelregistry.model.*`` through the route table's params."""
+    model: dict[str, Any] = {}
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    for key, value in items:
+        target = params.get(key)
+        if target is None or value is None or isinstance(value, (dict, list)):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        if target == "tag_key":
+            model.setdefault("tag", {})["key"] = text
+        elif target == "tag_value":
+            model.setdefault("tag", {})["value"] = text
+        elif target not in model:
+            model[target] = text
+    return model
+
+
+def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
+                 body: str | None = None) -> tuple[Route, bool]:
+    """Split the request target, route it, and pull model fields from query and body.
+
+    Returns the route and whether the request failed (status >= 400).
+    """
+    path, sep, query = target.partition("?")
+    f["method"] = method
+    f["path"] = path
+    if sep:
+        f["query"] = query
+    route, artifact = router.http(method, path)
+    if artifact is not None:
+        f["artifact_path"] = unquote(artifact)
+    if route.kind != "access" or f.get("status", 0) >= 400:
+        model: dict[str, Any] = {}
+        if body and body[:1] == "{":
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                model = model_fields(parsed, router.params)
+        if query:
+            for key, value in model_fields(parse_qsl(query, keep_blank_values=False), router.params).items():
+                model.setdefault(key, value)
+        if model:
+            f["model"] = model
+    status = f.get("status")
+    return route, status is not None and status >= 400
+
+
+def split_request_line(request: str) -> tuple[str, str, str | None] | None:
+    """``GET /path HTTP/1.1`` -> (method, target, "1.1"); None for junk (TLS probes, "-")."""
+    parts = request.split(" ")
+    if len(parts) == 3 and parts[2].startswith("HTTP/"):
+        method, target, proto = parts
+        version: str | None = proto[5:]
+    elif len(parts) == 2:
+        method, target = parts
+        version = None
+    else:
+        return None
+    if not method.isalpha() or not method.isupper() or not target.startswith("/"):
+        return None
+    return method, target, version
+
+
+INVALID_REQUEST = Route(kind="access", action="invalid-request")

@@ -1,0 +1,129 @@
+"""nginx JSON access logs (``log_format ... escape=json``), keys named after nginx variables.
+
+Sites name their keys differently: every field has a list of usual names, and an input's
+``field_map`` (our name -> their key) takes precedence. ``request_body``, when logged, names the
+model on writes (``{"name": "fraud-detector", "version": "2"}``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from parsers.errors import ParseError
+from parsers.formats.access import Parsed, _request
+from parsers.formats.http import fill_request, is_ip, seconds_to_ns
+from parsers.routes import Router
+from parsers.timestamps import parse_any
+
+DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
+    "ts": ("time_iso8601", "@timestamp", "timestamp", "time", "time_local", "msec"),
+    "ip": ("remote_addr", "client_ip", "realip_remote_addr"),
+    "user": ("remote_user",),
+    "request": ("request",),
+    "method": ("request_method", "method"),
+    "uri": ("request_uri", "uri"),
+    "args": ("args", "query_string"),
+    "status": ("status",),
+    "bytes": ("body_bytes_sent", "bytes_sent"),
+    "request_time": ("request_time",),
+    "upstream_time": ("upstream_response_time",),
+    "ua": ("http_user_agent", "user_agent"),
+    "referrer": ("http_referer", "referer"),
+    "body": ("request_body",),
+}
+
+
+def _get(record: dict[str, Any], name: str, field_map: dict[str, str]) -> Any:
+    if name in field_map:
+        return record.get(field_map[name])
+    for key in DEFAULT_KEYS[name]:
+        value = record.get(key)
+        if value is not None and value != "" and value != "-":
+            return value
+    return None
+
+
+def _int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ParseError(f"wrong field type: {name} is a boolean", "wrong_type")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ParseError(f"wrong field type: {name}={value!r} is not an integer", "wrong_type")
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ParseError(f"wrong field type: {name} is a {type(value).__name__}", "wrong_type")
+
+
+def parse_nginx_json(text: str, router: Router, field_map: dict[str, str]) -> Parsed:
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
+    if not isinstance(record, dict):
+        raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
+    when = _get(record, "ts", field_map)
+    if when is None:
+        raise ParseError("no timestamp key (time_iso8601, time_local, ...)", "missing_field")
+    try:
+        f: dict[str, Any] = {"ts": parse_any(when)}
+    except (ValueError, KeyError, IndexError, OverflowError, OSError) as exc:
+        raise ParseError(f"bad timestamp {when!r}: {exc}", "bad_timestamp") from None
+    status = _int(_get(record, "status", field_map), "status")
+    if status is None:
+        raise ParseError("no status key", "missing_field")
+    if not 100 <= status <= 999:
+        raise ParseError(f"status {status} out of range", "wrong_type")
+    f["status"] = status
+    if (size := _int(_get(record, "bytes", field_map), "body_bytes_sent")) is not None:
+        f["bytes"] = size
+    if (ip := _text(_get(record, "ip", field_map), "remote_addr")) is not None:
+        f["ip" if is_ip(ip) else "source_address"] = ip
+    if user := _text(_get(record, "user", field_map), "remote_user"):
+        f["user"] = user
+    if ua := _text(_get(record, "ua", field_map), "http_user_agent"):
+        f["ua"] = ua
+    if referrer := _text(_get(record, "referrer", field_map), "http_referer"):
+        f["referrer"] = referrer
+    timing = _get(record, "request_time", field_map)
+    if timing is None:
+        timing = _get(record, "upstream_time", field_map)
+    try:
+        duration = seconds_to_ns(timing if not isinstance(timing, str) else timing.strip())
+    except (ValueError, TypeError):
+        raise ParseError(f"wrong field type: request_time={timing!r}", "wrong_type") from None
+    if duration is not None:
+        f["duration_ns"] = duration
+    body = _text(_get(record, "body", field_map), "request_body")
+    request = _text(_get(record, "request", field_map), "request")
+    if request is not None:
+        route, failed = _request(f, request, router) if not body else _with_body(f, request, router, body)
+        return route, failed, f
+    method = _text(_get(record, "method", field_map), "request_method")
+    uri = _text(_get(record, "uri", field_map), "request_uri")
+    if method is None or uri is None:
+        raise ParseError("no request (or request_method and request_uri) key", "missing_field")
+    args = _text(_get(record, "args", field_map), "args")
+    target = uri if "?" in uri or not args else f"{uri}?{args}"
+    route, failed = fill_request(f, method.upper(), target, router, body)
+    return route, failed, f
+
+
+def _with_body(f: dict[str, Any], request: str, router: Router, body: str):
+    parts = request.split(" ")
+    if len(parts) >= 2 and parts[0].isalpha() and parts[1].startswith("/"):
+        if len(parts) == 3 and parts[2].startswith("HTTP/"):
+            f["http_version"] = parts[2][5:]
+        return fill_request(f, parts[0], parts[1], router, body)
+    return _request(f, request, router)

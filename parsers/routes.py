@@ -1,0 +1,142 @@
+"""Route tables: data (YAML) that says which request or audit action is which kind of event.
+
+Lookups are dictionary hits, not regex scans: exact API paths by ``(method, path)``, then a short
+list of prefixes, so routing costs the same for a table of 10 routes or 500.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Kind = Literal["registration", "retrieval", "version", "access"]
+EventKind = Literal["registration", "retrieval", "version", "error", "access"]
+Operation = Literal["registration", "retrieval", "version", "other"]
+ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key", "tag_value", "package"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Route(_Model):
+    kind: Kind
+    action: str
+
+    @property
+    def operation(self) -> Operation:
+        return "other" if self.kind == "access" else self.kind
+
+
+class HttpRoute(Route):
+    method: str
+    path: str
+
+
+class PrefixRoute(Route):
+    method: str
+    prefix: str
+    artifact_path: bool = False
+
+
+class HttpTable(_Model):
+    api_prefixes: list[str] = Field(default_factory=list)
+    params: dict[str, ModelField] = Field(default_factory=dict)
+    routes: list[HttpRoute] = Field(default_factory=list)
+    prefix_routes: list[PrefixRoute] = Field(default_factory=list)
+    paths: list[HttpRoute] = Field(default_factory=list)
+    default_action: str = "http-request"
+
+
+class RouteTable(_Model):
+    platform: str
+    http: HttpTable = Field(default_factory=HttpTable)
+    audit: dict[str, Route] = Field(default_factory=dict)
+    params: dict[str, ModelField] = Field(default_factory=dict)
+    event_source: str | None = None
+
+
+class RouteTableError(ValueError):
+    pass
+
+
+ACCESS_DEFAULT = Route(kind="access", action="http-request")
+
+
+class Router:
+    """Compiled view of a :class:`RouteTable` for the hot path."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self.table = table
+        self.platform = table.platform
+        self.params = table.http.params
+        self.audit_params = table.params
+        self._exact: dict[tuple[str, str], Route] = {}
+        for prefix in table.http.api_prefixes:
+            for route in table.http.routes:
+                self._exact[(route.method.upper(), prefix + route.path)] = route
+        for route in table.http.paths:
+            self._exact[(route.method.upper(), route.path)] = route
+        self._prefixes = sorted(table.http.prefix_routes, key=lambda r: len(r.prefix), reverse=True)
+        self._api_prefixes = tuple(table.http.api_prefixes)
+        self._default = Route(kind="access", action=table.http.default_action)
+        self._slug_cache: dict[str, Route] = {}
+
+    def http(self, method: str, path: str) -> tuple[Route, str | None]:
+        """The route of a request and, for prefix routes that carry one, the artifact path."""
+        route = self._exact.get((method, path))
+        if route is not None:
+            return route, None
+        for prefix_route in self._prefixes:
+            if prefix_route.method == method and path.startswith(prefix_route.prefix):
+                rest = path[len(prefix_route.prefix):] if prefix_route.artifact_path else None
+                return prefix_route, rest
+        return self._fallback(path), None
+
+    def _fallback(self, path: str) -> Route:
+        for prefix in self._api_prefixes:
+            if path.startswith(prefix):
+                suffix = path[len(prefix):]
+                route = self._slug_cache.get(suffix)
+                if route is None:
+                    if len(self._slug_cache) > 2048:
+                        self._slug_cache.clear()
+                    # Ids in paths (logged-models/m-123) would make actions unbounded: keep
+                    # the first two segments only.
+                    slug = "-".join(s for s in suffix.split("/")[:2] if s)
+                    route = Route(kind="access", action=f"mlflow-{slug}" if slug else "mlflow-api")
+                    self._slug_cache[suffix] = route
+                return route
+        return self._default
+
+    def audit(self, key: str) -> Route | None:
+        return self.table.audit.get(key)
+
+
+def load_table(path: Path) -> RouteTable:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return RouteTable.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise RouteTableError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise RouteTableError(f"{path}: {problems}") from exc
+
+
+@lru_cache(maxsize=None)
+def builtin(name: str) -> Router:
+    """A route table shipped in ``parsers/routes/`` (``mlflow``, ``databricks``, ``sagemaker``)."""
+    text = resources.files("parsers").joinpath(f"routes/{name}.yaml").read_text()
+    return Router(RouteTable.model_validate(yaml.safe_load(text)))
+
+
+def router_for(path: Path | None, default: str) -> Router:
+    return builtin(default) if path is None else Router(load_table(path))
