@@ -29,13 +29,13 @@ FormatFn = Callable[[str, Router, ParseContext], Parsed]
 
 # format name -> (parse function, built-in route table)
 FORMATS: dict[str, tuple[FormatFn, str]] = {
-    "nginx": (lambda text, router, ctx: parse_combined(text, router), "mlflow"),
-    "gunicorn": (lambda text, router, ctx: parse_combined(text, router), "mlflow"),
-    "uvicorn": (lambda text, router, ctx: parse_uvicorn(text, router), "mlflow"),
-    "nginx-json": (lambda text, router, ctx: parse_nginx_json(text, router, ctx.field_map), "mlflow"),
-    "audit": (lambda text, router, ctx: parse_canonical(text, router), "mlflow"),
-    "databricks-audit": (lambda text, router, ctx: parse_databricks(text, router), "databricks"),
-    "cloudtrail": (lambda text, router, ctx: parse_cloudtrail(text, router), "sagemaker"),
+    "nginx": (parse_combined, "mlflow"),
+    "gunicorn": (parse_combined, "mlflow"),
+    "uvicorn": (parse_uvicorn, "mlflow"),
+    "nginx-json": (parse_nginx_json, "mlflow"),
+    "audit": (parse_canonical, "mlflow"),
+    "databricks-audit": (parse_databricks, "databricks"),
+    "cloudtrail": (parse_cloudtrail, "sagemaker"),
 }
 
 # Dead-letters keep the raw line, but not a 1 GiB one: this much of it, and its length.
@@ -67,7 +67,7 @@ class LineParser:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             return self._dead(line, f"invalid UTF-8 at byte {exc.start}", "invalid_utf8", read_at)
-        if not text.strip():
+        if not text or text.isspace():
             return self._dead(line, "empty line", "empty_line", read_at)
         try:
             route, failed, fields = self._parse(text, self.router, ctx)

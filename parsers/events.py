@@ -54,6 +54,11 @@ def _put_common(doc: dict[str, Any], ctx: ParseContext) -> None:
         doc["host"] = {"name": ctx.host_name}
 
 
+# Fields most access-log lines lack: looked up only when one of them is present.
+_RARE_FIELDS = frozenset({"source_address", "original_request", "email", "artifact_path", "delivery_id",
+                          "entity", "workspace", "cloud"})
+
+
 def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, Any],
                    platform: str, raw: str | None) -> dict[str, Any]:
     """Build the document of one event from the fields a format parser extracted.
@@ -62,8 +67,9 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
     email, ua, referrer, model (dict), artifact_path, error_code, error_message, error_type,
     delivery_id, workspace, entity, cloud (dict).
     """
+    get = f.get
     kind = "error" if failed else route.kind
-    dataset = f"modelregistry.{kind}"
+    dataset = "modelregistry." + kind
     event: dict[str, Any] = {
         "kind": "event",
         "dataset": dataset,
@@ -75,75 +81,88 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         "data_stream": {"type": "logs", "dataset": dataset, "namespace": ctx.namespace},
         "event": event,
     }
-    if (duration := f.get("duration_ns")) is not None:
+    duration = get("duration_ns")
+    if duration is not None:
         event["duration"] = duration
-    if ctx.keep_original and raw is not None:
+    if raw is not None and ctx.keep_original:
         event["original"] = raw
-    if (method := f.get("method")) is not None:
-        http: dict[str, Any] = {"request": {"method": method}}
-        response: dict[str, Any] = {}
-        if (status := f.get("status")) is not None:
-            response["status_code"] = status
-        if (size := f.get("bytes")) is not None:
-            response["body"] = {"bytes": size}
-        if response:
-            http["response"] = response
-        if (version := f.get("http_version")) is not None:
+    status = get("status")
+    method = get("method")
+    if method is not None:
+        request: dict[str, Any] = {"method": method}
+        http: dict[str, Any] = {"request": request}
+        if status is not None:
+            size = get("bytes")
+            http["response"] = ({"status_code": status} if size is None
+                                else {"status_code": status, "body": {"bytes": size}})
+        version = get("http_version")
+        if version is not None:
             http["version"] = version
-        if (referrer := f.get("referrer")) is not None:
-            http["request"]["referrer"] = referrer
+        referrer = get("referrer")
+        if referrer is not None:
+            request["referrer"] = referrer
         doc["http"] = http
-    elif (status := f.get("status")) is not None:
+    elif status is not None:
         doc["http"] = {"response": {"status_code": status}}
-    if (path := f.get("path")) is not None:
-        url: dict[str, Any] = {"path": path}
-        if query := f.get("query"):
-            url["query"] = query
-        doc["url"] = url
-    if (ip := f.get("ip")) is not None:
+    path = get("path")
+    if path is not None:
+        query = get("query")
+        doc["url"] = {"path": path, "query": query} if query else {"path": path}
+    rare = not f.keys().isdisjoint(_RARE_FIELDS)
+    ip = get("ip")
+    if ip is not None:
         doc["source"] = {"ip": ip}
-    elif (address := f.get("source_address")) is not None:
+    elif rare and (address := get("source_address")) is not None:
         doc["source"] = {"address": address}
-    if (original_request := f.get("original_request")) is not None:
+    if rare and (original_request := get("original_request")) is not None:
         doc["url"] = {"original": original_request}
-    user: dict[str, str] = {}
-    if name := f.get("user"):
-        user["name"] = name
-    if email := f.get("email"):
-        user["email"] = email
-    if user:
+    name = get("user")
+    email = get("email") if rare else None
+    if name or email:
+        user: dict[str, str] = {}
+        if name:
+            user["name"] = name
+        if email:
+            user["email"] = email
         doc["user"] = user
-    if ua := f.get("ua"):
+    ua = get("ua")
+    if ua:
         doc["user_agent"] = {"original": ua}
     registry: dict[str, Any] = {"operation": route.operation, "platform": platform, "format": ctx.format}
-    if model := f.get("model"):
+    model = get("model")
+    if model:
         registry["model"] = model
-    if (artifact := f.get("artifact_path")) is not None:
-        registry["artifact"] = {"path": artifact}
-    if delivery := f.get("delivery_id"):
-        registry["audit"] = {"delivery_id": delivery}
-        if entity := f.get("entity"):
-            registry["audit"]["entity"] = entity
-    if workspace := f.get("workspace"):
-        registry["workspace"] = workspace
+    if rare:
+        artifact = get("artifact_path")
+        if artifact is not None:
+            registry["artifact"] = {"path": artifact}
+        delivery = get("delivery_id")
+        if delivery:
+            registry["audit"] = {"delivery_id": delivery}
+            if entity := get("entity"):
+                registry["audit"]["entity"] = entity
+        workspace = get("workspace")
+        if workspace:
+            registry["workspace"] = workspace
+        cloud = get("cloud")
+        if cloud:
+            doc["cloud"] = cloud
     doc["modelregistry"] = registry
     if failed:
         error: dict[str, Any] = {}
-        status = f.get("status")
-        if code := f.get("error_code"):
+        if code := get("error_code"):
             error["code"] = code
-        if message := f.get("error_message"):
+        if message := get("error_message"):
             error["message"] = message
         elif status is not None:
             error["message"] = f"HTTP {status}"
-        if error_type := f.get("error_type"):
+        if error_type := get("error_type"):
             error["type"] = error_type
         elif status is not None:
             error["type"] = "server_error" if status >= 500 else "client_error"
         doc["error"] = error
-    if cloud := f.get("cloud"):
-        doc["cloud"] = cloud
-    _put_common(doc, ctx)
+    if ctx.service_name or ctx.service_environment or ctx.host_name:
+        _put_common(doc, ctx)
     return doc
 
 

@@ -30,7 +30,11 @@ class Route(_Model):
 
     @property
     def operation(self) -> Operation:
-        return "other" if self.kind == "access" else self.kind
+        return self._operation  # type: ignore[attr-defined]
+
+    def model_post_init(self, __context: object) -> None:
+        # Precomputed: read once per line on the hot path.
+        object.__setattr__(self, "_operation", "other" if self.kind == "access" else self.kind)
 
 
 class HttpRoute(Route):

@@ -74,6 +74,52 @@ def setup(
     err.print(f"installed {len(installed)} templates")
 
 
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="log files to parse ('-' for stdin)")],
+    format: Annotated[str, typer.Option("--format", "-f", help="nginx, nginx-json, gunicorn, uvicorn, databricks-audit, cloudtrail, audit")],
+    routes: Annotated[Optional[Path], typer.Option(help="route table YAML replacing the built-in one")] = None,
+    namespace: Annotated[str, typer.Option(help="data stream namespace")] = "default",
+    validate: Annotated[bool, typer.Option(help="check each document against the event model")] = False,
+    keep_original: Annotated[bool, typer.Option(help="keep the raw line in event.original")] = False,
+) -> None:
+    """Print, one JSON line each, the documents that would be indexed (no Elasticsearch)."""
+    from collections import Counter
+
+    from parsers import FORMATS, LineParser, ParseContext
+    from parsers.events import kind_of, validate_document
+    from parsers.routes import RouteTableError, load_table, Router
+
+    if format not in FORMATS:
+        err.print(f"[red]error:[/red] unknown format {format!r}; one of: {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    try:
+        router = Router(load_table(routes)) if routes else None
+    except RouteTableError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
+    counts: Counter[str] = Counter()
+    out = sys.stdout
+    for path in files:
+        try:
+            stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
+        except OSError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2)
+        with stream:
+            for line in stream:
+                doc = parser.parse(line)
+                if validate:
+                    validate_document(doc)
+                counts[kind_of(doc)] += 1
+                out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+                out.write("\n")
+    total = sum(counts.values())
+    summary = " ".join(f"{kind}={counts[kind]}" for kind in sorted(counts))
+    err.print(f"lines={total} {summary}", highlight=False)
+
+
 def _load(path: Path | None):
     from regwatch.config import Config, ConfigError, load_config
 

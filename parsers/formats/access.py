@@ -20,13 +20,32 @@ from parsers.routes import Route, Router
 from parsers.timestamps import parse_any, parse_clf
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
-COMBINED = re.compile(
-    r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
-    r"(?: " + _QUOTED + " " + _QUOTED + r")?(.*)"
+_COMBINED_SHAPE = (r"(\S+) \S+ (\S+) \[([^\]]+)\] {q} (\d{{3}}) (\d+|-)(?: {q} {q})?(.*)")
+# nginx escapes '"' inside fields as \x22, so the fast form without backslash handling matches
+# nearly every line; the exact form (quotes escaped with a backslash) is the fallback.
+COMBINED_FAST = re.compile(
+    r'(\S+) \S+ (\S+) \[([^\]]+)\] "([A-Z]+) (/[^" ]*) HTTP/([0-9.]+)" (\d{3}) (\d+|-)'
+    r'(?: "([^"]*)" "([^"]*)")?(?: rt=([0-9]+\.[0-9]+))?(.*)'
 )
+COMBINED = re.compile(_COMBINED_SHAPE.format(q=_QUOTED))
 _TIMING = re.compile(r'\b(rt|urt|request_time|upstream_response_time)="?([0-9.:, -]+?)"?(?:\s|$)')
 
 Parsed = tuple[Route, bool, dict[str, Any]]
+
+
+def _duration(rest: str) -> int | None:
+    """``rt=0.126`` (request time) first, else the upstream time; nanoseconds."""
+    at = rest.find(" rt=")
+    if at >= 0:
+        end = rest.find(" ", at + 4)
+        value = rest[at + 4:end if end >= 0 else None].strip('"')
+    else:
+        timings = dict(_TIMING.findall(rest))
+        value = timings.get("request_time") or timings.get("urt") or timings.get("upstream_response_time")
+    try:
+        return seconds_to_ns(value)
+    except ValueError:
+        return None
 
 
 def _request(f: dict[str, Any], request: str, router: Router) -> tuple[Route, bool]:
@@ -41,11 +60,17 @@ def _request(f: dict[str, Any], request: str, router: Router) -> tuple[Route, bo
     return fill_request(f, method, target, router)
 
 
-def parse_combined(text: str, router: Router) -> Parsed:
-    m = COMBINED.fullmatch(text)
-    if m is None:
-        raise ParseError("not an access log line (combined / gunicorn format)")
-    ip, user, when, request, status, size, referrer, agent, rest = m.groups()
+def parse_combined(text: str, router: Router, ctx: Any = None) -> Parsed:
+    fast = COMBINED_FAST.fullmatch(text)
+    if fast is not None:
+        ip, user, when, method, target, version, status, size, referrer, agent, rt, rest = fast.groups()
+        request = None
+    else:
+        m = COMBINED.fullmatch(text)
+        if m is None:
+            raise ParseError("not an access log line (combined / gunicorn format)")
+        ip, user, when, request, status, size, referrer, agent, rest = m.groups()
+        rt = None
     try:
         ts = parse_clf(when)
     except (ValueError, KeyError, IndexError) as exc:
@@ -64,16 +89,17 @@ def parse_combined(text: str, router: Router) -> Parsed:
         f["referrer"] = referrer
     if agent and agent != "-":
         f["ua"] = agent
-    if rest:
-        timings = dict(_TIMING.findall(rest))
-        raw = timings.get("rt") or timings.get("request_time") or timings.get("urt") or timings.get("upstream_response_time")
-        try:
-            duration = seconds_to_ns(raw)
-        except ValueError:
-            duration = None
+    if rt is not None:
+        f["duration_ns"] = round(float(rt) * 1e9)
+    elif rest:
+        duration = _duration(rest)
         if duration is not None:
             f["duration_ns"] = duration
-    route, failed = _request(f, request, router)
+    if request is None:
+        f["http_version"] = version
+        route, failed = fill_request(f, method, target, router)
+    else:
+        route, failed = _request(f, request, router)
     return route, failed, f
 
 
@@ -86,7 +112,7 @@ _UVICORN = re.compile(
 )
 
 
-def parse_uvicorn(text: str, router: Router) -> Parsed:
+def parse_uvicorn(text: str, router: Router, ctx: Any = None) -> Parsed:
     m = _UVICORN.fullmatch(text)
     if m is None:
         raise ParseError("not a uvicorn access log line")

@@ -90,7 +90,7 @@ class CanonicalAudit(BaseModel):
         return value
 
 
-def parse_canonical(text: str, router: Router) -> Parsed:
+def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
     raw = _load(text)
     if "@timestamp" not in raw and "timestamp" in raw:
         raw["@timestamp"] = raw.pop("timestamp")
@@ -153,7 +153,7 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def parse_databricks(text: str, router: Router) -> Parsed:
+def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
     """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
     record = _load(text)
     service = _str_or_none(_pick(record, "serviceName", "service_name"), "serviceName")
@@ -200,7 +200,7 @@ def parse_databricks(text: str, router: Router) -> Parsed:
 _PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:[^:]*:model-package/([^/]+)/(\d+)$")
 
 
-def parse_cloudtrail(text: str, router: Router) -> Parsed:
+def parse_cloudtrail(text: str, router: Router, ctx: Any = None) -> Parsed:
     record = _load(text)
     if "Records" in record and "eventName" not in record:
         raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",

@@ -66,7 +66,8 @@ def _text(value: Any, name: str) -> str | None:
     raise ParseError(f"wrong field type: {name} is a {type(value).__name__}", "wrong_type")
 
 
-def parse_nginx_json(text: str, router: Router, field_map: dict[str, str]) -> Parsed:
+def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
+    field_map: dict[str, str] = ctx.field_map
     try:
         record = json.loads(text)
     except ValueError as exc:

@@ -1,0 +1,103 @@
+"""Lines per second on one core, from raw line to ES-ready document, for every format.
+
+    python bench/parsers_bench.py [--lines N]
+
+The corpus is the real MLflow samples (tests/samples) repeated, with timestamps advancing one
+second every 50 lines (a busy registry), so the timestamp cache sees realistic reuse. It prints
+one line per format: lines/s for parse to dict, and for parse plus JSON encoding (bulk body).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import orjson
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from parsers import LineParser, ParseContext  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "samples"
+START = datetime(2026, 11, 24, 23, 55, 28, tzinfo=UTC)
+
+
+def _clf(i: int) -> bytes:
+    return (START + timedelta(seconds=i // 50)).strftime("%d/%b/%Y:%H:%M:%S +0000").encode()
+
+
+def _iso(i: int) -> bytes:
+    return (START + timedelta(seconds=i // 50)).strftime("%Y-%m-%dT%H:%M:%S+00:00").encode()
+
+
+def corpus(fmt: str, n: int) -> list[bytes]:
+    if fmt in ("nginx", "gunicorn"):
+        name = "nginx_access.log" if fmt == "nginx" else "gunicorn_access.log"
+        base = (SAMPLES / "mlflow-nginx" / name).read_bytes().splitlines()
+        out = []
+        for i in range(n):
+            line = base[i % len(base)]
+            a, b = line.index(b"[") + 1, line.index(b"]")
+            out.append(line[:a] + _clf(i) + line[b:])
+        return out
+    if fmt == "nginx-json":
+        base = [json.loads(l) for l in (SAMPLES / "mlflow-nginx-json" / "nginx_access.json").read_text().splitlines()]
+        out = []
+        for i in range(n):
+            record = dict(base[i % len(base)])
+            record["time_iso8601"] = _iso(i).decode()
+            out.append(json.dumps(record).encode())
+        return out
+    if fmt == "uvicorn":
+        base = (SAMPLES / "mlflow-nginx" / "nginx_access.log").read_text().splitlines()
+        out = []
+        for i in range(n):
+            line = base[i % len(base)]
+            request = line.split('"')[1]
+            status = line.split('"')[2].split()[0]
+            stamp = (START + timedelta(seconds=i // 50)).strftime("%Y-%m-%d %H:%M:%S,000")
+            out.append(f'{stamp} INFO uvicorn.access: 127.0.0.1:5{i % 9999} - "{request}" {status} OK'.encode())
+        return out
+    files = {"audit": "canonical.jsonl", "databricks-audit": "databricks.jsonl", "cloudtrail": "cloudtrail.jsonl"}
+    base = (SAMPLES / "audit" / files[fmt]).read_bytes().splitlines()
+    return [base[i % len(base)] for i in range(n)]
+
+
+def measure(fmt: str, lines: list[bytes], encode: bool) -> float:
+    parser = LineParser(ParseContext(format=fmt))
+    dumps = orjson.dumps
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        if encode:
+            for line in lines:
+                dumps(parser.parse(line))
+        else:
+            for line in lines:
+                parser.parse(line)
+        best = max(best, len(lines) / (time.perf_counter() - started))
+    return best
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--lines", type=int, default=200_000)
+    options = args.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    print(f"{'format':<18}{'lines/s (dict)':>16}{'lines/s (+orjson)':>19}   lines={options.lines}")
+    for fmt in ("nginx", "gunicorn", "uvicorn", "nginx-json", "audit", "databricks-audit", "cloudtrail"):
+        lines = corpus(fmt, options.lines)
+        parsed = measure(fmt, lines, encode=False)
+        encoded = measure(fmt, lines, encode=True)
+        print(f"{fmt:<18}{parsed:>16,.0f}{encoded:>19,.0f}")
+
+
+if __name__ == "__main__":
+    main()
