@@ -7,6 +7,8 @@ so they are routed by the route table's ``audit`` section.
 from __future__ import annotations
 
 import json
+
+import orjson
 import re
 from typing import Any
 
@@ -21,7 +23,7 @@ from parsers.timestamps import parse_any
 
 def _load(text: str) -> dict[str, Any]:
     try:
-        record = json.loads(text)
+        record = orjson.loads(text)
     except ValueError as exc:
         raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(record, dict):

@@ -8,6 +8,8 @@ model on writes (``{"name": "fraud-detector", "version": "2"}``).
 from __future__ import annotations
 
 import json
+
+import orjson
 from typing import Any
 
 from parsers.errors import ParseError
@@ -69,7 +71,7 @@ def _text(value: Any, name: str) -> str | None:
 def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
     field_map: dict[str, str] = ctx.field_map
     try:
-        record = json.loads(text)
+        record = orjson.loads(text)
     except ValueError as exc:
         raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(record, dict):
