@@ -81,6 +81,10 @@ class LineParser:
             log.warning("parser_bug", format=ctx.format, error=repr(exc))
             return self._dead(line, f"parser error: {exc!r}"[:500], "parser_bug", read_at)
 
+    def dead_letter(self, raw: bytes, reason: str, error_type: str) -> dict[str, Any]:
+        """A dead-letter for a line judged bad outside the parser (too long, refused by the sink)."""
+        return self._dead(raw, reason, error_type, None)
+
     def _dead(self, raw: bytes, reason: str, error_type: str, read_at: str | None) -> dict[str, Any]:
         kept = raw[:DEADLETTER_RAW_LIMIT].decode("utf-8", errors="backslashreplace")
         if len(raw) > DEADLETTER_RAW_LIMIT:

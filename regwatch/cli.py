@@ -120,6 +120,74 @@ def parse(
     err.print(f"lines={total} {summary}", highlight=False)
 
 
+@app.command()
+def ship(
+    config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
+    once: Annotated[bool, typer.Option("--once", help="read every input to its end, index, checkpoint, exit")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
+) -> None:
+    """The log shipper daemon: follow the inputs and index every line exactly once."""
+    from regwatch.ship import build_shipper, install_signals
+
+    settings = _load(config)
+    configure_logging("INFO", json=log_json)
+    shipper = build_shipper(settings, config)
+    install_signals(shipper)
+    if settings.metrics_port and not once:
+        shipper.metrics.serve(settings.metrics_port)
+    if once and sys.stderr.isatty():
+        summary = _run_with_progress(shipper, settings)
+    else:
+        summary = shipper.run(once=once)
+    typer.echo(summary.line())
+
+
+def _run_with_progress(shipper, settings):
+    import glob
+    import os
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    total = sum(os.path.getsize(p) for i in settings.inputs for pat in i.paths for p in glob.glob(pat)
+                if os.path.isfile(p))
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=err) as progress:
+        task = progress.add_task("shipping", total=total)
+        shipper.progress = lambda n: progress.advance(task, n)
+        return shipper.run(once=True)
+
+
+@app.command()
+def status(
+    config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
+) -> None:
+    """Each known file: its path, acknowledged offset, size, and how far behind it is."""
+    import os
+
+    from pipeline.checkpoint import CheckpointStore
+    from pipeline.files import fingerprint
+
+    settings = _load(config)
+    store = CheckpointStore(settings.checkpoint_file)
+    rows = []
+    for fp, position in sorted(store.all().items(), key=lambda kv: kv[1].path):
+        size = None
+        try:
+            with open(position.path, "rb") as handle:
+                if fingerprint(handle.read(1024)) == fp:
+                    size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            pass
+        rows.append((position.path, position.offset, size))
+    from rich.table import Table
+
+    table = Table("file", "offset", "size", "behind")
+    for path, offset, size in rows:
+        behind = "rotated away" if size is None else str(max(0, size - offset))
+        table.add_row(path, str(offset), "-" if size is None else str(size), behind)
+    Console().print(table)
+
+
 def _load(path: Path | None):
     from regwatch.config import Config, ConfigError, load_config
 

@@ -57,6 +57,8 @@ class InputConfig(Strict):
     platform: str = "mlflow"
     start_at: Literal["beginning", "end"] = "beginning"
     keep_original: bool = False
+    exclude: list[str] | None = None  # file name globs to skip (default: compressed rotations)
+    field_map: dict[str, str] = Field(default_factory=dict)  # JSON formats: our field -> their key
 
     @field_validator("paths")
     @classmethod

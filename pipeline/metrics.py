@@ -1,0 +1,30 @@
+"""Prometheus metrics of the shipper, in a registry of its own (one per shipper instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ShipperMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.lines_read = Counter("regwatch_lines_read", "Lines read from log files", ["input"], registry=r)
+        self.events_indexed = Counter("regwatch_events_indexed", "Documents acknowledged by Elasticsearch",
+                                      ["kind"], registry=r)
+        self.deadletters = Counter("regwatch_deadletters", "Lines sent to the dead-letter stream",
+                                   ["reason"], registry=r)
+        self.duplicates = Counter("regwatch_duplicates_skipped",
+                                  "Lines Elasticsearch already held (409 on create): replays", registry=r)
+        self.bulk_retries = Counter("regwatch_bulk_retries", "Bulk attempts retried (429, 5xx, connection)",
+                                    registry=r)
+        self.rejected = Counter("regwatch_rejected_deadletters",
+                                "Dead-letters that Elasticsearch refused too (logged with their line)",
+                                registry=r)
+        self.bulk_latency = Histogram("regwatch_bulk_latency_seconds", "Latency of one bulk request",
+                                      registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.queue_depth = Gauge("regwatch_queue_depth", "Events waiting to be indexed", registry=r)
+        self.bytes_behind = Gauge("regwatch_bytes_behind", "Bytes of a file not read yet", ["path"], registry=r)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,309 @@
+"""The shipper: files -> parse -> bounded queue -> bulk -> checkpoint.
+
+Two threads. The reader scans globs (on watchdog events, or every poll interval as a fallback),
+reads complete lines, parses them with the input's parser and puts one item per line on a
+bounded queue: when Elasticsearch is slow or down the queue fills and reading pauses, so memory
+does not grow with the backlog. The writer takes batches off the queue, delivers each completely
+(retrying as long as it takes) and only then advances the checkpoint of the lines in it: batches
+are delivered in order, so a file's checkpoint never passes a line that is not acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pipeline.checkpoint import CheckpointStore
+from pipeline.files import FileSource, InputSpec, Line, Tailer
+from pipeline.metrics import ShipperMetrics
+from pipeline.sink import BulkSink, DeadLetterFn, Item, index_of
+
+log = structlog.get_logger(__name__)
+
+ParseFn = Callable[[bytes], dict[str, Any]]
+_END = object()
+
+
+@dataclass
+class ShipInput:
+    """One configured input: where to read, and the parser (from the parsers room) to use."""
+
+    spec: InputSpec
+    parse: ParseFn
+    dead_letter: DeadLetterFn
+    name: str = ""
+
+
+@dataclass
+class ShipOptions:
+    batch_docs: int = 2000
+    batch_bytes: int = 5 * 1024 * 1024
+    batch_wait_s: float = 0.5
+    queue_max: int = 10_000
+    max_line_bytes: int = 1024 * 1024
+    partial_flush_s: float = 5.0
+    poll_interval_s: float = 1.0
+    close_renamed_after_s: float = 5.0
+    checkpoint_every_s: float = 1.0
+    stop_grace_s: float = 5.0
+    watch: bool = True
+
+
+@dataclass
+class Summary:
+    lines_read: int = 0
+    indexed: Counter[str] = field(default_factory=Counter)
+    deadletters: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    rejected: int = 0
+
+    @property
+    def events(self) -> int:
+        return sum(v for k, v in self.indexed.items() if k != "deadletter")
+
+    def line(self) -> str:
+        kinds = " ".join(f"{k}={v}" for k, v in sorted(self.indexed.items()) if k != "deadletter")
+        return (f"lines_read={self.lines_read} events={self.events} deadletters={sum(self.deadletters.values())} "
+                f"duplicates_skipped={self.duplicates} {kinds}").strip()
+
+
+def document_id(fingerprint: str, offset: int) -> str:
+    """The same line of the same content is always the same document."""
+    digest = hashlib.blake2b(f"{fingerprint}:{offset}".encode(), digest_size=15).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+class Shipper:
+    def __init__(self, sink: BulkSink, inputs: list[ShipInput], store: CheckpointStore,
+                 options: ShipOptions | None = None, metrics: ShipperMetrics | None = None,
+                 reload: Callable[[], list[ShipInput] | None] | None = None) -> None:
+        self.sink = sink
+        self.inputs = inputs
+        self.store = store
+        self.options = options or ShipOptions()
+        self.metrics = metrics or sink.metrics
+        self._reload_fn = reload
+        self._reload_requested = threading.Event()
+        self.tailer = Tailer([i.spec for i in inputs], self._resume, max_line_bytes=self.options.max_line_bytes,
+                             partial_flush_s=self.options.partial_flush_s,
+                             close_renamed_after_s=self.options.close_renamed_after_s)
+        self.tailer.on_start_offset = self._start_offset_chosen
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=self.options.queue_max)
+        self.summary = Summary()
+        self._stopping = threading.Event()  # stop reading, drain what is queued
+        self._give_up = threading.Event()  # stop retrying: exit without acknowledging the rest
+        self._wake = threading.Event()
+        self._observer = None
+        self._last_save = 0.0
+        self.progress: Callable[[int], None] | None = None  # bytes read, for a progress bar
+
+    # -- control -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """SIGTERM: stop reading, deliver what is queued within the grace period, checkpoint."""
+        if not self._stopping.is_set():
+            log.info("stopping")
+            self._stopping.set()
+            self._wake.set()
+            timer = threading.Timer(self.options.stop_grace_s, self._give_up.set)
+            timer.daemon = True
+            timer.start()
+
+    def request_reload(self) -> None:
+        """SIGHUP or a changed config file: re-read the inputs."""
+        self._reload_requested.set()
+        self._wake.set()
+
+    def run(self, once: bool = False) -> Summary:
+        """Ship until stopped (daemon), or until every input is read to its end (``once``)."""
+        if self.options.watch and not once:
+            self._start_watching()
+        reader = threading.Thread(target=self._read_loop, args=(once,), name="regwatch-reader", daemon=True)
+        reader.start()
+        try:
+            self._write_loop()
+        finally:
+            self._stopping.set()
+            self._wake.set()
+            reader.join(timeout=self.options.stop_grace_s + 5)
+            if self._observer is not None:
+                self._observer.stop()
+            self.store.save()
+            self.tailer.close()
+        log.info("shipper_done", summary=self.summary.line())
+        return self.summary
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _resume(self, fingerprint: str) -> int | None:
+        position = self.store.get(fingerprint)
+        return position.offset if position is not None else None
+
+    def _start_offset_chosen(self, source: FileSource, offset: int) -> None:
+        # start_at: end for a file seen for the first time: remember the choice at once, or a
+        # restart would choose a new end and skip what was written in between.
+        self.store.advance(source.fingerprint, offset, source.path, source.device, source.inode)
+        self.store.save()
+
+    def _read_loop(self, once: bool) -> None:
+        try:
+            while not self._stopping.is_set():
+                if self._reload_requested.is_set():
+                    self._reload()
+                self.tailer.scan()
+                for lines in self.tailer.poll():
+                    for line in lines:
+                        if not self._put(self._item(line)):
+                            return
+                        self.summary.lines_read += 1
+                self._update_behind()
+                if once:
+                    return
+                self._wake.wait(self.options.poll_interval_s)
+                self._wake.clear()
+        except Exception:  # noqa: BLE001 - logged; the writer still drains and checkpoints
+            log.exception("reader_failed")
+        finally:
+            self._put_end()
+
+    def _put(self, item: Item) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                self.metrics.queue_depth.set(self.queue.qsize())
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _put_end(self) -> None:
+        while True:
+            try:
+                self.queue.put(_END, timeout=0.2)
+                return
+            except queue.Full:
+                if self._give_up.is_set():
+                    return
+
+    def _item(self, line: Line) -> Item:
+        source = line.source
+        shipped = self.inputs[source.input_index] if source.input_index < len(self.inputs) else self.inputs[0]
+        self.metrics.lines_read.labels(shipped.name or str(source.input_index)).inc()
+        if self.progress is not None:
+            self.progress(line.end - line.offset)
+        if line.too_long:
+            doc = shipped.dead_letter(
+                line.raw, f"line too long: {line.too_long} bytes > {self.options.max_line_bytes}", "line_too_long")
+        else:
+            doc = shipped.parse(line.raw)
+        doc["log"] = {"file": {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
+                               "fingerprint": source.fingerprint}, "offset": line.offset}
+        kind = doc["data_stream"]["dataset"].rpartition(".")[2]
+        return Item(index=index_of(doc), id=document_id(source.fingerprint, line.offset), source=doc, kind=kind,
+                    raw=line.raw, dead_letter=shipped.dead_letter, ack=(source, line.end))
+
+    def _update_behind(self) -> None:
+        for path, behind in self.tailer.behind().items():
+            self.metrics.bytes_behind.labels(path).set(behind)
+
+    def _reload(self) -> None:
+        self._reload_requested.clear()
+        if self._reload_fn is None:
+            return
+        try:
+            inputs = self._reload_fn()
+        except Exception as exc:  # noqa: BLE001 - a bad config keeps the old inputs running
+            log.error("reload_failed", error=str(exc))
+            return
+        if inputs is None:
+            return
+        self.inputs = inputs
+        self.tailer.set_specs([i.spec for i in inputs])
+        log.info("inputs_reloaded", inputs=len(inputs))
+
+    def _start_watching(self) -> None:
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            return
+        wake = self._wake
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:  # noqa: ANN001
+                wake.set()
+
+        observer = Observer()
+        folders = {str(Path(p).parent) for i in self.inputs for p in i.spec.paths}
+        for folder in folders:
+            if Path(folder).is_dir():
+                observer.schedule(Wake(), folder, recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        batch: list[Item] = []
+        size = 0
+        first_at = 0.0
+        options = self.options
+        while True:
+            timeout = max(0.01, options.batch_wait_s - (time.monotonic() - first_at)) if batch else 0.5
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _END:
+                if batch:
+                    self._deliver(batch)
+                return
+            if item is not None:
+                if not batch:
+                    first_at = time.monotonic()
+                batch.append(item)
+                size += len(item.raw) + 256
+            full = len(batch) >= options.batch_docs or size >= options.batch_bytes
+            due = batch and time.monotonic() - first_at >= options.batch_wait_s
+            if full or due:
+                if not self._deliver(batch):
+                    return
+                batch, size = [], 0
+            self.metrics.queue_depth.set(self.queue.qsize())
+            if self._give_up.is_set():
+                return
+
+    def _deliver(self, batch: list[Item]) -> bool:
+        report = self.sink.deliver(batch, give_up=self._give_up)
+        summary = self.summary
+        summary.indexed.update(report.indexed)
+        summary.deadletters.update(report.deadletters)
+        summary.duplicates += report.duplicates
+        summary.rejected += report.rejected
+        if not report.complete:
+            log.warning("batch_abandoned", docs=len(batch), reason="stopping while Elasticsearch is unavailable")
+            return False
+        ends: dict[str, tuple[FileSource, int]] = {}
+        for item in batch:
+            source, end = item.ack
+            current = ends.get(source.fingerprint)
+            if current is None or end > current[1]:
+                ends[source.fingerprint] = (source, end)
+        for source, end in ends.values():
+            self.store.advance(source.fingerprint, end, source.path, source.device, source.inode)
+        now = time.monotonic()
+        if now - self._last_save >= self.options.checkpoint_every_s or self._stopping.is_set():
+            self.store.save()
+            self._last_save = now
+        return True

@@ -1,0 +1,89 @@
+"""Wiring of the shipper: configuration -> parsers and pipeline, signals, metrics, summary."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
+
+from parsers import LineParser, ParseContext
+from parsers.routes import router_for
+from pipeline.checkpoint import CheckpointStore
+from pipeline.files import DEFAULT_EXCLUDE, InputSpec
+from pipeline.metrics import ShipperMetrics
+from pipeline.shipper import ShipInput, Shipper, ShipOptions
+from pipeline.sink import BulkSink
+from regwatch.config import Config, load_config
+
+
+def build_inputs(config: Config) -> list[ShipInput]:
+    inputs = []
+    for index, spec in enumerate(config.inputs):
+        ctx = ParseContext(
+            namespace=config.namespace, format=spec.format, service_name=spec.service_name,
+            service_environment=spec.service_environment, host_name=config.host_name or socket.gethostname(),
+            keep_original=spec.keep_original, platform=spec.platform, max_line_bytes=config.max_line_bytes,
+            field_map=dict(spec.field_map),
+        )
+        from parsers import FORMATS
+
+        parser = LineParser(ctx, router_for(spec.routes, FORMATS[spec.format][1]))
+        inputs.append(ShipInput(
+            spec=InputSpec(index=index, paths=tuple(spec.paths), exclude=tuple(spec.exclude or DEFAULT_EXCLUDE),
+                           start_at=spec.start_at),
+            parse=parser.parse, dead_letter=parser.dead_letter, name=f"{index}:{spec.format}"))
+    return inputs
+
+
+def options_from(config: Config) -> ShipOptions:
+    return ShipOptions(
+        batch_docs=config.batch.max_docs, batch_bytes=config.batch.max_bytes, batch_wait_s=config.batch.max_wait_s,
+        queue_max=config.queue_max_events, max_line_bytes=config.max_line_bytes,
+        partial_flush_s=config.partial_line_flush_s, poll_interval_s=config.poll_interval_s)
+
+
+def client_for(config: Config) -> Elasticsearch:
+    options = config.elasticsearch.client_options()
+    return Elasticsearch(serializer=OrjsonSerializer(), retry_on_timeout=True, max_retries=0, **options)
+
+
+def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
+    metrics = ShipperMetrics()
+    sink = BulkSink(client_for(config), metrics)
+    state = {"mtime": _mtime(config_path)}
+
+    def reload() -> list[ShipInput] | None:
+        if config_path is None:
+            return None
+        state["mtime"] = _mtime(config_path)
+        return build_inputs(load_config(config_path))
+
+    shipper = Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), options_from(config),
+                      metrics, reload=reload)
+    if config_path is not None:
+        original_scan = shipper.tailer.scan
+
+        def scan_and_watch_config() -> None:
+            if _mtime(config_path) != state["mtime"]:
+                shipper.request_reload()
+            original_scan()
+
+        shipper.tailer.scan = scan_and_watch_config  # type: ignore[method-assign]
+    return shipper
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
+
+
+def install_signals(shipper: Shipper) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: shipper.stop())
+    signal.signal(signal.SIGINT, lambda *_: shipper.stop())
+    signal.signal(signal.SIGHUP, lambda *_: shipper.request_reload())
