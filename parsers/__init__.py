@@ -83,7 +83,7 @@ class LineParser:
 
     def dead_letter(self, raw: bytes, reason: str, error_type: str) -> dict[str, Any]:
         """A dead-letter for a line judged bad outside the parser (too long, refused by the sink)."""
-        return self._dead(raw, reason, error_type, None)
+        return self._dead(raw.rstrip(b"\r\n"), reason, error_type, None)
 
     def _dead(self, raw: bytes, reason: str, error_type: str, read_at: str | None) -> dict[str, Any]:
         kept = raw[:DEADLETTER_RAW_LIMIT].decode("utf-8", errors="backslashreplace")

@@ -160,6 +160,7 @@ def _run_with_progress(shipper, settings):
 @app.command()
 def status(
     config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
 ) -> None:
     """Each known file: its path, acknowledged offset, size, and how far behind it is."""
     import os
@@ -179,6 +180,11 @@ def status(
         except OSError:
             pass
         rows.append((position.path, position.offset, size))
+    if as_json:
+        for path, offset, size in rows:
+            behind = None if size is None else max(0, size - offset)
+            typer.echo(json.dumps({"path": path, "offset": offset, "size": size, "behind": behind}))
+        return
     from rich.table import Table
 
     table = Table("file", "offset", "size", "behind")

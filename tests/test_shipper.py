@@ -1,0 +1,200 @@
+"""The shipper against a real Elasticsearch and real files: counts reconcile, replays dedupe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipeline.metrics import ShipperMetrics
+from pipeline.sink import BulkSink, Item
+from regwatch.config import ConfigError, load_config
+from regwatch.ship import build_shipper
+from shipping import indexed, line, seq_counts, write_config
+
+REGWATCH = [sys.executable, "-m", "regwatch.cli"]
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_once_reconciles_garbage_long_lines_and_unknown_routes(es: Elasticsearch, es_url: str, namespace: str,
+                                                                tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    good = [line(i) for i in range(300)]
+    unknown = [line(1000 + i, path="/api/2.0/mlflow/experiments/unknown-thing") for i in range(50)]
+    odd = [b'127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "PROPFIND /whatever HTTP/1.1" 405 0 "-" "x"\n'] * 10
+    garbage = [b"\x00\x01\x02 binary\n", b"not a log line at all\n", b'{"json": "in the wrong file"}\n'] * 10
+    long_lines = [b"L" * 3000 + b"\n"] * 5
+    mixed = good + unknown + odd + garbage + long_lines
+    import random
+
+    random.Random(7).shuffle(mixed)
+    log.write_bytes(b"".join(mixed))
+    config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)], max_line_bytes=2048)
+    result = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
+    summary = result.stdout.strip()
+    assert f"lines_read={len(mixed)}" in summary
+    assert "deadletters=35" in summary
+    assert indexed(es, namespace) == len(mixed)  # lines read = events indexed + dead-letters
+    assert indexed(es, namespace, "deadletter") == 35
+    assert indexed(es, namespace, "error") == 10  # PROPFIND 405
+    assert indexed(es, namespace, "access") == 50
+    reasons = es.search(index=f"logs-modelregistry.deadletter-{namespace}", size=0,
+                        aggs={"r": {"terms": {"field": "error.type"}}})["aggregations"]["r"]["buckets"]
+    by_reason = {b["key"]: b["doc_count"] for b in reasons}
+    assert by_reason["line_too_long"] == 5
+    assert sum(by_reason.values()) == 35
+    hit = es.search(index=f"logs-modelregistry.deadletter-{namespace}", size=1,
+                    query={"term": {"error.type": "line_too_long"}})["hits"]["hits"][0]["_source"]
+    assert hit["event"]["original"].startswith("LLLL")
+    assert hit["error"]["message"] == "line too long: 3001 bytes > 2048"
+    assert hit["log"]["file"]["path"] == str(log)
+    # A second run reads nothing; a run without checkpoints replays everything as duplicates.
+    again = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
+    assert "lines_read=0" in again.stdout
+    (tmp_path / "checkpoints.json").unlink()
+    replay = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
+    assert f"duplicates_skipped={len(mixed)}" in replay.stdout
+    assert indexed(es, namespace) == len(mixed)
+
+
+def test_document_fields_from_the_shipper(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(line(1) + line(2))
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)], host_name="reg-host"))
+    summary = build_shipper(config).run(once=True)
+    assert summary.events == 2
+    es.indices.refresh(index=f"logs-modelregistry.retrieval-{namespace}")
+    hits = es.search(index=f"logs-modelregistry.retrieval-{namespace}", sort=[{"log.offset": "asc"}])["hits"]["hits"]
+    first, second = (h["_source"] for h in hits)
+    assert first["log"]["offset"] == 0 and second["log"]["offset"] == len(line(1))
+    assert first["log"]["file"]["path"] == str(log)
+    assert first["host"] == {"name": "reg-host"}
+    assert first["modelregistry"]["model"] == {"name": "m1"}
+    assert hits[0]["_index"].startswith(f".ds-logs-modelregistry.retrieval-{namespace}-")
+
+
+def test_partial_last_line_waits_for_its_newline(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    whole = line(5)
+    log.write_bytes(line(4) + whole[:40])
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))
+    assert build_shipper(config).run(once=True).lines_read == 1
+    with log.open("ab") as handle:
+        handle.write(whole[40:])
+    assert build_shipper(config).run(once=True).lines_read == 1
+    assert sorted(seq_counts(es, namespace)) == [4, 5]
+
+
+def test_mapping_rejection_becomes_a_deadletter_with_the_reason(es: Elasticsearch, namespace: str) -> None:
+    from parsers import LineParser, ParseContext
+
+    parser = LineParser(ParseContext(namespace=namespace, format="nginx"))
+    doc = parser.parse(line(9))
+    doc["http"]["response"]["status_code"] = "not-a-number"  # will never map to a long
+    stream = f"logs-modelregistry.retrieval-{namespace}"
+    report = BulkSink(es, ShipperMetrics()).deliver(
+        [Item(index=stream, id="bad-1", source=doc, kind="retrieval", raw=line(9), dead_letter=parser.dead_letter)])
+    assert report.complete and report.deadletters == {"index_rejected": 1}
+    es.indices.refresh(index=f"logs-modelregistry.deadletter-{namespace}")
+    (hit,) = es.search(index=f"logs-modelregistry.deadletter-{namespace}",
+                       query={"ids": {"values": ["bad-1"]}})["hits"]["hits"]  # same deterministic id
+    assert hit["_source"]["event"]["original"] == line(9).decode().rstrip("\n")
+    assert "rejected by Elasticsearch" in hit["_source"]["error"]["message"]
+    assert "status_code" in hit["_source"]["error"]["message"]
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("namespace: Not-Valid\ninputs:\n  - paths: [/x]\n    format: apache\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "namespace" in str(info.value) and "inputs.0.format" in str(info.value)
+    result = subprocess.run([*REGWATCH, "ship", "-c", str(bad), "--once"], capture_output=True, text=True)
+    assert result.returncode == 1 and "inputs.0.format" in result.stderr
+
+
+def test_minimal_config_from_the_issue_validates(tmp_path: Path) -> None:
+    minimal = tmp_path / "minimal.yaml"
+    minimal.write_text(
+        'elasticsearch:\n  hosts: ["http://127.0.0.1:9200"]\nnamespace: default\n'
+        "checkpoint_file: /var/lib/regwatch/checkpoints.json\n"
+        'inputs:\n  - paths: ["/var/log/nginx/mlflow_access.log*"]\n    format: nginx\n')
+    config = load_config(minimal)
+    assert config.inputs[0].start_at == "beginning" and config.batch.max_docs == 2000
+    example = Path(__file__).parent.parent / "examples" / "regwatch.yaml"
+    assert load_config(example).inputs
+
+
+def test_daemon_follows_new_lines_serves_metrics_and_stops_on_sigterm(es: Elasticsearch, es_url: str, namespace: str,
+                                                                      tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(line(i) for i in range(100)))
+    port = 19464 + os.getpid() % 500
+    config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(tmp_path / "*.log")], metrics_port=port)
+    daemon = subprocess.Popen([*REGWATCH, "ship", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: indexed(es, namespace) == 100)
+        with log.open("ab") as handle:
+            handle.write(b"".join(line(i) for i in range(100, 150)))
+        (tmp_path / "second.log").write_bytes(b"".join(line(i) for i in range(150, 160)))  # new file, picked up
+        wait_for(lambda: indexed(es, namespace) == 160)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'regwatch_events_indexed_total{kind="retrieval"} 160.0' in metrics
+        assert "regwatch_bulk_latency_seconds_bucket" in metrics and "regwatch_queue_depth" in metrics
+        assert "regwatch_bytes_behind" in metrics
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    checkpoints = json.loads((tmp_path / "checkpoints.json").read_text())["files"]
+    assert sorted(p["offset"] for p in checkpoints.values()) == sorted(
+        [log.stat().st_size, (tmp_path / "second.log").stat().st_size])
+    assert "lines_read=160" in daemon.stdout.read().decode()
+    status = subprocess.run([*REGWATCH, "status", "-c", str(config), "--json"], capture_output=True, text=True,
+                            check=True)
+    rows = {row["path"]: row for row in map(json.loads, status.stdout.splitlines())}
+    assert rows[str(log)] == {"path": str(log), "offset": log.stat().st_size, "size": log.stat().st_size, "behind": 0}
+
+
+def test_start_at_end_skips_history_but_not_what_follows(es: Elasticsearch, es_url: str, namespace: str,
+                                                         tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(line(i) for i in range(20)))
+    path = write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)])
+    raw = json.loads(json.dumps(__import__("yaml").safe_load(path.read_text())))
+    raw["inputs"][0]["start_at"] = "end"
+    path.write_text(json.dumps(raw))
+    config = load_config(path)
+    shipper = build_shipper(config)
+    runner = threading.Thread(target=shipper.run)
+    runner.start()
+    try:
+        time.sleep(1.0)
+        with log.open("ab") as handle:
+            handle.write(b"".join(line(i) for i in range(20, 25)))
+        wait_for(lambda: indexed(es, namespace) == 5)
+    finally:
+        shipper.stop()
+        runner.join(timeout=15)
+    assert sorted(seq_counts(es, namespace)) == list(range(20, 25))
