@@ -42,16 +42,28 @@ class ParseContext:
         return f"logs-modelregistry.{kind}-{self.namespace}"
 
 
-def _put_common(doc: dict[str, Any], ctx: ParseContext) -> None:
+def _common_fields(ctx: ParseContext) -> dict[str, Any]:
+    """service.* and host.*: the same for every line of an input, built once and shared."""
+    common: dict[str, Any] = {}
     service: dict[str, str] = {}
     if ctx.service_name:
         service["name"] = ctx.service_name
     if ctx.service_environment:
         service["environment"] = ctx.service_environment
     if service:
-        doc["service"] = service
+        common["service"] = service
     if ctx.host_name:
-        doc["host"] = {"name": ctx.host_name}
+        common["host"] = {"name": ctx.host_name}
+    return common
+
+
+def _put_common(doc: dict[str, Any], ctx: ParseContext) -> None:
+    common = ctx.__dict__.get("_common")
+    if common is None:
+        common = _common_fields(ctx)
+        object.__setattr__(ctx, "_common", common)
+    if common:
+        doc.update(common)
 
 
 # Fields most access-log lines lack: looked up only when one of them is present.

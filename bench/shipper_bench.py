@@ -1,0 +1,170 @@
+"""End-to-end shipping figures against the local Elasticsearch node.
+
+    python bench/shipper_bench.py [--lines 200000] [--backlog 1000000] [--skip-rss]
+
+1. Throughput: events/s of ``regwatch ship --once`` from a file of nginx lines, as a ratio to the
+   node's own bulk ceiling measured in the same run (the same documents as pre-built NDJSON
+   bodies, the same batch size, one request at a time). Target: >= 0.8.
+2. Latency: line written to event searchable, p50 and p99, daemon mode, 400 lines/s for 15 s.
+   Target: p99 < 2 s.
+3. Peak RSS of ``regwatch ship --once`` over a backlog of 1,000,000 lines. Target: < 200 MB.
+
+ES_URL picks the node; otherwise the local node (``regwatch es up``) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from parsers import LineParser, ParseContext  # noqa: E402
+from pipeline import templates  # noqa: E402
+from regwatch import localnode  # noqa: E402
+from regwatch.config import load_config  # noqa: E402
+from regwatch.logging import configure  # noqa: E402
+from regwatch.ship import build_shipper, client_for  # noqa: E402
+from shipping import line, write_config  # noqa: E402
+
+BATCH = 2000
+
+
+def write_lines(path: Path, count: int, start: int = 0) -> None:
+    with path.open("wb") as handle:
+        for i in range(start, start + count):
+            handle.write(line(i))
+
+
+def ceiling(client, lines: list[bytes], namespace: str) -> float:
+    parser = LineParser(ParseContext(namespace=namespace, format="nginx"))
+    bodies = []
+    for start in range(0, len(lines), BATCH):
+        body = bytearray()
+        for offset, raw in enumerate(lines[start:start + BATCH], start):
+            doc = parser.parse(raw)
+            body += orjson.dumps({"create": {"_index": f"logs-modelregistry.retrieval-{namespace}", "_id": f"c{offset}"}})
+            body += b"\n" + orjson.dumps(doc) + b"\n"
+        bodies.append(bytes(body))
+    started = time.perf_counter()
+    for body in bodies:
+        response = client.bulk(operations=body, filter_path="errors")
+        assert not response["errors"]
+    return len(lines) / (time.perf_counter() - started)
+
+
+def throughput(es_url: str, workdir: Path, count: int) -> None:
+    log = workdir / "throughput.log"
+    write_lines(log, count)
+    lines = log.read_bytes().splitlines(keepends=True)
+    config = load_config(write_config(workdir / "t.yaml", es_url, "bench" + uuid.uuid4().hex[:8], [str(log)],
+                                      batch={"max_docs": BATCH}))
+    client = client_for(config)
+    templates.install(client)
+    bulk_rate = ceiling(client, lines, "bench" + uuid.uuid4().hex[:8])
+    shipper = build_shipper(config)
+    started = time.perf_counter()
+    summary = shipper.run(once=True)
+    elapsed = time.perf_counter() - started
+    assert summary.events == count, summary.line()
+    ship_rate = count / elapsed
+    print(f"throughput: lines={count} bulk_ceiling={bulk_rate:,.0f} docs/s  shipper={ship_rate:,.0f} events/s  "
+          f"ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)")
+
+
+def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> None:
+    log = workdir / "latency.log"
+    log.write_bytes(b"")
+    namespace = "lat" + uuid.uuid4().hex[:8]
+    config = load_config(write_config(workdir / "l.yaml", es_url, namespace, [str(log)]))
+    client = client_for(config)
+    shipper = build_shipper(config)
+    runner = threading.Thread(target=shipper.run, daemon=True)
+    runner.start()
+    time.sleep(1.0)
+    written: list[float] = []
+    visible: dict[int, float] = {}
+    total = rate * seconds
+    stop = threading.Event()
+
+    def watch() -> None:
+        pattern = f"logs-modelregistry.*-{namespace}"
+        while not stop.is_set():
+            try:
+                count = client.count(index=pattern, allow_no_indices=True)["count"]
+            except Exception:  # noqa: BLE001 - the stream may not exist yet
+                count = 0
+            now = time.perf_counter()
+            for seq in range(len(visible), count):
+                visible[seq] = now
+            if count >= total:
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with log.open("ab", buffering=0) as handle:
+        started = time.perf_counter()
+        for seq in range(total):
+            target = started + seq / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            handle.write(line(seq))
+            written.append(time.perf_counter())
+    watcher.join(timeout=60)
+    stop.set()
+    shipper.stop()
+    runner.join(timeout=20)
+    delays = sorted(visible[s] - written[s] for s in range(total) if s in visible)
+    assert len(delays) == total, f"only {len(delays)} of {total} lines became searchable"
+    p50 = delays[len(delays) // 2]
+    p99 = delays[int(len(delays) * 0.99)]
+    print(f"latency: lines={total} rate={rate}/s written->searchable p50={p50:.3f}s p99={p99:.3f}s "
+          f"max={delays[-1]:.3f}s (target p99 < 2 s)")
+
+
+def peak_rss(es_url: str, workdir: Path, count: int) -> None:
+    log = workdir / "backlog.log"
+    write_lines(log, count)
+    config = write_config(workdir / "r.yaml", es_url, "rss" + uuid.uuid4().hex[:8], [str(log)])
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "regwatch.cli", "ship", "-c", str(config), "--once"],
+                            capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"memory: backlog={count} lines ({log.stat().st_size / 1e6:.0f} MB) peak_rss={rss_mb:.0f} MB "
+          f"in {elapsed:.0f}s (target < 200 MB); {result.stdout.strip()}")
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--lines", type=int, default=200_000)
+    args.add_argument("--backlog", type=int, default=1_000_000)
+    args.add_argument("--skip-rss", action="store_true")
+    options = args.parse_args()
+    configure("WARNING", json=True)
+    node = localnode.up()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        throughput(node.url, workdir, options.lines)
+        latency(node.url, workdir)
+        if not options.skip_rss:
+            peak_rss(node.url, workdir, options.backlog)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
