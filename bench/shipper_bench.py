@@ -43,6 +43,7 @@ BATCH = 2000
 
 
 def write_lines(path: Path, count: int, start: int = 0) -> None:
+    """Distinct content per file (sequence numbers from ``start``): no file is another's copy."""
     with path.open("wb") as handle:
         for i in range(start, start + count):
             handle.write(line(i))
@@ -67,7 +68,7 @@ def ceiling(client, lines: list[bytes], namespace: str) -> float:
 
 def throughput(es_url: str, workdir: Path, count: int) -> None:
     log = workdir / "throughput.log"
-    write_lines(log, count)
+    write_lines(log, count, start=10_000_000)
     lines = log.read_bytes().splitlines(keepends=True)
     config = load_config(write_config(workdir / "t.yaml", es_url, "bench" + uuid.uuid4().hex[:8], [str(log)],
                                       batch={"max_docs": BATCH}))
@@ -122,7 +123,7 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
             delay = target - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            handle.write(line(seq))
+            handle.write(line(20_000_000 + seq))
             written.append(time.perf_counter())
     watcher.join(timeout=60)
     stop.set()
@@ -138,7 +139,7 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
 
 def peak_rss(es_url: str, workdir: Path, count: int) -> None:
     log = workdir / "backlog.log"
-    write_lines(log, count)
+    write_lines(log, count, start=30_000_000)
     config = write_config(workdir / "r.yaml", es_url, "rss" + uuid.uuid4().hex[:8], [str(log)])
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "regwatch.cli", "ship", "-c", str(config), "--once"],

@@ -1,7 +1,9 @@
 """Durable read positions, saved atomically and only for acknowledged lines.
 
-Files are keyed by their content fingerprint (see :mod:`pipeline.files`), not by path or inode: a
-renamed file keeps its key, and a copy made by copytruncate is recognised as the same content.
+A position belongs to a file *identity* (see :mod:`pipeline.files`): the fingerprint of the
+file's first line plus the device and inode where that content was first seen, and a generation
+that grows when the same inode is truncated. A renamed file keeps its identity; a copytruncate
+copy adopts its original's.
 """
 
 from __future__ import annotations
@@ -15,19 +17,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-@dataclass
-class FilePosition:
-    offset: int  # bytes of this file whose lines Elasticsearch has acknowledged
-    path: str
+@dataclass(frozen=True)
+class Identity:
+    fingerprint: str
     device: int
     inode: int
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.fingerprint}:{self.device}:{self.inode}:{self.generation}"
+
+
+@dataclass
+class FilePosition:
+    identity: Identity
+    offset: int  # bytes of this content whose lines Elasticsearch has acknowledged
+    path: str  # where it was last read
     updated: float
 
 
 class CheckpointStore:
-    """Positions by fingerprint; ``save`` writes a temp file, fsyncs, renames, fsyncs the folder."""
+    """Positions by identity; ``save`` writes a temp file, fsyncs, renames, fsyncs the folder."""
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -43,45 +56,49 @@ class CheckpointStore:
             return
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"checkpoint file {self.path} is unreadable: {exc}") from exc
-        for fingerprint, entry in raw.get("files", {}).items():
-            self._positions[fingerprint] = FilePosition(**entry)
+        if raw.get("version") != self.VERSION:
+            raise RuntimeError(f"checkpoint file {self.path} has version {raw.get('version')}, "
+                               f"expected {self.VERSION}")
+        for entry in raw.get("files", []):
+            identity = Identity(**entry["identity"])
+            self._positions[identity.key] = FilePosition(identity, entry["offset"], entry["path"], entry["updated"])
 
-    def get(self, fingerprint: str) -> FilePosition | None:
+    def get(self, identity: Identity) -> FilePosition | None:
         with self._lock:
-            return self._positions.get(fingerprint)
+            return self._positions.get(identity.key)
 
-    def all(self) -> dict[str, FilePosition]:
+    def with_fingerprint(self, fingerprint: str) -> list[FilePosition]:
         with self._lock:
-            return dict(self._positions)
+            return [p for p in self._positions.values() if p.identity.fingerprint == fingerprint]
 
-    def advance(self, fingerprint: str, offset: int, path: str, device: int, inode: int) -> None:
-        """Record that every line of the file before ``offset`` is acknowledged."""
+    def all(self) -> list[FilePosition]:
         with self._lock:
-            current = self._positions.get(fingerprint)
+            return list(self._positions.values())
+
+    def advance(self, identity: Identity, offset: int, path: str) -> None:
+        """Record that every line of this content before ``offset`` is acknowledged."""
+        with self._lock:
+            current = self._positions.get(identity.key)
             if current is not None and current.offset >= offset:
+                if current.path != path:
+                    current.path = path
+                    self._dirty = True
                 return
-            self._positions[fingerprint] = FilePosition(offset, path, device, inode, time.time())
+            self._positions[identity.key] = FilePosition(identity, offset, path, time.time())
             self._dirty = True
-
-    def forget_older_than(self, seconds: float) -> None:
-        cutoff = time.time() - seconds
-        with self._lock:
-            for key in [k for k, p in self._positions.items() if p.updated < cutoff]:
-                del self._positions[key]
-                self._dirty = True
 
     def save(self, force: bool = False) -> bool:
         with self._lock:
             if not self._dirty and not force:
                 return False
             payload = {"version": self.VERSION,
-                       "files": {k: asdict(p) for k, p in self._positions.items()}}
+                       "files": [asdict(p) for p in sorted(self._positions.values(), key=lambda p: p.path)]}
             self._dirty = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".checkpoints-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle, indent=1, sort_keys=True)
+                json.dump(payload, handle, indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)

@@ -1,9 +1,13 @@
 """Following log files: discovery by glob, identity that survives rotation, complete lines only.
 
-Identity. A file is known by the fingerprint of its first line (up to 1 KiB): stable once that
-line is complete, unchanged by a rename, shared by a copytruncate copy with its original (so the
-copy resumes where the original stopped instead of being shipped again), and different for a new
-file that reuses an inode. Device and inode say which open file a path points to now.
+Identity. A file's content is known by the fingerprint of its first line (up to 1 KiB, stable
+once that line is complete) and the device and inode where it was first seen, plus a generation
+that grows when that inode is truncated. A rename keeps it. A new file whose first line matches a
+known file's is a *copy* of it (copytruncate, or ``cp``) only when its content is the known
+file's content (compared over their common first 64 KiB) or the known file's content is gone
+(truncated, deleted): then it adopts the original's identity and resumes where the original was
+acknowledged, so nothing is shipped twice. Two unrelated files that merely start with the same
+line keep identities of their own.
 
 Rotation. Open files are held by descriptor: a renamed file is read to its end, then let go once
 it has been idle for ``close_renamed_after_s``. A file that shrinks (copytruncate) starts over at
@@ -26,9 +30,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from pipeline.checkpoint import CheckpointStore, FilePosition, Identity
+
 log = structlog.get_logger(__name__)
 
 FINGERPRINT_BYTES = 1024
+COPY_COMPARE_BYTES = 64 * 1024
 READ_CHUNK = 256 * 1024
 EXCERPT_BYTES = 32 * 1024
 DEFAULT_EXCLUDE = ("*.gz", "*.bz2", "*.xz", "*.zst", "*.zip")
@@ -54,7 +61,11 @@ class FileSource:
     path: str
     device: int
     inode: int
-    fingerprint: str
+    identity: Identity
+
+    @property
+    def fingerprint(self) -> str:
+        return self.identity.fingerprint
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class TrackedFile:
     device: int
     inode: int
     fingerprint: str | None = None
+    identity: Identity | None = None
+    min_generation: int = 0  # raised on truncation: the new content is a new generation
     position: int = 0  # next byte to read
     line_start: int = 0  # offset of the first byte of the pending (incomplete) line
     pending: bytearray = field(default_factory=bytearray)
@@ -93,8 +106,8 @@ class TrackedFile:
 
     @property
     def source(self) -> FileSource:
-        assert self.fingerprint is not None
-        return FileSource(self.spec.index, self.path, self.device, self.inode, self.fingerprint)
+        assert self.identity is not None
+        return FileSource(self.spec.index, self.path, self.device, self.inode, self.identity)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -104,7 +117,10 @@ class TrackedFile:
 
     def restart(self) -> None:
         """The content was replaced (truncated): read it again from its first byte."""
+        if self.identity is not None:
+            self.min_generation = self.identity.generation + 1
         self.fingerprint = None
+        self.identity = None
         self.position = self.line_start = 0
         self.pending.clear()
         self.discarding = 0
@@ -114,13 +130,14 @@ class TrackedFile:
 class Tailer:
     """Finds files by glob and reads their new complete lines; knows nothing of formats.
 
-    ``resume(fingerprint)`` gives the offset to start a known file at (the checkpoint), or None.
+    ``store`` holds the acknowledged positions; the tailer reads it to choose identities and
+    starting offsets, and never writes it (the shipper does, after acknowledgement).
     """
 
-    def __init__(self, specs: list[InputSpec], resume, *, max_line_bytes: int = 1024 * 1024,
+    def __init__(self, specs: list[InputSpec], store: CheckpointStore, *, max_line_bytes: int = 1024 * 1024,
                  partial_flush_s: float | None = 5.0, close_renamed_after_s: float = 5.0) -> None:
         self.specs = specs
-        self.resume = resume
+        self.store = store
         self.max_line_bytes = max_line_bytes
         self.partial_flush_s = partial_flush_s
         self.close_renamed_after_s = close_renamed_after_s
@@ -202,25 +219,97 @@ class Tailer:
     # -- reading -------------------------------------------------------------------------------
 
     def _identify(self, tracked: TrackedFile) -> bool:
-        """Give the file its fingerprint and starting offset, once its first line is complete."""
-        if tracked.fingerprint is not None:
+        """Give the file its identity and starting offset, once its first line is complete."""
+        if tracked.identity is not None:
             return True
         fp = fingerprint(tracked.head())
         if fp is None:
             return False
-        tracked.fingerprint = fp
-        start = self.resume(fp)
         size = tracked.size()
+        resolved = self._resolve(tracked, fp, size)
+        if resolved is None:
+            return False  # may be a copy still being made: decide on a later pass
+        identity, start = resolved
+        tracked.fingerprint = fp
+        tracked.identity = identity
         if start is None and tracked.start_at_end:
             start = self._last_line_end(tracked, size)
             if self.on_start_offset is not None:
                 self.on_start_offset(tracked.source, start)
         start = start or 0
-        if start > size:  # checkpoint beyond the end: the content was replaced while we were away
-            log.warning("checkpoint_beyond_end", path=tracked.path, offset=start, size=size)
-            start = 0
         tracked.position = tracked.line_start = start
+        log.info("file_identified", path=tracked.path, identity=identity.key, start=start)
         return True
+
+    def _resolve(self, tracked: TrackedFile, fp: str, size: int) -> tuple[Identity, int | None] | None:
+        """(identity, acknowledged offset to resume at, or None for content never shipped).
+
+        None when the file cannot be told apart yet from a copy being made of another file.
+        """
+        known = self._positions_with(fp)
+        own = [p for p in known if (p.identity.device, p.identity.inode) == (tracked.device, tracked.inode)
+               and p.identity.generation >= tracked.min_generation]
+        if own:
+            latest = max(own, key=lambda p: p.identity.generation)
+            if latest.offset <= size:
+                return latest.identity, latest.offset
+            # Shorter than what was acknowledged: truncated while we were away.
+            log.warning("content_replaced_while_stopped", path=tracked.path, offset=latest.offset, size=size)
+            return Identity(fp, tracked.device, tracked.inode, latest.identity.generation + 1), None
+        for position in known:
+            if (position.identity.device, position.identity.inode) == (tracked.device, tracked.inode):
+                continue  # an older generation of this very inode
+            verdict = self._is_copy_of(tracked, position)
+            if verdict is None:
+                return None
+            if verdict:
+                log.info("file_is_a_copy", path=tracked.path, original=position.path, identity=position.identity.key)
+                return position.identity, min(position.offset, size)
+        return Identity(fp, tracked.device, tracked.inode, tracked.min_generation), None
+
+    def _positions_with(self, fp: str) -> list[FilePosition]:
+        """Known contents with this fingerprint: acknowledged ones and ones being read now."""
+        positions = {p.identity.key: p for p in self.store.with_fingerprint(fp)}
+        for other in self.files.values():
+            if other.identity is not None and other.identity.fingerprint == fp and other.identity.key not in positions:
+                positions[other.identity.key] = FilePosition(other.identity, 0, other.path, 0.0)
+        return list(positions.values())
+
+    def _is_copy_of(self, tracked: TrackedFile, position: FilePosition) -> bool | None:
+        """Is this new file the content that ``position`` describes (a copy), or another file?
+
+        None: not decidable yet. The new file is, so far, a short prefix of an original that is
+        still intact: a copy in progress, or a file that will diverge. Waiting loses nothing: all
+        it holds so far is the original's content.
+        """
+        identity = position.identity
+        original = self.files.get((identity.device, identity.inode))
+        if original is not None and original.identity == identity:
+            return self._compare(tracked.fd, original.fd)
+        # The original is not open with that content: look where it was last seen.
+        try:
+            fd = os.open(position.path, os.O_RDONLY)
+        except OSError:
+            return True  # its content is gone: the copy is all that remains of it
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (identity.device, identity.inode):
+                return True  # the original was rotated away or deleted
+            if fingerprint(os.pread(fd, FINGERPRINT_BYTES, 0)) != identity.fingerprint:
+                return True  # the original was truncated: its old content lives on in the copy
+            return self._compare(tracked.fd, fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _compare(new_fd: int, original_fd: int) -> bool | None:
+        new_size, original_size = os.fstat(new_fd).st_size, os.fstat(original_fd).st_size
+        common = min(new_size, original_size, COPY_COMPARE_BYTES)
+        if os.pread(new_fd, common, 0) != os.pread(original_fd, common, 0):
+            return False  # diverges: another file that starts with the same line
+        if common >= COPY_COMPARE_BYTES or new_size > original_size:
+            return True
+        return None
 
     @staticmethod
     def _last_line_end(tracked: TrackedFile, size: int) -> int:

@@ -23,10 +23,10 @@ from typing import Any
 
 import structlog
 
-from pipeline.checkpoint import CheckpointStore
+from pipeline.checkpoint import CheckpointStore, Identity
 from pipeline.files import FileSource, InputSpec, Line, Tailer
 from pipeline.metrics import ShipperMetrics
-from pipeline.sink import BulkSink, DeadLetterFn, Item, index_of
+from pipeline.sink import BulkSink, DeadLetterFn, Item, make_item
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +43,26 @@ class ShipInput:
     parse: ParseFn
     dead_letter: DeadLetterFn
     name: str = ""
+
+
+@dataclass
+class Chunk:
+    """Up to QUEUE_CHUNK items of one file, with what the writer needs precomputed."""
+
+    items: list[Item]
+    nbytes: int
+    ends: dict[str, tuple[FileSource, int]]
+    kinds: Counter[str]
+    reasons: Counter[str]
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Chunk:
+        ends: dict[str, tuple[FileSource, int]] = {}
+        for item in items:
+            source, end = item.ack
+            ends[source.identity.key] = (source, end)  # lines of a file come in order
+        return cls(items, sum(len(i.body) for i in items), ends, Counter(i.kind for i in items),
+                   Counter(i.reason for i in items if i.reason is not None))
 
 
 @dataclass
@@ -78,9 +98,9 @@ class Summary:
                 f"duplicates_skipped={self.duplicates} {kinds}").strip()
 
 
-def document_id(fingerprint: str, offset: int) -> str:
+def document_id(identity: Identity, offset: int) -> str:
     """The same line of the same content is always the same document."""
-    digest = hashlib.blake2b(f"{fingerprint}:{offset}".encode(), digest_size=15).digest()
+    digest = hashlib.blake2b(f"{identity.key}:{offset}".encode(), digest_size=15).digest()
     return base64.urlsafe_b64encode(digest).decode()
 
 
@@ -95,7 +115,7 @@ class Shipper:
         self.metrics = metrics or sink.metrics
         self._reload_fn = reload
         self._reload_requested = threading.Event()
-        self.tailer = Tailer([i.spec for i in inputs], self._resume, max_line_bytes=self.options.max_line_bytes,
+        self.tailer = Tailer([i.spec for i in inputs], store, max_line_bytes=self.options.max_line_bytes,
                              partial_flush_s=self.options.partial_flush_s,
                              close_renamed_after_s=self.options.close_renamed_after_s)
         self.tailer.on_start_offset = self._start_offset_chosen
@@ -146,14 +166,10 @@ class Shipper:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _resume(self, fingerprint: str) -> int | None:
-        position = self.store.get(fingerprint)
-        return position.offset if position is not None else None
-
     def _start_offset_chosen(self, source: FileSource, offset: int) -> None:
         # start_at: end for a file seen for the first time: remember the choice at once, or a
         # restart would choose a new end and skip what was written in between.
-        self.store.advance(source.fingerprint, offset, source.path, source.device, source.inode)
+        self.store.advance(source.identity, offset, source.path)
         self.store.save()
 
     def _read_loop(self, once: bool) -> None:
@@ -164,11 +180,11 @@ class Shipper:
                 self.tailer.scan()
                 for lines in self.tailer.poll():
                     for start in range(0, len(lines), QUEUE_CHUNK):
-                        chunk = [self._item(line) for line in lines[start:start + QUEUE_CHUNK]]
+                        chunk = Chunk.of([self._item(line) for line in lines[start:start + QUEUE_CHUNK]])
                         if not self._put(chunk):
                             return
-                        self.summary.lines_read += len(chunk)
-                        self.metrics.lines_read.labels(self._input_name(chunk[0])).inc(len(chunk))
+                        self.summary.lines_read += len(chunk.items)
+                        self.metrics.lines_read.labels(self._input_name(chunk.items[0])).inc(len(chunk.items))
                 self._update_behind()
                 if once:
                     return
@@ -179,7 +195,7 @@ class Shipper:
         finally:
             self._put_end()
 
-    def _put(self, chunk: list[Item]) -> bool:
+    def _put(self, chunk: Chunk) -> bool:
         while not self._stopping.is_set():
             try:
                 self.queue.put(chunk, timeout=0.2)
@@ -211,11 +227,11 @@ class Shipper:
                 line.raw, f"line too long: {line.too_long} bytes > {self.options.max_line_bytes}", "line_too_long")
         else:
             doc = shipped.parse(line.raw)
-        doc["log"] = {"file": {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
-                               "fingerprint": source.fingerprint}, "offset": line.offset}
-        kind = doc["data_stream"]["dataset"].rpartition(".")[2]
-        return Item(index=index_of(doc), id=document_id(source.fingerprint, line.offset), source=doc, kind=kind,
-                    raw=line.raw, dead_letter=shipped.dead_letter, ack=(source, line.end))
+        where = {"log": {"file": {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
+                                  "fingerprint": source.identity.key}, "offset": line.offset}}
+        doc.update(where)
+        return make_item(doc, document_id(source.identity, line.offset), line.raw, dead_letter=shipped.dead_letter,
+                         extra=where, ack=(source, line.end))
 
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():
@@ -260,8 +276,8 @@ class Shipper:
     # -- writing -------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        batch: list[Item] = []
-        size = 0
+        batch: list[Chunk] = []
+        docs = size = 0
         first_at = 0.0
         options = self.options
         while True:
@@ -275,42 +291,47 @@ class Shipper:
                     self._deliver(batch)
                 return
             if chunk is not None:
+                if batch and (docs + len(chunk.items) > options.batch_docs or size + chunk.nbytes > options.batch_bytes):
+                    if not self._deliver(batch):
+                        return
+                    batch, docs, size = [], 0, 0
                 if not batch:
                     first_at = time.monotonic()
-                for item in chunk:
-                    batch.append(item)
-                    size += len(item.raw) + 256
-                    if len(batch) >= options.batch_docs or size >= options.batch_bytes:
-                        if not self._deliver(batch):
-                            return
-                        batch, size = [], 0
-                        first_at = time.monotonic()
-            if batch and time.monotonic() - first_at >= options.batch_wait_s:
+                batch.append(chunk)
+                docs += len(chunk.items)
+                size += chunk.nbytes
+            if batch and (docs >= options.batch_docs or time.monotonic() - first_at >= options.batch_wait_s):
                 if not self._deliver(batch):
                     return
-                batch, size = [], 0
+                batch, docs, size = [], 0, 0
             self.metrics.queue_depth.set(self.queue.qsize() * QUEUE_CHUNK)
             if self._give_up.is_set():
                 return
 
-    def _deliver(self, batch: list[Item]) -> bool:
-        report = self.sink.deliver(batch, give_up=self._give_up)
+    def _deliver(self, batch: list[Chunk]) -> bool:
+        items = [item for chunk in batch for item in chunk.items]
+        kinds: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for chunk in batch:
+            kinds.update(chunk.kinds)
+            reasons.update(chunk.reasons)
+        report = self.sink.deliver(items, give_up=self._give_up, expected=(kinds, reasons))
         summary = self.summary
         summary.indexed.update(report.indexed)
         summary.deadletters.update(report.deadletters)
         summary.duplicates += report.duplicates
         summary.rejected += report.rejected
         if not report.complete:
-            log.warning("batch_abandoned", docs=len(batch), reason="stopping while Elasticsearch is unavailable")
+            log.warning("batch_abandoned", docs=len(items), reason="stopping while Elasticsearch is unavailable")
             return False
         ends: dict[str, tuple[FileSource, int]] = {}
-        for item in batch:
-            source, end = item.ack
-            current = ends.get(source.fingerprint)
-            if current is None or end > current[1]:
-                ends[source.fingerprint] = (source, end)
+        for chunk in batch:
+            for key, (source, end) in chunk.ends.items():
+                current = ends.get(key)
+                if current is None or end > current[1]:
+                    ends[key] = (source, end)
         for source, end in ends.values():
-            self.store.advance(source.fingerprint, end, source.path, source.device, source.inode)
+            self.store.advance(source.identity, end, source.path)
         now = time.monotonic()
         if now - self._last_save >= self.options.checkpoint_every_s or self._stopping.is_set():
             self.store.save()

@@ -171,12 +171,14 @@ def status(
     settings = _load(config)
     store = CheckpointStore(settings.checkpoint_file)
     rows = []
-    for fp, position in sorted(store.all().items(), key=lambda kv: kv[1].path):
+    for position in sorted(store.all(), key=lambda p: p.path):
         size = None
         try:
             with open(position.path, "rb") as handle:
-                if fingerprint(handle.read(1024)) == fp:
-                    size = os.fstat(handle.fileno()).st_size
+                st = os.fstat(handle.fileno())
+                same_file = (st.st_dev, st.st_ino) == (position.identity.device, position.identity.inode)
+                if same_file and fingerprint(handle.read(1024)) == position.identity.fingerprint:
+                    size = st.st_size
         except OSError:
             pass
         rows.append((position.path, position.offset, size))

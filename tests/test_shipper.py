@@ -16,7 +16,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.metrics import ShipperMetrics
-from pipeline.sink import BulkSink, Item
+from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
 from regwatch.ship import build_shipper
 from shipping import indexed, line, seq_counts, write_config
@@ -109,9 +109,8 @@ def test_mapping_rejection_becomes_a_deadletter_with_the_reason(es: Elasticsearc
     parser = LineParser(ParseContext(namespace=namespace, format="nginx"))
     doc = parser.parse(line(9))
     doc["http"]["response"]["status_code"] = "not-a-number"  # will never map to a long
-    stream = f"logs-modelregistry.retrieval-{namespace}"
     report = BulkSink(es, ShipperMetrics()).deliver(
-        [Item(index=stream, id="bad-1", source=doc, kind="retrieval", raw=line(9), dead_letter=parser.dead_letter)])
+        [make_item(doc, "bad-1", line(9), dead_letter=parser.dead_letter)])
     assert report.complete and report.deadletters == {"index_rejected": 1}
     es.indices.refresh(index=f"logs-modelregistry.deadletter-{namespace}")
     (hit,) = es.search(index=f"logs-modelregistry.deadletter-{namespace}",
@@ -168,7 +167,7 @@ def test_daemon_follows_new_lines_serves_metrics_and_stops_on_sigterm(es: Elasti
         if daemon.poll() is None:
             daemon.kill()
     checkpoints = json.loads((tmp_path / "checkpoints.json").read_text())["files"]
-    assert sorted(p["offset"] for p in checkpoints.values()) == sorted(
+    assert sorted(p["offset"] for p in checkpoints) == sorted(
         [log.stat().st_size, (tmp_path / "second.log").stat().st_size])
     assert "lines_read=160" in daemon.stdout.read().decode()
     status = subprocess.run([*REGWATCH, "status", "-c", str(config), "--json"], capture_output=True, text=True,
