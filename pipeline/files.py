@@ -142,6 +142,9 @@ class Tailer:
         self.partial_flush_s = partial_flush_s
         self.close_renamed_after_s = close_renamed_after_s
         self.files: dict[tuple[int, int], TrackedFile] = {}
+        # Contents identified in this run, even if since truncated and not yet acknowledged:
+        # a copytruncate copy of one of them must still be recognised.
+        self._seen: dict[str, FilePosition] = {}
         self._first_scan = True
         self.on_start_offset = None  # callback(source, offset) for start_at=end decisions
 
@@ -232,6 +235,9 @@ class Tailer:
         identity, start = resolved
         tracked.fingerprint = fp
         tracked.identity = identity
+        self._seen.setdefault(identity.key, FilePosition(identity, 0, tracked.path, time.time()))
+        if len(self._seen) > 4096:
+            self._seen.pop(next(iter(self._seen)))
         if start is None and tracked.start_at_end:
             start = self._last_line_end(tracked, size)
             if self.on_start_offset is not None:
@@ -263,16 +269,18 @@ class Tailer:
             if verdict is None:
                 return None
             if verdict:
+                if size < position.offset:
+                    return None  # a copy still being written: resume once it holds what was shipped
                 log.info("file_is_a_copy", path=tracked.path, original=position.path, identity=position.identity.key)
-                return position.identity, min(position.offset, size)
+                return position.identity, position.offset
         return Identity(fp, tracked.device, tracked.inode, tracked.min_generation), None
 
     def _positions_with(self, fp: str) -> list[FilePosition]:
         """Known contents with this fingerprint: acknowledged ones and ones being read now."""
         positions = {p.identity.key: p for p in self.store.with_fingerprint(fp)}
-        for other in self.files.values():
-            if other.identity is not None and other.identity.fingerprint == fp and other.identity.key not in positions:
-                positions[other.identity.key] = FilePosition(other.identity, 0, other.path, 0.0)
+        for key, seen in self._seen.items():
+            if seen.identity.fingerprint == fp and key not in positions:
+                positions[key] = seen
         return list(positions.values())
 
     def _is_copy_of(self, tracked: TrackedFile, position: FilePosition) -> bool | None:
@@ -284,9 +292,9 @@ class Tailer:
         """
         identity = position.identity
         original = self.files.get((identity.device, identity.inode))
-        if original is not None and original.identity == identity:
-            return self._compare(tracked.fd, original.fd)
-        # The original is not open with that content: look where it was last seen.
+        if original is not None:
+            return self._compare_with_original(tracked.fd, original.fd, identity)
+        # The original is not open: look where it was last seen.
         try:
             fd = os.open(position.path, os.O_RDONLY)
         except OSError:
@@ -295,11 +303,20 @@ class Tailer:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != (identity.device, identity.inode):
                 return True  # the original was rotated away or deleted
-            if fingerprint(os.pread(fd, FINGERPRINT_BYTES, 0)) != identity.fingerprint:
-                return True  # the original was truncated: its old content lives on in the copy
-            return self._compare(tracked.fd, fd)
+            return self._compare_with_original(tracked.fd, fd, identity)
         finally:
             os.close(fd)
+
+    def _compare_with_original(self, new_fd: int, original_fd: int, identity: Identity) -> bool | None:
+        def intact() -> bool:
+            return fingerprint(os.pread(original_fd, FINGERPRINT_BYTES, 0)) == identity.fingerprint
+
+        if not intact():
+            return True  # the original was truncated: its old content lives on in the copy
+        verdict = self._compare(new_fd, original_fd)
+        if verdict is False and not intact():
+            return True  # truncated while we compared
+        return verdict
 
     @staticmethod
     def _compare(new_fd: int, original_fd: int) -> bool | None:
@@ -329,6 +346,12 @@ class Tailer:
             chunk = os.pread(tracked.fd, READ_CHUNK, tracked.position)
             if not chunk:
                 break
+            if fingerprint(tracked.head()) != tracked.fingerprint:
+                # Truncated and rewritten under us (copytruncate): this chunk may be new content
+                # read at an old offset. Drop it; the new content is read from its start.
+                log.info("file_content_replaced", path=tracked.path, position=tracked.position)
+                tracked.restart()
+                return lines
             read_total += len(chunk)
             tracked.last_growth = time.monotonic()
             self._split(tracked, source, chunk, lines)

@@ -159,6 +159,7 @@ class Shipper:
             reader.join(timeout=self.options.stop_grace_s + 5)
             if self._observer is not None:
                 self._observer.stop()
+                self._observer.join(timeout=5)
             self.store.save()
             self.tailer.close()
         log.info("shipper_done", summary=self.summary.line())
