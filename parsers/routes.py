@@ -6,6 +6,7 @@ list of prefixes, so routing costs the same for a table of 10 routes or 500.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,7 @@ class RouteTableError(ValueError):
 
 
 ACCESS_DEFAULT = Route(kind="access", action="http-request")
+_WORD = re.compile(r"[a-z][a-z_-]*")
 
 
 class Router:
@@ -110,9 +112,9 @@ class Router:
                 if route is None:
                     if len(self._slug_cache) > 2048:
                         self._slug_cache.clear()
-                    # Ids in paths (logged-models/m-123) would make actions unbounded: keep
-                    # the first two segments only.
-                    slug = "-".join(s for s in suffix.split("/")[:2] if s)
+                    # Ids in paths (logged-models/m-4b6a...) would make actions unbounded:
+                    # keep the words, drop anything with a digit.
+                    slug = "-".join(s for s in suffix.split("/")[:3] if _WORD.fullmatch(s))
                     route = Route(kind="access", action=f"mlflow-{slug}" if slug else "mlflow-api")
                     self._slug_cache[suffix] = route
                 return route

@@ -196,6 +196,53 @@ def status(
     Console().print(table)
 
 
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the MLflow server keeps its data and logs")] = Path(".regwatch/demo"),
+    loads: Annotated[int, typer.Option(help="model loads per model in the workload")] = 3,
+    namespace: Annotated[str, typer.Option(help="data stream namespace")] = "demo",
+) -> None:
+    """A real MLflow server driven by the real MLflow client; its access log shipped and summarised."""
+    import shutil
+
+    from regwatch.config import Config
+    from regwatch.demo import mlflow_server, run_workload
+    from regwatch.esclient import client_from_config
+    from regwatch.ship import build_shipper
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    err.print(f"starting an MLflow server (work folder {workdir})")
+    try:
+        with mlflow_server(workdir) as (url, access_log):
+            err.print(f"MLflow at {url}: running the registry workload with MlflowClient")
+            truth = run_workload(url, workdir / "truth.jsonl", loads=loads)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    err.print(f"{len(truth)} client operations; shipping {access_log}")
+    config = Config.model_validate({
+        "namespace": namespace,
+        "checkpoint_file": str(workdir / "checkpoints.json"),
+        "metrics_port": None,
+        "inputs": [{"paths": [str(access_log)], "format": "gunicorn", "service_environment": "demo"}],
+    })
+    summary = build_shipper(config).run(once=True)
+    typer.echo(summary.line())
+    client = client_from_config(config)
+    pattern = f"logs-modelregistry.*-{namespace}"
+    client.indices.refresh(index=pattern)
+    response = client.search(index=pattern, size=0, aggs={
+        "kinds": {"terms": {"field": "data_stream.dataset", "size": 10}},
+        "models": {"filter": {"term": {"data_stream.dataset": "modelregistry.retrieval"}},
+                   "aggs": {"top": {"terms": {"field": "modelregistry.model.name", "size": 5}}}},
+    })
+    kinds = {b["key"].removeprefix("modelregistry."): b["doc_count"] for b in response["aggregations"]["kinds"]["buckets"]}
+    top = {b["key"]: b["doc_count"] for b in response["aggregations"]["models"]["top"]["buckets"]}
+    typer.echo(f"in Elasticsearch ({pattern}): " + " ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+    typer.echo("retrievals by model: " + " ".join(f"{k}={v}" for k, v in top.items()))
+
+
 def _load(path: Path | None):
     from regwatch.config import Config, ConfigError, load_config
 

@@ -87,7 +87,7 @@ def test_unknown_api_path_is_access_with_a_bounded_action() -> None:
         b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "BREW /coffee HTTP/1.1" 418 0 "-" "x"',
         b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "\\x16\\x03\\x01\\x02\\x00\\x01" 400 157 "-" "-"',
     ])
-    assert [d["event"]["action"] for d in docs] == ["mlflow-logged-models-m-fd55", "http-request", "invalid-request"]
+    assert [d["event"]["action"] for d in docs] == ["mlflow-logged-models", "http-request", "invalid-request"]
     assert [d["data_stream"]["dataset"] for d in docs] == ["modelregistry.access", "modelregistry.error", "modelregistry.error"]
     assert docs[2]["url"] == {"original": "\\x16\\x03\\x01\\x02\\x00\\x01"}
 
