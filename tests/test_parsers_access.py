@@ -188,3 +188,21 @@ def test_uvicorn_access_log() -> None:
     assert third["source"] == {"ip": "::1"}
     assert third["modelregistry"]["operation"] == "version"
     assert third["modelregistry"]["model"] == {"name": "m", "alias": "champion"}
+
+
+def test_uvicorn_lines_of_a_real_mlflow_3_server() -> None:
+    """Captured from `mlflow server` (uvicorn, its default in MLflow 3) driven by MlflowClient."""
+    docs = parse_file("uvicorn", SAMPLES / "mlflow-uvicorn" / "server_access.log")
+    assert [d["event"]["action"] for d in docs] == [
+        "health-check", "registered-model-create", "registered-model-get", "model-version-get",
+        "registered-model-search", "registered-model-get", "registered-model-set-tag", "registered-model-get",
+        "registered-model-delete"]
+    assert [d["data_stream"]["dataset"].removeprefix("modelregistry.") for d in docs] == [
+        "access", "registration", "retrieval", "error", "retrieval", "retrieval", "registration", "retrieval",
+        "registration"]
+    missing = docs[3]
+    assert missing["@timestamp"].startswith("2026-11-25T21:09:30")  # naive times are read as UTC
+    assert missing["modelregistry"]["model"] == {"name": "fraud-detector", "version": "9"}
+    assert missing["http"] == {"request": {"method": "GET"}, "response": {"status_code": 404}, "version": "1.1"}
+    assert missing["source"] == {"ip": "127.0.0.1"}
+    assert docs[4]["url"]["query"].startswith("filter=tag.%60mlflow.prompt.is_prompt%60")

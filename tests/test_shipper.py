@@ -197,3 +197,41 @@ def test_start_at_end_skips_history_but_not_what_follows(es: Elasticsearch, es_u
         shipper.stop()
         runner.join(timeout=15)
     assert sorted(seq_counts(es, namespace)) == list(range(20, 25))
+
+
+def test_partial_line_is_flushed_after_the_configured_silence(es: Elasticsearch, es_url: str, namespace: str,
+                                                             tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(line(30) + line(31).rstrip(b"\n"))  # the writer died mid-way: no newline, ever
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)], partial_line_flush_s=1.0))
+    shipper = build_shipper(config)
+    runner = threading.Thread(target=shipper.run)
+    runner.start()
+    try:
+        wait_for(lambda: indexed(es, namespace) == 2, timeout=20)
+    finally:
+        shipper.stop()
+        runner.join(timeout=15)
+    assert sorted(seq_counts(es, namespace)) == [30, 31]
+
+
+def test_changed_config_file_is_reloaded_without_a_signal(es: Elasticsearch, es_url: str, namespace: str,
+                                                          tmp_path: Path) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_bytes(line(40))
+    second.write_bytes(line(41))
+    path = write_config(tmp_path / "c.yaml", es_url, namespace, [str(first)])
+    shipper = build_shipper(load_config(path), path)
+    runner = threading.Thread(target=shipper.run)
+    runner.start()
+    try:
+        wait_for(lambda: indexed(es, namespace) == 1)
+        raw = __import__("yaml").safe_load(path.read_text())
+        raw["inputs"][0]["paths"].append(str(second))
+        time.sleep(0.05)
+        path.write_text(__import__("yaml").safe_dump(raw))
+        os.utime(path, (time.time() + 5, time.time() + 5))  # a distinct mtime even on coarse clocks
+        wait_for(lambda: indexed(es, namespace) == 2)
+    finally:
+        shipper.stop()
+        runner.join(timeout=15)
