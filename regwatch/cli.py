@@ -17,6 +17,8 @@ from regwatch.logging import configure as configure_logging
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="A local single-node Elasticsearch for tests and the demo.")
 app.add_typer(es_app, name="es")
+receiver_app = typer.Typer(help="MLflow webhooks, verified and written as an audit log the shipper follows.")
+app.add_typer(receiver_app, name="audit-receiver")
 err = Console(stderr=True)
 
 
@@ -244,6 +246,108 @@ def demo(
     top = {b["key"]: b["doc_count"] for b in response["aggregations"]["models"]["top"]["buckets"]}
     typer.echo(f"in Elasticsearch ({pattern}): " + " ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
     typer.echo("retrievals by model: " + " ".join(f"{k}={v}" for k, v in top.items()))
+
+
+@receiver_app.callback(invoke_without_command=True)
+def audit_receiver(
+    ctx: typer.Context,
+    log_file: Annotated[Path, typer.Option("--log", help="the audit log to append to")] = Path("/var/log/regwatch/mlflow-audit.log"),
+    listen: Annotated[str, typer.Option(help="host:port to listen on")] = "127.0.0.1:8686",
+    secret_env: Annotated[str, typer.Option(help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
+    tolerance: Annotated[float, typer.Option(help="seconds a delivery's timestamp may be off")] = 300.0,
+    max_body: Annotated[int, typer.Option(help="largest accepted body, bytes")] = 1024 * 1024,
+) -> None:
+    """The receiver daemon: POST /mlflow/webhook, GET /health. SIGHUP reopens the log file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+    import signal
+
+    from parsers.mlflow_webhook import canonical_record
+    from pipeline.receiver import AuditLog, Receiver, make_server
+
+    configure_logging("INFO", json=True)
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        _fail(f"no webhook secret: set {secret_env}")
+    host, _, port = listen.rpartition(":")
+    crash_marker = os.environ.get("REGWATCH_RECEIVER_CRASH_ONCE")  # fault injection, tests only
+
+    def crash_once() -> bool:
+        if crash_marker and not Path(crash_marker).exists():
+            Path(crash_marker).write_text("crashed")
+            return True
+        return False
+
+    audit_log = AuditLog(log_file)
+    receiver = Receiver(audit_log, secret, canonical_record, tolerance_s=tolerance, max_body_bytes=max_body,
+                        crash_after_write=crash_once if crash_marker else None)
+    server = make_server(receiver, host or "127.0.0.1", int(port))
+    signal.signal(signal.SIGHUP, lambda *_: audit_log.reopen())
+    signal.signal(signal.SIGTERM, lambda *_: threading_shutdown(server))
+    err.print(f"listening on http://{host or '127.0.0.1'}:{server.server_address[1]}/mlflow/webhook, writing {log_file}")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        audit_log.close()
+
+
+def threading_shutdown(server) -> None:
+    import threading
+
+    threading.Thread(target=server.shutdown, daemon=True).start()
+
+
+@receiver_app.command("register")
+def audit_receiver_register(
+    mlflow: Annotated[str, typer.Option("--mlflow", help="MLflow tracking server URL")],
+    url: Annotated[str, typer.Option("--url", help="the receiver's URL as MLflow will call it")],
+    name: Annotated[str, typer.Option(help="webhook name in MLflow")] = "regwatch-audit",
+    secret_env: Annotated[str, typer.Option(help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
+) -> None:
+    """Create or update the MLflow webhook for every model-registry event, then test it."""
+    import os
+
+    from parsers.mlflow_webhook import REGISTRY_EVENTS
+
+    try:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        _fail("mlflow is not installed: pip install 'regwatch[demo]'")
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        _fail(f"no webhook secret: set {secret_env}")
+    client = MlflowClient(mlflow)
+    url = url.rstrip("/")
+    if not url.endswith("/mlflow/webhook"):
+        url += "/mlflow/webhook"
+    try:
+        existing = [w for w in client.list_webhooks() if w.name == name]
+        if existing:
+            webhook = client.update_webhook(existing[0].webhook_id, url=url, events=list(REGISTRY_EVENTS),
+                                            secret=secret, status="ACTIVE")
+            verb = "updated"
+        else:
+            webhook = client.create_webhook(name=name, url=url, events=list(REGISTRY_EVENTS), secret=secret,
+                                            description="regwatch audit trail")
+            verb = "created"
+        result = client.test_webhook(webhook.webhook_id)
+    except MlflowException as exc:
+        hint = ""
+        text = str(exc).lower()
+        if "scheme" in text or "private" in text or "ssrf" in text or "not allowed" in text:
+            hint = (" -- MLflow refuses plain-http or private-address receivers by default: start the MLflow "
+                    "server with MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and/or "
+                    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true, or put the receiver behind https on a public address")
+        _fail(f"MLflow refused the webhook: {exc}{hint}")
+    err.print(f"{verb} webhook {webhook.webhook_id} -> {url} for {', '.join(REGISTRY_EVENTS)}")
+    if not result.success:
+        _fail(f"MLflow's test delivery failed: status={result.response_status} error={result.error_message} "
+              "(for a private or plain-http receiver, start MLflow with MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https "
+              "and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true)")
+    err.print(f"test delivery answered {result.response_status}")
 
 
 def _load(path: Path | None):

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(workdir: Path, port: int | None = None):
+def mlflow_server(workdir: Path, port: int | None = None, env: dict[str, str] | None = None, gunicorn: bool = True):
     """A real ``mlflow server`` with a gunicorn access log; yields (url, access_log_path)."""
     if shutil.which("mlflow", path=str(Path(sys.executable).parent)) is None:
         raise RuntimeError("mlflow is not installed: pip install 'regwatch[demo]' (make demo does)")
@@ -50,11 +50,13 @@ def mlflow_server(workdir: Path, port: int | None = None):
         "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
         "--artifacts-destination", str(workdir / "artifacts"),
         "--workers", "1",
-        "--gunicorn-opts", f"--access-logfile {access_log}",
     ]
-    env = dict(os.environ, MLFLOW_TRACKING_URI="", PYTHONUNBUFFERED="1")
+    if gunicorn:
+        command += ["--gunicorn-opts", f"--access-logfile {access_log}"]
+    env = dict(os.environ, MLFLOW_TRACKING_URI="", PYTHONUNBUFFERED="1", **(env or {}))
     with server_log.open("ab") as stderr:
-        process = subprocess.Popen(command, stdout=stderr, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=stderr, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -1,0 +1,234 @@
+"""The audit receiver against a real MLflow server and the real MLflow client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipeline.receiver import sign
+from regwatch.demo import free_port, mlflow_server
+
+pytestmark = pytest.mark.slow
+REGWATCH = [sys.executable, "-m", "regwatch.cli"]
+SECRET = "s3cr3t-" + uuid.uuid4().hex
+MLFLOW_ENV = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+              "MLFLOW_WEBHOOK_CACHE_TTL": "1"}
+
+
+class SupervisedReceiver:
+    """`regwatch audit-receiver` as a process, restarted at once whenever it dies."""
+
+    def __init__(self, log: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
+        self.log, self.port = log, port
+        self.env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET, **(extra_env or {})}
+        self.starts = 0
+        self._stop = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _spawn(self) -> None:
+        with open(self.log.with_name(self.log.name + ".receiver-stderr"), "ab") as stderr:
+            self._process = subprocess.Popen(
+                [*REGWATCH, "audit-receiver", "--log", str(self.log), "--listen", f"127.0.0.1:{self.port}"],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.starts += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._process is None or self._process.poll() is not None:
+                self._spawn()
+            time.sleep(0.05)
+
+    def __enter__(self) -> SupervisedReceiver:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("receiver not healthy")
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(f"{url}/mlflow/webhook", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def records(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def register(mlflow_url: str, receiver_url: str) -> None:
+    result = subprocess.run([*REGWATCH, "audit-receiver", "register", "--mlflow", mlflow_url, "--url", receiver_url],
+                            env={**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "test delivery answered 200" in result.stderr
+
+
+def ship_audit(log: Path, es_url: str, namespace: str, tmp_path: Path) -> str:
+    config = tmp_path / "ship.yaml"
+    config.write_text(json.dumps({
+        "elasticsearch": {"hosts": [es_url]}, "namespace": namespace, "metrics_port": None,
+        "checkpoint_file": str(tmp_path / "checkpoints.json"),
+        "inputs": [{"paths": [str(log)], "format": "audit"}]}))
+    return subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_every_registry_write_is_one_audit_line_and_one_event(es: Elasticsearch, es_url: str, namespace: str,
+                                                               tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.pyfunc import PythonModel
+
+    class Echo(PythonModel):
+        def predict(self, context, model_input, params=None):  # noqa: ANN001
+            return model_input
+
+    log = tmp_path / "audit.log"
+    with SupervisedReceiver(log, free_port()) as receiver, \
+            mlflow_server(tmp_path / "mlflow", env=MLFLOW_ENV, gunicorn=False) as (mlflow_url, _):
+        register(mlflow_url, receiver.url)
+        client = MlflowClient(mlflow_url)
+        mlflow.set_tracking_uri(mlflow_url)
+        name = "audited-" + uuid.uuid4().hex[:6]
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name=name,
+                                    pip_requirements=["mlflow"])
+        client.set_registered_model_alias(name, "champion", "1")
+        client.set_model_version_tag(name, "1", "validated", "yes")
+        client.delete_model_version_tag(name, "1", "validated")
+        client.delete_registered_model_alias(name, "champion")
+        client.delete_model_version(name, "1")  # MLflow defines no webhook event for this
+        expected = Counter({("registered_model", "created"): 1, ("model_version", "created"): 1,
+                            ("model_version_alias", "created"): 1, ("model_version_tag", "set"): 1,
+                            ("model_version_tag", "deleted"): 1, ("model_version_alias", "deleted"): 1})
+
+        def ours() -> Counter:
+            return Counter((r["entity"], r["action"]) for r in records(log) if r["model"].get("name") == name)
+
+        wait_for(lambda: ours() == expected)
+        time.sleep(2.0)  # nothing more arrives late
+        assert ours() == expected
+    mine = [r for r in records(log) if r["model"].get("name") == name]
+    assert len({r["delivery_id"] for r in mine}) == len(mine) == 6
+    summary = ship_audit(log, es_url, namespace, tmp_path)
+    assert "deadletters=0" in summary
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+    hits = es.search(index=f"logs-modelregistry.*-{namespace}", size=50,
+                     query={"term": {"modelregistry.model.name": name}})["hits"]["hits"]
+    actions = Counter(h["_source"]["event"]["action"] for h in hits)
+    assert actions == Counter({"registered-model-create": 1, "model-version-create": 1,
+                               "registered-model-alias-set": 1, "model-version-set-tag": 1,
+                               "model-version-delete-tag": 1, "registered-model-alias-delete": 1})
+    versions = {h["_source"]["event"]["action"]: h["_source"]["modelregistry"]["model"].get("version") for h in hits}
+    assert versions["model-version-create"] == "1" and versions["registered-model-alias-set"] == "1"
+    assert all(h["_source"]["modelregistry"]["audit"]["delivery_id"] for h in hits)
+
+
+def test_forged_replayed_and_stale_deliveries_are_refused(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    body = json.dumps({"entity": "registered_model", "action": "created", "timestamp": "2026-11-25T20:00:00+00:00",
+                       "data": {"name": "m"}}).encode()
+    with SupervisedReceiver(log, free_port()) as receiver:
+        now = str(int(time.time()))
+        good = {"X-MLflow-Delivery-Id": "d-1", "X-MLflow-Timestamp": now,
+                "X-MLflow-Signature": sign(SECRET, "d-1", now, body), "Content-Type": "application/json"}
+        assert post(receiver.url, body, good) == 200
+        size = log.stat().st_size
+        forged = {**good, "X-MLflow-Delivery-Id": "d-2", "X-MLflow-Signature": sign("wrong", "d-2", now, body)}
+        assert post(receiver.url, body, forged) == 401
+        unsigned = {k: v for k, v in good.items() if k != "X-MLflow-Signature"} | {"X-MLflow-Delivery-Id": "d-3"}
+        assert post(receiver.url, body, unsigned) == 401
+        assert post(receiver.url, body, good) == 409  # replayed delivery id
+        old = str(int(time.time()) - 3600)
+        stale = {**good, "X-MLflow-Delivery-Id": "d-4", "X-MLflow-Timestamp": old,
+                 "X-MLflow-Signature": sign(SECRET, "d-4", old, body)}
+        assert post(receiver.url, body, stale) == 401
+        tampered = body.replace(b'"m"', b'"x"')
+        assert post(receiver.url, tampered, good) == 401
+        assert log.stat().st_size == size
+        (record,) = records(log)
+        assert record["delivery_id"] == "d-1" and record["model"] == {"name": "m"}
+
+
+def test_receiver_killed_between_write_and_answer_gives_one_event(es: Elasticsearch, es_url: str, namespace: str,
+                                                                   tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    log = tmp_path / "audit.log"
+    marker = tmp_path / "crashed"
+    with mlflow_server(tmp_path / "mlflow", env=MLFLOW_ENV, gunicorn=False) as (mlflow_url, _):
+        with SupervisedReceiver(log, free_port()) as receiver:
+            register(mlflow_url, receiver.url)
+        # The same port, now with a receiver that dies once right after writing (before answering).
+        with SupervisedReceiver(log, receiver.port, {"REGWATCH_RECEIVER_CRASH_ONCE": str(marker)}) as crashing:
+            name = "crashy-" + uuid.uuid4().hex[:6]
+            MlflowClient(mlflow_url).create_registered_model(name)
+            wait_for(lambda: marker.exists(), timeout=30)
+            time.sleep(8.0)  # MLflow's retries (1 s, 2 s, 4 s backoff) reach the restarted receiver
+            assert crashing.starts >= 2
+    mine = [r for r in records(log) if r["model"].get("name") == name]
+    assert len(mine) == 1
+    receiver_log = log.with_name(log.name + ".receiver-stderr").read_text()
+    retried = [json.loads(line) for line in receiver_log.splitlines() if "delivery_duplicate" in line]
+    assert mine[0]["delivery_id"] in {r["delivery_id"] for r in retried}, "MLflow's retry must reach the receiver"
+    ship_audit(log, es_url, namespace, tmp_path)
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+    assert es.count(index=f"logs-modelregistry.*-{namespace}", query={"term": {"modelregistry.model.name": name}})[
+        "count"] == 1
+
+
+def test_audit_log_follows_rotation_and_is_fsynced_per_line(tmp_path: Path) -> None:
+    from pipeline.receiver import AuditLog
+
+    path = tmp_path / "audit.log"
+    audit_log = AuditLog(path)
+    audit_log.append({"delivery_id": "a", "received_at": time.time()})
+    path.rename(tmp_path / "audit.log.1")  # logrotate's rename
+    audit_log.append({"delivery_id": "b", "received_at": time.time()})
+    assert [r["delivery_id"] for r in records(tmp_path / "audit.log.1")] == ["a"]
+    assert [r["delivery_id"] for r in records(path)] == ["b"]
+    assert sorted(audit_log.recent_delivery_ids(time.time() - 60)) == ["a", "b"]
+    audit_log.close()
