@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast es-up es-down es-status setup bench clean
+.PHONY: install demo test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,17 @@ es-status: install
 setup: install
 	$(BIN)/regwatch setup
 
+## Import the saved objects into Kibana (KIBANA_URL, KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD).
+kibana: install
+	$(BIN)/regwatch kibana import
+
+## Regenerate kibana/regwatch.ndjson from kibana/objects.py.
+kibana-objects: install
+	$(BIN)/python -m kibana.objects
+
 bench: install
 	$(BIN)/python bench/parsers_bench.py
+	$(BIN)/python bench/shipper_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

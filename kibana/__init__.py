@@ -1,0 +1,1 @@
+"""Kibana saved objects for regwatch, generated from the specs in ``kibana/build.py``."""
