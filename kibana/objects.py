@@ -9,7 +9,7 @@ tests run against a real node over demo data. ``python -m kibana.objects`` write
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

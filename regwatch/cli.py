@@ -104,7 +104,7 @@ def parse(
         router = Router(load_table(routes)) if routes else None
     except RouteTableError as exc:
         err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
     counts: Counter[str] = Counter()
     out = sys.stdout
@@ -113,7 +113,7 @@ def parse(
             stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
         except OSError as exc:
             err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         with stream:
             for line in stream:
                 doc = parser.parse(line)

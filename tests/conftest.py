@@ -8,17 +8,22 @@ without a node. Provisioning failures fail the run: nothing is skipped in silenc
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from elasticsearch import Elasticsearch
 
 from pipeline import templates
 from regwatch import localnode
+from regwatch.config import load_config
 from regwatch.logging import configure
+from regwatch.ship import build_shipper
+from shipping import write_config
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -55,6 +60,31 @@ def es(es_url: str) -> Elasticsearch:
     client = Elasticsearch(es_url, request_timeout=60)
     templates.install(client)
     return client
+
+
+@pytest.fixture(scope="session")
+def demo_namespace(es: Elasticsearch, es_url: str, tmp_path_factory) -> str:
+    """The shared MLflow samples, audit samples and some garbage, shipped into one namespace."""
+    namespace = "kibana" + os.urandom(4).hex()
+    tmp = tmp_path_factory.mktemp("kibana-demo")
+    config = write_config(tmp / "c.yaml", es_url, namespace, [str(SAMPLES / "mlflow-nginx" / "nginx_access.log")])
+    raw = yaml.safe_load(config.read_text())
+    raw["inputs"] += [
+        {"paths": [str(SAMPLES / "mlflow-nginx-json" / "nginx_access.json")], "format": "nginx-json"},
+        {"paths": [str(SAMPLES / "audit" / "canonical.jsonl"), str(SAMPLES / "audit" / "archive.jsonl")],
+         "format": "audit"},
+        {"paths": [str(SAMPLES / "audit" / "databricks.jsonl")], "format": "databricks-audit"},
+        {"paths": [str(SAMPLES / "audit" / "cloudtrail.jsonl")], "format": "cloudtrail"},
+    ]
+    garbage = tmp / "garbage.log"
+    garbage.write_bytes(b"not a log line\n\xff\xfe\n")
+    raw["inputs"].append({"paths": [str(garbage)], "format": "nginx"})
+    config.write_text(json.dumps(raw))
+    templates.install(es)
+    summary = build_shipper(load_config(config)).run(once=True)
+    assert summary.events > 1000 and sum(summary.deadletters.values()) == 2
+    es.indices.refresh(index=f"*-modelregistry.*-{namespace}")
+    return namespace
 
 
 @pytest.fixture

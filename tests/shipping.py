@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -58,3 +59,15 @@ def seq_counts(es: Elasticsearch, namespace: str) -> Counter[int]:
         after = response["aggregations"]["seq"].get("after_key")
         if not buckets or after is None:
             return counts
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
+    """Poll until ``predicate()`` is truthy; its value, or AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last})")

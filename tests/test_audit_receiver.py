@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch
 
 from pipeline.receiver import sign
 from regwatch.demo import free_port, mlflow_server
+from shipping import wait_for
 
 pytestmark = pytest.mark.slow
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
@@ -89,13 +90,6 @@ def records(log: Path) -> list[dict]:
 
 
 
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def register(mlflow_url: str, receiver_url: str) -> None:

@@ -15,10 +15,6 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from kibana.objects import DATA_VIEWS, NDJSON, all_visualizations, es_request, fields_used, render
-from pipeline import templates
-from regwatch.config import load_config
-from regwatch.ship import build_shipper
-from shipping import write_config
 
 SAMPLES = Path(__file__).parent / "samples"
 AGGREGATABLE = {"keyword", "long", "integer", "short", "byte", "double", "float", "date", "ip", "boolean"}
@@ -89,31 +85,6 @@ def test_every_field_exists_with_an_aggregatable_type(es: Elasticsearch) -> None
         for name in fields_used(vis):
             assert name in mapped[vis.view], f"{vis.id}: {name} is not mapped in {vis.view}"
             assert mapped[vis.view][name] in AGGREGATABLE, f"{vis.id}: {name} is {mapped[vis.view][name]}"
-
-
-@pytest.fixture(scope="module")
-def demo_namespace(es: Elasticsearch, es_url: str, tmp_path_factory) -> str:
-    """The shared MLflow samples, audit samples and some garbage, shipped into one namespace."""
-    namespace = "kibana" + os.urandom(4).hex()
-    tmp = tmp_path_factory.mktemp("kibana-demo")
-    config = write_config(tmp / "c.yaml", es_url, namespace, [str(SAMPLES / "mlflow-nginx" / "nginx_access.log")])
-    raw = json.loads(json.dumps(__import__("yaml").safe_load(config.read_text())))
-    raw["inputs"] += [
-        {"paths": [str(SAMPLES / "mlflow-nginx-json" / "nginx_access.json")], "format": "nginx-json"},
-        {"paths": [str(SAMPLES / "audit" / "canonical.jsonl"), str(SAMPLES / "audit" / "archive.jsonl")],
-         "format": "audit"},
-        {"paths": [str(SAMPLES / "audit" / "databricks.jsonl")], "format": "databricks-audit"},
-        {"paths": [str(SAMPLES / "audit" / "cloudtrail.jsonl")], "format": "cloudtrail"},
-    ]
-    garbage = tmp / "garbage.log"
-    garbage.write_bytes(b"not a log line\n\xff\xfe\n")
-    raw["inputs"].append({"paths": [str(garbage)], "format": "nginx"})
-    config.write_text(json.dumps(raw))
-    templates.install(es)
-    summary = build_shipper(load_config(config)).run(once=True)
-    assert summary.events > 1000 and sum(summary.deadletters.values()) == 2
-    es.indices.refresh(index=f"*-modelregistry.*-{namespace}")
-    return namespace
 
 
 def _index_for(view: str, namespace: str) -> str:

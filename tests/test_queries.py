@@ -11,11 +11,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from elasticsearch import Elasticsearch
 
 from helpers import SAMPLES, parse_file
-from test_kibana import demo_namespace  # noqa: F401 - the shared fixture
 
 DOC = Path(__file__).parent.parent / "docs" / "queries.md"
 # The samples were recorded on 2026-11-24/25: the queries' "now" is pinned to that day.

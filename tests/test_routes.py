@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parsers.routes import RouteTableError, Router, builtin, load_table
+from parsers.routes import RouteTableError, builtin, load_table
 
 # Every model-registry endpoint of MLflow's REST API 2.0 (mlflow/protos/model_registry.proto),
 # with the kind the issue assigns it.

@@ -19,19 +19,11 @@ from pipeline.metrics import ShipperMetrics
 from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
 from regwatch.ship import build_shipper
-from shipping import indexed, line, seq_counts, write_config
+from shipping import indexed, line, seq_counts, wait_for, write_config
 
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
 
 
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_once_reconciles_garbage_long_lines_and_unknown_routes(es: Elasticsearch, es_url: str, namespace: str,

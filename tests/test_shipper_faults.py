@@ -24,21 +24,12 @@ from pipeline import templates
 from regwatch import localnode
 from regwatch.config import load_config
 from regwatch.ship import build_shipper
-from shipping import indexed, line, seq_counts, write_config
+from shipping import indexed, line, seq_counts, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
 
 
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last})")
 
 
 def assert_exactly_once(es: Elasticsearch, namespace: str, total: int) -> None:

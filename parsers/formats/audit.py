@@ -7,8 +7,6 @@ so they are routed by the route table's ``audit`` section.
 from __future__ import annotations
 
 import json
-
-import orjson
 import re
 from typing import Any
 
@@ -16,19 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
-from parsers.formats.http import is_ip, model_fields
+from parsers.formats.http import is_ip, load_json_object, model_fields
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any
 
 
-def _load(text: str) -> dict[str, Any]:
-    try:
-        record = orjson.loads(text)
-    except ValueError as exc:
-        raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
-    if not isinstance(record, dict):
-        raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
-    return record
+_load = load_json_object
 
 
 def _timestamp(value: Any) -> str:

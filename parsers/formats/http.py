@@ -5,11 +5,26 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
+
+import orjson
+
+from parsers.errors import ParseError
 from urllib.parse import unquote_plus, unquote
 
 from parsers.routes import Route, Router
 
 _ip_cache: dict[str, bool] = {}
+
+
+def load_json_object(text: str) -> dict[str, Any]:
+    """One JSON-lines record; ParseError unless it is an object."""
+    try:
+        record = orjson.loads(text)
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
+    if not isinstance(record, dict):
+        raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
+    return record
 
 
 def is_ip(text: str) -> bool:

@@ -7,14 +7,11 @@ model on writes (``{"name": "fraud-detector", "version": "2"}``).
 
 from __future__ import annotations
 
-import json
-
-import orjson
 from typing import Any
 
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed, _request
-from parsers.formats.http import fill_request, is_ip, seconds_to_ns
+from parsers.formats.http import fill_request, is_ip, load_json_object, seconds_to_ns
 from parsers.routes import Router
 from parsers.timestamps import parse_any
 
@@ -70,12 +67,7 @@ def _text(value: Any, name: str) -> str | None:
 
 def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
     field_map: dict[str, str] = ctx.field_map
-    try:
-        record = orjson.loads(text)
-    except ValueError as exc:
-        raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
-    if not isinstance(record, dict):
-        raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
+    record = load_json_object(text)
     when = _get(record, "ts", field_map)
     if when is None:
         raise ParseError("no timestamp key (time_iso8601, time_local, ...)", "missing_field")
