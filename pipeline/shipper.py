@@ -11,6 +11,7 @@ are delivered in order, so a file's checkpoint never passes a line that is not a
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 import hashlib
 import queue
 import threading
@@ -98,6 +99,11 @@ class Summary:
                 f"duplicates_skipped={self.duplicates} {kinds}").strip()
 
 
+def now_iso() -> str:
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def document_id(identity: Identity, offset: int) -> str:
     """The same line of the same content is always the same document."""
     digest = hashlib.blake2b(f"{identity.key}:{offset}".encode(), digest_size=15).digest()
@@ -181,7 +187,8 @@ class Shipper:
                 self.tailer.scan()
                 for lines in self.tailer.poll():
                     for start in range(0, len(lines), QUEUE_CHUNK):
-                        chunk = Chunk.of([self._item(line) for line in lines[start:start + QUEUE_CHUNK]])
+                        stamp = now_iso()
+                        chunk = Chunk.of([self._item(line, stamp) for line in lines[start:start + QUEUE_CHUNK]])
                         if not self._put(chunk):
                             return
                         self.summary.lines_read += len(chunk.items)
@@ -218,7 +225,7 @@ class Shipper:
                 if self._give_up.is_set():
                     return
 
-    def _item(self, line: Line) -> Item:
+    def _item(self, line: Line, ingested: str) -> Item:
         source = line.source
         shipped = self.inputs[source.input_index] if source.input_index < len(self.inputs) else self.inputs[0]
         if self.progress is not None:
@@ -228,6 +235,9 @@ class Shipper:
                 line.raw, f"line too long: {line.too_long} bytes > {self.options.max_line_bytes}", "line_too_long")
         else:
             doc = shipped.parse(line.raw)
+        # When the shipper handed the line over; the ingest pipeline, where the node has one,
+        # overwrites it with the node's own clock. Rules window on it: late events count once.
+        doc["event"]["ingested"] = ingested
         where = {"log": {"file": {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
                                   "fingerprint": source.identity.key}, "offset": line.offset}}
         doc.update(where)

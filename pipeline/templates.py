@@ -60,9 +60,29 @@ def lifecycle_supported(client: Elasticsearch) -> bool:
         return False
 
 
+INGEST_PIPELINE = "regwatch-ingested"
+
+
+def install_pipeline(client: Elasticsearch) -> bool:
+    """The default ingest pipeline that stamps ``event.ingested`` with the node's clock.
+
+    Nodes without the ingest-common module (the integ-test-zip) refuse it: then the shipper's
+    stamp stands.
+    """
+    try:
+        client.ingest.put_pipeline(id=INGEST_PIPELINE, description="regwatch: event.ingested from the node clock",
+                                   processors=[{"set": {"field": "event.ingested", "value": "{{{_ingest.timestamp}}}"}}])
+        return True
+    except ApiError as exc:
+        log.info("ingest_pipeline_unsupported", reason=str(exc)[:200])
+        return False
+
+
 def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None) -> list[str]:
     """Install (or overwrite with the same content) every component and index template."""
     settings: dict[str, Any] = {"index": {"codec": "best_compression"}}
+    if install_pipeline(client):
+        settings["index"]["default_pipeline"] = INGEST_PIPELINE
     if replicas is not None:
         settings["index"]["number_of_replicas"] = replicas
     client.cluster.put_component_template(

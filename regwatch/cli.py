@@ -17,6 +17,8 @@ from regwatch.logging import configure as configure_logging
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="A local single-node Elasticsearch for tests and the demo.")
 app.add_typer(es_app, name="es")
+rules_app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data streams.")
+app.add_typer(rules_app, name="rules")
 kibana_app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data views and searches.")
 app.add_typer(kibana_app, name="kibana")
 receiver_app = typer.Typer(help="MLflow webhooks, verified and written as an audit log the shipper follows.")
@@ -395,6 +397,53 @@ def kibana_export(
         _fail(f"Kibana export failed: {exc}")
     out.write_text(text)
     typer.echo(f"wrote {out} ({len(text.splitlines())} objects)")
+
+
+@rules_app.command("validate")
+def rules_validate(folder: Annotated[Path, typer.Argument(help="a folder of rule YAML files")]) -> None:
+    """Check every rule file; errors name the file, the rule and the key."""
+    from rules.model import RuleError, load_rules
+
+    try:
+        rules = load_rules(folder)
+    except RuleError as exc:
+        for line in str(exc).splitlines():
+            err.print(f"[red]error:[/red] {line}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"{len(rules)} rules valid: " + ", ".join(r.name for r in rules))
+
+
+@rules_app.command("run")
+def rules_run(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    once: Annotated[bool, typer.Option("--once", help="one cycle, then exit")] = False,
+) -> None:
+    """The rule runner: evaluate due rules, notify, write alert history."""
+    import signal
+    import socket
+    import threading
+
+    from regwatch.esclient import client_from_config
+    from rules.model import RuleError, load_rules
+    from rules.runner import Runner
+
+    settings = _load(config)
+    configure_logging("INFO", json=True)
+    try:
+        rules = load_rules(settings.rules.folder)
+    except RuleError as exc:
+        _fail(str(exc))
+    runner = Runner(client_from_config(settings), rules, settings.namespace, dict(settings.rules.notifiers),
+                    settings.rules.runner_id or socket.gethostname())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    every = min(rule.interval for rule in rules) if rules else 60.0
+    while True:
+        report = runner.cycle()
+        typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
+                   f"sent={len(report.sent)} failed={len(report.failed)}")
+        if once or stop.wait(min(every, 10.0)):
+            return
 
 
 def _load(path: Path | None):

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rules.notify import WebhookTarget
+
 FormatName = Literal[
     "nginx", "nginx-json", "gunicorn", "uvicorn", "databricks-audit", "cloudtrail", "audit"
 ]
@@ -74,6 +76,12 @@ class BatchConfig(Strict):
     max_wait_s: float = Field(0.5, gt=0)
 
 
+class RulesConfig(Strict):
+    folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+    notifiers: dict[str, WebhookTarget] = Field(default_factory=dict)
+    runner_id: str | None = None
+
+
 class Config(Strict):
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     namespace: str = "default"
@@ -86,6 +94,7 @@ class Config(Strict):
     partial_line_flush_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
     host_name: str | None = None
+    rules: RulesConfig = Field(default_factory=RulesConfig)
 
     @field_validator("namespace")
     @classmethod

@@ -1,0 +1,161 @@
+"""Alert rules as data: YAML files validated by pydantic, errors naming file, rule and key.
+
+Rule types built so far: ``threshold`` (count, sum, avg, max, min, percentile, cardinality of the
+window compared with a bound), ``ratio`` (matching events / all events), ``absence`` (fewer than
+N events, including none at all) and ``match`` (every matching event fires, with optional allow or
+deny lists). Each may group by a field, wait ``for`` a while before firing, and resolve on a
+separate recovery bound so a value near the bound does not flap.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+KINDS = ("registration", "retrieval", "version", "error", "access", "deadletter")
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+
+
+def seconds(text: str | int | float) -> float:
+    """``30s``, ``5m``, ``1h``, ``2d`` (or a number of seconds) to seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    match = _DURATION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use 30s, 5m, 1h, 2d)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(_Strict):
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return OPERATORS[self.op](measured, self.value)
+
+
+class Aggregate(_Strict):
+    function: Literal["count", "sum", "avg", "max", "min", "percentile", "cardinality"] = "count"
+    field: str | None = None
+    percentile: float | None = Field(None, gt=0, lt=100)
+
+    @field_validator("field")
+    @classmethod
+    def _field_given(cls, value: str | None, info) -> str | None:  # noqa: ANN001
+        return value
+
+
+class RuleBase(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    kinds: list[Literal["registration", "retrieval", "version", "error", "access", "deadletter"]] = Field(
+        default_factory=lambda: ["registration", "retrieval", "version", "error", "access"])
+    filter: str | None = None  # a Lucene query string
+    terms: dict[str, str | list[str]] = Field(default_factory=dict)  # exact field filters
+    window: Duration = 300.0
+    interval: Duration = 60.0
+    group_by: str | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_: float = Field(0.0, ge=0, alias="for")
+    labels: dict[str, str] = Field(default_factory=dict)
+    notify: list[str] = Field(default_factory=list)
+    message: str = "{rule} is {state}: {value} (bound {threshold}) for {group}"
+    time_field: Literal["event.ingested", "@timestamp"] = "event.ingested"
+    max_groups: int = Field(100, ge=1, le=10_000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("window", "interval", "for_", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return seconds(value)
+
+
+class ThresholdRule(RuleBase):
+    type: Literal["threshold"]
+    aggregate: Aggregate = Field(default_factory=Aggregate)
+    condition: Condition
+    recovery: Condition | None = None
+
+
+class RatioRule(RuleBase):
+    type: Literal["ratio"]
+    numerator: str  # a Lucene query string selecting the events counted on top
+    condition: Condition
+    recovery: Condition | None = None
+
+
+class AbsenceRule(RuleBase):
+    type: Literal["absence"]
+    minimum: int = Field(1, ge=1)  # fires when fewer than this many events arrive in the window
+
+
+class MatchRule(RuleBase):
+    type: Literal["match"]
+    field: str | None = None  # with allow/deny: the field whose value is checked
+    allow: list[str] | None = None  # fire on values outside this list
+    deny: list[str] | None = None  # fire on values inside this list
+    max_events: int = Field(50, ge=1, le=1000)
+
+
+Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule, Field(discriminator="type")]
+
+
+class RuleFile(_Strict):
+    rules: list[Rule]
+
+
+class RuleError(ValueError):
+    """A rule file that does not validate; the message names the file, the rule and the key."""
+
+
+def load_rules(folder: Path) -> list[Rule]:
+    rules: list[Rule] = []
+    seen: dict[str, Path] = {}
+    problems: list[str] = []
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        try:
+            parsed = RuleFile.model_validate(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = list(error["loc"])
+                where = ""
+                if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+                    items = raw.get("rules") or []
+                    name = items[loc[1]].get("name", f"#{loc[1]}") if loc[1] < len(items) and isinstance(items[loc[1]], dict) else f"#{loc[1]}"
+                    where = f" rule {name!r}"
+                    loc = loc[2:]
+                    if loc and loc[0] in ("threshold", "ratio", "absence", "match"):
+                        loc = loc[1:]
+                key = ".".join(str(p) for p in loc) or "(rule)"
+                problems.append(f"{path}:{where} {key}: {error['msg']}")
+            continue
+        for rule in parsed.rules:
+            if rule.name in seen:
+                problems.append(f"{path}: rule {rule.name!r}: name already used in {seen[rule.name]}")
+            seen[rule.name] = path
+            rules.append(rule)
+    if problems:
+        raise RuleError("\n".join(problems))
+    return rules

@@ -1,0 +1,223 @@
+"""A rule cycle: claim due rules, one ``_msearch``, state transitions, notifications, history.
+
+Two runners side by side claim each rule cycle with optimistic concurrency: one wins, one skips.
+Alerts go ok -> pending (while ``for`` has not elapsed) -> firing -> resolved (when the recovery
+bound holds, else when the condition no longer does). Firing and resolved are notified; the
+notification waits on the alert document's outbox until a notifier accepted it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from elasticsearch import Elasticsearch
+
+from rules.model import AbsenceRule, MatchRule, Rule
+from rules.notify import DeliveryFailed, WebhookTarget, send_webhook
+from rules.query import NO_GROUP, Measurement, Window, indices, measurements, request
+from rules.state import StateStore, Versioned, alert_id
+
+log = structlog.get_logger(__name__)
+
+SETTLE_S = 1.0  # an event ingested this recently may not be searchable yet: the window ends before it
+CLAIM_S = 30.0  # how long a runner owns an outbox entry it is delivering
+RETRY_S = (1.0, 5.0, 15.0, 60.0)
+
+
+@dataclass
+class CycleReport:
+    evaluated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not due, or claimed by another runner
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # rule, group, new state
+    sent: list[str] = field(default_factory=list)  # idempotency keys delivered
+    failed: list[str] = field(default_factory=list)
+
+
+def _threshold(rule: Rule) -> float | None:
+    condition = getattr(rule, "condition", None)
+    if condition is not None:
+        return condition.value
+    return float(rule.minimum) if isinstance(rule, AbsenceRule) else None
+
+
+def _breached(rule: Rule, value: float) -> bool:
+    if isinstance(rule, AbsenceRule):
+        return value < rule.minimum
+    if isinstance(rule, MatchRule):
+        return value > 0
+    return rule.condition.holds(value)
+
+
+def _recovered(rule: Rule, value: float) -> bool:
+    recovery = getattr(rule, "recovery", None)
+    return recovery.holds(value) if recovery is not None else not _breached(rule, value)
+
+
+class Runner:
+    def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
+                 targets: dict[str, WebhookTarget] | None = None, runner_id: str = "runner") -> None:
+        self.client = client
+        self.rules = rules
+        self.namespace = namespace
+        self.targets = targets or {}
+        self.runner_id = runner_id
+        self.store = StateStore(client, namespace)
+        self.store.ensure()
+
+    # -- one cycle -----------------------------------------------------------------------------
+
+    def cycle(self, now: float | None = None) -> CycleReport:
+        now = time.time() if now is None else now
+        report = CycleReport()
+        due: list[tuple[Rule, Window]] = []
+        for rule in self.rules:
+            window = self._claim(rule, now)
+            if window is None:
+                report.skipped.append(rule.name)
+            else:
+                due.append((rule, window))
+        if due:
+            searches: list[dict[str, Any]] = []
+            for rule, window in due:
+                searches += [{"index": indices(rule, self.namespace), "ignore_unavailable": True,
+                              "allow_no_indices": True}, request(rule, window)]
+            responses = self.client.msearch(searches=searches)["responses"]
+            for (rule, _window), response in zip(due, responses, strict=True):
+                report.evaluated.append(rule.name)
+                self._transition(rule, measurements(rule, response), now, report)
+        self.deliver(now, report)
+        return report
+
+    def _claim(self, rule: Rule, now: float) -> Window | None:
+        cycle = self.store.get(f"cycle:{rule.name}")
+        end = now - SETTLE_S
+        last_end = cycle.doc.get("last_end", end - rule.interval)
+        if cycle.seq_no is not None and end - last_end < rule.interval:
+            return None
+        claimed = self.store.write(cycle, {"type": "cycle", "rule": rule.name, "last_end": end, "updated": now,
+                                           "runner": self.runner_id})
+        if claimed is None:
+            return None
+        # Match rules look at exactly what arrived since the last cycle (caught up after an
+        # outage, once); the others at their sliding window.
+        start = last_end if isinstance(rule, MatchRule) else end - rule.window
+        return Window(start, end)
+
+    def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport) -> None:
+        if isinstance(rule, MatchRule):
+            for event_measure in measured:
+                for event in event_measure.events:
+                    self._fire_once(rule, event, now, report)
+            return
+        current = {item.doc["group"]: item for item in self.store.alerts_of(rule.name)}
+        values = {m.group: m.value for m in measured}
+        if not rule.group_by and NO_GROUP not in values:
+            values[NO_GROUP] = 0.0
+        for group in set(values) | {g for g, item in current.items() if item.doc.get("state") in ("pending", "firing")}:
+            value = values.get(group, 0.0)
+            item = current.get(group) or Versioned(alert_id(rule.name, group), {})
+            state = item.doc.get("state", "ok")
+            since = item.doc.get("since", now)
+            breached = _breached(rule, value)
+            new_state, notify = state, None
+            if state in ("ok", "resolved") and breached:
+                new_state, since = ("firing", now) if rule.for_ == 0 else ("pending", now)
+                notify = "firing" if new_state == "firing" else None
+            elif state == "pending":
+                if not breached:
+                    new_state = "ok"
+                elif now - since >= rule.for_:
+                    new_state, notify = "firing", "firing"
+            elif state == "firing" and _recovered(rule, value):
+                new_state, notify = "resolved", "resolved"
+            if new_state == state and item.seq_no is not None and state not in ("pending", "firing"):
+                continue
+            doc = {"type": "alert", "rule": rule.name, "group": group, "state": new_state, "since": since,
+                   "value": value, "updated": now}
+            if "outbox" in item.doc:
+                doc["outbox"] = item.doc["outbox"]  # an undelivered notification stays queued
+            if notify:
+                doc["outbox"] = self._outbox(rule, group, notify, value, since, now)
+            if new_state == state and not notify and item.seq_no is not None:
+                if abs(item.doc.get("value", value) - value) < 1e-12:
+                    continue
+            written = self.store.write(item, doc)
+            if written is None:
+                continue  # another runner changed it first: it notifies, not us
+            if new_state != state:
+                report.transitions.append((rule.name, group, new_state))
+                self._history(rule, group, new_state, value, since, now)
+
+    def _fire_once(self, rule: MatchRule, event: dict[str, Any], now: float, report: CycleReport) -> None:
+        group = event["_id"]
+        item = Versioned(alert_id(rule.name, group), {})
+        doc = {"type": "alert", "rule": rule.name, "group": group, "state": "fired", "since": now, "value": 1.0,
+               "updated": now, "outbox": self._outbox(rule, group, "fired", 1.0, now, now, event)}
+        if self.store.write(item, doc) is not None:  # created: first time this event is seen
+            report.transitions.append((rule.name, group, "fired"))
+            self._history(rule, group, "fired", 1.0, now, now)
+
+    def _outbox(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
+                event: dict[str, Any] | None = None) -> dict[str, Any]:
+        key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
+        threshold = _threshold(rule)
+        message = rule.message.format(rule=rule.name, state=state, value=round(value, 4), threshold=threshold,
+                                      group=group, severity=rule.severity)
+        payload = {"rule": rule.name, "group": group, "state": state, "value": value, "threshold": threshold,
+                   "severity": rule.severity, "labels": dict(rule.labels), "since": since, "at": now,
+                   "message": message, "key": key}
+        if event is not None:
+            payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
+        return {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": now,
+                "claimed_until": 0.0}
+
+    def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float) -> None:
+        dataset = "modelregistry.alert"
+        doc_id = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
+        document = {
+            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+            "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
+            "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success"},
+            "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
+                                                              "group": group, "state": state, "value": value,
+                                                              "threshold": _threshold(rule)}},
+        }
+        try:
+            self.client.create(index=f"logs-{dataset}-{self.namespace}", id=doc_id, document=document)
+        except Exception as exc:  # noqa: BLE001 - a 409 is a history line already written
+            if "version_conflict" not in str(exc):
+                log.warning("history_failed", rule=rule.name, error=str(exc)[:200])
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def deliver(self, now: float, report: CycleReport) -> None:
+        for item in self.store.with_outbox():
+            outbox = item.doc["outbox"]
+            if outbox["due"] > now or outbox.get("claimed_until", 0) > now:
+                continue
+            claimed = self.store.write(item, item.doc | {"outbox": outbox | {"claimed_until": now + CLAIM_S,
+                                                                             "claimed_by": self.runner_id}})
+            if claimed is None:
+                continue  # another runner is delivering it
+            try:
+                for name in outbox["targets"]:
+                    target = self.targets.get(name)
+                    if target is None:
+                        raise DeliveryFailed(f"unknown notifier {name!r}")
+                    send_webhook(target, outbox["payload"])
+            except DeliveryFailed as exc:
+                attempts = outbox["attempts"] + 1
+                retry = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
+                self.store.write(claimed, claimed.doc | {"outbox": outbox | {"attempts": attempts, "due": now + retry,
+                                                                             "claimed_until": 0.0,
+                                                                             "last_error": str(exc)[:300]}})
+                report.failed.append(outbox["key"])
+                log.warning("notification_failed", key=outbox["key"], error=str(exc)[:200], attempts=attempts)
+                continue
+            cleared = {k: v for k, v in claimed.doc.items() if k != "outbox"}
+            self.store.write(claimed, cleared)
+            report.sent.append(outbox["key"])

@@ -1,0 +1,86 @@
+"""Alert state in Elasticsearch, changed only with optimistic concurrency.
+
+One document per rule cycle (``cycle:<rule>``: the end of the last evaluated window) and one per
+alert (``alert:<hash of rule and group>``). Every change is written with ``if_seq_no`` /
+``if_primary_term``: of two runners evaluating the same cycle, one wins the write and only the
+winner notifies. A notification to send is kept on the alert document (its *outbox*) until a
+notifier took it, so a receiver that is down gets it when it returns, and a runner that dies
+between deciding and sending leaves it for the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+
+STATE_MAPPINGS = {
+    "dynamic": False,
+    "properties": {
+        "type": {"type": "keyword"}, "rule": {"type": "keyword"}, "group": {"type": "keyword"},
+        "state": {"type": "keyword"}, "since": {"type": "double"}, "last_end": {"type": "double"},
+        "value": {"type": "double"}, "updated": {"type": "double"},
+        "outbox": {"properties": {"key": {"type": "keyword"}, "due": {"type": "double"},
+                                  "claimed_until": {"type": "double"}}},
+    },
+}
+
+
+@dataclass
+class Versioned:
+    id: str
+    doc: dict[str, Any]
+    seq_no: int | None = None  # None: not stored yet
+    primary_term: int | None = None
+
+
+def alert_id(rule: str, group: str) -> str:
+    return "alert:" + hashlib.sha1(f"{rule}\x00{group}".encode()).hexdigest()[:24]
+
+
+class StateStore:
+    def __init__(self, client: Elasticsearch, namespace: str) -> None:
+        self.client = client
+        self.index = f"regwatch-alert-state-{namespace}"
+
+    def ensure(self) -> None:
+        if not self.client.indices.exists(index=self.index):
+            try:
+                self.client.indices.create(index=self.index, mappings=STATE_MAPPINGS,
+                                           settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
+            except Exception as exc:  # noqa: BLE001 - created meanwhile by another runner
+                if "resource_already_exists" not in str(exc):
+                    raise
+
+    def get(self, doc_id: str) -> Versioned:
+        try:
+            found = self.client.get(index=self.index, id=doc_id)
+        except NotFoundError:
+            return Versioned(doc_id, {})
+        return Versioned(doc_id, found["_source"], found["_seq_no"], found["_primary_term"])
+
+    def alerts_of(self, rule: str) -> list[Versioned]:
+        self.client.indices.refresh(index=self.index)
+        hits = self.client.search(index=self.index, size=10_000, seq_no_primary_term=True,
+                                  query={"bool": {"filter": [{"term": {"type": "alert"}}, {"term": {"rule": rule}}]}})
+        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
+
+    def with_outbox(self) -> list[Versioned]:
+        self.client.indices.refresh(index=self.index)
+        hits = self.client.search(index=self.index, size=1000, seq_no_primary_term=True,
+                                  query={"exists": {"field": "outbox.key"}})
+        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
+
+    def write(self, item: Versioned, doc: dict[str, Any]) -> Versioned | None:
+        """Store ``doc`` if nobody changed ``item`` meanwhile; None when another runner did."""
+        try:
+            if item.seq_no is None:
+                result = self.client.index(index=self.index, id=item.id, document=doc, op_type="create")
+            else:
+                result = self.client.index(index=self.index, id=item.id, document=doc,
+                                           if_seq_no=item.seq_no, if_primary_term=item.primary_term)
+        except ConflictError:
+            return None
+        return Versioned(item.id, doc, result["_seq_no"], result["_primary_term"])

@@ -1,0 +1,236 @@
+"""The rule runner on a real node: fire, pending, resolve, once across runners, late data once,
+delivery after the receiver returns. Events are indexed with controlled ingest times."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from rules.model import RuleError, load_rules
+from rules.notify import WebhookTarget, signature
+from rules.runner import Runner
+
+T0 = 1_800_000_000.0  # a fixed clock for the cycles: epoch seconds
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A real local HTTP receiver; `up` toggles whether it accepts (503 while down)."""
+
+    received: list[tuple[dict, dict]] = []
+    up = True
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if not Receiver.up:
+            self.send_response(503)
+            self.end_headers()
+            return
+        Receiver.received.append((json.loads(body), {k.lower(): v for k, v in self.headers.items()} | {"raw": body}))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    Receiver.received, Receiver.up = [], True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("REGWATCH_TEST_HOOK_SECRET", "hook-secret")
+    yield {"hook": WebhookTarget(url=f"http://127.0.0.1:{server.server_address[1]}/", secret_env="REGWATCH_TEST_HOOK_SECRET")}
+    server.shutdown()
+
+
+def index_events(es: Elasticsearch, namespace: str, kind: str, ingested: float, count: int,
+                 timestamp: float | None = None, **fields) -> None:
+    operations = []
+    for _ in range(count):
+        doc = {"@timestamp": int((timestamp or ingested) * 1000),
+               "event": {"ingested": int(ingested * 1000), "action": fields.get("action", "artifact-download"),
+                         "outcome": "failure" if kind == "error" else "success"},
+               "modelregistry": {"model": {"name": fields.get("model", "m1")}},
+               "user": {"name": fields.get("user", "alice")}}
+        operations += [{"create": {"_index": f"logs-modelregistry.{kind}-{namespace}"}}, doc]
+    es.bulk(operations=operations, refresh=True)
+
+
+def write_rules(tmp_path: Path, text: str) -> list:
+    (tmp_path / "rules.yaml").write_text(text)
+    return load_rules(tmp_path)
+
+
+THRESHOLD = """
+rules:
+  - name: many-errors
+    type: threshold
+    kinds: [error]
+    window: 60s
+    interval: 60s
+    for: 120s
+    condition: {op: ">", value: 5}
+    recovery: {op: "<", value: 2}
+    notify: [hook]
+"""
+
+
+def test_threshold_is_pending_for_its_duration_fires_once_and_resolves(es, namespace, tmp_path, webhook) -> None:
+    runner = Runner(es, write_rules(tmp_path, THRESHOLD), namespace, webhook, "a")
+    index_events(es, namespace, "error", T0 + 30, 10)
+    first = runner.cycle(now=T0 + 61)  # window [T0, T0+60): 10 errors > 5: pending (for 120 s)
+    assert first.transitions == [("many-errors", "*", "pending")] and not Receiver.received
+    index_events(es, namespace, "error", T0 + 90, 10)
+    assert runner.cycle(now=T0 + 121).transitions == []  # still pending: 60 s of 120
+    index_events(es, namespace, "error", T0 + 150, 10)
+    third = runner.cycle(now=T0 + 181)
+    assert third.transitions == [("many-errors", "*", "firing")]
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+    index_events(es, namespace, "error", T0 + 210, 3)  # 3: below the bound, above the recovery bound
+    assert runner.cycle(now=T0 + 241).transitions == []  # no flapping: still firing, not re-sent
+    assert runner.cycle(now=T0 + 301).transitions == [("many-errors", "*", "resolved")]  # 0 errors < 2
+    states = [p["state"] for p, _ in Receiver.received]
+    assert states == ["firing", "resolved"]
+    payload, headers = Receiver.received[0]
+    assert headers["x-regwatch-signature"] == signature("hook-secret", headers["raw"])
+    assert payload["value"] == 10 and payload["threshold"] == 5 and payload["rule"] == "many-errors"
+    es.indices.refresh(index=f"logs-modelregistry.alert-{namespace}")
+    history = es.search(index=f"logs-modelregistry.alert-{namespace}", sort=[{"@timestamp": "asc"}])["hits"]["hits"]
+    assert [h["_source"]["event"]["action"] for h in history] == ["pending", "firing", "resolved"]
+
+
+def test_two_runners_side_by_side_send_each_notification_once(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s"))
+    runners = [Runner(es, rules, namespace, webhook, name) for name in ("a", "b")]
+    index_events(es, namespace, "error", T0 + 30, 10)
+    reports = []
+    barrier = threading.Barrier(2)
+
+    def run(runner: Runner) -> None:
+        barrier.wait()
+        reports.append(runner.cycle(now=T0 + 61))
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(r.evaluated) for r in reports) == [0, 1]  # one claimed the cycle, one skipped it
+    for runner in runners:  # later cycles of both: nothing new to send
+        runner.cycle(now=T0 + 62)
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+
+
+def test_receiver_down_then_back_gets_the_notification_once(es, namespace, tmp_path, webhook) -> None:
+    runner = Runner(es, write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s")), namespace, webhook)
+    index_events(es, namespace, "error", T0 + 30, 10)
+    Receiver.up = False
+    report = runner.cycle(now=T0 + 61)
+    assert report.transitions == [("many-errors", "*", "firing")] and report.failed and not Receiver.received
+    Receiver.up = True
+    runner.cycle(now=T0 + 62)  # the retry is due after about a second: sent now or at the next cycle
+    runner.cycle(now=T0 + 70)
+    runner.cycle(now=T0 + 90)
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+    keys = {h["x-regwatch-idempotency-key"] for _, h in Receiver.received}
+    assert len(keys) == 1
+
+
+def test_events_indexed_five_minutes_late_are_counted_once(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: downloads
+    type: threshold
+    kinds: [retrieval]
+    window: 60s
+    interval: 60s
+    condition: {op: ">=", value: 1}
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    runner.cycle(now=T0 + 61)  # nothing yet
+    # Events that happened at T0+10 (event time) reach Elasticsearch at T0+310: five minutes late.
+    index_events(es, namespace, "retrieval", T0 + 310, 4, timestamp=T0 + 10)
+    for minute in range(2, 9):
+        runner.cycle(now=T0 + 1 + 60 * minute)
+    values = [p["value"] for p, _ in Receiver.received if p["state"] == "firing"]
+    assert values == [4]  # counted in exactly one window, the one in which they were ingested
+    assert [p["state"] for p, _ in Receiver.received] == ["firing", "resolved"]
+
+
+def test_match_rule_fires_once_per_event_with_a_deny_list(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: untrusted-download
+    type: match
+    kinds: [retrieval]
+    interval: 60s
+    terms: {modelregistry.model.name: fraud-detector}
+    field: user.name
+    allow: [alice, bob]
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    runner.cycle(now=T0 + 1)
+    index_events(es, namespace, "retrieval", T0 + 20, 2, model="fraud-detector", user="alice")
+    index_events(es, namespace, "retrieval", T0 + 30, 1, model="fraud-detector", user="mallory")
+    index_events(es, namespace, "retrieval", T0 + 40, 1, model="other-model", user="mallory")
+    runner.cycle(now=T0 + 62)
+    runner.cycle(now=T0 + 123)
+    fired = [p for p, _ in Receiver.received]
+    assert len(fired) == 1 and fired[0]["state"] == "fired"
+    assert fired[0]["event"]["user"]["name"] == "mallory"
+
+
+def test_absence_fires_when_nothing_arrives_and_resolves_when_it_does(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: no-registrations
+    type: absence
+    kinds: [registration]
+    window: 60s
+    interval: 60s
+    minimum: 1
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    assert runner.cycle(now=T0 + 61).transitions == [("no-registrations", "*", "firing")]  # no data at all
+    index_events(es, namespace, "registration", T0 + 100, 1, action="registered-model-create")
+    assert runner.cycle(now=T0 + 121).transitions == [("no-registrations", "*", "resolved")]
+
+
+def test_rule_files_are_validated_with_file_rule_and_key(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("""
+rules:
+  - name: typo
+    type: threshold
+    condition: {op: "~", value: 5}
+  - name: fine
+    type: absence
+    window: soon
+""")
+    with pytest.raises(RuleError) as info:
+        load_rules(tmp_path)
+    message = str(info.value)
+    assert "bad.yaml: rule 'typo' condition.op" in message
+    assert "bad.yaml: rule 'fine' window" in message
+
+
+def test_builtin_rules_validate_and_run_one_cycle(es_url: str, namespace: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "validate", "rules/builtin"],
+                        capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert ok.returncode == 0 and "5 rules valid" in ok.stdout
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace}))
+    run = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "run", "--once", "-c", str(config)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert "evaluated=5" in run.stdout  # one _msearch over the whole default set
