@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rules.notify import WebhookTarget
+from rules.notify import Target
 
 FormatName = Literal[
     "nginx", "nginx-json", "gunicorn", "uvicorn", "databricks-audit", "cloudtrail", "audit"
@@ -78,7 +78,7 @@ class BatchConfig(Strict):
 
 class RulesConfig(Strict):
     folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
-    notifiers: dict[str, WebhookTarget] = Field(default_factory=dict)
+    notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
 
 

@@ -17,7 +17,7 @@ import structlog
 from elasticsearch import Elasticsearch
 
 from rules.model import AbsenceRule, MatchRule, Rule
-from rules.notify import DeliveryFailed, WebhookTarget, send_webhook
+from rules.notify import DeliveryFailed, Target, render
 from rules.query import NO_GROUP, Measurement, Window, indices, measurements, request
 from rules.state import StateStore, Versioned, alert_id
 
@@ -59,7 +59,7 @@ def _recovered(rule: Rule, value: float) -> bool:
 
 class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
-                 targets: dict[str, WebhookTarget] | None = None, runner_id: str = "runner") -> None:
+                 targets: dict[str, Target] | None = None, runner_id: str = "runner") -> None:
         self.client = client
         self.rules = rules
         self.namespace = namespace
@@ -165,8 +165,8 @@ class Runner:
                 event: dict[str, Any] | None = None) -> dict[str, Any]:
         key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
         threshold = _threshold(rule)
-        message = rule.message.format(rule=rule.name, state=state, value=round(value, 4), threshold=threshold,
-                                      group=group, severity=rule.severity)
+        message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
+                                        "threshold": threshold, "group": group, "severity": rule.severity})
         payload = {"rule": rule.name, "group": group, "state": state, "value": value, "threshold": threshold,
                    "severity": rule.severity, "labels": dict(rule.labels), "since": since, "at": now,
                    "message": message, "key": key}
@@ -208,7 +208,7 @@ class Runner:
                     target = self.targets.get(name)
                     if target is None:
                         raise DeliveryFailed(f"unknown notifier {name!r}")
-                    send_webhook(target, outbox["payload"])
+                    target.send(outbox["payload"])
             except DeliveryFailed as exc:
                 attempts = outbox["attempts"] + 1
                 retry = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
