@@ -446,6 +446,37 @@ def rules_run(
             return
 
 
+@rules_app.command("status")
+def rules_status(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    check: Annotated[bool, typer.Option("--check", help="exit 1 when no runner completed a cycle lately")] = False,
+    stale_after: Annotated[float, typer.Option(help="seconds after which a runner counts as dead")] = 180.0,
+) -> None:
+    """Runners (last cycle, lag) and firing alerts; --check for an outside monitor."""
+    from regwatch.esclient import client_from_config
+    from rules.state import StateStore
+
+    settings = _load(config)
+    store = StateStore(client_from_config(settings), settings.namespace)
+    store.ensure()
+    store.client.indices.refresh(index=store.index)
+    now = time.time()
+    runners = [h["_source"] for h in store.client.search(index=store.index, size=1000,
+                                                          query={"term": {"type": "runner"}})["hits"]["hits"]]
+    alive = [r for r in runners if now - r["last_cycle"] <= stale_after]
+    for runner in sorted(runners, key=lambda r: r["runner"]):
+        age = now - runner["last_cycle"]
+        typer.echo(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s "
+                   f"{'alive' if age <= stale_after else 'STALE'}")
+    firing = store.client.search(index=store.index, size=1000, query={"bool": {"filter": [
+        {"term": {"type": "alert"}}, {"term": {"state": "firing"}}]}})["hits"]["hits"]
+    for hit in firing:
+        typer.echo(f"firing {hit['_source']['rule']} group={hit['_source']['group']} value={hit['_source']['value']}")
+    typer.echo(f"runners={len(runners)} alive={len(alive)} firing={len(firing)}")
+    if check and not alive:
+        raise typer.Exit(1)
+
+
 def _load(path: Path | None):
     from regwatch.config import Config, ConfigError, load_config
 

@@ -77,11 +77,12 @@ class RuleBase(_Strict):
     notify: list[str] = Field(default_factory=list)
     message: str = "{rule} is {state}: {value} (bound {threshold}) for {group}"
     time_field: Literal["event.ingested", "@timestamp"] = "event.ingested"
+    renotify: float = Field(0.0, ge=0)  # re-send a firing alert this often (0: never)
     max_groups: int = Field(100, ge=1, le=10_000)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @field_validator("window", "interval", "for_", mode="before")
+    @field_validator("window", "interval", "for_", "renotify", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return seconds(value)

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from elasticsearch import Elasticsearch
 
-from rules.model import AbsenceRule, MatchRule, Rule
+from rules.model import AbsenceRule, MatchRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
 from rules.query import NO_GROUP, Measurement, Window, indices, measurements, request
 from rules.state import StateStore, Versioned, alert_id
@@ -24,6 +24,8 @@ from rules.state import StateStore, Versioned, alert_id
 log = structlog.get_logger(__name__)
 
 SETTLE_S = 1.0  # an event ingested this recently may not be searchable yet: the window ends before it
+MAX_CATCH_UP = 60  # windows re-evaluated, oldest first, after the runner (or Elasticsearch) was away
+STALE_RULE = "regwatch-runner-stale"
 CLAIM_S = 30.0  # how long a runner owns an outbox entry it is delivering
 RETRY_S = (1.0, 5.0, 15.0, 60.0)
 
@@ -35,6 +37,7 @@ class CycleReport:
     transitions: list[tuple[str, str, str]] = field(default_factory=list)  # rule, group, new state
     sent: list[str] = field(default_factory=list)  # idempotency keys delivered
     failed: list[str] = field(default_factory=list)
+    silenced: list[str] = field(default_factory=list)
 
 
 def _threshold(rule: Rule) -> float | None:
@@ -59,12 +62,15 @@ def _recovered(rule: Rule, value: float) -> bool:
 
 class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
-                 targets: dict[str, Target] | None = None, runner_id: str = "runner") -> None:
+                 targets: dict[str, Target] | None = None, runner_id: str = "runner", stale_after: float = 180.0,
+                 stale_notify: list[str] | None = None) -> None:
         self.client = client
         self.rules = rules
         self.namespace = namespace
         self.targets = targets or {}
         self.runner_id = runner_id
+        self.stale_after = stale_after
+        self.stale_notify = stale_notify or []
         self.store = StateStore(client, namespace)
         self.store.ensure()
 
@@ -75,37 +81,69 @@ class Runner:
         report = CycleReport()
         due: list[tuple[Rule, Window]] = []
         for rule in self.rules:
-            window = self._claim(rule, now)
-            if window is None:
+            windows = self._claim(rule, now)
+            if not windows:
                 report.skipped.append(rule.name)
-            else:
-                due.append((rule, window))
+            due += [(rule, window) for window in windows]
         if due:
             searches: list[dict[str, Any]] = []
             for rule, window in due:
                 searches += [{"index": indices(rule, self.namespace), "ignore_unavailable": True,
                               "allow_no_indices": True}, request(rule, window)]
             responses = self.client.msearch(searches=searches)["responses"]
-            for (rule, _window), response in zip(due, responses, strict=True):
-                report.evaluated.append(rule.name)
-                self._transition(rule, measurements(rule, response), now, report)
+            for (rule, window), response in zip(due, responses, strict=True):
+                if rule.name not in report.evaluated:
+                    report.evaluated.append(rule.name)
+                self._transition(rule, measurements(rule, response), window.end + SETTLE_S, report)
+        self._check_runners(now, report)
         self.deliver(now, report)
+        self._heartbeat(now, due)
         return report
 
-    def _claim(self, rule: Rule, now: float) -> Window | None:
+    def _claim(self, rule: Rule, now: float) -> list[Window]:
+        """The windows of this rule due now (several after an absence: each missed one, once)."""
         cycle = self.store.get(f"cycle:{rule.name}")
         end = now - SETTLE_S
         last_end = cycle.doc.get("last_end", end - rule.interval)
         if cycle.seq_no is not None and end - last_end < rule.interval:
-            return None
+            return []
         claimed = self.store.write(cycle, {"type": "cycle", "rule": rule.name, "last_end": end, "updated": now,
                                            "runner": self.runner_id})
         if claimed is None:
-            return None
-        # Match rules look at exactly what arrived since the last cycle (caught up after an
-        # outage, once); the others at their sliding window.
-        start = last_end if isinstance(rule, MatchRule) else end - rule.window
-        return Window(start, end)
+            return []
+        if isinstance(rule, MatchRule):
+            # Exactly what arrived since the last cycle, however long ago that was.
+            return [Window(last_end, end)]
+        ends = []
+        step = last_end + rule.interval
+        while step < end and len(ends) < MAX_CATCH_UP - 1:
+            ends.append(step)
+            step += rule.interval
+        ends.append(end)
+        return [Window(e - rule.window, e) for e in ends[-MAX_CATCH_UP:]]
+
+    # -- monitor the monitor -------------------------------------------------------------------
+
+    def _heartbeat(self, now: float, due: list[tuple[Rule, Window]]) -> None:
+        lag = max((now - w.end for _, w in due), default=0.0)
+        item = self.store.get(f"runner:{self.runner_id}")
+        self.store.write(item, {"type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag,
+                                "rules": len(self.rules), "updated": now})
+
+    def runners(self) -> list[dict[str, Any]]:
+        self.store.client.indices.refresh(index=self.store.index)
+        hits = self.store.client.search(index=self.store.index, size=1000, query={"term": {"type": "runner"}})
+        return [h["_source"] for h in hits["hits"]["hits"]]
+
+    def _check_runners(self, now: float, report: CycleReport) -> None:
+        """Any live runner raises an alert for a runner that stopped completing cycles."""
+        stale_after = self.stale_after
+        rule = ThresholdRule(name=STALE_RULE, type="threshold", interval=stale_after, window=stale_after,
+                             group_by="runner", condition={"op": ">", "value": stale_after}, severity="critical",
+                             notify=self.stale_notify, message="rule runner {group} completed no cycle for {value} s")
+        ages = [Measurement(r["runner"], round(now - r["last_cycle"], 1)) for r in self.runners()
+                if r["runner"] != self.runner_id]
+        self._transition(rule, ages, now, report)
 
     def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport) -> None:
         if isinstance(rule, MatchRule):
@@ -134,14 +172,22 @@ class Runner:
                     new_state, notify = "firing", "firing"
             elif state == "firing" and _recovered(rule, value):
                 new_state, notify = "resolved", "resolved"
+            elif state == "firing" and rule.renotify and now - item.doc.get("notified", since) >= rule.renotify:
+                notify = "firing"  # still firing: remind
             if new_state == state and item.seq_no is not None and state not in ("pending", "firing"):
                 continue
             doc = {"type": "alert", "rule": rule.name, "group": group, "state": new_state, "since": since,
                    "value": value, "updated": now}
-            if "outbox" in item.doc:
-                doc["outbox"] = item.doc["outbox"]  # an undelivered notification stays queued
+            queued = list(item.doc.get("outbox", []))  # undelivered notifications stay queued, in order
+            for key in ("outbox_claimed_until", "outbox_claimed_by"):
+                if key in item.doc:
+                    doc[key] = item.doc[key]
+            doc["notified"] = item.doc.get("notified", since)
             if notify:
-                doc["outbox"] = self._outbox(rule, group, notify, value, since, now)
+                queued.append(self._outbox(rule, group, notify, value, since, now, reminder=new_state == state))
+                doc["notified"] = now
+            if queued:
+                doc["outbox"] = queued
             if new_state == state and not notify and item.seq_no is not None:
                 if abs(item.doc.get("value", value) - value) < 1e-12:
                     continue
@@ -156,14 +202,15 @@ class Runner:
         group = event["_id"]
         item = Versioned(alert_id(rule.name, group), {})
         doc = {"type": "alert", "rule": rule.name, "group": group, "state": "fired", "since": now, "value": 1.0,
-               "updated": now, "outbox": self._outbox(rule, group, "fired", 1.0, now, now, event)}
+               "updated": now, "outbox": [self._outbox(rule, group, "fired", 1.0, now, now, event)]}
         if self.store.write(item, doc) is not None:  # created: first time this event is seen
             report.transitions.append((rule.name, group, "fired"))
             self._history(rule, group, "fired", 1.0, now, now)
 
     def _outbox(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
-                event: dict[str, Any] | None = None) -> dict[str, Any]:
-        key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
+                event: dict[str, Any] | None = None, reminder: bool = False) -> dict[str, Any]:
+        moment = now if reminder else since
+        key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{moment}".encode()).hexdigest()
         threshold = _threshold(rule)
         message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
                                         "threshold": threshold, "group": group, "severity": rule.severity})
@@ -173,7 +220,7 @@ class Runner:
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
         return {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": now,
-                "claimed_until": 0.0}
+                "labels": dict(rule.labels)}
 
     def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float) -> None:
         dataset = "modelregistry.alert"
@@ -195,29 +242,75 @@ class Runner:
     # -- the outbox ----------------------------------------------------------------------------
 
     def deliver(self, now: float, report: CycleReport) -> None:
+        """Send what waits in the outboxes: claim an alert's outbox, send in order, write back."""
         for item in self.store.with_outbox():
-            outbox = item.doc["outbox"]
-            if outbox["due"] > now or outbox.get("claimed_until", 0) > now:
+            queued = item.doc["outbox"]
+            if item.doc.get("outbox_claimed_until", 0) > now or all(e["due"] > now for e in queued):
                 continue
-            claimed = self.store.write(item, item.doc | {"outbox": outbox | {"claimed_until": now + CLAIM_S,
-                                                                             "claimed_by": self.runner_id}})
+            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": now + CLAIM_S,
+                                                         "outbox_claimed_by": self.runner_id})
             if claimed is None:
                 continue  # another runner is delivering it
-            try:
-                for name in outbox["targets"]:
-                    target = self.targets.get(name)
-                    if target is None:
-                        raise DeliveryFailed(f"unknown notifier {name!r}")
-                    target.send(outbox["payload"])
-            except DeliveryFailed as exc:
-                attempts = outbox["attempts"] + 1
-                retry = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
-                self.store.write(claimed, claimed.doc | {"outbox": outbox | {"attempts": attempts, "due": now + retry,
-                                                                             "claimed_until": 0.0,
-                                                                             "last_error": str(exc)[:300]}})
-                report.failed.append(outbox["key"])
-                log.warning("notification_failed", key=outbox["key"], error=str(exc)[:200], attempts=attempts)
+            remaining: list[dict[str, Any]] = []
+            for entry in queued:
+                if remaining or entry["due"] > now:
+                    remaining.append(entry)  # keep the order: nothing overtakes a failed one
+                    continue
+                if self._silenced(entry, item.doc, now):
+                    report.silenced.append(entry["key"])
+                    continue
+                try:
+                    for name in entry["targets"]:
+                        target = self.targets.get(name)
+                        if target is None:
+                            raise DeliveryFailed(f"unknown notifier {name!r}")
+                        target.send(entry["payload"])
+                except DeliveryFailed as exc:
+                    attempts = entry["attempts"] + 1
+                    retry = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
+                    remaining.append(entry | {"attempts": attempts, "due": now + retry, "last_error": str(exc)[:300]})
+                    report.failed.append(entry["key"])
+                    log.warning("notification_failed", key=entry["key"], error=str(exc)[:200], attempts=attempts)
+                    continue
+                report.sent.append(entry["key"])
+            doc = {k: v for k, v in claimed.doc.items()
+                   if k not in ("outbox", "outbox_claimed_until", "outbox_claimed_by")}
+            if remaining:
+                doc["outbox"] = remaining
+            if self.store.write(claimed, doc) is None:
+                log.warning("outbox_write_conflict", alert=item.id)
+
+    # -- silences ------------------------------------------------------------------------------
+
+    def silence(self, rule: str, labels: dict[str, str] | None = None, until: float | None = None,
+                group: str | None = None, reason: str = "") -> str:
+        """Mute notifications of a rule (and labels) until a time, or, with ``until=None`` and a
+        group, until that alert resolves."""
+        silence_id = "silence:" + hashlib.sha1(f"{rule}{labels}{until}{group}{time.time()}".encode()).hexdigest()[:16]
+        self.store.write(Versioned(silence_id, {}), {"type": "silence", "rule": rule, "labels": labels or {},
+                                                     "until": until, "group": group, "reason": reason,
+                                                     "updated": time.time()})
+        return silence_id
+
+    def _silences(self) -> list[Versioned]:
+        hits = self.store.client.search(index=self.store.index, size=1000, seq_no_primary_term=True,
+                                        query={"term": {"type": "silence"}})
+        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
+
+    def _silenced(self, entry: dict[str, Any], alert: dict[str, Any], now: float) -> bool:
+        payload = entry["payload"]
+        for item in self._silences():
+            silence = item.doc
+            if silence["rule"] not in ("*", payload["rule"]):
                 continue
-            cleared = {k: v for k, v in claimed.doc.items() if k != "outbox"}
-            self.store.write(claimed, cleared)
-            report.sent.append(outbox["key"])
+            if any(entry.get("labels", {}).get(k) != v for k, v in silence["labels"].items()):
+                continue
+            if silence["until"] is not None:
+                if now < silence["until"]:
+                    return True
+            elif silence.get("group") in (None, payload["group"]):
+                # Until resolved: mutes the alert up to and including its resolution, then ends.
+                if payload["state"] == "resolved":
+                    self.store.write(item, silence | {"until": now, "ended_by": "resolved"})
+                return True
+        return False

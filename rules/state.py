@@ -22,8 +22,8 @@ STATE_MAPPINGS = {
         "type": {"type": "keyword"}, "rule": {"type": "keyword"}, "group": {"type": "keyword"},
         "state": {"type": "keyword"}, "since": {"type": "double"}, "last_end": {"type": "double"},
         "value": {"type": "double"}, "updated": {"type": "double"},
-        "outbox": {"properties": {"key": {"type": "keyword"}, "due": {"type": "double"},
-                                  "claimed_until": {"type": "double"}}},
+        "outbox": {"properties": {"key": {"type": "keyword"}, "due": {"type": "double"}}},
+        "outbox_claimed_until": {"type": "double"},
     },
 }
 

@@ -15,7 +15,7 @@ from rules.model import RuleError, load_rules
 from rules.notify import WebhookTarget, signature
 from rules.runner import Runner
 
-T0 = 1_800_000_000.0  # a fixed clock for the cycles: epoch seconds
+T0 = 1_700_000_000.0  # a fixed clock for the cycles (2023), epoch seconds
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -234,3 +234,69 @@ def test_builtin_rules_validate_and_run_one_cycle(es_url: str, namespace: str, t
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-1000:]
     assert "evaluated=5" in run.stdout  # one _msearch over the whole default set
+
+
+def test_catch_up_after_an_absence_evaluates_each_missed_window_once(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s").replace("    recovery: {op: \"<\", value: 2}\n", ""))
+    runner = Runner(es, rules, namespace, webhook)
+    runner.cycle(now=T0 + 61)
+    index_events(es, namespace, "error", T0 + 130, 10)  # in window [T0+120, T0+180)
+    # The runner (or Elasticsearch) is away from T0+61 to T0+301: four windows missed.
+    report = runner.cycle(now=T0 + 301)
+    assert report.transitions == [("many-errors", "*", "firing"), ("many-errors", "*", "resolved")]
+    assert runner.cycle(now=T0 + 302).transitions == []  # nothing evaluated twice
+    assert [p["state"] for p, _ in Receiver.received] == ["firing", "resolved"]
+
+
+def test_renotify_while_firing_and_silences(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s\n    renotify: 120s\n    labels: {team: ml}"))
+    runner = Runner(es, rules, namespace, webhook)
+    for minute in range(1, 6):
+        index_events(es, namespace, "error", T0 + 60 * minute - 30, 10)
+        runner.cycle(now=T0 + 60 * minute + 1)
+    assert [p["state"] for p, _ in Receiver.received] == ["firing", "firing", "firing"]  # at 1, 3, 5 min
+    keys = [h["x-regwatch-idempotency-key"] for _, h in Receiver.received]
+    assert len(set(keys)) == 3  # each reminder is a notification of its own
+    runner.silence("many-errors", labels={"team": "ml"}, until=T0 + 60 * 20)
+    for minute in range(6, 9):
+        index_events(es, namespace, "error", T0 + 60 * minute - 30, 10)
+        runner.cycle(now=T0 + 60 * minute + 1)
+    report = runner.cycle(now=T0 + 60 * 9 + 1)  # resolves, silenced too
+    assert len(Receiver.received) == 3 and report.transitions == [("many-errors", "*", "resolved")]
+
+
+def test_silence_until_resolved_ends_with_the_alert(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s"))
+    runner = Runner(es, rules, namespace, webhook)
+    runner.silence("many-errors", group="*")  # until resolved
+    index_events(es, namespace, "error", T0 + 30, 10)
+    runner.cycle(now=T0 + 61)
+    runner.cycle(now=T0 + 121)  # resolved: silenced, and the silence ends
+    index_events(es, namespace, "error", T0 + 150, 10)
+    runner.cycle(now=T0 + 181)  # fires again: heard this time
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+
+
+def test_a_stale_runner_is_reported_by_a_live_one_and_status_check(es, es_url, namespace, tmp_path, webhook) -> None:
+    import subprocess
+    import sys
+
+    rules = write_rules(tmp_path, THRESHOLD)
+    dead = Runner(es, rules, namespace, webhook, "runner-dead")
+    dead.cycle(now=T0 + 61)
+    live = Runner(es, rules, namespace, webhook, "runner-live", stale_after=120, stale_notify=["hook"])
+    live.cycle(now=T0 + 121)
+    assert not Receiver.received
+    report = live.cycle(now=T0 + 241)  # runner-dead: last cycle 180 s ago > 120
+    assert ("regwatch-runner-stale", "runner-dead", "firing") in report.transitions
+    assert Receiver.received[-1][0]["group"] == "runner-dead"
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace}))
+    status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check",
+                             "--stale-after", "60"], capture_output=True, text=True)
+    assert status.returncode == 1  # these runners last cycled in 2023: nobody is alive now
+    assert "runner-live" in status.stdout and "runner-dead" in status.stdout
+    live.cycle()  # a real cycle, now
+    status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check",
+                             "--stale-after", "60"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout
