@@ -1,9 +1,11 @@
 """Alert rules as data: YAML files validated by pydantic, errors naming file, rule and key.
 
-Rule types built so far: ``threshold`` (count, sum, avg, max, min, percentile, cardinality of the
-window compared with a bound), ``ratio`` (matching events / all events), ``absence`` (fewer than
-N events, including none at all) and ``match`` (every matching event fires, with optional allow or
-deny lists). Each may group by a field, wait ``for`` a while before firing, and resolve on a
+Rule types: ``threshold`` (count, sum, avg, max, min, percentile, cardinality of the window
+compared with a bound), ``ratio`` (matching events / all events), ``absence`` (fewer than N
+events, including none at all), ``match`` (every matching event fires, with optional allow or deny
+lists), ``spike`` (the window against the previous one, by a factor), ``anomaly`` (z-score against
+the mean and deviation of the previous windows), ``new_term`` (a value never seen in the
+look-back) and ``change`` (a field's latest value for a group differs from the last one seen). Each may group by a field, wait ``for`` a while before firing, and resolve on a
 separate recovery bound so a value near the bound does not flap.
 """
 
@@ -115,7 +117,46 @@ class MatchRule(RuleBase):
     max_events: int = Field(50, ge=1, le=1000)
 
 
-Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule, Field(discriminator="type")]
+class SpikeRule(RuleBase):
+    type: Literal["spike"]
+    direction: Literal["up", "down", "both"] = "up"
+    factor: float = Field(3.0, gt=1)  # current window against the previous one
+    min_events: int = Field(10, ge=0)  # below this in both windows, no spike is called
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(op=">=", value=self.factor)
+
+
+class AnomalyRule(RuleBase):
+    type: Literal["anomaly"]
+    buckets: int = Field(12, ge=3, le=200)  # the baseline: this many windows before the current one
+    z: float = Field(3.0, gt=0)  # |z-score| bound
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(op=">", value=self.z)
+
+
+class NewTermRule(RuleBase):
+    type: Literal["new_term"]
+    field: str
+    lookback: Duration = 30 * 86400.0
+    max_terms: int = Field(10_000, ge=1, le=65_536)
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> float:
+        return seconds(value)
+
+
+class ChangeRule(RuleBase):
+    type: Literal["change"]
+    field: str  # e.g. modelregistry.model.version, per group_by (e.g. modelregistry.model.name)
+
+
+Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule | ChangeRule,
+                 Field(discriminator="type")]
 
 
 class RuleFile(_Strict):
@@ -147,7 +188,8 @@ def load_rules(folder: Path) -> list[Rule]:
                     name = items[loc[1]].get("name", f"#{loc[1]}") if loc[1] < len(items) and isinstance(items[loc[1]], dict) else f"#{loc[1]}"
                     where = f" rule {name!r}"
                     loc = loc[2:]
-                    if loc and loc[0] in ("threshold", "ratio", "absence", "match"):
+                    if loc and loc[0] in ("threshold", "ratio", "absence", "match", "spike", "anomaly", "new_term",
+                                          "change"):
                         loc = loc[1:]
                 key = ".".join(str(p) for p in loc) or "(rule)"
                 problems.append(f"{path}:{where} {key}: {error['msg']}")

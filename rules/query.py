@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rules.model import AbsenceRule, MatchRule, RatioRule, Rule, ThresholdRule
+import math
+
+from rules.model import (AbsenceRule, AnomalyRule, ChangeRule, MatchRule, NewTermRule, RatioRule, Rule, SpikeRule,
+                         ThresholdRule)
 
 NO_GROUP = "*"
 
@@ -55,8 +58,35 @@ def _metric(rule: ThresholdRule) -> dict[str, Any] | None:
     return {agg.function: {"field": agg.field}}
 
 
+def _ranges(rule: Rule, window: Window, count: int) -> list[dict[str, int]]:
+    """``count`` windows of the rule's length ending at ``window.end``, oldest first."""
+    length = window.end - window.start
+    return [{"from": _ms(window.end - (count - i) * length), "to": _ms(window.end - (count - i - 1) * length)}
+            for i in range(count)]
+
+
 def request(rule: Rule, window: Window) -> dict[str, Any]:
     """The search body of one rule for one window."""
+    if isinstance(rule, (SpikeRule, AnomalyRule)):
+        count = 2 if isinstance(rule, SpikeRule) else rule.buckets + 1
+        ranges = _ranges(rule, window, count)
+        wide = Window(ranges[0]["from"] / 1000, window.end)
+        series = {"series": {"date_range": {"field": rule.time_field, "format": "epoch_millis", "ranges": ranges,
+                                            "keyed": False}}}
+        body = {"size": 0, "query": {"bool": {"filter": _filters(rule, wide)}}}
+        body["aggs"] = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": series}}
+                        if rule.group_by else series)
+        return body
+    if isinstance(rule, NewTermRule):
+        wide = Window(window.end - rule.lookback, window.end)
+        return {"size": 0, "query": {"bool": {"filter": _filters(rule, wide)}},
+                "aggs": {"terms": {"terms": {"field": rule.field, "size": rule.max_terms},
+                                   "aggs": {"first": {"min": {"field": rule.time_field}}}}}}
+    if isinstance(rule, ChangeRule):
+        latest = {"top_hits": {"size": 1, "sort": [{rule.time_field: "desc"}], "_source": [rule.field]}}
+        aggs = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": {"latest": latest}}}
+                if rule.group_by else {"latest": latest})
+        return {"size": 0, "query": {"bool": {"filter": _filters(rule, window)}}, "aggs": aggs}
     if isinstance(rule, AbsenceRule) and rule.group_by:
         # Groups seen over the previous window too, so a group that falls silent is noticed.
         window = Window(window.start - (window.end - window.start), window.end)
@@ -80,7 +110,25 @@ def request(rule: Rule, window: Window) -> dict[str, Any]:
     return body
 
 
+def _series_value(rule: Rule, bucket: dict[str, Any]) -> float:
+    counts = [b["doc_count"] for b in bucket["series"]["buckets"]]
+    current, history = counts[-1], counts[:-1]
+    if isinstance(rule, SpikeRule):
+        previous = history[-1]
+        if previous < rule.min_events:
+            return 0.0  # no baseline to speak of: a first window is not a spike
+        up = current / previous
+        down = previous / max(current, 1)
+        return {"up": up, "down": down, "both": max(up, down)}[rule.direction]
+    mean = sum(history) / len(history)
+    # A flat baseline has no deviation: one event of difference counts as one deviation.
+    deviation = max(math.sqrt(sum((c - mean) ** 2 for c in history) / len(history)), 1.0)
+    return abs(current - mean) / deviation
+
+
 def _value(rule: Rule, bucket: dict[str, Any], total: int) -> float:
+    if isinstance(rule, (SpikeRule, AnomalyRule)):
+        return _series_value(rule, bucket)
     if isinstance(rule, ThresholdRule):
         if rule.aggregate.function == "count":
             return float(total)
@@ -96,9 +144,27 @@ def _value(rule: Rule, bucket: dict[str, Any], total: int) -> float:
     raise TypeError(rule)
 
 
-def measurements(rule: Rule, response: dict[str, Any]) -> list[Measurement]:
+def measurements(rule: Rule, response: dict[str, Any], window: Window | None = None) -> list[Measurement]:
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
+    aggregations = response.get("aggregations", {})
+    if isinstance(rule, NewTermRule):
+        start = _ms(window.start) if window else 0
+        return [Measurement(str(b["key"]), 1.0) for b in aggregations.get("terms", {}).get("buckets", [])
+                if b["first"]["value"] is not None and b["first"]["value"] >= start]
+    if isinstance(rule, ChangeRule):
+        buckets = aggregations.get("groups", {}).get("buckets", []) if rule.group_by else (
+            [{"key": NO_GROUP, "latest": aggregations["latest"]}] if "latest" in aggregations else [])
+        out = []
+        for bucket in buckets:
+            hits = bucket["latest"]["hits"]["hits"]
+            if hits:
+                value = _field(hits[0]["_source"], rule.field)
+                if value is not None:
+                    out.append(Measurement(str(bucket["key"]), 0.0, ({"value": str(value)},)))
+        return out
+    if isinstance(rule, (SpikeRule, AnomalyRule)) and not rule.group_by and "series" not in aggregations:
+        return [Measurement(NO_GROUP, 0.0)]
     if isinstance(rule, MatchRule):
         events = tuple(hit["_source"] | {"_id": hit["_id"], "_index": hit["_index"]} for hit in response["hits"]["hits"])
         events = tuple(e for e in events if _matches_lists(rule, e))

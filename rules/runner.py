@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from elasticsearch import Elasticsearch
 
-from rules.model import AbsenceRule, MatchRule, Rule, ThresholdRule
+from rules.model import AbsenceRule, ChangeRule, MatchRule, NewTermRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
 from rules.query import NO_GROUP, Measurement, Window, indices, measurements, request
 from rules.state import StateStore, Versioned, alert_id
@@ -94,7 +94,7 @@ class Runner:
             for (rule, window), response in zip(due, responses, strict=True):
                 if rule.name not in report.evaluated:
                     report.evaluated.append(rule.name)
-                self._transition(rule, measurements(rule, response), window.end + SETTLE_S, report)
+                self._transition(rule, measurements(rule, response, window), window.end + SETTLE_S, report)
         self._check_runners(now, report)
         self.deliver(now, report)
         self._heartbeat(now, due)
@@ -151,6 +151,13 @@ class Runner:
                 for event in event_measure.events:
                     self._fire_once(rule, event, now, report)
             return
+        if isinstance(rule, NewTermRule):
+            for term in measured:  # first seen inside this window: new
+                self._fire_once(rule, {"_id": f"term:{term.group}", rule.field: term.group}, now, report)
+            return
+        if isinstance(rule, ChangeRule):
+            self._changes(rule, measured, now, report)
+            return
         current = {item.doc["group"]: item for item in self.store.alerts_of(rule.name)}
         values = {m.group: m.value for m in measured}
         if not rule.group_by and NO_GROUP not in values:
@@ -198,7 +205,27 @@ class Runner:
                 report.transitions.append((rule.name, group, new_state))
                 self._history(rule, group, new_state, value, since, now)
 
-    def _fire_once(self, rule: MatchRule, event: dict[str, Any], now: float, report: CycleReport) -> None:
+    def _changes(self, rule: ChangeRule, measured: list[Measurement], now: float, report: CycleReport) -> None:
+        current = {item.doc["group"]: item for item in self.store.alerts_of(rule.name)}
+        for measurement in measured:
+            value = measurement.events[0]["value"]
+            item = current.get(measurement.group) or Versioned(alert_id(rule.name, measurement.group), {})
+            previous = item.doc.get("last_value")
+            if previous == value:
+                continue
+            doc = {"type": "alert", "rule": rule.name, "group": measurement.group, "state": "changed", "since": now,
+                   "value": 0.0, "updated": now, "last_value": value, "outbox": list(item.doc.get("outbox", []))}
+            if previous is not None:  # the first value seen is a baseline, not a change
+                entry = self._outbox(rule, measurement.group, "changed", 0.0, now, now,
+                                     {"_id": "", rule.field: value, "previous": previous})
+                doc["outbox"].append(entry)
+            if not doc["outbox"]:
+                del doc["outbox"]
+            if self.store.write(item, doc) is not None and previous is not None:
+                report.transitions.append((rule.name, measurement.group, "changed"))
+                self._history(rule, measurement.group, "changed", 0.0, now, now)
+
+    def _fire_once(self, rule: Rule, event: dict[str, Any], now: float, report: CycleReport) -> None:
         group = event["_id"]
         item = Versioned(alert_id(rule.name, group), {})
         doc = {"type": "alert", "rule": rule.name, "group": group, "state": "fired", "since": now, "value": 1.0,

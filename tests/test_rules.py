@@ -300,3 +300,102 @@ def test_a_stale_runner_is_reported_by_a_live_one_and_status_check(es, es_url, n
     status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check",
                              "--stale-after", "60"], capture_output=True, text=True)
     assert status.returncode == 0, status.stdout
+
+
+def test_spike_fires_when_the_window_triples_the_previous_one(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: download-spike
+    type: spike
+    kinds: [retrieval]
+    window: 60s
+    interval: 60s
+    factor: 3
+    min_events: 5
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    index_events(es, namespace, "retrieval", T0 + 30, 5)
+    assert runner.cycle(now=T0 + 61).transitions == []  # the first window: nothing to compare with
+    index_events(es, namespace, "retrieval", T0 + 90, 8)
+    assert runner.cycle(now=T0 + 121).transitions == []  # 8 / 5: no spike
+    index_events(es, namespace, "retrieval", T0 + 150, 30)
+    assert runner.cycle(now=T0 + 181).transitions == [("download-spike", "*", "firing")]  # 30 / 8
+    assert Receiver.received[0][0]["value"] == pytest.approx(30 / 8)
+
+
+def test_anomaly_z_score_against_the_previous_windows(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: odd-traffic
+    type: anomaly
+    kinds: [access]
+    window: 60s
+    interval: 60s
+    buckets: 6
+    z: 3
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    for minute, count in enumerate([10, 12, 9, 11, 10, 12], start=1):  # a steady baseline
+        index_events(es, namespace, "access", T0 + 60 * (minute - 1) + 30, count)
+    assert runner.cycle(now=T0 + 60 * 6 + 1).transitions == []
+    index_events(es, namespace, "access", T0 + 60 * 6 + 30, 40)
+    report = runner.cycle(now=T0 + 60 * 7 + 1)
+    assert report.transitions == [("odd-traffic", "*", "firing")]
+    assert Receiver.received[0][0]["value"] > 3
+
+
+def test_new_term_fires_once_for_a_user_never_seen(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: new-downloader
+    type: new_term
+    kinds: [retrieval]
+    field: user.name
+    terms: {modelregistry.model.name: fraud-detector}
+    window: 60s
+    interval: 60s
+    lookback: 1d
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    index_events(es, namespace, "retrieval", T0 + 10, 3, model="fraud-detector", user="alice")
+    runner.cycle(now=T0 + 61)  # alice: new in this window (first ever)
+    index_events(es, namespace, "retrieval", T0 + 70, 2, model="fraud-detector", user="alice")
+    index_events(es, namespace, "retrieval", T0 + 80, 1, model="fraud-detector", user="mallory")
+    runner.cycle(now=T0 + 121)
+    runner.cycle(now=T0 + 181)
+    users = [p["event"]["user.name"] for p, _ in Receiver.received]
+    assert users == ["alice", "mallory"]
+
+
+def test_change_fires_when_the_champion_alias_moves(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: champion-moved
+    type: change
+    kinds: [version]
+    terms: {modelregistry.model.alias: champion}
+    group_by: modelregistry.model.name
+    field: modelregistry.model.version
+    window: 1d
+    interval: 60s
+    notify: [hook]
+""")
+
+    def alias(model: str, version: str, at: float) -> None:
+        es.index(index=f"logs-modelregistry.version-{namespace}", refresh=True, document={
+            "@timestamp": int(at * 1000), "event": {"ingested": int(at * 1000), "action": "registered-model-alias-set"},
+            "modelregistry": {"model": {"name": model, "version": version, "alias": "champion"}}})
+
+    runner = Runner(es, rules, namespace, webhook)
+    alias("fraud-detector", "1", T0 + 10)
+    runner.cycle(now=T0 + 61)  # baseline: version 1
+    alias("fraud-detector", "1", T0 + 70)
+    runner.cycle(now=T0 + 121)  # set again to the same version: no change
+    alias("fraud-detector", "2", T0 + 130)
+    report = runner.cycle(now=T0 + 181)
+    assert report.transitions == [("champion-moved", "fraud-detector", "changed")]
+    (payload,) = [p for p, _ in Receiver.received]
+    assert payload["event"] == {"modelregistry.model.version": "2", "previous": "1"}
