@@ -80,11 +80,13 @@ class Runner:
         now = time.time() if now is None else now
         report = CycleReport()
         due: list[tuple[Rule, Window]] = []
+        claimed = self._claim_all(now)
         for rule in self.rules:
-            windows = self._claim(rule, now)
+            windows = claimed.get(rule.name, [])
             if not windows:
                 report.skipped.append(rule.name)
             due += [(rule, window) for window in windows]
+        self._alerts = self.store.alerts_of_rules([r.name for r, _ in due]) if due else {}
         if due:
             searches: list[dict[str, Any]] = []
             for rule, window in due:
@@ -100,17 +102,27 @@ class Runner:
         self._heartbeat(now, due)
         return report
 
-    def _claim(self, rule: Rule, now: float) -> list[Window]:
-        """The windows of this rule due now (several after an absence: each missed one, once)."""
-        cycle = self.store.get(f"cycle:{rule.name}")
+    def _claim_all(self, now: float) -> dict[str, list[Window]]:
+        """Claim every due rule's cycle in one mget and one bulk (optimistic concurrency)."""
         end = now - SETTLE_S
-        last_end = cycle.doc.get("last_end", end - rule.interval)
-        if cycle.seq_no is not None and end - last_end < rule.interval:
-            return []
-        claimed = self.store.write(cycle, {"type": "cycle", "rule": rule.name, "last_end": end, "updated": now,
-                                           "runner": self.runner_id})
-        if claimed is None:
-            return []
+        cycles = self.store.get_many([f"cycle:{rule.name}" for rule in self.rules])
+        writes, wanted = [], []
+        for rule, cycle in zip(self.rules, cycles, strict=True):
+            last_end = cycle.doc.get("last_end", end - rule.interval)
+            if cycle.seq_no is not None and end - last_end < rule.interval:
+                continue
+            writes.append((cycle, {"type": "cycle", "rule": rule.name, "last_end": end, "updated": now,
+                                   "runner": self.runner_id}))
+            wanted.append((rule, last_end))
+        claimed: dict[str, list[Window]] = {}
+        for (rule, last_end), written in zip(wanted, self.store.write_many(writes), strict=True):
+            if written is not None:
+                claimed[rule.name] = self._windows(rule, last_end, end)
+        return claimed
+
+    @staticmethod
+    def _windows(rule: Rule, last_end: float, end: float) -> list[Window]:
+        """The windows of this rule due now (several after an absence: each missed one, once)."""
         if isinstance(rule, MatchRule):
             # Exactly what arrived since the last cycle, however long ago that was.
             return [Window(last_end, end)]
@@ -158,7 +170,7 @@ class Runner:
         if isinstance(rule, ChangeRule):
             self._changes(rule, measured, now, report)
             return
-        current = {item.doc["group"]: item for item in self.store.alerts_of(rule.name)}
+        current = {item.doc["group"]: item for item in self._current(rule.name)}
         values = {m.group: m.value for m in measured}
         if not rule.group_by and NO_GROUP not in values:
             values[NO_GROUP] = 0.0
@@ -201,12 +213,23 @@ class Runner:
             written = self.store.write(item, doc)
             if written is None:
                 continue  # another runner changed it first: it notifies, not us
+            self._remember(rule.name, written)
             if new_state != state:
                 report.transitions.append((rule.name, group, new_state))
                 self._history(rule, group, new_state, value, since, now)
 
+    def _current(self, rule: str) -> list[Versioned]:
+        """This rule's alerts as read at the start of the cycle, or fresh for internal rules."""
+        alerts = getattr(self, "_alerts", {})
+        return alerts[rule] if rule in alerts else self.store.alerts_of(rule)
+
+    def _remember(self, rule: str, written: Versioned) -> None:
+        alerts = getattr(self, "_alerts", {})
+        if rule in alerts:
+            alerts[rule] = [a for a in alerts[rule] if a.id != written.id] + [written]
+
     def _changes(self, rule: ChangeRule, measured: list[Measurement], now: float, report: CycleReport) -> None:
-        current = {item.doc["group"]: item for item in self.store.alerts_of(rule.name)}
+        current = {item.doc["group"]: item for item in self._current(rule.name)}
         for measurement in measured:
             value = measurement.events[0]["value"]
             item = current.get(measurement.group) or Versioned(alert_id(rule.name, measurement.group), {})
@@ -221,7 +244,10 @@ class Runner:
                 doc["outbox"].append(entry)
             if not doc["outbox"]:
                 del doc["outbox"]
-            if self.store.write(item, doc) is not None and previous is not None:
+            written = self.store.write(item, doc)
+            if written is not None:
+                self._remember(rule.name, written)
+            if written is not None and previous is not None:
                 report.transitions.append((rule.name, measurement.group, "changed"))
                 self._history(rule, measurement.group, "changed", 0.0, now, now)
 

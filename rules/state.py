@@ -61,6 +61,46 @@ class StateStore:
             return Versioned(doc_id, {})
         return Versioned(doc_id, found["_source"], found["_seq_no"], found["_primary_term"])
 
+    def get_many(self, ids: list[str]) -> list[Versioned]:
+        if not ids:
+            return []
+        found = self.client.mget(index=self.index, ids=ids)["docs"]
+        return [Versioned(d["_id"], d["_source"], d["_seq_no"], d["_primary_term"]) if d.get("found")
+                else Versioned(d["_id"], {}) for d in found]
+
+    def write_many(self, writes: list[tuple[Versioned, dict[str, Any]]]) -> list[Versioned | None]:
+        """Like ``write`` for many documents in one bulk request; None where another runner won."""
+        if not writes:
+            return []
+        operations: list[dict[str, Any]] = []
+        for item, doc in writes:
+            if item.seq_no is None:
+                operations += [{"create": {"_index": self.index, "_id": item.id}}, doc]
+            else:
+                operations += [{"index": {"_index": self.index, "_id": item.id, "if_seq_no": item.seq_no,
+                                          "if_primary_term": item.primary_term}}, doc]
+        results = self.client.bulk(operations=operations)["items"]
+        out: list[Versioned | None] = []
+        for (item, doc), result in zip(writes, results, strict=True):
+            outcome = next(iter(result.values()))
+            if outcome.get("status") in (200, 201):
+                out.append(Versioned(item.id, doc, outcome["_seq_no"], outcome["_primary_term"]))
+            elif outcome.get("status") == 409:
+                out.append(None)
+            else:
+                raise RuntimeError(f"state write of {item.id} failed: {outcome.get('error')}")
+        return out
+
+    def alerts_of_rules(self, rules: list[str]) -> dict[str, list[Versioned]]:
+        self.client.indices.refresh(index=self.index)
+        hits = self.client.search(index=self.index, size=10_000, seq_no_primary_term=True,
+                                  query={"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"rule": rules}}]}})
+        out: dict[str, list[Versioned]] = {rule: [] for rule in rules}
+        for h in hits["hits"]["hits"]:
+            out.setdefault(h["_source"]["rule"], []).append(
+                Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]))
+        return out
+
     def alerts_of(self, rule: str) -> list[Versioned]:
         self.client.indices.refresh(index=self.index)
         hits = self.client.search(index=self.index, size=10_000, seq_no_primary_term=True,
