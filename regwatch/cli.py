@@ -434,7 +434,8 @@ def rules_run(
     except RuleError as exc:
         _fail(str(exc))
     runner = Runner(client_from_config(settings), rules, settings.namespace, dict(settings.rules.notifiers),
-                    settings.rules.runner_id or socket.gethostname())
+                    settings.rules.runner_id or socket.gethostname(), stale_after=settings.rules.stale_after_s,
+                    stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     every = min(rule.interval for rule in rules) if rules else 60.0
@@ -444,6 +445,41 @@ def rules_run(
                    f"sent={len(report.sent)} failed={len(report.failed)}")
         if once or stop.wait(min(every, 10.0)):
             return
+
+
+@rules_app.command("backtest")
+def rules_backtest(
+    rule_name: Annotated[str, typer.Argument(help="the rule's name")],
+    since: Annotated[str, typer.Option("--from", help="ISO time or epoch seconds")],
+    until: Annotated[str, typer.Option("--to", help="ISO time or epoch seconds")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
+) -> None:
+    """Replay a rule over stored history: when it would have fired and resolved."""
+    from datetime import UTC, datetime
+
+    from regwatch.esclient import client_from_config
+    from rules.backtest import backtest
+    from rules.model import RuleError, load_rules
+
+    def epoch(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    settings = _load(config)
+    try:
+        rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
+    except RuleError as exc:
+        _fail(str(exc))
+    if rule_name not in rules:
+        _fail(f"no rule {rule_name!r}; rules: {', '.join(sorted(rules))}")
+    transitions = backtest(client_from_config(settings), rules[rule_name], settings.namespace, epoch(since), epoch(until))
+    for t in transitions:
+        stamp = datetime.fromtimestamp(t.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        typer.echo(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}")
+    typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
 
 
 @rules_app.command("status")

@@ -80,6 +80,9 @@ class RulesConfig(Strict):
     folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
+    kibana_url: str | None = None  # for the dashboard link in notifications
+    stale_after_s: float = 180.0  # a runner with no cycle for this long is reported by the others
+    stale_notify: list[str] = Field(default_factory=list)
 
 
 class Config(Strict):

@@ -62,6 +62,16 @@ def _secret(env: str | None) -> str | None:
 class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     timeout_s: float = 10.0
+    digest: bool = False  # the notifications of one cycle as one message (a table)
+
+    def send_digest(self, payloads: list[dict[str, Any]]) -> None:
+        rows = [f"| {p['state']} | {p['rule']} | {p['group']} | {p['value']} | {p['threshold']} |" for p in payloads]
+        table = "\n".join(["| state | rule | group | value | bound |", "|---|---|---|---|---|", *rows])
+        worst = "critical" if any(p["severity"] == "critical" for p in payloads) else payloads[0]["severity"]
+        key = hashlib.sha1("".join(p["key"] for p in payloads).encode()).hexdigest()
+        self.send({"rule": f"{len(payloads)} alerts", "group": "digest", "state": "digest", "value": len(payloads),
+                   "threshold": None, "severity": worst, "labels": {}, "since": min(p["since"] for p in payloads),
+                   "at": max(p["at"] for p in payloads), "message": table, "key": key, "alerts": payloads})
 
     def _post(self, url: str, **kwargs: Any) -> None:
         try:

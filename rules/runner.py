@@ -40,6 +40,10 @@ class CycleReport:
     silenced: list[str] = field(default_factory=list)
 
 
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def _threshold(rule: Rule) -> float | None:
     condition = getattr(rule, "condition", None)
     if condition is not None:
@@ -63,7 +67,7 @@ def _recovered(rule: Rule, value: float) -> bool:
 class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
                  targets: dict[str, Target] | None = None, runner_id: str = "runner", stale_after: float = 180.0,
-                 stale_notify: list[str] | None = None) -> None:
+                 stale_notify: list[str] | None = None, kibana_url: str | None = None) -> None:
         self.client = client
         self.rules = rules
         self.namespace = namespace
@@ -71,6 +75,7 @@ class Runner:
         self.runner_id = runner_id
         self.stale_after = stale_after
         self.stale_notify = stale_notify or []
+        self.kibana_url = kibana_url
         self.store = StateStore(client, namespace)
         self.store.ensure()
 
@@ -270,6 +275,9 @@ class Runner:
         payload = {"rule": rule.name, "group": group, "state": state, "value": value, "threshold": threshold,
                    "severity": rule.severity, "labels": dict(rule.labels), "since": since, "at": now,
                    "message": message, "key": key}
+        if self.kibana_url:
+            payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
+                                    f"?_g=(time:(from:'{_iso(since - 3600)}',to:'{_iso(now + 300)}'))")
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
         return {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": now,
@@ -295,43 +303,68 @@ class Runner:
     # -- the outbox ----------------------------------------------------------------------------
 
     def deliver(self, now: float, report: CycleReport) -> None:
-        """Send what waits in the outboxes: claim an alert's outbox, send in order, write back."""
+        """Send what waits in the outboxes: claim, send (digest targets: one message for all),
+        write back what is left for a later try."""
+        claimed_docs: list[tuple[Versioned, list[dict[str, Any]]]] = []
         for item in self.store.with_outbox():
             queued = item.doc["outbox"]
             if item.doc.get("outbox_claimed_until", 0) > now or all(e["due"] > now for e in queued):
                 continue
             claimed = self.store.write(item, item.doc | {"outbox_claimed_until": now + CLAIM_S,
                                                          "outbox_claimed_by": self.runner_id})
-            if claimed is None:
-                continue  # another runner is delivering it
-            remaining: list[dict[str, Any]] = []
-            for entry in queued:
-                if remaining or entry["due"] > now:
-                    remaining.append(entry)  # keep the order: nothing overtakes a failed one
+            if claimed is not None:  # else another runner is delivering it
+                claimed_docs.append((claimed, [dict(e) for e in queued]))
+        digests: dict[str, list[dict[str, Any]]] = {}
+        for claimed, entries in claimed_docs:
+            for entry in entries:
+                if entry["due"] > now:
                     continue
-                if self._silenced(entry, item.doc, now):
+                if self._silenced(entry, claimed.doc, now):
                     report.silenced.append(entry["key"])
+                    entry["targets"] = []
                     continue
-                try:
-                    for name in entry["targets"]:
-                        target = self.targets.get(name)
+                left = []
+                for name in entry["targets"]:
+                    target = self.targets.get(name)
+                    if target is not None and target.digest:
+                        digests.setdefault(name, []).append(entry)
+                        continue
+                    try:
                         if target is None:
                             raise DeliveryFailed(f"unknown notifier {name!r}")
                         target.send(entry["payload"])
-                except DeliveryFailed as exc:
-                    attempts = entry["attempts"] + 1
-                    retry = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
-                    remaining.append(entry | {"attempts": attempts, "due": now + retry, "last_error": str(exc)[:300]})
-                    report.failed.append(entry["key"])
-                    log.warning("notification_failed", key=entry["key"], error=str(exc)[:200], attempts=attempts)
-                    continue
-                report.sent.append(entry["key"])
+                    except DeliveryFailed as exc:
+                        left.append(name)
+                        entry["last_error"] = str(exc)[:300]
+                entry["targets"] = left + [n for n in entry["targets"] if n in digests and entry in digests[n]]
+        for name, entries in digests.items():
+            try:
+                self.targets[name].send_digest([e["payload"] for e in entries])
+            except DeliveryFailed as exc:
+                for entry in entries:
+                    entry["last_error"] = str(exc)[:300]
+                continue
+            for entry in entries:
+                entry["targets"] = [n for n in entry["targets"] if n != name]
+        for claimed, entries in claimed_docs:
+            remaining = []
+            for entry in entries:
+                if entry["due"] > now or entry["targets"]:
+                    if entry["due"] <= now:  # tried and failed for some target: back off
+                        attempts = entry["attempts"] + 1
+                        entry |= {"attempts": attempts, "due": now + RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]}
+                        report.failed.append(entry["key"])
+                        log.warning("notification_failed", key=entry["key"], error=entry.get("last_error"),
+                                    attempts=attempts)
+                    remaining.append(entry)
+                elif entry["key"] not in report.silenced:
+                    report.sent.append(entry["key"])
             doc = {k: v for k, v in claimed.doc.items()
                    if k not in ("outbox", "outbox_claimed_until", "outbox_claimed_by")}
             if remaining:
                 doc["outbox"] = remaining
             if self.store.write(claimed, doc) is None:
-                log.warning("outbox_write_conflict", alert=item.id)
+                log.warning("outbox_write_conflict", alert=claimed.id)
 
     # -- silences ------------------------------------------------------------------------------
 

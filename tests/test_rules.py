@@ -399,3 +399,51 @@ rules:
     assert report.transitions == [("champion-moved", "fraud-detector", "changed")]
     (payload,) = [p for p, _ in Receiver.received]
     assert payload["event"] == {"modelregistry.model.version": "2", "previous": "1"}
+
+
+def test_backtest_replays_history_without_writing_or_notifying(es, es_url, namespace, tmp_path, webhook) -> None:
+    import subprocess
+    import sys
+
+    write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 60s"))
+    for minute, count in [(1, 10), (2, 10), (3, 10), (4, 0), (5, 1)]:
+        if count:
+            index_events(es, namespace, "error", T0 + 60 * minute - 30, count)
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
+                                  "rules": {"folder": str(tmp_path)}}))
+    result = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "backtest", "many-errors",
+                             "--from", str(T0), "--to", str(T0 + 360), "-c", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-800:]
+    states = [line.split()[1] for line in result.stdout.splitlines() if "group=" in line]
+    assert states == ["pending", "firing", "resolved"]
+    assert "fired 1 times" in result.stdout
+    assert not Receiver.received
+    assert not es.indices.exists(index=f"regwatch-alert-state-{namespace}")
+
+
+def test_digest_sends_one_table_for_the_alerts_of_a_cycle(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: errors-by-model
+    type: threshold
+    kinds: [error]
+    group_by: modelregistry.model.name
+    window: 60s
+    interval: 60s
+    condition: {op: ">=", value: 3}
+    notify: [digest]
+""")
+    target = webhook["hook"].model_copy(update={"digest": True})
+    runner = Runner(es, rules, namespace, {"digest": target}, kibana_url="http://kibana:5601")
+    for model in ("m1", "m2", "m3"):
+        index_events(es, namespace, "error", T0 + 30, 4, model=model)
+    report = runner.cycle(now=T0 + 61)
+    assert len(report.transitions) == 3 and len(report.sent) == 3
+    (digest,) = [p for p, _ in Receiver.received]
+    assert digest["state"] == "digest" and len(digest["alerts"]) == 3
+    assert digest["message"].splitlines()[0] == "| state | rule | group | value | bound |"
+    assert {a["group"] for a in digest["alerts"]} == {"m1", "m2", "m3"}
+    assert digest["alerts"][0]["dashboard"].startswith("http://kibana:5601/app/dashboards#/view/regwatch-dashboard-alerts")
