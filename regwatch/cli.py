@@ -439,12 +439,46 @@ def rules_run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     every = min(rule.interval for rule in rules) if rules else 60.0
+    import structlog
+
+    log = structlog.get_logger("regwatch.rules")
     while True:
-        report = runner.cycle()
-        typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
-                   f"sent={len(report.sent)} failed={len(report.failed)}")
+        try:
+            report = runner.cycle()
+        except Exception as exc:  # noqa: BLE001 - Elasticsearch away: the next cycle catches up
+            log.warning("cycle_failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            if once:
+                raise typer.Exit(1) from None
+        else:
+            typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
+                       f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)}")
         if once or stop.wait(min(every, 10.0)):
             return
+
+
+@rules_app.command("silence")
+def rules_silence(
+    rule: Annotated[str, typer.Argument(help="rule name, or * for every rule")],
+    label: Annotated[Optional[list[str]], typer.Option(help="key=value the alert's labels must have")] = None,
+    duration: Annotated[Optional[str], typer.Option("--for", help="how long, e.g. 2h")] = None,
+    until_resolved: Annotated[bool, typer.Option(help="until the alert of --group resolves")] = False,
+    group: Annotated[Optional[str], typer.Option(help="the alert's group (with --until-resolved)")] = None,
+    reason: Annotated[str, typer.Option(help="why, for the record")] = "",
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """Mute a rule's notifications for a while, or until an alert resolves."""
+    from regwatch.esclient import client_from_config
+    from rules.model import seconds
+    from rules.runner import Runner
+
+    if bool(duration) == until_resolved:
+        _fail("give exactly one of --for DURATION and --until-resolved")
+    labels = dict(item.split("=", 1) for item in (label or []))
+    settings = _load(config)
+    runner = Runner(client_from_config(settings), [], settings.namespace)
+    until = time.time() + seconds(duration) if duration else None
+    silence_id = runner.silence(rule, labels=labels, until=until, group=group, reason=reason)
+    typer.echo(f"{silence_id} rule={rule} labels={labels} " + (f"until={until:.0f}" if until else "until resolved"))
 
 
 @rules_app.command("backtest")

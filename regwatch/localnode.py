@@ -128,14 +128,18 @@ def docker_answers() -> bool:
         return False
 
 
-def up(progress: Progress | None = None) -> Node:
-    """Give a ready node: ES_URL, else Docker, else the local zip; reuse one already running."""
+def up(progress: Progress | None = None, fresh: bool = False) -> Node:
+    """Give a ready node: ES_URL, else Docker, else the local zip; reuse one already running.
+
+    ``fresh``: when this call starts the local node, it starts with an empty data folder (the
+    test suite does this: every run begins clean, whatever earlier runs left).
+    """
     if url := os.environ.get("ES_URL"):
         _say(progress, f"using ES_URL={url}")
         return Node(url=url, source="ES_URL", started=False)
     if docker_answers():
         return _docker_up(progress)
-    return _local_up(progress)
+    return _local_up(progress, fresh)
 
 
 def down(progress: Progress | None = None) -> bool:
@@ -215,7 +219,7 @@ def _docker_up(progress: Progress | None) -> Node:
 # -- local zip ---------------------------------------------------------------------------------
 
 
-def _local_up(progress: Progress | None) -> Node:
+def _local_up(progress: Progress | None, fresh: bool = False) -> Node:
     url = f"http://127.0.0.1:{port()}"
     state = _read_state()
     if state and _process_is_our_node(int(state["pid"]), state["home"]):
@@ -229,6 +233,9 @@ def _local_up(progress: Progress | None) -> Node:
         )
     java_home = find_java_home()
     home = _install_distribution(progress)
+    if fresh and (work_dir() / "data").exists():
+        _say(progress, f"emptying {work_dir() / 'data'}")
+        shutil.rmtree(work_dir() / "data")
     return _start(home, java_home, url, progress)
 
 
@@ -414,6 +421,8 @@ def _write_config(home: Path, work: Path, java_home: Path) -> Path:
         "cluster.routing.allocation.disk.threshold_enabled": False,
         "xpack.security.enabled": False,
         "action.destructive_requires_name": False,
+        # Tests make a namespace (a few data streams) each: more shards than the default 1000.
+        "cluster.max_shards_per_node": 50000,
     }
     (config / "elasticsearch.yml").write_text(
         "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())

@@ -47,7 +47,7 @@ def es_url() -> Iterator[str]:
         with ElasticSearchContainer(localnode.DOCKER_IMAGE, mem_limit="2g") as container:
             yield container.get_url()
         return
-    node = localnode.up()
+    node = localnode.up(fresh=True)
     try:
         yield node.url
     finally:
@@ -58,7 +58,7 @@ def es_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def es(es_url: str) -> Elasticsearch:
     client = Elasticsearch(es_url, request_timeout=60)
-    templates.install(client)
+    templates.install(client, replicas=0)  # one node: replicas would only sit unassigned
     return client
 
 
@@ -80,7 +80,7 @@ def demo_namespace(es: Elasticsearch, es_url: str, tmp_path_factory) -> str:
     garbage.write_bytes(b"not a log line\n\xff\xfe\n")
     raw["inputs"].append({"paths": [str(garbage)], "format": "nginx"})
     config.write_text(json.dumps(raw))
-    templates.install(es)
+    templates.install(es, replicas=0)
     summary = build_shipper(load_config(config)).run(once=True)
     assert summary.events > 1000 and sum(summary.deadletters.values()) == 2
     es.indices.refresh(index=f"*-modelregistry.*-{namespace}")

@@ -447,3 +447,48 @@ rules:
     assert digest["message"].splitlines()[0] == "| state | rule | group | value | bound |"
     assert {a["group"] for a in digest["alerts"]} == {"m1", "m2", "m3"}
     assert digest["alerts"][0]["dashboard"].startswith("http://kibana:5601/app/dashboards#/view/regwatch-dashboard-alerts")
+
+
+def test_ratio_fires_above_and_resolves_below_the_recovery_bound(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, """
+rules:
+  - name: failing-share
+    type: ratio
+    kinds: [retrieval, error]
+    numerator: 'event.outcome:failure'
+    window: 60s
+    interval: 60s
+    condition: {op: ">", value: 0.05}
+    recovery: {op: "<", value: 0.02}
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    index_events(es, namespace, "retrieval", T0 + 30, 90)
+    index_events(es, namespace, "error", T0 + 30, 10)  # 10 %
+    assert runner.cycle(now=T0 + 61).transitions == [("failing-share", "*", "firing")]
+    index_events(es, namespace, "retrieval", T0 + 90, 97)
+    index_events(es, namespace, "error", T0 + 90, 3)  # 3 %: below the bound, above recovery
+    assert runner.cycle(now=T0 + 121).transitions == []
+    index_events(es, namespace, "retrieval", T0 + 150, 100)  # 0 %
+    assert runner.cycle(now=T0 + 181).transitions == [("failing-share", "*", "resolved")]
+    assert [round(p["value"], 2) for p, _ in Receiver.received] == [0.1, 0.0]
+
+
+class Crash(Exception):
+    """A runner process dying in the middle of a cycle."""
+
+
+def test_runner_dying_mid_cycle_leaves_the_notification_to_the_next_one(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s"))
+    dying_target = webhook["hook"].model_copy()
+    object.__setattr__(dying_target, "send", lambda payload: (_ for _ in ()).throw(Crash()))
+    dying = Runner(es, rules, namespace, {"hook": dying_target}, "runner-a")
+    index_events(es, namespace, "error", T0 + 30, 10)
+    with pytest.raises(Crash):
+        dying.cycle(now=T0 + 61)  # decided "firing", claimed the outbox, died while sending
+    survivor = Runner(es, rules, namespace, webhook, "runner-b")
+    survivor.cycle(now=T0 + 70)  # the claim of the dead runner still holds
+    assert not Receiver.received
+    survivor.cycle(now=T0 + 100)  # claim expired: delivered
+    survivor.cycle(now=T0 + 110)
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]

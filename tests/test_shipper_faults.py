@@ -164,7 +164,7 @@ def test_elasticsearch_down_for_30s_loses_nothing_and_memory_stays_bounded(tmp_p
     monkeypatch.setenv("REGWATCH_ES_PORT", os.environ.get("REGWATCH_OUTAGE_PORT", "9277"))
     node = localnode.up()
     es = Elasticsearch(node.url, request_timeout=30)
-    templates.install(es)
+    templates.install(es, replicas=0)
     namespace = "outage" + str(os.getpid())
     log = tmp_path / "access.log"
     log.write_bytes(b"")
