@@ -73,15 +73,18 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
                                       batch={"max_docs": BATCH}))
     client = client_for(config)
     templates.install(client)
-    bulk_rate = ceiling(client, lines, "bench" + uuid.uuid4().hex[:8])
+    ceiling(client, lines[: count // 4], "warmup" + uuid.uuid4().hex[:8])  # the JVM warms up on this
+    before = ceiling(client, lines, "bench" + uuid.uuid4().hex[:8])
     shipper = build_shipper(config)
     started = time.perf_counter()
     summary = shipper.run(once=True)
     elapsed = time.perf_counter() - started
     assert summary.events == count, summary.line()
+    after = ceiling(client, lines, "bench" + uuid.uuid4().hex[:8])
+    bulk_rate = max(before, after)  # the node's best: the ratio is not flattered by a cold node
     ship_rate = count / elapsed
-    print(f"throughput: lines={count} bulk_ceiling={bulk_rate:,.0f} docs/s  shipper={ship_rate:,.0f} events/s  "
-          f"ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)")
+    print(f"throughput: lines={count} bulk_ceiling={bulk_rate:,.0f} docs/s (before {before:,.0f}, after {after:,.0f})"
+          f"  shipper={ship_rate:,.0f} events/s  ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)")
 
 
 def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> None:
@@ -165,13 +168,15 @@ def main() -> None:
     args.add_argument("--lines", type=int, default=200_000)
     args.add_argument("--backlog", type=int, default=1_000_000)
     args.add_argument("--skip-rss", action="store_true")
+    args.add_argument("--skip-latency", action="store_true")
     options = args.parse_args()
     configure("WARNING", json=True)
     node = localnode.up()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         throughput(node.url, workdir, options.lines)
-        latency(node.url, workdir)
+        if not options.skip_latency:
+            latency(node.url, workdir)
         if not options.skip_rss:
             peak_rss(node.url, workdir, options.backlog)
 
