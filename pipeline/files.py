@@ -205,7 +205,11 @@ class Tailer:
         log.info("file_opened", path=path, device=key[0], inode=key[1])
 
     def _check_replaced(self, tracked: TrackedFile) -> None:
-        """Truncation (size below our position) or new content under the same inode."""
+        """Truncation: the size fell below our position (reads would only see the end of file).
+
+        Content rewritten past our position is caught by ``read``, which checks the head's
+        fingerprint after every chunk.
+        """
         try:
             size = tracked.size()
         except OSError:
@@ -213,11 +217,6 @@ class Tailer:
         if size < tracked.position:
             log.info("file_truncated", path=tracked.path, size=size, position=tracked.position)
             tracked.restart()
-            return
-        if tracked.fingerprint is not None and tracked.position > 0:
-            if fingerprint(tracked.head()) != tracked.fingerprint:
-                log.info("file_content_replaced", path=tracked.path)
-                tracked.restart()
 
     # -- reading -------------------------------------------------------------------------------
 

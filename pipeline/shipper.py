@@ -113,13 +113,15 @@ def document_id(identity: Identity, offset: int) -> str:
 class Shipper:
     def __init__(self, sink: BulkSink, inputs: list[ShipInput], store: CheckpointStore,
                  options: ShipOptions | None = None, metrics: ShipperMetrics | None = None,
-                 reload: Callable[[], list[ShipInput] | None] | None = None) -> None:
+                 reload: Callable[[], list[ShipInput] | None] | None = None,
+                 config_changed: Callable[[], bool] | None = None) -> None:
         self.sink = sink
         self.inputs = inputs
         self.store = store
         self.options = options or ShipOptions()
         self.metrics = metrics or sink.metrics
         self._reload_fn = reload
+        self._config_changed = config_changed
         self._reload_requested = threading.Event()
         self.tailer = Tailer([i.spec for i in inputs], store, max_line_bytes=self.options.max_line_bytes,
                              partial_flush_s=self.options.partial_flush_s,
@@ -182,6 +184,8 @@ class Shipper:
     def _read_loop(self, once: bool) -> None:
         try:
             while not self._stopping.is_set():
+                if self._config_changed is not None and self._config_changed():
+                    self._reload_requested.set()
                 if self._reload_requested.is_set():
                     self._reload()
                 self.tailer.scan()

@@ -352,12 +352,22 @@ def _unpack(archive: Path, into: Path, progress: Progress | None) -> None:
 
 
 def _open_path(path: Path) -> None:
-    """Make a tree readable and its folders traversable by every user (the node's user)."""
+    """Make a tree under our folder readable by the node's user (when we are root and it is not).
+
+    Folders above our own are never changed: one the node's user cannot traverse is an error.
+    """
+    if os.geteuid() != 0:
+        return  # the node runs as us
+    base = base_dir().resolve()
     for parent in [path, *path.parents]:
         if parent == Path("/"):
             break
         mode = parent.stat().st_mode
-        parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+        if parent.resolve() == base or base in parent.resolve().parents:
+            parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+        elif not mode & stat.S_IXOTH:
+            raise NodeError(f"{parent} is not traversable by the user {ES_USER}: pick a REGWATCH_HOME outside it "
+                            f"(default /var/cache/regwatch)")
     for root, dirs, files in os.walk(path):
         for name in dirs:
             p = Path(root) / name

@@ -10,7 +10,7 @@ from pathlib import Path
 from elasticsearch import Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
-from parsers import LineParser, ParseContext
+from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
 from pipeline.files import DEFAULT_EXCLUDE, InputSpec
@@ -29,8 +29,6 @@ def build_inputs(config: Config) -> list[ShipInput]:
             keep_original=spec.keep_original, platform=spec.platform, max_line_bytes=config.max_line_bytes,
             field_map=dict(spec.field_map),
         )
-        from parsers import FORMATS
-
         parser = LineParser(ctx, router_for(spec.routes, FORMATS[spec.format][1]))
         inputs.append(ShipInput(
             spec=InputSpec(index=index, paths=tuple(spec.paths), exclude=tuple(spec.exclude or DEFAULT_EXCLUDE),
@@ -54,26 +52,19 @@ def client_for(config: Config) -> Elasticsearch:
 def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
     metrics = ShipperMetrics()
     sink = BulkSink(client_for(config), metrics)
-    state = {"mtime": _mtime(config_path)}
+    seen = {"mtime": _mtime(config_path)}
+
+    def config_changed() -> bool:
+        return config_path is not None and _mtime(config_path) != seen["mtime"]
 
     def reload() -> list[ShipInput] | None:
         if config_path is None:
             return None
-        state["mtime"] = _mtime(config_path)
+        seen["mtime"] = _mtime(config_path)
         return build_inputs(load_config(config_path))
 
-    shipper = Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), options_from(config),
-                      metrics, reload=reload)
-    if config_path is not None:
-        original_scan = shipper.tailer.scan
-
-        def scan_and_watch_config() -> None:
-            if _mtime(config_path) != state["mtime"]:
-                shipper.request_reload()
-            original_scan()
-
-        shipper.tailer.scan = scan_and_watch_config  # type: ignore[method-assign]
-    return shipper
+    return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), options_from(config),
+                   metrics, reload=reload, config_changed=config_changed)
 
 
 def _mtime(path: Path | None) -> float | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 KINDS = ("registration", "retrieval", "version", "error", "access", "deadletter")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -58,10 +58,13 @@ class Aggregate(_Strict):
     field: str | None = None
     percentile: float | None = Field(None, gt=0, lt=100)
 
-    @field_validator("field")
-    @classmethod
-    def _field_given(cls, value: str | None, info) -> str | None:  # noqa: ANN001
-        return value
+    @model_validator(mode="after")
+    def _complete(self) -> Aggregate:
+        if self.function != "count" and not self.field:
+            raise ValueError(f"{self.function} needs a field")
+        if self.function == "percentile" and self.percentile is None:
+            raise ValueError("percentile needs percentile: (0-100)")
+        return self
 
 
 class RuleBase(_Strict):

@@ -178,7 +178,3 @@ class SmsTarget(_Target):
 
 
 Target = Annotated[WebhookTarget | SlackTarget | TeamsTarget | EmailTarget | SmsTarget, Field(discriminator="type")]
-
-
-def send_webhook(target: WebhookTarget, payload: dict[str, Any]) -> None:  # kept for callers of the first API
-    target.send(payload)

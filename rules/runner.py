@@ -198,7 +198,9 @@ class Runner:
                 new_state, notify = "resolved", "resolved"
             elif state == "firing" and rule.renotify and now - item.doc.get("notified", since) >= rule.renotify:
                 notify = "firing"  # still firing: remind
-            if new_state == state and item.seq_no is not None and state not in ("pending", "firing"):
+            unchanged = new_state == state and not notify and item.seq_no is not None and (
+                state not in ("pending", "firing") or item.doc.get("value") == value)
+            if unchanged:
                 continue
             doc = {"type": "alert", "rule": rule.name, "group": group, "state": new_state, "since": since,
                    "value": value, "updated": now}
@@ -212,9 +214,6 @@ class Runner:
                 doc["notified"] = now
             if queued:
                 doc["outbox"] = queued
-            if new_state == state and not notify and item.seq_no is not None:
-                if abs(item.doc.get("value", value) - value) < 1e-12:
-                    continue
             written = self.store.write(item, doc)
             if written is None:
                 continue  # another runner changed it first: it notifies, not us
@@ -336,7 +335,8 @@ class Runner:
                     except DeliveryFailed as exc:
                         left.append(name)
                         entry["last_error"] = str(exc)[:300]
-                entry["targets"] = left + [n for n in entry["targets"] if n in digests and entry in digests[n]]
+                waiting = [n for n in entry["targets"] if n in self.targets and self.targets[n].digest]
+                entry["targets"] = left + waiting
         for name, entries in digests.items():
             try:
                 self.targets[name].send_digest([e["payload"] for e in entries])

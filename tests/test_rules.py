@@ -492,3 +492,15 @@ def test_runner_dying_mid_cycle_leaves_the_notification_to_the_next_one(es, name
     survivor.cycle(now=T0 + 100)  # claim expired: delivered
     survivor.cycle(now=T0 + 110)
     assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+
+
+def test_an_aggregate_without_its_field_is_a_validation_error(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("""
+rules:
+  - name: slow
+    type: threshold
+    aggregate: {function: percentile, percentile: 95}
+    condition: {op: ">", value: 1}
+""")
+    with pytest.raises(RuleError, match="rule 'slow' aggregate: Value error, percentile needs a field"):
+        load_rules(tmp_path)
