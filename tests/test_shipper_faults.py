@@ -162,7 +162,7 @@ def test_elasticsearch_down_for_30s_loses_nothing_and_memory_stays_bounded(tmp_p
     monkeypatch.delenv("ES_URL", raising=False)
     monkeypatch.setenv("REGWATCH_NO_DOCKER", "1")
     monkeypatch.setenv("REGWATCH_ES_PORT", os.environ.get("REGWATCH_OUTAGE_PORT", "9277"))
-    node = localnode.up()
+    node = localnode.up(fresh=True)  # an empty data folder: nothing from earlier runs
     es = Elasticsearch(node.url, request_timeout=30)
     templates.install(es, replicas=0)
     namespace = "outage" + str(os.getpid())
