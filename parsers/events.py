@@ -16,9 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validato
 
 from parsers.routes import Route
 
-KINDS = ("registration", "retrieval", "version", "error", "access")
-DEADLETTER = "deadletter"
-MODEL_FIELDS = ("name", "version", "alias", "stage", "new_name")
 
 
 @dataclass(frozen=True)
@@ -37,9 +34,6 @@ class ParseContext:
 
     def data_stream(self, kind: str) -> dict[str, str]:
         return {"type": "logs", "dataset": f"modelregistry.{kind}", "namespace": self.namespace}
-
-    def stream_name(self, kind: str) -> str:
-        return f"logs-modelregistry.{kind}-{self.namespace}"
 
 
 def _common_fields(ctx: ParseContext) -> dict[str, Any]:

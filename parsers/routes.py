@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Kind = Literal["registration", "retrieval", "version", "access"]
-EventKind = Literal["registration", "retrieval", "version", "error", "access"]
 Operation = Literal["registration", "retrieval", "version", "other"]
 ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key", "tag_value", "package"]
 
@@ -70,7 +69,6 @@ class RouteTableError(ValueError):
     pass
 
 
-ACCESS_DEFAULT = Route(kind="access", action="http-request")
 _WORD = re.compile(r"[a-z][a-z_-]*")
 
 

@@ -63,10 +63,6 @@ class CheckpointStore:
             identity = Identity(**entry["identity"])
             self._positions[identity.key] = FilePosition(identity, entry["offset"], entry["path"], entry["updated"])
 
-    def get(self, identity: Identity) -> FilePosition | None:
-        with self._lock:
-            return self._positions.get(identity.key)
-
     def with_fingerprint(self, fingerprint: str) -> list[FilePosition]:
         with self._lock:
             return [p for p in self._positions.values() if p.identity.fingerprint == fingerprint]

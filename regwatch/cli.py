@@ -529,10 +529,8 @@ def rules_status(
     settings = _load(config)
     store = StateStore(client_from_config(settings), settings.namespace)
     store.ensure()
-    store.client.indices.refresh(index=store.index)
     now = time.time()
-    runners = [h["_source"] for h in store.client.search(index=store.index, size=1000,
-                                                          query={"term": {"type": "runner"}})["hits"]["hits"]]
+    runners = store.runners()
     alive = [r for r in runners if now - r["last_cycle"] <= stale_after]
     for runner in sorted(runners, key=lambda r: r["runner"]):
         age = now - runner["last_cycle"]

@@ -40,8 +40,9 @@ class CycleReport:
     silenced: list[str] = field(default_factory=list)
 
 
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+def _iso(epoch: float, millis: bool = False) -> str:
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+    return text + (f".{int(epoch * 1000) % 1000:03d}Z" if millis else "Z")
 
 
 def _threshold(rule: Rule) -> float | None:
@@ -147,18 +148,13 @@ class Runner:
         self.store.write(item, {"type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag,
                                 "rules": len(self.rules), "updated": now})
 
-    def runners(self) -> list[dict[str, Any]]:
-        self.store.client.indices.refresh(index=self.store.index)
-        hits = self.store.client.search(index=self.store.index, size=1000, query={"term": {"type": "runner"}})
-        return [h["_source"] for h in hits["hits"]["hits"]]
-
     def _check_runners(self, now: float, report: CycleReport) -> None:
         """Any live runner raises an alert for a runner that stopped completing cycles."""
         stale_after = self.stale_after
         rule = ThresholdRule(name=STALE_RULE, type="threshold", interval=stale_after, window=stale_after,
                              group_by="runner", condition={"op": ">", "value": stale_after}, severity="critical",
                              notify=self.stale_notify, message="rule runner {group} completed no cycle for {value} s")
-        ages = [Measurement(r["runner"], round(now - r["last_cycle"], 1)) for r in self.runners()
+        ages = [Measurement(r["runner"], round(now - r["last_cycle"], 1)) for r in self.store.runners()
                 if r["runner"] != self.runner_id]
         self._transition(rule, ages, now, report)
 
@@ -286,7 +282,7 @@ class Runner:
         dataset = "modelregistry.alert"
         doc_id = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
         document = {
-            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+            "@timestamp": _iso(now, millis=True),
             "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
             "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success"},
             "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
@@ -314,11 +310,11 @@ class Runner:
             if claimed is not None:  # else another runner is delivering it
                 claimed_docs.append((claimed, [dict(e) for e in queued]))
         digests: dict[str, list[dict[str, Any]]] = {}
-        for claimed, entries in claimed_docs:
+        for _claimed, entries in claimed_docs:
             for entry in entries:
                 if entry["due"] > now:
                     continue
-                if self._silenced(entry, claimed.doc, now):
+                if self._silenced(entry, now):
                     report.silenced.append(entry["key"])
                     entry["targets"] = []
                     continue
@@ -383,7 +379,7 @@ class Runner:
                                         query={"term": {"type": "silence"}})
         return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
 
-    def _silenced(self, entry: dict[str, Any], alert: dict[str, Any], now: float) -> bool:
+    def _silenced(self, entry: dict[str, Any], now: float) -> bool:
         payload = entry["payload"]
         for item in self._silences():
             silence = item.doc

@@ -102,10 +102,13 @@ class StateStore:
         return out
 
     def alerts_of(self, rule: str) -> list[Versioned]:
+        return self.alerts_of_rules([rule])[rule]
+
+    def runners(self) -> list[dict[str, Any]]:
+        """The heartbeat documents of every runner."""
         self.client.indices.refresh(index=self.index)
-        hits = self.client.search(index=self.index, size=10_000, seq_no_primary_term=True,
-                                  query={"bool": {"filter": [{"term": {"type": "alert"}}, {"term": {"rule": rule}}]}})
-        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
+        hits = self.client.search(index=self.index, size=1000, query={"term": {"type": "runner"}})
+        return [h["_source"] for h in hits["hits"]["hits"]]
 
     def with_outbox(self) -> list[Versioned]:
         self.client.indices.refresh(index=self.index)
