@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 
@@ -24,8 +25,8 @@ class Identity:
     inode: int
     generation: int = 0
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # cached: asked for every line shipped
         return f"{self.fingerprint}:{self.device}:{self.inode}:{self.generation}"
 
 

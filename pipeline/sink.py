@@ -36,7 +36,7 @@ _BULK_FILTER = "errors,items.*.status,items.*.error"
 DeadLetterFn = Callable[[bytes, str, str], dict[str, Any]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     index: str
     id: str
@@ -50,16 +50,19 @@ class Item:
 
 
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
-    action = orjson.dumps({"create": {"_index": index, "_id": doc_id}})
-    return action + b"\n" + orjson.dumps(doc) + b"\n"
+    # Index names and ids are made of characters JSON needs no escape for (data stream names,
+    # base64url and hex digits): the action line is formatted, not serialized.
+    return f'{{"create":{{"_index":"{index}","_id":"{doc_id}"}}}}\n'.encode() + orjson.dumps(doc) + b"\n"
 
 
-def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, **kwargs: Any) -> Item:
-    index = index_of(doc)
-    kind = doc["data_stream"]["dataset"].rpartition(".")[2]
+def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: DeadLetterFn | None = None,
+              extra: dict[str, Any] | None = None, ack: Any = None) -> Item:
+    stream = doc["data_stream"]
+    dataset = stream["dataset"]
+    index = f"{stream['type']}-{dataset}-{stream['namespace']}"
+    kind = dataset.rpartition(".")[2]
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
-    return Item(index=index, id=doc_id, body=encode(index, doc_id, doc), kind=kind, raw=raw, reason=reason,
-                **kwargs)
+    return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack)
 
 
 @dataclass
@@ -69,11 +72,6 @@ class DeliveryReport:
     duplicates: int = 0
     rejected: int = 0
     complete: bool = True
-
-
-def index_of(doc: dict[str, Any]) -> str:
-    stream = doc["data_stream"]
-    return f"{stream['type']}-{stream['dataset']}-{stream['namespace']}"
 
 
 class BulkSink:

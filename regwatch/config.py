@@ -103,7 +103,7 @@ class Config(Strict):
     @classmethod
     def _namespace(cls, value: str) -> str:
         # Elasticsearch's data stream naming rules, as Fleet enforces them.
-        if not value or value != value.lower() or any(c in value for c in '-\\/*?"<>| ,#:'):
+        if not value or value != value.lower() or not value.isprintable() or any(c in value for c in '-\\/*?"<>| ,#:'):
             raise ValueError("lowercase, no '-', spaces or \\/*?\"<>|,#:")
         if len(value.encode()) > 100:
             raise ValueError("at most 100 bytes")
