@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import orjson
 import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -25,17 +25,17 @@ import time
 import uuid
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from shipping import line, write_config  # noqa: E402
 
 from pipeline import templates  # noqa: E402
 from regwatch import localnode  # noqa: E402
 from regwatch.config import load_config  # noqa: E402
 from regwatch.logging import configure  # noqa: E402
 from regwatch.ship import build_shipper, client_for  # noqa: E402
-from shipping import line, write_config  # noqa: E402
 
 BATCH = 2000
 

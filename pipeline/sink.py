@@ -7,8 +7,9 @@ turned into a dead-letter carrying its raw line and Elasticsearch's reason.
 
 Documents arrive already encoded (one NDJSON action and source each, made by the reader thread):
 the bulk body is their concatenation, sent with the client's ``bulk`` API. The bulk helpers
-re-encode every action through the generic serializer, which costs more CPU than parsing the
-line did; on a 2-core machine that CPU is taken from Elasticsearch itself.
+serialize each action and walk each result in Python while Elasticsearch waits: measured in this
+place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's ceiling, this 0.84
+(docs/shipping.md).
 """
 
 from __future__ import annotations

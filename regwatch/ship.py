@@ -15,7 +15,7 @@ from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
 from pipeline.files import DEFAULT_EXCLUDE, InputSpec
 from pipeline.metrics import ShipperMetrics
-from pipeline.shipper import ShipInput, Shipper, ShipOptions
+from pipeline.shipper import ShipInput, ShipOptions, Shipper
 from pipeline.sink import BulkSink
 from regwatch.config import Config, load_config
 

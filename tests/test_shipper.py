@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from pipeline.checkpoint import Identity
 from pipeline.metrics import ShipperMetrics
+from pipeline.shipper import document_id
 from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
 from regwatch.ship import build_shipper
@@ -81,6 +83,19 @@ def test_document_fields_from_the_shipper(es: Elasticsearch, es_url: str, namesp
     assert first["host"] == {"name": "reg-host"}
     assert first["modelregistry"]["model"] == {"name": "m1"}
     assert hits[0]["_index"].startswith(f".ds-logs-modelregistry.retrieval-{namespace}-")
+    identity = Identity(first["log"]["file"]["fingerprint"].split(":")[0], int(first["log"]["file"]["device_id"]),
+                        int(first["log"]["file"]["inode"]))
+    assert [h["_id"] for h in hits] == [document_id(identity, 0), document_id(identity, len(line(1)))]
+
+
+def test_document_ids_are_stable_distinct_and_share_a_prefix_per_file() -> None:
+    first, other = Identity("a" * 32, 64768, 12), Identity("a" * 32, 64768, 13)
+    ids = [document_id(first, offset) for offset in range(0, 200_000, 7)]
+    assert len(set(ids)) == len(ids)  # distinct offsets, distinct ids
+    assert ids == [document_id(Identity("a" * 32, 64768, 12), offset) for offset in range(0, 200_000, 7)]
+    assert len({i[:20] for i in ids}) == 1 and document_id(other, 0)[:20] != ids[0][:20]
+    assert document_id(Identity("a" * 32, 64768, 12, generation=1), 0) != ids[0]  # truncated: new ids
+    assert all(len(i) <= 512 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
 
 
 def test_partial_last_line_waits_for_its_newline(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
