@@ -36,6 +36,10 @@ class FilePosition:
     offset: int  # bytes of this content whose lines Elasticsearch has acknowledged
     path: str  # where it was last read
     updated: float
+    # Lines below this may have been sent (saved before a bulk goes out, reserved ahead): after a
+    # crash, the lines between ``offset`` and ``sent`` may already be indexed, perhaps in a backing
+    # index that has rolled over since, where ``op_type: create`` cannot see them.
+    sent: int = 0
 
 
 class CheckpointStore:
@@ -62,7 +66,8 @@ class CheckpointStore:
                                f"expected {self.VERSION}")
         for entry in raw.get("files", []):
             identity = Identity(**entry["identity"])
-            self._positions[identity.key] = FilePosition(identity, entry["offset"], entry["path"], entry["updated"])
+            self._positions[identity.key] = FilePosition(identity, entry["offset"], entry["path"], entry["updated"],
+                                                         max(entry.get("sent", 0), entry["offset"]))
 
     def with_fingerprint(self, fingerprint: str) -> list[FilePosition]:
         with self._lock:
@@ -81,8 +86,27 @@ class CheckpointStore:
                     current.path = path
                     self._dirty = True
                 return
-            self._positions[identity.key] = FilePosition(identity, offset, path, time.time())
+            sent = max(offset, current.sent) if current is not None else offset
+            self._positions[identity.key] = FilePosition(identity, offset, path, time.time(), sent)
             self._dirty = True
+
+    def reserve(self, identity: Identity, end: int, path: str, ahead: int) -> bool:
+        """Before lines up to ``end`` are sent: make sure the saved ``sent`` mark covers them.
+
+        The mark is moved ``ahead`` bytes further than needed, so that it is saved (with an
+        fsync) once per ``ahead`` bytes shipped rather than before every bulk request. True when
+        it moved: the caller saves before sending.
+        """
+        with self._lock:
+            current = self._positions.get(identity.key)
+            if current is not None and current.sent >= end:
+                return False
+            if current is None:
+                self._positions[identity.key] = FilePosition(identity, 0, path, time.time(), end + ahead)
+            else:
+                current.sent = end + ahead
+            self._dirty = True
+            return True
 
     def save(self, force: bool = False) -> bool:
         with self._lock:

@@ -62,6 +62,7 @@ class FileSource:
     device: int
     inode: int
     identity: Identity
+    verify_below: int = 0  # lines starting below this offset may be indexed already (a resumed read)
 
     @property
     def fingerprint(self) -> str:
@@ -103,11 +104,12 @@ class TrackedFile:
     last_growth: float = field(default_factory=time.monotonic)
     detached_since: float | None = None  # when its path stopped pointing to it (rotation)
     start_at_end: bool = False  # found on the first scan of an input that starts at the end
+    verify_below: int = 0  # resumed content: lines below this may have been sent before
 
     @property
     def source(self) -> FileSource:
         assert self.identity is not None
-        return FileSource(self.spec.index, self.path, self.device, self.inode, self.identity)
+        return FileSource(self.spec.index, self.path, self.device, self.inode, self.identity, self.verify_below)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -121,6 +123,7 @@ class TrackedFile:
             self.min_generation = self.identity.generation + 1
         self.fingerprint = None
         self.identity = None
+        self.verify_below = 0
         self.position = self.line_start = 0
         self.pending.clear()
         self.discarding = 0
@@ -231,9 +234,10 @@ class Tailer:
         resolved = self._resolve(tracked, fp, size)
         if resolved is None:
             return False  # may be a copy still being made: decide on a later pass
-        identity, start = resolved
+        identity, start, sent = resolved
         tracked.fingerprint = fp
         tracked.identity = identity
+        tracked.verify_below = sent
         self._seen.setdefault(identity.key, FilePosition(identity, 0, tracked.path, time.time()))
         if len(self._seen) > 4096:
             self._seen.pop(next(iter(self._seen)))
@@ -243,11 +247,12 @@ class Tailer:
                 self.on_start_offset(tracked.source, start)
         start = start or 0
         tracked.position = tracked.line_start = start
-        log.info("file_identified", path=tracked.path, identity=identity.key, start=start)
+        log.info("file_identified", path=tracked.path, identity=identity.key, start=start, verify_below=sent)
         return True
 
-    def _resolve(self, tracked: TrackedFile, fp: str, size: int) -> tuple[Identity, int | None] | None:
-        """(identity, acknowledged offset to resume at, or None for content never shipped).
+    def _resolve(self, tracked: TrackedFile, fp: str, size: int) -> tuple[Identity, int | None, int] | None:
+        """(identity, acknowledged offset to resume at or None for content never shipped, the
+        offset below which lines may have been sent already).
 
         None when the file cannot be told apart yet from a copy being made of another file.
         """
@@ -257,10 +262,10 @@ class Tailer:
         if own:
             latest = max(own, key=lambda p: p.identity.generation)
             if latest.offset <= size:
-                return latest.identity, latest.offset
+                return latest.identity, latest.offset, latest.sent
             # Shorter than what was acknowledged: truncated while we were away.
             log.warning("content_replaced_while_stopped", path=tracked.path, offset=latest.offset, size=size)
-            return Identity(fp, tracked.device, tracked.inode, latest.identity.generation + 1), None
+            return Identity(fp, tracked.device, tracked.inode, latest.identity.generation + 1), None, 0
         for position in known:
             if (position.identity.device, position.identity.inode) == (tracked.device, tracked.inode):
                 continue  # an older generation of this very inode
@@ -271,8 +276,8 @@ class Tailer:
                 if size < position.offset:
                     return None  # a copy still being written: resume once it holds what was shipped
                 log.info("file_is_a_copy", path=tracked.path, original=position.path, identity=position.identity.key)
-                return position.identity, position.offset
-        return Identity(fp, tracked.device, tracked.inode, tracked.min_generation), None
+                return position.identity, position.offset, position.sent
+        return Identity(fp, tracked.device, tracked.inode, tracked.min_generation), None, 0
 
     def _positions_with(self, fp: str) -> list[FilePosition]:
         """Known contents with this fingerprint: acknowledged ones and ones being read now."""

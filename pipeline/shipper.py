@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 ParseFn = Callable[[bytes], dict[str, Any]]
 _END = object()
+SENT_AHEAD_BYTES = 4 * 1024 * 1024  # the "sent" mark is saved once per this many bytes shipped
 QUEUE_CHUNK = 250  # items travel the queue in lists: one lock round trip per chunk, not per line
 
 
@@ -300,8 +301,11 @@ class Shipper:
             doc["event"]["ingested"] = ingested
             where = {"log": {"file": stamp.file, "offset": line.offset}}
             doc.update(where)
-            items.append(make_item(doc, stamp.id_prefix + format(line.offset, "x"), line.raw,
-                                   dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end)))
+            item = make_item(doc, stamp.id_prefix + format(line.offset, "x"), line.raw,
+                             dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
+            if line.offset < line.source.verify_below:
+                item.verify = True
+            items.append(item)
         return items
 
     def _update_behind(self) -> None:
@@ -386,6 +390,11 @@ class Shipper:
         for chunk in batch:
             kinds.update(chunk.kinds)
             reasons.update(chunk.reasons)
+        ends = self._ends(batch)
+        reserved = [self.store.reserve(source.identity, end, source.path, SENT_AHEAD_BYTES)
+                    for source, end in ends.values()]
+        if any(reserved):  # on disk before the request leaves: a crash after it knows what to verify
+            self.store.save()
         report = self.sink.deliver(items, give_up=self._give_up, expected=(kinds, reasons))
         summary = self.summary
         summary.indexed.update(report.indexed)
@@ -395,12 +404,6 @@ class Shipper:
         if not report.complete:
             log.warning("batch_abandoned", docs=len(items), reason="stopping while Elasticsearch is unavailable")
             return False
-        ends: dict[str, tuple[FileSource, int]] = {}
-        for chunk in batch:
-            for key, (source, end) in chunk.ends.items():
-                current = ends.get(key)
-                if current is None or end > current[1]:
-                    ends[key] = (source, end)
         for source, end in ends.values():
             self.store.advance(source.identity, end, source.path)
         now = time.monotonic()
@@ -408,3 +411,14 @@ class Shipper:
             self.store.save()
             self._last_save = now
         return True
+
+    @staticmethod
+    def _ends(batch: list[Chunk]) -> dict[str, tuple[FileSource, int]]:
+        """The furthest line end of each file in a batch."""
+        ends: dict[str, tuple[FileSource, int]] = {}
+        for chunk in batch:
+            for key, (source, end) in chunk.ends.items():
+                current = ends.get(key)
+                if current is None or end > current[1]:
+                    ends[key] = (source, end)
+        return ends

@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 # The bulk response without what we never read (_shards, _version, _seq_no, _id...).
 _BULK_FILTER = "errors,items.*.status,items.*.error"
+_IDS_PER_SEARCH = 1000
 
 DeadLetterFn = Callable[[bytes, str, str], dict[str, Any]]
 
@@ -48,6 +49,7 @@ class Item:
     extra: dict[str, Any] | None = None  # fields a replacement dead-letter keeps (log.*)
     reason: str | None = None  # error.type of a dead-letter
     ack: Any = None  # opaque to the sink: what to checkpoint once acknowledged
+    verify: bool = False  # read again after a restart: may be indexed already, in any backing index
 
 
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
@@ -64,6 +66,14 @@ def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: Dead
     kind = dataset.rpartition(".")[2]
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
     return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack)
+
+
+def family_of(index: str) -> str:
+    """``logs-modelregistry.retrieval-prod`` -> ``logs-modelregistry.*-prod``: every stream a line
+    of that namespace can land in (its kind, or the dead-letter stream)."""
+    kind, _, rest = index.partition("-")
+    dataset, _, namespace = rest.rpartition("-")
+    return f"{kind}-{dataset.partition('.')[0]}.*-{namespace}"
 
 
 @dataclass
@@ -92,6 +102,13 @@ class BulkSink:
         by the caller, used when the first attempt succeeds whole.
         """
         report = DeliveryReport()
+        if any(item.verify for item in items):
+            kept = self._skip_indexed(items, report, give_up)
+            if kept is None:
+                report.complete = False
+                return report
+            if len(kept) != len(items):
+                items, expected = kept, None
         pending = items
         attempt = 0
         while pending:
@@ -111,6 +128,44 @@ class BulkSink:
                 else:
                     time.sleep(delay)
         return report
+
+    def _skip_indexed(self, items: list[Item], report: DeliveryReport,
+                      give_up: threading.Event | None) -> list[Item] | None:
+        """Leave out lines read again after a restart that an earlier run indexed already.
+
+        ``op_type: create`` answers 409 for an ``_id`` in the data stream's write index only; if
+        the stream rolled over between the first run and the replay, the line would be indexed a
+        second time. The ids are looked up across all backing indices instead (after a refresh, so
+        the first run's last writes are visible). None when ``give_up`` was set while retrying.
+        """
+        suspects = [item for item in items if item.verify]
+        found: set[str] = set()
+        attempt = 0
+        families = sorted({family_of(item.index) for item in suspects})
+        while True:
+            try:
+                self.client.indices.refresh(index=",".join(families), allow_no_indices=True, ignore_unavailable=True)
+                for start in range(0, len(suspects), _IDS_PER_SEARCH):
+                    ids = [item.id for item in suspects[start:start + _IDS_PER_SEARCH]]
+                    response = self.client.search(
+                        index=",".join(families), query={"ids": {"values": ids}}, size=2 * len(ids), source=False,
+                        allow_no_indices=True, ignore_unavailable=True, filter_path="hits.hits._id")
+                    found.update(hit["_id"] for hit in response.get("hits", {}).get("hits", []))
+                break
+            except (ApiError, TransportError) as exc:
+                attempt += 1
+                log.warning("replay_check_failed", error=str(exc)[:200], docs=len(suspects))
+                delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 10)) * random.uniform(0.5, 1)
+                if give_up is not None and give_up.wait(delay):
+                    return None
+                if give_up is None:
+                    time.sleep(delay)
+        if not found:
+            return items
+        report.duplicates += len(found)
+        self.metrics.duplicates.inc(len(found))
+        log.info("replay_skipped_indexed", docs=len(found), checked=len(suspects))
+        return [item for item in items if not (item.verify and item.id in found)]
 
     def _attempt(self, pending: list[Item], report: DeliveryReport,
                  expected: tuple[Counter[str], Counter[str]] | None = None) -> tuple[list[Item], bool]:
