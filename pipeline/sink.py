@@ -119,15 +119,18 @@ class BulkSink:
             if transient:
                 attempt += 1
                 self.metrics.bulk_retries.inc()
-                delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 10))
-                delay *= random.uniform(0.5, 1.0)
-                if give_up is not None:
-                    if give_up.wait(delay):
-                        report.complete = False
-                        return report
-                else:
-                    time.sleep(delay)
+                if not self._back_off(attempt, give_up):
+                    report.complete = False
+                    return report
         return report
+
+    def _back_off(self, attempt: int, give_up: threading.Event | None) -> bool:
+        """Wait before retry ``attempt`` (exponential, with jitter); False if told to give up."""
+        delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+        if give_up is None:
+            time.sleep(delay)
+            return True
+        return not give_up.wait(delay)
 
     def _skip_indexed(self, items: list[Item], report: DeliveryReport,
                       give_up: threading.Event | None) -> list[Item] | None:
@@ -155,11 +158,8 @@ class BulkSink:
             except (ApiError, TransportError) as exc:
                 attempt += 1
                 log.warning("replay_check_failed", error=str(exc)[:200], docs=len(suspects))
-                delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 10)) * random.uniform(0.5, 1)
-                if give_up is not None and give_up.wait(delay):
+                if not self._back_off(attempt, give_up):
                     return None
-                if give_up is None:
-                    time.sleep(delay)
         if not found:
             return items
         report.duplicates += len(found)
