@@ -80,7 +80,7 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
     templates.install(client)
     warmup, first, second = (shipped_bodies(es_url, workdir, log, name + uuid.uuid4().hex[:8])
                              for name in ("warmup", "ceiling", "again"))
-    ceiling(client, warmup[: len(warmup) // 4])  # the JVM warms up on this
+    ceiling(client, warmup)  # the JVM warms up on this (a fresh node runs it at 3/4 of its pace)
     before = ceiling(client, first)
     ship_rates = []
     for attempt in range(2):  # the shipper, like the node, gets its best of two runs
