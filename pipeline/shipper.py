@@ -304,7 +304,7 @@ class Shipper:
             item = make_item(doc, stamp.id_prefix + format(line.offset, "x"), line.raw,
                              dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
             if line.offset < line.source.verify_below:
-                item.verify = True
+                item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset)
             items.append(item)
         return items
 

@@ -49,7 +49,10 @@ class Item:
     extra: dict[str, Any] | None = None  # fields a replacement dead-letter keeps (log.*)
     reason: str | None = None  # error.type of a dead-letter
     ack: Any = None  # opaque to the sink: what to checkpoint once acknowledged
-    verify: bool = False  # read again after a restart: may be indexed already, in any backing index
+    # Read again after a restart (or adopted by a copy): (file identity, the offset below which
+    # its lines may have been sent, this line's offset). It may be indexed already, in any
+    # backing index of its stream.
+    verify: tuple[str, int, int] | None = None
 
 
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
@@ -92,6 +95,8 @@ class BulkSink:
         self.metrics = metrics
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
+        # (file identity, its sent mark when resumed) -> the highest offset an earlier run indexed
+        self._frontier: dict[tuple[str, int], int] = {}
 
     def deliver(self, items: list[Item], give_up: threading.Event | None = None,
                 expected: tuple[Counter[str], Counter[str]] | None = None) -> DeliveryReport:
@@ -102,7 +107,7 @@ class BulkSink:
         by the caller, used when the first attempt succeeds whole.
         """
         report = DeliveryReport()
-        if any(item.verify for item in items):
+        if any(item.verify is not None for item in items):
             kept = self._skip_indexed(items, report, give_up)
             if kept is None:
                 report.complete = False
@@ -138,22 +143,16 @@ class BulkSink:
 
         ``op_type: create`` answers 409 for an ``_id`` in the data stream's write index only; if
         the stream rolled over between the first run and the replay, the line would be indexed a
-        second time. The ids are looked up across all backing indices instead (after a refresh, so
-        the first run's last writes are visible). None when ``give_up`` was set while retrying.
+        second time. So, after a refresh (the earlier run's last writes become visible): once per
+        resumed file, the highest offset indexed from it; then, for lines at or below it, their
+        ids across every backing index. None when ``give_up`` was set while retrying.
         """
-        suspects = [item for item in items if item.verify]
-        found: set[str] = set()
+        suspects = [item for item in items if item.verify is not None]
+        families = ",".join(sorted({family_of(item.index) for item in suspects}))
         attempt = 0
-        families = sorted({family_of(item.index) for item in suspects})
         while True:
             try:
-                self.client.indices.refresh(index=",".join(families), allow_no_indices=True, ignore_unavailable=True)
-                for start in range(0, len(suspects), _IDS_PER_SEARCH):
-                    ids = [item.id for item in suspects[start:start + _IDS_PER_SEARCH]]
-                    response = self.client.search(
-                        index=",".join(families), query={"ids": {"values": ids}}, size=2 * len(ids), source=False,
-                        allow_no_indices=True, ignore_unavailable=True, filter_path="hits.hits._id")
-                    found.update(hit["_id"] for hit in response.get("hits", {}).get("hits", []))
+                found = self._indexed_ids(suspects, families)
                 break
             except (ApiError, TransportError) as exc:
                 attempt += 1
@@ -165,7 +164,34 @@ class BulkSink:
         report.duplicates += len(found)
         self.metrics.duplicates.inc(len(found))
         log.info("replay_skipped_indexed", docs=len(found), checked=len(suspects))
-        return [item for item in items if not (item.verify and item.id in found)]
+        return [item for item in items if not (item.verify is not None and item.id in found)]
+
+    def _indexed_ids(self, suspects: list[Item], families: str) -> set[str]:
+        frontier = self._frontier
+        refreshed = False
+        for key, sent in {item.verify[:2] for item in suspects if item.verify[:2] not in frontier}:
+            if not refreshed:
+                self.client.indices.refresh(index=families, allow_no_indices=True, ignore_unavailable=True)
+                refreshed = True
+            response = self.client.search(
+                index=families, size=0, query={"term": {"log.file.fingerprint": key}},
+                aggregations={"highest": {"max": {"field": "log.offset"}}}, allow_no_indices=True,
+                ignore_unavailable=True, filter_path="aggregations.highest.value")
+            highest = response.get("aggregations", {}).get("highest", {}).get("value")
+            frontier[(key, sent)] = -1 if highest is None else int(highest)
+        within = [item.id for item in suspects if item.verify[2] <= frontier[item.verify[:2]]]
+        if not within:
+            return set()
+        if not refreshed:
+            self.client.indices.refresh(index=families, allow_no_indices=True, ignore_unavailable=True)
+        found: set[str] = set()
+        for start in range(0, len(within), _IDS_PER_SEARCH):
+            ids = within[start:start + _IDS_PER_SEARCH]
+            response = self.client.search(
+                index=families, query={"ids": {"values": ids}}, size=2 * len(ids), source=False,
+                allow_no_indices=True, ignore_unavailable=True, filter_path="hits.hits._id")
+            found.update(hit["_id"] for hit in response.get("hits", {}).get("hits", []))
+        return found
 
     def _attempt(self, pending: list[Item], report: DeliveryReport,
                  expected: tuple[Counter[str], Counter[str]] | None = None) -> tuple[list[Item], bool]:

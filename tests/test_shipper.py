@@ -134,9 +134,13 @@ def test_replayed_lines_indexed_before_a_rollover_are_not_indexed_again(es: Elas
     sink = BulkSink(es, ShipperMetrics())
 
     def items(verify: bool) -> list:
-        batch = [make_item(parser.parse(line(i)), f"replay-{i}", line(i)) for i in range(30)]
-        for item in batch:
-            item.verify = verify
+        batch = []
+        for i in range(30):
+            doc = parser.parse(line(i))
+            doc["log"] = {"file": {"fingerprint": "fp:1:2:0"}, "offset": i}  # the shipper's fields
+            batch.append(make_item(doc, f"replay-{i}", line(i)))
+            if verify:  # read again below the saved "sent" mark (here: all of them)
+                batch[-1].verify = ("fp:1:2:0", 10_000, i)
         return batch
 
     stream = f"logs-modelregistry.retrieval-{namespace}"
