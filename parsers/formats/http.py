@@ -106,25 +106,34 @@ def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
             if isinstance(parsed, dict):
                 model = model_fields(parsed, router.params)
         if query:
-            for key, value in model_fields(query_pairs(query), router.params).items():
-                model.setdefault(key, value)
+            from_query = model_fields(query_pairs(query, router.params), router.params)
+            if model:
+                for key, value in from_query.items():
+                    model.setdefault(key, value)
+            else:
+                model = from_query
         if model:
             f["model"] = model
     status = f.get("status")
     return route, status is not None and status >= 400
 
 
-def query_pairs(query: str) -> list[tuple[str, str]]:
-    """``a=1&b=x%20y`` -> pairs; like ``parse_qsl`` without its cost for plain values."""
+def query_pairs(query: str, wanted: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``a=1&b=x%20y`` -> pairs; like ``parse_qsl`` without its cost for plain values.
+
+    ``wanted``: keep only these keys (the others are not decoded at all).
+    """
     pairs = []
     for part in query.split("&"):
         key, sep, value = part.partition("=")
         if not sep or not value:
             continue
-        if "%" in value or "+" in value:
-            value = unquote_plus(value)
         if "%" in key or "+" in key:
             key = unquote_plus(key)
+        if wanted is not None and key not in wanted:
+            continue
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
         pairs.append((key, value))
     return pairs
 
