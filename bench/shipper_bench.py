@@ -82,21 +82,23 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
                              for name in ("warmup", "ceiling", "again"))
     ceiling(client, warmup)  # the JVM warms up on this (a fresh node runs it at 3/4 of its pace)
     before = ceiling(client, first)
-    ship_rates = []
+    ship_rates: list[float] = []
+    cpu_us: list[float] = []  # the shipper's CPU (all its threads) per line
     for attempt in range(2):  # the shipper, like the node, gets its best of two runs
         shipper = build_shipper(load_config(write_config(
             workdir / f"t{attempt}.yaml", es_url, "bench" + uuid.uuid4().hex[:8], [str(log)],
             batch={"max_docs": BATCH}, checkpoint_file=str(workdir / f"t{attempt}.json"))))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = shipper.run(once=True)
         ship_rates.append(count / (time.perf_counter() - started))
+        cpu_us.append((time.process_time() - cpu) / count * 1e6)
         assert summary.events == count, summary.line()
     after = ceiling(client, second)
     bulk_rate = max(before, after)  # the node's best: the ratio is not flattered by a cold node
     ship_rate = max(ship_rates)
     print(f"throughput: lines={count} bulk_ceiling={bulk_rate:,.0f} docs/s (before {before:,.0f}, after {after:,.0f})"
           f"  shipper={ship_rate:,.0f} events/s ({', '.join(f'{r:,.0f}' for r in ship_rates)})"
-          f"  ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)")
+          f"  ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)  shipper_cpu={min(cpu_us):.1f} us/line")
 
 
 def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> None:
