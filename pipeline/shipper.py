@@ -120,7 +120,7 @@ def tune_interpreter() -> None:
     sent, response in) while the reader thread parses; the default 5 ms wait each time leaves
     Elasticsearch idle between bulks. 1 ms keeps the writer prompt.
 
-    Measured with bench/shipper_bench.py: CPU per nginx line 20 -> 14.5 us, ratio 0.70 -> 0.82-0.86.
+    Measured with bench/shipper_bench.py: CPU per nginx line 20 -> 14.5 us, ratio 0.70 -> 0.82-0.90.
     """
     gc.collect()
     gc.freeze()

@@ -8,7 +8,7 @@ turned into a dead-letter carrying its raw line and Elasticsearch's reason.
 Documents arrive already encoded (one NDJSON action and source each, made by the reader thread):
 the bulk body is their concatenation, sent with the client's ``bulk`` API. The bulk helpers
 serialize each action and walk each result in Python while Elasticsearch waits: measured in this
-place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's ceiling, this 0.84
+place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's ceiling, this 0.82-0.90
 (docs/shipping.md).
 """
 
