@@ -100,7 +100,8 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
     # run weighs the same on both sides of the ratio of the means.
     bulk_rate = (before + after) / 2
     ship_rate = sum(ship_rates) / len(ship_rates)
-    print(f"throughput: lines={count} bulk_ceiling_mean={bulk_rate:,.0f} docs/s (before {before:,.0f}, after {after:,.0f})"
+    print(f"throughput: lines={count} bulk_ceiling_mean={bulk_rate:,.0f} docs/s"
+          f" (before {before:,.0f}, after {after:,.0f})"
           f"  shipper_mean={ship_rate:,.0f} events/s ({', '.join(f'{r:,.0f}' for r in ship_rates)})"
           f"  ratio={ship_rate / bulk_rate:.2f} (target >= 0.8)  shipper_cpu={min(cpu_us):.1f} us/line")
 
