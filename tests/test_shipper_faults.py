@@ -1,6 +1,7 @@
 """The shipper's promises under faults, against a real Elasticsearch and real processes.
 
-Rotation by rename and by copytruncate while the writer keeps writing, kill -9 at random moments,
+Rotation by rename and by copytruncate while the writer keeps writing, kill -9 at random moments
+(with data stream rollovers while the daemon is down), both at once,
 an Elasticsearch outage of 30 s: in every case each line is indexed exactly once.
 """
 
@@ -44,6 +45,11 @@ def assert_exactly_once(es: Elasticsearch, namespace: str, total: int) -> None:
                        query={"bool": {"must_not": {"exists": {"field": "url.query"}}}})["hits"]["hits"]
     assert not strays, f"documents that are no line of the writer: {[h['_source'] for h in strays]}"
     assert len(counts) == total == indexed(es, namespace)
+
+
+def _roll_over(es: Elasticsearch, namespace: str) -> int:
+    streams = es.indices.resolve_index(name=f"logs-modelregistry.*-{namespace}")["data_streams"]
+    return sum(es.indices.rollover(alias=stream["name"])["rolled_over"] for stream in streams)
 
 
 class Writer(threading.Thread):
@@ -121,14 +127,12 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(es: 
         before = indexed(es, namespace)
         daemon = subprocess.Popen([*REGWATCH, "ship", "-c", str(config)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        wait_for(lambda: indexed(es, namespace) > before, timeout=60)  # shipping, whatever the machine's speed
+        wait_for(lambda before=before: indexed(es, namespace) > before, timeout=60)  # shipping has begun
         time.sleep(rng.uniform(0.0, 0.4))  # then the kill lands between, or in the middle of, bulk requests
         daemon.send_signal(signal.SIGKILL)
         daemon.wait()
         kills += 1
-        streams = es.indices.resolve_index(name=f"logs-modelregistry.*-{namespace}")["data_streams"]
-        for stream in streams:
-            rollovers += es.indices.rollover(alias=stream["name"])["rolled_over"]
+        rollovers += _roll_over(es, namespace)
     assert 0 < indexed(es, namespace) < total, "the kills must land mid-stream"
     assert rollovers == 4
     final = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True,
@@ -136,6 +140,34 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(es: 
     assert kills == 4
     assert_exactly_once(es, namespace, total)
     assert "duplicates_skipped=" in final.stdout
+
+
+@pytest.mark.parametrize("mode", ["rename", "copytruncate"])
+def test_kill_9_and_rollovers_during_rotation_index_every_line_once(es: Elasticsearch, es_url: str, namespace: str,
+                                                                     tmp_path: Path, mode: str) -> None:
+    """All at once: the writer writes and rotates, the daemon is killed -9 and restarted, the
+    streams roll over while it is down. Every line is indexed once."""
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(log) + "*"])
+    total = 40_000
+    writer = Writer(log, total, rotate_every=5_000, mode=mode, burst=20)  # about 10 s of writing
+    writer.start()
+    rng = random.Random(11)
+    kills = rollovers = 0
+    while writer.is_alive():
+        daemon = subprocess.Popen([*REGWATCH, "ship", "-c", str(config)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 2.5))
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+        kills += 1
+        rollovers += _roll_over(es, namespace)
+    writer.join()
+    subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True,
+                   timeout=300)
+    assert writer.rotations == total // 5_000 and kills >= 3 and rollovers >= 2
+    assert_exactly_once(es, namespace, total)
 
 
 def test_sighup_reloads_inputs(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
