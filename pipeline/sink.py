@@ -8,8 +8,8 @@ turned into a dead-letter carrying its raw line and Elasticsearch's reason.
 Documents arrive already encoded (one NDJSON action and source each, made by the reader thread):
 the bulk body is their concatenation, sent with the client's ``bulk`` API. The bulk helpers
 serialize each action and walk each result in Python while Elasticsearch waits: measured in this
-place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's ceiling, this 0.82-0.90
-(docs/shipping.md).
+place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's ceiling, this
+0.82-0.90 (docs/shipping.md).
 """
 
 from __future__ import annotations
@@ -168,22 +168,16 @@ class BulkSink:
 
     def _indexed_ids(self, suspects: list[Item], families: str) -> set[str]:
         frontier = self._frontier
-        refreshed = False
-        for key, sent in {item.verify[:2] for item in suspects if item.verify[:2] not in frontier}:
-            if not refreshed:
-                self.client.indices.refresh(index=families, allow_no_indices=True, ignore_unavailable=True)
-                refreshed = True
-            response = self.client.search(
-                index=families, size=0, query={"term": {"log.file.fingerprint": key}},
-                aggregations={"highest": {"max": {"field": "log.offset"}}}, allow_no_indices=True,
-                ignore_unavailable=True, filter_path="aggregations.highest.value")
-            highest = response.get("aggregations", {}).get("highest", {}).get("value")
-            frontier[(key, sent)] = -1 if highest is None else int(highest)
+        unknown = {item.verify[:2] for item in suspects} - frontier.keys()
+        if unknown:
+            self._refresh(families)
+            for key, sent in unknown:
+                frontier[(key, sent)] = self._highest_offset(families, key)
         within = [item.id for item in suspects if item.verify[2] <= frontier[item.verify[:2]]]
         if not within:
             return set()
-        if not refreshed:
-            self.client.indices.refresh(index=families, allow_no_indices=True, ignore_unavailable=True)
+        if not unknown:  # refreshed above otherwise
+            self._refresh(families)
         found: set[str] = set()
         for start in range(0, len(within), _IDS_PER_SEARCH):
             ids = within[start:start + _IDS_PER_SEARCH]
@@ -192,6 +186,19 @@ class BulkSink:
                 allow_no_indices=True, ignore_unavailable=True, filter_path="hits.hits._id")
             found.update(hit["_id"] for hit in response.get("hits", {}).get("hits", []))
         return found
+
+    def _refresh(self, families: str) -> None:
+        """Make what an earlier run indexed visible to search."""
+        self.client.indices.refresh(index=families, allow_no_indices=True, ignore_unavailable=True)
+
+    def _highest_offset(self, families: str, fingerprint: str) -> int:
+        """The highest ``log.offset`` indexed from one file identity; -1 if none."""
+        response = self.client.search(
+            index=families, size=0, query={"term": {"log.file.fingerprint": fingerprint}},
+            aggregations={"highest": {"max": {"field": "log.offset"}}}, allow_no_indices=True,
+            ignore_unavailable=True, filter_path="aggregations.highest.value")
+        highest = response.get("aggregations", {}).get("highest", {}).get("value")
+        return -1 if highest is None else int(highest)
 
     def _attempt(self, pending: list[Item], report: DeliveryReport,
                  expected: tuple[Counter[str], Counter[str]] | None = None) -> tuple[list[Item], bool]:
@@ -222,7 +229,8 @@ class BulkSink:
                         deadletters[item.reason] += 1
         else:
             for item, result in zip(pending, response["items"], strict=True):
-                status = next(iter(result.values())).get("status")
+                outcome = next(iter(result.values()))  # {"create": {...}} -> {...}
+                status = outcome.get("status")
                 if status is not None and 200 <= status < 300:
                     indexed[item.kind] += 1
                     if item.reason is not None:
@@ -233,7 +241,7 @@ class BulkSink:
                     retry.append(item)
                     transient = True
                 else:
-                    replacement = self._reject(item, next(iter(result.values())))
+                    replacement = self._reject(item, outcome)
                     if replacement is not None:
                         retry.append(replacement)
                     else:
