@@ -14,6 +14,7 @@ place, ``streaming_bulk`` and ``parallel_bulk`` reached 0.64-0.70 of the node's 
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -130,7 +131,14 @@ class BulkSink:
         return report
 
     def _back_off(self, attempt: int, give_up: threading.Event | None) -> bool:
-        """Wait before retry ``attempt`` (exponential, with jitter); False if told to give up."""
+        """Wait before retry ``attempt`` (exponential, with jitter); False if told to give up.
+
+        A failed request leaves reference cycles behind (exception, traceback, the transport's
+        frames) that hold its whole body. The shipper keeps the garbage collector's runs rare
+        (``tune_interpreter``), so they are collected here, while there is time to wait anyway:
+        otherwise every retry during an outage would keep another body alive.
+        """
+        gc.collect()
         delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
         if give_up is None:
             time.sleep(delay)
