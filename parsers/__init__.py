@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from parsers.errors import ParseError
@@ -78,8 +79,19 @@ class LineParser:
         except ParseError as exc:
             return self._dead(line, exc.reason, exc.error_type, read_at)
         except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the daemon
-            log.warning("parser_bug", format=ctx.format, error=repr(exc))
+            log.error("parser_bug", format=ctx.format, error=repr(exc))
             return self._dead(line, f"parser error: {exc!r}"[:500], "parser_bug", read_at)
+
+    def parse_encoded(self, raw: bytes, read_at: str | None = None) -> tuple[dict[str, Any], bytes]:
+        """``parse``, then the document as one JSON line; a document that cannot be encoded (a
+        parser letting a bad value through) becomes a dead-letter rather than an exception."""
+        doc = self.parse(raw, read_at)
+        try:
+            return doc, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            log.error("unencodable_document", format=self.ctx.format, error=str(exc))
+            doc = self.dead_letter(raw, f"document not encodable: {exc}"[:500], "unencodable")
+            return doc, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
     def dead_letter(self, raw: bytes, reason: str, error_type: str) -> dict[str, Any]:
         """A dead-letter for a line judged bad outside the parser (too long, refused by the sink)."""

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Kind = Literal["registration", "retrieval", "version", "access"]
 Operation = Literal["registration", "retrieval", "version", "other"]
-ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key", "tag_value", "package"]
+ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key", "tag_value", "package", "catalog",
+                     "schema"]
 
 
 class _Model(BaseModel):
@@ -61,6 +62,8 @@ class RouteTable(_Model):
     platform: str
     http: HttpTable = Field(default_factory=HttpTable)
     audit: dict[str, Route] = Field(default_factory=dict)
+    # Other names an audit source logs a service under -> the name ``audit`` keys use.
+    services: dict[str, str] = Field(default_factory=dict)
     params: dict[str, ModelField] = Field(default_factory=dict)
     event_source: str | None = None
 
@@ -90,6 +93,11 @@ class Router:
         self._api_prefixes = tuple(table.http.api_prefixes)
         self._default = Route(kind="access", action=table.http.default_action)
         self._slug_cache: dict[str, Route] = {}
+        self._audit = dict(table.audit)
+        for alias, service in table.services.items():
+            for key, route in table.audit.items():
+                if key.startswith(service + "."):
+                    self._audit.setdefault(alias + key[len(service):], route)
 
     def http(self, method: str, path: str) -> tuple[Route, str | None]:
         """The route of a request and, for prefix routes that carry one, the artifact path."""
@@ -119,7 +127,7 @@ class Router:
         return self._default
 
     def audit(self, key: str) -> Route | None:
-        return self.table.audit.get(key)
+        return self._audit.get(key)
 
 
 def load_table(path: Path) -> RouteTable:

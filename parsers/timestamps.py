@@ -18,8 +18,14 @@ def to_iso(moment: datetime) -> str:
     """UTC, millisecond precision, ``Z`` suffix: the one shape every document carries."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 at +01:00 is before the year 1 in UTC
+        raise ValueError("date out of range") from None
+    # The year zero-padded by hand: strftime's %Y gives "999" for the year 999 on glibc, which no
+    # date parser (nor Elasticsearch) takes as ISO 8601.
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+            f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
 def parse_clf(text: str) -> str:
@@ -54,7 +60,10 @@ def parse_epoch(value: float | int) -> str:
     seconds = float(value)
     if seconds > 1e11:  # milliseconds: a seconds value this large is past the year 5000
         seconds /= 1000.0
-    return to_iso(datetime.fromtimestamp(seconds, tz=UTC))
+    try:
+        return to_iso(datetime.fromtimestamp(seconds, tz=UTC))
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"epoch {value!r} out of range") from exc
 
 
 def parse_any(value: object) -> str:

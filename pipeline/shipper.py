@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from pipeline.checkpoint import CheckpointStore, Identity
@@ -153,6 +154,13 @@ class FileStamp:
     id_prefix: str
 
 
+class ShipperFailed(RuntimeError):
+    """The reader or the writer met something it cannot go on from; the daemon exits non-zero.
+
+    What was acknowledged before is checkpointed; nothing after it is, so a restart resumes there.
+    """
+
+
 class Shipper:
     def __init__(self, sink: BulkSink, inputs: list[ShipInput], store: CheckpointStore,
                  options: ShipOptions | None = None, metrics: ShipperMetrics | None = None,
@@ -177,6 +185,7 @@ class Shipper:
         self._wake = threading.Event()
         self._observer = None
         self._last_save = 0.0
+        self._failure: str | None = None
         self.progress: Callable[[int], None] | None = None  # bytes read, for a progress bar
 
     # -- control -------------------------------------------------------------------------------
@@ -205,6 +214,9 @@ class Shipper:
         reader.start()
         try:
             self._write_loop()
+        except Exception as exc:  # noqa: BLE001 - becomes the daemon's non-zero exit, logged once
+            log.exception("writer_failed")
+            self._failure = self._failure or f"writer failed: {type(exc).__name__}: {exc}"
         finally:
             self._stopping.set()
             self._wake.set()
@@ -215,6 +227,8 @@ class Shipper:
             self.store.save()
             self.tailer.close()
         log.info("shipper_done", summary=self.summary.line())
+        if self._failure is not None:
+            raise ShipperFailed(self._failure)
         return self.summary
 
     # -- reading -------------------------------------------------------------------------------
@@ -245,8 +259,9 @@ class Shipper:
                     return
                 self._wake.wait(self.options.poll_interval_s)
                 self._wake.clear()
-        except Exception:  # noqa: BLE001 - logged; the writer still drains and checkpoints
+        except Exception as exc:  # noqa: BLE001 - the writer drains what was read; then a non-zero exit
             log.exception("reader_failed")
+            self._failure = f"reader failed: {type(exc).__name__}: {exc}"
         finally:
             self._put_end()
 
@@ -302,8 +317,16 @@ class Shipper:
             where = {"log": {"file": stamp.file, "offset": line.offset}}
             doc.update(where)
             doc_id = stamp.id_prefix + format(line.offset, "x")  # document_id(), its hash made once per file
-            item = make_item(doc, doc_id, line.raw,
-                             dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
+            try:
+                item = make_item(doc, doc_id, line.raw,
+                                 dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
+            except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+                # A value no parser should let through (parsers/values.py): the line still ships.
+                log.error("unencodable_document", path=stamp.file["path"], offset=line.offset, error=str(exc))
+                doc = shipped.dead_letter(line.raw, f"document not encodable: {exc}"[:500], "unencodable")
+                doc["event"]["ingested"] = ingested
+                doc.update(where)
+                item = make_item(doc, doc_id, line.raw, extra=where, ack=(line.source, line.end))
             if line.offset < line.source.verify_below:
                 item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset)
             items.append(item)

@@ -56,7 +56,7 @@ class InputConfig(Strict):
     routes: Path | None = None  # a route table replacing the built-in MLflow one
     service_name: str = "mlflow"
     service_environment: str | None = None
-    platform: str = "mlflow"
+    platform: str | None = None  # None: the route table's platform (mlflow, databricks, sagemaker)
     start_at: Literal["beginning", "end"] = "beginning"
     keep_original: bool = False
     exclude: list[str] | None = None  # file name globs to skip (default: compressed rotations)

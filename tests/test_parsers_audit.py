@@ -106,3 +106,52 @@ def test_audit_wrong_types_and_missing_fields_are_deadletters() -> None:
         b'{"serviceName": "x", "actionName": "y", "timestamp": 1, "response": {"statusCode": true}}',
     ])
     assert [d["error"]["type"] for d in docs] == ["wrong_type", "missing_field", "wrong_type"]
+
+
+def test_databricks_documented_service_names_route_the_registry() -> None:
+    """The audit log reference names the workspace registry ``modelRegistry``; Azure Monitor's
+    table (DatabricksModelRegistry) has PascalCase columns and JSON-string params."""
+    docs = parse_lines("databricks-audit", [
+        b'{"timestamp":1795637226412,"serviceName":"modelRegistry","actionName":"createModelVersion",'
+        b'"requestParams":{"name":"fraud","source":"dbfs:/x"},"response":{"statusCode":200}}',
+        b'{"timestamp":1795637226412,"serviceName":"mlflowModelRegistry","actionName":"getModelVersion",'
+        b'"requestParams":{"name":"fraud","version":"2"},"response":{"statusCode":200}}',
+        b'{"TimeGenerated":"2026-11-25T20:07:06Z","ServiceName":"modelRegistry","ActionName":"deleteModelVersion",'
+        b'"RequestParams":"{\\"name\\":\\"fraud\\",\\"version\\":\\"3\\"}","Response":"{\\"statusCode\\":200}",'
+        b'"Identity":"{\\"email\\":\\"ann@example.com\\"}","SourceIPAddress":"10.0.0.9"}',
+    ])
+    assert [d["event"]["action"] for d in docs] == ["model-version-create", "model-version-get", "model-version-delete"]
+    assert [d["data_stream"]["dataset"] for d in docs] == [
+        "modelregistry.version", "modelregistry.retrieval", "modelregistry.version"]
+    assert docs[2]["modelregistry"]["model"] == {"name": "fraud", "version": "3"}
+    assert docs[2]["user"]["email"] == "ann@example.com"
+
+
+def test_unity_catalog_models_carry_the_three_level_name_in_every_event() -> None:
+    docs = parse_lines("databricks-audit", [
+        b'{"timestamp":1,"serviceName":"unityCatalog","actionName":"createRegisteredModel",'
+        b'"requestParams":{"catalog_name":"main","schema_name":"ml","name":"churn"},"response":{"statusCode":200}}',
+        b'{"timestamp":1,"serviceName":"unityCatalog","actionName":"createModelVersion",'
+        b'"requestParams":{"catalog_name":"main","schema_name":"ml","model_name":"churn","source":"s3://x"},'
+        b'"response":{"statusCode":200}}',
+        b'{"timestamp":1,"serviceName":"unityCatalog","actionName":"getModelVersion",'
+        b'"requestParams":{"full_name_arg":"main.ml.churn","version_arg":"1"},"response":{"statusCode":200}}',
+    ])
+    assert [d["modelregistry"]["model"]["name"] for d in docs] == ["main.ml.churn"] * 3
+    assert [d["data_stream"]["dataset"] for d in docs] == [
+        "modelregistry.registration", "modelregistry.version", "modelregistry.retrieval"]
+
+
+def test_shipped_audit_events_say_their_own_platform_unless_the_input_sets_one(tmp_path) -> None:
+    from regwatch.config import Config
+    from regwatch.ship import build_inputs
+
+    line = (AUDIT / "databricks.jsonl").read_bytes().splitlines()[0]
+    trail = (AUDIT / "cloudtrail.jsonl").read_bytes().splitlines()[0]
+    config = Config.model_validate({"inputs": [
+        {"paths": ["a"], "format": "databricks-audit"}, {"paths": ["b"], "format": "cloudtrail"},
+        {"paths": ["c"], "format": "databricks-audit", "platform": "azure-databricks"}]})
+    databricks, cloudtrail, custom = build_inputs(config)
+    assert databricks.parse(line)["modelregistry"]["platform"] == "databricks"
+    assert cloudtrail.parse(trail)["modelregistry"]["platform"] == "sagemaker"
+    assert custom.parse(line)["modelregistry"]["platform"] == "azure-databricks"

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import parse_lines
+from test_hostile_input import check_line  # parse and encode; fails on a parser_bug
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.events import kind_of, validate_document
 
@@ -19,8 +20,7 @@ GOOD_NGINX = b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /health HTTP/1.1"
 @given(raw=st.binary(max_size=600))
 def test_arbitrary_bytes_give_exactly_one_valid_document(fmt: str, raw: bytes) -> None:
     parser = LineParser(ParseContext(format=fmt, max_line_bytes=512))
-    doc = parser.parse(raw)
-    validate_document(doc)
+    doc = check_line(parser, raw)
     if kind_of(doc) == "deadletter":
         assert doc["error"]["message"]
         assert doc["event"]["original"] is not None
@@ -33,7 +33,7 @@ VALID = {
     "uvicorn": b'INFO:     127.0.0.1:5 - "GET /api/2.0/mlflow/registered-models/get?name=m HTTP/1.1" 200 OK',
     "nginx-json": b'{"time_iso8601":"2026-11-25T20:07:06+00:00","remote_addr":"127.0.0.1","request":"GET /health HTTP/1.1","status":200,"body_bytes_sent":2,"request_time":0.001,"request_body":""}',
     "audit": b'{"@timestamp":"2026-11-25T20:07:06Z","entity":"model_version","action":"created","model":{"name":"m","version":"1"}}',
-    "databricks-audit": b'{"timestamp":1795637226412,"serviceName":"mlflowModelRegistry","actionName":"createModelVersion","requestParams":{"name":"m"},"response":{"statusCode":200}}',
+    "databricks-audit": b'{"timestamp":1795637226412,"serviceName":"modelRegistry","actionName":"createModelVersion","requestParams":{"name":"m"},"response":{"statusCode":200}}',
     "cloudtrail": b'{"eventTime":"2026-11-25T20:07:06Z","eventSource":"sagemaker.amazonaws.com","eventName":"CreateModelPackage","requestParameters":{"modelPackageGroupName":"m"}}',
 }
 
@@ -54,8 +54,7 @@ def test_mutated_valid_lines_never_raise(fmt: str, data: st.DataObject) -> None:
                 break
         else:
             line[at:at] = data.draw(st.binary(min_size=1, max_size=8))
-    doc = LineParser(ParseContext(format=fmt)).parse(bytes(line))
-    validate_document(doc)
+    check_line(LineParser(ParseContext(format=fmt)), bytes(line))
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)

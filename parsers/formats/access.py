@@ -18,6 +18,7 @@ from parsers.errors import ParseError
 from parsers.formats.http import INVALID_REQUEST, fill_request, is_ip, seconds_to_ns, split_request_line
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any, parse_clf
+from parsers.values import digits, status_code
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _COMBINED_SHAPE = (r"(\S+) \S+ (\S+) \[([^\]]+)\] {q} (\d{{3}}) (\d+|-)(?: {q} {q})?(.*)")
@@ -75,7 +76,7 @@ def parse_combined(text: str, router: Router, ctx: Any = None) -> Parsed:
         ts = parse_clf(when)
     except (ValueError, KeyError, IndexError) as exc:
         raise ParseError(f"bad timestamp {when!r}: {exc}") from None
-    f: dict[str, Any] = {"ts": ts, "status": int(status)}
+    f: dict[str, Any] = {"ts": ts, "status": status_code(status)}
     if ip != "-":
         if is_ip(ip):
             f["ip"] = ip
@@ -84,13 +85,16 @@ def parse_combined(text: str, router: Router, ctx: Any = None) -> Parsed:
     if user != "-":
         f["user"] = user
     if size != "-":
-        f["bytes"] = int(size)
+        f["bytes"] = digits(size, "bytes")
     if referrer and referrer != "-":
         f["referrer"] = referrer
     if agent and agent != "-":
         f["ua"] = agent
     if rt is not None:
-        f["duration_ns"] = round(float(rt) * 1e9)
+        seconds = float(rt)  # digits.digits: never negative or NaN
+        if seconds >= 9e9:  # nanoseconds beyond a long
+            raise ParseError(f"value out of range: rt={rt[:40]} seconds", "out_of_range")
+        f["duration_ns"] = round(seconds * 1e9)
     elif rest:
         duration = _duration(rest)
         if duration is not None:
@@ -117,7 +121,7 @@ def parse_uvicorn(text: str, router: Router, ctx: Any = None) -> Parsed:
     if m is None:
         raise ParseError("not a uvicorn access log line")
     when, client, request, status = m.groups()
-    f: dict[str, Any] = {"status": int(status)}
+    f: dict[str, Any] = {"status": status_code(status)}
     if when is not None:
         try:
             f["ts"] = parse_any(when.replace(",", ".").replace("/", "-", 2))

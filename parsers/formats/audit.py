@@ -6,7 +6,6 @@ so they are routed by the route table's ``audit`` section.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,6 +16,7 @@ from parsers.formats.access import Parsed
 from parsers.formats.http import is_ip, load_json_object, model_fields
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any
+from parsers.values import json_loads, status_code
 
 
 _load = load_json_object
@@ -103,10 +103,11 @@ def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
     for ours, value in (("delivery_id", record.delivery_id), ("user", record.user),
                         ("email", record.user_email), ("ua", record.user_agent),
                         ("workspace", record.workspace), ("error_code", record.error_code),
-                        ("error_message", record.error_message), ("status", record.status_code),
-                        ("platform", record.platform)):
+                        ("error_message", record.error_message), ("platform", record.platform)):
         if value is not None:
             f[ours] = value
+    if record.status_code is not None:
+        f["status"] = status_code(record.status_code, "status_code")
     if record.source_ip:
         f["ip" if is_ip(record.source_ip) else "source_address"] = record.source_ip
     failed = record.outcome == "failure" or (record.status_code or 0) >= 400 or bool(record.error_code)
@@ -138,7 +139,7 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
         return {}
     if isinstance(value, str) and value.startswith("{"):
         try:
-            value = json.loads(value)
+            value = json_loads(value)
         except ValueError:
             raise ParseError(f"wrong field type: {name} is not a JSON object", "wrong_type") from None
     if not isinstance(value, dict):
@@ -149,38 +150,39 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
 def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
     """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
     record = _load(text)
-    service = _str_or_none(_pick(record, "serviceName", "service_name"), "serviceName")
-    action = _str_or_none(_pick(record, "actionName", "action_name"), "actionName")
-    when = _pick(record, "timestamp", "event_time", "eventTime")
+    service = _str_or_none(_pick(record, "serviceName", "service_name", "ServiceName"), "serviceName")
+    action = _str_or_none(_pick(record, "actionName", "action_name", "ActionName"), "actionName")
+    when = _pick(record, "timestamp", "event_time", "eventTime", "TimeGenerated")
     if not service or not action or when is None:
         raise ParseError("not a Databricks audit record (serviceName, actionName, timestamp)", "missing_field")
     route = router.audit(f"{service}.{action}") or Route(kind="access", action=_kebab(service, action))
     f: dict[str, Any] = {"ts": _timestamp(when)}
-    params = _dict(_pick(record, "requestParams", "request_params"), "requestParams")
+    params = _dict(_pick(record, "requestParams", "request_params", "RequestParams"), "requestParams")
     model = model_fields(params, router.audit_params)
+    catalog, schema = model.pop("catalog", None), model.pop("schema", None)
+    if catalog and schema and "name" in model and model["name"].count(".") < 2:
+        model["name"] = f"{catalog}.{schema}.{model['name']}"  # Unity Catalog: the three-level name
     if model:
         f["model"] = model
-    response = _dict(record.get("response"), "response")
+    response = _dict(_pick(record, "response", "Response"), "response")
     status = _pick(response, "statusCode", "status_code")
     if status is not None:
-        if isinstance(status, bool) or not isinstance(status, (int, str)) or not str(status).isdigit():
-            raise ParseError(f"wrong field type: response.statusCode={status!r}", "wrong_type")
-        f["status"] = int(status)
+        f["status"] = status_code(status, "response.statusCode")
     message = _str_or_none(_pick(response, "errorMessage", "error_message"), "response.errorMessage")
     if message:
         f["error_message"] = message
-    identity = _dict(_pick(record, "userIdentity", "user_identity"), "userIdentity")
+    identity = _dict(_pick(record, "userIdentity", "user_identity", "Identity"), "userIdentity")
     if email := _str_or_none(identity.get("email"), "userIdentity.email"):
         f["email"] = email
         f["user"] = email
-    ip = _str_or_none(_pick(record, "sourceIPAddress", "source_ip_address"), "sourceIPAddress")
+    ip = _str_or_none(_pick(record, "sourceIPAddress", "source_ip_address", "SourceIPAddress"), "sourceIPAddress")
     if ip:
         f["ip" if is_ip(ip) else "source_address"] = ip
-    if ua := _str_or_none(_pick(record, "userAgent", "user_agent"), "userAgent"):
+    if ua := _str_or_none(_pick(record, "userAgent", "user_agent", "UserAgent"), "userAgent"):
         f["ua"] = ua
     if workspace := _str_or_none(_pick(record, "workspaceId", "workspace_id"), "workspaceId"):
         f["workspace"] = workspace
-    if request_id := _str_or_none(_pick(record, "requestId", "request_id"), "requestId"):
+    if request_id := _str_or_none(_pick(record, "requestId", "request_id", "RequestId"), "requestId"):
         f["delivery_id"] = request_id
     failed = (f.get("status") or 0) >= 400 or bool(message)
     if failed and "status" not in f:

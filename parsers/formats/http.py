@@ -5,13 +5,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-
-import orjson
+from urllib.parse import unquote, unquote_plus
 
 from parsers.errors import ParseError
-from urllib.parse import unquote_plus, unquote
-
 from parsers.routes import Route, Router
+from parsers.values import json_loads, seconds_as_ns
 
 _ip_cache: dict[str, bool] = {}
 
@@ -19,7 +17,7 @@ _ip_cache: dict[str, bool] = {}
 def load_json_object(text: str) -> dict[str, Any]:
     """One JSON-lines record; ParseError unless it is an object."""
     try:
-        record = orjson.loads(text)
+        record = json_loads(text)
     except ValueError as exc:
         raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(record, dict):
@@ -46,12 +44,13 @@ def seconds_to_ns(text: str | float | int | None) -> int | None:
     if text is None or text == "-" or text == "":
         return None
     if text.__class__ is str and "," not in text and ":" not in text:
-        value = float(text)
-        return round(value * 1e9) if value >= 0 else None
+        return seconds_as_ns(float(text))
     if isinstance(text, bool):
         return None
     if isinstance(text, (int, float)):
         value = float(text)
+    elif not isinstance(text, str):
+        raise ParseError(f"wrong field type: a time is a {type(text).__name__}", "wrong_type")
     else:
         # Several upstreams tried: "0.001, 0.120" or "0.001 : 0.120"; the time is their sum.
         value = 0.0
@@ -59,9 +58,7 @@ def seconds_to_ns(text: str | float | int | None) -> int | None:
             part = part.strip()
             if part and part != "-":
                 value += float(part)
-    if value < 0:
-        return None
-    return round(value * 1e9)
+    return seconds_as_ns(value)
 
 
 def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
@@ -100,7 +97,7 @@ def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
         model: dict[str, Any] = {}
         if body and body[:1] == "{":
             try:
-                parsed = json.loads(body)
+                parsed = json_loads(body)  # a body with a lone surrogate names no model
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):

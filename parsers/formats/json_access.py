@@ -14,6 +14,7 @@ from parsers.formats.access import Parsed, _request
 from parsers.formats.http import fill_request, is_ip, load_json_object, seconds_to_ns
 from parsers.routes import Router
 from parsers.timestamps import parse_any
+from parsers.values import long_value, status_code
 
 DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
     "ts": ("time_iso8601", "@timestamp", "timestamp", "time", "time_local", "msec"),
@@ -49,9 +50,11 @@ def _int(value: Any, name: str) -> int | None:
     if isinstance(value, bool):
         raise ParseError(f"wrong field type: {name} is a boolean", "wrong_type")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        if value < 0:
+            raise ParseError(f"value out of range: {name}={value} is negative", "out_of_range")
+        return long_value(value, name)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return long_value(int(value) if len(value) <= 20 else 2**64, name)
     raise ParseError(f"wrong field type: {name}={value!r} is not an integer", "wrong_type")
 
 
@@ -75,12 +78,10 @@ def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
         f: dict[str, Any] = {"ts": parse_any(when)}
     except (ValueError, KeyError, IndexError, OverflowError, OSError) as exc:
         raise ParseError(f"bad timestamp {when!r}: {exc}", "bad_timestamp") from None
-    status = _int(_get(record, "status", field_map), "status")
+    status = _get(record, "status", field_map)
     if status is None:
         raise ParseError("no status key", "missing_field")
-    if not 100 <= status <= 999:
-        raise ParseError(f"status {status} out of range", "wrong_type")
-    f["status"] = status
+    f["status"] = status_code(status)
     if (size := _int(_get(record, "bytes", field_map), "body_bytes_sent")) is not None:
         f["bytes"] = size
     if (ip := _text(_get(record, "ip", field_map), "remote_addr")) is not None:
