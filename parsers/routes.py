@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from parsers.yamlfile import YamlFileError, load_yaml
+
 Kind = Literal["registration", "retrieval", "version", "access"]
 Operation = Literal["registration", "retrieval", "version", "other"]
 ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key", "tag_value", "package", "catalog",
@@ -132,10 +134,9 @@ class Router:
 
 def load_table(path: Path) -> RouteTable:
     try:
-        raw = yaml.safe_load(path.read_text())
-        return RouteTable.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise RouteTableError(f"{path}: {exc}") from exc
+        return RouteTable.model_validate(load_yaml(path))
+    except YamlFileError as exc:
+        raise RouteTableError(str(exc)) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()

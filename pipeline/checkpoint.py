@@ -8,6 +8,7 @@ copy adopts its original's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -42,6 +43,10 @@ class FilePosition:
     sent: int = 0
 
 
+class CheckpointError(ValueError):
+    """The checkpoint file is unreadable, of another version, or held by another shipper."""
+
+
 class CheckpointStore:
     """Positions by identity; ``save`` writes a temp file, fsyncs, renames, fsyncs the folder."""
 
@@ -60,14 +65,45 @@ class CheckpointStore:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            raise RuntimeError(f"checkpoint file {self.path} is unreadable: {exc}") from exc
-        if raw.get("version") != self.VERSION:
-            raise RuntimeError(f"checkpoint file {self.path} has version {raw.get('version')}, "
-                               f"expected {self.VERSION}")
-        for entry in raw.get("files", []):
-            identity = Identity(**entry["identity"])
-            self._positions[identity.key] = FilePosition(identity, entry["offset"], entry["path"], entry["updated"],
-                                                         max(entry.get("sent", 0), entry["offset"]))
+            raise CheckpointError(f"checkpoint file {self.path} is unreadable: {exc}") from None
+        if not isinstance(raw, dict) or raw.get("version") != self.VERSION:
+            version = raw.get("version") if isinstance(raw, dict) else None
+            raise CheckpointError(f"checkpoint file {self.path} has version {version}, expected {self.VERSION}")
+        try:
+            for entry in raw.get("files", []):
+                identity = Identity(**entry["identity"])
+                self._positions[identity.key] = FilePosition(identity, int(entry["offset"]), str(entry["path"]),
+                                                             float(entry["updated"]),
+                                                             max(int(entry.get("sent", 0)), int(entry["offset"])))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint file {self.path} is corrupt: {type(exc).__name__}: {exc} "
+                                  "(move it away to start over: lines would then be read again)") from None
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold ``<file>.lock`` while shipping, as Filebeat locks its data path: a second shipper on
+        the same checkpoint would read, index and checkpoint the same files beside this one."""
+        if getattr(self, "_lock_fd", None) is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CheckpointError(f"checkpoint file {self.path} is in use by another shipper (pid {holder}); "
+                                  "give each shipper its own checkpoint_file") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            self._lock_fd = None
+            os.close(fd)  # releases the flock
 
     def with_fingerprint(self, fingerprint: str) -> list[FilePosition]:
         with self._lock:

@@ -41,6 +41,19 @@ EXCERPT_BYTES = 32 * 1024
 DEFAULT_EXCLUDE = ("*.gz", "*.bz2", "*.xz", "*.zst", "*.zip")
 
 
+def _through_link(pattern: str, path: str) -> bool:
+    """True when ``path`` leads out of the input's folder (the pattern's part without wildcards)
+    through a symbolic link: the file itself, or a folder a wildcard matched, links elsewhere. A
+    link that stays inside the folder (``current.log -> access.log.3``) is fine."""
+    fixed = pattern
+    while glob.has_magic(fixed):
+        fixed = os.path.dirname(fixed)
+    if fixed == pattern:
+        fixed = os.path.dirname(pattern)
+    base = os.path.realpath(fixed or ".")
+    return not os.path.realpath(path).startswith(base.rstrip(os.sep) + os.sep)
+
+
 def fingerprint(head: bytes) -> str | None:
     """Fingerprint of a file from its first bytes; None while its first line is incomplete."""
     newline = head.find(b"\n", 0, FINGERPRINT_BYTES)
@@ -84,6 +97,7 @@ class InputSpec:
     paths: tuple[str, ...]
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     start_at: str = "beginning"
+    follow_symlinks: bool = False
 
 
 @dataclass
@@ -149,6 +163,7 @@ class Tailer:
         # a copytruncate copy of one of them must still be recognised.
         self._seen: dict[str, FilePosition] = {}
         self._first_scan = True
+        self._links_seen: set[str] = set()
         self.on_start_offset = None  # callback(source, offset) for start_at=end decisions
 
     # -- discovery -----------------------------------------------------------------------------
@@ -187,6 +202,12 @@ class Tailer:
             for path in sorted(glob.glob(pattern)):
                 name = os.path.basename(path)
                 if any(fnmatch.fnmatch(name, ex) for ex in spec.exclude):
+                    continue
+                if not spec.follow_symlinks and _through_link(pattern, path):
+                    if path not in self._links_seen:
+                        self._links_seen.add(path)
+                        log.warning("symlink_skipped", path=path, target=os.path.realpath(path),
+                                    hint="set follow_symlinks: true on the input to read it")
                     continue
                 if os.path.isfile(path):
                     paths.append(path)

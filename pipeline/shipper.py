@@ -207,6 +207,7 @@ class Shipper:
 
     def run(self, once: bool = False) -> Summary:
         """Ship until stopped (daemon), or until every input is read to its end (``once``)."""
+        self.store.lock()
         tune_interpreter()
         if self.options.watch and not once:
             self._start_watching()
@@ -225,6 +226,7 @@ class Shipper:
                 self._observer.stop()
                 self._observer.join(timeout=5)
             self.store.save()
+            self.store.unlock()
             self.tailer.close()
         log.info("shipper_done", summary=self.summary.line())
         if self._failure is not None:

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
+
+from parsers.yamlfile import YamlFileError, load_yaml
 
 from rules.notify import Target
 
@@ -26,13 +27,39 @@ class Strict(BaseModel):
 
 
 class ElasticsearchConfig(Strict):
-    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("ES_URL", "http://127.0.0.1:9200")])
+    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("ES_URL", "http://127.0.0.1:9200")],
+                             min_length=1)
     api_key_env: str = "ES_API_KEY"
     username: str | None = None
     password_env: str = "ES_PASSWORD"
-    ca_file: Path | None = None
+    ca_file: FilePath | None = None
     verify_certs: bool = True
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            scheme, sep, rest = host.partition("://")
+            if not sep or scheme not in ("http", "https") or not rest.strip("/") or any(c.isspace() for c in host):
+                raise ValueError(f"{redact_url(host)!r} is not an http(s) URL")
+        return hosts
+
+    def warnings(self) -> list[str]:
+        """What is allowed but unsafe: credentials over plain http, a user without a password."""
+        found = []
+        credentials = self.username is not None or any("@" in h.partition("://")[2].partition("/")[0]
+                                                       for h in self.hosts)
+        if credentials and any(h.startswith("http://") and not h.startswith(("http://127.", "http://localhost"))
+                               for h in self.hosts):
+            found.append("basic auth over plain http: the password crosses the network in clear (use https)")
+        if self.username is not None and not os.environ.get(self.password_env) and not os.environ.get(self.api_key_env):
+            found.append(f"username {self.username!r} but no password in {self.password_env}")
+        for host in self.hosts:
+            user, sep, _ = host.partition("://")[2].partition("/")[0].rpartition("@")
+            if sep and ":" not in user:
+                found.append(f"{redact_url(host)}: a user name without a password")
+        return found
 
     def client_options(self) -> dict:
         """Keyword arguments for ``elasticsearch.Elasticsearch``; secrets read from env here."""
@@ -53,7 +80,7 @@ class ElasticsearchConfig(Strict):
 class InputConfig(Strict):
     paths: list[str]
     format: FormatName
-    routes: Path | None = None  # a route table replacing the built-in MLflow one
+    routes: FilePath | None = None  # a route table replacing the built-in MLflow one
     service_name: str = "mlflow"
     service_environment: str | None = None
     platform: str | None = None  # None: the route table's platform (mlflow, databricks, sagemaker)
@@ -61,6 +88,9 @@ class InputConfig(Strict):
     keep_original: bool = False
     exclude: list[str] | None = None  # file name globs to skip (default: compressed rotations)
     field_map: dict[str, str] = Field(default_factory=dict)  # JSON formats: our field -> their key
+    # Files matched through a symbolic link (the file, or a folder a wildcard matched) are skipped,
+    # as Filebeat does: a link could lead the shipper into files it was not meant to read.
+    follow_symlinks: bool = False
 
     @field_validator("paths")
     @classmethod
@@ -81,7 +111,7 @@ class RulesConfig(Strict):
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
     kibana_url: str | None = None  # for the dashboard link in notifications
-    stale_after_s: float = 180.0  # a runner with no cycle for this long is reported by the others
+    stale_after_s: float = Field(180.0, gt=0)  # a runner with no cycle for this long is reported by the others
     stale_notify: list[str] = Field(default_factory=list)
 
 
@@ -92,7 +122,7 @@ class Config(Strict):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     queue_max_events: int = Field(10_000, ge=1)
     checkpoint_file: Path = Path("/var/lib/regwatch/checkpoints.json")
-    metrics_port: int | None = 9464
+    metrics_port: int | None = Field(9464, ge=1, le=65535)
     max_line_bytes: int = Field(1024 * 1024, ge=256)
     partial_line_flush_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
@@ -114,15 +144,34 @@ class ConfigError(ValueError):
     """A config file that cannot be read or does not validate; the message names the key."""
 
 
+def redact_url(url: str) -> str:
+    """``https://user:secret@host`` -> ``https://user:***@host``: URLs are printed, passwords never."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """pydantic's errors as ``key.path: message; ...`` (the input values left out: they may be secrets)."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
+
+
 def load_config(path: Path) -> Config:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raw = load_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of keys")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None

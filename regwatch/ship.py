@@ -32,7 +32,7 @@ def build_inputs(config: Config) -> list[ShipInput]:
         parser = LineParser(ctx, router_for(spec.routes, FORMATS[spec.format][1]))
         inputs.append(ShipInput(
             spec=InputSpec(index=index, paths=tuple(spec.paths), exclude=tuple(spec.exclude or DEFAULT_EXCLUDE),
-                           start_at=spec.start_at),
+                           start_at=spec.start_at, follow_symlinks=spec.follow_symlinks),
             parse=parser.parse, dead_letter=parser.dead_letter, name=f"{index}:{spec.format}"))
     return inputs
 

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from parsers.yamlfile import YamlFileError, load_yaml
+from rules.notify import MESSAGE_FIELDS, UnsafeTemplate, check_template
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -90,6 +92,15 @@ class RuleBase(_Strict):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return seconds(value)
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, template: str) -> str:
+        try:
+            check_template(template, MESSAGE_FIELDS)  # checked now, not when the alert fires
+        except UnsafeTemplate as exc:
+            raise ValueError(str(exc)) from None
+        return template
 
 
 class ThresholdRule(RuleBase):
@@ -169,15 +180,28 @@ class RuleError(ValueError):
     """A rule file that does not validate; the message names the file, the rule and the key."""
 
 
+def check_notifiers(rules: list[Rule], known: set[str]) -> None:
+    """Every notifier a rule names exists in the configuration (else RuleError naming both)."""
+    problems = [f"rule {rule.name!r}: notify: unknown notifier {name!r} (configured: {', '.join(sorted(known)) or 'none'})"
+                for rule in rules for name in rule.notify if name not in known]
+    if problems:
+        raise RuleError("\n".join(problems))
+
+
 def load_rules(folder: Path) -> list[Rule]:
     rules: list[Rule] = []
     seen: dict[str, Path] = {}
     problems: list[str] = []
+    if not Path(folder).is_dir():
+        raise RuleError(f"{folder}: no such folder of rule files")
     for path in sorted(Path(folder).glob("*.y*ml")):
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}: {exc}")
+            raw = load_yaml(path) or {}
+        except YamlFileError as exc:
+            problems.append(str(exc))
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{path}: the top level is a {type(raw).__name__}, not a mapping with rules:")
             continue
         try:
             parsed = RuleFile.model_validate(raw)

@@ -6,22 +6,42 @@ notification (idempotency). The generic webhook posts the payload as JSON, signe
 ``X-Regwatch-Signature: sha256=<hex HMAC-SHA256(secret, body)>``. Slack gets Block Kit, Teams an
 Adaptive Card (the Workflows webhook shape; the retired Office 365 connector card is not sent),
 SMS the form POST of Twilio's Messages API (or any gateway with ``fields`` templated). Messages
-are rendered with plain ``{name}`` placeholders only: no attribute or index lookups, no code.
+are rendered with plain ``{name}`` placeholders only: no attribute or index lookups, no code;
+templates are checked when the configuration loads, not when an alert fires.
+
+Model names and groups come from logs, that is from anyone who can send the registry a request:
+everything interpolated is escaped for the target that renders it (Slack mrkdwn, Teams' Markdown,
+HTML). Email verifies the server's certificate (STARTTLS) and will not log in over plain text
+unless told to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import os
+import re
 import smtplib
+import ssl
 import string
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+log = structlog.get_logger(__name__)
+
+# What a rule's message may name, with a sample of each value's type (to check format specs).
+MESSAGE_FIELDS: dict[str, Any] = {"rule": "r", "state": "firing", "value": 1.5, "threshold": 1.0, "group": "g",
+                                  "severity": "warning"}
+# What an SMS gateway's form fields may name: the message fields and the payload's.
+SMS_FIELDS: dict[str, Any] = MESSAGE_FIELDS | {"to": "+1", "sender": "+1", "text": "t", "since": 1.0, "at": 1.0,
+                                               "message": "m", "key": "k"}
 
 
 class DeliveryFailed(RuntimeError):
@@ -46,6 +66,61 @@ def render(template: str, values: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def check_template(template: str, allowed: dict[str, Any]) -> None:
+    """Refuse, at load, a template that would fail when an alert fires: unknown names, lookups,
+    conversions, or a format spec that does not fit the value (``{group:d}``)."""
+    try:
+        render(template, allowed)
+        for _, name, _, _ in string.Formatter().parse(template):
+            if name is not None and name not in allowed:
+                raise UnsafeTemplate(f"placeholder {{{name}}} is not one of {', '.join(sorted(allowed))}")
+    except UnsafeTemplate:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise UnsafeTemplate(f"template {template!r}: {exc}") from None
+
+
+def check_url(url: str, where: str) -> str:
+    """An http(s) URL with a host and no white space or control characters, or ValueError."""
+    if not url or any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError(f"{where}: not a URL (white space or control characters)")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{where}: not an http(s) URL with a host")
+    return url
+
+
+# -- escaping per target -----------------------------------------------------------------------
+
+
+def slack_escape(text: Any) -> str:
+    """Slack mrkdwn: ``&``, ``<`` and ``>`` are control characters (``<!channel>``, ``<url|label>``)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]()<>~|])")
+
+
+def markdown_escape(text: Any) -> str:
+    """Teams renders Markdown in TextBlocks and FactSets: emphasis, code and link punctuation is
+    escaped (``[Re-authenticate](https://evil.example)`` stays text), and lines are joined so no
+    line can start a heading or a list."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def table_cell(text: Any) -> str:
+    """One cell of a Markdown table: a ``|`` or a line break would start another cell or row."""
+    return " ".join(str(text).replace("|", "\\|").split())
+
+
+def _header(text: str) -> str:
+    """A mail header value: one line (a line break would inject headers, and email refuses it)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -59,13 +134,27 @@ def _secret(env: str | None) -> str | None:
     return value
 
 
+def _url_from_env(env: str) -> str:
+    """A URL kept in the environment (Slack and Teams webhook URLs are secrets); surrounding white
+    space (a trailing newline from ``$(cat file)``) is dropped, anything else invalid refused."""
+    url = (_secret(env) or "").strip()
+    try:
+        return check_url(url, env)
+    except ValueError as exc:
+        raise DeliveryFailed(str(exc)) from None
+
+
 class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    timeout_s: float = 10.0
+    timeout_s: float = Field(10.0, gt=0)
     digest: bool = False  # the notifications of one cycle as one message (a table)
 
+    def check(self) -> None:
+        """Settings that live outside the file (URLs in env): DeliveryFailed when unusable."""
+
     def send_digest(self, payloads: list[dict[str, Any]]) -> None:
-        rows = [f"| {p['state']} | {p['rule']} | {p['group']} | {p['value']} | {p['threshold']} |" for p in payloads]
+        rows = ["| " + " | ".join(table_cell(p[k]) for k in ("state", "rule", "group", "value", "threshold")) + " |"
+                for p in payloads]
         table = "\n".join(["| state | rule | group | value | bound |", "|---|---|---|---|---|", *rows])
         worst = "critical" if any(p["severity"] == "critical" for p in payloads) else payloads[0]["severity"]
         key = hashlib.sha1("".join(p["key"] for p in payloads).encode()).hexdigest()
@@ -76,7 +165,7 @@ class _Target(BaseModel):
     def _post(self, url: str, **kwargs: Any) -> None:
         try:
             response = httpx.post(url, timeout=self.timeout_s, **kwargs)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
         if response.status_code >= 300:
             raise DeliveryFailed(f"HTTP {response.status_code}")
@@ -86,6 +175,11 @@ class WebhookTarget(_Target):
     type: Literal["webhook"] = "webhook"
     url: str
     secret_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url, "url")
 
     def send(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload, sort_keys=True).encode()
@@ -104,59 +198,95 @@ class SlackTarget(_Target):
     type: Literal["slack"]
     url_env: str  # incoming webhook URLs are secrets
 
+    def check(self) -> None:
+        _url_from_env(self.url_env)
+
     def send(self, payload: dict[str, Any]) -> None:
+        title = _title(payload)
         blocks = [
-            {"type": "header", "text": {"type": "plain_text", "text": _title(payload)[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": payload["message"][:3000]}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"group `{payload['group']}` · value "
-                                              f"{payload['value']} · bound {payload['threshold']}"}]},
+            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},  # plain_text: not parsed
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(payload["message"])[:3000]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"group {slack_escape(payload['group'])} · "
+                                              f"value {slack_escape(payload['value'])} · "
+                                              f"bound {slack_escape(payload['threshold'])}"}]},
         ]
-        self._post(_secret(self.url_env) or "", json={"text": _title(payload), "blocks": blocks})
+        self._post(_url_from_env(self.url_env), json={"text": slack_escape(title), "blocks": blocks})
 
 
 class TeamsTarget(_Target):
     type: Literal["teams"]
     url_env: str  # a Workflows ("When a Teams webhook request is received") URL
 
+    def check(self) -> None:
+        _url_from_env(self.url_env)
+
     def send(self, payload: dict[str, Any]) -> None:
+        md = markdown_escape
         card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                 "version": "1.4", "body": [
-                    {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": _title(payload), "wrap": True},
-                    {"type": "TextBlock", "text": payload["message"], "wrap": True},
-                    {"type": "FactSet", "facts": [{"title": "Group", "value": str(payload["group"])},
-                                                  {"title": "Value", "value": str(payload["value"])},
-                                                  {"title": "Bound", "value": str(payload["threshold"])}]}]}
+                    {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": md(_title(payload)),
+                     "wrap": True},
+                    {"type": "TextBlock", "text": md(payload["message"]), "wrap": True},
+                    {"type": "FactSet", "facts": [{"title": "Group", "value": md(payload["group"])},
+                                                  {"title": "Value", "value": md(payload["value"])},
+                                                  {"title": "Bound", "value": md(payload["threshold"])}]}]}
         message = {"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
-        self._post(_secret(self.url_env) or "", json=message)
+        self._post(_url_from_env(self.url_env), json=message)
 
 
 class EmailTarget(_Target):
     type: Literal["email"]
-    host: str
-    port: int = 587
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
     starttls: bool = True
+    ca_file: Path | None = None  # the CA that signed the server's certificate (default: the system's)
+    verify_certs: bool = True  # false: TLS without checking whom we talk to (warned at load)
+    allow_insecure_login: bool = False  # log in without TLS: the password crosses the network in clear
     username: str | None = None
     password_env: str | None = None
     sender: str
-    to: list[str]
+    to: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _safe_login(self) -> EmailTarget:
+        if self.username and not self.starttls and not self.allow_insecure_login:
+            raise ValueError("username without starttls would send the password in clear: set starttls: true "
+                             "(or allow_insecure_login: true)")
+        if self.starttls and not self.verify_certs:
+            log.warning("smtp_tls_unverified", host=self.host,
+                        detail="verify_certs: false, anyone in the middle can read the password and the mail")
+        if self.username and not self.starttls:
+            log.warning("smtp_login_in_clear", host=self.host)
+        return self
+
+    def _tls(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if not self.verify_certs:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def send(self, payload: dict[str, Any]) -> None:
         message = EmailMessage()
-        message["Subject"] = _title(payload)
+        message["Subject"] = _header(_title(payload))
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
-        message["X-Regwatch-Idempotency-Key"] = payload["key"]
-        message.set_content(f"{payload['message']}\n\ngroup: {payload['group']}\nvalue: {payload['value']}\n"
-                            f"bound: {payload['threshold']}\nkey: {payload['key']}\n")
+        message["X-Regwatch-Idempotency-Key"] = _header(payload["key"])
+        fields = [("group", payload["group"]), ("value", payload["value"]), ("bound", payload["threshold"]),
+                  ("key", payload["key"])]
+        message.set_content(f"{payload['message']}\n\n" + "".join(f"{k}: {v}\n" for k, v in fields))
+        rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
+        message.add_alternative(f"<html><body><p>{html.escape(str(payload['message']))}</p><table>{rows}</table>"
+                                "</body></html>", subtype="html")
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 if self.starttls:
-                    smtp.starttls()
+                    smtp.starttls(context=self._tls())
                 if self.username:
                     smtp.login(self.username, _secret(self.password_env) or "")
                 smtp.send_message(message)
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -168,6 +298,21 @@ class SmsTarget(_Target):
     to: str
     sender: str
     fields: dict[str, str] = Field(default_factory=lambda: {"To": "{to}", "From": "{sender}", "Body": "{text}"})
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url, "url")
+
+    @field_validator("fields")
+    @classmethod
+    def _templates(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name, template in fields.items():
+            try:
+                check_template(template, SMS_FIELDS)
+            except UnsafeTemplate as exc:
+                raise ValueError(f"fields.{name}: {exc}") from None
+        return fields
 
     def send(self, payload: dict[str, Any]) -> None:
         text = f"{_title(payload)}: {payload['message']}"[:320]

@@ -194,3 +194,20 @@ def _matches_lists(rule: MatchRule, event: dict[str, Any]) -> bool:
     if rule.deny is not None and value not in rule.deny:
         return False
     return True
+
+
+def check_queries(client: Any, rules: list[Rule], index: str) -> list[str]:
+    """Lucene query strings (``filter``, ``numerator``) that Elasticsearch cannot parse, one line
+    each naming the rule and the key. ``index`` must exist: with no index, every query is "valid"."""
+    problems = []
+    for rule in rules:
+        for key in ("filter", "numerator"):
+            text = getattr(rule, key, None)
+            if not text:
+                continue
+            answer = client.indices.validate_query(index=index, query={"query_string": {"query": text}},
+                                                   explain=True)
+            if not answer.get("valid", False):
+                reason = next((e.get("error", "") for e in answer.get("explanations", []) if e.get("error")), "")
+                problems.append(f"rule {rule.name!r}: {key}: not a valid query string: {reason[:200]}")
+    return problems

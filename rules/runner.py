@@ -45,6 +45,14 @@ def _iso(epoch: float, millis: bool = False) -> str:
     return text + (f".{int(epoch * 1000) % 1000:03d}Z" if millis else "Z")
 
 
+def _delivery_error(exc: Exception) -> str:
+    """DeliveryFailed says what went wrong; anything else is a notifier bug, said with its type."""
+    if isinstance(exc, DeliveryFailed):
+        return str(exc)[:300]
+    log.error("notifier_bug", error=f"{type(exc).__name__}: {exc}"[:300])
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def _threshold(rule: Rule) -> float | None:
     condition = getattr(rule, "condition", None)
     if condition is not None:
@@ -328,17 +336,17 @@ class Runner:
                         if target is None:
                             raise DeliveryFailed(f"unknown notifier {name!r}")
                         target.send(entry["payload"])
-                    except DeliveryFailed as exc:
+                    except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
                         left.append(name)
-                        entry["last_error"] = str(exc)[:300]
+                        entry["last_error"] = _delivery_error(exc)
                 waiting = [n for n in entry["targets"] if n in self.targets and self.targets[n].digest]
                 entry["targets"] = left + waiting
         for name, entries in digests.items():
             try:
                 self.targets[name].send_digest([e["payload"] for e in entries])
-            except DeliveryFailed as exc:
+            except Exception as exc:  # noqa: BLE001 - isolated like a single delivery
                 for entry in entries:
-                    entry["last_error"] = str(exc)[:300]
+                    entry["last_error"] = _delivery_error(exc)
                 continue
             for entry in entries:
                 entry["targets"] = [n for n in entry["targets"] if n != name]

@@ -504,3 +504,43 @@ rules:
 """)
     with pytest.raises(RuleError, match="rule 'slow' aggregate: Value error, percentile needs a field"):
         load_rules(tmp_path)
+
+
+class _Broken:
+    """A notifier with a bug: raises what no delivery code expects."""
+
+    digest = False
+
+    def send(self, payload: dict) -> None:
+        raise RuntimeError("notifier bug")
+
+
+def test_one_broken_notifier_does_not_stop_the_others(es, namespace, tmp_path, webhook) -> None:
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s").replace("[hook]", "[broken, hook]"))
+    runner = Runner(es, rules, namespace, {"broken": _Broken(), **webhook}, "a")
+    index_events(es, namespace, "error", T0 + 30, 10)
+    report = runner.cycle(now=T0 + 61)
+    assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+    assert report.failed  # the broken target's share stays queued for a retry, with its error
+    assert runner.cycle(now=T0 + 62).sent == []  # the webhook is not sent again
+
+
+def test_templates_and_notifier_names_are_checked_when_rules_load(tmp_path: Path) -> None:
+    from rules.model import check_notifiers
+
+    for template in ("{group:d}", "{rule.__class__}", "{nope}"):
+        (tmp_path / "rules.yaml").write_text(THRESHOLD + f"    message: '{template}'\n")
+        with pytest.raises(RuleError, match="message"):
+            load_rules(tmp_path)
+    rules = write_rules(tmp_path, THRESHOLD)
+    with pytest.raises(RuleError, match="unknown notifier 'hook'"):
+        check_notifiers(rules, {"slack"})
+    check_notifiers(rules, {"hook"})
+    with pytest.raises(RuleError, match="no such folder"):
+        load_rules(tmp_path / "missing")
+    (tmp_path / "bad.yaml").write_bytes(b"rules: \xff\n")
+    with pytest.raises(RuleError, match="not UTF-8"):
+        load_rules(tmp_path)
+    (tmp_path / "bad.yaml").write_text("rules: []\nrules: []\n")
+    with pytest.raises(RuleError, match="duplicate key 'rules'"):
+        load_rules(tmp_path)
