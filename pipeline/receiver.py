@@ -14,6 +14,7 @@ retry after a crash between the write and the answer is still recognised.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -24,11 +25,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import structlog
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +60,14 @@ class AuditLog:
     def _open(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        existed = self.path.exists()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        if not existed:  # the new file's name must survive a crash too, not only its lines
+            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     def reopen(self) -> None:
         with self._lock:
@@ -77,10 +86,19 @@ class AuditLog:
         with self._lock:
             if self._moved():  # rotated away by rename: write to a new file at the path
                 self._open()
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
-            os.fsync(self._fd)
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+                os.fsync(self._fd)
+            except OSError:
+                # A disk full mid-line: take the fragment back, or the next line would be glued to it.
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    log.error("audit_fragment_left", path=str(self.path), offset=start)
+                raise
 
     def recent_delivery_ids(self, since: float) -> list[str]:
         """Delivery ids of the lines received after ``since`` (epoch), from this file and its rotations."""
@@ -110,7 +128,7 @@ class AuditLog:
 
 class Receiver:
     def __init__(self, audit_log: AuditLog, secret: str, convert: Converter, *, tolerance_s: float = 300.0,
-                 max_body_bytes: int = 1024 * 1024, crash_after_write: Callable[[], bool] | None = None) -> None:
+                 max_body_bytes: int = 1024 * 1024, after_write: Callable[[str], None] | None = None) -> None:
         if not secret:
             raise ValueError("a webhook secret is required")
         self.audit_log = audit_log
@@ -118,7 +136,7 @@ class Receiver:
         self.convert = convert
         self.tolerance_s = tolerance_s
         self.max_body_bytes = max_body_bytes
-        self._crash_after_write = crash_after_write
+        self._after_write = after_write  # called with the delivery id once its line is on disk
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._seen_lock = threading.Lock()
         now = time.time()
@@ -156,8 +174,8 @@ class Receiver:
             self._release(delivery)
             log.error("audit_write_failed", error=str(exc))
             return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not write the audit log"}
-        if self._crash_after_write is not None and self._crash_after_write():
-            os._exit(3)  # fault injection for tests: written, never answered
+        if self._after_write is not None:
+            self._after_write(delivery)
         log.info("delivery_written", delivery_id=delivery, entity=record.get("entity"), action=record.get("action"))
         return HTTPStatus.OK, {"status": "written", "delivery_id": delivery}
 
@@ -171,45 +189,113 @@ class Receiver:
             self._seen.popitem(last=False)
 
 
-def make_server(receiver: Receiver, host: str, port: int, path: str = "/mlflow/webhook") -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "regwatch-audit-receiver"
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus a deadline for a request's head: uvicorn times out idle
+    keep-alive connections, but not one that connects and then sends nothing, or trickles its
+    headers (slowloris). Bodies have their deadline in the application."""
 
-        def _answer(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    head_timeout_s = 10.0
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/health":
-                self._answer(HTTPStatus.OK, {"status": "ok"})
-            else:
-                self._answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
 
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != path:
-                self._answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self._answer(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
-                return
-            if length < 0 or length > receiver.max_body_bytes:
-                self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
-                self.close_connection = True
-                return
-            body = self.rfile.read(length)
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = receiver.handle(headers, body)
-            self._answer(status, payload)
+    def _head_too_slow(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            log.info("connection_timed_out", client=self.client[0] if self.client else None, stage="request head")
+            self.transport.close()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - structlog instead
-            log.debug("http", request=self.requestline, detail=format % args)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_deadline.cancel()
+        super().connection_lost(exc)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+
+class WebhookApp:
+    """The ASGI application: ``POST <path>`` (a delivery), ``GET /health``.
+
+    The body is read within ``body_timeout_s`` and never beyond ``max_body_bytes``; the blocking
+    write-and-fsync runs in a worker thread so that slow disks do not stall other connections.
+    """
+
+    def __init__(self, receiver: Receiver, path: str = "/mlflow/webhook", body_timeout_s: float = 10.0) -> None:
+        self.receiver = receiver
+        self.path = path
+        self.body_timeout_s = body_timeout_s
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if method == "GET" and path == "/health":
+            await _answer(send, HTTPStatus.OK, {"status": "ok"})
+            return
+        if path != self.path:
+            await _answer(send, HTTPStatus.NOT_FOUND, {"error": "not found"})
+            return
+        if method != "POST":
+            await _answer(send, HTTPStatus.METHOD_NOT_ALLOWED, {"error": "POST only"})
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            length = int(headers.get("content-length", ""))
+        except ValueError:
+            await _answer(send, HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
+            return
+        if length < 0 or length > self.receiver.max_body_bytes:
+            await _answer(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+            return
+        try:
+            body = await asyncio.wait_for(_read_body(receive, length), self.body_timeout_s)
+        except TimeoutError:
+            log.info("delivery_timed_out", client=_client(scope), stage="body")
+            await _answer(send, HTTPStatus.REQUEST_TIMEOUT, {"error": "body not received in time"})
+            return
+        except ValueError as exc:
+            await _answer(send, HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        status, payload = await asyncio.to_thread(self.receiver.handle, headers, body)
+        if status == HTTPStatus.UNAUTHORIZED:  # who was refused and why; never the secret or signature
+            log.warning("delivery_refused", reason=payload.get("error"), client=_client(scope),
+                        delivery_id=headers.get(DELIVERY_HEADER.lower(), "")[:100])
+        await _answer(send, status, payload)
+
+
+def _client(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+async def _read_body(receive: Callable, length: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ValueError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > length:
+            raise ValueError("body longer than its Content-Length")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(send: Callable, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": int(status),
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_server(receiver: Receiver, host: str, port: int, path: str = "/mlflow/webhook", *,
+                max_connections: int = 100, head_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
+                log_level: str = "warning") -> uvicorn.Server:
+    """A uvicorn server for the receiver: at most ``max_connections`` requests at once (503
+    beyond), a deadline for each request's head and body, idle keep-alive connections closed."""
+    protocol = type("Protocol", (_Protocol,), {"head_timeout_s": head_timeout_s})
+    config = uvicorn.Config(WebhookApp(receiver, path, body_timeout_s), host=host, port=port, http=protocol,
+                            lifespan="off", access_log=False, log_config=None, log_level=log_level,
+                            limit_concurrency=max_connections, timeout_keep_alive=5, server_header=False,
+                            h11_max_incomplete_event_size=16 * 1024)
+    return uvicorn.Server(config)

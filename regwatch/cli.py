@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
+import structlog
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from regwatch import localnode
+from regwatch.config import redact_url
 from regwatch.logging import configure as configure_logging
 
 # Tracebacks never show locals (a bind failure once printed the webhook secret that way).
@@ -29,9 +32,27 @@ app.add_typer(receiver_app, name="audit-receiver")
 err = Console(stderr=True)
 
 
+_LOG_LEVEL: dict[str, str | None] = {"level": None}
+
+
 @app.callback()
-def _root(log_level: Annotated[str, typer.Option(help="structlog level")] = "WARNING") -> None:
-    configure_logging(log_level)
+def _root(log_level: Annotated[Optional[str], typer.Option(
+        help="structlog level: DEBUG, INFO, WARNING, ERROR (default: INFO for daemons, WARNING otherwise)")] = None,
+) -> None:
+    if log_level is not None and log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        _fail(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL", code=2)
+    _LOG_LEVEL["level"] = log_level.upper() if log_level else None
+    configure_logging(_LOG_LEVEL["level"] or "WARNING")
+
+
+def _daemon_logging(json_lines: bool = True) -> None:
+    """Daemons log at INFO unless ``--log-level`` said otherwise."""
+    configure_logging(_LOG_LEVEL["level"] or "INFO", json=json_lines)
+
+
+def _es_warnings(settings) -> None:
+    for warning in settings.elasticsearch.warnings():
+        err.print(Text.assemble(("warning: ", "yellow"), warning), highlight=False)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -54,7 +75,7 @@ def es_up() -> None:
         _fail(str(exc))
     verb = "started" if node.started else "reused"
     err.print(f"{verb} ({node.source}) in {time.monotonic() - started:.1f}s")
-    typer.echo(node.url)
+    typer.echo(redact_url(node.url))
 
 
 @es_app.command("down")
@@ -68,6 +89,7 @@ def es_down() -> None:
 def es_status() -> None:
     """Where the node is and its cluster health; exit 1 when it does not answer."""
     info = localnode.status()
+    info["url"] = redact_url(info["url"])
     typer.echo(json.dumps(info, indent=2))
     if not info.get("health"):
         raise typer.Exit(1)
@@ -82,8 +104,11 @@ def setup(
     from pipeline import templates
     from regwatch.esclient import client_from_config
 
-    client = client_from_config(_load(config))
-    installed = templates.install(client, retention=retention or None)
+    settings = _load(config)
+    _es_warnings(settings)
+    client = client_from_config(settings)
+    with _elasticsearch_errors(settings):
+        installed = templates.install(client, retention=retention or None)
     err.print(f"installed {len(installed)} templates")
 
 
@@ -147,20 +172,31 @@ def ship(
     log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
 ) -> None:
     """The log shipper daemon: follow the inputs and index every line exactly once."""
+    from parsers.routes import RouteTableError
+    from pipeline.checkpoint import CheckpointError
     from pipeline.shipper import ShipperFailed
     from regwatch.ship import build_shipper, install_signals
 
     settings = _load(config)
-    configure_logging("INFO", json=log_json)
-    shipper = build_shipper(settings, config)
+    _daemon_logging(log_json)
+    _es_warnings(settings)
+    try:
+        shipper = build_shipper(settings, config)
+    except (RouteTableError, CheckpointError) as exc:
+        _fail(str(exc))
     install_signals(shipper)
     if settings.metrics_port and not once:
-        shipper.metrics.serve(settings.metrics_port)
+        try:
+            shipper.metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            _fail(f"{config}: metrics_port: cannot listen on 127.0.0.1:{settings.metrics_port}: {exc.strerror or exc}")
     try:
         if once and sys.stderr.isatty():
             summary = _run_with_progress(shipper, settings)
         else:
             summary = shipper.run(once=once)
+    except CheckpointError as exc:
+        _fail(str(exc))
     except ShipperFailed as exc:
         _fail(f"shipping stopped: {exc} (acknowledged lines are checkpointed; a restart resumes after them)")
     typer.echo(summary.line())
@@ -192,8 +228,13 @@ def status(
     from pipeline.checkpoint import CheckpointStore
     from pipeline.files import fingerprint
 
+    from pipeline.checkpoint import CheckpointError
+
     settings = _load(config)
-    store = CheckpointStore(settings.checkpoint_file)
+    try:
+        store = CheckpointStore(settings.checkpoint_file)
+    except CheckpointError as exc:
+        _fail(str(exc))
     rows = []
     for position in sorted(store.all(), key=lambda p: p.path):
         size = None
@@ -275,6 +316,7 @@ def audit_receiver(
     secret_env: Annotated[str, typer.Option(help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
     tolerance: Annotated[float, typer.Option(help="seconds a delivery's timestamp may be off")] = 300.0,
     max_body: Annotated[int, typer.Option(help="largest accepted body, bytes")] = 1024 * 1024,
+    max_connections: Annotated[int, typer.Option(help="requests handled at once (503 beyond)")] = 100,
 ) -> None:
     """The receiver daemon: POST /mlflow/webhook, GET /health. SIGHUP reopens the log file."""
     if ctx.invoked_subcommand is not None:
@@ -285,37 +327,57 @@ def audit_receiver(
     from parsers.mlflow_webhook import canonical_record
     from pipeline.receiver import AuditLog, Receiver, make_server
 
-    configure_logging("INFO", json=True)
+    _daemon_logging()
     secret = os.environ.get(secret_env, "")
     if not secret:
         _fail(f"no webhook secret: set {secret_env}")
-    host, _, port = listen.rpartition(":")
-    crash_marker = os.environ.get("REGWATCH_RECEIVER_CRASH_ONCE")  # fault injection, tests only
-
-    def crash_once() -> bool:
-        if crash_marker and not Path(crash_marker).exists():
-            Path(crash_marker).write_text("crashed")
-            return True
-        return False
-
-    audit_log = AuditLog(log_file)
-    receiver = Receiver(audit_log, secret, canonical_record, tolerance_s=tolerance, max_body_bytes=max_body,
-                        crash_after_write=crash_once if crash_marker else None)
-    server = make_server(receiver, host or "127.0.0.1", int(port))
-    signal.signal(signal.SIGHUP, lambda *_: audit_log.reopen())
-    signal.signal(signal.SIGTERM, lambda *_: threading_shutdown(server))
-    err.print(f"listening on http://{host or '127.0.0.1'}:{server.server_address[1]}/mlflow/webhook, writing {log_file}")
+    host, port = _listen_address(listen)
+    if tolerance <= 0:
+        _fail(f"--tolerance: {tolerance} is not a positive number of seconds", code=2)
+    if max_body < 1:
+        _fail(f"--max-body: {max_body} is not a positive number of bytes", code=2)
+    if max_connections < 1:
+        _fail(f"--max-connections: {max_connections} is not a positive number", code=2)
     try:
-        server.serve_forever(poll_interval=0.2)
+        audit_log = AuditLog(log_file)
+    except OSError as exc:
+        _fail(f"--log {log_file}: {exc.strerror or exc}")
+    receiver = Receiver(audit_log, secret, canonical_record, tolerance_s=tolerance, max_body_bytes=max_body)
+    server = make_server(receiver, host, port, max_connections=max_connections)
+    try:  # bind here, so a port in use is one line naming it rather than uvicorn's log and exit
+        sockets = [_bound_socket(host, port)]
+    except OSError as exc:
+        _fail(f"--listen {listen}: cannot listen: {exc.strerror or exc}")
+    signal.signal(signal.SIGHUP, lambda *_: audit_log.reopen())
+    err.print(f"listening on http://{host}:{port}/mlflow/webhook, writing {log_file}", markup=False, highlight=False)
+    try:
+        server.run(sockets=sockets)  # uvicorn handles SIGTERM and SIGINT: finishes requests, then stops
     finally:
-        server.server_close()
         audit_log.close()
 
 
-def threading_shutdown(server) -> None:
-    import threading
+def _bound_socket(host: str, port: int):
+    import socket
 
-    threading.Thread(target=server.shutdown, daemon=True).start()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _listen_address(listen: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``: one line naming the value when it is not."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        _fail(f"--listen: {listen!r} is not host:port (e.g. 127.0.0.1:8686)", code=2)
+    return host.strip("[]"), int(port)
 
 
 @receiver_app.command("register")
@@ -439,16 +501,33 @@ def rules_run(
     import threading
 
     from regwatch.esclient import client_from_config
-    from rules.model import RuleError, load_rules
+    from rules.model import RuleError, check_notifiers, load_rules
+    from rules.notify import DeliveryFailed
+    from rules.query import check_queries
     from rules.runner import Runner
+    from rules.state import StateStore
 
     settings = _load(config)
-    configure_logging("INFO", json=True)
+    _daemon_logging()
+    _es_warnings(settings)
     try:
         rules = load_rules(settings.rules.folder)
+        check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
         _fail(str(exc))
-    runner = Runner(client_from_config(settings), rules, settings.namespace, dict(settings.rules.notifiers),
+    for name, target in settings.rules.notifiers.items():
+        try:
+            target.check()
+        except DeliveryFailed as exc:
+            _fail(f"{config}: rules.notifiers.{name}: {exc}")
+    client = client_from_config(settings)
+    with _elasticsearch_errors(settings):
+        store = StateStore(client, settings.namespace)
+        store.ensure()
+        problems = check_queries(client, rules, store.index)
+    if problems:
+        _fail("; ".join(problems))
+    runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
                     settings.rules.runner_id or socket.gethostname(), stale_after=settings.rules.stale_after_s,
                     stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url)
     stop = threading.Event()
@@ -535,15 +614,21 @@ def rules_backtest(
 def rules_status(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when no runner completed a cycle lately")] = False,
-    stale_after: Annotated[float, typer.Option(help="seconds after which a runner counts as dead")] = 180.0,
+    stale_after: Annotated[Optional[float], typer.Option(
+        help="seconds after which a runner counts as dead (default: the config's rules.stale_after_s)")] = None,
 ) -> None:
     """Runners (last cycle, lag) and firing alerts; --check for an outside monitor."""
     from regwatch.esclient import client_from_config
     from rules.state import StateStore
 
     settings = _load(config)
+    if stale_after is None:
+        stale_after = settings.rules.stale_after_s
+    elif stale_after <= 0:
+        _fail(f"--stale-after: {stale_after} is not a positive number of seconds", code=2)
     store = StateStore(client_from_config(settings), settings.namespace)
-    store.ensure()
+    with _elasticsearch_errors(settings):
+        store.ensure()
     now = time.time()
     runners = store.runners()
     alive = [r for r in runners if now - r["last_cycle"] <= stale_after]
@@ -560,6 +645,20 @@ def rules_status(
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _elasticsearch_errors(settings):
+    """Elasticsearch unreachable or refusing: one line naming the node (its password masked)."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    try:
+        yield
+    except (TransportError, ApiError) as exc:
+        hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
+        detail = getattr(exc, "message", None) or type(exc).__name__
+        _fail(f"Elasticsearch at {hosts}: {type(exc).__name__}: {' '.join(str(detail).split())[:300]}")
+
+
 def _load(path: Path | None):
     from regwatch.config import Config, ConfigError, load_config
 
@@ -572,7 +671,13 @@ def _load(path: Path | None):
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, no traceback, non-zero
+        structlog.get_logger("regwatch").debug("unexpected_error", exc_info=True)
+        err.print(Text.assemble(("error: ", "red"), f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+                                " (run with --log-level DEBUG for the traceback)"), highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # The client logs every request at INFO through the stdlib; keep it to warnings.
+    # The client logs every request at INFO, and each failed node at WARNING with a traceback,
+    # through the stdlib; regwatch logs those failures itself, in one line. DEBUG shows them all.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.ERROR
+    logging.getLogger("elastic_transport").setLevel(quiet)

@@ -31,9 +31,14 @@ MLFLOW_ENV = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_AL
 class SupervisedReceiver:
     """`regwatch audit-receiver` as a process, restarted at once whenever it dies."""
 
-    def __init__(self, log: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, log: Path, port: int, crash_marker: Path | None = None) -> None:
         self.log, self.port = log, port
-        self.env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET, **(extra_env or {})}
+        self.env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}
+        self.command = [*REGWATCH, "audit-receiver", "--log", str(log), "--listen", f"127.0.0.1:{port}"]
+        if crash_marker is not None:
+            self.command = [sys.executable, str(Path(__file__).parent / "support" / "crashing_receiver.py"), str(log),
+                            str(port), str(crash_marker)]
+            self.env["PYTHONPATH"] = str(Path(__file__).parent.parent)
         self.starts = 0
         self._stop = threading.Event()
         self._process: subprocess.Popen | None = None
@@ -41,9 +46,7 @@ class SupervisedReceiver:
 
     def _spawn(self) -> None:
         with open(self.log.with_name(self.log.name + ".receiver-stderr"), "ab") as stderr:
-            self._process = subprocess.Popen(
-                [*REGWATCH, "audit-receiver", "--log", str(self.log), "--listen", f"127.0.0.1:{self.port}"],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+            self._process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
         self.starts += 1
 
     def _run(self) -> None:
@@ -197,7 +200,7 @@ def test_receiver_killed_between_write_and_answer_gives_one_event(es: Elasticsea
         with SupervisedReceiver(log, free_port()) as receiver:
             register(mlflow_url, receiver.url)
         # The same port, now with a receiver that dies once right after writing (before answering).
-        with SupervisedReceiver(log, receiver.port, {"REGWATCH_RECEIVER_CRASH_ONCE": str(marker)}) as crashing:
+        with SupervisedReceiver(log, receiver.port, crash_marker=marker) as crashing:
             name = "crashy-" + uuid.uuid4().hex[:6]
             MlflowClient(mlflow_url).create_registered_model(name)
             wait_for(lambda: marker.exists(), timeout=30)
@@ -225,4 +228,111 @@ def test_audit_log_follows_rotation_and_is_fsynced_per_line(tmp_path: Path) -> N
     assert [r["delivery_id"] for r in records(tmp_path / "audit.log.1")] == ["a"]
     assert [r["delivery_id"] for r in records(path)] == ["b"]
     assert sorted(audit_log.recent_delivery_ids(time.time() - 60)) == ["a", "b"]
+    audit_log.close()
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_stalled_clients_are_timed_out_and_do_not_cost_a_thread_each(tmp_path: Path) -> None:
+    import socket
+
+    log = tmp_path / "audit.log"
+    port = free_port()
+    env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}
+    process = subprocess.Popen([*REGWATCH, "audit-receiver", "--log", str(log), "--listen", f"127.0.0.1:{port}"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=30)
+        before = _threads(process.pid)
+        stalled = []
+        for _ in range(60):  # a head that promises a body that never comes
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /mlflow/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
+            stalled.append(sock)
+        time.sleep(1.0)  # their heads are read: requests under way, waiting for bodies
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]  # say nothing at all
+        time.sleep(1.0)
+        assert _threads(process.pid) <= before + 8  # not one thread per connection
+        with pytest.raises(urllib.error.HTTPError) as capped:  # over --max-connections (100): 503, not a hang
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert capped.value.code == 503
+        for sock in silent + stalled:
+            sock.settimeout(20)
+        answers = [sock.recv(200) for sock in stalled]
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), [a[:20] for a in answers if not a.startswith(b"HTTP/1.1 408")]  # body deadline
+        assert all(sock.recv(10) == b"" for sock in silent[:5])  # closed by the head deadline (10 s)
+        for sock in silent + stalled:
+            sock.close()
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=15)  # the deadlines freed it
+        unsigned = urllib.request.Request(f"http://127.0.0.1:{port}/mlflow/webhook", data=b"{}", method="POST",
+                                          headers={"X-MLflow-Signature": "v1,forged", "X-MLflow-Delivery-Id": "d-x",
+                                                   "X-MLflow-Timestamp": str(int(time.time()))})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=5)
+        assert refused.value.code == 401
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode in (0, -15), stderr.decode()[-2000:]  # uvicorn re-raises SIGTERM once it has stopped
+    refusals = [json.loads(line) for line in stderr.decode().splitlines() if "delivery_refused" in line]
+    assert refusals and refusals[0]["reason"] == "bad signature" and refusals[0]["delivery_id"] == "d-x"
+    assert SECRET not in stderr.decode() and "forged" not in stderr.decode()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--listen", "localhost"], "--listen: 'localhost' is not host:port"),
+    (["--listen", "127.0.0.1:99999"], "is not host:port"),
+    (["--tolerance", "-1"], "--tolerance: -1.0 is not a positive"),
+    (["--max-body", "-5"], "--max-body: -5 is not a positive"),
+])
+def test_receiver_options_are_checked_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}
+    result = subprocess.run([*REGWATCH, "audit-receiver", "--log", str(tmp_path / "a.log"), *args], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}
+        result = subprocess.run([*REGWATCH, "audit-receiver", "--log", str(tmp_path / "a.log"), "--listen",
+                                 f"127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_a_failed_write_leaves_no_fragment(tmp_path: Path) -> None:
+    from pipeline.receiver import AuditLog
+
+    path = tmp_path / "audit.log"
+    audit_log = AuditLog(path)
+    audit_log.append({"delivery_id": "a", "received_at": time.time()})
+    real_fsync = os.fsync
+    try:
+        os.fsync = lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        with pytest.raises(OSError):
+            audit_log.append({"delivery_id": "b", "received_at": time.time()})
+    finally:
+        os.fsync = real_fsync
+    audit_log.append({"delivery_id": "c", "received_at": time.time()})
+    assert [r["delivery_id"] for r in records(path)] == ["a", "c"]
     audit_log.close()
