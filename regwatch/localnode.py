@@ -408,13 +408,15 @@ def _add_mode(path: Path, bits: int) -> None:
         os.close(fd)
 
 
-def _node_user() -> pwd.struct_passwd | None:
-    """The unprivileged user the node runs as when we are root (created if missing)."""
+def _node_user(create: bool = True) -> pwd.struct_passwd | None:
+    """The unprivileged user the node runs as when we are root (created if missing and ``create``)."""
     if os.geteuid() != 0:
         return None
     try:
         return pwd.getpwnam(ES_USER)
     except KeyError:
+        if not create:
+            return None
         useradd = shutil.which("useradd")
         if useradd is None:
             raise NodeError(f"running as root and no useradd to create the user {ES_USER!r}") from None
@@ -628,16 +630,7 @@ def _is_recorded_node(state: dict) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    user = _node_user_if_exists()
+    user = _node_user(create=False)
     if owner != (user.pw_uid if user is not None else os.geteuid()):
         return False
     return f"-Des.path.home={home}".encode() in args
-
-
-def _node_user_if_exists() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(ES_USER)
-    except KeyError:
-        return None

@@ -31,9 +31,10 @@ MLFLOW_ENV = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_AL
 class SupervisedReceiver:
     """`regwatch audit-receiver` as a process, restarted at once whenever it dies."""
 
-    def __init__(self, log: Path, port: int, crash_marker: Path | None = None) -> None:
+    def __init__(self, log: Path, port: int, crash_marker: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.log, self.port = log, port
-        self.env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}
+        self.env = {**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET, **(extra_env or {})}
         self.command = [*REGWATCH, "audit-receiver", "--log", str(log), "--listen", f"127.0.0.1:{port}"]
         if crash_marker is not None:
             self.command = [sys.executable, str(Path(__file__).parent / "support" / "crashing_receiver.py"), str(log),
@@ -168,11 +169,14 @@ def test_forged_replayed_and_stale_deliveries_are_refused(tmp_path: Path) -> Non
     log = tmp_path / "audit.log"
     body = json.dumps({"entity": "registered_model", "action": "created", "timestamp": "2026-11-25T20:00:00+00:00",
                        "data": {"name": "m"}}).encode()
-    with SupervisedReceiver(log, free_port()) as receiver:
+    marker = tmp_path / "crash-marker"
+    # The old test-only crash hook, set in the environment: the production command must ignore it.
+    with SupervisedReceiver(log, free_port(), extra_env={"REGWATCH_RECEIVER_CRASH_ONCE": str(marker)}) as receiver:
         now = str(int(time.time()))
         good = {"X-MLflow-Delivery-Id": "d-1", "X-MLflow-Timestamp": now,
                 "X-MLflow-Signature": sign(SECRET, "d-1", now, body), "Content-Type": "application/json"}
         assert post(receiver.url, body, good) == 200
+        assert not marker.exists() and receiver.starts == 1
         size = log.stat().st_size
         forged = {**good, "X-MLflow-Delivery-Id": "d-2", "X-MLflow-Signature": sign("wrong", "d-2", now, body)}
         assert post(receiver.url, body, forged) == 401

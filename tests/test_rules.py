@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -300,6 +301,28 @@ def test_a_stale_runner_is_reported_by_a_live_one_and_status_check(es, es_url, n
     status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check",
                              "--stale-after", "60"], capture_output=True, text=True)
     assert status.returncode == 0, status.stdout
+    time.sleep(2.5)
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
+                                  "rules": {"stale_after_s": 2}}))
+    status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check"],
+                            capture_output=True, text=True)
+    assert status.returncode == 1 and "STALE" in status.stdout  # the configured 2 s, not a built-in 180 s
+
+
+def test_rules_run_refuses_a_filter_elasticsearch_cannot_parse(es_url: str, namespace: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text("rules:\n  - {name: broken, type: absence, filter: 'status:>500 AND ('}\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
+                                  "rules": {"folder": str(folder)}}))
+    run = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "run", "--once", "-c", str(config)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "rule 'broken': filter: not a valid query string" in run.stderr
 
 
 def test_spike_fires_when_the_window_triples_the_previous_one(es, namespace, tmp_path, webhook) -> None:
@@ -474,8 +497,9 @@ rules:
     assert [round(p["value"], 2) for p, _ in Receiver.received] == [0.1, 0.0]
 
 
-class Crash(Exception):
-    """A runner process dying in the middle of a cycle."""
+class Crash(BaseException):
+    """A runner process dying in the middle of a cycle (a BaseException, like SystemExit: a death, not an
+    error a notifier could raise, which the runner isolates)."""
 
 
 def test_runner_dying_mid_cycle_leaves_the_notification_to_the_next_one(es, namespace, tmp_path, webhook) -> None:
