@@ -8,7 +8,6 @@ dead-letter with the raw line and the reason. It never raises.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,7 +19,7 @@ from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
 from parsers.formats.audit import parse_canonical, parse_cloudtrail, parse_databricks
 from parsers.formats.json_access import parse_nginx_json
 from parsers.routes import Router, router_for
-from parsers.timestamps import to_iso
+from parsers.timestamps import now_iso
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +40,6 @@ FORMATS: dict[str, tuple[FormatFn, str]] = {
 
 # Dead-letters keep the raw line, but not a 1 GiB one: this much of it, and its length.
 DEADLETTER_RAW_LIMIT = 32 * 1024
-
-
-def now_iso() -> str:
-    return to_iso(datetime.now(UTC))
 
 
 class LineParser:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
+from parsers import streams
 from parsers.routes import Route
 
 
@@ -33,7 +34,7 @@ class ParseContext:
     field_map: dict[str, str] = field(default_factory=dict)  # JSON formats: our key -> theirs
 
     def data_stream(self, kind: str) -> dict[str, str]:
-        return {"type": "logs", "dataset": f"modelregistry.{kind}", "namespace": self.namespace}
+        return {"type": "logs", "dataset": streams.dataset(kind), "namespace": self.namespace}
 
 
 def _common_fields(ctx: ParseContext) -> dict[str, Any]:
@@ -174,7 +175,7 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
 
 def deadletter_document(ctx: ParseContext, raw: str, reason: str, error_type: str, read_at: str) -> dict[str, Any]:
     """A line that could not become an event: the raw line and the reason, in its own stream."""
-    dataset = "modelregistry.deadletter"
+    dataset = streams.dataset("deadletter")
     doc: dict[str, Any] = {
         "@timestamp": read_at,
         "data_stream": {"type": "logs", "dataset": dataset, "namespace": ctx.namespace},
@@ -314,7 +315,7 @@ class EventDocument(_Doc):
 
     @model_validator(mode="after")
     def _dataset_matches_kind(self) -> EventDocument:
-        expected = f"modelregistry.{self.kind}"
+        expected = streams.dataset(self.kind)
         if self.data_stream.dataset != expected or self.event.dataset != expected:
             raise ValueError(f"dataset must be {expected}")
         return self
@@ -362,7 +363,7 @@ MODELS: dict[str, type[EventDocument]] = {
 
 
 def kind_of(doc: dict[str, Any]) -> str:
-    return doc["data_stream"]["dataset"].removeprefix("modelregistry.")
+    return streams.kind_of_dataset(doc["data_stream"]["dataset"])
 
 
 def validate_document(doc: dict[str, Any]) -> EventDocument:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parsers.errors import ParseError
+from parsers.validation import first_problem
 
 REGISTRY_EVENTS = (
     "registered_model.created",
@@ -39,9 +40,7 @@ def canonical_record(body: bytes, delivery_id: str) -> dict[str, Any]:
     try:
         delivery = WebhookDelivery.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ParseError(f"not an MLflow webhook delivery: {'.'.join(map(str, first['loc']))}: {first['msg']}",
-                         "invalid_delivery") from None
+        raise ParseError(f"not an MLflow webhook delivery: {first_problem(exc)}", "invalid_delivery") from None
     data = delivery.data
     model: dict[str, str] = {}
     for key in ("name", "version", "alias"):

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from parsers.validation import StrictModel, problems
 from parsers.yamlfile import YamlFileError, load_yaml
 
 Kind = Literal["registration", "retrieval", "version", "access"]
@@ -23,11 +24,7 @@ ModelField = Literal["name", "version", "alias", "stage", "new_name", "tag_key",
                      "schema"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Route(_Model):
+class Route(StrictModel):
     kind: Kind
     action: str
 
@@ -51,7 +48,7 @@ class PrefixRoute(Route):
     artifact_path: bool = False
 
 
-class HttpTable(_Model):
+class HttpTable(StrictModel):
     api_prefixes: list[str] = Field(default_factory=list)
     params: dict[str, ModelField] = Field(default_factory=dict)
     routes: list[HttpRoute] = Field(default_factory=list)
@@ -60,7 +57,7 @@ class HttpTable(_Model):
     default_action: str = "http-request"
 
 
-class RouteTable(_Model):
+class RouteTable(StrictModel):
     platform: str
     http: HttpTable = Field(default_factory=HttpTable)
     audit: dict[str, Route] = Field(default_factory=dict)
@@ -138,10 +135,7 @@ def load_table(path: Path) -> RouteTable:
     except YamlFileError as exc:
         raise RouteTableError(str(exc)) from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise RouteTableError(f"{path}: {problems}") from exc
+        raise RouteTableError(f"{path}: {problems(exc)}") from None
 
 
 @lru_cache(maxsize=None)

@@ -28,6 +28,17 @@ def to_iso(moment: datetime) -> str:
             f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
+def iso_from_epoch(epoch: float, millis: bool = True) -> str:
+    """Seconds since the epoch as UTC ISO 8601: ``2026-11-24T23:55:28.000Z`` (``...28Z`` without millis)."""
+    text = to_iso(datetime.fromtimestamp(epoch, tz=UTC))
+    return text if millis else text[:-5] + "Z"
+
+
+def now_iso() -> str:
+    """Now, as every document's timestamps are written."""
+    return to_iso(datetime.now(UTC))
+
+
 def parse_clf(text: str) -> str:
     """``24/Nov/2026:23:55:28 +0100`` (nginx $time_local, gunicorn %(t)s) to UTC ISO."""
     cached = _clf_cache.get(text)

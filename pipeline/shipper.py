@@ -20,13 +20,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
+from parsers.timestamps import now_iso
 from pipeline.checkpoint import CheckpointStore, Identity
 from pipeline.files import FileSource, InputSpec, Line, Tailer
 from pipeline.metrics import ShipperMetrics
@@ -101,11 +101,6 @@ class Summary:
         kinds = " ".join(f"{k}={v}" for k, v in sorted(self.indexed.items()) if k != "deadletter")
         return (f"lines_read={self.lines_read} events={self.events} deadletters={sum(self.deadletters.values())} "
                 f"duplicates_skipped={self.duplicates} {kinds}").strip()
-
-
-def now_iso() -> str:
-    moment = datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def tune_interpreter() -> None:

@@ -9,23 +9,14 @@ import structlog
 import yaml
 from elasticsearch import ApiError, Elasticsearch
 
+from parsers.streams import LOG_KINDS, METRIC_KINDS, all_kinds, data_stream_name  # noqa: F401 - re-exported
+
 log = structlog.get_logger(__name__)
 
-LOG_KINDS = ("registration", "retrieval", "version", "error", "access", "deadletter", "alert")
-METRIC_KINDS = ("availability",)
 MAPPINGS_COMPONENT = "modelregistry@mappings"
 SETTINGS_COMPONENT = "modelregistry@settings"
 TEMPLATE_PRIORITY = 250  # above the stack's built-in logs-*-* / metrics-*-* (100)
 DEFAULT_RETENTION = "90d"
-
-
-def data_stream_name(kind: str, namespace: str) -> str:
-    kind_type = "metrics" if kind in METRIC_KINDS else "logs"
-    return f"{kind_type}-modelregistry.{kind}-{namespace}"
-
-
-def all_kinds() -> list[tuple[str, str]]:
-    return [("logs", k) for k in LOG_KINDS] + [("metrics", k) for k in METRIC_KINDS]
 
 
 def mappings() -> dict[str, Any]:

@@ -270,6 +270,7 @@ def demo(
     """A real MLflow server driven by the real MLflow client; its access log shipped and summarised."""
     import shutil
 
+    from parsers import streams
     from regwatch.config import Config
     from regwatch.demo import mlflow_server, run_workload
     from regwatch.esclient import client_from_config
@@ -295,7 +296,7 @@ def demo(
     summary = build_shipper(config).run(once=True)
     typer.echo(summary.line())
     client = client_from_config(config)
-    pattern = f"logs-modelregistry.*-{namespace}"
+    pattern = streams.pattern(namespace)
     client.indices.refresh(index=pattern)
     response = client.search(index=pattern, size=0, aggs={
         "kinds": {"terms": {"field": "data_stream.dataset", "size": 10}},

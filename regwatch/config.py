@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, field_validator
 
+from parsers.validation import StrictModel, problems
 from parsers.yamlfile import YamlFileError, load_yaml
 
 from rules.notify import Target
@@ -22,11 +23,7 @@ FormatName = Literal[
 ]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ElasticsearchConfig(Strict):
+class ElasticsearchConfig(StrictModel):
     hosts: list[str] = Field(default_factory=lambda: [os.environ.get("ES_URL", "http://127.0.0.1:9200")],
                              min_length=1)
     api_key_env: str = "ES_API_KEY"
@@ -77,7 +74,7 @@ class ElasticsearchConfig(Strict):
         return options
 
 
-class InputConfig(Strict):
+class InputConfig(StrictModel):
     paths: list[str]
     format: FormatName
     routes: FilePath | None = None  # a route table replacing the built-in MLflow one
@@ -100,13 +97,13 @@ class InputConfig(Strict):
         return paths
 
 
-class BatchConfig(Strict):
+class BatchConfig(StrictModel):
     max_docs: int = Field(2000, ge=1)
     max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_wait_s: float = Field(0.5, gt=0)
 
 
-class RulesConfig(Strict):
+class RulesConfig(StrictModel):
     folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
@@ -115,7 +112,7 @@ class RulesConfig(Strict):
     stale_notify: list[str] = Field(default_factory=list)
 
 
-class Config(Strict):
+class Config(StrictModel):
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     namespace: str = "default"
     inputs: list[InputConfig] = Field(default_factory=list)
@@ -157,11 +154,6 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
-def validation_problems(exc: ValidationError) -> str:
-    """pydantic's errors as ``key.path: message; ...`` (the input values left out: they may be secrets)."""
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
-
-
 def load_config(path: Path) -> Config:
     try:
         raw = load_yaml(path)
@@ -174,4 +166,4 @@ def load_config(path: Path) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+        raise ConfigError(f"{path}: {problems(exc)}") from None

@@ -15,10 +15,12 @@ import operator
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from parsers.streams import EVENT_KINDS, LineKind
+from parsers.validation import StrictModel
 from parsers.yamlfile import YamlFileError, load_yaml
 from rules.notify import MESSAGE_FIELDS, UnsafeTemplate, check_template
 
@@ -42,11 +44,7 @@ def seconds(text: str | int | float) -> float:
 Duration = Annotated[float, Field(gt=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Condition(_Strict):
+class Condition(StrictModel):
     op: Literal[">", ">=", "<", "<=", "==", "!="]
     value: float
 
@@ -54,7 +52,7 @@ class Condition(_Strict):
         return OPERATORS[self.op](measured, self.value)
 
 
-class Aggregate(_Strict):
+class Aggregate(StrictModel):
     function: Literal["count", "sum", "avg", "max", "min", "percentile", "cardinality"] = "count"
     field: str | None = None
     percentile: float | None = Field(None, gt=0, lt=100)
@@ -68,10 +66,9 @@ class Aggregate(_Strict):
         return self
 
 
-class RuleBase(_Strict):
+class RuleBase(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    kinds: list[Literal["registration", "retrieval", "version", "error", "access", "deadletter"]] = Field(
-        default_factory=lambda: ["registration", "retrieval", "version", "error", "access"])
+    kinds: list[LineKind] = Field(default_factory=lambda: list(EVENT_KINDS))
     filter: str | None = None  # a Lucene query string
     terms: dict[str, str | list[str]] = Field(default_factory=dict)  # exact field filters
     window: Duration = 300.0
@@ -172,7 +169,11 @@ Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule
                  Field(discriminator="type")]
 
 
-class RuleFile(_Strict):
+RULE_TYPE_NAMES = frozenset(get_args(model.model_fields["type"].annotation)[0]
+                             for model in get_args(get_args(Rule)[0]))
+
+
+class RuleFile(StrictModel):
     rules: list[Rule]
 
 
@@ -214,8 +215,7 @@ def load_rules(folder: Path) -> list[Rule]:
                     name = items[loc[1]].get("name", f"#{loc[1]}") if loc[1] < len(items) and isinstance(items[loc[1]], dict) else f"#{loc[1]}"
                     where = f" rule {name!r}"
                     loc = loc[2:]
-                    if loc and loc[0] in ("threshold", "ratio", "absence", "match", "spike", "anomaly", "new_term",
-                                          "change"):
+                    if loc and loc[0] in RULE_TYPE_NAMES:  # pydantic's discriminator step in the path
                         loc = loc[1:]
                 key = ".".join(str(p) for p in loc) or "(rule)"
                 problems.append(f"{path}:{where} {key}: {error['msg']}")

@@ -32,7 +32,9 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from parsers.validation import StrictModel
 
 log = structlog.get_logger(__name__)
 
@@ -144,8 +146,7 @@ def _url_from_env(env: str) -> str:
         raise DeliveryFailed(str(exc)) from None
 
 
-class _Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Target(StrictModel):
     timeout_s: float = Field(10.0, gt=0)
     digest: bool = False  # the notifications of one cycle as one message (a table)
 

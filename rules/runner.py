@@ -16,10 +16,14 @@ from typing import Any
 import structlog
 from elasticsearch import Elasticsearch
 
-from rules.model import AbsenceRule, ChangeRule, MatchRule, NewTermRule, Rule, ThresholdRule
+from parsers import streams
+from parsers.timestamps import iso_from_epoch
+from rules.model import ChangeRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
-from rules.query import NO_GROUP, Measurement, Window, indices, measurements, request
+from rules.query import NO_GROUP, Measurement, Window, indices
 from rules.state import StateStore, Versioned, alert_id
+from rules.states import ACTIVE, changed, step
+from rules.types import measure, request, rule_type
 
 log = structlog.get_logger(__name__)
 
@@ -40,37 +44,12 @@ class CycleReport:
     silenced: list[str] = field(default_factory=list)
 
 
-def _iso(epoch: float, millis: bool = False) -> str:
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
-    return text + (f".{int(epoch * 1000) % 1000:03d}Z" if millis else "Z")
-
-
 def _delivery_error(exc: Exception) -> str:
     """DeliveryFailed says what went wrong; anything else is a notifier bug, said with its type."""
     if isinstance(exc, DeliveryFailed):
         return str(exc)[:300]
     log.error("notifier_bug", error=f"{type(exc).__name__}: {exc}"[:300])
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _threshold(rule: Rule) -> float | None:
-    condition = getattr(rule, "condition", None)
-    if condition is not None:
-        return condition.value
-    return float(rule.minimum) if isinstance(rule, AbsenceRule) else None
-
-
-def _breached(rule: Rule, value: float) -> bool:
-    if isinstance(rule, AbsenceRule):
-        return value < rule.minimum
-    if isinstance(rule, MatchRule):
-        return value > 0
-    return rule.condition.holds(value)
-
-
-def _recovered(rule: Rule, value: float) -> bool:
-    recovery = getattr(rule, "recovery", None)
-    return recovery.holds(value) if recovery is not None else not _breached(rule, value)
 
 
 class Runner:
@@ -87,6 +66,7 @@ class Runner:
         self.kibana_url = kibana_url
         self.store = StateStore(client, namespace)
         self.store.ensure()
+        self._alerts: dict[str, list[Versioned]] = {}  # the due rules' alerts, read once per cycle
 
     # -- one cycle -----------------------------------------------------------------------------
 
@@ -110,7 +90,7 @@ class Runner:
             for (rule, window), response in zip(due, responses, strict=True):
                 if rule.name not in report.evaluated:
                     report.evaluated.append(rule.name)
-                self._transition(rule, measurements(rule, response, window), window.end + SETTLE_S, report)
+                self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report)
         self._check_runners(now, report)
         self.deliver(now, report)
         self._heartbeat(now, due)
@@ -131,22 +111,8 @@ class Runner:
         claimed: dict[str, list[Window]] = {}
         for (rule, last_end), written in zip(wanted, self.store.write_many(writes), strict=True):
             if written is not None:
-                claimed[rule.name] = self._windows(rule, last_end, end)
+                claimed[rule.name] = rule_type(rule).windows(rule, last_end, end, MAX_CATCH_UP)
         return claimed
-
-    @staticmethod
-    def _windows(rule: Rule, last_end: float, end: float) -> list[Window]:
-        """The windows of this rule due now (several after an absence: each missed one, once)."""
-        if isinstance(rule, MatchRule):
-            # Exactly what arrived since the last cycle, however long ago that was.
-            return [Window(last_end, end)]
-        ends = []
-        step = last_end + rule.interval
-        while step < end and len(ends) < MAX_CATCH_UP - 1:
-            ends.append(step)
-            step += rule.interval
-        ends.append(end)
-        return [Window(e - rule.window, e) for e in ends[-MAX_CATCH_UP:]]
 
     # -- monitor the monitor -------------------------------------------------------------------
 
@@ -167,54 +133,38 @@ class Runner:
         self._transition(rule, ages, now, report)
 
     def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport) -> None:
-        if isinstance(rule, MatchRule):
+        kind = rule_type(rule)
+        if kind.mode == "event":
             for event_measure in measured:
                 for event in event_measure.events:
                     self._fire_once(rule, event, now, report)
             return
-        if isinstance(rule, NewTermRule):
-            for term in measured:  # first seen inside this window: new
-                self._fire_once(rule, {"_id": f"term:{term.group}", rule.field: term.group}, now, report)
-            return
-        if isinstance(rule, ChangeRule):
+        if kind.mode == "change":
             self._changes(rule, measured, now, report)
             return
         current = {item.doc["group"]: item for item in self._current(rule.name)}
         values = {m.group: m.value for m in measured}
         if not rule.group_by and NO_GROUP not in values:
             values[NO_GROUP] = 0.0
-        for group in set(values) | {g for g, item in current.items() if item.doc.get("state") in ("pending", "firing")}:
+        for group in set(values) | {g for g, item in current.items() if item.doc.get("state") in ACTIVE}:
             value = values.get(group, 0.0)
             item = current.get(group) or Versioned(alert_id(rule.name, group), {})
             state = item.doc.get("state", "ok")
-            since = item.doc.get("since", now)
-            breached = _breached(rule, value)
-            new_state, notify = state, None
-            if state in ("ok", "resolved") and breached:
-                new_state, since = ("firing", now) if rule.for_ == 0 else ("pending", now)
-                notify = "firing" if new_state == "firing" else None
-            elif state == "pending":
-                if not breached:
-                    new_state = "ok"
-                elif now - since >= rule.for_:
-                    new_state, notify = "firing", "firing"
-            elif state == "firing" and _recovered(rule, value):
-                new_state, notify = "resolved", "resolved"
-            elif state == "firing" and rule.renotify and now - item.doc.get("notified", since) >= rule.renotify:
-                notify = "firing"  # still firing: remind
-            unchanged = new_state == state and not notify and item.seq_no is not None and (
-                state not in ("pending", "firing") or item.doc.get("value") == value)
+            decided = step(kind, rule, state, item.doc.get("since"), item.doc.get("notified"), value, now)
+            unchanged = decided.state == state and not decided.notify and item.seq_no is not None and (
+                state not in ACTIVE or item.doc.get("value") == value)
             if unchanged:
                 continue
-            doc = {"type": "alert", "rule": rule.name, "group": group, "state": new_state, "since": since,
+            since = decided.since
+            doc = {"type": "alert", "rule": rule.name, "group": group, "state": decided.state, "since": since,
                    "value": value, "updated": now}
             queued = list(item.doc.get("outbox", []))  # undelivered notifications stay queued, in order
             for key in ("outbox_claimed_until", "outbox_claimed_by"):
                 if key in item.doc:
                     doc[key] = item.doc[key]
             doc["notified"] = item.doc.get("notified", since)
-            if notify:
-                queued.append(self._outbox(rule, group, notify, value, since, now, reminder=new_state == state))
+            if decided.notify:
+                queued.append(self._outbox(rule, group, decided.notify, value, since, now, reminder=decided.reminder))
                 doc["notified"] = now
             if queued:
                 doc["outbox"] = queued
@@ -222,17 +172,16 @@ class Runner:
             if written is None:
                 continue  # another runner changed it first: it notifies, not us
             self._remember(rule.name, written)
-            if new_state != state:
-                report.transitions.append((rule.name, group, new_state))
-                self._history(rule, group, new_state, value, since, now)
+            if decided.state != state:
+                report.transitions.append((rule.name, group, decided.state))
+                self._history(rule, group, decided.state, value, since, now)
 
     def _current(self, rule: str) -> list[Versioned]:
         """This rule's alerts as read at the start of the cycle, or fresh for internal rules."""
-        alerts = getattr(self, "_alerts", {})
-        return alerts[rule] if rule in alerts else self.store.alerts_of(rule)
+        return self._alerts[rule] if rule in self._alerts else self.store.alerts_of(rule)
 
     def _remember(self, rule: str, written: Versioned) -> None:
-        alerts = getattr(self, "_alerts", {})
+        alerts = self._alerts
         if rule in alerts:
             alerts[rule] = [a for a in alerts[rule] if a.id != written.id] + [written]
 
@@ -244,9 +193,10 @@ class Runner:
             previous = item.doc.get("last_value")
             if previous == value:
                 continue
+            fired = changed(previous, value)
             doc = {"type": "alert", "rule": rule.name, "group": measurement.group, "state": "changed", "since": now,
                    "value": 0.0, "updated": now, "last_value": value, "outbox": list(item.doc.get("outbox", []))}
-            if previous is not None:  # the first value seen is a baseline, not a change
+            if fired:  # the first value seen is a baseline, not a change
                 entry = self._outbox(rule, measurement.group, "changed", 0.0, now, now,
                                      {"_id": "", rule.field: value, "previous": previous})
                 doc["outbox"].append(entry)
@@ -255,7 +205,7 @@ class Runner:
             written = self.store.write(item, doc)
             if written is not None:
                 self._remember(rule.name, written)
-            if written is not None and previous is not None:
+            if written is not None and fired:
                 report.transitions.append((rule.name, measurement.group, "changed"))
                 self._history(rule, measurement.group, "changed", 0.0, now, now)
 
@@ -272,7 +222,7 @@ class Runner:
                 event: dict[str, Any] | None = None, reminder: bool = False) -> dict[str, Any]:
         moment = now if reminder else since
         key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{moment}".encode()).hexdigest()
-        threshold = _threshold(rule)
+        threshold = rule_type(rule).threshold(rule)
         message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
                                         "threshold": threshold, "group": group, "severity": rule.severity})
         payload = {"rule": rule.name, "group": group, "state": state, "value": value, "threshold": threshold,
@@ -280,25 +230,25 @@ class Runner:
                    "message": message, "key": key}
         if self.kibana_url:
             payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
-                                    f"?_g=(time:(from:'{_iso(since - 3600)}',to:'{_iso(now + 300)}'))")
+                                    f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',to:'{iso_from_epoch(now + 300, millis=False)}'))")
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
         return {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": now,
                 "labels": dict(rule.labels)}
 
     def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float) -> None:
-        dataset = "modelregistry.alert"
+        dataset = streams.dataset("alert")
         doc_id = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
         document = {
-            "@timestamp": _iso(now, millis=True),
+            "@timestamp": iso_from_epoch(now),
             "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
             "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success"},
             "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
                                                               "group": group, "state": state, "value": value,
-                                                              "threshold": _threshold(rule)}},
+                                                              "threshold": rule_type(rule).threshold(rule)}},
         }
         try:
-            self.client.create(index=f"logs-{dataset}-{self.namespace}", id=doc_id, document=document)
+            self.client.create(index=streams.data_stream_name("alert", self.namespace), id=doc_id, document=document)
         except Exception as exc:  # noqa: BLE001 - a 409 is a history line already written
             if "version_conflict" not in str(exc):
                 log.warning("history_failed", rule=rule.name, error=str(exc)[:200])

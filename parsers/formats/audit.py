@@ -16,6 +16,7 @@ from parsers.formats.access import Parsed
 from parsers.formats.http import is_ip, load_json_object, model_fields
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any
+from parsers.validation import first_problem
 from parsers.values import json_loads, status_code
 
 
@@ -34,12 +35,6 @@ def _kebab(*parts: str) -> str:
     for part in parts:
         words.extend(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", part).replace("_", "-").replace(".", "-").lower().split("-"))
     return "-".join(w for w in words if w)
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "record"
-    return f"wrong field type: {where}: {first['msg']}"
 
 
 # -- canonical ---------------------------------------------------------------------------------
@@ -90,7 +85,7 @@ def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
     try:
         record = CanonicalAudit.model_validate(raw)
     except ValidationError as exc:
-        raise ParseError(_validation_reason(exc), "wrong_type") from None
+        raise ParseError(f"wrong field type: {first_problem(exc)}", "wrong_type") from None
     key = f"{record.entity}.{record.action}"
     route = router.audit(key) or Route(kind="access", action=_kebab(record.entity, record.action))
     f: dict[str, Any] = {"ts": _timestamp(record.timestamp), "entity": record.entity}

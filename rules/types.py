@@ -1,0 +1,280 @@
+"""Rule types: what each one asks Elasticsearch and what it makes of the answer.
+
+A rule type is a small class registered by the name rule files use in ``type:`` (as Vector
+registers its components, or ElastAlert 2 its rule types). It builds the search of one window,
+turns the response into measurements, and says when a value breaches and when it has recovered;
+``mode`` says which state machine (:mod:`rules.states`) evaluates it. The runner, the backtest
+and the query validation all go through :data:`RULE_TYPES`: adding a rule type is adding a class.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+from rules.model import Rule
+from rules.query import (NO_GROUP, Measurement, Window, field_value, filters, grouped, matches_lists, ms, ranges,
+                         totals)
+
+Mode = Literal["state", "event", "change"]  # alerts with a life; one notification per event; value changes
+
+RULE_TYPES: dict[str, RuleType] = {}
+
+
+def register(cls: type[RuleType]) -> type[RuleType]:
+    RULE_TYPES[cls.name] = cls()
+    return cls
+
+
+def rule_type(rule: Rule) -> RuleType:
+    return RULE_TYPES[rule.type]
+
+
+class RuleType:
+    """The protocol. Defaults fit a rule with a ``condition`` evaluated on counts per window."""
+
+    name: ClassVar[str] = ""
+    mode: ClassVar[Mode] = "state"
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        return grouped(rule, window, self.leaf(rule, window))
+
+    def leaf(self, rule: Any, window: Window) -> dict[str, Any]:
+        """Sub-aggregations a value is computed from (per group)."""
+        return {}
+
+    def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
+        return totals(rule, response, self.value)
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        return float(total)
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return rule.condition.holds(value)
+
+    def recovered(self, rule: Any, value: float) -> bool:
+        recovery = getattr(rule, "recovery", None)
+        return recovery.holds(value) if recovery is not None else not self.breached(rule, value)
+
+    def threshold(self, rule: Any) -> float | None:
+        condition = getattr(rule, "condition", None)
+        return condition.value if condition is not None else None
+
+    def windows(self, rule: Any, last_end: float, end: float, catch_up: int) -> list[Window]:
+        """The windows due now: each one missed since ``last_end`` (at most ``catch_up``), once."""
+        ends = []
+        step = last_end + rule.interval
+        while step < end and len(ends) < catch_up - 1:
+            ends.append(step)
+            step += rule.interval
+        ends.append(end)
+        return [Window(e - rule.window, e) for e in ends[-catch_up:]]
+
+    def window_at(self, rule: Any, end: float) -> Window:
+        """The window a backtest evaluates at ``end``."""
+        return Window(end - rule.window, end)
+
+
+@register
+class Threshold(RuleType):
+    name = "threshold"
+
+    def leaf(self, rule: Any, window: Window) -> dict[str, Any]:
+        agg = rule.aggregate
+        if agg.function == "count":
+            return {}
+        if agg.function == "percentile":
+            return {"value": {"percentiles": {"field": agg.field, "percents": [agg.percentile]}}}
+        return {"value": {agg.function: {"field": agg.field}}}
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        if rule.aggregate.function == "count":
+            return float(total)
+        metric = bucket.get("value")  # absent when no index matched at all
+        if metric is None:
+            return 0.0
+        raw = next(iter(metric["values"].values())) if "values" in metric else metric["value"]
+        return float(raw) if raw is not None else 0.0
+
+
+@register
+class Ratio(RuleType):
+    name = "ratio"
+
+    def leaf(self, rule: Any, window: Window) -> dict[str, Any]:
+        return {"numerator": {"filter": {"query_string": {"query": rule.numerator}}}}
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        return bucket["numerator"]["doc_count"] / total if total and "numerator" in bucket else 0.0
+
+
+@register
+class Absence(RuleType):
+    name = "absence"
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        if not rule.group_by:
+            return grouped(rule, window, {})
+        # Groups seen over the previous window too, so a group that falls silent is noticed.
+        wide = Window(window.start - (window.end - window.start), window.end)
+        current = {"current": {"filter": {"range": {rule.time_field: {"gte": ms(window.start),
+                                                                      "format": "epoch_millis"}}}}}
+        return grouped(rule, wide, current)
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        return float(bucket["current"]["doc_count"]) if "current" in bucket else float(total)
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return value < rule.minimum
+
+    def threshold(self, rule: Any) -> float | None:
+        return float(rule.minimum)
+
+
+class _Series(RuleType):
+    """Counts of the current window against the windows before it."""
+
+    def history(self, rule: Any) -> int:
+        raise NotImplementedError
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        spans = ranges(window, self.history(rule) + 1)
+        wide = Window(spans[0]["from"] / 1000, window.end)
+        series = {"series": {"date_range": {"field": rule.time_field, "format": "epoch_millis", "ranges": spans,
+                                            "keyed": False}}}
+        aggs = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": series}}
+                if rule.group_by else series)
+        return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}}, "aggs": aggs}
+
+    def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
+        if not rule.group_by and "series" not in response.get("aggregations", {}):
+            return [Measurement(NO_GROUP, 0.0)]
+        return totals(rule, response, self.value)
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        counts = [b["doc_count"] for b in bucket["series"]["buckets"]]
+        return self.score(rule, counts[-1], counts[:-1])
+
+    def score(self, rule: Any, current: int, history: list[int]) -> float:
+        raise NotImplementedError
+
+
+@register
+class Spike(_Series):
+    name = "spike"
+
+    def history(self, rule: Any) -> int:
+        return 1
+
+    def score(self, rule: Any, current: int, history: list[int]) -> float:
+        previous = history[-1]
+        if previous < rule.min_events:
+            return 0.0  # no baseline to speak of: a first window is not a spike
+        up = current / previous
+        down = previous / max(current, 1)
+        return {"up": up, "down": down, "both": max(up, down)}[rule.direction]
+
+
+@register
+class Anomaly(_Series):
+    name = "anomaly"
+
+    def history(self, rule: Any) -> int:
+        return rule.buckets
+
+    def score(self, rule: Any, current: int, history: list[int]) -> float:
+        mean = sum(history) / len(history)
+        # A flat baseline has no deviation: one event of difference counts as one deviation.
+        deviation = max(math.sqrt(sum((c - mean) ** 2 for c in history) / len(history)), 1.0)
+        return abs(current - mean) / deviation
+
+
+@register
+class Match(RuleType):
+    """Every matching event fires once (what arrived since the last cycle, however long ago)."""
+
+    name = "match"
+    mode = "event"
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        return {"size": rule.max_events, "sort": [{rule.time_field: "asc"}], "track_total_hits": True,
+                "query": {"bool": {"filter": filters(rule, window)}}}
+
+    def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
+        events = tuple(hit["_source"] | {"_id": hit["_id"], "_index": hit["_index"]} for hit in response["hits"]["hits"])
+        events = tuple(e for e in events if matches_lists(rule, e))
+        return [Measurement(e["_id"], 1.0, (e,)) for e in events]
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return value > 0
+
+    def windows(self, rule: Any, last_end: float, end: float, catch_up: int) -> list[Window]:
+        return [Window(last_end, end)]
+
+    def window_at(self, rule: Any, end: float) -> Window:
+        return Window(end - rule.interval, end)
+
+
+@register
+class NewTerm(RuleType):
+    """A value of ``field`` first seen inside this window (and not in the look-back) fires once."""
+
+    name = "new_term"
+    mode = "event"
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        wide = Window(window.end - rule.lookback, window.end)
+        return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}},
+                "aggs": {"terms": {"terms": {"field": rule.field, "size": rule.max_terms},
+                                   "aggs": {"first": {"min": {"field": rule.time_field}}}}}}
+
+    def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
+        start = ms(window.start)
+        buckets = response.get("aggregations", {}).get("terms", {}).get("buckets", [])
+        return [Measurement(f"term:{b['key']}", 1.0, ({"_id": f"term:{b['key']}", rule.field: str(b["key"])},))
+                for b in buckets if b["first"]["value"] is not None and b["first"]["value"] >= start]
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return value > 0
+
+
+@register
+class Change(RuleType):
+    """A group's latest value of ``field`` differs from the last one seen."""
+
+    name = "change"
+    mode = "change"
+
+    def request(self, rule: Any, window: Window) -> dict[str, Any]:
+        latest = {"top_hits": {"size": 1, "sort": [{rule.time_field: "desc"}], "_source": [rule.field]}}
+        aggs = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": {"latest": latest}}}
+                if rule.group_by else {"latest": latest})
+        return {"size": 0, "query": {"bool": {"filter": filters(rule, window)}}, "aggs": aggs}
+
+    def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
+        aggregations = response.get("aggregations", {})
+        buckets = aggregations.get("groups", {}).get("buckets", []) if rule.group_by else (
+            [{"key": NO_GROUP, "latest": aggregations["latest"]}] if "latest" in aggregations else [])
+        out = []
+        for bucket in buckets:
+            hits = bucket["latest"]["hits"]["hits"]
+            if hits:
+                value = field_value(hits[0]["_source"], rule.field)
+                if value is not None:
+                    out.append(Measurement(str(bucket["key"]), 0.0, ({"value": str(value)},)))
+        return out
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return False
+
+
+def request(rule: Rule, window: Window) -> dict[str, Any]:
+    """The search body of one rule for one window."""
+    return rule_type(rule).request(rule, window)
+
+
+def measure(rule: Rule, response: dict[str, Any], window: Window) -> list[Measurement]:
+    """The measurements of one rule from its search response (an error in it is raised)."""
+    if "error" in response:
+        raise RuntimeError(f"rule {rule.name}: {response['error']}")
+    return rule_type(rule).measure(rule, response, window)
