@@ -1,6 +1,6 @@
 """Durable read positions, saved atomically and only for acknowledged lines.
 
-A position belongs to a file *identity* (see :mod:`pipeline.files`): the fingerprint of the
+A position belongs to a file *identity* (see :mod:`pipeline.identity`): the fingerprint of the
 file's first line plus the device and inode where that content was first seen, and a generation
 that grows when the same inode is truncated. A renamed file keeps its identity; a copytruncate
 copy adopts its original's.

@@ -28,7 +28,9 @@ import structlog
 
 from parsers.timestamps import now_iso
 from pipeline.checkpoint import CheckpointStore, Identity
-from pipeline.files import FileSource, InputSpec, Line, Tailer
+from pipeline.reader import FileSource, Line
+from pipeline.scanner import InputSpec
+from pipeline.tailer import Tailer
 from pipeline.metrics import ShipperMetrics
 from pipeline.sink import BulkSink, DeadLetterFn, Item, make_item
 
@@ -171,8 +173,8 @@ class Shipper:
         self._reload_requested = threading.Event()
         self.tailer = Tailer([i.spec for i in inputs], store, max_line_bytes=self.options.max_line_bytes,
                              partial_flush_s=self.options.partial_flush_s,
-                             close_renamed_after_s=self.options.close_renamed_after_s)
-        self.tailer.on_start_offset = self._start_offset_chosen
+                             close_renamed_after_s=self.options.close_renamed_after_s,
+                             on_start_offset=self._start_offset_chosen)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.options.queue_max // QUEUE_CHUNK))
         self.summary = Summary()
         self._stopping = threading.Event()  # stop reading, drain what is queued

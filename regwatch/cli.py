@@ -226,7 +226,7 @@ def status(
     import os
 
     from pipeline.checkpoint import CheckpointStore
-    from pipeline.files import fingerprint
+    from pipeline.identity import fingerprint
 
     from pipeline.checkpoint import CheckpointError
 

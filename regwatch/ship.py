@@ -13,7 +13,7 @@ from elasticsearch.serializer import OrjsonSerializer
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
-from pipeline.files import DEFAULT_EXCLUDE, InputSpec
+from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
 from pipeline.metrics import ShipperMetrics
 from pipeline.shipper import ShipInput, ShipOptions, Shipper
 from pipeline.sink import BulkSink

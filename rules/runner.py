@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, ConflictError, Elasticsearch
 
 from parsers import streams
 from parsers.timestamps import iso_from_epoch
@@ -249,9 +250,10 @@ class Runner:
         }
         try:
             self.client.create(index=streams.data_stream_name("alert", self.namespace), id=doc_id, document=document)
-        except Exception as exc:  # noqa: BLE001 - a 409 is a history line already written
-            if "version_conflict" not in str(exc):
-                log.warning("history_failed", rule=rule.name, error=str(exc)[:200])
+        except ConflictError:
+            pass  # a 409: this history line was written already (by us, or a runner beside us)
+        except (ApiError, TransportError) as exc:  # history is best effort: the alert state is the truth
+            log.warning("history_failed", rule=rule.name, error=str(exc)[:200])
 
     # -- the outbox ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
 STATE_MAPPINGS = {
     "dynamic": False,
@@ -50,8 +50,8 @@ class StateStore:
             try:
                 self.client.indices.create(index=self.index, mappings=STATE_MAPPINGS,
                                            settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
-            except Exception as exc:  # noqa: BLE001 - created meanwhile by another runner
-                if "resource_already_exists" not in str(exc):
+            except BadRequestError as exc:  # created meanwhile by another runner: fine
+                if exc.error != "resource_already_exists_exception":
                     raise
 
     def get(self, doc_id: str) -> Versioned:

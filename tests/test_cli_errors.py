@@ -115,7 +115,7 @@ def test_log_level_reaches_the_daemons(tmp_path: Path) -> None:
     quiet = run("--log-level", "ERROR", "ship", "-c", str(config), "--once")
     chatty = run("ship", "-c", str(config), "--once")
     assert quiet.returncode == chatty.returncode == 0, quiet.stderr
-    assert '"file_opened"' in chatty.stderr and '"file_opened"' not in quiet.stderr
+    assert '"file_created"' in chatty.stderr and '"file_created"' not in quiet.stderr
     one_line_error(run("--log-level", "LOUD", "parse", "-f", "nginx", str(log)), "--log-level")
 
 
@@ -128,7 +128,8 @@ def test_symlinks_out_of_the_input_folder_are_not_followed(tmp_path: Path) -> No
     (logs / "evil.log").symlink_to(secret / "shadow")
     (logs / "current.log").symlink_to(logs / "access.log")  # inside the folder: fine
     from pipeline.checkpoint import CheckpointStore
-    from pipeline.files import InputSpec, Tailer
+    from pipeline.scanner import InputSpec
+    from pipeline.tailer import Tailer
 
     spec = InputSpec(index=0, paths=(str(logs / "*.log"),))
     tailer = Tailer([spec], CheckpointStore(tmp_path / "cp.json"))

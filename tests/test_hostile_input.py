@@ -210,7 +210,7 @@ class _Sink:
 
 def _shipper(tmp_path: Path, parse) -> tuple[Shipper, _Sink]:
     from pipeline.checkpoint import CheckpointStore
-    from pipeline.files import InputSpec
+    from pipeline.scanner import InputSpec
 
     log = tmp_path / "a.log"
     log.write_bytes(b"one\ntwo\nthree\n")
