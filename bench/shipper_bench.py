@@ -28,15 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from shipping import line, write_config  # noqa: E402
+from workload import access_line, config_file, config_for  # noqa: E402
 
 from pipeline import templates  # noqa: E402
 from regwatch import localnode  # noqa: E402
-from regwatch.config import load_config  # noqa: E402
 from regwatch.logging import configure  # noqa: E402
-from regwatch.ship import build_shipper, client_for  # noqa: E402
+from regwatch.esclient import client_from_config  # noqa: E402
+from regwatch.ship import build_shipper  # noqa: E402
 
 BATCH = 2000
 
@@ -45,7 +45,7 @@ def write_lines(path: Path, count: int, start: int = 0) -> None:
     """Distinct content per file (sequence numbers from ``start``): no file is another's copy."""
     with path.open("wb") as handle:
         for i in range(start, start + count):
-            handle.write(line(i))
+            handle.write(access_line(i))
 
 
 def shipped_bodies(es_url: str, workdir: Path, log: Path, namespace: str) -> list[bytes]:
@@ -56,7 +56,7 @@ def shipped_bodies(es_url: str, workdir: Path, log: Path, namespace: str) -> lis
     """
     folder = workdir / namespace
     folder.mkdir()
-    shipper = build_shipper(load_config(write_config(folder / "c.yaml", es_url, namespace, [str(log)])))
+    shipper = build_shipper(config_for(folder, es_url, namespace, [str(log)]))
     shipper.tailer.scan()
     items = [item for lines in shipper.tailer.poll() for item in shipper._items(lines)]
     shipper.tailer.close()
@@ -77,7 +77,7 @@ def ceiling(client, bodies: list[bytes]) -> float:
 def throughput(es_url: str, workdir: Path, count: int) -> None:
     log = workdir / "throughput.log"
     write_lines(log, count, start=10_000_000)
-    client = client_for(load_config(write_config(workdir / "t.yaml", es_url, "bench", [str(log)])))
+    client = client_from_config(config_for(workdir, es_url, "bench", [str(log)]), bulk=True)
     templates.install(client)
     warmups = [shipped_bodies(es_url, workdir, log, f"warmup{n}" + uuid.uuid4().hex[:8]) for n in range(2)]
     first, second = (shipped_bodies(es_url, workdir, log, name + uuid.uuid4().hex[:8]) for name in ("ceiling", "again"))
@@ -87,9 +87,9 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
     ship_rates: list[float] = []
     cpu_us: list[float] = []  # the shipper's CPU (all its threads) per line
     for attempt in range(2):  # the shipper, like the node, gets its best of two runs
-        shipper = build_shipper(load_config(write_config(
-            workdir / f"t{attempt}.yaml", es_url, "bench" + uuid.uuid4().hex[:8], [str(log)],
-            batch={"max_docs": BATCH}, checkpoint_file=str(workdir / f"t{attempt}.json"))))
+        shipper = build_shipper(config_for(
+            workdir, es_url, "bench" + uuid.uuid4().hex[:8], [str(log)],
+            batch={"max_docs": BATCH}, checkpoint_file=str(workdir / f"t{attempt}.json")))
         started, cpu = time.perf_counter(), time.process_time()
         summary = shipper.run(once=True)
         ship_rates.append(count / (time.perf_counter() - started))
@@ -110,8 +110,8 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
     log = workdir / "latency.log"
     log.write_bytes(b"")
     namespace = "lat" + uuid.uuid4().hex[:8]
-    config = load_config(write_config(workdir / "l.yaml", es_url, namespace, [str(log)]))
-    client = client_for(config)
+    config = config_for(workdir, es_url, namespace, [str(log)])
+    client = client_from_config(config, bulk=True)
     shipper = build_shipper(config)
     runner = threading.Thread(target=shipper.run, daemon=True)
     runner.start()
@@ -144,7 +144,7 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
             delay = target - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            handle.write(line(20_000_000 + seq))
+            handle.write(access_line(20_000_000 + seq))
             written.append(time.perf_counter())
     watcher.join(timeout=60)
     stop.set()
@@ -161,7 +161,7 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
 def peak_rss(es_url: str, workdir: Path, count: int) -> None:
     log = workdir / "backlog.log"
     write_lines(log, count, start=30_000_000)
-    config = write_config(workdir / "r.yaml", es_url, "rss" + uuid.uuid4().hex[:8], [str(log)])
+    config = config_file(config_for(workdir, es_url, "rss" + uuid.uuid4().hex[:8], [str(log)]), workdir / "rss.json")
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "regwatch.cli", "ship", "-c", str(config), "--once"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

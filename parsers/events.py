@@ -2,7 +2,7 @@
 
 Parsers build documents as plain dicts on the hot path (a pydantic model per line would cost more
 than the parse itself); the pydantic models below are the contract those dicts must meet
-(``../shared/DESIGN.md``). ``validate_document`` checks a document against the model of its kind:
+(``docs/events.md``). ``validate_document`` checks a document against the model of its kind:
 the tests run it on every document they produce, and ``regwatch parse --validate`` does too.
 """
 

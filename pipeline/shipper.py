@@ -10,11 +10,7 @@ are delivered in order, so a file's checkpoint never passes a line that is not a
 
 from __future__ import annotations
 
-import base64
-import gc
-import hashlib
 import queue
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,11 +23,14 @@ import orjson
 import structlog
 
 from parsers.timestamps import now_iso
-from pipeline.checkpoint import CheckpointStore, Identity
+from pipeline.checkpoint import CheckpointStore
+from pipeline.docid import id_prefix
+from pipeline.interpreter import tune_interpreter
 from pipeline.reader import FileSource, Line
 from pipeline.scanner import InputSpec
 from pipeline.tailer import Tailer
 from pipeline.metrics import ShipperMetrics
+from pipeline.settings import ShipSettings
 from pipeline.sink import BulkSink, DeadLetterFn, Item, make_item
 
 log = structlog.get_logger(__name__)
@@ -73,21 +72,6 @@ class Chunk:
 
 
 @dataclass
-class ShipOptions:
-    batch_docs: int = 2000
-    batch_bytes: int = 5 * 1024 * 1024
-    batch_wait_s: float = 0.5
-    queue_max: int = 10_000
-    max_line_bytes: int = 1024 * 1024
-    partial_flush_s: float = 5.0
-    poll_interval_s: float = 1.0
-    close_renamed_after_s: float = 5.0
-    checkpoint_every_s: float = 1.0
-    stop_grace_s: float = 5.0
-    watch: bool = True
-
-
-@dataclass
 class Summary:
     lines_read: int = 0
     indexed: Counter[str] = field(default_factory=Counter)
@@ -103,42 +87,6 @@ class Summary:
         kinds = " ".join(f"{k}={v}" for k, v in sorted(self.indexed.items()) if k != "deadletter")
         return (f"lines_read={self.lines_read} events={self.events} deadletters={sum(self.deadletters.values())} "
                 f"duplicates_skipped={self.duplicates} {kinds}").strip()
-
-
-def tune_interpreter() -> None:
-    """Keep the interpreter's housekeeping off the hot path of a long-running shipper.
-
-    Garbage collector: every parsed line allocates a score of dicts; with the default thresholds
-    a young collection runs every few dozen lines and a full one, walking every object the
-    process holds (modules, pydantic models, the client), every few thousand. Freezing what exists
-    at start hides it from the collector, and a larger young generation makes collections rare:
-    events hold no cycles and are freed by reference counting.
-
-    Switch interval: the writer thread needs the GIL back each time the network wakes it (request
-    sent, response in) while the reader thread parses; the default 5 ms wait each time leaves
-    Elasticsearch idle between bulks. 1 ms keeps the writer prompt.
-
-    Measured with bench/shipper_bench.py: CPU per nginx line 20 -> 14.5 us, ratio 0.70 -> 0.82-0.90.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    sys.setswitchinterval(0.001)
-
-
-def id_prefix(identity: Identity) -> str:
-    """20 characters naming a file's content: its identity hashed (blake2b), base64url."""
-    return base64.urlsafe_b64encode(hashlib.blake2b(identity.key.encode(), digest_size=15).digest()).decode()
-
-
-def document_id(identity: Identity, offset: int) -> str:
-    """The same line of the same content is always the same document.
-
-    The hash of the file's identity, then the line's byte offset in hex. The ids of one file share
-    a prefix and grow, which Lucene looks up faster than random ones (Elasticsearch's tuning
-    guide): an ``op_type: create`` is an id lookup per document.
-    """
-    return id_prefix(identity) + format(offset, "x")
 
 
 @dataclass(slots=True)
@@ -160,22 +108,22 @@ class ShipperFailed(RuntimeError):
 
 class Shipper:
     def __init__(self, sink: BulkSink, inputs: list[ShipInput], store: CheckpointStore,
-                 options: ShipOptions | None = None, metrics: ShipperMetrics | None = None,
+                 options: ShipSettings | None = None, metrics: ShipperMetrics | None = None,
                  reload: Callable[[], list[ShipInput] | None] | None = None,
                  config_changed: Callable[[], bool] | None = None) -> None:
         self.sink = sink
         self.inputs = inputs
         self.store = store
-        self.options = options or ShipOptions()
+        self.options = options or ShipSettings()
         self.metrics = metrics or sink.metrics
         self._reload_fn = reload
         self._config_changed = config_changed
         self._reload_requested = threading.Event()
         self.tailer = Tailer([i.spec for i in inputs], store, max_line_bytes=self.options.max_line_bytes,
-                             partial_flush_s=self.options.partial_flush_s,
+                             partial_flush_s=self.options.partial_line_flush_s,
                              close_renamed_after_s=self.options.close_renamed_after_s,
                              on_start_offset=self._start_offset_chosen)
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.options.queue_max // QUEUE_CHUNK))
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.options.queue_max_events // QUEUE_CHUNK))
         self.summary = Summary()
         self._stopping = threading.Event()  # stop reading, drain what is queued
         self._give_up = threading.Event()  # stop retrying: exit without acknowledging the rest
@@ -202,11 +150,11 @@ class Shipper:
         self._reload_requested.set()
         self._wake.set()
 
-    def run(self, once: bool = False) -> Summary:
+    def run(self, once: bool = False, watch: bool = True) -> Summary:
         """Ship until stopped (daemon), or until every input is read to its end (``once``)."""
         self.store.lock()
         tune_interpreter()
-        if self.options.watch and not once:
+        if watch and not once:
             self._start_watching()
         reader = threading.Thread(target=self._read_loop, args=(once,), name="regwatch-reader", daemon=True)
         reader.start()
@@ -377,9 +325,9 @@ class Shipper:
         batch: list[Chunk] = []
         docs = size = 0
         first_at = 0.0
-        options = self.options
+        limits = self.options.batch
         while True:
-            timeout = max(0.01, options.batch_wait_s - (time.monotonic() - first_at)) if batch else 0.5
+            timeout = max(0.01, limits.max_wait_s - (time.monotonic() - first_at)) if batch else 0.5
             try:
                 chunk = self.queue.get(timeout=timeout)
             except queue.Empty:
@@ -389,7 +337,7 @@ class Shipper:
                     self._deliver(batch)
                 return
             if chunk is not None:
-                if batch and (docs + len(chunk.items) > options.batch_docs or size + chunk.nbytes > options.batch_bytes):
+                if batch and (docs + len(chunk.items) > limits.max_docs or size + chunk.nbytes > limits.max_bytes):
                     if not self._deliver(batch):
                         return
                     batch, docs, size = [], 0, 0
@@ -398,7 +346,7 @@ class Shipper:
                 batch.append(chunk)
                 docs += len(chunk.items)
                 size += chunk.nbytes
-            if batch and (docs >= options.batch_docs or time.monotonic() - first_at >= options.batch_wait_s):
+            if batch and (docs >= limits.max_docs or time.monotonic() - first_at >= limits.max_wait_s):
                 if not self._deliver(batch):
                     return
                 batch, docs, size = [], 0, 0

@@ -9,7 +9,7 @@ import structlog
 import yaml
 from elasticsearch import ApiError, Elasticsearch
 
-from parsers.streams import LOG_KINDS, METRIC_KINDS, all_kinds, data_stream_name  # noqa: F401 - re-exported
+from parsers.streams import all_kinds
 
 log = structlog.get_logger(__name__)
 

@@ -136,7 +136,7 @@ def parse(
     except RouteTableError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    from pipeline.shipper import tune_interpreter
+    from pipeline.interpreter import tune_interpreter
 
     parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
     tune_interpreter()  # the shipper's hot-path settings: rare garbage collections

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, FilePath, ValidationError, field_validator
 
 from parsers.validation import StrictModel, problems
+from pipeline.settings import ShipSettings
 from parsers.yamlfile import YamlFileError, load_yaml
 
 from rules.notify import Target
@@ -97,12 +98,6 @@ class InputConfig(StrictModel):
         return paths
 
 
-class BatchConfig(StrictModel):
-    max_docs: int = Field(2000, ge=1)
-    max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
-    max_wait_s: float = Field(0.5, gt=0)
-
-
 class RulesConfig(StrictModel):
     folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
     notifiers: dict[str, Target] = Field(default_factory=dict)
@@ -112,17 +107,14 @@ class RulesConfig(StrictModel):
     stale_notify: list[str] = Field(default_factory=list)
 
 
-class Config(StrictModel):
+class Config(ShipSettings):
+    """The whole configuration: the shipper's settings (:class:`ShipSettings`) and the rest."""
+
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     namespace: str = "default"
     inputs: list[InputConfig] = Field(default_factory=list)
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    queue_max_events: int = Field(10_000, ge=1)
     checkpoint_file: Path = Path("/var/lib/regwatch/checkpoints.json")
     metrics_port: int | None = Field(9464, ge=1, le=65535)
-    max_line_bytes: int = Field(1024 * 1024, ge=256)
-    partial_line_flush_s: float = Field(5.0, gt=0)
-    poll_interval_s: float = Field(1.0, gt=0)
     host_name: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
 

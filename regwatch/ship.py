@@ -7,17 +7,16 @@ import signal
 import socket
 from pathlib import Path
 
-from elasticsearch import Elasticsearch
-from elasticsearch.serializer import OrjsonSerializer
 
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
 from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
 from pipeline.metrics import ShipperMetrics
-from pipeline.shipper import ShipInput, ShipOptions, Shipper
+from pipeline.shipper import ShipInput, Shipper
 from pipeline.sink import BulkSink
 from regwatch.config import Config, load_config
+from regwatch.esclient import client_from_config
 
 
 def build_inputs(config: Config) -> list[ShipInput]:
@@ -37,21 +36,9 @@ def build_inputs(config: Config) -> list[ShipInput]:
     return inputs
 
 
-def options_from(config: Config) -> ShipOptions:
-    return ShipOptions(
-        batch_docs=config.batch.max_docs, batch_bytes=config.batch.max_bytes, batch_wait_s=config.batch.max_wait_s,
-        queue_max=config.queue_max_events, max_line_bytes=config.max_line_bytes,
-        partial_flush_s=config.partial_line_flush_s, poll_interval_s=config.poll_interval_s)
-
-
-def client_for(config: Config) -> Elasticsearch:
-    options = config.elasticsearch.client_options()
-    return Elasticsearch(serializer=OrjsonSerializer(), retry_on_timeout=True, max_retries=0, **options)
-
-
 def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
     metrics = ShipperMetrics()
-    sink = BulkSink(client_for(config), metrics)
+    sink = BulkSink(client_from_config(config, bulk=True), metrics)
     seen = {"mtime": _mtime(config_path)}
 
     def config_changed() -> bool:
@@ -63,7 +50,7 @@ def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
         seen["mtime"] = _mtime(config_path)
         return build_inputs(load_config(config_path))
 
-    return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), options_from(config),
+    return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config,
                    metrics, reload=reload, config_changed=config_changed)
 
 

@@ -23,7 +23,7 @@ from regwatch import localnode
 from regwatch.config import load_config
 from regwatch.logging import configure
 from regwatch.ship import build_shipper
-from shipping import write_config
+from support.shipping import write_config
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -19,7 +19,7 @@ from elasticsearch import Elasticsearch
 
 from pipeline.receiver import sign
 from regwatch.demo import free_port, mlflow_server
-from shipping import wait_for
+from support.shipping import wait_for
 
 pytestmark = pytest.mark.slow
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]

@@ -7,7 +7,7 @@ import sys
 
 from elasticsearch import Elasticsearch
 
-from pipeline import templates
+from parsers import streams
 
 
 def test_node_is_real_elasticsearch(es: Elasticsearch) -> None:
@@ -19,7 +19,7 @@ def test_node_is_real_elasticsearch(es: Elasticsearch) -> None:
 
 
 def test_data_stream_round_trip(es: Elasticsearch, namespace: str) -> None:
-    stream = templates.data_stream_name("access", namespace)
+    stream = streams.data_stream_name("access", namespace)
     doc = {"@timestamp": "2026-11-24T23:55:40Z", "event": {"action": "health-check"}, "url": {"path": "/health"}}
     created = es.create(index=stream, id="round-trip-1", document=doc, refresh=True)
     assert created["result"] == "created"
@@ -55,6 +55,6 @@ def test_setup_twice_leaves_identical_templates(es: Elasticsearch, es_url: str) 
             first = snapshot
     assert snapshot == first
     assert set(snapshot["index"]) == {
-        f"logs-modelregistry.{k}" for k in templates.LOG_KINDS
+        f"logs-modelregistry.{k}" for k in streams.LOG_KINDS
     } | {"metrics-modelregistry.availability"}
     assert snapshot["index"]["logs-modelregistry.error"]["template"]["lifecycle"]["data_retention"] == "90d"

@@ -8,7 +8,6 @@ kill the shipper's reader thread, and the restart died on it again.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,47 +19,15 @@ from elasticsearch import Elasticsearch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostile import BIG_INTS, corpus
+from support.hostile import BIG_INTS, check_line, corpus
 from parsers import FORMATS, LineParser, ParseContext
-from parsers.events import kind_of, validate_document
-from parsers.values import LONG_MAX, LONG_MIN
+from parsers.events import kind_of
 from pipeline.shipper import Shipper, ShipperFailed, ShipInput
 from regwatch.config import load_config
-from regwatch.ship import build_shipper
-from shipping import indexed, write_config
+from support.shipping import indexed, write_config
 
 ALL_FORMATS = sorted(FORMATS)
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
-
-
-def assert_fits_mapping(value: Any, where: str = "") -> None:
-    """Every string encodes as strict UTF-8, every integer fits a long, every float is finite."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert_fits_mapping(key, where)
-            assert_fits_mapping(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for item in value:
-            assert_fits_mapping(item, where)
-    elif isinstance(value, str):
-        value.encode("utf-8")  # raises on a lone surrogate
-    elif isinstance(value, bool) or value is None:
-        pass
-    elif isinstance(value, int):
-        assert LONG_MIN <= value <= LONG_MAX, f"{where}={value} does not fit a long"
-    elif isinstance(value, float):
-        assert math.isfinite(value), f"{where}={value}"
-    else:
-        raise AssertionError(f"{where}: unexpected {type(value).__name__}")
-
-
-def check_line(parser: LineParser, line: bytes) -> dict[str, Any]:
-    doc, encoded = parser.parse_encoded(line)
-    assert doc.get("error", {}).get("type") not in ("parser_bug", "unencodable"), (line[:200], doc["error"])
-    validate_document(doc)
-    assert_fits_mapping(doc)
-    assert orjson.loads(encoded) == doc
-    return doc
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)

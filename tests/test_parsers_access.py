@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from helpers import SAMPLES, kinds, parse_file, parse_lines
+from support.parsing import SAMPLES, kinds, parse_file, parse_lines
 
 NGINX = SAMPLES / "mlflow-nginx" / "nginx_access.log"
 GUNICORN = SAMPLES / "mlflow-nginx" / "gunicorn_access.log"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import SAMPLES, kinds, parse_file, parse_lines
+from support.parsing import SAMPLES, kinds, parse_file, parse_lines
 
 AUDIT = SAMPLES / "audit"
 

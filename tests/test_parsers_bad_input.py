@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import parse_lines
-from test_hostile_input import check_line  # parse and encode; fails on a parser_bug
+from support.parsing import parse_lines
+from support.hostile import check_line  # parse and encode; fails on a parser_bug
 from parsers import FORMATS, LineParser, ParseContext
-from parsers.events import kind_of, validate_document
+from parsers.events import kind_of
 
 ALL_FORMATS = sorted(FORMATS)
 GOOD_NGINX = b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /health HTTP/1.1" 200 2 "-" "curl/7.88.1"\n'

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from helpers import SAMPLES, parse_file
+from support.parsing import SAMPLES, parse_file
 
 DOC = Path(__file__).parent.parent / "docs" / "queries.md"
 # The samples were recorded on 2026-11-24/25: the queries' "now" is pinned to that day.

@@ -17,11 +17,11 @@ from elasticsearch import Elasticsearch
 
 from pipeline.checkpoint import CheckpointStore, Identity
 from pipeline.metrics import ShipperMetrics
-from pipeline.shipper import document_id
+from pipeline.docid import document_id
 from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
 from regwatch.ship import build_shipper
-from shipping import indexed, line, seq_counts, wait_for, write_config
+from support.shipping import indexed, line, seq_counts, wait_for, write_config
 
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
 

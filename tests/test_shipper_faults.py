@@ -25,7 +25,7 @@ from pipeline import templates
 from regwatch import localnode
 from regwatch.config import load_config
 from regwatch.ship import build_shipper
-from shipping import indexed, line, seq_counts, wait_for, write_config
+from support.shipping import indexed, line, seq_counts, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]

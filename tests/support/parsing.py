@@ -9,7 +9,7 @@ from typing import Any
 from parsers import LineParser, ParseContext
 from parsers.events import kind_of, validate_document
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).parent.parent / "samples"
 
 
 def parse_lines(fmt: str, lines: list[bytes], **ctx: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,14 @@ node: the tests in test_hostile_input.py run parse, encode and index over all of
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
+
+import orjson
+
+from parsers import LineParser
+from parsers.events import validate_document
+from parsers.values import LONG_MAX, LONG_MIN
 
 # Values that broke, or could break, a stage after the parser.
 SURROGATES = ["\ud800", "\udfff", "a\ud800b", "\udc00\ud800"]  # lone surrogates (as JSON escapes)
@@ -143,3 +151,33 @@ CORPUS = {"nginx": nginx, "gunicorn": nginx, "uvicorn": uvicorn, "nginx-json": n
 
 def corpus(fmt: str) -> list[bytes]:
     return CORPUS[fmt]()
+
+
+def assert_fits_mapping(value: Any, where: str = "") -> None:
+    """Every string encodes as strict UTF-8, every integer fits a long, every float is finite."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert_fits_mapping(key, where)
+            assert_fits_mapping(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            assert_fits_mapping(item, where)
+    elif isinstance(value, str):
+        value.encode("utf-8")  # raises on a lone surrogate
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        assert LONG_MIN <= value <= LONG_MAX, f"{where}={value} does not fit a long"
+    elif isinstance(value, float):
+        assert math.isfinite(value), f"{where}={value}"
+    else:
+        raise AssertionError(f"{where}: unexpected {type(value).__name__}")
+
+
+def check_line(parser: LineParser, line: bytes) -> dict[str, Any]:
+    doc, encoded = parser.parse_encoded(line)
+    assert doc.get("error", {}).get("type") not in ("parser_bug", "unencodable"), (line[:200], doc["error"])
+    validate_document(doc)
+    assert_fits_mapping(doc)
+    assert orjson.loads(encoded) == doc
+    return doc

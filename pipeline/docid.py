@@ -1,0 +1,23 @@
+"""Document identity: the ``_id`` of a line, the same however often it is read (docs/events.md)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from pipeline.checkpoint import Identity
+
+
+def id_prefix(identity: Identity) -> str:
+    """20 characters naming a file's content: its identity hashed (blake2b), base64url."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(identity.key.encode(), digest_size=15).digest()).decode()
+
+
+def document_id(identity: Identity, offset: int) -> str:
+    """The same line of the same content is always the same document.
+
+    The hash of the file's identity, then the line's byte offset in hex. The ids of one file share
+    a prefix and grow, which Lucene looks up faster than random ones (Elasticsearch's tuning
+    guide): an ``op_type: create`` is an id lookup per document.
+    """
+    return id_prefix(identity) + format(offset, "x")
