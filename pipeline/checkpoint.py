@@ -168,3 +168,35 @@ class CheckpointStore:
         finally:
             os.close(dir_fd)
         return True
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a known file is behind: ``size`` is None when the path holds other content now."""
+
+    path: str
+    offset: int
+    size: int | None
+
+    @property
+    def behind(self) -> int | None:
+        return None if self.size is None else max(0, self.size - self.offset)
+
+
+def lag(store: CheckpointStore) -> list[Lag]:
+    """Every position in the store against the file now at its path (the same content or not)."""
+    from pipeline.identity import FINGERPRINT_BYTES, fingerprint
+
+    rows = []
+    for position in sorted(store.all(), key=lambda p: p.path):
+        size = None
+        try:
+            with open(position.path, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                same_file = (st.st_dev, st.st_ino) == (position.identity.device, position.identity.inode)
+                if same_file and fingerprint(handle.read(FINGERPRINT_BYTES)) == position.identity.fingerprint:
+                    size = st.st_size
+        except OSError:
+            pass
+        rows.append(Lag(position.path, position.offset, size))
+    return rows

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -286,6 +287,22 @@ async def _answer(send: Callable, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.start", "status": int(status),
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here so that a port in use is an OSError the caller can report in
+    one line (uvicorn would log it and exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def make_server(receiver: Receiver, host: str, port: int, path: str = "/mlflow/webhook", *,

@@ -129,3 +129,19 @@ def run_workload(tracking_uri: str, truth_path: Path, loads: int = 3) -> list[di
     record("rename_model", MODELS[2], None, lambda: client.rename_registered_model(MODELS[2], MODELS[2] + "-v2"))
     truth_path.write_text("".join(json.dumps(t) + "\n" for t in truth))
     return truth
+
+
+def indexed_summary(client, namespace: str) -> tuple[str, dict[str, int], dict[str, int]]:
+    """What the demo's namespace holds: (pattern, documents per kind, retrievals of the top models)."""
+    from parsers import streams
+
+    pattern = streams.pattern(namespace)
+    client.indices.refresh(index=pattern)
+    response = client.search(index=pattern, size=0, aggs={
+        "kinds": {"terms": {"field": "data_stream.dataset", "size": 10}},
+        "models": {"filter": {"term": {"data_stream.dataset": streams.dataset("retrieval")}},
+                   "aggs": {"top": {"terms": {"field": "modelregistry.model.name", "size": 5}}}},
+    })
+    kinds = {streams.kind_of_dataset(b["key"]): b["doc_count"] for b in response["aggregations"]["kinds"]["buckets"]}
+    top = {b["key"]: b["doc_count"] for b in response["aggregations"]["models"]["top"]["buckets"]}
+    return pattern, kinds, top

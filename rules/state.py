@@ -127,3 +127,9 @@ class StateStore:
         except ConflictError:
             return None
         return Versioned(item.id, doc, result["_seq_no"], result["_primary_term"])
+
+    def firing(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The alerts firing now (their state documents)."""
+        hits = self.client.search(index=self.index, size=limit, query={"bool": {"filter": [
+            {"term": {"type": "alert"}}, {"term": {"state": "firing"}}]}})["hits"]["hits"]
+        return [hit["_source"] for hit in hits]

@@ -1,0 +1,44 @@
+"""The ``regwatch`` command line: one front door to every room.
+
+One module per command group; each parses options, calls its room and formats the output.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import structlog
+import typer
+from rich.text import Text
+
+from regwatch.cli import demo, es, kibana, receiver, rules, shipping
+from regwatch.cli.common import err, set_log_level
+
+# Tracebacks never show locals (a bind failure once printed the webhook secret that way).
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False,
+                  pretty_exceptions_show_locals=False)
+app.add_typer(es.app, name="es")
+app.add_typer(rules.app, name="rules")
+app.add_typer(kibana.app, name="kibana")
+app.add_typer(receiver.app, name="audit-receiver")
+for group in (shipping, demo):
+    for command in group.app.registered_commands:
+        app.registered_commands.append(command)
+
+
+@app.callback()
+def _root(log_level: Annotated[Optional[str], typer.Option(
+        help="structlog level: DEBUG, INFO, WARNING, ERROR (default: INFO for daemons, WARNING otherwise)")] = None,
+) -> None:
+    set_log_level(log_level)
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, no traceback, non-zero
+        structlog.get_logger("regwatch").debug("unexpected_error", exc_info=True)
+        err.print(Text.assemble(("error: ", "red"), f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+                                " (run with --log-level DEBUG for the traceback)"), highlight=False)
+        sys.exit(1)

@@ -1,0 +1,5 @@
+"""``python -m regwatch.cli``."""
+
+from regwatch.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""What every command shares: the console, one-line errors, logging, the configuration."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from regwatch.config import redact_url
+from regwatch.logging import configure as configure_logging
+
+err = Console(stderr=True)
+_LOG_LEVEL: dict[str, str | None] = {"level": None}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def set_log_level(level: str | None) -> None:
+    """The root ``--log-level``: commands log at WARNING unless told, daemons at INFO."""
+    if level is not None and level.upper() not in LOG_LEVELS:
+        fail(f"--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}", code=2)
+    _LOG_LEVEL["level"] = level.upper() if level else None
+    configure_logging(_LOG_LEVEL["level"] or "WARNING")
+
+
+def daemon_logging(json_lines: bool = True) -> None:
+    """Daemons log at INFO unless ``--log-level`` said otherwise."""
+    configure_logging(_LOG_LEVEL["level"] or "INFO", json=json_lines)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, the message taken as plain text (a YAML error may hold ``[...]``)."""
+    err.print(Text.assemble(("error: ", "red"), " ".join(message.split("\n"))), highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(Text.assemble(("warning: ", "yellow"), message), highlight=False)
+
+
+def es_warnings(settings) -> None:
+    for warning in settings.elasticsearch.warnings():
+        warn(warning)
+
+
+@contextlib.contextmanager
+def elasticsearch_errors(settings):
+    """Elasticsearch unreachable or refusing: one line naming the node (its password masked)."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    try:
+        yield
+    except (TransportError, ApiError) as exc:
+        hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
+        detail = getattr(exc, "message", None) or type(exc).__name__
+        fail(f"Elasticsearch at {hosts}: {type(exc).__name__}: {' '.join(str(detail).split())[:300]}")
+
+
+def load(path: Path | None):
+    from regwatch.config import Config, ConfigError, load_config
+
+    if path is None:
+        return Config()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))

@@ -1,0 +1,56 @@
+"""``regwatch kibana``: import and export the saved objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from regwatch.cli.common import fail
+
+app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data views and searches.")
+
+@app.command("import")
+def kibana_import(
+    url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
+    space: Annotated[Optional[str], typer.Option(help="Kibana space")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="NDJSON to import (default: the shipped objects)")] = None,
+) -> None:
+    """Import (overwrite) the saved objects; report what was created, updated or failed."""
+    import httpx
+
+    from kibana.client import import_objects
+    from kibana.objects import NDJSON
+
+    payload = (file or NDJSON).read_bytes()
+    try:
+        report = import_objects(url, payload, space)
+    except httpx.HTTPError as exc:
+        fail(f"Kibana import failed: {exc}")
+    for label, names in (("created", report.created), ("updated", report.updated), ("failed", report.failed)):
+        for name in names:
+            typer.echo(f"{label:8} {name}")
+    typer.echo(f"created={len(report.created)} updated={len(report.updated)} failed={len(report.failed)}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def kibana_export(
+    url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
+    space: Annotated[Optional[str], typer.Option(help="Kibana space")] = None,
+    out: Annotated[Path, typer.Option(help="where to write the NDJSON")] = Path("regwatch-export.ndjson"),
+) -> None:
+    """Export regwatch's objects as edited in Kibana (dashboards and what they reference)."""
+    import httpx
+
+    from kibana.client import export_objects
+    from kibana.objects import all_objects
+
+    try:
+        text = export_objects(url, [o for o in all_objects() if o["type"] in ("dashboard", "search")], space)
+    except httpx.HTTPError as exc:
+        fail(f"Kibana export failed: {exc}")
+    out.write_text(text)
+    typer.echo(f"wrote {out} ({len(text.splitlines())} objects)")

@@ -1,0 +1,164 @@
+"""``regwatch setup``, ``parse``, ``ship``, ``status``: logs to documents to Elasticsearch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load
+
+
+app = typer.Typer()
+
+
+@app.command()
+def setup(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    retention: Annotated[str, typer.Option(help="data stream retention, '' for none")] = "90d",
+) -> None:
+    """Install the index templates of every regwatch data stream (idempotent)."""
+    from pipeline import templates
+    from regwatch.esclient import client_from_config
+
+    settings = load(config)
+    es_warnings(settings)
+    client = client_from_config(settings)
+    with elasticsearch_errors(settings):
+        installed = templates.install(client, retention=retention or None)
+    err.print(f"installed {len(installed)} templates")
+
+
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="log files to parse ('-' for stdin)")],
+    format: Annotated[str, typer.Option("--format", "-f", help="nginx, nginx-json, gunicorn, uvicorn, databricks-audit, cloudtrail, audit")],
+    routes: Annotated[Optional[Path], typer.Option(help="route table YAML replacing the built-in one")] = None,
+    namespace: Annotated[str, typer.Option(help="data stream namespace")] = "default",
+    validate: Annotated[bool, typer.Option(help="check each document against the event model")] = False,
+    keep_original: Annotated[bool, typer.Option(help="keep the raw line in event.original")] = False,
+) -> None:
+    """Print, one JSON line each, the documents that would be indexed (no Elasticsearch)."""
+    from collections import Counter
+
+    from parsers import FORMATS, LineParser, ParseContext
+    from parsers.events import validate_document
+    from parsers.routes import RouteTableError, load_table, Router
+
+    if format not in FORMATS:
+        err.print(f"[red]error:[/red] unknown format {format!r}; one of: {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    try:
+        router = Router(load_table(routes)) if routes else None
+    except RouteTableError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    from pipeline.interpreter import tune_interpreter
+
+    parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
+    tune_interpreter()  # the shipper's hot-path settings: rare garbage collections
+    counts: Counter[str] = Counter()
+    out = sys.stdout.buffer
+    for path in files:
+        try:
+            stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            fail(f"{path}: {exc.strerror or exc}", code=2)
+        with stream:
+            block: list[bytes] = []
+            for line in stream:
+                doc, encoded = parser.parse_encoded(line)
+                if validate:
+                    validate_document(doc)
+                counts[doc["data_stream"]["dataset"]] += 1
+                block.append(encoded)
+                if len(block) == 128:  # larger joins cost more than they save (fresh pages each)
+                    out.write(b"".join(block))
+                    block.clear()
+            out.write(b"".join(block))
+    out.flush()
+    total = sum(counts.values())
+    summary = " ".join(f"{kind.removeprefix('modelregistry.')}={counts[kind]}" for kind in sorted(counts))
+    err.print(f"lines={total} {summary}", highlight=False, markup=False)
+
+
+@app.command()
+def ship(
+    config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
+    once: Annotated[bool, typer.Option("--once", help="read every input to its end, index, checkpoint, exit")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
+) -> None:
+    """The log shipper daemon: follow the inputs and index every line exactly once."""
+    from parsers.routes import RouteTableError
+    from pipeline.checkpoint import CheckpointError
+    from pipeline.shipper import ShipperFailed
+    from regwatch.ship import build_shipper, install_signals
+
+    settings = load(config)
+    daemon_logging(log_json)
+    es_warnings(settings)
+    try:
+        shipper = build_shipper(settings, config)
+    except (RouteTableError, CheckpointError) as exc:
+        fail(str(exc))
+    install_signals(shipper)
+    if settings.metrics_port and not once:
+        try:
+            shipper.metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            fail(f"{config}: metrics_port: cannot listen on 127.0.0.1:{settings.metrics_port}: {exc.strerror or exc}")
+    try:
+        if once and sys.stderr.isatty():
+            summary = _run_with_progress(shipper, settings)
+        else:
+            summary = shipper.run(once=once)
+    except CheckpointError as exc:
+        fail(str(exc))
+    except ShipperFailed as exc:
+        fail(f"shipping stopped: {exc} (acknowledged lines are checkpointed; a restart resumes after them)")
+    typer.echo(summary.line())
+
+
+def _run_with_progress(shipper, settings):
+    import glob
+    import os
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    total = sum(os.path.getsize(p) for i in settings.inputs for pat in i.paths for p in glob.glob(pat)
+                if os.path.isfile(p))
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=err) as progress:
+        task = progress.add_task("shipping", total=total)
+        shipper.progress = lambda n: progress.advance(task, n)
+        return shipper.run(once=True)
+
+
+@app.command()
+def status(
+    config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+) -> None:
+    """Each known file: its path, acknowledged offset, size, and how far behind it is."""
+    from pipeline.checkpoint import CheckpointError, CheckpointStore, lag
+
+    settings = load(config)
+    try:
+        rows = lag(CheckpointStore(settings.checkpoint_file))
+    except CheckpointError as exc:
+        fail(str(exc))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({"path": row.path, "offset": row.offset, "size": row.size, "behind": row.behind}))
+        return
+    from rich.table import Table
+
+    table = Table("file", "offset", "size", "behind")
+    for row in rows:
+        table.add_row(row.path, str(row.offset), "-" if row.size is None else str(row.size),
+                      "rotated away" if row.behind is None else str(row.behind))
+    Console().print(table)
