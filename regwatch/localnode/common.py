@@ -1,0 +1,120 @@
+"""What every part of the local node shares: versions, paths, errors, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Maven Central serves the integ-test-zip up to the 8.19 line (no 9.x is published there); the
+# Python client is pinned to the same major. ES_URL or Docker can bring a 9.x node instead.
+ES_VERSION = "8.19.21"
+MAVEN_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+DOCKER_IMAGE = os.environ.get(
+    "REGWATCH_ES_IMAGE", f"docker.elastic.co/elasticsearch/elasticsearch:{ES_VERSION}"
+)
+ES_USER = "regwatch-es"
+DEFAULT_PORT = 9200
+HEAP = "1g"
+READY_TIMEOUT_S = 120.0
+
+Progress = Callable[[str], None]
+
+
+class NodeError(RuntimeError):
+    """Something the local node needs is missing; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Node:
+    url: str
+    source: str  # "ES_URL", "docker" or "local"
+    started: bool  # True when this call started it (so the caller may stop it)
+
+
+def base_dir() -> Path:
+    """Cache and work folder, outside the repository, traversable by the node's user."""
+    if env := os.environ.get("REGWATCH_HOME"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/regwatch")
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "regwatch"
+
+
+def port() -> int:
+    return int(os.environ.get("REGWATCH_ES_PORT", DEFAULT_PORT))
+
+
+def work_dir() -> Path:
+    return base_dir() / f"node-{port()}"
+
+
+def state_file() -> Path:
+    """Beside the node's folder, not in it: that folder belongs to the node's user, and what root
+    reads back (which process to kill) must not be writable by anyone else."""
+    return base_dir() / f"node-{port()}.json"
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+    log.info("localnode", step=message)
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
+    """The cluster health document, or None when nothing answers like Elasticsearch."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/_cluster/health")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.headers.get("X-elastic-product") != "Elasticsearch":
+                return None
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _is_ready(url: str) -> bool:
+    health = cluster_health(url)
+    return health is not None and health.get("status") in ("yellow", "green")
+
+
+def _port_in_use(p: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", p)) == 0
+
+
+def wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], console: Path | None = None) -> None:
+    started = time.monotonic()
+    deadline = started + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _is_ready(url):
+            _say(progress, f"ready at {url} after {time.monotonic() - started:.1f}s")
+            return
+        if not alive():
+            tail = ""
+            if console is not None:
+                try:
+                    fd = os.open(console, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    with os.fdopen(fd, "rb") as handle:
+                        lines = handle.read().decode(errors="replace").strip().splitlines()
+                    tail = lines[-1] if lines else ""
+                except OSError:
+                    pass
+            raise NodeError(f"Elasticsearch exited before it was ready: {tail[:400]}")
+        time.sleep(0.5)
+    raise NodeError(f"Elasticsearch at {url} not ready after {READY_TIMEOUT_S:.0f}s")
