@@ -120,9 +120,10 @@ def rules_backtest(
     folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """Replay a rule over stored history: when it would have fired and resolved."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from regwatch.esclient import client_from_config
+    from parsers.timestamps import iso_from_epoch
     from rules.backtest import backtest
     from rules.model import RuleError, load_rules
 
@@ -141,7 +142,7 @@ def rules_backtest(
         fail(f"no rule {rule_name!r}; rules: {', '.join(sorted(rules))}")
     transitions = backtest(client_from_config(settings), rules[rule_name], settings.namespace, epoch(since), epoch(until))
     for t in transitions:
-        stamp = datetime.fromtimestamp(t.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = iso_from_epoch(t.at, millis=False)
         typer.echo(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}")
     typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
 
