@@ -13,20 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parsers import streams
+
 NDJSON = Path(__file__).with_name("regwatch.ndjson")
 
 # -- data views --------------------------------------------------------------------------------
 
+_TITLES = {"registration": "registrations", "retrieval": "retrievals", "version": "version changes",
+           "error": "errors", "access": "access", "deadletter": "dead-letters", "alert": "alerts",
+           "availability": "availability"}
 DATA_VIEWS = {
-    "regwatch-events": ("regwatch: all events", "logs-modelregistry.*"),
-    "regwatch-registration": ("regwatch: registrations", "logs-modelregistry.registration-*"),
-    "regwatch-retrieval": ("regwatch: retrievals", "logs-modelregistry.retrieval-*"),
-    "regwatch-version": ("regwatch: version changes", "logs-modelregistry.version-*"),
-    "regwatch-error": ("regwatch: errors", "logs-modelregistry.error-*"),
-    "regwatch-access": ("regwatch: access", "logs-modelregistry.access-*"),
-    "regwatch-deadletter": ("regwatch: dead-letters", "logs-modelregistry.deadletter-*"),
-    "regwatch-alert": ("regwatch: alerts", "logs-modelregistry.alert-*"),
-    "regwatch-availability": ("regwatch: availability", "metrics-modelregistry.availability-*"),
+    "regwatch-events": ("regwatch: all events", f"logs-{streams.PRODUCT}.*"),
+    **{f"regwatch-{kind}": (f"regwatch: {_TITLES[kind]}", streams.pattern(kind=kind, kind_type=kind_type))
+       for kind_type, kind in streams.all_kinds() if kind in _TITLES},
 }
 
 

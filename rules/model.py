@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parsers.streams import EVENT_KINDS, LineKind
-from parsers.validation import StrictModel
+from parsers.validation import StrictModel, location
 from parsers.yamlfile import YamlFileError, load_yaml
 from rules.notify import MESSAGE_FIELDS, UnsafeTemplate, check_template
 
@@ -217,7 +217,7 @@ def load_rules(folder: Path) -> list[Rule]:
                     loc = loc[2:]
                     if loc and loc[0] in RULE_TYPE_NAMES:  # pydantic's discriminator step in the path
                         loc = loc[1:]
-                key = ".".join(str(p) for p in loc) or "(rule)"
+                key = location(tuple(loc)) if loc else "(rule)"
                 problems.append(f"{path}:{where} {key}: {error['msg']}")
             continue
         for rule in parsed.rules:
