@@ -57,6 +57,7 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._positions: dict[str, FilePosition] = {}
         self._dirty = False
+        self._lock_fd: int | None = None  # held while a shipper runs on this checkpoint
         self._load()
 
     def _load(self) -> None:
@@ -78,12 +79,11 @@ class CheckpointStore:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"checkpoint file {self.path} is corrupt: {type(exc).__name__}: {exc} "
                                   "(move it away to start over: lines would then be read again)") from None
-        self._lock_fd: int | None = None
 
     def lock(self) -> None:
         """Hold ``<file>.lock`` while shipping, as Filebeat locks its data path: a second shipper on
         the same checkpoint would read, index and checkpoint the same files beside this one."""
-        if getattr(self, "_lock_fd", None) is not None:
+        if self._lock_fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -100,7 +100,7 @@ class CheckpointStore:
         self._lock_fd = fd
 
     def unlock(self) -> None:
-        fd = getattr(self, "_lock_fd", None)
+        fd = self._lock_fd
         if fd is not None:
             self._lock_fd = None
             os.close(fd)  # releases the flock
