@@ -63,7 +63,11 @@ def import_objects(url: str, ndjson: bytes, space: str | None = None, timeout: f
 
 def export_objects(url: str, objects: list[dict[str, Any]], space: str | None = None, timeout: float = 60.0,
                    verify: bool | str = True) -> str:
-    """NDJSON of the given objects (and what they reference), one sorted object a line."""
+    """NDJSON of the given objects (and what they reference), one object a line, sorted by type and id.
+
+    Every field Kibana gives is kept: the version fields above all, without which a re-import
+    would run every legacy migration of the type.
+    """
     response = httpx.post(f"{_base(url, space)}/api/saved_objects/_export",
                           json={"objects": [{"type": o["type"], "id": o["id"]} for o in objects],
                                 "includeReferencesDeep": True},
@@ -74,6 +78,5 @@ def export_objects(url: str, objects: list[dict[str, Any]], space: str | None = 
         obj = json.loads(raw)
         if "exportedCount" in obj:  # the summary line Kibana appends
             continue
-        kept = {k: obj[k] for k in ("id", "type", "attributes", "references") if k in obj}
-        lines.append(json.dumps(kept, sort_keys=True, separators=(",", ":")))
-    return "".join(line + "\n" for line in sorted(lines))
+        lines.append(((obj.get("type", ""), obj.get("id", "")), json.dumps(obj, sort_keys=True, separators=(",", ":"))))
+    return "".join(line + "\n" for _, line in sorted(lines))

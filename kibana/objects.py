@@ -1,9 +1,13 @@
 """The saved objects regwatch ships: data views, Lens visualizations, dashboards, saved searches.
 
-Each visualization is a small spec (data, at the top of this file) from which two things are
-built: the Lens saved object Kibana imports, and the equivalent Elasticsearch aggregation the
-tests run against a real node over demo data. ``python -m kibana.objects`` writes
-``kibana/regwatch.ndjson``; a test checks the committed file equals this output.
+Each visualization is a small spec (data, at the top of this file) from which the Lens saved
+object Kibana imports is built; the tests derive each panel's Elasticsearch request from that
+Lens state (``kibana.lens_query``). ``python -m kibana.objects`` writes ``kibana/regwatch.ndjson``;
+a test checks the committed file equals this output.
+
+The objects target Kibana 8.9 and later (8.19 and 9.x included). Each carries the version fields
+a Kibana 8.9+ export would give it (``VERSIONS``), so an import runs none of the legacy
+migrations of its type, and ``managed: false``.
 """
 
 from __future__ import annotations
@@ -13,9 +17,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kibana.fields import kibana_type
 from parsers import streams
 
 NDJSON = Path(__file__).with_name("regwatch.ndjson")
+
+# -- the version fields ------------------------------------------------------------------------
+
+# What a Kibana 8.9+ export writes on objects of each type. On import, Kibana runs every legacy
+# migration of the type newer than ``typeMigrationVersion`` (all of them when the field is
+# missing: collect_saved_objects.ts sets it to ''), and the core transforms newer than
+# ``coreMigrationVersion`` (document_migrator/pipelines/upgrade_pipeline.ts). The values are the
+# newest legacy migration of each type, read in Kibana's source:
+#   index-pattern  8.0.0  migrations to 7.11.0 (data_views/server/saved_objects/index_pattern_migrations.ts),
+#                         then the multi-namespace conversion at 8.0.0 (data_views.ts)
+#   search         8.0.0  migrations to 7.9.3 (saved_search/server/saved_objects/search_migrations.ts;
+#                         the search-source and filter maps are empty), conversion at 8.0.0 (search.ts)
+#   lens           8.9.0  lensMigrations to 8.9.0 (lens/server/migrations/saved_object_migrations.ts)
+#   dashboard      8.9.0  dashboard migrations to 7.17.3 merged with the embeddables' (Lens to 8.9.0)
+#                         (dashboard/server/dashboard_saved_object/migrations/dashboard_saved_object_migrations.ts)
+#   core           8.8.0  the one core transform (document_migrator/migrations/index.ts)
+# Model versions (10.x.y) that a newer Kibana defines still apply, as they do to its own exports.
+CORE_MIGRATION_VERSION = "8.8.0"
+VERSIONS = {"index-pattern": "8.0.0", "search": "8.0.0", "lens": "8.9.0", "dashboard": "8.9.0"}
+
+
+def saved_object(type_: str, id_: str, attributes: dict[str, Any], references: list[dict[str, Any]]) -> dict[str, Any]:
+    """One saved object as Kibana exports it: content, references and the version fields."""
+    return {"id": id_, "type": type_, "attributes": attributes, "references": references,
+            "coreMigrationVersion": CORE_MIGRATION_VERSION, "typeMigrationVersion": VERSIONS[type_],
+            "managed": False}
+
 
 # -- data views --------------------------------------------------------------------------------
 
@@ -39,7 +71,6 @@ class Metric:
     label: str = ""
     percentile: int | None = None
     kql: str | None = None  # a filter on this metric only (Lens "filter by")
-    dsl: dict[str, Any] | None = None  # the same filter as Query DSL, for the equivalent aggregation
 
 
 @dataclass(frozen=True)
@@ -57,8 +88,6 @@ class Vis:
 
 
 COUNT = Metric("count", label="Events")
-FOUR_XX = {"range": {"http.response.status_code": {"gte": 400, "lt": 500}}}
-FIVE_XX = {"range": {"http.response.status_code": {"gte": 500}}}
 
 OVERVIEW = [
     Vis("regwatch-activity-over-time", "Registrations, retrievals and version changes over time", "bar_stacked",
@@ -69,22 +98,18 @@ OVERVIEW = [
     Vis("regwatch-retrievals-by-version", "Retrievals by model version (top 10)", "table", "regwatch-retrieval",
         (COUNT,), terms=("modelregistry.model.name", "modelregistry.model.version")),
     Vis("regwatch-errors-4xx-5xx", "Errors over time, 4xx and 5xx apart", "bar_stacked", "regwatch-error",
-        (Metric("count", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500",
-                dsl=FOUR_XX),
-         Metric("count", label="5xx", kql="http.response.status_code >= 500", dsl=FIVE_XX)),
+        (Metric("count", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500"),
+         Metric("count", label="5xx", kql="http.response.status_code >= 500")),
         x_time=True),
     Vis("regwatch-error-rate", "Error rate", "metric", "regwatch-events",
-        (Metric("count", label="Errors", kql='data_stream.dataset : "modelregistry.error"',
-                dsl={"term": {"data_stream.dataset": "modelregistry.error"}}),),
+        (Metric("count", label="Errors", kql=f'data_stream.dataset : "{streams.dataset("error")}"'),),
         description="Error events; compare with the activity panel for the rate."),
     Vis("regwatch-latency-percentiles", "Response time p50 / p95 / p99 (ns)", "line", "regwatch-events",
         (Metric("percentile", "event.duration", "p50", 50), Metric("percentile", "event.duration", "p95", 95),
          Metric("percentile", "event.duration", "p99", 99)), x_time=True),
     Vis("regwatch-availability-probes", "Availability (health probe)", "line", "regwatch-availability",
-        (Metric("count", label="Probes up", kql="modelregistry.probe.up : true",
-                dsl={"term": {"modelregistry.probe.up": True}}),
-         Metric("count", label="Probes down", kql="modelregistry.probe.up : false",
-                dsl={"term": {"modelregistry.probe.up": False}})), x_time=True,
+        (Metric("count", label="Probes up", kql="modelregistry.probe.up : true"),
+         Metric("count", label="Probes down", kql="modelregistry.probe.up : false")), x_time=True,
         may_be_empty="filled by the availability probe; empty until one runs"),
     Vis("regwatch-requests-by-user", "Requests by user", "table", "regwatch-events", (COUNT,),
         terms=("user.name",)),
@@ -109,7 +134,7 @@ MODEL_ACTIVITY = [
 
 ALERTS = [
     Vis("regwatch-alerts-firing", "Alerts firing now", "metric", "regwatch-alert",
-        (Metric("count", label="Firing", kql='event.action : "firing"', dsl={"term": {"event.action": "firing"}}),),
+        (Metric("count", label="Firing", kql='event.action : "firing"'),),
         may_be_empty="filled by the rule runner; empty until it runs"),
     Vis("regwatch-alerts-by-rule", "Alerts by rule and severity", "table", "regwatch-alert", (COUNT,),
         terms=("modelregistry.alert.rule", "modelregistry.alert.severity"),
@@ -178,7 +203,7 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
     metrics = [f"m{i}" for i in range(len(vis.metrics))]
     for i, name in enumerate(vis.terms):
         column_id = f"t{i}"
-        columns[column_id] = {"label": f"Top {vis.size} {name}", "dataType": "string", "operationType": "terms",
+        columns[column_id] = {"label": f"Top {vis.size} {name}", "dataType": kibana_type(name), "operationType": "terms",
                               "sourceField": name, "isBucketed": True, "scale": "ordinal",
                               "params": {"size": vis.size, "orderBy": {"type": "column", "columnId": metrics[0]},
                                          "orderDirection": "desc", "otherBucket": True, "missingBucket": False}}
@@ -216,10 +241,7 @@ def lens_object(vis: Vis) -> dict[str, Any]:
     description = vis.description
     if vis.may_be_empty:
         description = (description + " " if description else "") + f"Empty is expected: {vis.may_be_empty}."
-    return {
-        "id": vis.id,
-        "type": "lens",
-        "attributes": {
+    return saved_object("lens", vis.id, {
             "title": vis.title,
             "description": description,
             "visualizationType": vis_type,
@@ -230,65 +252,14 @@ def lens_object(vis: Vis) -> dict[str, Any]:
                 "query": {"query": "", "language": "kuery"},
                 "filters": [],
             },
-        },
-        "references": [{"type": "index-pattern", "id": vis.view, "name": f"indexpattern-datasource-layer-{LAYER}"}],
-    }
-
-
-# -- the equivalent Elasticsearch aggregation ------------------------------------------------
-
-
-def _metric_agg(metric: Metric) -> dict[str, Any] | None:
-    if metric.op == "count":
-        return None
-    if metric.op == "percentile":
-        return {"percentiles": {"field": metric.field, "percents": [metric.percentile]}}
-    name = {"unique_count": "cardinality", "average": "avg"}.get(metric.op, metric.op)
-    return {name: {"field": metric.field}}
-
-
-def es_request(vis: Vis) -> dict[str, Any]:
-    """The search body Lens sends for this visualization, in its essentials."""
-    leaf: dict[str, Any] = {}
-    for i, metric in enumerate(vis.metrics):
-        agg = _metric_agg(metric)
-        if metric.dsl is not None:
-            leaf[f"m{i}"] = {"filter": metric.dsl, **({"aggs": {"value": agg}} if agg else {})}
-        elif agg is not None:
-            leaf[f"m{i}"] = agg
-    aggs = leaf
-    if vis.x_time:
-        aggs = {"x": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 1},
-                      **({"aggs": aggs} if aggs else {})}}
-    for i, name in reversed(list(enumerate(vis.terms))):
-        aggs = {f"t{i}": {"terms": {"field": name, "size": vis.size}, **({"aggs": aggs} if aggs else {})}}
-    return {"size": 0, "aggs": aggs} if aggs else {"size": 0, "track_total_hits": True}
-
-
-def fields_used(vis: Vis) -> set[str]:
-    used = set(vis.terms) | {m.field for m in vis.metrics if m.field}
-    if vis.x_time:
-        used.add("@timestamp")
-    for metric in vis.metrics:
-        if metric.dsl:
-            used |= _dsl_fields(metric.dsl)
-    return used
-
-
-def _dsl_fields(query: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for kind, body in query.items():
-        if kind in ("term", "range", "terms") and isinstance(body, dict):
-            found |= set(body)
-    return found
+        }, [{"type": "index-pattern", "id": vis.view, "name": f"indexpattern-datasource-layer-{LAYER}"}])
 
 
 # -- data views, searches, dashboards ----------------------------------------------------------
 
 
 def data_view_objects() -> list[dict[str, Any]]:
-    return [{"id": view_id, "type": "index-pattern",
-             "attributes": {"title": pattern, "name": name, "timeFieldName": "@timestamp"}, "references": []}
+    return [saved_object("index-pattern", view_id, {"title": pattern, "name": name, "timeFieldName": "@timestamp"}, [])
             for view_id, (name, pattern) in DATA_VIEWS.items()]
 
 
@@ -297,11 +268,10 @@ def search_objects() -> list[dict[str, Any]]:
     for search_id, title, view, columns in SEARCHES:
         source = {"query": {"query": "", "language": "kuery"}, "filter": [],
                   "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
-        objects.append({"id": search_id, "type": "search", "attributes": {
+        objects.append(saved_object("search", search_id, {
             "title": title, "description": "", "columns": columns, "sort": [["@timestamp", "desc"]],
             "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source, sort_keys=True)}},
-            "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",
-                            "id": view}]})
+            [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern", "id": view}]))
     return objects
 
 
@@ -323,7 +293,9 @@ def dashboard_object(dashboard_id: str, title: str, visuals: list[Vis], help_tex
         x = 0 if n % 2 else 24
         panels.append({"type": "lens", "panelIndex": f"p{n}", "panelRefName": f"panel_p{n}",
                        "gridData": {"x": x, "y": y, "w": 24, "h": 12, "i": f"p{n}"}, "embeddableConfig": {}})
-        references.append({"name": f"panel_p{n}", "type": "lens", "id": vis.id})
+        # the name Kibana's own extract writes: "<panelIndex>:panel_<panelIndex>"
+        # (dashboard_saved_object/migrations/migrate_extract_panel_references/dashboard_container_references.ts)
+        references.append({"name": f"p{n}:panel_p{n}", "type": "lens", "id": vis.id})
         if x == 24:
             y += 12
     attributes: dict[str, Any] = {
@@ -344,7 +316,7 @@ def dashboard_object(dashboard_id: str, title: str, visuals: list[Vis], help_tex
                                            "panelsJSON": json.dumps({"model": control})}
         references.append({"name": "controlGroup_model:optionsListDataView", "type": "index-pattern",
                            "id": "regwatch-events"})
-    return {"id": dashboard_id, "type": "dashboard", "attributes": attributes, "references": references}
+    return saved_object("dashboard", dashboard_id, attributes, references)
 
 
 def all_visualizations() -> list[Vis]:

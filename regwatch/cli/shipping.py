@@ -20,17 +20,26 @@ app = typer.Typer()
 def setup(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     retention: Annotated[str, typer.Option(help="data stream retention, '' for none")] = "90d",
+    namespace: Annotated[Optional[str], typer.Option(help="namespace whose data streams to create "
+                                                          "(default: the config's)")] = None,
 ) -> None:
-    """Install the index templates of every regwatch data stream (idempotent)."""
-    from pipeline import templates
+    """Install the index templates and create every data stream of the namespace, empty (idempotent)."""
+    from pipeline import datastreams, templates
     from regwatch.esclient import client_from_config
 
     settings = load(config)
+    if namespace is not None:
+        try:
+            namespace = settings._namespace(namespace)
+        except ValueError as exc:
+            fail(f"--namespace {namespace!r}: {exc}", code=2)
+    namespace = namespace or settings.namespace
     es_warnings(settings)
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
         installed = templates.install(client, retention=retention or None)
-    err.print(f"installed {len(installed)} templates")
+        created = datastreams.create_empty(client, namespace)
+    err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
 
 
 @app.command()

@@ -1,0 +1,118 @@
+"""The Elasticsearch request a Lens visualization sends, read from the saved object's own state.
+
+Lens turns a form-based layer into one ``esaggs`` request: bucket columns nest in ``columnOrder``
+order, metric columns are the leaves, a column's ``filter`` wraps its metric in a ``filter``
+aggregation, the state's query narrows the whole search (``x-pack/platform/plugins/shared/lens/
+public/datasources/form_based/to_expression.ts`` and each operation's ``toEsAggsFn`` under
+``.../form_based/operations/definitions/``). This module makes the same request from the same
+state, so a panel and the query that tests it cannot drift: change the panel and the test query
+changes with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kibana.kql import compile_kql
+
+# A date histogram with interval "auto" has no fixed width until a time range is picked; the
+# test asks for minutes, fine enough for an hour of demo data.
+AUTO_INTERVAL = "1m"
+_METRIC_AGGS = {"average": "avg", "unique_count": "cardinality", "max": "max", "min": "min", "sum": "sum"}
+
+
+class LensQueryError(ValueError):
+    """A column this translation does not know: the test would no longer say what the panel sends."""
+
+
+@dataclass(frozen=True)
+class LensRequest:
+    index: str  # the data view's title (an index pattern)
+    body: dict[str, Any]
+
+
+def _query(state_query: dict[str, Any]) -> dict[str, Any] | None:
+    text = state_query.get("query", "")
+    if not text:
+        return None
+    if state_query.get("language") != "kuery":
+        raise LensQueryError(f"query language {state_query.get('language')!r}")
+    return compile_kql(text)
+
+
+def _metric(column_id: str, column: dict[str, Any]) -> dict[str, Any] | None:
+    op = column["operationType"]
+    if op == "count":
+        agg = None
+    elif op == "percentile":
+        agg = {"percentiles": {"field": column["sourceField"], "percents": [column["params"]["percentile"]]}}
+    elif op in _METRIC_AGGS:
+        agg = {_METRIC_AGGS[op]: {"field": column["sourceField"]}}
+    else:
+        raise LensQueryError(f"{column_id}: operation {op!r}")
+    if "filter" in column:
+        narrowed = _query(column["filter"]) or {"match_all": {}}
+        return {"filter": narrowed, **({"aggs": {"value": agg}} if agg else {})}
+    return agg
+
+
+def _order(column: dict[str, Any], columns: dict[str, Any]) -> dict[str, str]:
+    params = column["params"]
+    direction = params["orderDirection"]
+    order_by = params["orderBy"]
+    if order_by["type"] == "alphabetical":
+        return {"_key": direction}
+    if order_by["type"] != "column":
+        raise LensQueryError(f"terms order {order_by['type']!r}")
+    target_id = order_by["columnId"]
+    target = columns[target_id]
+    op = target["operationType"]
+    if op == "count":
+        return {"_count" if "filter" not in target else f"{target_id}>_count": direction}
+    if op == "percentile":
+        return {f"{target_id}[{float(target['params']['percentile'])}]": direction}
+    return {target_id if "filter" not in target else f"{target_id}>value": direction}
+
+
+def _bucket(column_id: str, column: dict[str, Any], columns: dict[str, Any]) -> dict[str, Any]:
+    op = column["operationType"]
+    params = column["params"]
+    if op == "terms":
+        terms: dict[str, Any] = {"field": column["sourceField"], "size": params["size"],
+                                 "order": _order(column, columns)}
+        if params.get("otherBucket") and params.get("missingBucket"):
+            terms["missing_bucket"] = True
+        return {"terms": terms}
+    if op == "date_histogram":
+        interval = params["interval"]
+        histogram = {"field": column["sourceField"], "min_doc_count": 0 if params.get("includeEmptyRows") else 1}
+        histogram["fixed_interval"] = AUTO_INTERVAL if interval == "auto" else interval
+        return {"date_histogram": histogram}
+    raise LensQueryError(f"{column_id}: bucket operation {op!r}")
+
+
+def lens_request(lens: dict[str, Any], data_views: dict[str, dict[str, Any]]) -> LensRequest:
+    """The search of a Lens saved object's (single) layer over the data view it references."""
+    state = lens["attributes"]["state"]
+    layers = state["datasourceStates"]["formBased"]["layers"]
+    if len(layers) != 1:
+        raise LensQueryError(f"{len(layers)} layers")
+    ((layer_id, layer),) = layers.items()
+    reference = next(r for r in lens["references"] if r["name"] == f"indexpattern-datasource-layer-{layer_id}")
+    index = data_views[reference["id"]]["attributes"]["title"]
+    columns = layer["columns"]
+    order = layer["columnOrder"]
+    buckets = [c for c in order if columns[c]["isBucketed"]]
+    leaves = {c: agg for c in order if not columns[c]["isBucketed"] if (agg := _metric(c, columns[c])) is not None}
+    aggs: dict[str, Any] = leaves
+    for column_id in reversed(buckets):
+        aggs = {column_id: {**_bucket(column_id, columns[column_id], columns), **({"aggs": aggs} if aggs else {})}}
+    body: dict[str, Any] = {"size": 0, "track_total_hits": True}
+    if aggs:
+        body["aggs"] = aggs
+    if state.get("filters"):
+        raise LensQueryError("pinned filters")
+    if (query := _query(state.get("query", {}))) is not None:
+        body["query"] = {"bool": {"filter": [query]}}
+    return LensRequest(index, body)
