@@ -16,6 +16,20 @@ from typing import Any
 import httpx
 
 
+class KibanaError(Exception):
+    """Kibana answered with an error status; the message is Kibana's own."""
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        message = str(response.json().get("message") or response.text)
+    except ValueError:
+        message = response.text
+    raise KibanaError(f"HTTP {response.status_code}: {message[:500]}")
+
+
 @dataclass
 class ImportReport:
     created: list[str] = field(default_factory=list)
@@ -49,7 +63,7 @@ def import_objects(url: str, ndjson: bytes, space: str | None = None, timeout: f
     response = httpx.post(f"{_base(url, space)}/api/saved_objects/_import", params={"overwrite": "true"},
                           files={"file": ("regwatch.ndjson", ndjson, "application/ndjson")},
                           headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=verify)
-    response.raise_for_status()
+    _raise_for_status(response)
     body = response.json()
     report = ImportReport()
     for result in body.get("successResults", []):
@@ -72,7 +86,7 @@ def export_objects(url: str, objects: list[dict[str, Any]], space: str | None = 
                           json={"objects": [{"type": o["type"], "id": o["id"]} for o in objects],
                                 "includeReferencesDeep": True},
                           headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=verify)
-    response.raise_for_status()
+    _raise_for_status(response)
     lines = []
     for raw in response.text.splitlines():
         obj = json.loads(raw)

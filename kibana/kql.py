@@ -155,12 +155,12 @@ def compile_kql(query: str, known: dict[str, Field] | None = None) -> dict[str, 
 
 
 def fields_named(query: str) -> set[str]:
-    """The field names a KQL string mentions (it must parse)."""
+    """The field names a KQL string mentions, mapped or not (it must parse)."""
     named: set[str] = set()
 
     def lookup(name: str) -> Field | None:
         named.add(name)
-        return fields().get(name)
+        return fields().get(name) or Field(name, "keyword", True)
 
     _Parser(query, lookup).parse()
     return named

@@ -20,13 +20,16 @@ def kibana_import(
     """Import (overwrite) the saved objects; report what was created, updated or failed."""
     import httpx
 
-    from kibana.client import import_objects
+    from kibana.client import KibanaError, import_objects
     from kibana.objects import NDJSON
 
-    payload = (file or NDJSON).read_bytes()
+    try:
+        payload = (file or NDJSON).read_bytes()
+    except OSError as exc:
+        fail(f"--file {file}: {exc.strerror or exc}", code=2)
     try:
         report = import_objects(url, payload, space)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, KibanaError) as exc:
         fail(f"Kibana import failed: {exc}")
     for label, names in (("created", report.created), ("updated", report.updated), ("failed", report.failed)):
         for name in names:
@@ -42,15 +45,15 @@ def kibana_export(
     space: Annotated[Optional[str], typer.Option(help="Kibana space")] = None,
     out: Annotated[Path, typer.Option(help="where to write the NDJSON")] = Path("regwatch-export.ndjson"),
 ) -> None:
-    """Export regwatch's objects as edited in Kibana (dashboards and what they reference)."""
+    """Export regwatch's objects as edited in Kibana (every one, and what they reference), all fields kept."""
     import httpx
 
-    from kibana.client import export_objects
+    from kibana.client import KibanaError, export_objects
     from kibana.objects import all_objects
 
     try:
-        text = export_objects(url, [o for o in all_objects() if o["type"] in ("dashboard", "search")], space)
-    except httpx.HTTPError as exc:
+        text = export_objects(url, all_objects(), space)
+    except (httpx.HTTPError, KibanaError) as exc:
         fail(f"Kibana export failed: {exc}")
     out.write_text(text)
     typer.echo(f"wrote {out} ({len(text.splitlines())} objects)")
