@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, FilePath, ValidationError, field_validator
 
 from parsers.validation import StrictModel, problems
+from pipeline.probe.settings import ProbeSettings
 from pipeline.settings import ShipSettings
 from parsers.yamlfile import YamlFileError, load_yaml
 
@@ -117,6 +118,7 @@ class Config(ShipSettings):
     metrics_port: int | None = Field(9464, ge=1, le=65535)
     host_name: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
 
     @field_validator("namespace")
     @classmethod

@@ -1,0 +1,57 @@
+"""Availability and resource documents of the ``availability`` metrics stream (docs/events.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from parsers import streams
+from parsers.timestamps import iso_from_epoch, now_iso
+from pipeline.probe.check import CheckResult
+
+KIND = "availability"
+
+
+def _base(namespace: str, started: float, host_name: str | None) -> dict[str, Any]:
+    dataset = streams.dataset(KIND)
+    doc: dict[str, Any] = {
+        "@timestamp": iso_from_epoch(started),
+        "data_stream": {"type": streams.stream_type(KIND), "dataset": dataset, "namespace": namespace},
+        "event": {"kind": "metric", "dataset": dataset, "ingested": now_iso()},
+    }
+    if host_name:
+        doc["host"] = {"name": host_name}
+    return doc
+
+
+def document_id(*parts: object) -> str:
+    """The same check is the same document: a write retried after an outage cannot duplicate it."""
+    return hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def availability_document(result: CheckResult, namespace: str, host_name: str | None) -> tuple[str, dict[str, Any]]:
+    doc = _base(namespace, result.started, host_name)
+    doc["event"].update(duration=int(result.duration_s * 1e9), outcome="success" if result.up else "failure",
+                        action=result.step)
+    doc["url"] = {"full": result.url}
+    doc["service"] = {"name": result.target, "environment": result.environment}
+    doc["modelregistry"] = {"probe": {"up": result.up, "check": result.step, "target": result.target}}
+    if result.status is not None:
+        doc["http"] = {"response": {"status_code": result.status}}
+    if not result.up:
+        doc["error"] = {"type": result.reason or "unknown", "message": result.message or result.reason or ""}
+    return document_id(result.target, result.step, f"{result.started:.6f}"), doc
+
+
+def resource_document(fields: dict[str, Any], namespace: str, host_name: str | None,
+                      started: float) -> tuple[str, dict[str, Any]]:
+    doc = _base(namespace, started, host_name)
+    for key, value in fields.items():
+        if key == "host":
+            doc.setdefault("host", {}).update(value)
+        else:
+            doc[key] = value
+    doc["event"]["action"] = "resources"
+    doc["modelregistry"] = {"probe": {"check": "resources"}}
+    mount = fields.get("system", {}).get("filesystem", {}).get("mount_point", "")
+    return document_id("resources", host_name or "", mount, f"{started:.6f}"), doc

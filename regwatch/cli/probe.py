@@ -1,0 +1,52 @@
+"""``regwatch probe``: the registry seen from outside, every interval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from regwatch.cli.common import daemon_logging, err, es_warnings, fail, load
+
+app = typer.Typer()
+
+
+@app.command()
+def probe(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config (its probe: section)")] = None,
+    once: Annotated[bool, typer.Option(help="one round of checks, written, then exit (1 when a target is down)")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json/--log-text")] = True,
+) -> None:
+    """Health checks, synthetic registry transactions and host resources into the availability stream."""
+    import signal
+    import threading
+
+    from pipeline.probe.runner import Probe
+    from regwatch.esclient import client_from_config
+
+    settings = load(config)
+    if not settings.probe.targets and not settings.probe.resources.enabled:
+        fail(f"{config or 'the default config'}: probe.targets: no target to check and resources not enabled", code=2)
+    es_warnings(settings)
+    daemon_logging(log_json)
+    runner = Probe(settings.probe, client_from_config(settings, bulk=True), settings.namespace, settings.host_name)
+    if settings.probe.metrics_port and not once:
+        try:
+            runner.metrics.serve(settings.probe.metrics_port, settings.probe.metrics_address)
+        except OSError as exc:
+            fail(f"{config}: probe.metrics_port: cannot listen on {settings.probe.metrics_address}:"
+                 f"{settings.probe.metrics_port}: {exc.strerror or exc}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    report = runner.run(stop, once=once)
+    if once:
+        for result in report.results:
+            state = "up" if result.up else f"DOWN ({result.reason})"
+            err.print(f"{result.target} {result.step}: {state} in {result.duration_s * 1000:.0f} ms",
+                      markup=False, highlight=False)
+        if runner.writer.buffer:
+            fail(f"{len(runner.writer.buffer)} probe documents could not be written to Elasticsearch")
+        if any(not r.up for r in report.results):
+            raise typer.Exit(1)

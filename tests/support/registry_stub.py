@@ -1,0 +1,127 @@
+"""A registry on 127.0.0.1 that can be up, answering 503, slow, or wrong; MLflow's REST paths.
+
+The probe tests need a registry whose failures they choose. Modes: ``up``, ``503``, ``slow``
+(answers after ``delay_s``), ``badbody`` (200 without what the check expects).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+class StubState:
+    def __init__(self) -> None:
+        self.mode = "up"
+        self.delay_s = 3.0
+        self.requests: list[str] = []
+
+
+def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            state.requests.append(self.path)
+            if state.mode == "slow":
+                time.sleep(state.delay_s)
+            if state.mode == "503":
+                return self._send(503, {"error": "unavailable"})
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            good = state.mode != "badbody"
+            if parts.path == "/health":
+                return self._send(200, "OK" if good else "starting", "text/plain")
+            if parts.path == "/api/2.0/mlflow/registered-models/search":
+                return self._send(200, {"registered_models": [{"name": "churn"}]})
+            if parts.path == "/api/2.0/mlflow/registered-models/get-latest-versions":
+                return self._send(200, {"model_versions": [{"name": "churn", "version": "3"}]} if good else {})
+            if parts.path == "/api/2.0/mlflow/model-versions/get-download-uri":
+                if query.get("version") != "3":
+                    return self._send(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
+                return self._send(200, {"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"})
+            self._send(404, {"error": self.path})
+
+        do_GET = do_POST = _answer  # noqa: N815
+
+        def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def registry_stub() -> Iterator[tuple[str, StubState]]:
+    state = StubState()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class TcpGate:
+    """A TCP forwarder to Elasticsearch that can be closed: an outage without stopping the node."""
+
+    def __init__(self, upstream: str) -> None:
+        import socket
+
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 9200)
+        self.open = True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                conn.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                conn.close()
+                continue
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: Any, sink: Any) -> None:
+        try:
+            while self.open and (data := source.recv(65536)):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
