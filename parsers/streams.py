@@ -18,6 +18,8 @@ PRODUCT = "modelregistry"
 
 EventKind = Literal["registration", "retrieval", "version", "error", "access"]
 LineKind = Literal["registration", "retrieval", "version", "error", "access", "deadletter"]
+# Every stream a rule may read: what lines become, the alert history, the probe's availability.
+StreamKind = Literal["registration", "retrieval", "version", "error", "access", "deadletter", "alert", "availability"]
 
 
 def stream_type(kind: str) -> str:

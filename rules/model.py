@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from parsers.streams import EVENT_KINDS, LineKind
+from parsers.streams import EVENT_KINDS, StreamKind
 from parsers.validation import StrictModel, location
 from parsers.yamlfile import YamlFileError, load_yaml
 from rules.notify import MESSAGE_FIELDS, UnsafeTemplate, check_template
@@ -68,7 +68,7 @@ class Aggregate(StrictModel):
 
 class RuleBase(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    kinds: list[LineKind] = Field(default_factory=lambda: list(EVENT_KINDS))
+    kinds: list[StreamKind] = Field(default_factory=lambda: list(EVENT_KINDS))
     filter: str | None = None  # a Lucene query string
     terms: dict[str, str | list[str]] = Field(default_factory=dict)  # exact field filters
     window: Duration = 300.0
@@ -165,8 +165,19 @@ class ChangeRule(RuleBase):
     field: str  # e.g. modelregistry.model.version, per group_by (e.g. modelregistry.model.name)
 
 
-Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule | ChangeRule,
-                 Field(discriminator="type")]
+class ConsecutiveRule(RuleBase):
+    """Fires after ``failures`` checks in a row where ``field`` is false, resolves after ``successes``
+    in a row where it is true: the registry-down rule over the probe's availability documents."""
+
+    type: Literal["consecutive"]
+    field: str = "modelregistry.probe.up"
+    order_by: str = "@timestamp"
+    failures: int = Field(3, ge=1, le=100)
+    successes: int = Field(2, ge=1, le=100)
+
+
+Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule | ChangeRule
+                 | ConsecutiveRule, Field(discriminator="type")]
 
 
 RULE_TYPE_NAMES = frozenset(get_args(model.model_fields["type"].annotation)[0]

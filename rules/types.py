@@ -278,3 +278,33 @@ def measure(rule: Rule, response: dict[str, Any], window: Window) -> list[Measur
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
     return rule_type(rule).measure(rule, response, window)
+
+
+@register
+class Consecutive(RuleType):
+    """The latest checks per group, newest first: how many in a row failed (a positive value) or
+    passed (a negative one). Breached at ``failures`` failed in a row, recovered at ``successes``
+    passed in a row, so one good check amid an outage does not resolve it, nor one bad check fire it."""
+
+    name = "consecutive"
+
+    def leaf(self, rule: Any, window: Window) -> dict[str, Any]:
+        return {"latest": {"top_hits": {"size": max(rule.failures, rule.successes),
+                                        "sort": [{rule.order_by: {"order": "desc"}}], "_source": [rule.field]}}}
+
+    def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
+        hits = bucket.get("latest", {}).get("hits", {}).get("hits", [])
+        states = [bool(field_value(hit["_source"], rule.field)) for hit in hits]
+        if not states:
+            return 0.0
+        run = next((i for i, state in enumerate(states) if state != states[0]), len(states))
+        return float(-run if states[0] else run)
+
+    def breached(self, rule: Any, value: float) -> bool:
+        return value >= rule.failures
+
+    def recovered(self, rule: Any, value: float) -> bool:
+        return value <= -rule.successes
+
+    def threshold(self, rule: Any) -> float | None:
+        return float(rule.failures)

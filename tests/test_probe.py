@@ -20,6 +20,7 @@ from pipeline.probe.runner import Probe, check_target, http_client
 from pipeline.probe.settings import ProbeSettings, TargetSettings
 from support.registry_stub import TcpGate, registry_stub
 from support.shipping import wait_for, write_config
+from test_rules import webhook  # noqa: F401 - the local notification receiver fixture
 
 CLI = [sys.executable, "-m", "regwatch.cli"]
 
@@ -238,3 +239,30 @@ def test_stop_ends_the_loop_promptly() -> None:
     stop.set()
     thread.join(timeout=30)
     assert not thread.is_alive() and time.monotonic() - started < 15
+
+
+def _probe_doc(namespace: str, at: float, up: bool, target: str = "reg") -> list[dict]:
+    doc = {"@timestamp": int(at * 1000), "event": {"ingested": int(at * 1000), "duration": 1_000_000},
+           "modelregistry": {"probe": {"up": up, "check": "health", "target": target}}}
+    return [{"create": {"_index": f"metrics-modelregistry.availability-{namespace}"}}, doc]
+
+
+def test_registry_down_fires_after_three_failed_checks_and_resolves_after_two_good_ones(
+        es: Elasticsearch, namespace: str, webhook) -> None:
+    from rules.model import load_rules
+    from rules.runner import Runner
+    from test_rules import Receiver, T0
+
+    rule = next(r for r in load_rules(Path(__file__).parent.parent / "rules" / "builtin") if r.name == "registry-down")
+    runner = Runner(es, [rule.model_copy(update={"notify": ["hook"]})], namespace, webhook, "a")
+    transitions = []
+    # up, up, down, up (one bad check amid good ones), down x3 (fires), up (not yet), up (resolves), up
+    for n, up in enumerate([True, True, False, True, False, False, False, True, True, True]):
+        at = T0 + 30 * n
+        es.bulk(operations=_probe_doc(namespace, at, up), refresh=True)
+        transitions += [(n, state) for _, _, state in runner.cycle(now=at + 2).transitions]
+    assert transitions == [(6, "firing"), (8, "resolved")]
+    states = [body["alerts"][0]["state"] if "alerts" in body else body.get("state") for body, _ in Receiver.received]
+    assert len(Receiver.received) == 2, Receiver.received
+    assert "firing" in json.dumps(Receiver.received[0][0]) and "resolved" in json.dumps(Receiver.received[1][0])
+    assert states  # both payloads were read

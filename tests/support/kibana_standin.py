@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from support.httpstub import send
 from support.kibana_checker import check
 
 SERVER_FIELDS = ("created_at", "updated_at", "version")
@@ -104,12 +105,7 @@ def _handler(state: KibanaState) -> type[BaseHTTPRequestHandler]:
             self._send(404, {"error": self.path})
 
         def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send(self, status, payload, content_type)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -6,13 +6,14 @@ The probe tests need a registry whose failures they choose. Modes: ``up``, ``503
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from support.httpstub import send
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -49,15 +50,7 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = _answer  # noqa: N815
 
         def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:
-                pass
+            send(self, status, payload, content_type)
 
         def log_message(self, *args: Any) -> None:
             pass
