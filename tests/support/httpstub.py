@@ -1,9 +1,25 @@
-"""The answer of a test's local HTTP server: JSON or text, with its length."""
+"""A test's local HTTP server on 127.0.0.1: serving it, and its answers (JSON or text, with a length)."""
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The server's base URL while the block runs; stopped and closed after it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def send(handler: BaseHTTPRequestHandler, status: int, payload: Any, content_type: str = "application/json") -> None:

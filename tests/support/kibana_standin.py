@@ -18,10 +18,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpstub import send
+from support.httpstub import send, serve
 from support.kibana_checker import check
 
 SERVER_FIELDS = ("created_at", "updated_at", "version")
@@ -116,10 +116,5 @@ def _handler(state: KibanaState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def kibana_standin() -> Iterator[tuple[str, KibanaState]]:
     state = KibanaState()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_handler(state)) as url:
+        yield url, state

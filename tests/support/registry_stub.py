@@ -10,10 +10,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpstub import send
+from support.httpstub import send, serve
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -61,14 +61,8 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def registry_stub() -> Iterator[tuple[str, StubState]]:
     state = StubState()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_handler(state)) as url:
+        yield url, state
 
 
 class TcpGate:
