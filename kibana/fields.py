@@ -35,12 +35,13 @@ class Field:
         return KIBANA_TYPES.get(self.es_type, "unknown")
 
 
-def _walk(properties: dict[str, Any], prefix: str = "") -> dict[str, Field]:
+def flatten(properties: dict[str, Any], prefix: str = "") -> dict[str, Field]:
+    """The fields of a mapping's ``properties``, by dotted name, multi-fields included."""
     out: dict[str, Field] = {}
     for name, spec in properties.items():
         path = f"{prefix}{name}"
         if "properties" in spec:
-            out.update(_walk(spec["properties"], path + "."))
+            out.update(flatten(spec["properties"], path + "."))
             continue
         es_type = spec.get("type", "object")
         aggregatable = es_type != "text" and spec.get("doc_values", True) is not False
@@ -54,7 +55,7 @@ def _walk(properties: dict[str, Any], prefix: str = "") -> dict[str, Field]:
 @cache
 def fields() -> dict[str, Field]:
     """Every mapped field of the regwatch streams, by dotted name."""
-    return _walk(mappings()["properties"])
+    return flatten(mappings()["properties"])
 
 
 def kibana_type(name: str) -> str:

@@ -21,3 +21,9 @@ def document_id(identity: Identity, offset: int) -> str:
     guide): an ``op_type: create`` is an id lookup per document.
     """
     return id_prefix(identity) + format(offset, "x")
+
+
+def keyed_id(*parts: object) -> str:
+    """The id of a document that comes from no line (a probe's check): the same parts, the same
+    document, so a write retried after an outage cannot duplicate it. blake2b of the parts, hex."""
+    return hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=16).hexdigest()

@@ -123,12 +123,16 @@ class Config(ShipSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        # Elasticsearch's data stream naming rules, as Fleet enforces them.
-        if not value or value != value.lower() or not value.isprintable() or any(c in value for c in '-\\/*?"<>| ,#:'):
-            raise ValueError("lowercase, no '-', spaces or \\/*?\"<>|,#:")
-        if len(value.encode()) > 100:
-            raise ValueError("at most 100 bytes")
-        return value
+        return valid_namespace(value)
+
+
+def valid_namespace(value: str) -> str:
+    """A data stream namespace by Elasticsearch's naming rules, as Fleet enforces them (else ValueError)."""
+    if not value or value != value.lower() or not value.isprintable() or any(c in value for c in '-\\/*?"<>| ,#:'):
+        raise ValueError("lowercase, no '-', spaces or \\/*?\"<>|,#:")
+    if len(value.encode()) > 100:
+        raise ValueError("at most 100 bytes")
+    return value
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 from elasticsearch import Elasticsearch
 
-from kibana.fields import KIBANA_TYPES, fields
+from kibana.fields import KIBANA_TYPES, fields, flatten
 from kibana.kql import KqlError, compile_kql, fields_named
 from kibana.lens_query import lens_request
 from kibana.objects import CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
@@ -222,19 +222,6 @@ def test_every_kql_string_in_the_objects_is_checked() -> None:
 # -- the real node -------------------------------------------------------------------------------
 
 
-def _flatten(properties: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for name, spec in properties.items():
-        path = f"{prefix}{name}"
-        if "properties" in spec:
-            out.update(_flatten(spec["properties"], path + "."))
-        else:
-            out[path] = spec.get("type", "object")
-            for sub, sub_spec in spec.get("fields", {}).items():
-                out[f"{path}.{sub}"] = sub_spec["type"]
-    return out
-
-
 def _columns(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]
 
@@ -242,7 +229,7 @@ def _columns(obj: dict[str, Any]) -> dict[str, Any]:
 def test_every_lens_field_is_mapped_on_the_node_with_the_type_lens_declares(es: Elasticsearch) -> None:
     # the node's own mapping (the template as installed), not the YAML the generator read
     simulated = es.indices.simulate_index_template(name="logs-modelregistry.access-probe")
-    mapped = _flatten(simulated["template"]["mappings"]["properties"])
+    mapped = {name: f.es_type for name, f in flatten(simulated["template"]["mappings"]["properties"]).items()}
     for obj in by_type("lens"):
         for column_id, column in _columns(obj).items():
             source = column["sourceField"]
@@ -254,7 +241,7 @@ def test_every_lens_field_is_mapped_on_the_node_with_the_type_lens_declares(es: 
             if "filter" in column:
                 for name in fields_named(column["filter"]["query"]):
                     assert name in mapped, f"{obj['id']}/{column_id}: filter on unmapped {name}"
-    assert set(_flatten(simulated["template"]["mappings"]["properties"])) == set(fields())
+    assert set(mapped) == set(fields())
 
 
 def _index_for(title: str, namespace: str) -> str:

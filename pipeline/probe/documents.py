@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from parsers import streams
 from parsers.timestamps import iso_from_epoch, now_iso
+from pipeline.docid import keyed_id
 from pipeline.probe.check import CheckResult
 
 KIND = "availability"
@@ -24,11 +24,6 @@ def _base(namespace: str, started: float, host_name: str | None) -> dict[str, An
     return doc
 
 
-def document_id(*parts: object) -> str:
-    """The same check is the same document: a write retried after an outage cannot duplicate it."""
-    return hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=16).hexdigest()
-
-
 def availability_document(result: CheckResult, namespace: str, host_name: str | None) -> tuple[str, dict[str, Any]]:
     doc = _base(namespace, result.started, host_name)
     doc["event"].update(duration=int(result.duration_s * 1e9), outcome="success" if result.up else "failure",
@@ -40,7 +35,7 @@ def availability_document(result: CheckResult, namespace: str, host_name: str | 
         doc["http"] = {"response": {"status_code": result.status}}
     if not result.up:
         doc["error"] = {"type": result.reason or "unknown", "message": result.message or result.reason or ""}
-    return document_id(result.target, result.step, f"{result.started:.6f}"), doc
+    return keyed_id(result.target, result.step, f"{result.started:.6f}"), doc
 
 
 def resource_document(fields: dict[str, Any], namespace: str, host_name: str | None,
@@ -54,4 +49,4 @@ def resource_document(fields: dict[str, Any], namespace: str, host_name: str | N
     doc["event"]["action"] = "resources"
     doc["modelregistry"] = {"probe": {"check": "resources"}}
     mount = fields.get("system", {}).get("filesystem", {}).get("mount_point", "")
-    return document_id("resources", host_name or "", mount, f"{started:.6f}"), doc
+    return keyed_id("resources", host_name or "", mount, f"{started:.6f}"), doc

@@ -25,12 +25,13 @@ def setup(
 ) -> None:
     """Install the index templates and create every data stream of the namespace, empty (idempotent)."""
     from pipeline import datastreams, templates
+    from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
 
     settings = load(config)
     if namespace is not None:
         try:
-            namespace = settings._namespace(namespace)
+            namespace = valid_namespace(namespace)
         except ValueError as exc:
             fail(f"--namespace {namespace!r}: {exc}", code=2)
     namespace = namespace or settings.namespace

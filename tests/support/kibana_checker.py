@@ -186,8 +186,8 @@ def _not_from_the_future(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]
         yield f"coreMigrationVersion {core} is newer than Kibana {OLDEST_KIBANA}"
     version = obj.get("typeMigrationVersion")
     known = LEGACY_MIGRATIONS.get(obj.get("type", ""), [])
-    if _valid_semver(version) and known and _semver(version) > max(map(_semver, known + ["8.0.0"])) \
-            and _semver(version)[0] < 10:
+    newest = max(map(_semver, known + [CONVERSION.get(obj.get("type", ""), "0.0.0")])) if known else None
+    if _valid_semver(version) and newest and newest < _semver(version) < (10, 0, 0):
         yield f"typeMigrationVersion {version} is newer than the type's last legacy migration in Kibana {OLDEST_KIBANA}"
 
 
