@@ -22,15 +22,21 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, payload: Any, content_type: str = "application/json") -> None:
-    import json
+class StubHandler(BaseHTTPRequestHandler):
+    """A quiet handler (no access log on stderr) with one way to answer."""
 
-    data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-    try:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-    except OSError:  # the client gave up (a timeout test): nothing to answer to
+    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        import json
+
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (a timeout test): nothing to answer to
+            pass
+
+    def log_message(self, *args: Any) -> None:
         pass

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpstub import send, serve
+from support.httpstub import StubHandler, serve
 from support.kibana_checker import check
 
 SERVER_FIELDS = ("created_at", "updated_at", "version")
@@ -81,7 +81,7 @@ class KibanaState:
 
 
 def _handler(state: KibanaState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StubHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -103,12 +103,6 @@ def _handler(state: KibanaState) -> type[BaseHTTPRequestHandler]:
                 text = state.export_objects(space, request["objects"], bool(request.get("includeReferencesDeep")))
                 return self._send(200, text, "application/ndjson")
             self._send(404, {"error": self.path})
-
-        def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-            send(self, status, payload, content_type)
-
-        def log_message(self, *args: Any) -> None:
-            pass
 
     return Handler
 

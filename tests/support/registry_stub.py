@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpstub import send, serve
+from support.httpstub import StubHandler, serve
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -25,7 +25,7 @@ class StubState:
 
 
 def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StubHandler):
         def _answer(self) -> None:
             state.requests.append(self.path)
             if state.mode == "slow":
@@ -48,12 +48,6 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             self._send(404, {"error": self.path})
 
         do_GET = do_POST = _answer  # noqa: N815
-
-        def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-            send(self, status, payload, content_type)
-
-        def log_message(self, *args: Any) -> None:
-            pass
 
     return Handler
 
