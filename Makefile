@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
+.PHONY: install deps demo test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## Debian's prometheus, prometheus-alertmanager, zabbix-agent2, nginx, logrotate: installed when
+## run as root, else one line naming the packages (the tests that run them then fail saying so).
+deps: install
+	$(BIN)/regwatch deps --install
+
 ## The demo: a local Elasticsearch, the templates, the sample registry logs shipped into it.
 demo: install
 	$(BIN)/regwatch es up
@@ -21,7 +26,7 @@ demo: install
 	$(BIN)/regwatch demo
 
 ## Every test, Elasticsearch-backed ones included (the node is provisioned by tests/conftest.py).
-test: install
+test: deps
 	$(BIN)/pytest
 
 test-fast: install

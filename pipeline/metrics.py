@@ -1,13 +1,25 @@
-"""Prometheus metrics of the shipper, in a registry of its own (one per shipper instance)."""
+"""Prometheus metrics of the shipper, in a registry of its own (one per shipper instance).
+
+Model names come from log lines, that is from anyone who can send the registry a request: the
+per-model series are capped (``max_models``); later names are counted under ``model="_other"``
+so a flood of invented names cannot grow the series without bound.
+"""
 
 from __future__ import annotations
+
+from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
+OTHER_MODELS = "_other"
+
+
 class ShipperMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, max_models: int = 1000) -> None:
         self.registry = registry or CollectorRegistry()
+        self.max_models = max_models
+        self._models: set[str] = set()
         r = self.registry
         self.lines_read = Counter("regwatch_lines_read", "Lines read from log files", ["input"], registry=r)
         self.events_indexed = Counter("regwatch_events_indexed", "Documents acknowledged by Elasticsearch",
@@ -25,6 +37,18 @@ class ShipperMetrics:
                                       registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.queue_depth = Gauge("regwatch_queue_depth", "Events waiting to be indexed", registry=r)
         self.bytes_behind = Gauge("regwatch_bytes_behind", "Bytes of a file not read yet", ["path"], registry=r)
+        self.registry_events = Counter("regwatch_registry_events",
+                                       "Registry events indexed, per kind and model (registration, retrieval, "
+                                       "version, error...), each counted once", ["kind", "model"], registry=r)
+
+    def count_models(self, counts: Counter_[tuple[str, str]]) -> None:
+        for (kind, model), count in counts.items():
+            if model not in self._models:
+                if len(self._models) >= self.max_models:
+                    model = OTHER_MODELS
+                else:
+                    self._models.add(model)
+            self.registry_events.labels(kind, model).inc(count)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

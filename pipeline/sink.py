@@ -54,6 +54,7 @@ class Item:
     # its lines may have been sent, this line's offset). It may be indexed already, in any
     # backing index of its stream.
     verify: tuple[str, int, int] | None = None
+    model: str | None = None  # modelregistry.model.name, for the per-model counters
 
 
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
@@ -69,7 +70,9 @@ def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: Dead
     index = f"{stream['type']}-{dataset}-{stream['namespace']}"
     kind = dataset.rpartition(".")[2]
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
-    return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack)
+    model = (doc.get("modelregistry") or {}).get("model") or {}
+    return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
+                model=model.get("name") if isinstance(model, dict) else None)
 
 
 def family_of(index: str) -> str:
@@ -227,6 +230,7 @@ class BulkSink:
         duplicates = 0
         retry: list[Item] = []
         transient = False
+        acked = pending
         if not response.get("errors"):
             if expected is not None:
                 indexed, deadletters = expected
@@ -236,10 +240,12 @@ class BulkSink:
                     if item.reason is not None:
                         deadletters[item.reason] += 1
         else:
+            acked = []
             for item, result in zip(pending, response["items"], strict=True):
                 outcome = next(iter(result.values()))  # {"create": {...}} -> {...}
                 status = outcome.get("status")
                 if status is not None and 200 <= status < 300:
+                    acked.append(item)
                     indexed[item.kind] += 1
                     if item.reason is not None:
                         deadletters[item.reason] += 1
@@ -263,6 +269,7 @@ class BulkSink:
             self.metrics.deadletters.labels(reason).inc(count)
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
+        self.metrics.count_models(Counter((item.kind, item.model) for item in acked if item.model is not None))
         return retry, transient
 
     def _reject(self, item: Item, result: dict[str, Any]) -> Item | None:

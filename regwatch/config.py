@@ -106,6 +106,8 @@ class RulesConfig(StrictModel):
     kibana_url: str | None = None  # for the dashboard link in notifications
     stale_after_s: float = Field(180.0, gt=0)  # a runner with no cycle for this long is reported by the others
     stale_notify: list[str] = Field(default_factory=list)
+    metrics_port: int | None = Field(9466, ge=1, le=65535)  # the runner's /metrics (None: off)
+    metrics_address: str = "127.0.0.1"
 
 
 class Config(ShipSettings):
@@ -115,7 +117,8 @@ class Config(ShipSettings):
     namespace: str = "default"
     inputs: list[InputConfig] = Field(default_factory=list)
     checkpoint_file: Path = Path("/var/lib/regwatch/checkpoints.json")
-    metrics_port: int | None = Field(9464, ge=1, le=65535)
+    metrics_port: int | None = Field(9464, ge=1, le=65535)  # the shipper's /metrics (None: off)
+    metrics_address: str = "127.0.0.1"
     host_name: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)

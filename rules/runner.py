@@ -19,6 +19,7 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch
 
 from parsers import streams
 from parsers.timestamps import iso_from_epoch
+from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
 from rules.query import NO_GROUP, Measurement, Window, indices
@@ -56,7 +57,8 @@ def _delivery_error(exc: Exception) -> str:
 class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
                  targets: dict[str, Target] | None = None, runner_id: str = "runner", stale_after: float = 180.0,
-                 stale_notify: list[str] | None = None, kibana_url: str | None = None) -> None:
+                 stale_notify: list[str] | None = None, kibana_url: str | None = None,
+                 metrics: RunnerMetrics | None = None) -> None:
         self.client = client
         self.rules = rules
         self.namespace = namespace
@@ -68,11 +70,29 @@ class Runner:
         self.store = StateStore(client, namespace)
         self.store.ensure()
         self._alerts: dict[str, list[Versioned]] = {}  # the due rules' alerts, read once per cycle
+        self.metrics = metrics or RunnerMetrics()
+        self._refreshed: dict[tuple[str, str], float] = {}  # (target, alert id) -> last re-post
 
     # -- one cycle -----------------------------------------------------------------------------
 
     def cycle(self, now: float | None = None) -> CycleReport:
-        now = time.time() if now is None else now
+        started = time.perf_counter()
+        try:
+            report = self._cycle(time.time() if now is None else now)
+        except Exception:
+            self.metrics.cycle_failures.inc()
+            raise
+        self.metrics.cycle_duration.observe(time.perf_counter() - started)
+        for rule in report.evaluated:
+            self.metrics.evaluations.labels(rule).inc()
+        for rule, _group, state in report.transitions:
+            self.metrics.transitions.labels(rule, state).inc()
+        for outcome, keys in (("sent", report.sent), ("failed", report.failed), ("silenced", report.silenced)):
+            if keys:
+                self.metrics.notifications.labels(outcome).inc(len(keys))
+        return report
+
+    def _cycle(self, now: float) -> CycleReport:
         report = CycleReport()
         due: list[tuple[Rule, Window]] = []
         claimed = self._claim_all(now)
@@ -94,6 +114,7 @@ class Runner:
                 self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report)
         self._check_runners(now, report)
         self.deliver(now, report)
+        self._firing(now)
         self._heartbeat(now, due)
         return report
 
@@ -226,9 +247,9 @@ class Runner:
         threshold = rule_type(rule).threshold(rule)
         message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
                                         "threshold": threshold, "group": group, "severity": rule.severity})
-        payload = {"rule": rule.name, "group": group, "state": state, "value": value, "threshold": threshold,
-                   "severity": rule.severity, "labels": dict(rule.labels), "since": since, "at": now,
-                   "message": message, "key": key}
+        payload = {"rule": rule.name, "group": group, "group_by": rule.group_by, "state": state, "value": value,
+                   "threshold": threshold, "severity": rule.severity, "labels": dict(rule.labels), "since": since,
+                   "at": now, "message": message, "key": key}
         if self.kibana_url:
             payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',to:'{iso_from_epoch(now + 300, millis=False)}'))")
@@ -321,6 +342,43 @@ class Runner:
                 doc["outbox"] = remaining
             if self.store.write(claimed, doc) is None:
                 log.warning("outbox_write_conflict", alert=claimed.id)
+
+    # -- what fires now: the gauge, and targets that want firing alerts re-posted ---------------
+
+    def _firing(self, now: float) -> None:
+        """Set the firing gauge and re-post firing alerts to targets that hold alert state
+        (Alertmanager) every ``resend_s``. A re-post is not a notification: it keeps the target's
+        copy of the alert alive, so it is neither queued nor counted; a failed one is tried on the
+        next cycle. The first re-post of an alert comes ``resend_s`` after this runner first saw it
+        firing (its firing notification went through the outbox)."""
+        rules = {rule.name: rule for rule in self.rules}
+        firing = self.store.firing()
+        self.metrics.set_firing(firing, {name: rule.severity for name, rule in rules.items()})
+        seen: set[tuple[str, str]] = set()
+        for alert in firing:
+            rule = rules.get(alert["rule"])
+            if rule is None:
+                continue
+            for name in rule.notify:
+                target = self.targets.get(name)
+                if not getattr(target, "refreshes", False):
+                    continue
+                key = (name, alert_id(rule.name, alert["group"]))
+                seen.add(key)
+                last = self._refreshed.setdefault(key, now)
+                if now - last < target.resend_s:
+                    continue
+                entry = self._outbox(rule, alert["group"], "firing", alert["value"], alert["since"], now)
+                if self._silenced(entry, now):
+                    continue
+                try:
+                    target.send(entry["payload"])
+                except Exception as exc:  # noqa: BLE001 - the next cycle tries again
+                    log.warning("refresh_failed", target=name, rule=rule.name, error=_delivery_error(exc))
+                    continue
+                self._refreshed[key] = now
+        for key in set(self._refreshed) - seen:  # resolved: forget
+            del self._refreshed[key]
 
     # -- silences ------------------------------------------------------------------------------
 

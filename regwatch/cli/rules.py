@@ -66,6 +66,12 @@ def rules_run(
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
                     settings.rules.runner_id or socket.gethostname(), stale_after=settings.rules.stale_after_s,
                     stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url)
+    if settings.rules.metrics_port and not once:
+        try:
+            runner.metrics.serve(settings.rules.metrics_port, settings.rules.metrics_address)
+        except OSError as exc:
+            fail(f"{config}: rules.metrics_port: cannot listen on {settings.rules.metrics_address}:"
+                 f"{settings.rules.metrics_port}: {exc.strerror or exc}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     every = min(rule.interval for rule in rules) if rules else 60.0

@@ -118,9 +118,9 @@ def ship(
     install_signals(shipper)
     if settings.metrics_port and not once:
         try:
-            shipper.metrics.serve(settings.metrics_port)
+            shipper.metrics.serve(settings.metrics_port, settings.metrics_address)
         except OSError as exc:
-            fail(f"{config}: metrics_port: cannot listen on 127.0.0.1:{settings.metrics_port}: {exc.strerror or exc}")
+            fail(f"{config}: metrics_port: cannot listen on {settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}")
     try:
         if once and sys.stderr.isatty():
             summary = _run_with_progress(shipper, settings)

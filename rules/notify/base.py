@@ -18,7 +18,7 @@ import hmac
 import os
 import re
 import string
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import structlog
@@ -139,6 +139,10 @@ def url_from_env(env: str) -> str:
 class Notifier(StrictModel):
     timeout_s: float = Field(10.0, gt=0)
     digest: bool = False  # the notifications of one cycle as one message (a table)
+
+    # A target that holds alert state of its own (Alertmanager) and expects firing alerts to be
+    # re-posted while they fire: the runner sends them again every ``resend_s``.
+    refreshes: ClassVar[bool] = False
 
     def send(self, payload: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -1,0 +1,34 @@
+"""Prometheus series of the rule runner, in a registry of its own (one per runner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class RunnerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.cycle_duration = Histogram("regwatch_rule_cycle_duration_seconds",
+                                        "Duration of one rule cycle: claim, one search, transitions, notifications",
+                                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.cycle_failures = Counter("regwatch_rule_cycle_failures", "Rule cycles that failed (Elasticsearch away)",
+                                      registry=r)
+        self.evaluations = Counter("regwatch_rule_evaluations", "Rule windows evaluated", ["rule"], registry=r)
+        self.transitions = Counter("regwatch_rule_transitions", "Alert state changes", ["rule", "state"], registry=r)
+        self.notifications = Counter("regwatch_notifications", "Notification attempts by outcome",
+                                     ["outcome"], registry=r)
+        self.firing = Gauge("regwatch_alerts_firing", "Alerts firing now, per rule", ["rule", "severity"], registry=r)
+
+    def set_firing(self, alerts: list[dict[str, Any]], severities: dict[str, str]) -> None:
+        """Every rule's firing count, 0 included (a series that vanished reads as 'no data', not 0)."""
+        counts = dict.fromkeys(severities, 0)
+        for alert in alerts:
+            counts[alert["rule"]] = counts.get(alert["rule"], 0) + 1
+        for rule, count in counts.items():
+            self.firing.labels(rule, severities.get(rule, "warning")).set(count)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
