@@ -16,7 +16,7 @@ app = typer.Typer()
 def probe(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config (its probe: section)")] = None,
     once: Annotated[bool, typer.Option(help="one round of checks, written, then exit (1 when a target is down)")] = False,
-    log_json: Annotated[bool, typer.Option("--log-json/--log-text")] = True,
+    log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
 ) -> None:
     """Health checks, synthetic registry transactions and host resources into the availability stream."""
     import signal

@@ -1,0 +1,1 @@
+"""The Grafana dashboard over regwatch's Prometheus series (``regwatch.json``, built by ``dashboard``)."""

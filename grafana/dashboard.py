@@ -1,0 +1,119 @@
+"""The Grafana dashboard over the series the probe, the shipper and the rule runner serve.
+
+``python -m grafana.dashboard`` writes ``grafana/regwatch.json``, the file users import (Dashboards >
+New > Import, choosing their Prometheus data source for ``DS_PROMETHEUS``). The panels are data
+(``PANELS``); the layout, ids and refIds follow from their order.
+
+Kept to what Grafana 10.x to 12.x load without a migration changing it: ``schemaVersion`` 39 (the
+newest the 10.x/11.x front end's ``DashboardMigrator.ts`` knows); later migrations (v40 ``refresh``
+as a string, v41 no ``timepicker.time_options``, v42 ``hideFrom`` overrides) find nothing to change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PATH = Path(__file__).with_name("regwatch.json")
+SCHEMA_VERSION = 39
+UID = "regwatch-prometheus"
+DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+COLUMNS = 24  # Grafana's grid (GRID_COLUMN_COUNT)
+
+REGISTRY_KINDS = "registration|retrieval|version|error"
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    type: str  # timeseries, stat, table, bargauge
+    exprs: tuple[tuple[str, str], ...]  # (PromQL, legend)
+    unit: str = "short"
+    width: int = 12
+    height: int = 8
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    instant: bool = False
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("Availability now", "stat", (('min by (target, environment) (platform_availability{target=~"$target"})',
+                                        "{{target}} ({{environment}})"),),
+          unit="bool_on_off", width=8, height=5, instant=True,
+          description="1 when the target's last health check was up (regwatch probe)."),
+    Panel("Availability", "timeseries", (('min by (target) (platform_availability{target=~"$target"})', "{{target}}"),),
+          unit="bool_on_off", width=16, height=5),
+    Panel("Probe latency p95 per step", "timeseries", (
+        ('histogram_quantile(0.95, sum by (le, target, step) '
+         '(rate(regwatch_probe_duration_seconds_bucket{target=~"$target"}[$__rate_interval])))', "{{target}} {{step}}"),),
+          unit="s", description="Health check and each step of the synthetic registry transaction."),
+    Panel("Probe checks per result", "timeseries", (
+        ('sum by (target, step, result) (rate(regwatch_probe_checks_total{target=~"$target"}[$__rate_interval]))',
+         "{{target}} {{step}} {{result}}"),), unit="ops"),
+    Panel("Registry operations per kind", "timeseries", (
+        (f'sum by (kind) (rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval]))',
+         "{{kind}}"),), unit="ops", description="Events indexed by the shipper, each counted once."),
+    Panel("Error ratio", "timeseries", (
+        ('sum(rate(regwatch_registry_events_total{kind="error"}[$__rate_interval])) / clamp_min(sum('
+         f'rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval])), 1e-9)', "error ratio"),),
+          unit="percentunit"),
+    Panel("Busiest models", "bargauge", (
+        ('topk(10, sum by (model) (increase(regwatch_registry_events_total{model!=""}[$__range])))', "{{model}}"),),
+          instant=True, options={"orientation": "horizontal", "displayMode": "gradient"}),
+    Panel("Shipper lag", "timeseries", (('sum by (instance) (regwatch_bytes_behind)', "{{instance}} bytes behind"),
+                                        ('sum by (instance) (regwatch_queue_depth)', "{{instance}} queued events")),
+          unit="short", description="Bytes of the tailed files not read yet, and events waiting for Elasticsearch."),
+    Panel("Shipper throughput and dead letters", "timeseries", (
+        ('sum by (kind) (rate(regwatch_events_indexed_total[$__rate_interval]))', "{{kind}}"),
+        ('sum by (reason) (rate(regwatch_deadletters_total[$__rate_interval]))', "dead-letter {{reason}}")), unit="ops"),
+    Panel("Alerts firing", "timeseries", (('sum by (rule, severity) (regwatch_alerts_firing)', "{{rule}} ({{severity}})"),),
+          unit="short"),
+    Panel("Rule cycle p95", "timeseries", (
+        ('histogram_quantile(0.95, sum by (le, instance) (rate(regwatch_rule_cycle_duration_seconds_bucket'
+         '[$__rate_interval])))', "{{instance}}"),), unit="s"),
+)
+
+
+def _panel(index: int, panel: Panel, x: int, y: int) -> dict[str, Any]:
+    targets = [{"datasource": DATASOURCE, "refId": chr(ord("A") + n), "expr": expr, "legendFormat": legend,
+                "range": not panel.instant, "instant": panel.instant, "editorMode": "code"}
+               for n, (expr, legend) in enumerate(panel.exprs)]
+    return {"id": index + 1, "type": panel.type, "title": panel.title, "description": panel.description,
+            "datasource": DATASOURCE, "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
+            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []}, "options": dict(panel.options),
+            "targets": targets}
+
+
+def dashboard() -> dict[str, Any]:
+    panels, x, y, row_height = [], 0, 0, 0
+    for index, panel in enumerate(PANELS):
+        if x + panel.width > COLUMNS:
+            x, y, row_height = 0, y + row_height, 0
+        panels.append(_panel(index, panel, x, y))
+        x += panel.width
+        row_height = max(row_height, panel.height)
+    target_variable = {"name": "target", "label": "target", "type": "query", "datasource": DATASOURCE,
+                       "query": {"query": "label_values(platform_availability, target)", "refId": "targets"},
+                       "definition": "label_values(platform_availability, target)", "refresh": 2,
+                       "includeAll": True, "multi": True, "allValue": ".*",
+                       "current": {"text": "All", "value": "$__all"}, "hide": 0, "sort": 1}
+    return {
+        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource", "pluginId": "prometheus",
+                      "pluginName": "Prometheus"}],
+        "__requires": [{"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}]
+        + [{"type": "panel", "id": kind, "name": kind, "version": ""} for kind in sorted({p.type for p in PANELS})],
+        "uid": UID, "title": "regwatch: model registry (Prometheus)", "tags": ["regwatch", "mlflow"],
+        "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
+        "time": {"from": "now-1h", "to": "now"}, "refresh": "30s", "timezone": "", "timepicker": {},
+        "annotations": {"list": []}, "links": [], "templating": {"list": [target_variable]}, "panels": panels,
+    }
+
+
+def write(path: Path = PATH) -> None:
+    path.write_text(json.dumps(dashboard(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    write()

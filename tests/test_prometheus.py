@@ -1,0 +1,133 @@
+"""Prometheus and Grafana: the real Prometheus (Debian's package) scrapes a real probe, shipper and
+rule runner on 127.0.0.1; their /metrics pass ``promtool check metrics``; every panel of the
+Grafana dashboard returns series from it; the per-model counters agree with Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from grafana import dashboard as grafana_dashboard
+from support.grafana_checker import grafana_variables, problems, queries
+from support.monitoring import command, free_port, prometheus, wait_for
+from support.registry_stub import registry_stub
+from support.shipping import write_config
+
+CLI = [sys.executable, "-m", "regwatch.cli"]
+SAMPLE = Path(__file__).parent / "samples" / "mlflow-nginx" / "nginx_access.log"
+QUICK_RULE = """
+rules:
+  - name: any-registry-error
+    type: threshold
+    kinds: [error]
+    window: 1h
+    interval: 2s
+    condition: {op: ">", value: 0}
+    severity: warning
+"""
+
+
+def test_the_dashboard_file_is_generated_and_follows_grafanas_rules() -> None:
+    on_disk = json.loads(grafana_dashboard.PATH.read_text())
+    assert on_disk == grafana_dashboard.dashboard(), "run `python -m grafana.dashboard`"
+    assert problems(on_disk) == []
+    titles = {p["title"] for p in on_disk["panels"]}
+    for wanted in ("Availability", "Probe latency p95 per step", "Registry operations per kind", "Error ratio",
+                   "Shipper lag", "Alerts firing"):
+        assert wanted in titles
+
+
+def test_the_checker_refuses_what_grafana_would_change_or_break() -> None:
+    good = grafana_dashboard.dashboard()
+    bad = json.loads(json.dumps(good))
+    bad["schemaVersion"] = 20
+    bad["refresh"] = False
+    bad["timepicker"] = {"time_options": ["5m"]}
+    bad["panels"][0]["datasource"] = {"type": "prometheus", "uid": "${DS_OTHER}"}
+    bad["panels"][1]["gridPos"]["x"] = 20
+    bad["panels"][2]["id"] = bad["panels"][3]["id"]
+    bad["panels"][4]["targets"].append(dict(bad["panels"][4]["targets"][0]))
+    found = " | ".join(problems(bad))
+    for expected in ("schemaVersion 20", "refresh is not a string", "time_options", "${DS_OTHER}", "> 24 columns",
+                     "used twice", "refIds"):
+        assert expected in found
+
+
+def _daemon(args: list[str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen([*CLI, *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_probe_shipper_and_runner_and_every_panel_has_series(
+        es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    promtool = command("promtool")
+    ports = {"probe": free_port(), "shipper": free_port(), "rules": free_port()}
+    log = tmp_path / "access.log"
+    log.write_bytes(SAMPLE.read_bytes() + b"this is not an nginx line\n")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "quick.yaml").write_text(QUICK_RULE)
+    daemons: list[subprocess.Popen] = []
+    with registry_stub() as (url, _stub):
+        config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)], metrics_port=ports["shipper"])
+        raw = yaml.safe_load(config.read_text())
+        raw["probe"] = {"interval_s": 1, "metrics_port": ports["probe"], "targets": [
+            {"name": "mlflow", "url": f"{url}/health", "environment": "test", "timeout_s": 2,
+             "transaction": {"model": "churn"}}]}
+        raw["rules"] = {"folder": str(tmp_path / "rules"), "metrics_port": ports["rules"], "runner_id": "prom-test"}
+        config.write_text(yaml.safe_dump(raw))
+        try:
+            for name, args in (("shipper", ["ship", "-c", str(config), "--log-console"]),
+                               ("probe", ["probe", "-c", str(config), "--log-console"]),
+                               ("rules", ["rules", "run", "-c", str(config)])):
+                daemons.append(_daemon(args, tmp_path / f"{name}.log"))
+            jobs = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+            with prometheus(tmp_path / "prometheus", jobs) as prom:
+                wait_for(lambda: prom.targets_up() == {name: "up" for name in jobs}, 60, "every scrape target up")
+
+                # Each live /metrics passes promtool's lint.
+                for name, port in ports.items():
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                                          text=True, check=False)
+                    assert lint.returncode == 0, f"{name}: {lint.stdout}{lint.stderr}"
+
+                up = wait_for(lambda: prom.query('platform_availability{target="mlflow",environment="test"}'), 30,
+                              "platform_availability")
+                assert up[0]["value"][1] == "1"
+
+                # Every panel query returns series (numbers, not only NaN).
+                def has_series(expr: str) -> bool:
+                    result = prom.query(grafana_variables(expr))
+                    return any(sample["value"][1] not in ("NaN", "+Inf", "-Inf") for sample in result)
+
+                for title, ref_id, expr in queries(grafana_dashboard.dashboard()):
+                    wait_for(lambda expr=expr: has_series(expr), 90, f"series for {title} {ref_id}: {expr}")
+
+                # Counted once: Prometheus' per-kind totals are Elasticsearch's counts.
+                es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+                for kind in ("registration", "retrieval", "version", "error"):
+                    in_es = es.count(index=f"logs-modelregistry.{kind}-{namespace}",
+                                     query={"exists": {"field": "modelregistry.model.name"}})["count"]
+                    result = prom.query(f'sum(regwatch_registry_events_total{{kind="{kind}"}})')
+                    in_prom = float(result[0]["value"][1]) if result else 0.0
+                    assert in_prom == in_es, kind
+                steps = {s["metric"]["step"] for s in prom.query("regwatch_probe_duration_seconds_count")}
+                assert steps == {"health", "search_registered_models", "get_latest_versions", "get_download_uri"}
+                firing = prom.query('regwatch_alerts_firing{rule="any-registry-error"}')
+                assert firing and firing[0]["value"][1] == "1"
+        finally:
+            for daemon in daemons:
+                daemon.terminate()
+            for daemon in daemons:
+                daemon.wait(20)
+    for daemon, name in zip(daemons, ("shipper", "probe", "rules"), strict=True):
+        assert daemon.returncode in (0, -15), (tmp_path / f"{name}.log").read_text()[-2000:]
