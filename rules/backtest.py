@@ -70,3 +70,32 @@ def backtest(client: Elasticsearch, rule: Rule, namespace: str, start: float, en
                     out.append(Transition(window.end, group, decided.state, value))
                 states[group] = (decided.state, decided.since)
     return out
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A rule's value now, for an outside monitor: per group, and whether its condition holds."""
+
+    group: str
+    value: float
+    breached: bool
+
+
+def read_now(client: Elasticsearch, rule: Rule, namespace: str, at: float) -> list[Reading]:
+    """The rule's window ending at ``at``, measured once: no state, no ``for``, nothing written.
+    Event rules read as the number of matching events (breached when there is one); change rules
+    as how many groups have a value."""
+    kind = rule_type(rule)
+    window = kind.window_at(rule, at)
+    search = [{"index": indices(rule, namespace), "ignore_unavailable": True, "allow_no_indices": True},
+              request(rule, window)]
+    response = client.msearch(searches=search)["responses"][0]
+    if "error" in response:
+        raise RuntimeError(f"rule {rule.name}: search failed: {str(response['error'])[:300]}")
+    measured = measure(rule, response, window)
+    if kind.mode == "event":
+        return [Reading(NO_GROUP, float(len(measured)), bool(measured))]
+    if kind.mode == "change":
+        return [Reading(NO_GROUP, float(len(measured)), False)]
+    readings = [Reading(m.group, m.value, kind.breached(rule, m.value)) for m in measured]
+    return readings or [Reading(NO_GROUP, 0.0, kind.breached(rule, 0.0))]  # no event, no group: a zero

@@ -12,7 +12,7 @@ import structlog
 import typer
 from rich.text import Text
 
-from regwatch.cli import demo, deps, es, kibana, probe, receiver, rules, shipping
+from regwatch.cli import check, demo, deps, es, kibana, probe, receiver, rules, shipping
 from regwatch.cli.common import err, set_log_level
 
 # Tracebacks never show locals (a bind failure once printed the webhook secret that way).
@@ -22,6 +22,7 @@ app.add_typer(es.app, name="es")
 app.add_typer(rules.app, name="rules")
 app.add_typer(kibana.app, name="kibana")
 app.add_typer(receiver.app, name="audit-receiver")
+app.add_typer(check.app, name="check")
 for group in (shipping, probe, demo, deps):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
