@@ -266,3 +266,33 @@ def test_registry_down_fires_after_three_failed_checks_and_resolves_after_two_go
     assert len(Receiver.received) == 2, Receiver.received
     assert "firing" in json.dumps(Receiver.received[0][0]) and "resolved" in json.dumps(Receiver.received[1][0])
     assert states  # both payloads were read
+
+
+def test_registry_process_resources_follow_the_pid_file_across_a_restart(tmp_path: Path) -> None:
+    from pipeline.probe.resources import ResourceSampler
+    from pipeline.probe.settings import ResourceSettings
+
+    pid_file = tmp_path / "registry.pid"
+    busy = [sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass"]
+    sampler = ResourceSampler(ResourceSettings(enabled=True, disk_paths=[str(tmp_path)], pid_file=pid_file))
+    assert "process" not in sampler.sample()[0]  # no pid file yet: host fields only, no crash
+    first = subprocess.Popen(busy)
+    try:
+        pid_file.write_text(f"{first.pid}\n")
+        sampler.sample()
+        time.sleep(0.5)
+        process = sampler.sample()[0]["process"]
+        assert process["pid"] == first.pid and process["cpu"]["pct"] > 0.3  # a busy loop: most of a core
+        assert process["memory"]["rss"]["bytes"] > 1_000_000
+        first.kill()
+        first.wait()
+        second = subprocess.Popen(busy)
+        try:
+            pid_file.write_text(f"{second.pid}\n")
+            wait_for(lambda: sampler.sample()[0].get("process", {}).get("pid") == second.pid, timeout=10)
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
