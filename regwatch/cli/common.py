@@ -37,6 +37,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def serve_metrics(metrics, config: Path | None, key: str, port: int | None, address: str) -> None:
+    """A daemon's /metrics; a port that cannot be bound is one line naming the config key."""
+    if not port:
+        return
+    try:
+        metrics.serve(port, address)
+    except OSError as exc:
+        fail(f"{config}: {key}: cannot listen on {address}:{port}: {exc.strerror or exc}")
+
+
 def warn(message: str) -> None:
     err.print(Text.assemble(("warning: ", "yellow"), message), highlight=False)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from regwatch.cli.common import daemon_logging, err, es_warnings, fail, load
+from regwatch.cli.common import daemon_logging, err, es_warnings, fail, load, serve_metrics
 
 app = typer.Typer()
 
@@ -31,12 +31,9 @@ def probe(
     es_warnings(settings)
     daemon_logging(log_json)
     runner = Probe(settings.probe, client_from_config(settings, bulk=True), settings.namespace, settings.host_name)
-    if settings.probe.metrics_port and not once:
-        try:
-            runner.metrics.serve(settings.probe.metrics_port, settings.probe.metrics_address)
-        except OSError as exc:
-            fail(f"{config}: probe.metrics_port: cannot listen on {settings.probe.metrics_address}:"
-                 f"{settings.probe.metrics_port}: {exc.strerror or exc}")
+    if not once:
+        serve_metrics(runner.metrics, config, "probe.metrics_port", settings.probe.metrics_port,
+                      settings.probe.metrics_address)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load
+from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
 
 app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data streams.")
 
@@ -66,12 +66,9 @@ def rules_run(
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
                     settings.rules.runner_id or socket.gethostname(), stale_after=settings.rules.stale_after_s,
                     stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url)
-    if settings.rules.metrics_port and not once:
-        try:
-            runner.metrics.serve(settings.rules.metrics_port, settings.rules.metrics_address)
-        except OSError as exc:
-            fail(f"{config}: rules.metrics_port: cannot listen on {settings.rules.metrics_address}:"
-                 f"{settings.rules.metrics_port}: {exc.strerror or exc}")
+    if not once:
+        serve_metrics(runner.metrics, config, "rules.metrics_port", settings.rules.metrics_port,
+                      settings.rules.metrics_address)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     every = min(rule.interval for rule in rules) if rules else 60.0

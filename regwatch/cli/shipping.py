@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load
+from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
 
 
 app = typer.Typer()
@@ -116,11 +116,8 @@ def ship(
     except (RouteTableError, CheckpointError) as exc:
         fail(str(exc))
     install_signals(shipper)
-    if settings.metrics_port and not once:
-        try:
-            shipper.metrics.serve(settings.metrics_port, settings.metrics_address)
-        except OSError as exc:
-            fail(f"{config}: metrics_port: cannot listen on {settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}")
+    if not once:
+        serve_metrics(shipper.metrics, config, "metrics_port", settings.metrics_port, settings.metrics_address)
     try:
         if once and sys.stderr.isatty():
             summary = _run_with_progress(shipper, settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 _BODY = b'{"error": "maintenance"}'
 _503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -82,19 +82,24 @@ class RegistryFront:
         except OSError:
             conn.close()
             return
-        for a, b in ((conn, upstream), (upstream, conn)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        splice(conn, upstream)
 
-    @staticmethod
-    def _pipe(source: Any, sink: Any) -> None:
+
+def splice(conn: socket.socket, upstream: socket.socket, alive: Callable[[], bool] = lambda: True) -> None:
+    """Bytes both ways between two sockets, each way in a thread, until one side closes (or
+    ``alive()`` turns false); then both are closed."""
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
+            while alive() and (data := source.recv(65536)):
                 sink.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (source, sink):
+            for end in (source, sink):
                 try:
-                    s.close()
+                    end.close()
                 except OSError:
                     pass
+
+    for a, b in ((conn, upstream), (upstream, conn)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 from support.httpstub import StubHandler, serve
+from support.registry_proxy import splice
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -88,21 +88,7 @@ class TcpGate:
             except OSError:
                 conn.close()
                 continue
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: Any, sink: Any) -> None:
-        try:
-            while self.open and (data := source.recv(65536)):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            splice(conn, upstream, lambda: self.open)
 
     def close(self) -> None:
         self.listener.close()
