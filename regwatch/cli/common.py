@@ -48,7 +48,7 @@ def serve_metrics(metrics, config: Path | None, key: str, port: int | None, addr
 
 
 def warn(message: str) -> None:
-    err.print(Text.assemble(("warning: ", "yellow"), message), highlight=False)
+    err.print(Text.assemble(("warning: ", "yellow"), message), highlight=False, soft_wrap=True)
 
 
 def es_warnings(settings) -> None:
