@@ -155,7 +155,10 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path | None) -> Config:
+    """The configuration in ``path``; every default when no file is named."""
+    if path is None:
+        return Config()
     try:
         raw = load_yaml(path)
     except YamlFileError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from elasticsearch import Elasticsearch
 
 from rules.model import Rule
-from rules.query import NO_GROUP, indices
+from rules.query import NO_GROUP, header
 from rules.states import ACTIVE, changed, step
 from rules.types import measure, request, rule_type
 
@@ -42,8 +42,7 @@ def backtest(client: Elasticsearch, rule: Rule, namespace: str, start: float, en
         batch = windows[offset:offset + BATCH]
         searches = []
         for window in batch:
-            searches += [{"index": indices(rule, namespace), "ignore_unavailable": True, "allow_no_indices": True},
-                         request(rule, window)]
+            searches += [header(rule, namespace), request(rule, window)]
         for window, response in zip(batch, client.msearch(searches=searches)["responses"], strict=True):
             measured = measure(rule, response, window)
             if kind.mode == "event":  # once per event, as the runner's create-once alerts
@@ -87,8 +86,7 @@ def read_now(client: Elasticsearch, rule: Rule, namespace: str, at: float) -> li
     as how many groups have a value."""
     kind = rule_type(rule)
     window = kind.window_at(rule, at)
-    search = [{"index": indices(rule, namespace), "ignore_unavailable": True, "allow_no_indices": True},
-              request(rule, window)]
+    search = [header(rule, namespace), request(rule, window)]
     response = client.msearch(searches=search)["responses"][0]
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: search failed: {str(response['error'])[:300]}")

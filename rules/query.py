@@ -34,6 +34,11 @@ def indices(rule: Rule, namespace: str) -> str:
     return ",".join(data_stream_name(kind, namespace) for kind in rule.kinds)
 
 
+def header(rule: Rule, namespace: str) -> dict[str, Any]:
+    """A rule's ``_msearch`` header: its streams, of which some may not exist yet."""
+    return {"index": indices(rule, namespace), "ignore_unavailable": True, "allow_no_indices": True}
+
+
 def ms(epoch: float) -> int:
     return int(epoch * 1000)
 

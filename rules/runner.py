@@ -22,7 +22,7 @@ from parsers.timestamps import iso_from_epoch
 from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
-from rules.query import NO_GROUP, Measurement, Window, indices
+from rules.query import NO_GROUP, Measurement, Window, header
 from rules.state import StateStore, Versioned, alert_id
 from rules.states import ACTIVE, changed, step
 from rules.types import measure, request, rule_type
@@ -61,6 +61,8 @@ class Runner:
                  metrics: RunnerMetrics | None = None) -> None:
         self.client = client
         self.rules = rules
+        self._by_name = {rule.name: rule for rule in rules}
+        self._severities = {rule.name: rule.severity for rule in rules}
         self.namespace = namespace
         self.targets = targets or {}
         self.runner_id = runner_id
@@ -105,8 +107,7 @@ class Runner:
         if due:
             searches: list[dict[str, Any]] = []
             for rule, window in due:
-                searches += [{"index": indices(rule, self.namespace), "ignore_unavailable": True,
-                              "allow_no_indices": True}, request(rule, window)]
+                searches += [header(rule, self.namespace), request(rule, window)]
             responses = self.client.msearch(searches=searches)["responses"]
             for (rule, window), response in zip(due, responses, strict=True):
                 if rule.name not in report.evaluated:
@@ -351,12 +352,11 @@ class Runner:
         copy of the alert alive, so it is neither queued nor counted; a failed one is tried on the
         next cycle. The first re-post of an alert comes ``resend_s`` after this runner first saw it
         firing (its firing notification went through the outbox)."""
-        rules = {rule.name: rule for rule in self.rules}
         firing = self.store.firing()
-        self.metrics.set_firing(firing, {name: rule.severity for name, rule in rules.items()})
+        self.metrics.set_firing(firing, self._severities)
         seen: set[tuple[str, str]] = set()
         for alert in firing:
-            rule = rules.get(alert["rule"])
+            rule = self._by_name.get(alert["rule"])
             if rule is None:
                 continue
             for name in rule.notify:

@@ -85,10 +85,8 @@ def _unknown_on_error() -> Iterator[None]:
 
 
 def _config(path: Path | None):
-    from regwatch.config import Config, ConfigError, load_config
+    from regwatch.config import ConfigError, load_config
 
-    if path is None:
-        return Config()
     try:
         return load_config(path)
     except ConfigError as exc:

@@ -71,10 +71,8 @@ def elasticsearch_errors(settings):
 
 
 def load(path: Path | None):
-    from regwatch.config import Config, ConfigError, load_config
+    from regwatch.config import ConfigError, load_config
 
-    if path is None:
-        return Config()
     try:
         return load_config(path)
     except ConfigError as exc:
