@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.probe.runner import Probe, check_target, http_client
 from pipeline.probe.settings import ProbeSettings, TargetSettings
+from regwatch.demo import free_port
 from support.registry_stub import TcpGate, registry_stub
 from support.shipping import wait_for, write_config
 from test_rules import webhook  # noqa: F401 - the local notification receiver fixture
@@ -33,14 +34,6 @@ def _target(url: str, **extra) -> TargetSettings:
 def _check(target: TargetSettings):
     with http_client(target) as client:
         return check_target(client, target)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_up_health_check_then_a_timed_chained_mlflow_transaction() -> None:
@@ -62,7 +55,7 @@ def test_a_registry_that_answers_badly_is_down_with_its_reason(mode: str, reason
 
 
 def test_refused_dns_tls_and_wrong_status_each_have_their_reason() -> None:
-    refused = _check(_target(f"http://127.0.0.1:{_free_port()}/health"))[0]
+    refused = _check(_target(f"http://127.0.0.1:{free_port()}/health"))[0]
     dns = _check(_target("http://registry.does-not-exist.invalid/health"))[0]
     with registry_stub() as (url, _):
         tls = _check(_target(url.replace("http://", "https://") + "/health"))[0]
@@ -128,8 +121,8 @@ def test_documents_wait_out_an_elasticsearch_outage_and_are_written_once(es: Ela
 
 def test_a_full_buffer_drops_the_oldest_and_counts_them(namespace: str) -> None:
     settings = ProbeSettings.model_validate({"buffer_documents": 10, "metrics_port": None,
-                                             "targets": [{"name": "reg", "url": f"http://127.0.0.1:{_free_port()}/"}]})
-    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{_free_port()}", max_retries=0), namespace, None)
+                                             "targets": [{"name": "reg", "url": f"http://127.0.0.1:{free_port()}/"}]})
+    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{free_port()}", max_retries=0), namespace, None)
     try:
         for _ in range(15):
             probe.cycle()
@@ -149,7 +142,7 @@ def _series(text: str) -> dict[tuple[str, tuple], float]:
 
 def test_the_daemon_serves_availability_going_1_0_1_and_writes_resources(es: Elasticsearch, es_url: str,
                                                                           namespace: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     with registry_stub() as (url, stub):
         config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(tmp_path / "none.log")])
         raw = yaml.safe_load(config.read_text())
@@ -218,7 +211,7 @@ def test_a_check_that_crashes_is_recorded_and_the_probe_goes_on(namespace: str, 
             raise RuntimeError("bug")
         return []
     monkeypatch.setattr(runner, "check_target", flaky)
-    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{_free_port()}", max_retries=0), namespace, None)
+    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{free_port()}", max_retries=0), namespace, None)
     try:
         report = probe.cycle()
     finally:
@@ -230,7 +223,7 @@ def test_a_check_that_crashes_is_recorded_and_the_probe_goes_on(namespace: str, 
 def test_stop_ends_the_loop_promptly() -> None:
     settings = ProbeSettings.model_validate({"interval_s": 60, "metrics_port": None,
                                              "targets": [{"name": "a", "url": "http://127.0.0.1:1/"}]})
-    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{_free_port()}", max_retries=0), "x", None)
+    probe = Probe(settings, Elasticsearch(f"http://127.0.0.1:{free_port()}", max_retries=0), "x", None)
     stop = threading.Event()
     thread = threading.Thread(target=probe.run, args=(stop,))
     thread.start()

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
-from regwatch.demo import mlflow_server
 from support.httpstub import StubHandler, serve
-from support.monitoring import alertmanager, free_port, prometheus, wait_for
+from regwatch.demo import free_port, mlflow_server
+from support.monitoring import alertmanager, prometheus, wait_for
 from support.registry_proxy import RegistryFront
 from support.shipping import write_config
 

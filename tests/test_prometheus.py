@@ -16,8 +16,9 @@ import yaml
 from elasticsearch import Elasticsearch
 
 from grafana import dashboard as grafana_dashboard
+from regwatch.demo import free_port
 from support.grafana_checker import grafana_variables, problems, queries
-from support.monitoring import command, free_port, prometheus, wait_for
+from support.monitoring import command, prometheus, wait_for
 from support.registry_stub import registry_stub
 from support.shipping import write_config
 

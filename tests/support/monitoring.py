@@ -7,9 +7,7 @@ Debian package (``make test`` installs them when run as root).
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,8 @@ import pytest
 import yaml
 
 from regwatch import packages
+from regwatch.demo import free_port
+from support.shipping import wait_for as shipping_wait_for
 
 
 def command(name: str) -> str:
@@ -32,24 +32,9 @@ def command(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (httpx.HTTPError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """:func:`support.shipping.wait_for`, with HTTP and socket errors (a server starting) as not yet."""
+    return shipping_wait_for(predicate, timeout, what, ignore=(httpx.HTTPError, OSError))
 
 
 @contextmanager

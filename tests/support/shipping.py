@@ -61,13 +61,18 @@ def seq_counts(es: Elasticsearch, namespace: str) -> Counter[int]:
             return counts
 
 
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
-    """Poll until ``predicate()`` is truthy; its value, or AssertionError after ``timeout``."""
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", every: float = 0.2,
+             ignore: tuple[type[BaseException], ...] = ()):
+    """Poll until ``predicate()`` is truthy; its value, or AssertionError naming ``what`` after
+    ``timeout``. Exceptions of the ``ignore`` types (a server still starting) count as not yet."""
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
+    while True:
+        try:
+            last = predicate()
+        except ignore:
+            last = None
         if last:
             return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {last})")
         time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last})")
