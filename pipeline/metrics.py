@@ -2,7 +2,8 @@
 
 Model names come from log lines, that is from anyone who can send the registry a request: the
 per-model series are capped (``max_models``); later names are counted under ``model="_other"``
-so a flood of invented names cannot grow the series without bound.
+so a flood of invented names cannot grow the series without bound, and a name is cut to
+``MODEL_LABEL_CHARS`` characters so a megabyte-long one cannot make one series that large.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 
 OTHER_MODELS = "_other"
+MODEL_LABEL_CHARS = 200
 
 
 class ShipperMetrics:
@@ -42,7 +44,8 @@ class ShipperMetrics:
                                        "version, error...), each counted once", ["kind", "model"], registry=r)
 
     def count_models(self, counts: Counter_[tuple[str, str]]) -> None:
-        for (kind, model), count in counts.items():
+        for (kind, name), count in counts.items():
+            model = name[:MODEL_LABEL_CHARS]
             if model not in self._models:
                 if len(self._models) >= self.max_models:
                     model = OTHER_MODELS

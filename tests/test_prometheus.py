@@ -132,3 +132,27 @@ def test_prometheus_scrapes_probe_shipper_and_runner_and_every_panel_has_series(
                 daemon.wait(20)
     for daemon, name in zip(daemons, ("shipper", "probe", "rules"), strict=True):
         assert daemon.returncode in (0, -15), (tmp_path / f"{name}.log").read_text()[-2000:]
+
+
+def test_hostile_model_names_stay_bounded_and_the_exposition_stays_valid() -> None:
+    """Model names come from log lines: NUL bytes, quotes, line breaks, non-ASCII and a megabyte
+    name become label values promtool accepts; the count and the length of names are capped."""
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+
+    from pipeline.metrics import MODEL_LABEL_CHARS, OTHER_MODELS, ShipperMetrics
+
+    metrics = ShipperMetrics(max_models=5)
+    hostile = ["a\x00b", 'q"uote\\', "line\nbreak", "modèle-π-\U0001f600", "x" * 1_000_000, "sixth", "seventh"]
+    metrics.count_models(Counter({("registration", name): 2 for name in hostile}))
+    text = generate_latest(metrics.registry).decode()
+    lint = subprocess.run([command("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
+                          check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    samples = {s.labels["model"]: s.value for family in metrics.registry.collect() for s in family.samples
+               if s.name == "regwatch_registry_events_total"}
+    assert len(samples) == 6 and samples[OTHER_MODELS] == 4  # five names, the rest counted under _other
+    assert max(len(name) for name in samples) == MODEL_LABEL_CHARS
+    assert sum(samples.values()) == 2 * len(hostile)  # none lost
+    assert len(text) < 10_000
