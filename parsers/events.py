@@ -66,6 +66,11 @@ _RARE_FIELDS = frozenset({"source_address", "original_request", "email", "artifa
                           "entity", "workspace", "cloud"})
 
 
+def event_kind(route: Route, failed: bool) -> str:
+    """A failed request (status 400 and above) is an error, whatever it tried to do."""
+    return "error" if failed else route.kind
+
+
 def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, Any],
                    platform: str, raw: str | None) -> dict[str, Any]:
     """Build the document of one event from the fields a format parser extracted.
@@ -75,7 +80,7 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
     delivery_id, workspace, entity, cloud (dict).
     """
     get = f.get
-    kind = "error" if failed else route.kind
+    kind = event_kind(route, failed)
     dataset = "modelregistry." + kind
     event: dict[str, Any] = {
         "kind": "event",

@@ -110,6 +110,9 @@ class ThresholdRule(RuleBase):
 class RatioRule(RuleBase):
     type: Literal["ratio"]
     numerator: str  # a Lucene query string selecting the events counted on top
+    # Fewer events than this in the window give no ratio (value 0): one failure of one call is not
+    # a 100 % error rate. As with Prometheus' `and sum(rate(...)) > n`, a quiet window also resolves.
+    min_events: int = Field(0, ge=0)
     condition: Condition
     recovery: Condition | None = None
 

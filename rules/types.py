@@ -105,7 +105,9 @@ class Ratio(RuleType):
         return {"numerator": {"filter": {"query_string": {"query": rule.numerator}}}}
 
     def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
-        return bucket["numerator"]["doc_count"] / total if total and "numerator" in bucket else 0.0
+        if total == 0 or total < rule.min_events or "numerator" not in bucket:
+            return 0.0
+        return bucket["numerator"]["doc_count"] / total
 
 
 @register

@@ -23,7 +23,8 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(kibana.app, name="kibana")
 app.add_typer(receiver.app, name="audit-receiver")
 app.add_typer(check.app, name="check")
-for group in (shipping, probe, demo, deps):
+app.add_typer(demo.app, name="demo")
+for group in (shipping, probe, deps):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
 

@@ -1,51 +1,252 @@
-"""``regwatch demo``: a real MLflow server, driven by the MLflow client, its log shipped."""
+"""``regwatch demo``: the whole system living through two incidents, on this machine.
+
+``demo up`` starts a real MLflow behind a real nginx, regwatch's services, and a workload; stops
+the registry and bursts failing calls; prints what was done against what Elasticsearch holds.
+``demo down`` stops everything it started. ``demo workload`` is the generator on its own, for any
+MLflow; ``demo webhook-sink`` the notification receiver the demo's rules post to.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from regwatch.cli.common import err, fail
+from regwatch.cli.common import elasticsearch_errors, err, fail, load
+
+app = typer.Typer(no_args_is_help=True, help="The whole system through two incidents on this machine: up, down, workload, webhook-sink.")
+out = Console()
+WORKDIR = Path(".regwatch/demo")
 
 
-app = typer.Typer()
+class _RichReporter:
+    def __init__(self, status: Any) -> None:
+        self.status = status
+        self.started = time.monotonic()
+
+    def _t(self) -> str:
+        return f"[dim]{time.monotonic() - self.started:6.1f}s[/dim]"
+
+    def step(self, text: str) -> None:
+        self.status.update(f"{text}")
+        err.print(f"{self._t()} {text}", highlight=False)
+
+    def done(self, text: str) -> None:
+        err.print(f"{self._t()} [green]✓[/green] {text}", highlight=False)
 
 
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option(help="where the MLflow server keeps its data and logs")] = Path(".regwatch/demo"),
-    loads: Annotated[int, typer.Option(help="model loads per model in the workload")] = 3,
+@app.command("up")
+def up(
+    workdir: Annotated[Path, typer.Option(help="where the registry, services and their logs live")] = WORKDIR,
     namespace: Annotated[str, typer.Option(help="data stream namespace")] = "demo",
+    quick: Annotated[bool, typer.Option("--quick", help="a shorter story (the test's)")] = False,
+    nginx: Annotated[bool, typer.Option(help="nginx in front of MLflow when it is installed")] = True,
+    stop: Annotated[bool, typer.Option("--stop/--keep", help="stop everything after the summary "
+                                                              "(default: keep it running with light traffic)")] = False,
 ) -> None:
-    """A real MLflow server driven by the real MLflow client; its access log shipped and summarised."""
+    """Registry, services, workload, two incidents, and the summary."""
+    import secrets
     import shutil
 
-    from regwatch.config import Config
-    from regwatch.demo import indexed_summary, mlflow_server, run_workload
+    from pipeline import datastreams, templates
+    from regwatch.config import valid_namespace
+    from regwatch.demo.processes import Processes, Spec
+    from regwatch.demo.scenario import Scenario, ScenarioError, Timings
+    from regwatch.demo.stack import Stack
+    from regwatch.demo.summary import summarise
     from regwatch.esclient import client_from_config
-    from regwatch.ship import build_shipper
+    from rules.state import StateStore
 
+    try:
+        namespace = valid_namespace(namespace)
+    except ValueError as exc:
+        fail(f"--namespace {namespace!r}: {exc}", code=2)
+    settings = load(None)
+    es = client_from_config(settings)
+    stopped = Processes(workdir).stop_all()
+    if stopped:
+        err.print(f"stopped the previous demo's {', '.join(stopped)}")
+    with elasticsearch_errors(settings):
+        templates.install(es)
+        datastreams.create_empty(es, namespace)
+        es.indices.delete(index=StateStore(es, namespace).index, ignore_unavailable=True)  # no alert carried over
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    err.print(f"starting an MLflow server (work folder {workdir})")
+    stack = Stack(workdir, namespace, use_nginx=nginx)
+    stack.write_config()
+    run_id = secrets.token_hex(4)
+    timings = Timings(warmup_s=15, burst_s=6, clients=3, burst_clients=5) if quick else Timings()
+    started = time.time()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the stack like Ctrl-C
     try:
-        with mlflow_server(workdir) as (url, access_log):
-            err.print(f"MLflow at {url}: running the registry workload with MlflowClient")
-            truth = run_workload(url, workdir / "truth.jsonl", loads=loads)
+        with err.status("starting") as status:
+            reporter = _RichReporter(status)
+            reporter.step(f"Elasticsearch {settings.elasticsearch.hosts[0]}: templates and data streams of '{namespace}' ready")
+            reporter.step(f"starting MLflow{' behind nginx' if stack.registry.front == 'nginx' else ''} "
+                          f"(its output: {stack.processes.logs})")
+            stack.start_registry()
+            reporter.done(f"registry at {stack.registry.url} ({stack.registry.front} access log)")
+            reporter.step("starting the audit receiver, the shipper, the probe and the rule runner")
+            stack.start_services()
+            reporter.done("services up: audit receiver (webhook registered in MLflow), shipper, probe, rule runner")
+            scenario = Scenario(stack, run_id, timings, reporter)
+            scenario.started = started
+            scenario.run()
+        with elasticsearch_errors(settings):
+            summary = summarise(es, namespace, run_id, started, scenario.truth, stack.notifications,
+                                scenario.timeline, stack.registry.front)
+    except (ScenarioError, RuntimeError) as exc:
+        stack.processes.stop_all()
+        fail(f"{exc}")
+    except KeyboardInterrupt:
+        stack.processes.stop_all()
+        err.print("interrupted: everything the demo started is stopped")
+        raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary["minutes"] = round((time.time() - started) / 60, 2)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    _render(summary, stack, settings.elasticsearch.hosts[0], namespace)
+    if stop:
+        stack.processes.stop_all()
+        err.print("stopped everything the demo started")
+    else:
+        stack.processes.start(Spec("workload-traffic", [*_self(), "demo", "workload", "--tracking-uri",
+                                                         stack.registry.url, "--truth", str(workdir / "background.jsonl"),
+                                                         "--run-id", "background", "--phase", "traffic", "--duration",
+                                                         "86400", "--clients", "1", "--pace", "0.5"]))
+        err.print(f"still running with light traffic: [bold]regwatch top --namespace {namespace}[/bold] to watch, "
+                  "[bold]make demo-down[/bold] to stop", highlight=False)
+    if not summary["match"] or summary["audit_missing_models"]:
+        raise typer.Exit(1)
+
+
+def _self() -> list[str]:
+    from regwatch.demo.stack import regwatch_argv
+
+    return regwatch_argv()
+
+
+def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) -> None:
+    from regwatch.demo.summary import queries
+
+    work, stored = summary["workload"], summary["elasticsearch"]
+    out.rule(f"regwatch demo: {summary['minutes']} min")
+    table = Table("kind", "requests the workload made", f"events in {stored['pattern']}", "",
+                  title=f"{work['operations']} operations by {len(work['operations_by_type'])} kinds of client call "
+                        f"({work['operations_failed']} failed), {work['requests']} HTTP requests")
+    for kind, counts in summary["kinds"].items():
+        same = counts["workload"] == counts["elasticsearch"]
+        table.add_row(kind, str(counts["workload"]), str(counts["elasticsearch"]),
+                      "[green]=[/green]" if same else "[red]≠[/red]")
+    out.print(table)
+    out.print(f"every action matches too: {'[green]yes[/green]' if summary['match'] else '[red]NO[/red]'}; "
+              f"dead letters: {stored['deadletters']}; other clients (probe, webhook registration): "
+              + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in stored["other_clients"].items()))
+    missing = summary["audit_missing_models"]
+    out.print(f"audit trail: {stored['audit_events']} events naming "
+              + ", ".join(f"{m} ({n})" for m, n in stored["audit_models"].items())
+              + (f"; [red]missing {', '.join(missing)}[/red]" if missing else "; every model the workload wrote is named"))
+    alerts = Table("after", "rule", "group", "state", title="notifications received by the demo's webhook")
+    for alert in summary["alerts"]:
+        colour = "red" if alert["state"] == "firing" else "green"
+        alerts.add_row(f"{alert['after_s']:.1f} s", alert["rule"] or "", alert["group"] or "",
+                       f"[{colour}]{alert['state']}[/{colour}]")
+    out.print(alerts)
+    out.print("timeline: " + "; ".join(f"{t['after_s']:.0f} s {t['what']}" for t in summary["timeline"]), highlight=False)
+    out.print(f"payloads: {stack.notifications}  summary: {stack.workdir / 'summary.json'}  "
+              f"logs: {stack.processes.logs}", highlight=False)
+    out.print("dashboards: [bold]KIBANA_URL=... regwatch kibana import[/bold] (kibana/regwatch.ndjson) against your "
+              "Kibana, or the compose stack ([bold]docker compose up -d[/bold]); Grafana: grafana/regwatch.json; "
+              f"Prometheus /metrics on ports {stack.ports.shipper_metrics}, {stack.ports.probe_metrics}, "
+              f"{stack.ports.rules_metrics}", highlight=False)
+    for title, command in queries(es_url, namespace):
+        out.print(f"[dim]# {title}[/dim]")
+        out.print(command, highlight=False, soft_wrap=True)
+
+
+@app.command("down")
+def down(workdir: Annotated[Path, typer.Option(help="the demo's work folder")] = WORKDIR) -> None:
+    """Stop everything ``demo up`` started (the registry, nginx, regwatch's services, the workload)."""
+    from regwatch.demo.processes import Processes
+
+    stopped = Processes(workdir).stop_all()
+    err.print(f"stopped {', '.join(stopped)}" if stopped else "nothing of the demo was running")
+
+
+@app.command("workload")
+def workload(
+    tracking_uri: Annotated[str, typer.Option(help="the MLflow tracking server")],
+    truth: Annotated[Path, typer.Option(help="JSON lines: every operation and every request, appended")],
+    run_id: Annotated[str, typer.Option(help="tag in every request's User-Agent: run=<id>")] = "manual",
+    phase: Annotated[str, typer.Option(help="seed (models, versions, aliases), traffic (the mix), burst (failing calls)")] = "traffic",
+    duration: Annotated[float, typer.Option(help="seconds of traffic or burst")] = 30.0,
+    clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 4,
+    pace: Annotated[float, typer.Option(min=0, help="seconds each client waits between operations")] = 0.0,
+) -> None:
+    """Concurrent MLflow clients doing what a team does, recording every operation and request."""
+    import threading
+
+    from regwatch.demo.workload import Workload
+
+    if phase not in ("seed", "traffic", "burst"):
+        fail(f"--phase {phase!r}: one of seed, traffic, burst", code=2)
+    _quiet_mlflow()
+    generator = Workload(tracking_uri, truth, run_id)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: generator.stop.set())
+    try:
+        if phase == "seed":
+            generator.seed_models()
+            err.print(f"seeded {len(generator.models)} models at {tracking_uri}")
+        else:
+            done = generator.traffic(duration, clients, failing=phase == "burst", pace_s=pace)
+            err.print(f"{done} operations ({phase}) against {tracking_uri}")
     except RuntimeError as exc:
         fail(str(exc))
-    err.print(f"{len(truth)} client operations; shipping {access_log}")
-    config = Config.model_validate({
-        "namespace": namespace,
-        "checkpoint_file": str(workdir / "checkpoints.json"),
-        "metrics_port": None,
-        "inputs": [{"paths": [str(access_log)], "format": "gunicorn", "service_environment": "demo"}],
-    })
-    summary = build_shipper(config).run(once=True)
-    typer.echo(summary.line())
-    pattern, kinds, top = indexed_summary(client_from_config(config), namespace)
-    typer.echo(f"in Elasticsearch ({pattern}): " + " ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
-    typer.echo("retrievals by model: " + " ".join(f"{k}={v}" for k, v in top.items()))
+    finally:
+        generator.close()
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's own chatter (run links, warnings) goes to the log the demo keeps, not the screen."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+@app.command("webhook-sink")
+def webhook_sink(
+    out_file: Annotated[Path, typer.Option("--out", help="JSON lines: every notification received")],
+    listen: Annotated[str, typer.Option(help="host:port")] = "127.0.0.1:8687",
+) -> None:
+    """A webhook receiver that writes every notification to a file (the demo's Slack)."""
+    from regwatch.demo.webhook_sink import serve
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--listen {listen!r}: expected host:port", code=2)
+    try:
+        server = serve(host, int(port), out_file)
+    except OSError as exc:
+        fail(f"--listen {listen}: {exc.strerror or exc}")
+    import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,153 @@
+"""The demo's story: normal traffic, the registry stopped until registry-down fires and restarted
+until it resolves, a burst of failing calls until registry-error-ratio fires and normal traffic
+until it resolves; then the shipper catches up and the summary is taken.
+
+Every step is reported to a :class:`Reporter` (the CLI draws it with rich); the timeline of what
+happened when goes into the summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.checkpoint import CheckpointStore, lag
+from regwatch.demo.processes import Spec
+from regwatch.demo.stack import Stack, regwatch_argv
+from regwatch.demo.webhook_sink import received
+
+
+class Reporter(Protocol):
+    def step(self, text: str) -> None: ...
+
+    def done(self, text: str) -> None: ...
+
+
+@dataclass
+class Timings:
+    """How long each phase lasts (seconds): the test runs a shorter story than ``make demo``."""
+
+    warmup_s: float = 40.0
+    clients: int = 4
+    burst_s: float = 10.0
+    burst_clients: int = 6
+    alert_timeout_s: float = 120.0
+    catch_up_timeout_s: float = 120.0
+
+
+class ScenarioError(RuntimeError):
+    pass
+
+
+class Scenario:
+    def __init__(self, stack: Stack, run_id: str, timings: Timings, reporter: Reporter) -> None:
+        self.stack = stack
+        self.run_id = run_id
+        self.timings = timings
+        self.say = reporter
+        self.truth = stack.workdir / "truth.jsonl"
+        self.started = time.time()
+        self.timeline: list[dict[str, Any]] = []
+
+    def mark(self, what: str) -> None:
+        self.timeline.append({"what": what, "after_s": round(time.time() - self.started, 1)})
+
+    def _workload(self, phase: str, duration_s: float = 0.0, clients: int = 1) -> list[str]:
+        return regwatch_argv("demo", "workload", "--tracking-uri", self.stack.registry.url, "--truth", str(self.truth),
+                             "--run-id", self.run_id, "--phase", phase, "--duration", str(duration_s),
+                             "--clients", str(clients))
+
+    def _run_workload(self, phase: str, duration_s: float = 0.0, clients: int = 1) -> None:
+        log = self.stack.processes.log_of("workload")
+        with log.open("ab") as out:
+            done = subprocess.run(self._workload(phase, duration_s, clients), stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=duration_s + 300, check=False)
+        if done.returncode != 0:
+            raise ScenarioError(f"the workload's {phase} phase exited {done.returncode}: see {log}")
+
+    def _notified(self, rule: str, state: str, since: float) -> dict[str, Any] | None:
+        for record in received(self.stack.notifications):
+            payload = record["payload"]
+            if payload.get("rule") == rule and payload.get("state") == state and record["received"] >= since:
+                return record
+        return None
+
+    def _wait_notified(self, rule: str, state: str, since: float) -> None:
+        """Until the webhook receiver got this notification after ``since`` (the incident's start)."""
+        deadline = time.monotonic() + self.timings.alert_timeout_s
+        while self._notified(rule, state, since) is None:
+            if dead := self.stack.check_alive():
+                raise ScenarioError(f"{', '.join(dead)} stopped: see {self.stack.processes.logs}")
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"no {state} notification of {rule} within {self.timings.alert_timeout_s:.0f} s: "
+                                    f"see {self.stack.processes.logs}")
+            time.sleep(0.5)
+        self.mark(f"{rule} {state}")
+
+    def run(self) -> None:
+        t = self.timings
+        self.say.step("seeding the registry: models, runs, artifacts, versions, aliases")
+        self._run_workload("seed")
+        self.say.done(f"seeded {self.stack.registry.url}")
+        self.say.step(f"normal traffic: {t.clients} clients for {t.warmup_s:.0f} s")
+        self._run_workload("traffic", t.warmup_s, t.clients)
+        self.say.done(f"{t.warmup_s:.0f} s of normal traffic")
+
+        self.say.step("incident 1: the registry is stopped; waiting for registry-down")
+        self.mark("registry stopped")
+        incident = time.time()
+        self.stack.stop_registry()
+        self._wait_notified("registry-down", "firing", incident)
+        self.say.step("registry-down fired; restarting the registry; waiting for the resolution")
+        self.stack.start_registry()
+        self.mark("registry restarted")
+        self._wait_notified("registry-down", "resolved", incident)
+        self.say.done("incident 1: registry-down fired and resolved")
+
+        self.say.step(f"incident 2: {t.burst_clients} clients calling for models that do not exist ({t.burst_s:.0f} s)")
+        self.mark("burst of failing calls")
+        incident = time.time()
+        self._run_workload("burst", t.burst_s, t.burst_clients)
+        self.mark("burst over")
+        self.say.step("normal traffic until registry-error-ratio has fired and resolved")
+        traffic = self.stack.processes.start(Spec("workload-traffic", self._workload("traffic", 3600, t.clients)))
+        try:
+            self._wait_notified("registry-error-ratio", "firing", incident)
+            self._wait_notified("registry-error-ratio", "resolved", incident)
+        finally:
+            self._stop_traffic(traffic)
+        self.say.done("incident 2: registry-error-ratio fired and resolved")
+        self.say.step("waiting for the shipper to acknowledge every line")
+        self._wait_caught_up()
+        self.mark("shipper caught up")
+        self.say.done("every line acknowledged by Elasticsearch")
+
+    def _stop_traffic(self, pid: int) -> None:
+        """SIGTERM: the clients finish the call they are in (so the record holds every request)."""
+        import os
+
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 120
+        while self.stack.processes.running("workload-traffic") is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.stack.processes.stop("workload-traffic")
+
+    def _wait_caught_up(self) -> None:
+        store_path = Path(self.stack.workdir / "checkpoints.json")
+        wanted = {str(self.stack.registry.access_log), str(self.stack.audit_log)}
+        deadline = time.monotonic() + self.timings.catch_up_timeout_s
+        while time.monotonic() < deadline:
+            if store_path.exists():
+                rows = {row.path: row for row in lag(CheckpointStore(store_path))}
+                if wanted <= set(rows) and all(rows[p].behind == 0 for p in wanted):
+                    return
+            time.sleep(0.5)
+        raise ScenarioError(f"the shipper did not catch up within {self.timings.catch_up_timeout_s:.0f} s: "
+                            f"`regwatch status -c {self.stack.config_path}`")

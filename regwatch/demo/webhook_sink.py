@@ -1,0 +1,53 @@
+"""The demo's notification target: a webhook receiver that appends what it gets to a file.
+
+It stands where Slack or PagerDuty would: every POST body is written as one JSON line with the
+time it arrived and its idempotency key, then answered 200.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MAX_BODY = 1 << 20
+
+
+def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
+    """A server (not yet serving: call ``serve_forever``) appending to ``out``."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self.send_error(413)
+                return
+            body = self.rfile.read(length)
+            try:
+                payload: Any = json.loads(body)
+            except ValueError:
+                payload = {"unparsed": body.decode("utf-8", "replace")}
+            record = {"received": time.time(), "path": self.path,
+                      "key": self.headers.get("X-Regwatch-Idempotency-Key"), "payload": payload}
+            with lock, out.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(record, sort_keys=True) + "\n")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the file is the record
+            return
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def received(out: Path) -> list[dict[str, Any]]:
+    if not out.exists():
+        return []
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]

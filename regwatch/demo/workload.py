@@ -1,0 +1,221 @@
+"""The workload generator: several concurrent clients using a registry as a team does, through
+the real MLflow client, against any MLflow tracking server.
+
+It records, as JSON lines in the truth file, every operation (``type: operation``: what, which
+model, whether it worked) and every HTTP request the client sent for it (``type: request``, from
+:mod:`regwatch.demo.wire`). The demo's summary and its test compare the requests with what
+Elasticsearch holds, kind by kind.
+
+Phases: ``seed`` gives every model a run with an artifact, a first version and the ``champion``
+alias; ``traffic`` mixes registrations, versions, aliases, tags, stage changes, searches,
+downloads and a few failing calls; ``burst`` is failing calls only (the error-ratio incident).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from regwatch.demo import wire
+
+log = structlog.get_logger(__name__)
+
+MODELS = ("fraud-detector", "churn-predictor", "recsys-ranker", "demand-forecaster")
+STAGES = ("Staging", "Production", "Archived")
+
+
+@dataclass
+class _Model:
+    name: str
+    run_id: str
+    source: str  # the artifact folder a version points at
+    artifact: str  # one file in it, for downloads
+    versions: list[str] = field(default_factory=list)
+
+
+class Truth:
+    """The truth file: one JSON object per line, appended under a lock (clients are threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_truth(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Workload:
+    """One registry, one truth file; ``run_id`` tags every request's User-Agent."""
+
+    def __init__(self, tracking_uri: str, truth_path: Path, run_id: str, seed: int = 7) -> None:
+        # The client's retries would hide requests from the record (they happen below requests' hooks).
+        os.environ.update({"MLFLOW_TRACKING_AUTH": wire.NAME, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                           wire.TAG_ENV: wire.user_agent_tag(run_id)})
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        self.truth = Truth(truth_path)
+        wire.listen(self.truth.write)
+        self.seed = seed
+        self.run_id = run_id
+        self.stop = threading.Event()  # set: every client finishes the operation it is in, then stops
+        self.models: dict[str, _Model] = {}
+        self._lock = threading.Lock()
+        self._scratch = Path(tempfile.mkdtemp(prefix="regwatch-workload-"))
+
+    def close(self) -> None:
+        wire.listen(lambda record: None)
+        self.truth.close()
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _op(self, client: int, op: str, model: str | None, action: Callable[[], Any]) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        wire.doing(client, op)
+        record: dict[str, Any] = {"type": "operation", "t": time.time(), "client": client, "op": op,
+                                  "model": model, "ok": True, "error": None}
+        try:
+            return action()
+        except MlflowException as exc:
+            record.update(ok=False, error=exc.error_code)
+            return None
+        except OSError as exc:  # a download that could not be written, a connection torn down
+            record.update(ok=False, error=type(exc).__name__)
+            return None
+        finally:
+            self.truth.write(record)
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def seed_models(self, names: tuple[str, ...] = MODELS) -> None:
+        """Each model: an experiment run holding an artifact, the model, version 1, alias champion."""
+        # A new experiment name each run: looking one up first would be a failed call (404).
+        experiment = self._op(0, "create_experiment", None,
+                              lambda: self.client.create_experiment(f"regwatch-demo-{self.run_id}"))
+        for name in names:
+            run = self._op(0, "create_run", None, lambda: self.client.create_run(experiment))
+            local = self._scratch / "model.txt"
+            local.write_text(f"weights of {name}\n")
+            self._op(0, "log_artifact", None, lambda: self.client.log_artifact(run.info.run_id, str(local), "model"))
+            model = _Model(name, run.info.run_id, f"{run.info.artifact_uri}/model", f"{run.info.artifact_uri}/model/model.txt")
+            self._op(0, "create_model", name, lambda: self.client.create_registered_model(name))
+            self.models[name] = model
+            self._new_version(0, model)
+            self._op(0, "set_alias", name, lambda: self.client.set_registered_model_alias(name, "champion", model.versions[-1]))
+
+    def _new_version(self, client: int, model: _Model) -> None:
+        version = self._op(client, "create_version", model.name,
+                           lambda: self.client.create_model_version(model.name, model.source, model.run_id))
+        if version is not None:
+            with self._lock:
+                model.versions.append(version.version)
+
+    def traffic(self, duration_s: float, clients: int = 4, failing: bool = False, pace_s: float = 0.0) -> int:
+        """``clients`` threads for ``duration_s``; each does one random operation after another
+        (only failing calls when ``failing``). Returns the number of operations."""
+        if not self.models:
+            self._adopt()
+        deadline = time.monotonic() + duration_s
+        with ThreadPoolExecutor(clients) as pool:
+            counts = list(pool.map(lambda c: self._client_loop(c, deadline, failing, pace_s), range(1, clients + 1)))
+        return sum(counts)
+
+    def _adopt(self) -> None:
+        """Models already in the registry (a traffic phase after a seed in another process)."""
+        for registered in self.client.search_registered_models():
+            versions = sorted(registered.latest_versions or [], key=lambda v: int(v.version))
+            if registered.name in MODELS and versions:
+                latest = versions[-1]
+                self.models[registered.name] = _Model(registered.name, latest.run_id, latest.source,
+                                                      f"{latest.source}/model.txt",
+                                                      [v.version for v in versions])
+        if not self.models:
+            raise RuntimeError(f"no demo models in {self.uri}: run the seed phase first")
+
+    def _client_loop(self, client: int, deadline: float, failing: bool, pace_s: float) -> int:
+        rng = random.Random(self.seed * 1000 + client)
+        done = 0
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if failing:
+                self._failing_call(client, rng)
+            else:
+                self._one(client, rng)
+            done += 1
+            if pace_s:
+                time.sleep(pace_s)
+        return done
+
+    def _failing_call(self, client: int, rng: random.Random) -> None:
+        name = rng.choice(list(self.models))
+        if rng.random() < 0.5:
+            self._op(client, "get_missing_model", f"{name}-missing", lambda: self.client.get_registered_model(f"{name}-missing"))
+        else:
+            self._op(client, "get_missing_version", name, lambda: self.client.get_model_version(name, "9999"))
+
+    def _one(self, client: int, rng: random.Random) -> None:
+        model = self.models[rng.choice(list(self.models))]
+        name = model.name
+        with self._lock:
+            versions = list(model.versions)
+        latest = versions[-1] if versions else "1"
+        roll = rng.random()
+        c = self.client
+        if roll < 0.06:
+            self._new_version(client, model)
+        elif roll < 0.12:
+            self._op(client, "set_alias", name, lambda: c.set_registered_model_alias(name, "champion", latest))
+        elif roll < 0.17:
+            self._op(client, "set_version_tag", name, lambda: c.set_model_version_tag(name, latest, "validated", "yes"))
+        elif roll < 0.21:
+            self._op(client, "transition_stage", name,
+                     lambda: c.transition_model_version_stage(name, latest, rng.choice(STAGES)))
+        elif roll < 0.24:
+            self._op(client, "update_model", name, lambda: c.update_registered_model(name, f"updated by client {client}"))
+        elif roll < 0.45:
+            self._op(client, "get_download_uri", name, lambda: c.get_model_version_download_uri(name, latest))
+        elif roll < 0.60:
+            self._op(client, "download_artifact", name, lambda: self._download(model, client))
+        elif roll < 0.75:
+            self._op(client, "get_by_alias", name, lambda: c.get_model_version_by_alias(name, "champion"))
+        elif roll < 0.85:
+            self._op(client, "search_versions", name, lambda: c.search_model_versions(f"name='{name}'"))
+        elif roll < 0.92:
+            self._op(client, "search_models", None, lambda: c.search_registered_models())
+        elif roll < 0.995:
+            self._op(client, "get_latest_versions", name, lambda: c.get_latest_versions(name))
+        else:  # the odd mistake: a version that does not exist
+            self._op(client, "get_missing_version", name, lambda: c.get_model_version(name, "9999"))
+
+    def _download(self, model: _Model, client: int) -> str:
+        import mlflow.artifacts
+
+        target = self._scratch / f"client{client}"
+        return mlflow.artifacts.download_artifacts(artifact_uri=model.artifact, tracking_uri=self.uri,
+                                                   dst_path=str(target))
