@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install deps demo test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
+.PHONY: install deps demo demo-down test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,17 @@ install: $(STAMP)
 deps: install
 	$(BIN)/regwatch deps --install
 
-## The demo: a local Elasticsearch, the templates, the sample registry logs shipped into it.
-demo: install
+## The demo: a local Elasticsearch, then a real MLflow behind nginx, regwatch's services, a
+## workload and two incidents; ends with a summary and leaves it running for `regwatch top`.
+demo: deps
 	$(BIN)/regwatch es up
 	$(BIN)/regwatch setup
-	$(BIN)/regwatch demo
+	$(BIN)/regwatch demo up
+
+## Stop everything `make demo` started, the local Elasticsearch included.
+demo-down: install
+	$(BIN)/regwatch demo down
+	$(BIN)/regwatch es down
 
 ## Every test, Elasticsearch-backed ones included (the node is provisioned by tests/conftest.py).
 test: deps

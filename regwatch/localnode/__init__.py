@@ -3,7 +3,7 @@
 The node is found, in order: ``ES_URL`` (used as it is, nothing started), a Docker engine that
 answers (the official image), else the official ``integ-test-zip`` distribution from Maven
 Central, fetched with ``mvn dependency:copy``, cached outside the repository and started with a
-Java 21+ runtime as an unprivileged user (Elasticsearch refuses to run as root).
+Java 17+ runtime as an unprivileged user (Elasticsearch refuses to run as root).
 
 Everything that can be missing (Java, mvn, the port, the download) is reported as a
 :class:`NodeError` whose message says what is missing and how to fix it.

