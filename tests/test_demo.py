@@ -102,6 +102,12 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         assert f"{len(operations)} operations" in result.stdout
         assert "every action matches too: yes" in result.stdout
         assert "demo down" in result.stderr or "demo-down" in result.stderr
+
+        # What the demo offers at the end: `regwatch top` over the stack it left running.
+        top = subprocess.run([*CLI, "top", "--json", "--namespace", namespace], env=_env(es_url, tmp_path),
+                             capture_output=True, text=True, timeout=60)
+        view = json.loads(top.stdout)
+        assert view["calls"] > 0 and view["per_minute"]["retrieval"] and view["availability"]["mlflow"]["up_now"]
     finally:
         ports = json.loads((workdir / "stack.json").read_text())["ports"] if (workdir / "stack.json").exists() else {}
         down = subprocess.run([*CLI, "demo", "down", "--workdir", str(workdir)], env=_env(es_url, tmp_path),

@@ -1,0 +1,91 @@
+"""``regwatch top``: the registry live in the terminal, from Elasticsearch (rules.overview)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from regwatch.cli.common import elasticsearch_errors, err, fail, load
+
+app = typer.Typer()
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def render(view, namespace: str) -> Group:
+    """One frame: tables of the overview, no logic beyond formatting."""
+    ratio = view.error_ratio
+    head = Text.assemble(
+        ("regwatch top", "bold"), f"  namespace {namespace}, last {view.minutes} min   ",
+        ("error ratio ", ""), (f"{ratio:.1%}" if ratio is not None else "-", "red" if ratio and ratio > 0.05 else "green"),
+        f"   p50 {_ms(view.p50_ms)}   p95 {_ms(view.p95_ms)}   ",
+        f"shipper: newest line indexed {'-' if view.newest_ingested_s_ago is None else f'{view.newest_ingested_s_ago:.0f} s ago'}"
+        f" ({'-' if view.newest_delay_s is None else f'{view.newest_delay_s:.1f} s after it was written'})")
+    kinds = Table("kind", *[f"-{view.minutes - 1 - i}m" if i < view.minutes - 1 else "now" for i in range(view.minutes)],
+                  title="operations per minute", title_justify="left")
+    for kind, counts in view.per_minute.items():
+        kinds.add_row(kind, *[str(c) for c in counts])
+    availability = Table("target", "now", "up", "checks", title="availability", title_justify="left")
+    for target, a in view.availability.items():
+        availability.add_row(target, Text("up", "green") if a["up_now"] else Text(f"down ({a['reason']})", "red"),
+                             f"{a['up_ratio']:.1%}", str(a["checks"]))
+    models = Table("model", "calls", title="busiest models", title_justify="left")
+    for name, count in view.models.items():
+        models.add_row(name, str(count))
+    firing = Table("rule", "group", "state", "since", title="alerts", title_justify="left")
+    for alert in view.firing:
+        since = time.strftime("%H:%M:%S", time.localtime(alert.get("since") or 0))
+        firing.add_row(alert.get("rule", ""), alert.get("group", ""), Text(alert.get("state", ""), "red"), since)
+    if not view.firing:
+        firing.add_row("none firing", "", "", "")
+    return Group(head, kinds, availability, models, firing)
+
+
+@app.command()
+def top(
+    namespace: Annotated[str, typer.Option(help="data stream namespace ('*' for all)")] = "*",
+    minutes: Annotated[int, typer.Option(min=1, max=60, help="how far back")] = 5,
+    refresh: Annotated[float, typer.Option(min=0.5, help="seconds between refreshes")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="one frame, then exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one frame as JSON, then exit")] = False,
+    config: Annotated[Optional[typer.FileText], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """The registry live: operations per kind per minute, error ratio, latency, availability,
+    busiest models, firing alerts, shipper lag (works against any regwatch cluster)."""
+    from pathlib import Path
+
+    from regwatch.esclient import client_from_config
+    from rules.overview import read
+
+    settings = load(Path(config.name) if config is not None else None)
+    client = client_from_config(settings)
+    with elasticsearch_errors(settings):
+        try:
+            view = read(client, namespace, minutes)
+        except RuntimeError as exc:
+            fail(str(exc))
+        if as_json:
+            typer.echo(json.dumps({**dataclasses.asdict(view), "error_ratio": view.error_ratio}, sort_keys=True))
+            return
+        if once:
+            from rich.console import Console
+
+            Console().print(render(view, namespace))
+            return
+        try:
+            with Live(render(view, namespace), console=err, screen=False, auto_refresh=False) as live:
+                while True:
+                    time.sleep(refresh)
+                    live.update(render(read(client, namespace, minutes), namespace), refresh=True)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,123 @@
+"""The registry at a glance, from Elasticsearch: what ``regwatch top`` shows.
+
+One ``_msearch`` per refresh (events, availability, alert state), over the last ``minutes``:
+operations per kind per minute, the error ratio of registry calls, p50/p95 latency, availability
+per probe target, the busiest models, firing alerts, and the shipper's lag (how old the newest
+line was when Elasticsearch got it, and how long ago that was). Windows select on ``@timestamp``
+here: this is a view of what happened when, not an alert that must count late data once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from parsers import streams
+from rules.states import ACTIVE
+
+REGISTRY_KINDS = ("registration", "retrieval", "version", "error")
+
+
+@dataclass
+class Overview:
+    minutes: int
+    per_minute: dict[str, list[int]] = field(default_factory=dict)  # kind -> counts, oldest minute first
+    calls: int = 0
+    failures: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    availability: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> up ratio, last state
+    models: dict[str, int] = field(default_factory=dict)
+    firing: list[dict[str, Any]] = field(default_factory=list)
+    newest_ingested_s_ago: float | None = None
+    newest_delay_s: float | None = None
+
+    @property
+    def error_ratio(self) -> float | None:
+        return self.failures / self.calls if self.calls else None
+
+
+def _range(field_name: str, minutes: int) -> dict[str, Any]:
+    return {"range": {field_name: {"gte": f"now-{minutes}m/m"}}}
+
+
+def requests(namespace: str, minutes: int) -> list[dict[str, Any]]:
+    """The msearch body: header and request per question."""
+    events = streams.pattern(namespace)
+    availability = streams.pattern(namespace, "availability", "metrics")
+    state = f"regwatch-alert-state-{namespace}"
+    kinds = [streams.dataset(k) for k in REGISTRY_KINDS]
+    per_minute = {
+        "size": 0, "query": _range("@timestamp", minutes),
+        "aggs": {
+            "minute": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 0,
+                                          "extended_bounds": {"min": f"now-{minutes - 1}m/m", "max": "now/m"}},
+                       "aggs": {"kind": {"terms": {"field": "data_stream.dataset", "size": 10}}}},
+            "calls": {"filter": {"terms": {"data_stream.dataset": kinds}},
+                      "aggs": {"failed": {"filter": {"term": {"event.outcome": "failure"}}},
+                               "latency": {"percentiles": {"field": "event.duration", "percents": [50, 95]}},
+                               "models": {"terms": {"field": "modelregistry.model.name", "size": 5}}}},
+            "newest": {"top_hits": {"size": 1, "sort": [{"event.ingested": {"order": "desc", "unmapped_type": "date"}}],
+                                    "_source": ["@timestamp", "event.ingested"]}},
+        },
+    }
+    health = {
+        "size": 0, "query": {"bool": {"filter": [_range("@timestamp", minutes),
+                                                 {"term": {"modelregistry.probe.check": "health"}}]}},
+        "aggs": {"target": {"terms": {"field": "modelregistry.probe.target", "size": 20},
+                            "aggs": {"up": {"filter": {"term": {"modelregistry.probe.up": True}}},
+                                     "last": {"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}],
+                                                           "_source": ["modelregistry.probe.up", "error.type"]}}}}},
+    }
+    firing = {"size": 100, "query": {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"state": list(ACTIVE)}}]}},
+              "_source": ["rule", "group", "state", "since", "value"]}
+    header = {"ignore_unavailable": True, "allow_no_indices": True}
+    return [{"index": events, **header}, per_minute, {"index": availability, **header}, health,
+            {"index": state, **header}, firing]
+
+
+def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: float | None = None) -> Overview:
+    now = time.time() if now is None else now
+    found = client.msearch(searches=requests(namespace, minutes))["responses"]
+    view = Overview(minutes)
+    events, health, state = found
+    for response in found:
+        if "error" in response and response.get("status") != 404:
+            raise RuntimeError(f"overview query failed: {response['error'].get('reason') or response['error']}")
+    aggs = events.get("aggregations")
+    if aggs:
+        minutes_seen = aggs["minute"]["buckets"][-minutes:]
+        kinds = sorted({streams.kind_of_dataset(k["key"]) for b in minutes_seen for k in b["kind"]["buckets"]}
+                       & {*streams.EVENT_KINDS, "deadletter"})
+        view.per_minute = {kind: [next((k["doc_count"] for k in b["kind"]["buckets"]
+                                        if streams.kind_of_dataset(k["key"]) == kind), 0) for b in minutes_seen]
+                           for kind in kinds}
+        calls = aggs["calls"]
+        view.calls, view.failures = calls["doc_count"], calls["failed"]["doc_count"]
+        values = calls["latency"]["values"]
+        view.p50_ms = values.get("50.0") / 1e6 if values.get("50.0") is not None else None
+        view.p95_ms = values.get("95.0") / 1e6 if values.get("95.0") is not None else None
+        view.models = {b["key"]: b["doc_count"] for b in calls["models"]["buckets"]}
+        hits = aggs["newest"]["hits"]["hits"]
+        if hits and "event" in hits[0]["_source"]:
+            source = hits[0]["_source"]
+            ingested = _epoch(source["event"]["ingested"])
+            view.newest_ingested_s_ago = max(0.0, now - ingested)
+            view.newest_delay_s = max(0.0, ingested - _epoch(source["@timestamp"]))
+    for bucket in (health.get("aggregations") or {}).get("target", {}).get("buckets", []):
+        last = bucket["last"]["hits"]["hits"][0]["_source"]
+        view.availability[bucket["key"]] = {"up_ratio": bucket["up"]["doc_count"] / bucket["doc_count"],
+                                            "checks": bucket["doc_count"],
+                                            "up_now": bool(last.get("modelregistry", {}).get("probe", {}).get("up")),
+                                            "reason": last.get("error", {}).get("type")}
+    view.firing = [hit["_source"] for hit in (state.get("hits") or {}).get("hits", [])]
+    return view
+
+
+def _epoch(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,91 @@
+"""``regwatch top``: the overview's numbers against lines we wrote, shipped by the real shipper,
+availability documents from the real probe, and an alert firing in the runner's state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+
+from regwatch.config import load_config
+from regwatch.ship import build_shipper
+from rules.state import StateStore, Versioned
+from support.shipping import write_config
+
+CLI = [sys.executable, "-m", "regwatch.cli"]
+
+
+def _line(when: float, path: str, status: int, rt: float, model: str) -> str:
+    stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return (f'10.0.0.1 - - [{stamp}] "GET {path}?name={model} HTTP/1.1" {status} 10 "-" "client" '
+            f'rt={rt:.3f} uct="0.000" urt="{rt:.3f}"\n')
+
+
+def test_top_shows_what_was_shipped(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    now = time.time()
+    log = tmp_path / "access.log"
+    lines = []
+    # 18 model reads (retrieval) at 10 ms .. 180 ms, 2 failed reads (error), 1 health check (access).
+    for i in range(18):
+        lines.append(_line(now - 90 + i, "/api/2.0/mlflow/registered-models/get", 200, 0.010 * (i + 1),
+                           "fraud" if i % 3 else "churn"))
+    lines += [_line(now - 30, "/api/2.0/mlflow/registered-models/get", 404, 0.005, "nope") for _ in range(2)]
+    lines.append(_line(now - 20, "/health", 200, 0.001, "-"))
+    log.write_text("".join(lines))
+    summary = build_shipper(load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))).run(once=True)
+    assert summary.events == 21
+
+    availability = f"metrics-modelregistry.availability-{namespace}"
+    for i, up in enumerate([True, True, True, False]):
+        es.index(index=availability, op_type="create", document={
+            "@timestamp": datetime.fromtimestamp(now - 40 + i * 10, timezone.utc).isoformat(),
+            "modelregistry": {"probe": {"up": up, "check": "health", "target": "mlflow"}},
+            **({} if up else {"error": {"type": "connection_refused"}})})
+    store = StateStore(es, namespace)
+    store.ensure()
+    store.write(Versioned("alert:x", {}), {"type": "alert", "rule": "registry-down", "group": "mlflow", "state": "firing",
+                                       "since": now - 5, "value": 3.0})
+    es.indices.refresh(index=f"*-modelregistry.*-{namespace},{store.index}")
+
+    result = subprocess.run([*CLI, "top", "--json", "--namespace", namespace], env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["calls"] == 20 and view["failures"] == 2 and view["error_ratio"] == 0.1
+    assert {k: sum(v) for k, v in view["per_minute"].items()} == {"retrieval": 18, "error": 2, "access": 1}
+    assert all(len(v) == 5 for v in view["per_minute"].values())
+    assert view["models"] == {"fraud": 12, "churn": 6, "nope": 2}
+    assert 80 <= view["p50_ms"] <= 110 and 160 <= view["p95_ms"] <= 180
+    assert view["availability"] == {"mlflow": {"up_ratio": 0.75, "checks": 4, "up_now": False,
+                                               "reason": "connection_refused"}}
+    assert [(a["rule"], a["state"]) for a in view["firing"]] == [("registry-down", "firing")]
+    assert view["newest_ingested_s_ago"] is not None and 0 <= view["newest_delay_s"] < 300
+
+    frame = subprocess.run([*CLI, "top", "--once", "--namespace", namespace],
+                           env={"ES_URL": es_url, "PATH": "/usr/bin:/bin", "COLUMNS": "160"},
+                           capture_output=True, text=True, timeout=60)
+    assert frame.returncode == 0, frame.stderr
+    assert "error ratio 10.0%" in frame.stdout and "registry-down" in frame.stdout
+    assert "down (connection_refused)" in frame.stdout and "fraud" in frame.stdout
+
+
+def test_top_against_nothing_is_empty_not_an_error(es_url: str) -> None:
+    result = subprocess.run([*CLI, "top", "--json", "--namespace", "nosuchns"], env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["calls"] == 0 and view["error_ratio"] is None and view["firing"] == []
+
+
+def test_top_with_elasticsearch_away_is_one_line(tmp_path: Path) -> None:
+    from regwatch.demo.ports import free_port
+
+    result = subprocess.run([*CLI, "top", "--once"], env={"ES_URL": f"http://127.0.0.1:{free_port()}", "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
