@@ -29,6 +29,9 @@ class ElasticsearchConfig(StrictModel):
     hosts: list[str] = Field(default_factory=lambda: [os.environ.get("ES_URL", "http://127.0.0.1:9200")],
                              min_length=1)
     api_key_env: str = "ES_API_KEY"
+    # A file holding the key (a Docker or Kubernetes secret, what `regwatch setup --api-keys` writes);
+    # read at start, never logged. The environment variable wins when both are set.
+    api_key_file: FilePath | None = None
     username: str | None = None
     password_env: str = "ES_PASSWORD"
     ca_file: FilePath | None = None
@@ -71,6 +74,8 @@ class ElasticsearchConfig(StrictModel):
             options["ca_certs"] = str(self.ca_file)
         if api_key := os.environ.get(self.api_key_env):
             options["api_key"] = api_key
+        elif self.api_key_file is not None:
+            options["api_key"] = self.api_key_file.read_text(encoding="utf-8").strip()
         elif self.username is not None:
             options["basic_auth"] = (self.username, os.environ.get(self.password_env, ""))
         return options

@@ -67,6 +67,9 @@ def elasticsearch_errors(settings):
     except (TransportError, ApiError) as exc:
         hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
         detail = getattr(exc, "message", None) or type(exc).__name__
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("reason"):
+            detail = f"{detail}: {body['error']['reason']}"
         fail(f"Elasticsearch at {hosts}: {type(exc).__name__}: {' '.join(str(detail).split())[:300]}")
 
 

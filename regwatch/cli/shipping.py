@@ -22,9 +22,12 @@ def setup(
     retention: Annotated[str, typer.Option(help="data stream retention, '' for none")] = "90d",
     namespace: Annotated[Optional[str], typer.Option(help="namespace whose data streams to create "
                                                           "(default: the config's)")] = None,
+    api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="also create least-privilege API keys "
+                                                     "for the shipper, probe, rule runner and viewer, written to "
+                                                     "DIR/<service>.key (earlier ones invalidated)")] = None,
 ) -> None:
     """Install the index templates and create every data stream of the namespace, empty (idempotent)."""
-    from pipeline import datastreams, templates
+    from pipeline import access, datastreams, templates
     from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
 
@@ -40,7 +43,10 @@ def setup(
     with elasticsearch_errors(settings):
         installed = templates.install(client, retention=retention or None)
         created = datastreams.create_empty(client, namespace)
+        keys = access.create_keys(client, api_keys) if api_keys is not None else {}
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
+    for service, key_id in keys.items():
+        err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to {api_keys / (service + '.key')}")
 
 
 @app.command()

@@ -1,0 +1,127 @@
+"""A second local node with security on: TLS on HTTP (a CA and certificate made by the
+distribution's own ``elasticsearch-certutil``) and the ``elastic`` user's password set through the
+keystore's ``bootstrap.password``, as an operator would. Run by the node's unprivileged user."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+import zipfile
+from base64 import b64encode
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from regwatch.demo.ports import free_port
+from regwatch.localnode.distribution import install_distribution
+from regwatch.localnode.java import find_java_home
+from regwatch.localnode.trust import node_user
+
+
+@dataclass
+class SecureNode:
+    url: str
+    ca_file: Path
+    password: str  # the elastic user's
+
+
+def _tool(home: Path, env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    done = subprocess.run([str(home / "bin" / args[0]), *args[1:]], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited {done.returncode}: {done.stderr[-1000:] or done.stdout[-1000:]}")
+
+
+@contextmanager
+def secure_node(roles: dict | None = None, users: dict[str, tuple[str, list[str]]] | None = None) -> Iterator[SecureNode]:
+    """``roles``: written to the file realm's roles.yml; ``users``: name -> (password, roles),
+    added with ``elasticsearch-users`` (the native realm needs the .security index, whose mapping
+    uses analysis-common's pattern_capture filter, absent from the integ-test distribution)."""
+    home = install_distribution(None)
+    java = find_java_home()
+    user = node_user()
+    work = Path(tempfile.mkdtemp(prefix="regwatch-secure-", dir="/var/tmp"))
+    work.chmod(0o755)
+    config = work / "config"
+    shutil.copytree(home / "config", config)
+    env = {"PATH": "/usr/bin:/bin", "ES_JAVA_HOME": str(java), "ES_PATH_CONF": str(config), "HOME": str(work)}
+    password = secrets.token_urlsafe(18)
+    port = free_port()
+    process = None
+    try:
+        _tool(home, env, "elasticsearch-certutil", "ca", "--pem", "--silent", "--out", str(work / "ca.zip"))
+        zipfile.ZipFile(work / "ca.zip").extractall(work)
+        _tool(home, env, "elasticsearch-certutil", "cert", "--pem", "--silent", "--ca-cert", str(work / "ca" / "ca.crt"),
+              "--ca-key", str(work / "ca" / "ca.key"), "--ip", "127.0.0.1", "--dns", "localhost", "--name", "node",
+              "--out", str(work / "node.zip"))
+        zipfile.ZipFile(work / "node.zip").extractall(config / "certs")
+        shutil.copy(work / "ca" / "ca.crt", config / "certs" / "ca.crt")
+        _tool(home, env, "elasticsearch-keystore", "create")
+        _tool(home, env, "elasticsearch-keystore", "add", "-x", "bootstrap.password", stdin=password)
+        if roles:
+            import yaml
+
+            (config / "roles.yml").write_text(yaml.safe_dump(roles))
+        for name, (user_password, user_roles) in (users or {}).items():
+            _tool(home, env, "elasticsearch-users", "useradd", name, "-p", user_password, "-r", ",".join(user_roles))
+        settings = {
+            "cluster.name": "regwatch-secure", "node.name": "regwatch-secure", "discovery.type": "single-node",
+            "network.host": "127.0.0.1", "http.port": port, "transport.port": free_port(),
+            "path.data": str(work / "data"), "path.logs": str(work / "logs"),
+            "cluster.routing.allocation.disk.threshold_enabled": False,
+            "xpack.security.enabled": True, "xpack.security.http.ssl.enabled": True,
+            "xpack.security.http.ssl.key": "certs/node/node.key",
+            "xpack.security.http.ssl.certificate": "certs/node/node.crt",
+            "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+        }
+        (config / "elasticsearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
+        for sub in ("data", "logs"):
+            (work / sub).mkdir()
+        if user is not None:
+            for root, dirs, files in os.walk(work):
+                os.chown(root, user.pw_uid, user.pw_gid, follow_symlinks=False)
+                for name in dirs + files:
+                    os.chown(Path(root) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        ca_file = work / "ca" / "ca.crt"
+        ca_file.chmod(0o644)
+        with (work / "logs" / "console.log").open("ab") as console:
+            process = subprocess.Popen([str(home / "bin" / "elasticsearch")], cwd=work,
+                                       env={**env, "ES_JAVA_OPTS": "-Xms512m -Xmx512m"}, stdin=subprocess.DEVNULL,
+                                       stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+                                       user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                                       extra_groups=[] if user else None)
+        url = f"https://127.0.0.1:{port}"
+        context = ssl.create_default_context(cafile=str(ca_file))
+        auth = "Basic " + b64encode(f"elastic:{password}".encode()).decode()
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the secure node exited: {(work / 'logs' / 'console.log').read_text()[-2000:]}")
+            try:
+                request = urllib.request.Request(f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s",
+                                                 headers={"Authorization": auth})
+                with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the secure node did not answer within 180 s")
+            time.sleep(1)
+        yield SecureNode(url, ca_file, password)
+    finally:
+        if process is not None:
+            os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        shutil.rmtree(work, ignore_errors=True)
