@@ -1,0 +1,26 @@
+# One image for every regwatch service: the shipper, the audit receiver, the probe, the rule
+# runner, and the one-shot setup. Slim, no compilers left behind, runs as an unprivileged user.
+#   docker build -t regwatch:0.1.0 .            (EXTRAS=demo adds MLflow, for the workload)
+FROM python:3.11.11-slim-bookworm
+
+ARG EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 regwatch \
+ && useradd --system --uid 10001 --gid regwatch --home-dir /var/lib/regwatch --shell /usr/sbin/nologin regwatch \
+ && install -d -o regwatch -g regwatch -m 0750 /var/lib/regwatch /var/log/regwatch
+
+WORKDIR /opt/regwatch/src
+COPY pyproject.toml README.md ./
+COPY regwatch ./regwatch
+COPY pipeline ./pipeline
+COPY parsers ./parsers
+COPY rules ./rules
+COPY kibana ./kibana
+COPY grafana ./grafana
+RUN pip install --no-compile ".${EXTRAS:+[${EXTRAS}]}" && rm -rf /opt/regwatch/src /root/.cache
+
+WORKDIR /var/lib/regwatch
+USER 10001:10001
+ENTRYPOINT ["regwatch"]
+CMD ["--help"]
