@@ -16,6 +16,7 @@ import yaml
 from elasticsearch import Elasticsearch
 
 KEY_PREFIX = "regwatch-"
+SERVICES = ("shipper", "probe", "rules", "viewer")  # the ones that run with a key of their own
 
 
 def role_descriptors() -> dict[str, dict[str, Any]]:
@@ -38,7 +39,7 @@ def create_keys(client: Elasticsearch, folder: Path, services: list[str] | None 
     """One API key per service; returns service -> key id (never the key). ``owner``: (uid, gid)
     the files are given to, for services running as another user."""
     descriptors = role_descriptors()
-    wanted = services or list(descriptors)
+    wanted = services or list(SERVICES)
     unknown = [s for s in wanted if s not in descriptors]
     if unknown:
         raise KeyError(f"no role for {', '.join(unknown)} (known: {', '.join(descriptors)})")

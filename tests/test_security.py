@@ -30,7 +30,7 @@ LINE = ('10.0.0.1 - - [26/Nov/2026:10:00:{s:02d} +0000] "GET /api/2.0/mlflow/reg
         '{status} 10 "-" "client" rt=0.010 uct="0.000" urt="0.010"\n')
 
 
-SERVICES = ("shipper", "probe", "rules", "viewer")
+SERVICES = ("shipper", "probe", "rules", "viewer", "setup")
 PASSWORDS = {service: f"pw-{service}-{os.urandom(6).hex()}" for service in SERVICES}
 
 
@@ -61,6 +61,13 @@ def keys(node: SecureNode, tmp_path_factory) -> Path:
     for service in SERVICES:
         (folder / f"{service}.key").write_text(PASSWORDS[service])
     return folder
+
+
+def test_the_setup_role_is_enough_for_setup(node: SecureNode, keys: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path / "setup.yaml", node, keys / "setup.key")
+    done = _run(["setup", "-c", str(config), "--namespace", "setupns"])
+    assert done.returncode == 0, done.stderr
+    assert "created 8 empty data streams in namespace setupns" in done.stderr
 
 
 def test_api_keys_are_refused_here_in_one_line(node: SecureNode, keys: Path, tmp_path: Path) -> None:
