@@ -52,14 +52,15 @@ http {{
 """
 
 
-def mlflow_spec(workdir: Path, port: int, env: dict[str, str] | None = None, access_log: Path | None = None) -> Spec:
+def mlflow_spec(workdir: Path, port: int, env: dict[str, str] | None = None, access_log: Path | None = None,
+                workers: int = 2) -> Spec:
     """``mlflow server`` with proxied artifacts; gunicorn writes ``access_log`` when given."""
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     if not mlflow_bin.exists():
         raise RuntimeError("mlflow is not installed: pip install 'regwatch[demo]' (make demo does)")
     argv = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-            "--artifacts-destination", str(workdir / "artifacts"), "--workers", "2"]
+            "--artifacts-destination", str(workdir / "artifacts"), "--workers", str(workers)]
     if access_log is not None:
         argv += ["--gunicorn-opts", f"--access-logfile {access_log}"]
     return Spec("mlflow", argv, {"MLFLOW_TRACKING_URI": "", **(env or {})})
@@ -141,7 +142,7 @@ def mlflow_server(workdir: Path, port: int | None = None, env: dict[str, str] | 
     port = port or free_port()
     processes = Processes(workdir)
     access_log = workdir / "mlflow_access.log"
-    spec = mlflow_spec(workdir, port, env, access_log=access_log if gunicorn else None)
+    spec = mlflow_spec(workdir, port, env, access_log=access_log if gunicorn else None, workers=1)
     processes.start(spec)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health", processes, "mlflow")
