@@ -18,6 +18,8 @@ from pathlib import Path
 
 import structlog
 
+from regwatch.localnode.process import start_time as _start_time
+
 log = structlog.get_logger(__name__)
 
 
@@ -28,15 +30,6 @@ class Spec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 class Processes:
@@ -65,14 +58,14 @@ class Processes:
         except (OSError, ValueError):
             return None
         pid, start = record.get("pid"), record.get("start")
-        if not isinstance(pid, int) or pid <= 1 or start is None or _start_time(pid) != start:
+        if not isinstance(pid, int) or pid <= 1 or start is None:
             return None
-        try:  # a zombie child of ours has a start time but is gone
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                os.waitpid(pid, os.WNOHANG)
-                return None
-        except (OSError, ChildProcessError):
-            pass
+        if _start_time(pid) != start:  # gone, another process now, or a zombie
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is a child of ours
+            except ChildProcessError:
+                pass
+            return None
         return pid
 
     def names(self) -> list[str]:

@@ -11,6 +11,7 @@ environment and never reach the file.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -146,7 +147,7 @@ class Stack:
         done = subprocess.run(
             regwatch_argv("audit-receiver", "register", "--mlflow", self.registry.url,
                           "--url", f"http://127.0.0.1:{self.ports.receiver}"),
-            env={**_env(), SECRET_ENV: self.secret}, capture_output=True, text=True, timeout=120, check=False)
+            env={**os.environ, SECRET_ENV: self.secret}, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"registering MLflow's webhook failed: {done.stderr.strip()[-500:]}")
 
@@ -154,9 +155,3 @@ class Stack:
         """Services that should run and do not."""
         wanted = ["webhook-sink", "audit-receiver", "shipper", "probe", "rule-runner"]
         return [name for name in wanted if self.processes.running(name) is None]
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

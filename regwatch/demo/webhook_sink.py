@@ -48,6 +48,11 @@ def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
 
 
 def received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
+    return read_json_lines(out)
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file of the demo's (notifications, the workload's truth); none yet is empty."""
+    if not path.exists():
         return []
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -64,9 +64,9 @@ class Truth:
 
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from regwatch.demo.webhook_sink import read_json_lines
+
+    return read_json_lines(path)
 
 
 class Workload:

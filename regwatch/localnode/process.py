@@ -14,7 +14,7 @@ from regwatch.localnode.common import (ES_VERSION, HEAP, Node, NodeError, Progre
                                        wait_ready, work_dir)
 from regwatch.localnode.distribution import install_distribution
 from regwatch.localnode.java import find_java_home, java_modules
-from regwatch.localnode.trust import node_user, open_console, open_path, read_state, write_state
+from regwatch.localnode.trust import give_to, node_user, open_console, open_path, read_state, write_state
 
 
 def local_up(progress: Progress | None, fresh: bool = False) -> Node:
@@ -96,10 +96,7 @@ def start(home: Path, java_home: Path, url: str, progress: Progress | None) -> N
     config = write_config(home, work, java_home)
     user = node_user()
     if user is not None:
-        for root, dirs, files in os.walk(work):
-            os.chown(root, user.pw_uid, user.pw_gid, follow_symlinks=False)
-            for name in dirs + files:
-                os.chown(Path(root) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        give_to(work, user)
         open_path(work, walk=False)  # the folders above it traversable; inside, the node owns all
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",

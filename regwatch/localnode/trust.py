@@ -65,6 +65,14 @@ def _add_mode(path: Path, bits: int) -> None:
         os.close(fd)
 
 
+def give_to(tree: Path, user: pwd.struct_passwd) -> None:
+    """chown a tree of ours to the node's user, links changed themselves, never followed."""
+    for root, dirs, files in os.walk(tree):
+        os.chown(root, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        for name in dirs + files:
+            os.chown(Path(root) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
 def node_user(create: bool = True) -> pwd.struct_passwd | None:
     """The unprivileged user the node runs as when we are root (created if missing and ``create``)."""
     if os.geteuid() != 0:

@@ -23,7 +23,7 @@ from typing import Iterator
 from regwatch.demo.ports import free_port
 from regwatch.localnode.distribution import install_distribution
 from regwatch.localnode.java import find_java_home
-from regwatch.localnode.trust import node_user
+from regwatch.localnode.trust import give_to, node_user
 
 
 @dataclass
@@ -86,10 +86,7 @@ def secure_node(roles: dict | None = None, users: dict[str, tuple[str, list[str]
         for sub in ("data", "logs"):
             (work / sub).mkdir()
         if user is not None:
-            for root, dirs, files in os.walk(work):
-                os.chown(root, user.pw_uid, user.pw_gid, follow_symlinks=False)
-                for name in dirs + files:
-                    os.chown(Path(root) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+            give_to(work, user)
         ca_file = work / "ca" / "ca.crt"
         ca_file.chmod(0o644)
         with (work / "logs" / "console.log").open("ab") as console:
