@@ -142,3 +142,30 @@ def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str,
     assert down.returncode == 0 and "nothing of the demo was running" in down.stderr
     time.sleep(0.1)
     assert Path(f"/proc/{os.getpid()}").exists()
+
+
+def test_the_webhook_sink_keeps_hostile_bodies_and_refuses_huge_ones(tmp_path: Path) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from regwatch.demo.webhook_sink import MAX_BODY, received, serve
+
+    out = tmp_path / "n.jsonl"
+    server = serve("127.0.0.1", 0, out)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/notify"
+    try:
+        for body in (b'{"rule": "r\\u0000", "n": 1e999999}', b"\xff\xfe not json \x00", b'{"a": [' * 50 + b"]"):
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as answer:
+                assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"x" * (MAX_BODY + 1), method="POST"), timeout=10)
+        assert refused.value.code == 413
+    finally:
+        server.shutdown()
+        server.server_close()
+    records = received(out)
+    assert len(records) == 3
+    assert records[0]["payload"]["rule"] == "r\x00" and records[1]["payload"]["unparsed"].endswith("not json \x00")
+    assert "unparsed" in records[2]["payload"]

@@ -89,3 +89,26 @@ def test_top_with_elasticsearch_away_is_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_hostile_model_names_are_printed_as_they_are(es: Elasticsearch, es_url: str, namespace: str,
+                                                     tmp_path: Path) -> None:
+    """Model names come from log lines: rich markup in one (an unmatched closing tag made rich
+    raise, so `top` died), NUL, invalid UTF-8 and a huge name go through parse, index and the view."""
+    now = time.time()
+    names = ["%5B%2Fred%5D", "%5Bblink%5Dx%5B%2Fblink%5D", "a%00b", "bad%FF%FEutf8", "m" * 20000]
+    log = tmp_path / "access.log"
+    log.write_text("".join(_line(now - 30, "/api/2.0/mlflow/registered-models/get", 200, 0.01, n) for n in names))
+    summary = build_shipper(load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))).run(once=True)
+    assert summary.events + sum(summary.deadletters.values()) == len(names)
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+    env = {"ES_URL": es_url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    view = subprocess.run([*CLI, "top", "--json", "--namespace", namespace], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert view.returncode == 0, view.stderr
+    models = json.loads(view.stdout)["models"]
+    assert "[/red]" in models and "[blink]x[/blink]" in models
+    frame = subprocess.run([*CLI, "top", "--once", "--namespace", namespace], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert frame.returncode == 0, frame.stderr
+    assert "[/red]" in frame.stdout and "[blink]x[/blink]" in frame.stdout

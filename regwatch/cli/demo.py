@@ -16,7 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from regwatch.cli.common import elasticsearch_errors, err, fail, load
 
@@ -58,7 +60,7 @@ def up(
     from regwatch.config import valid_namespace
     from regwatch.demo.processes import Processes, Spec
     from regwatch.demo.scenario import Scenario, ScenarioError, Timings
-    from regwatch.demo.stack import Stack
+    from regwatch.demo.stack import Stack, regwatch_argv
     from regwatch.demo.summary import summarise
     from regwatch.esclient import client_from_config
     from rules.state import StateStore
@@ -118,20 +120,14 @@ def up(
         stack.processes.stop_all()
         err.print("stopped everything the demo started")
     else:
-        stack.processes.start(Spec("workload-traffic", [*_self(), "demo", "workload", "--tracking-uri",
+        stack.processes.start(Spec("workload-traffic", regwatch_argv("demo", "workload", "--tracking-uri",
                                                          stack.registry.url, "--truth", str(workdir / "background.jsonl"),
                                                          "--run-id", "background", "--phase", "traffic", "--duration",
-                                                         "86400", "--clients", "1", "--pace", "0.5"]))
+                                                         "86400", "--clients", "1", "--pace", "0.5")))
         err.print(f"still running with light traffic: [bold]regwatch top --namespace {namespace}[/bold] to watch, "
                   "[bold]make demo-down[/bold] to stop", highlight=False)
     if not summary["match"] or summary["audit_missing_models"]:
         raise typer.Exit(1)
-
-
-def _self() -> list[str]:
-    from regwatch.demo.stack import regwatch_argv
-
-    return regwatch_argv()
 
 
 def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) -> None:
@@ -152,24 +148,24 @@ def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) ->
               + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in stored["other_clients"].items()))
     missing = summary["audit_missing_models"]
     out.print(f"audit trail: {stored['audit_events']} events naming "
-              + ", ".join(f"{m} ({n})" for m, n in stored["audit_models"].items())
-              + (f"; [red]missing {', '.join(missing)}[/red]" if missing else "; every model the workload wrote is named"))
+              + ", ".join(f"{escape(m)} ({n})" for m, n in stored["audit_models"].items())
+              + (f"; [red]missing {escape(', '.join(missing))}[/red]" if missing else "; every model the workload wrote is named"))
     alerts = Table("after", "rule", "group", "state", title="notifications received by the demo's webhook")
     for alert in summary["alerts"]:
         colour = "red" if alert["state"] == "firing" else "green"
-        alerts.add_row(f"{alert['after_s']:.1f} s", alert["rule"] or "", alert["group"] or "",
+        alerts.add_row(f"{alert['after_s']:.1f} s", Text(alert["rule"] or ""), Text(alert["group"] or ""),
                        f"[{colour}]{alert['state']}[/{colour}]")
     out.print(alerts)
     out.print("timeline: " + "; ".join(f"{t['after_s']:.0f} s {t['what']}" for t in summary["timeline"]), highlight=False)
     out.print(f"payloads: {stack.notifications}  summary: {stack.workdir / 'summary.json'}  "
-              f"logs: {stack.processes.logs}", highlight=False)
+              f"logs: {stack.processes.logs}", highlight=False, markup=False)
     out.print("dashboards: [bold]KIBANA_URL=... regwatch kibana import[/bold] (kibana/regwatch.ndjson) against your "
               "Kibana, or the compose stack ([bold]docker compose up -d[/bold]); Grafana: grafana/regwatch.json; "
               f"Prometheus /metrics on ports {stack.ports.shipper_metrics}, {stack.ports.probe_metrics}, "
               f"{stack.ports.rules_metrics}", highlight=False)
     for title, command in queries(es_url, namespace):
         out.print(f"[dim]# {title}[/dim]")
-        out.print(command, highlight=False, soft_wrap=True)
+        out.print(command, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("down")

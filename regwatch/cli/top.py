@@ -23,7 +23,9 @@ def _ms(value: float | None) -> str:
 
 
 def render(view, namespace: str) -> Group:
-    """One frame: tables of the overview, no logic beyond formatting."""
+    """One frame: tables of the overview, no logic beyond formatting. Names from the data (models,
+    groups, targets, reasons) go in as Text, never parsed as rich markup: a model called "[/]"
+    from a log line is printed as it is."""
     ratio = view.error_ratio
     head = Text.assemble(
         ("regwatch top", "bold"), f"  namespace {namespace}, last {view.minutes} min   ",
@@ -34,18 +36,18 @@ def render(view, namespace: str) -> Group:
     kinds = Table("kind", *[f"-{view.minutes - 1 - i}m" if i < view.minutes - 1 else "now" for i in range(view.minutes)],
                   title="operations per minute", title_justify="left")
     for kind, counts in view.per_minute.items():
-        kinds.add_row(kind, *[str(c) for c in counts])
+        kinds.add_row(Text(kind), *[str(c) for c in counts])
     availability = Table("target", "now", "up", "checks", title="availability", title_justify="left")
     for target, a in view.availability.items():
-        availability.add_row(target, Text("up", "green") if a["up_now"] else Text(f"down ({a['reason']})", "red"),
+        availability.add_row(Text(target), Text("up", "green") if a["up_now"] else Text(f"down ({a['reason']})", "red"),
                              f"{a['up_ratio']:.1%}", str(a["checks"]))
     models = Table("model", "calls", title="busiest models", title_justify="left")
     for name, count in view.models.items():
-        models.add_row(name, str(count))
+        models.add_row(Text(name), str(count))
     firing = Table("rule", "group", "state", "since", title="alerts", title_justify="left")
     for alert in view.firing:
         since = time.strftime("%H:%M:%S", time.localtime(alert.get("since") or 0))
-        firing.add_row(alert.get("rule", ""), alert.get("group", ""), Text(alert.get("state", ""), "red"), since)
+        firing.add_row(Text(alert.get("rule", "")), Text(alert.get("group", "")), Text(alert.get("state", ""), "red"), since)
     if not view.firing:
         firing.add_row("none firing", "", "", "")
     return Group(head, kinds, availability, models, firing)
