@@ -497,6 +497,29 @@ rules:
     assert [round(p["value"], 2) for p, _ in Receiver.received] == [0.1, 0.0]
 
 
+
+def test_a_ratio_over_too_few_events_does_not_fire(es, namespace, tmp_path, webhook) -> None:
+    """One failed call out of one is not a 100 % error rate (min_events; the demo fired on it at start)."""
+    rules = write_rules(tmp_path, """
+rules:
+  - name: failing-share
+    type: ratio
+    kinds: [retrieval, error]
+    numerator: 'event.outcome:failure'
+    min_events: 20
+    window: 60s
+    interval: 60s
+    condition: {op: ">", value: 0.05}
+    notify: [hook]
+""")
+    runner = Runner(es, rules, namespace, webhook)
+    index_events(es, namespace, "error", T0 + 30, 1)  # 1 of 1
+    assert runner.cycle(now=T0 + 61).transitions == []
+    index_events(es, namespace, "retrieval", T0 + 90, 18)
+    index_events(es, namespace, "error", T0 + 90, 2)  # 2 of 20: enough events, 10 %
+    assert runner.cycle(now=T0 + 121).transitions == [("failing-share", "*", "firing")]
+    assert [round(p["value"], 2) for p, _ in Receiver.received] == [0.1]
+
 class Crash(BaseException):
     """A runner process dying in the middle of a cycle (a BaseException, like SystemExit: a death, not an
     error a notifier could raise, which the runner isolates)."""
