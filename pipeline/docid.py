@@ -8,19 +8,22 @@ import hashlib
 from pipeline.checkpoint import Identity
 
 
-def id_prefix(identity: Identity) -> str:
-    """20 characters naming a file's content: its identity hashed (blake2b), base64url."""
-    return base64.urlsafe_b64encode(hashlib.blake2b(identity.key.encode(), digest_size=15).digest()).decode()
+def id_prefix(identity: Identity, host: str | None = None) -> str:
+    """20 characters naming a file's content on one host: host name and file identity hashed
+    (blake2b), base64url. ``host`` None: the prefix of documents shipped before the host was part
+    of the identity (the replay check still looks for those)."""
+    key = identity.key if host is None else f"{host}\0{identity.key}"
+    return base64.urlsafe_b64encode(hashlib.blake2b(key.encode(), digest_size=15).digest()).decode()
 
 
-def document_id(identity: Identity, offset: int) -> str:
+def document_id(identity: Identity, offset: int, host: str | None = None) -> str:
     """The same line of the same content is always the same document.
 
     The hash of the file's identity, then the line's byte offset in hex. The ids of one file share
     a prefix and grow, which Lucene looks up faster than random ones (Elasticsearch's tuning
     guide): an ``op_type: create`` is an id lookup per document.
     """
-    return id_prefix(identity) + format(offset, "x")
+    return id_prefix(identity, host) + format(offset, "x")
 
 
 def keyed_id(*parts: object) -> str:

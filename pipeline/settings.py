@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import Field
 
 from parsers.validation import StrictModel
@@ -26,3 +29,14 @@ class ShipSettings(StrictModel):
     close_renamed_after_s: float = Field(5.0, ge=0)  # a rotated-away file read to its end is let go after
     checkpoint_every_s: float = Field(1.0, gt=0)
     stop_grace_s: float = Field(5.0, gt=0)  # SIGTERM: how long queued lines may take to be delivered
+    # The host this shipper reads on: its documents' host.name, and part of every document's _id,
+    # so two hosts whose files look alike (same first line, device and inode: containers built
+    # from one image) can never write the same _id. It must stay the same across restarts: in
+    # Kubernetes, the node's name (REGWATCH_HOST_NAME from spec.nodeName), not the pod's.
+    host_name: str | None = Field(None, min_length=1, max_length=255)
+    shipper_id: str | None = Field(None, min_length=1, max_length=512)  # default: host name and checkpoint file
+    heartbeat_every_s: float | None = Field(10.0, gt=0)  # the heartbeat document (None: none)
+
+    def host(self) -> str:
+        """``host_name``, else ``REGWATCH_HOST_NAME`` from the environment, else the system's."""
+        return self.host_name or os.environ.get("REGWATCH_HOST_NAME") or socket.gethostname()

@@ -23,8 +23,9 @@ import orjson
 import structlog
 
 from parsers.timestamps import now_iso
-from pipeline.checkpoint import CheckpointStore
+from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.docid import id_prefix
+from pipeline.heartbeat import Heartbeat
 from pipeline.interpreter import tune_interpreter
 from pipeline.reader import FileSource, Line
 from pipeline.scanner import InputSpec
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 ParseFn = Callable[[bytes], dict[str, Any]]
 _END = object()
+REPORTED_FILES = 200  # per heartbeat document: a glob over thousands of files reports the total only
 SENT_AHEAD_BYTES = 4 * 1024 * 1024  # the "sent" mark is saved once per this many bytes shipped
 QUEUE_CHUNK = 250  # items travel the queue in lists: one lock round trip per chunk, not per line
 
@@ -97,6 +99,7 @@ class FileStamp:
     shipped: ShipInput
     file: dict[str, str]  # log.file
     id_prefix: str
+    legacy_prefix: str  # the same file's prefix before the host was part of the id
 
 
 class ShipperFailed(RuntimeError):
@@ -110,11 +113,13 @@ class Shipper:
     def __init__(self, sink: BulkSink, inputs: list[ShipInput], store: CheckpointStore,
                  options: ShipSettings | None = None, metrics: ShipperMetrics | None = None,
                  reload: Callable[[], list[ShipInput] | None] | None = None,
-                 config_changed: Callable[[], bool] | None = None) -> None:
+                 config_changed: Callable[[], bool] | None = None,
+                 heartbeat: Callable[[Shipper], Heartbeat] | None = None) -> None:
         self.sink = sink
         self.inputs = inputs
         self.store = store
         self.options = options or ShipSettings()
+        self.host = self.options.host()
         self.metrics = metrics or sink.metrics
         self._reload_fn = reload
         self._config_changed = config_changed
@@ -132,6 +137,7 @@ class Shipper:
         self._last_save = 0.0
         self._failure: str | None = None
         self.progress: Callable[[int], None] | None = None  # bytes read, for a progress bar
+        self.heartbeat = heartbeat(self) if heartbeat is not None else None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -156,6 +162,8 @@ class Shipper:
         tune_interpreter()
         if watch and not once:
             self._start_watching()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         reader = threading.Thread(target=self._read_loop, args=(once,), name="regwatch-reader", daemon=True)
         reader.start()
         try:
@@ -173,10 +181,27 @@ class Shipper:
             self.store.save()
             self.store.unlock()
             self.tailer.close()
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
         log.info("shipper_done", summary=self.summary.line())
         if self._failure is not None:
             raise ShipperFailed(self._failure)
         return self.summary
+
+    def report(self) -> dict[str, Any]:
+        """What the heartbeat tells: each current file's acknowledged offset and lag, and totals."""
+        current = [row for row in lag(self.store) if row.size is not None]
+        indexed = dict.copy(self.summary.indexed)  # one C call: atomic against the writer thread
+        return {
+            "files": [{"path": row.path, "offset": row.offset, "size": row.size, "behind": row.behind}
+                      for row in current[:REPORTED_FILES]],
+            "files_count": len(current),
+            "behind_bytes": sum(row.behind or 0 for row in current),
+            "events": sum(count for kind, count in indexed.items() if kind != "deadletter"),
+            "dead_letters": sum(dict.copy(self.summary.deadletters).values()),
+            "duplicates_skipped": self.summary.duplicates,
+            "queued_events": self.queue.qsize() * QUEUE_CHUNK,
+        }
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -239,7 +264,7 @@ class Shipper:
         shipped = self.inputs[index] if index < len(self.inputs) else self.inputs[0]
         file = {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
                 "fingerprint": source.identity.key}
-        return FileStamp(source, shipped, file, id_prefix(source.identity))
+        return FileStamp(source, shipped, file, id_prefix(source.identity, self.host), id_prefix(source.identity))
 
     def _items(self, lines: list[Line]) -> list[Item]:
         """One encoded item per line. The hot loop of the shipper: per-file work is hoisted."""
@@ -275,7 +300,8 @@ class Shipper:
                 doc.update(where)
                 item = make_item(doc, doc_id, line.raw, extra=where, ack=(line.source, line.end))
             if line.offset < line.source.verify_below:
-                item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset)
+                item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset,
+                               stamp.legacy_prefix + format(line.offset, "x"))
             items.append(item)
         return items
 

@@ -53,7 +53,9 @@ class Item:
     # Read again after a restart (or adopted by a copy): (file identity, the offset below which
     # its lines may have been sent, this line's offset). It may be indexed already, in any
     # backing index of its stream.
-    verify: tuple[str, int, int] | None = None
+    # A line read again after a restart: (file identity, sent mark, offset, its id as shipped
+    # before host names were part of ids): look for it before indexing.
+    verify: tuple[str, int, int, str] | None = None
     model: str | None = None  # modelregistry.model.name, for the per-model counters
 
 
@@ -184,18 +186,22 @@ class BulkSink:
             self._refresh(families)
             for key, sent in unknown:
                 frontier[(key, sent)] = self._highest_offset(families, key)
-        within = [item.id for item in suspects if item.verify[2] <= frontier[item.verify[:2]]]
+        # Each suspect under its id and the id an older regwatch gave it (no host in it): a line
+        # shipped by the older version just before the upgrade is found too.
+        within = {alias: item.id for item in suspects if item.verify[2] <= frontier[item.verify[:2]]
+                  for alias in (item.id, item.verify[3])}
         if not within:
             return set()
         if not unknown:  # refreshed above otherwise
             self._refresh(families)
         found: set[str] = set()
-        for start in range(0, len(within), _IDS_PER_SEARCH):
-            ids = within[start:start + _IDS_PER_SEARCH]
+        aliases = list(within)
+        for start in range(0, len(aliases), _IDS_PER_SEARCH):
+            ids = aliases[start:start + _IDS_PER_SEARCH]
             response = self.client.search(
                 index=families, query={"ids": {"values": ids}}, size=2 * len(ids), source=False,
                 allow_no_indices=True, ignore_unavailable=True, filter_path="hits.hits._id")
-            found.update(hit["_id"] for hit in response.get("hits", {}).get("hits", []))
+            found.update(within[hit["_id"]] for hit in response.get("hits", {}).get("hits", []))
         return found
 
     def _refresh(self, families: str) -> None:

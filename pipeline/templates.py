@@ -69,13 +69,36 @@ def install_pipeline(client: Elasticsearch) -> bool:
         return False
 
 
-def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None) -> list[str]:
+def data_nodes(client: Elasticsearch) -> int:
+    return int(client.cluster.health(filter_path="number_of_data_nodes")["number_of_data_nodes"])
+
+
+def replicas_for(nodes: int) -> int:
+    """One copy more wherever there is a second node to hold it: a node lost loses nothing. More
+    replicas would cost disk and indexing for a loss of two nodes at once (docs/capacity.md)."""
+    return 0 if nodes <= 1 else 1
+
+
+def apply_replicas(client: Elasticsearch, replicas: int) -> None:
+    """The same replica count on every existing regwatch backing index (the template only
+    reaches indices made after it)."""
+    client.indices.put_settings(index=FAMILIES, settings={"index": {"number_of_replicas": replicas}},
+                                allow_no_indices=True, ignore_unavailable=True, expand_wildcards="all")
+
+
+FAMILIES = "logs-modelregistry.*,metrics-modelregistry.*"
+
+
+def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None,
+            shards: int | None = None) -> list[str]:
     """Install (or overwrite with the same content) every component and index template."""
     settings: dict[str, Any] = {"index": {"codec": "best_compression"}}
     if install_pipeline(client):
         settings["index"]["default_pipeline"] = INGEST_PIPELINE
     if replicas is not None:
         settings["index"]["number_of_replicas"] = replicas
+    if shards is not None:
+        settings["index"]["number_of_shards"] = shards
     client.cluster.put_component_template(
         name=SETTINGS_COMPONENT, template={"settings": settings}, meta={"managed_by": "regwatch"}
     )

@@ -37,6 +37,10 @@ class ElasticsearchConfig(StrictModel):
     ca_file: FilePath | None = None
     verify_certs: bool = True
     request_timeout_s: float = Field(30.0, gt=0)
+    # Learn the cluster's nodes from the first host that answers, at start and after a node
+    # fails (the official client's sniffing): list one node, reach them all. Off behind a load
+    # balancer or proxy (Elastic Cloud), where the nodes' own addresses are not reachable.
+    sniff: bool = False
 
     @field_validator("hosts")
     @classmethod
@@ -72,6 +76,9 @@ class ElasticsearchConfig(StrictModel):
         }
         if self.ca_file is not None:
             options["ca_certs"] = str(self.ca_file)
+        if self.sniff:
+            options.update(sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=10,
+                           sniff_timeout=min(self.request_timeout_s, 5.0))
         if api_key := os.environ.get(self.api_key_env):
             options["api_key"] = api_key
         elif self.api_key_file is not None:
@@ -124,7 +131,6 @@ class Config(ShipSettings):
     checkpoint_file: Path = Path("/var/lib/regwatch/checkpoints.json")
     metrics_port: int | None = Field(9464, ge=1, le=65535)  # the shipper's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
-    host_name: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
 

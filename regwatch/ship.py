@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from pathlib import Path
 
 
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
+from pipeline.heartbeat import Heartbeat
 from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
 from pipeline.metrics import ShipperMetrics
 from pipeline.shipper import ShipInput, Shipper
@@ -24,7 +24,7 @@ def build_inputs(config: Config) -> list[ShipInput]:
     for index, spec in enumerate(config.inputs):
         ctx = ParseContext(
             namespace=config.namespace, format=spec.format, service_name=spec.service_name,
-            service_environment=spec.service_environment, host_name=config.host_name or socket.gethostname(),
+            service_environment=spec.service_environment, host_name=config.host(),
             keep_original=spec.keep_original, platform=spec.platform, max_line_bytes=config.max_line_bytes,
             field_map=dict(spec.field_map),
         )
@@ -50,8 +50,18 @@ def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
         seen["mtime"] = _mtime(config_path)
         return build_inputs(load_config(config_path))
 
-    return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config,
-                   metrics, reload=reload, config_changed=config_changed)
+    def heartbeat(shipper: Shipper) -> Heartbeat:
+        return Heartbeat(sink.client, config.namespace, shipper_id(config), config.host(),
+                         config.heartbeat_every_s or 10.0, shipper.report)
+
+    return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config, metrics,
+                   reload=reload, config_changed=config_changed,
+                   heartbeat=heartbeat if config.heartbeat_every_s is not None else None)
+
+
+def shipper_id(config: Config) -> str:
+    """The configured id, else host and checkpoint file: two shippers on one host are two."""
+    return config.shipper_id or f"{config.host()}:{config.checkpoint_file}"
 
 
 def _mtime(path: Path | None) -> float | None:

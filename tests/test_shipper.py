@@ -85,7 +85,8 @@ def test_document_fields_from_the_shipper(es: Elasticsearch, es_url: str, namesp
     assert hits[0]["_index"].startswith(f".ds-logs-modelregistry.retrieval-{namespace}-")
     identity = Identity(first["log"]["file"]["fingerprint"].split(":")[0], int(first["log"]["file"]["device_id"]),
                         int(first["log"]["file"]["inode"]))
-    assert [h["_id"] for h in hits] == [document_id(identity, 0), document_id(identity, len(line(1)))]
+    assert [h["_id"] for h in hits] == [document_id(identity, 0, "reg-host"),
+                                        document_id(identity, len(line(1)), "reg-host")]
 
 
 def test_document_ids_are_stable_distinct_and_share_a_prefix_per_file() -> None:
@@ -95,6 +96,10 @@ def test_document_ids_are_stable_distinct_and_share_a_prefix_per_file() -> None:
     assert ids == [document_id(Identity("a" * 32, 64768, 12), offset) for offset in range(0, 200_000, 7)]
     assert len({i[:20] for i in ids}) == 1 and document_id(other, 0)[:20] != ids[0][:20]
     assert document_id(Identity("a" * 32, 64768, 12, generation=1), 0) != ids[0]  # truncated: new ids
+    # The same content at the same device and inode on two hosts (two containers of one image):
+    # two documents, never one id for both.
+    assert document_id(first, 0, "registry-a") != document_id(first, 0, "registry-b")
+    assert document_id(first, 0, "registry-a") == document_id(first, 0, "registry-a")
     assert all(len(i) <= 512 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
 
 
@@ -140,7 +145,7 @@ def test_replayed_lines_indexed_before_a_rollover_are_not_indexed_again(es: Elas
             doc["log"] = {"file": {"fingerprint": "fp:1:2:0"}, "offset": i}  # the shipper's fields
             batch.append(make_item(doc, f"replay-{i}", line(i)))
             if verify:  # read again below the saved "sent" mark (here: all of them)
-                batch[-1].verify = ("fp:1:2:0", 10_000, i)
+                batch[-1].verify = ("fp:1:2:0", 10_000, i, f"legacy-{i}")
         return batch
 
     stream = f"logs-modelregistry.retrieval-{namespace}"

@@ -25,9 +25,16 @@ def setup(
     api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="also create least-privilege API keys "
                                                      "for the shipper, probe, rule runner and viewer, written to "
                                                      "DIR/<service>.key (earlier ones invalidated)")] = None,
+    replicas: Annotated[Optional[int], typer.Option(min=0, max=5, help="replicas per shard (default: 0 on one data "
+                                                    "node, 1 on more)")] = None,
+    shards: Annotated[int, typer.Option(min=1, max=64, help="primary shards per backing index (docs/capacity.md)")] = 1,
 ) -> None:
-    """Install the index templates and create every data stream of the namespace, empty (idempotent)."""
-    from pipeline import access, datastreams, templates
+    """Install the index templates and create every data stream of the namespace, empty (idempotent).
+
+    Replicas follow the cluster found (0 on one data node, 1 on more) and are applied to the
+    existing backing indices too, so a cluster grown from one node gets its copies.
+    """
+    from pipeline import access, datastreams, heartbeat, templates
     from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
 
@@ -41,9 +48,19 @@ def setup(
     es_warnings(settings)
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
-        installed = templates.install(client, retention=retention or None)
+        data_nodes = templates.data_nodes(client)
+        chosen = replicas if replicas is not None else templates.replicas_for(data_nodes)
+        if chosen >= data_nodes:
+            err.print(f"warning: {chosen} replica(s) on {data_nodes} data node(s) cannot all be assigned: the cluster "
+                      "stays yellow", markup=False)
+        installed = templates.install(client, retention=retention or None, replicas=chosen, shards=shards)
         created = datastreams.create_empty(client, namespace)
+        templates.apply_replicas(client, chosen)
+        heartbeat.ensure(client, namespace)
         keys = access.create_keys(client, api_keys) if api_keys is not None else {}
+    why = "" if replicas is not None else f" ({'one data node' if data_nodes == 1 else f'{data_nodes} data nodes'})"
+    err.print(f"{data_nodes} data node(s): {shards} primary shard(s) and {chosen} replica(s) per backing index{why}",
+              markup=False)
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
     for service, key_id in keys.items():
         err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to {api_keys / (service + '.key')}")
@@ -154,12 +171,17 @@ def _run_with_progress(shipper, settings):
 @app.command()
 def status(
     config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file (per shipper with --all)")] = False,
+    every: Annotated[bool, typer.Option("--all", help="every shipper of the namespace, from their heartbeat "
+                                        "documents in Elasticsearch (exit 1 when one is stale)")] = False,
 ) -> None:
     """Each known file: its path, acknowledged offset, size, and how far behind it is."""
     from pipeline.checkpoint import CheckpointError, CheckpointStore, lag
 
     settings = load(config)
+    if every:
+        _status_all(settings, as_json)
+        return
     try:
         rows = lag(CheckpointStore(settings.checkpoint_file))
     except CheckpointError as exc:
@@ -175,3 +197,39 @@ def status(
         table.add_row(row.path, str(row.offset), "-" if row.size is None else str(row.size),
                       "rotated away" if row.behind is None else str(row.behind))
     Console().print(table)
+
+
+def _status_all(settings, as_json: bool) -> None:
+    import time
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline import heartbeat
+    from regwatch.esclient import client_from_config
+
+    with elasticsearch_errors(settings):
+        docs = heartbeat.shippers(client_from_config(settings), settings.namespace)
+    now = time.time()
+    for doc in docs:
+        doc["condition"] = heartbeat.condition(doc, now)
+        doc["age_s"] = round(now - float(doc.get("updated") or 0.0), 1)
+    if as_json:
+        for doc in docs:
+            typer.echo(json.dumps(doc))
+    else:
+        from rich.table import Column
+
+        table = Table(Column("shipper", overflow="fold"), Column("host", overflow="fold"), "state", "last heard", "files", "behind (bytes)", "events", "dead letters",
+                      title=Text(f"{len(docs)} shipper(s) in namespace {settings.namespace}"))
+        for doc in docs:
+            style = {"running": "green", "stale": "bold red", "stopped": "dim"}[doc["condition"]]
+            table.add_row(Text(str(doc.get("shipper_id"))), Text(str(doc.get("host", {}).get("name"))),
+                          Text(doc["condition"], style=style), f"{doc['age_s']:.0f}s ago", str(doc.get("files_count", 0)),
+                          str(doc.get("behind_bytes", 0)), str(doc.get("events", 0)), str(doc.get("dead_letters", 0)))
+        Console().print(table)
+        if not docs:
+            err.print(f"no shipper has reported in namespace {settings.namespace} (heartbeats: regwatch-shipper-state-"
+                      f"{settings.namespace})", markup=False)
+    if any(doc["condition"] == "stale" for doc in docs):
+        raise typer.Exit(1)

@@ -56,14 +56,16 @@ def port() -> int:
     return int(os.environ.get("REGWATCH_ES_PORT", DEFAULT_PORT))
 
 
-def work_dir() -> Path:
-    return base_dir() / f"node-{port()}"
+def work_dir(base: int | None = None) -> Path:
+    """The single node's folder (a cluster's nodes each have one under ``cluster-<port>/``)."""
+    return base_dir() / f"node-{base or port()}"
 
 
-def state_file() -> Path:
+def state_file(base: int | None = None) -> Path:
     """Beside the node's folder, not in it: that folder belongs to the node's user, and what root
-    reads back (which process to kill) must not be writable by anyone else."""
-    return base_dir() / f"node-{port()}.json"
+    reads back (which process to kill) must not be writable by anyone else. One file for all the
+    nodes started on one base port (a cluster's too)."""
+    return base_dir() / f"node-{base or port()}.json"
 
 
 def _say(progress: Progress | None, message: str) -> None:
@@ -87,9 +89,23 @@ def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
-def _is_ready(url: str) -> bool:
+def cluster_nodes(url: str, timeout: float = 2.0) -> list[dict]:
+    """Each node the cluster knows: name, roles, whether it is the elected master, its HTTP address."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/_cat/nodes?format=json&h=name,node.role,master,http_address,heap.percent")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            rows = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    return sorted(({"name": row.get("name"), "roles": row.get("node.role"), "master": row.get("master") == "*",
+                    "http": row.get("http_address"), "heap_percent": row.get("heap.percent")} for row in rows),
+                  key=lambda row: str(row["name"]))
+
+
+def _is_ready(url: str, nodes: int = 1) -> bool:
     health = cluster_health(url)
-    return health is not None and health.get("status") in ("yellow", "green")
+    return (health is not None and health.get("status") in ("yellow", "green")
+            and int(health.get("number_of_nodes", 0)) >= nodes)
 
 
 def _port_in_use(p: int) -> bool:
@@ -98,11 +114,13 @@ def _port_in_use(p: int) -> bool:
         return sock.connect_ex(("127.0.0.1", p)) == 0
 
 
-def wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], console: Path | None = None) -> None:
+def wait_ready(url: str, progress: Progress | None, alive: Callable[[], bool], console: Path | None = None,
+               nodes: int = 1) -> None:
+    """Until the node at ``url`` answers yellow or green in a cluster of at least ``nodes``."""
     started = time.monotonic()
     deadline = started + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if _is_ready(url):
+        if _is_ready(url, nodes):
             _say(progress, f"ready at {url} after {time.monotonic() - started:.1f}s")
             return
         if not alive():

@@ -104,16 +104,16 @@ def open_console(work: Path):
     return os.fdopen(fd, "ab")
 
 
-def read_state() -> dict | None:
-    """The recorded node, from a regular file owned by us (never through a link)."""
+def read_state(base: int | None = None) -> dict | None:
+    """The recorded node(s), from a regular file owned by us (never through a link)."""
     try:
-        fd = os.open(state_file(), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(state_file(base), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            log.warning("state_file_untrusted", path=str(state_file()))
+            log.warning("state_file_untrusted", path=str(state_file(base)))
             return None
         state = json.loads(os.read(fd, 65536))
         return state if isinstance(state, dict) else None
@@ -123,11 +123,11 @@ def read_state() -> dict | None:
         os.close(fd)
 
 
-def write_state(state: dict) -> None:
+def write_state(state: dict, base: int | None = None) -> None:
     """Atomically, through a new file of our own in our own folder (mkstemp: O_EXCL, no links)."""
     import tempfile
 
-    path = state_file()
+    path = state_file(base)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".node-", suffix=".tmp", dir=path.parent)
     try:
