@@ -75,7 +75,9 @@ class Heartbeat:
 
     def __init__(self, client: Elasticsearch, namespace: str, shipper_id: str, host: str, every_s: float,
                  report: Report) -> None:
-        self.client = client
+        # The shipper's client does not retry (its sink does); a heartbeat, and above all the last
+        # one saying "stopped", is tried on another node when the first is lost.
+        self.client = client.options(max_retries=3, retry_on_timeout=True)
         self.index = index_name(namespace)
         self.namespace = namespace
         self.shipper_id = shipper_id

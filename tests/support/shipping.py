@@ -51,7 +51,10 @@ def seq_counts(es: Elasticsearch, namespace: str) -> Counter[int]:
         composite = {"size": 10000, "sources": [{"q": {"terms": {"field": "url.query"}}}]}
         if after:
             composite["after"] = after
-        response = es.search(index=pattern, size=0, aggs={"seq": {"composite": composite}})
+        response = es.search(index=pattern, size=0, aggs={"seq": {"composite": composite}},
+                             allow_partial_search_results=False)
+        shards = response["_shards"]
+        assert shards["failed"] == 0 and shards["successful"] == shards["total"], shards  # a count of every shard
         buckets = response["aggregations"]["seq"]["buckets"]
         for bucket in buckets:
             seq = int(bucket["key"]["q"].rpartition("seq=")[2])
