@@ -153,7 +153,7 @@ def test_the_real_zabbix_agent_runs_it_as_a_user_parameter(tmp_path: Path) -> No
         config = _config(tmp_path, url)
         conf = tmp_path / "zabbix_agent2.conf"
         conf.write_text("\n".join([
-            "Server=127.0.0.1", "Hostname=regwatch-test", "LogType=console",
+            "Server=127.0.0.1", "Hostname=regwatch-test", "LogType=console", "Timeout=15",  # as docs/monitoring.md
             f"ControlSocket={tmp_path / 'agent.sock'}", f"PidFile={tmp_path / 'agent.pid'}",
             f"UserParameter=regwatch.check[*],{regwatch} check $1 $2 --config {config}",
             f"UserParameter=regwatch.status[*],{regwatch} check $1 $2 --config {config} >/dev/null; echo $$?",

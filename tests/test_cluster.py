@@ -9,6 +9,8 @@ while the node holding the alert state dies. Each lost node comes back and its r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -51,6 +53,24 @@ def test_es_up_status_and_down_manage_exactly_the_clusters_nodes(cluster: Cluste
     assert all(n["running"] and n["roles"] and "m" in n["roles"] and "d" in n["roles"] for n in status["nodes"])
     assert sum(n["master"] for n in status["nodes"]) == 1
     assert templates.replicas_for(templates.data_nodes(cluster.client)) == 1
+
+
+def test_setup_on_three_nodes_chooses_one_replica_and_gives_existing_indices_theirs(cluster: Cluster,
+                                                                                    tmp_path: Path) -> None:
+    namespace = f"setup{int(time.time())}"
+    stream = f"logs-modelregistry.access-{namespace}"
+    cluster.client.index(index=stream, document={"@timestamp": "2026-11-25T00:00:00Z"}, refresh=True)
+    cluster.client.indices.put_settings(index=stream, settings={"index.number_of_replicas": 0})  # made before
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": cluster.urls}, "namespace": namespace}))
+    result = subprocess.run([sys.executable, "-m", "regwatch.cli", "setup", "-c", str(config)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "3 data node(s): 1 primary shard(s) and 1 replica(s) per backing index (3 data nodes)" in result.stderr
+    backing = cluster.client.indices.get_settings(index=stream, name="index.number_of_replicas")
+    assert [s["settings"]["index"]["number_of_replicas"] for s in backing.values()] == ["1"]
+    health = cluster.client.cluster.health(index=stream, wait_for_status="green", timeout="60s")
+    assert health["status"] == "green" and health["active_shards"] == 2
 
 
 @pytest.mark.parametrize("victim", ["data", "master"])

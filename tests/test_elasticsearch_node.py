@@ -58,3 +58,24 @@ def test_setup_twice_leaves_identical_templates(es: Elasticsearch, es_url: str) 
         f"logs-modelregistry.{k}" for k in streams.LOG_KINDS
     } | {"metrics-modelregistry.availability"}
     assert snapshot["index"]["logs-modelregistry.error"]["template"]["lifecycle"]["data_retention"] == "90d"
+
+
+def test_setup_on_one_node_chooses_no_replicas_says_so_and_fixes_existing_indices(es: Elasticsearch, es_url: str,
+                                                                                   namespace: str) -> None:
+    """One data node: a replica could never be assigned (the cluster would stay yellow). setup says
+    what it chose, writes it in the template and sets it on backing indices made before."""
+    es.indices.put_settings(index="*", settings={"index.number_of_replicas": 0})  # nothing else yellow
+    es.index(index=f"logs-modelregistry.access-{namespace}", document={"@timestamp": "2026-11-25T00:00:00Z"},
+             refresh=True)
+    es.indices.put_settings(index=f"logs-modelregistry.access-{namespace}", settings={"index.number_of_replicas": 1})
+    assert es.cluster.health(index=f"logs-modelregistry.access-{namespace}")["status"] == "yellow"
+    env = {"ES_URL": es_url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "regwatch.cli", "setup", "--namespace", namespace], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "1 data node(s): 1 primary shard(s) and 0 replica(s) per backing index (one data node)" in result.stderr
+    settings = _all_templates(es)["component"]["modelregistry@settings"]["template"]["settings"]["index"]
+    assert (settings["number_of_replicas"], settings["number_of_shards"]) == ("0", "1")
+    assert es.cluster.health(index=f"logs-modelregistry.access-{namespace}", wait_for_status="green",
+                             timeout="30s")["status"] == "green"
+    assert es.indices.exists(index=f"regwatch-shipper-state-{namespace}")

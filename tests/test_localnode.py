@@ -183,3 +183,58 @@ def test_the_console_log_is_not_opened_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         trust.open_console(tmp_path)
     assert victim.read_text() == "precious"
+
+
+def test_down_of_a_cluster_signals_only_its_recorded_nodes(monkeypatch, tmp_path: Path) -> None:
+    """A cluster's state names three nodes: pids whose start time or command line is not the
+    recorded node's are never signalled, and a cluster on another base port is not touched."""
+    import signal
+
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    sleepers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
+    try:
+        nodes = [{"index": i, "name": f"regwatch-local-{i}", "pid": s.pid, "pgid": s.pid,
+                  "start_time": process.start_time(s.pid) + (1 if i == 1 else 0), "url": f"http://127.0.0.1:{19500 + i}"}
+                 for i, s in enumerate(sleepers)]
+        trust.write_state({"source": "local", "home": "/opt/es", "count": 3, "base": 19500, "nodes": nodes}, 19500)
+        assert [n["pid"] for n in process.recorded_members(trust.read_state(19500))] == [s.pid for s in sleepers]
+        assert process.running_members(trust.read_state(19500)) == {}  # none is an Elasticsearch of ours
+        assert localnode.down(base=19600) is False  # another cluster's port: nothing recorded there
+        assert localnode.down(base=19500) is False
+        with pytest.raises(localnode.NodeError, match="node 1 of the local cluster is not running"):
+            localnode.stop_node(1, base=19500)
+        assert all(s.poll() is None for s in sleepers)
+    finally:
+        for sleeper in sleepers:
+            sleeper.send_signal(signal.SIGKILL)
+            sleeper.wait()
+
+
+def test_cluster_members_have_distinct_ports_folders_and_names(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    members = process.members(3, 19500)
+    assert [m.http_port for m in members] == [19500, 19501, 19502]
+    assert [m.transport_port for m in members] == [19600, 19601, 19602]
+    assert len({m.work for m in members}) == 3 and all(m.work.parent == tmp_path / "cluster-19500" for m in members)
+    assert [m.name for m in members] == ["regwatch-local-0", "regwatch-local-1", "regwatch-local-2"]
+    single = process.members(1, 19500)[0]
+    assert (single.name, single.work, single.transport_port) == ("regwatch-local", localnode.work_dir(19500), 19600)
+
+
+def test_a_clusters_config_names_its_peers_and_bootstraps_only_once(monkeypatch, tmp_path: Path) -> None:
+    import yaml
+
+    monkeypatch.setenv("REGWATCH_HOME", str(tmp_path))
+    home = tmp_path / "es"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "jvm.options").write_text("-Xss1m\n")
+    member = process.members(3, 19500)[1]
+    member.work.mkdir(parents=True)
+    monkeypatch.setattr(process, "java_modules", lambda _: None)
+    first = yaml.safe_load((process.write_config(home, member, tmp_path, bootstrap=True) / "elasticsearch.yml").read_text())
+    assert first["discovery.seed_hosts"] == ["127.0.0.1:19600", "127.0.0.1:19601", "127.0.0.1:19602"]
+    assert first["cluster.initial_master_nodes"] == ["regwatch-local-0", "regwatch-local-1", "regwatch-local-2"]
+    assert (first["http.port"], first["transport.port"], first["node.name"]) == (19501, 19601, "regwatch-local-1")
+    assert "discovery.type" not in first
+    again = yaml.safe_load((process.write_config(home, member, tmp_path, bootstrap=False) / "elasticsearch.yml").read_text())
+    assert "cluster.initial_master_nodes" not in again  # a formed cluster: a restarted node joins, never bootstraps

@@ -118,8 +118,14 @@ def test_the_shipper_key_ships_and_can_do_nothing_else(node: SecureNode, admin: 
     assert _run(["ship", "-c", str(config), "--once"]).returncode == 0
     admin.indices.refresh(index=f"logs-modelregistry.*-{NAMESPACE}")
     assert admin.count(index=f"logs-modelregistry.*-{NAMESPACE}")["count"] == 21
+    # Its heartbeat was written under its own role (and its last one says it stopped).
+    admin.indices.refresh(index=f"regwatch-shipper-state-{NAMESPACE}")
+    beats = admin.search(index=f"regwatch-shipper-state-{NAMESPACE}")["hits"]["hits"]
+    assert [hit["_source"]["state"] for hit in beats] == ["stopped"]
 
     shipper = _client(node, keys / "shipper.key")
+    with pytest.raises(AuthorizationException):  # heartbeats are written, never read, by a shipper
+        shipper.search(index=f"regwatch-shipper-state-{NAMESPACE}")
     backing = next(iter(admin.indices.get(index=f".ds-logs-modelregistry.error-{NAMESPACE}-*")))
     with pytest.raises(AuthorizationException):
         shipper.indices.delete(index=backing)

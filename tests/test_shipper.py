@@ -160,6 +160,51 @@ def test_replayed_lines_indexed_before_a_rollover_are_not_indexed_again(es: Elas
     assert indexed(es, namespace) == 60
 
 
+def test_lines_an_older_version_shipped_before_a_crash_are_found_under_their_old_ids(es: Elasticsearch,
+                                                                                     namespace: str) -> None:
+    """Ids gained the host name; a line the previous version sent (id without the host) just
+    before it died, read again by the new version, is found under the id it was given then."""
+    from parsers import LineParser, ParseContext
+
+    parser = LineParser(ParseContext(namespace=namespace, format="nginx"))
+    sink = BulkSink(es, ShipperMetrics())
+
+    def items(ids: str, verify: bool) -> list:
+        batch = []
+        for i in range(30):
+            doc = parser.parse(line(i))
+            doc["log"] = {"file": {"fingerprint": "fp:9:9:0"}, "offset": i}
+            batch.append(make_item(doc, f"{ids}-{i}", line(i)))
+            if verify:
+                batch[-1].verify = ("fp:9:9:0", 10_000, i, f"old-{i}")
+        return batch
+
+    assert sink.deliver(items("old", False)[:20]).indexed == {"retrieval": 20}  # the old version, then a crash
+    report = sink.deliver(items("new", True))  # the new version reads the same lines again
+    assert report.duplicates == 20 and report.indexed == {"retrieval": 10}
+    assert indexed(es, namespace) == 30 and set(seq_counts(es, namespace).values()) == {1}
+
+
+def test_the_same_file_shipped_by_two_hosts_is_two_sets_of_documents(es: Elasticsearch, es_url: str, namespace: str,
+                                                                      tmp_path: Path) -> None:
+    """Two hosts whose files have the same first line, device and inode (containers of one image)
+    were one set of ids: the second host's lines were taken for replays and dropped as 409s.
+    Here one file read under two host names: each host's lines are indexed, once each."""
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(line(i) for i in range(25)))
+    for host in ("registry-a", "registry-b"):
+        folder = tmp_path / host
+        folder.mkdir()
+        config = load_config(write_config(folder / "c.yaml", es_url, namespace, [str(log)], host_name=host))
+        summary = build_shipper(config).run(once=True)
+        assert summary.events == 25 and summary.duplicates == 0, host
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+    hosts = es.search(index=f"logs-modelregistry.*-{namespace}", size=0,
+                      aggs={"h": {"terms": {"field": "host.name"}}})["aggregations"]["h"]["buckets"]
+    assert {b["key"]: b["doc_count"] for b in hosts} == {"registry-a": 25, "registry-b": 25}
+    assert set(seq_counts(es, namespace).values()) == {2}
+
+
 def test_sent_mark_is_reserved_ahead_and_survives_a_restart(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "cp.json")
     identity = Identity("f" * 32, 1, 2)

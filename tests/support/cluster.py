@@ -78,7 +78,16 @@ def start_cluster() -> Cluster:
 
 
 def stop_cluster(cluster: Cluster) -> None:
+    """``regwatch es down``: every node of this cluster stopped, its ports closed."""
+    from regwatch.localnode.process import recorded_members
+    from regwatch.localnode.trust import read_state
+
+    pids = [int(node["pid"]) for node in recorded_members(read_state(cluster.base))]
     localnode.down(base=cluster.base)
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    ports = [p for i in range(NODES) for p in (cluster.base + i, cluster.base + 100 + i) if _in_use(p)]
+    assert (alive, ports) == ([], []), f"left running: pids {alive}, ports {ports}"
 
 
 def cluster_line(seq: int) -> bytes:
