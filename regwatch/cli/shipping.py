@@ -52,7 +52,7 @@ def setup(
         chosen = replicas if replicas is not None else templates.replicas_for(data_nodes)
         if chosen >= data_nodes:
             err.print(f"warning: {chosen} replica(s) on {data_nodes} data node(s) cannot all be assigned: the cluster "
-                      "stays yellow", markup=False)
+                      "stays yellow", markup=False, soft_wrap=True)
         installed = templates.install(client, retention=retention or None, replicas=chosen, shards=shards)
         created = datastreams.create_empty(client, namespace)
         templates.apply_replicas(client, chosen)
@@ -60,7 +60,7 @@ def setup(
         keys = access.create_keys(client, api_keys) if api_keys is not None else {}
     why = "" if replicas is not None else f" ({'one data node' if data_nodes == 1 else f'{data_nodes} data nodes'})"
     err.print(f"{data_nodes} data node(s): {shards} primary shard(s) and {chosen} replica(s) per backing index{why}",
-              markup=False)
+              markup=False, soft_wrap=True)
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
     for service, key_id in keys.items():
         err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to {api_keys / (service + '.key')}")
