@@ -3,7 +3,8 @@
 Three shippers on three host names ship 200,000 lines while a node that is not the master is
 killed (kill -9), and in another run the elected master: every line is one event, none twice.
 Two rule runners pointed at different nodes send each notification and each resolution once
-while the node holding the alert state dies. Each lost node comes back and its replicas recover.
+while the node holding the alert state dies; the probe writes every check once while the node
+it names dies. Each lost node comes back and its replicas recover.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 from elasticsearch import ApiError, TransportError
 
 from pipeline import templates
+from pipeline.probe.runner import Probe
+from pipeline.probe.settings import ProbeSettings
 from regwatch import localnode
 from regwatch.config import Config, ElasticsearchConfig
 from regwatch.esclient import client_from_config
@@ -197,3 +200,49 @@ def test_two_runners_on_different_nodes_notify_and_resolve_once_while_a_node_die
 def _config(url: str) -> Config:
     """A runner's configuration of the cluster: one node named, the others learned by sniffing."""
     return Config(elasticsearch=ElasticsearchConfig(hosts=[url], sniff=True, request_timeout_s=10))
+
+
+class Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_probe_writes_every_check_once_while_the_node_it_names_dies(cluster: Cluster) -> None:
+    """The probe knows one node (and sniffs the others); that node, holding the availability
+    stream's primary, is killed mid-run: every check is one document, none lost, none twice."""
+    namespace = f"probe{int(time.time())}"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = ProbeSettings.model_validate({"metrics_port": None, "targets": [
+        {"name": "reg", "url": f"http://127.0.0.1:{server.server_address[1]}/health"}]})
+    checks = 0
+    warm = Probe(settings, cluster.client, namespace, "probe-host")
+    try:
+        checks += len(warm.cycle().results)
+        assert warm.writer.flush(30)
+    finally:
+        warm.writer.close()
+    stream = f"metrics-modelregistry.availability-{namespace}"
+    cluster.client.cluster.health(index=stream, wait_for_status="green", timeout="30s")
+    victim = cluster.node_of_primary(stream)
+    probe = Probe(settings, client_from_config(_config(cluster.urls[victim]), bulk=True), namespace, "probe-host")
+    try:
+        for k in range(40):
+            checks += len(probe.cycle().results)
+            if k == 10:
+                cluster.kill(victim)
+            time.sleep(0.2)
+        assert probe.writer.flush(90), f"{len(probe.writer.buffer)} documents still buffered"
+    finally:
+        probe.writer.close()
+        server.shutdown()
+    cluster.client.indices.refresh(index=stream)
+    ids = [hit["_id"] for hit in cluster.client.search(index=stream, size=1000, source=False)["hits"]["hits"]]
+    assert len(ids) == checks == 41 and len(set(ids)) == checks
+    cluster.bring_back()

@@ -53,7 +53,7 @@ class Cluster:
     def bring_back(self) -> None:
         """Start the lost node again (``regwatch es up --nodes 3``) and wait for green."""
         local_up(None, nodes=NODES, base=self.base)
-        self.client.cluster.health(wait_for_status="green", timeout="120s", request_timeout=130)
+        self.client.options(request_timeout=130).cluster.health(wait_for_status="green", timeout="120s")
 
 
 def free_base(start: int = 19400) -> int:
