@@ -173,3 +173,20 @@ def test_the_webhook_sink_keeps_hostile_bodies_and_refuses_huge_ones(tmp_path: P
     assert len(records) == 3
     assert records[0]["payload"]["rule"] == "r\x00" and records[1]["payload"]["unparsed"].endswith("not json \x00")
     assert "unparsed" in records[2]["payload"]
+
+
+def test_stopping_the_demo_waits_once_not_once_per_process(tmp_path: Path) -> None:
+    """Ctrl-C during an incident timed out in CI: each of a dozen processes was given its 20 s in
+    turn. Now all get SIGTERM at once and share one deadline before SIGKILL."""
+    from regwatch.demo.processes import Processes, Spec
+
+    processes = Processes(tmp_path)
+    stubborn = ["sh", "-c", "trap '' TERM; sleep 60 & wait; sleep 60"]  # ignores SIGTERM
+    pids = [processes.start(Spec(f"stubborn-{i}", stubborn)) for i in range(4)]
+    time.sleep(0.3)  # the traps are set
+    started = time.monotonic()
+    assert sorted(processes.stop_all(timeout_s=1.0)) == [f"stubborn-{i}" for i in range(4)]
+    took = time.monotonic() - started
+    assert took < 3.0, f"{took:.1f} s: the processes were waited for one after another"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert processes.names() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -23,8 +24,11 @@ def test_second_up_reuses_the_running_node(es_url: str) -> None:
     assert result.stdout.strip() == es_url.rstrip("/")
     if "ES_URL" not in env:
         assert "reused (local)" in result.stderr or "reused (docker)" in result.stderr
-    status = subprocess.run([*REGWATCH, "es", "status"], capture_output=True, text=True, env=env, timeout=60)
-    assert status.returncode == 0 and '"status"' in status.stdout
+    status = subprocess.run([*REGWATCH, "es", "status", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert status.returncode == 0 and json.loads(status.stdout)["health"]["status"] in ("green", "yellow")
+    table = subprocess.run([*REGWATCH, "es", "status"], capture_output=True, text=True, env={**env, "COLUMNS": "200"},
+                           timeout=60)
+    assert table.returncode == 0 and "regwatch-local" in table.stdout and " up " in table.stdout
 
 
 def test_port_taken_by_something_else_is_a_one_line_error(monkeypatch, tmp_path: Path) -> None:
@@ -86,8 +90,8 @@ def test_a_node_starts_on_debians_java_17(es_url: str) -> None:
     try:
         up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=600)
         assert up.returncode == 0, up.stderr[-2000:]
-        status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=60)
-        reported = __import__("json").loads(status.stdout)
+        status = subprocess.run([*cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+        reported = json.loads(status.stdout)
         assert reported["url"] == f"http://127.0.0.1:{port}" and reported["health"]["status"] in ("green", "yellow")
         from elasticsearch import Elasticsearch
 

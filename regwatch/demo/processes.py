@@ -75,35 +75,46 @@ class Processes:
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
         """SIGTERM to the process group, SIGKILL after ``timeout_s``; True if something was stopped."""
-        pid = self.running(name)
-        (self.pids / f"{name}.pid").unlink(missing_ok=True)
-        if pid is None:
-            return False
-        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                return True
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                try:
-                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                        break
-                except ChildProcessError:  # not our child: poll /proc instead
-                    if _start_time(pid) is None:
-                        break
-                time.sleep(0.1)
-            else:
-                continue
-            break
-        with_group_left = True
-        try:
-            os.killpg(pid, signal.SIGKILL)  # workers the leader left behind
-        except ProcessLookupError:
-            with_group_left = False
-        log.info("process_stopped", name=name, pid=pid, stragglers_killed=with_group_left)
-        return True
+        return bool(self._stop_together([name], timeout_s))
 
-    def stop_all(self) -> list[str]:
-        """Everything still running, the last started first."""
-        return [name for name in reversed(self.names()) if self.stop(name)]
+    def stop_all(self, timeout_s: float = 20.0) -> list[str]:
+        """Everything still running: SIGTERM to all at once (the last started first), then one
+        shared deadline before SIGKILL, so a Ctrl-C never waits for each process in turn."""
+        return self._stop_together(list(reversed(self.names())), timeout_s)
+
+    def _stop_together(self, names: list[str], timeout_s: float) -> list[str]:
+        pids: dict[str, int] = {}
+        for name in names:
+            pid = self.running(name)
+            (self.pids / f"{name}.pid").unlink(missing_ok=True)
+            if pid is not None:
+                pids[name] = pid
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            waiting = {name: pid for name, pid in pids.items() if not _exited(pid)}
+            for pid in waiting.values():
+                try:
+                    os.killpg(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait_s
+            while waiting and time.monotonic() < deadline:
+                waiting = {name: pid for name, pid in waiting.items() if not _exited(pid)}
+                time.sleep(0.1)
+            if not waiting:
+                break
+        for name, pid in pids.items():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # workers the leader left behind
+                stragglers = True
+            except ProcessLookupError:
+                stragglers = False
+            log.info("process_stopped", name=name, pid=pid, stragglers_killed=stragglers)
+        return list(pids)
+
+
+def _exited(pid: int) -> bool:
+    """Reaped if it is a child of ours, else gone from /proc (or a zombie)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # not our child: poll /proc instead
+        return _start_time(pid) is None
