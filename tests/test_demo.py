@@ -121,8 +121,11 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
 
 def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str, namespace: str, tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
+    # Started as from a non-interactive shell's background (`make test &`): SIGINT inherited as
+    # ignored. The demo must honour Ctrl-C anyway (it did not: CI found it).
     process = subprocess.Popen([*CLI, "demo", "up", "--workdir", str(workdir), "--namespace", namespace],
-                               env=_env(es_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=_env(es_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     processes = Processes(workdir)
     wait_for(lambda: processes.running("rule-runner") is not None, 180, "the demo's services running")
     pids = {name: processes.running(name) for name in processes.names()}

@@ -87,6 +87,9 @@ def up(
     timings = Timings(warmup_s=15, burst_s=6, clients=3, burst_clients=5) if quick else Timings()
     started = time.time()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the stack like Ctrl-C
+    # Started in the background of a non-interactive shell (CI: `cmd &`), SIGINT arrives ignored
+    # and Python then leaves it so: Ctrl-C and `kill -INT` must still stop everything.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with err.status("starting") as status:
             reporter = _RichReporter(status)
@@ -113,6 +116,7 @@ def up(
         raise typer.Exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     summary["minutes"] = round((time.time() - started) / 60, 2)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     _render(summary, stack, settings.elasticsearch.hosts[0], namespace)
