@@ -83,7 +83,9 @@ class Summary:
 
     @property
     def events(self) -> int:
-        return sum(v for k, v in self.indexed.items() if k != "deadletter")
+        # dict.copy is one C call: atomic against the writer thread updating the counts (the
+        # heartbeat reads them from its own thread).
+        return sum(v for k, v in dict.copy(self.indexed).items() if k != "deadletter")
 
     def line(self) -> str:
         kinds = " ".join(f"{k}={v}" for k, v in sorted(self.indexed.items()) if k != "deadletter")
@@ -191,13 +193,12 @@ class Shipper:
     def report(self) -> dict[str, Any]:
         """What the heartbeat tells: each current file's acknowledged offset and lag, and totals."""
         current = [row for row in lag(self.store) if row.size is not None]
-        indexed = dict.copy(self.summary.indexed)  # one C call: atomic against the writer thread
         return {
             "files": [{"path": row.path, "offset": row.offset, "size": row.size, "behind": row.behind}
                       for row in current[:REPORTED_FILES]],
             "files_count": len(current),
             "behind_bytes": sum(row.behind or 0 for row in current),
-            "events": sum(count for kind, count in indexed.items() if kind != "deadletter"),
+            "events": self.summary.events,
             "dead_letters": sum(dict.copy(self.summary.deadletters).values()),
             "duplicates_skipped": self.summary.duplicates,
             "queued_events": self.queue.qsize() * QUEUE_CHUNK,
