@@ -77,11 +77,10 @@ def _say(progress: Progress | None, message: str) -> None:
 # -- health ----------------------------------------------------------------------------------
 
 
-def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
-    """The cluster health document, or None when nothing answers like Elasticsearch."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/_cluster/health")
+def _get_json(url: str, path: str, timeout: float) -> object | None:
+    """A GET answered by Elasticsearch (its product header), parsed; None otherwise."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(f"{url.rstrip('/')}{path}"), timeout=timeout) as response:
             if response.headers.get("X-elastic-product") != "Elasticsearch":
                 return None
             return json.loads(response.read())
@@ -89,13 +88,16 @@ def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
+    """The cluster health document, or None when nothing answers like Elasticsearch."""
+    health = _get_json(url, "/_cluster/health", timeout)
+    return health if isinstance(health, dict) else None
+
+
 def cluster_nodes(url: str, timeout: float = 2.0) -> list[dict]:
     """Each node the cluster knows: name, roles, whether it is the elected master, its HTTP address."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/_cat/nodes?format=json&h=name,node.role,master,http_address,heap.percent")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            rows = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
+    rows = _get_json(url, "/_cat/nodes?format=json&h=name,node.role,master,http_address,heap.percent", timeout)
+    if not isinstance(rows, list):
         return []
     return sorted(({"name": row.get("name"), "roles": row.get("node.role"), "master": row.get("master") == "*",
                     "http": row.get("http_address"), "heap_percent": row.get("heap.percent")} for row in rows),
