@@ -59,17 +59,14 @@ def es_status(
         typer.echo(json.dumps(info, indent=2))
     else:
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
         from rich.text import Text
 
-        from rich.table import Column
-
+        title = Text(f"{info['url']} ({info['source']}) cluster {health.get('cluster_name', '?')}: "
+                     f"{health.get('status', 'not answering')}, {health.get('number_of_nodes', 0)} node(s), "
+                     f"{health.get('active_shards', 0)} active shards, {health.get('unassigned_shards', 0)} unassigned")
         table = Table(Column("node", no_wrap=True), "roles", "master", Column("http", no_wrap=True), "pid", "state",
-                      title=Text(
-            f"{info['url']} ({info['source']}) cluster {health.get('cluster_name', '?')}: "
-            f"{health.get('status', 'not answering')}, "
-            f"{health.get('number_of_nodes', 0)} node(s), {health.get('active_shards', 0)} active shards, "
-            f"{health.get('unassigned_shards', 0)} unassigned"))
+                      title=title)
         for node in info["nodes"]:
             answering = node.get("roles") is not None
             state = "up" if answering else ("running, not in the cluster" if node.get("running") else "down")

@@ -202,7 +202,7 @@ def status(
 def _status_all(settings, as_json: bool) -> None:
     import time
 
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     from pipeline import heartbeat
@@ -218,9 +218,8 @@ def _status_all(settings, as_json: bool) -> None:
         for doc in docs:
             typer.echo(json.dumps(doc))
     else:
-        from rich.table import Column
-
-        table = Table(Column("shipper", overflow="fold"), Column("host", overflow="fold"), "state", "last heard", "files", "behind (bytes)", "events", "dead letters",
+        table = Table(Column("shipper", overflow="fold"), Column("host", overflow="fold"), "state", "last heard",
+                      "files", "behind (bytes)", "events", "dead letters",
                       title=Text(f"{len(docs)} shipper(s) in namespace {settings.namespace}"))
         for doc in docs:
             style = {"running": "green", "stale": "bold red", "stopped": "dim"}[doc["condition"]]
