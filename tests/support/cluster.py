@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +17,8 @@ from pathlib import Path
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from regwatch import localnode
-from regwatch.localnode.common import cluster_nodes
-from regwatch.localnode.process import local_up
+from regwatch.localnode.common import _port_in_use, cluster_nodes
+from regwatch.localnode.process import local_up, start_time
 from support.shipping import line, seq_counts, wait_for, write_config
 
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
@@ -60,14 +59,9 @@ def free_base(start: int = 19400) -> int:
     """A base port with its three HTTP and three transport ports free."""
     for base in range(start, start + 500, 10):
         ports = [base + i for i in range(NODES)] + [base + 100 + i for i in range(NODES)]
-        if not any(_in_use(p) for p in ports):
+        if not any(_port_in_use(p) for p in ports):
             return base
     raise AssertionError("no free ports for a local cluster")
-
-
-def _in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_cluster() -> Cluster:
@@ -84,9 +78,8 @@ def stop_cluster(cluster: Cluster) -> None:
 
     pids = [int(node["pid"]) for node in recorded_members(read_state(cluster.base))]
     localnode.down(base=cluster.base)
-    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
-             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
-    ports = [p for i in range(NODES) for p in (cluster.base + i, cluster.base + 100 + i) if _in_use(p)]
+    alive = [pid for pid in pids if start_time(pid) is not None]  # None: gone, or a zombie
+    ports = [p for i in range(NODES) for p in (cluster.base + i, cluster.base + 100 + i) if _port_in_use(p)]
     assert (alive, ports) == ([], []), f"left running: pids {alive}, ports {ports}"
 
 
