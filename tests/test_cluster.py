@@ -31,6 +31,7 @@ from rules.model import load_rules
 from rules.notify import WebhookTarget
 from rules.runner import Runner
 from support.cluster import HOSTS, NODES, Cluster, ship_through_node_loss, start_cluster, stop_cluster
+from support.rules import THRESHOLD
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow, pytest.mark.cluster]
 
@@ -117,18 +118,7 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-RULES = """
-rules:
-  - name: many-errors
-    type: threshold
-    kinds: [error]
-    window: 60s
-    interval: 10s
-    for: 0s
-    condition: {op: ">", value: 5}
-    recovery: {op: "<", value: 2}
-    notify: [hook]
-"""
+RULES = THRESHOLD.replace("interval: 60s", "interval: 10s").replace("for: 120s", "for: 0s")
 
 
 def test_two_runners_on_different_nodes_notify_and_resolve_once_while_a_node_dies(

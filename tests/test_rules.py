@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 from rules.model import RuleError, load_rules
 from rules.notify import WebhookTarget, signature
 from rules.runner import Runner
+from support.rules import THRESHOLD
 
 T0 = 1_700_000_000.0  # a fixed clock for the cycles (2023), epoch seconds
 
@@ -67,16 +68,16 @@ def write_rules(tmp_path: Path, text: str) -> list:
     return load_rules(tmp_path)
 
 
-THRESHOLD = """
+RATIO = """
 rules:
-  - name: many-errors
-    type: threshold
-    kinds: [error]
+  - name: failing-share
+    type: ratio
+    kinds: [retrieval, error]
+    numerator: 'event.outcome:failure'
     window: 60s
     interval: 60s
-    for: 120s
-    condition: {op: ">", value: 5}
-    recovery: {op: "<", value: 2}
+    condition: {op: ">", value: 0.05}
+    recovery: {op: "<", value: 0.02}
     notify: [hook]
 """
 
@@ -473,18 +474,7 @@ rules:
 
 
 def test_ratio_fires_above_and_resolves_below_the_recovery_bound(es, namespace, tmp_path, webhook) -> None:
-    rules = write_rules(tmp_path, """
-rules:
-  - name: failing-share
-    type: ratio
-    kinds: [retrieval, error]
-    numerator: 'event.outcome:failure'
-    window: 60s
-    interval: 60s
-    condition: {op: ">", value: 0.05}
-    recovery: {op: "<", value: 0.02}
-    notify: [hook]
-""")
+    rules = write_rules(tmp_path, RATIO)
     runner = Runner(es, rules, namespace, webhook)
     index_events(es, namespace, "retrieval", T0 + 30, 90)
     index_events(es, namespace, "error", T0 + 30, 10)  # 10 %
@@ -500,18 +490,7 @@ rules:
 
 def test_a_ratio_over_too_few_events_does_not_fire(es, namespace, tmp_path, webhook) -> None:
     """One failed call out of one is not a 100 % error rate (min_events; the demo fired on it at start)."""
-    rules = write_rules(tmp_path, """
-rules:
-  - name: failing-share
-    type: ratio
-    kinds: [retrieval, error]
-    numerator: 'event.outcome:failure'
-    min_events: 20
-    window: 60s
-    interval: 60s
-    condition: {op: ">", value: 0.05}
-    notify: [hook]
-""")
+    rules = write_rules(tmp_path, RATIO.replace("    window:", "    min_events: 20\n    window:"))
     runner = Runner(es, rules, namespace, webhook)
     index_events(es, namespace, "error", T0 + 30, 1)  # 1 of 1
     assert runner.cycle(now=T0 + 61).transitions == []
