@@ -27,6 +27,13 @@ class InputSpec:
     follow_symlinks: bool = False
 
 
+def path_text(path: str) -> str:
+    """A path as documents carry it: valid UTF-8 always. A file name is bytes; those that are not
+    UTF-8 (Python keeps them as lone surrogates) are written ``\\xNN``, so a hostile file name
+    can neither stop the encoder nor reach Elasticsearch as invalid text."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def through_link(pattern: str, path: str) -> bool:
     """True when ``path`` leads out of the input's folder (the pattern's part without wildcards)
     through a symbolic link: the file itself, or a folder a wildcard matched, links elsewhere. A

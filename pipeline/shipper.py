@@ -28,7 +28,7 @@ from pipeline.docid import id_prefix
 from pipeline.heartbeat import Heartbeat
 from pipeline.interpreter import tune_interpreter
 from pipeline.reader import FileSource, Line
-from pipeline.scanner import InputSpec
+from pipeline.scanner import InputSpec, path_text
 from pipeline.tailer import Tailer
 from pipeline.metrics import ShipperMetrics
 from pipeline.settings import ShipSettings
@@ -194,7 +194,7 @@ class Shipper:
         """What the heartbeat tells: each current file's acknowledged offset and lag, and totals."""
         current = [row for row in lag(self.store) if row.size is not None]
         return {
-            "files": [{"path": row.path, "offset": row.offset, "size": row.size, "behind": row.behind}
+            "files": [{"path": path_text(row.path), "offset": row.offset, "size": row.size, "behind": row.behind}
                       for row in current[:REPORTED_FILES]],
             "files_count": len(current),
             "behind_bytes": sum(row.behind or 0 for row in current),
@@ -263,7 +263,7 @@ class Shipper:
     def _stamp(self, source: FileSource) -> FileStamp:
         index = source.input_index
         shipped = self.inputs[index] if index < len(self.inputs) else self.inputs[0]
-        file = {"path": source.path, "device_id": str(source.device), "inode": str(source.inode),
+        file = {"path": path_text(source.path), "device_id": str(source.device), "inode": str(source.inode),
                 "fingerprint": source.identity.key}
         return FileStamp(source, shipped, file, id_prefix(source.identity, self.host), id_prefix(source.identity))
 

@@ -24,7 +24,9 @@ from parsers import FORMATS, LineParser, ParseContext
 from parsers.events import kind_of
 from pipeline.shipper import Shipper, ShipperFailed, ShipInput
 from regwatch.config import load_config
+from regwatch.ship import build_shipper
 from support.shipping import indexed, write_config
+from support.shipping import line as line_of
 
 ALL_FORMATS = sorted(FORMATS)
 REGWATCH = [sys.executable, "-m", "regwatch.cli"]
@@ -214,3 +216,32 @@ def test_a_reader_that_dies_stops_the_shipper_with_an_error_not_a_summary(tmp_pa
         shipper.run(once=True)
     assert sink.items == []
     assert all(p.offset == 0 for p in shipper.store.all())  # nothing checkpointed past an unshipped line
+
+
+def test_a_file_name_that_is_not_utf8_ships_its_lines_and_reports_it(es: Elasticsearch, es_url: str, namespace: str,
+                                                                     tmp_path: Path) -> None:
+    """A log file named with bytes that are not UTF-8 stopped the shipper: log.file.path could not
+    be encoded, not even into a dead letter. Its lines are events now, the name written \\xNN, in
+    the documents and in the heartbeat."""
+    import os
+
+    from pipeline.heartbeat import shippers
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    name = os.fsencode(folder) + b"/acc\xffess\x7f.log"
+    with open(name, "wb") as handle:
+        handle.write(b"".join(line_of(i) for i in range(3)) + b"not a log line \xfe\x00\n")
+    config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(folder / "acc*.log")])
+    summary = build_shipper(load_config(config)).run(once=True)
+    assert summary.events == 3 and sum(summary.deadletters.values()) == 1
+    assert indexed(es, namespace) == 4
+    hits = es.search(index=f"logs-modelregistry.*-{namespace}", size=10)["hits"]["hits"]
+    shown = f"{folder}/acc\\xffess\x7f.log"
+    assert {hit["_source"]["log"]["file"]["path"] for hit in hits} == {shown}
+    (beat,) = shippers(es, namespace)
+    assert [f["path"] for f in beat["files"]] == [shown] and beat["events"] == 3
+    for extra in ([], ["--json"]):  # the checkpoint's own status, as a table and as JSON
+        status = subprocess.run([sys.executable, "-m", "regwatch.cli", "status", "-c", str(config), *extra],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+        assert status.returncode == 0 and "acc\\xffess" in status.stdout.replace("\\\\", "\\"), status.stderr

@@ -177,6 +177,7 @@ def status(
 ) -> None:
     """Each known file: its path, acknowledged offset, size, and how far behind it is."""
     from pipeline.checkpoint import CheckpointError, CheckpointStore, lag
+    from pipeline.scanner import path_text
 
     settings = load(config)
     if every:
@@ -188,13 +189,15 @@ def status(
         fail(str(exc))
     if as_json:
         for row in rows:
-            typer.echo(json.dumps({"path": row.path, "offset": row.offset, "size": row.size, "behind": row.behind}))
+            typer.echo(json.dumps({"path": path_text(row.path), "offset": row.offset, "size": row.size,
+                                   "behind": row.behind}))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("file", "offset", "size", "behind")
     for row in rows:
-        table.add_row(row.path, str(row.offset), "-" if row.size is None else str(row.size),
+        table.add_row(Text(path_text(row.path)), str(row.offset), "-" if row.size is None else str(row.size),
                       "rotated away" if row.behind is None else str(row.behind))
     Console().print(table)
 
