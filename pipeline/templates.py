@@ -69,6 +69,17 @@ def install_pipeline(client: Elasticsearch) -> bool:
         return False
 
 
+def pipeline_in_place(client: Elasticsearch) -> bool:
+    """Whether the ingest pipeline exists and the settings template names it as the default."""
+    try:
+        client.ingest.get_pipeline(id=INGEST_PIPELINE)
+        settings = client.cluster.get_component_template(name=SETTINGS_COMPONENT)
+    except ApiError:
+        return False
+    template = settings["component_templates"][0]["component_template"]["template"]
+    return template.get("settings", {}).get("index", {}).get("default_pipeline") == INGEST_PIPELINE
+
+
 def data_nodes(client: Elasticsearch) -> int:
     return int(client.cluster.health(filter_path="number_of_data_nodes")["number_of_data_nodes"])
 

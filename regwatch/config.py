@@ -118,6 +118,9 @@ class RulesConfig(StrictModel):
     kibana_url: str | None = None  # for the dashboard link in notifications
     stale_after_s: float = Field(180.0, gt=0)  # a runner with no cycle for this long is reported by the others
     stale_notify: list[str] = Field(default_factory=list)
+    # How long a runner holds an outbox it is delivering: longer than any notifier's timeout. A
+    # runner killed mid-send leaves the in-flight notification to the next runner after this.
+    lease_s: float = Field(30.0, ge=1, le=3600)
     metrics_port: int | None = Field(9466, ge=1, le=65535)  # the runner's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
 

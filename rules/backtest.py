@@ -8,11 +8,12 @@ notified. Windows go to Elasticsearch 200 at a time in one ``_msearch``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from rules.model import Rule
-from rules.query import NO_GROUP, header
+from rules.query import NO_GROUP, header, indices
 from rules.states import ACTIVE, changed, step
 from rules.types import measure, request, rule_type
 
@@ -97,3 +98,62 @@ def read_now(client: Elasticsearch, rule: Rule, namespace: str, at: float) -> li
         return [Reading(NO_GROUP, float(len(measured)), False)]
     readings = [Reading(m.group, m.value, kind.breached(rule, m.value)) for m in measured]
     return readings or [Reading(NO_GROUP, 0.0, kind.breached(rule, 0.0))]  # no event, no group: a zero
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What the runner would do with a rule's window now, found without doing it."""
+
+    window_start: float
+    window_end: float
+    index: str
+    query: dict[str, Any]
+    threshold: float | None
+    rows: list[TrialRow]
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    group: str
+    value: float
+    state: str  # the alert's stored state
+    next_state: str  # the state this window would give it
+    notify: str | None  # the notification it would queue (firing, resolved, fired, changed)
+
+
+def dry_run(client: Elasticsearch, rule: Rule, namespace: str, at: float) -> Trial:
+    """The rule's window ending at ``at``: its query, each group's value and the transition it
+    would make from the alert state stored now. Reads only: nothing is written, nobody notified
+    (like ElastAlert's ``elastalert-test-rule``)."""
+    from rules.state import StateStore
+
+    kind = rule_type(rule)
+    window = kind.window_at(rule, at)
+    body = request(rule, window)
+    response = client.msearch(searches=[header(rule, namespace), body])["responses"][0]
+    if "error" in response:
+        raise RuntimeError(f"rule {rule.name}: search failed: {str(response['error'])[:300]}")
+    measured = measure(rule, response, window)
+    store = StateStore(client, namespace)
+    stored = {item.doc["group"]: item.doc for item in store.alerts_of(rule.name)} if client.indices.exists(
+        index=store.index) else {}
+    rows: list[TrialRow] = []
+    if kind.mode == "event":
+        for m in measured:
+            seen = m.group in stored
+            rows.append(TrialRow(m.group, m.value, "fired" if seen else "new", "fired", None if seen else "fired"))
+    elif kind.mode == "change":
+        for m in measured:
+            value = m.events[0]["value"]
+            last = stored.get(m.group, {}).get("last_value")
+            rows.append(TrialRow(m.group, 0.0, f"last={last}", f"now={value}", "changed" if changed(last, value) else None))
+    else:
+        values = {m.group: m.value for m in measured}
+        if not rule.group_by:
+            values.setdefault(NO_GROUP, 0.0)
+        for group in sorted(set(values) | {g for g, d in stored.items() if d.get("state") in ACTIVE}):
+            doc = stored.get(group, {})
+            state = doc.get("state", "ok")
+            decided = step(kind, rule, state, doc.get("since"), doc.get("notified"), values.get(group, 0.0), at)
+            rows.append(TrialRow(group, values.get(group, 0.0), state, decided.state, decided.notify))
+    return Trial(window.start, window.end, indices(rule, namespace), body, kind.threshold(rule), rows)

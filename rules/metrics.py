@@ -20,6 +20,11 @@ class RunnerMetrics:
         self.transitions = Counter("regwatch_rule_transitions", "Alert state changes", ["rule", "state"], registry=r)
         self.notifications = Counter("regwatch_notifications", "Notification attempts by outcome",
                                      ["outcome"], registry=r)
+        self.idle_wakeups = Counter("regwatch_rule_idle_wakeups", "Wake-ups with nothing due (no request sent)",
+                                    registry=r)
+        self.exposure = Histogram("regwatch_notification_exposure_seconds",
+                                  "From a notification's send to its outcome recorded: a crash in between re-sends it",
+                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), registry=r)
         self.firing = Gauge("regwatch_alerts_firing", "Alerts firing now, per rule", ["rule", "severity"], registry=r)
 
     def set_firing(self, alerts: list[dict[str, Any]], severities: dict[str, str]) -> None:

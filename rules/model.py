@@ -66,21 +66,40 @@ class Aggregate(StrictModel):
         return self
 
 
+class Sample(StrictModel):
+    """Sample events a notification carries (the newest of its window and group)."""
+
+    size: int = Field(3, ge=0, le=20)
+    fields: list[str] | None = None  # None: the whole document
+
+
+_FIELD = r"^[A-Za-z0-9_@.-]+$"
+FieldName = Annotated[str, Field(min_length=1, max_length=256, pattern=_FIELD)]
+
+
 class RuleBase(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     kinds: list[StreamKind] = Field(default_factory=lambda: list(EVENT_KINDS))
+    # Any index pattern (Filebeat's, Elastic Agent's, a Kibana data view's title) instead of kinds.
+    index: str | None = Field(None, min_length=1, max_length=1000, pattern=r"^[^\s\"\\/?#<>|]+$")
+    data_view: str | None = Field(None, min_length=1, max_length=256)  # Kibana data view id (Discover links)
     filter: str | None = None  # a Lucene query string
+    kql: str | None = None  # a KQL query (Kibana's query bar)
+    query: dict[str, Any] | None = None  # a Query DSL query
     terms: dict[str, str | list[str]] = Field(default_factory=dict)  # exact field filters
     window: Duration = 300.0
     interval: Duration = 60.0
-    group_by: str | None = None
+    group_by: FieldName | list[FieldName] | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
     for_: float = Field(0.0, ge=0, alias="for")
     labels: dict[str, str] = Field(default_factory=dict)
-    notify: list[str] = Field(default_factory=list)
+    # No default: a rule that notifies nobody says so (``notify: []``), it is never an omission.
+    notify: list[str] | None = Field(None, validate_default=True)
     message: str = "{rule} is {state}: {value} (bound {threshold}) for {group}"
-    time_field: Literal["event.ingested", "@timestamp"] = "event.ingested"
+    time_field: FieldName = "event.ingested"
     renotify: float = Field(0.0, ge=0)  # re-send a firing alert this often (0: never)
+    aggregation: float | None = Field(None, gt=0)  # hold notifications and send them together this often
+    sample: Sample = Field(default_factory=Sample)
     max_groups: int = Field(100, ge=1, le=10_000)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -89,6 +108,59 @@ class RuleBase(StrictModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return seconds(value)
+
+    @field_validator("aggregation", mode="before")
+    @classmethod
+    def _aggregation(cls, value: Any) -> float | None:
+        return None if value is None else seconds(value)
+
+    @field_validator("notify")
+    @classmethod
+    def _targets(cls, value: list[str] | None) -> list[str]:
+        if value is None:
+            raise ValueError("no notify: name the notifiers to send to, or write notify: [] for none")
+        return value
+
+    @field_validator("kql")
+    @classmethod
+    def _kql(cls, value: str | None) -> str | None:
+        if value is not None:
+            from kibana.kql import KqlError, to_dsl
+
+            try:
+                to_dsl(value)
+            except KqlError as exc:
+                raise ValueError(f"not valid KQL: {exc}") from None
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value or len(set(value)) != len(value) or len(value) > 4:
+                raise ValueError("group_by: one to four distinct fields")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> RuleBase:
+        if self.index is not None and "kinds" in self.model_fields_set:
+            raise ValueError("give kinds (regwatch's streams) or index (any index pattern), not both")
+        return self
+
+    @property
+    def group_fields(self) -> tuple[str, ...]:
+        """``group_by`` as a tuple of fields (empty: one group for all)."""
+        if self.group_by is None:
+            return ()
+        return (self.group_by,) if isinstance(self.group_by, str) else tuple(self.group_by)
+
+    @property
+    def time_fallback(self) -> str | None:
+        """Where a document without the time field is placed in time. Documents with no
+        ``event.ingested`` (indexed by another shipper, or by a node without the ingest pipeline)
+        are counted by their ``@timestamp``, so they are counted once, never missed."""
+        return "@timestamp" if self.time_field == "event.ingested" else None
 
     @field_validator("message")
     @classmethod
@@ -132,6 +204,7 @@ class MatchRule(RuleBase):
 
 class SpikeRule(RuleBase):
     type: Literal["spike"]
+    aggregate: Aggregate = Field(default_factory=Aggregate)  # count, or a metric (avg, percentile...)
     direction: Literal["up", "down", "both"] = "up"
     factor: float = Field(3.0, gt=1)  # current window against the previous one
     min_events: int = Field(10, ge=0)  # below this in both windows, no spike is called
@@ -232,7 +305,7 @@ def load_rules(folder: Path) -> list[Rule]:
                     if loc and loc[0] in RULE_TYPE_NAMES:  # pydantic's discriminator step in the path
                         loc = loc[1:]
                 key = location(tuple(loc)) if loc else "(rule)"
-                problems.append(f"{path}:{where} {key}: {error['msg']}")
+                problems.append(f"{path}:{where} {key}: {error['msg'].removeprefix('Value error, ')}")
             continue
         for rule in parsed.rules:
             if rule.name in seen:

@@ -2,14 +2,19 @@
 
 Windows select on ``event.ingested`` by default: an event that arrives five minutes late is
 counted in the window in which it was ingested, never missed and, with ``window == interval``,
-never counted twice. ``@timestamp`` windows stay available per rule.
+never counted twice. A document without ``event.ingested`` is placed by its ``@timestamp``
+instead (each document falls in exactly one window either way). Any other time field is a rule's
+choice, as is any index pattern instead of regwatch's streams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from elasticsearch import BadRequestError
 
 from parsers.streams import data_stream_name
 from rules.model import Rule
@@ -31,6 +36,8 @@ class Measurement:
 
 
 def indices(rule: Rule, namespace: str) -> str:
+    if rule.index is not None:
+        return rule.index
     return ",".join(data_stream_name(kind, namespace) for kind in rule.kinds)
 
 
@@ -43,15 +50,87 @@ def ms(epoch: float) -> int:
     return int(epoch * 1000)
 
 
-def filters(rule: Rule, window: Window) -> list[dict[str, Any]]:
-    """The time range of the window on the rule's time field, its query string and exact terms."""
-    out: list[dict[str, Any]] = [
-        {"range": {rule.time_field: {"gte": ms(window.start), "lt": ms(window.end), "format": "epoch_millis"}}}]
+def time_range(rule: Rule, start: float | None, end: float | None) -> dict[str, Any]:
+    """Documents whose time (the rule's time field, else its fallback) is in [start, end)."""
+    bounds: dict[str, Any] = {"format": "epoch_millis"}
+    if start is not None:
+        bounds["gte"] = ms(start)
+    if end is not None:
+        bounds["lt"] = ms(end)
+    primary = {"range": {rule.time_field: bounds}}
+    if rule.time_fallback is None:
+        return primary
+    fallback = {"bool": {"must_not": [{"exists": {"field": rule.time_field}}],
+                         "filter": [{"range": {rule.time_fallback: bounds}}]}}
+    return {"bool": {"should": [primary, fallback], "minimum_should_match": 1}}
+
+
+def selection(rule: Rule) -> list[dict[str, Any]]:
+    """The rule's own filters, whatever the time: query string, KQL, Query DSL, exact terms."""
+    from kibana.kql import to_dsl
+
+    out: list[dict[str, Any]] = []
     if rule.filter:
         out.append({"query_string": {"query": rule.filter}})
+    if rule.kql:
+        out.append(to_dsl(rule.kql))
+    if rule.query:
+        out.append(rule.query)
     for field, value in rule.terms.items():
         out.append({"terms": {field: value}} if isinstance(value, list) else {"term": {field: value}})
     return out
+
+
+def filters(rule: Rule, window: Window) -> list[dict[str, Any]]:
+    """The time range of the window and the rule's selection."""
+    return [time_range(rule, window.start, window.end), *selection(rule)]
+
+
+def time_sort(rule: Rule, order: str) -> list[dict[str, Any]]:
+    """Newest (or oldest) first by the rule's time, documents without it by the fallback."""
+    out = [{rule.time_field: {"order": order, "unmapped_type": "date"}}]
+    if rule.time_fallback:
+        out.append({rule.time_fallback: {"order": order, "unmapped_type": "date"}})
+    return out
+
+
+def group_aggs(rule: Rule, leaf: dict[str, Any]) -> dict[str, Any]:
+    """Terms aggregations nested one per ``group_by`` field, ``leaf`` innermost."""
+    aggs = leaf
+    for field in reversed(rule.group_fields):
+        aggs = {"groups": {"terms": {"field": field, "size": rule.max_groups}, **({"aggs": aggs} if aggs else {})}}
+    return aggs
+
+
+def group_name(keys: list[Any]) -> str:
+    """The group of one field is its value; of several, a JSON list of the values (unambiguous,
+    whatever the values hold)."""
+    return str(keys[0]) if len(keys) == 1 else json.dumps([str(k) for k in keys], ensure_ascii=False)
+
+
+def group_values(rule: Rule, group: str) -> dict[str, str]:
+    """The field values of a group name (empty for the group of all)."""
+    fields = rule.group_fields
+    if not fields or group == NO_GROUP:
+        return {}
+    if len(fields) == 1:
+        return {fields[0]: group}
+    try:
+        values = json.loads(group)
+    except ValueError:
+        return {}
+    return dict(zip(fields, values, strict=False))
+
+
+def group_buckets(rule: Rule, aggregations: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(group name, innermost bucket) for each combination of ``group_by`` values."""
+    def walk(aggs: dict[str, Any], depth: int, keys: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for bucket in aggs.get("groups", {}).get("buckets", []):
+            if depth + 1 == len(rule.group_fields):
+                yield group_name(keys + [bucket.get("key_as_string", bucket["key"])]), bucket
+            else:
+                yield from walk(bucket, depth + 1, keys + [bucket.get("key_as_string", bucket["key"])])
+    yield from walk(aggregations, 0, [])
 
 
 def ranges(window: Window, count: int) -> list[dict[str, int]]:
@@ -65,11 +144,9 @@ def grouped(rule: Rule, window: Window, leaf: dict[str, Any]) -> dict[str, Any]:
     """A count of the window's events (per ``group_by`` term when grouped), with ``leaf``'s
     sub-aggregations per group."""
     body: dict[str, Any] = {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": filters(rule, window)}}}
-    if rule.group_by:
-        body["aggs"] = {"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups},
-                                   **({"aggs": leaf} if leaf else {})}}
-    elif leaf:
-        body["aggs"] = leaf
+    aggs = group_aggs(rule, leaf)
+    if aggs:
+        body["aggs"] = aggs
     return body
 
 
@@ -80,8 +157,8 @@ def totals(rule: Rule, response: dict[str, Any],
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
     if not rule.group_by:
         return [Measurement(NO_GROUP, value(rule, response.get("aggregations", {}), response["hits"]["total"]["value"]))]
-    buckets = response.get("aggregations", {}).get("groups", {}).get("buckets", [])
-    return [Measurement(str(b["key"]), value(rule, b, b["doc_count"])) for b in buckets]
+    return [Measurement(group, value(rule, bucket, bucket["doc_count"]))
+            for group, bucket in group_buckets(rule, response.get("aggregations", {}))]
 
 
 def field_value(doc: dict[str, Any], dotted: str) -> Any:
@@ -110,13 +187,25 @@ def check_queries(client: Any, rules: list[Rule], index: str) -> list[str]:
     each naming the rule and the key. ``index`` must exist: with no index, every query is "valid"."""
     problems = []
     for rule in rules:
-        for key in ("filter", "numerator"):
+        for key in ("filter", "numerator", "query", "kql"):
             text = getattr(rule, key, None)
             if not text:
                 continue
-            answer = client.indices.validate_query(index=index, query={"query_string": {"query": text}},
-                                                   explain=True)
+            if key == "query":
+                query = text
+            elif key == "kql":
+                from kibana.kql import to_dsl
+
+                query = to_dsl(text)
+            else:
+                query = {"query_string": {"query": text}}
+            what = {"query": "Query DSL query", "kql": "KQL query"}.get(key, "query string")
+            try:
+                answer = client.indices.validate_query(index=index, query=query, explain=True)
+            except BadRequestError as exc:  # a DSL query Elasticsearch cannot even parse
+                problems.append(f"rule {rule.name!r}: {key}: not a valid {what}: {str(exc.info)[:200]}")
+                continue
             if not answer.get("valid", False):
                 reason = next((e.get("error", "") for e in answer.get("explanations", []) if e.get("error")), "")
-                problems.append(f"rule {rule.name!r}: {key}: not a valid query string: {reason[:200]}")
+                problems.append(f"rule {rule.name!r}: {key}: not a valid {what}: {reason[:200]}")
     return problems

@@ -9,6 +9,9 @@ notification waits on the alert document's outbox until a notifier accepted it.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +25,8 @@ from parsers.timestamps import iso_from_epoch
 from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Target, render
-from rules.query import NO_GROUP, Measurement, Window, header
+from rules.links import discover_url
+from rules.query import NO_GROUP, Measurement, Window, filters, group_values, header, indices, time_sort
 from rules.state import StateStore, Versioned, alert_id
 from rules.states import ACTIVE, changed, step
 from rules.types import measure, request, rule_type
@@ -44,6 +48,25 @@ class CycleReport:
     sent: list[str] = field(default_factory=list)  # idempotency keys delivered
     failed: list[str] = field(default_factory=list)
     silenced: list[str] = field(default_factory=list)
+    idle: bool = False  # nothing was due: no request was sent
+
+
+@dataclass
+class _Claim:
+    """An alert document this runner holds the outbox lease of, and its entries as they stand."""
+
+    item: Versioned
+    entries: list[dict[str, Any]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _delivery_error(exc: Exception) -> str:
@@ -58,7 +81,7 @@ class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
                  targets: dict[str, Target] | None = None, runner_id: str = "runner", stale_after: float = 180.0,
                  stale_notify: list[str] | None = None, kibana_url: str | None = None,
-                 metrics: RunnerMetrics | None = None) -> None:
+                 metrics: RunnerMetrics | None = None, lease_s: float = CLAIM_S) -> None:
         self.client = client
         self.rules = rules
         self._by_name = {rule.name: rule for rule in rules}
@@ -69,18 +92,48 @@ class Runner:
         self.stale_after = stale_after
         self.stale_notify = stale_notify or []
         self.kibana_url = kibana_url
+        self.lease_s = lease_s
         self.store = StateStore(client, namespace)
         self.store.ensure()
-        self._alerts: dict[str, list[Versioned]] = {}  # the due rules' alerts, read once per cycle
         self.metrics = metrics or RunnerMetrics()
         self._refreshed: dict[tuple[str, str], float] = {}  # (target, alert id) -> last re-post
+        # What this cycle knows of the state index: the documents its one search read, with this
+        # runner's writes since (by id), and the alerts among them by rule.
+        self._docs: dict[str, Versioned] = {}
+        self._alerts: dict[str, dict[str, Versioned]] = {}
+        # When there is something to do, as last seen: a wake-up before that sends no request.
+        self._rule_due: dict[str, float] = {}
+        self._outbox_due = 0.0
+        self._last_cycle = 0.0
+
+    # -- when -----------------------------------------------------------------------------------
+
+    @property
+    def heartbeat_every(self) -> float:
+        return max(self.stale_after / 3, 1.0)
+
+    def wake_at(self) -> float:
+        """The earliest moment something is due: a rule's next window, an outbox entry (a retry,
+        an aggregation), a re-post, the heartbeat. Before it, :meth:`cycle` sends nothing."""
+        moments = [self._last_cycle + self.heartbeat_every, self._outbox_due]
+        moments += [self._rule_due.get(rule.name, 0.0) for rule in self.rules]
+        for (name, _alert), last in self._refreshed.items():
+            target = self.targets.get(name)
+            if target is not None:
+                moments.append(last + getattr(target, "resend_s", 0.0))
+        return min(moments)
 
     # -- one cycle -----------------------------------------------------------------------------
 
     def cycle(self, now: float | None = None) -> CycleReport:
+        """One cycle if anything is due at ``now``; an idle wake-up (no request at all) if not."""
+        now = time.time() if now is None else now
+        if now < self.wake_at():
+            self.metrics.idle_wakeups.inc()
+            return CycleReport(idle=True)
         started = time.perf_counter()
         try:
-            report = self._cycle(time.time() if now is None else now)
+            report = self._cycle(now)
         except Exception:
             self.metrics.cycle_failures.inc()
             raise
@@ -103,21 +156,36 @@ class Runner:
             if not windows:
                 report.skipped.append(rule.name)
             due += [(rule, window) for window in windows]
-        self._alerts = self.store.alerts_of_rules([r.name for r, _ in due]) if due else {}
-        if due:
-            searches: list[dict[str, Any]] = []
-            for rule, window in due:
-                searches += [header(rule, self.namespace), request(rule, window)]
-            responses = self.client.msearch(searches=searches)["responses"]
-            for (rule, window), response in zip(due, responses, strict=True):
-                if rule.name not in report.evaluated:
-                    report.evaluated.append(rule.name)
-                self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report)
+        names = sorted({rule.name for rule, _ in due} | {STALE_RULE})
+        searches: list[dict[str, Any]] = list(self.store.cycle_search(names))
+        for rule, window in due:
+            searches += [header(rule, self.namespace), request(rule, window)]
+        responses = self.client.msearch(searches=searches)["responses"]
+        self._read_state(self.store.documents(responses[0]))
+        for (rule, window), response in zip(due, responses[1:], strict=True):
+            if rule.name not in report.evaluated:
+                report.evaluated.append(rule.name)
+            self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report, window)
         self._check_runners(now, report)
         self.deliver(now, report)
         self._firing(now)
         self._heartbeat(now, due)
         return report
+
+    def _read_state(self, documents: list[Versioned]) -> None:
+        self._docs = {}
+        self._alerts = {}
+        for item in documents:
+            self._put(item)
+
+    def _put(self, item: Versioned) -> None:
+        """Keep a state document as read or as just written."""
+        self._docs[item.id] = item
+        if item.doc.get("type") == "alert":
+            self._alerts.setdefault(item.doc["rule"], {})[item.id] = item
+
+    def _of_type(self, kind: str) -> list[Versioned]:
+        return [item for item in self._docs.values() if item.doc.get("type") == kind]
 
     def _claim_all(self, now: float) -> dict[str, list[Window]]:
         """Claim every due rule's cycle in one mget and one bulk (optimistic concurrency)."""
@@ -127,6 +195,7 @@ class Runner:
         for rule, cycle in zip(self.rules, cycles, strict=True):
             last_end = cycle.doc.get("last_end", end - rule.interval)
             if cycle.seq_no is not None and end - last_end < rule.interval:
+                self._rule_due[rule.name] = last_end + rule.interval + SETTLE_S
                 continue
             writes.append((cycle, {"type": "cycle", "rule": rule.name, "last_end": end, "updated": now,
                                    "runner": self.runner_id}))
@@ -135,35 +204,62 @@ class Runner:
         for (rule, last_end), written in zip(wanted, self.store.write_many(writes), strict=True):
             if written is not None:
                 claimed[rule.name] = rule_type(rule).windows(rule, last_end, end, MAX_CATCH_UP)
+                self._rule_due[rule.name] = end + rule.interval + SETTLE_S
+            else:  # another runner claimed it: its next window is due an interval after that one
+                self._rule_due[rule.name] = end + rule.interval + SETTLE_S
         return claimed
 
     # -- monitor the monitor -------------------------------------------------------------------
 
-    def _heartbeat(self, now: float, due: list[tuple[Rule, Window]]) -> None:
+    def _heartbeat(self, now: float, due: list[tuple[Rule, Window]], state: str = "running") -> None:
         lag = max((now - w.end for _, w in due), default=0.0)
-        item = self.store.get(f"runner:{self.runner_id}")
-        self.store.write(item, {"type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag,
-                                "rules": len(self.rules), "updated": now})
+        self.store.beat(f"runner:{self.runner_id}", {
+            "type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": len(self.rules),
+            "updated": now, "state": state, "host": self.host, "pid": self.pid})
+        self._last_cycle = now
+
+    host = socket.gethostname()
+    pid = os.getpid()
+
+    def stopped(self) -> None:
+        """A clean stop: the heartbeat says so, and no live runner reports this one as stale."""
+        self._heartbeat(time.time(), [], state="stopped")
+
+    def retire_dead_runners(self) -> list[str]:
+        """Mark as stopped the heartbeats of runners of this host whose process is gone (a runner
+        killed and started again has a new id): their stale alert resolves instead of firing
+        forever. A runner of another host cannot be checked from here and is left to go stale."""
+        retired = []
+        for runner in self.store.runners():
+            if (runner.get("host") != self.host or runner.get("state") == "stopped"
+                    or runner["runner"] == self.runner_id or not runner.get("pid") or _alive(runner["pid"])):
+                continue
+            self.store.beat(f"runner:{runner['runner']}", runner | {"state": "stopped", "stopped_by": self.runner_id})
+            retired.append(runner["runner"])
+        return retired
 
     def _check_runners(self, now: float, report: CycleReport) -> None:
         """Any live runner raises an alert for a runner that stopped completing cycles."""
         stale_after = self.stale_after
         rule = ThresholdRule(name=STALE_RULE, type="threshold", interval=stale_after, window=stale_after,
                              group_by="runner", condition={"op": ">", "value": stale_after}, severity="critical",
-                             notify=self.stale_notify, message="rule runner {group} completed no cycle for {value} s")
-        ages = [Measurement(r["runner"], round(now - r["last_cycle"], 1)) for r in self.store.runners()
-                if r["runner"] != self.runner_id]
+                             notify=self.stale_notify, message="rule runner {group} completed no cycle for {value} s",
+                             sample={"size": 0})
+        ages = [Measurement(r.doc["runner"], round(now - r.doc["last_cycle"], 1)) for r in self._of_type("runner")
+                if r.doc["runner"] != self.runner_id and r.doc.get("state") != "stopped"]
         self._transition(rule, ages, now, report)
 
-    def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport) -> None:
+    def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport,
+                    window: Window | None = None) -> None:
         kind = rule_type(rule)
+        window = window or Window(now - rule.window, now)
         if kind.mode == "event":
             for event_measure in measured:
                 for event in event_measure.events:
-                    self._fire_once(rule, event, now, report)
+                    self._fire_once(rule, event, now, report, window)
             return
         if kind.mode == "change":
-            self._changes(rule, measured, now, report)
+            self._changes(rule, measured, now, report, window)
             return
         current = {item.doc["group"]: item for item in self._current(rule.name)}
         values = {m.group: m.value for m in measured}
@@ -187,28 +283,25 @@ class Runner:
                     doc[key] = item.doc[key]
             doc["notified"] = item.doc.get("notified", since)
             if decided.notify:
-                queued.append(self._outbox(rule, group, decided.notify, value, since, now, reminder=decided.reminder))
+                queued.append(self._outbox(rule, group, decided.notify, value, since, now, window,
+                                           reminder=decided.reminder))
                 doc["notified"] = now
             if queued:
                 doc["outbox"] = queued
             written = self.store.write(item, doc)
             if written is None:
                 continue  # another runner changed it first: it notifies, not us
-            self._remember(rule.name, written)
+            self._put(written)
             if decided.state != state:
                 report.transitions.append((rule.name, group, decided.state))
                 self._history(rule, group, decided.state, value, since, now)
 
     def _current(self, rule: str) -> list[Versioned]:
-        """This rule's alerts as read at the start of the cycle, or fresh for internal rules."""
-        return self._alerts[rule] if rule in self._alerts else self.store.alerts_of(rule)
+        """This rule's alerts as the cycle's search read them, with this cycle's writes."""
+        return list(self._alerts.get(rule, {}).values())
 
-    def _remember(self, rule: str, written: Versioned) -> None:
-        alerts = self._alerts
-        if rule in alerts:
-            alerts[rule] = [a for a in alerts[rule] if a.id != written.id] + [written]
-
-    def _changes(self, rule: ChangeRule, measured: list[Measurement], now: float, report: CycleReport) -> None:
+    def _changes(self, rule: ChangeRule, measured: list[Measurement], now: float, report: CycleReport,
+                 window: Window) -> None:
         current = {item.doc["group"]: item for item in self._current(rule.name)}
         for measurement in measured:
             value = measurement.events[0]["value"]
@@ -220,29 +313,33 @@ class Runner:
             doc = {"type": "alert", "rule": rule.name, "group": measurement.group, "state": "changed", "since": now,
                    "value": 0.0, "updated": now, "last_value": value, "outbox": list(item.doc.get("outbox", []))}
             if fired:  # the first value seen is a baseline, not a change
-                entry = self._outbox(rule, measurement.group, "changed", 0.0, now, now,
+                entry = self._outbox(rule, measurement.group, "changed", 0.0, now, now, window,
                                      {"_id": "", rule.field: value, "previous": previous})
                 doc["outbox"].append(entry)
             if not doc["outbox"]:
                 del doc["outbox"]
             written = self.store.write(item, doc)
             if written is not None:
-                self._remember(rule.name, written)
+                self._put(written)
             if written is not None and fired:
                 report.transitions.append((rule.name, measurement.group, "changed"))
                 self._history(rule, measurement.group, "changed", 0.0, now, now)
 
-    def _fire_once(self, rule: Rule, event: dict[str, Any], now: float, report: CycleReport) -> None:
+    def _fire_once(self, rule: Rule, event: dict[str, Any], now: float, report: CycleReport, window: Window) -> None:
         group = event["_id"]
         item = Versioned(alert_id(rule.name, group), {})
         doc = {"type": "alert", "rule": rule.name, "group": group, "state": "fired", "since": now, "value": 1.0,
-               "updated": now, "outbox": [self._outbox(rule, group, "fired", 1.0, now, now, event)]}
-        if self.store.write(item, doc) is not None:  # created: first time this event is seen
+               "updated": now, "outbox": [self._outbox(rule, group, "fired", 1.0, now, now, window, event)]}
+        written = self.store.write(item, doc)
+        if written is not None:  # created: first time this event is seen
+            self._put(written)
             report.transitions.append((rule.name, group, "fired"))
             self._history(rule, group, "fired", 1.0, now, now)
 
-    def _outbox(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
-                event: dict[str, Any] | None = None, reminder: bool = False) -> dict[str, Any]:
+    def _outbox(self, rule: Rule, group: str, state: str, value: float, since: float, now: float, window: Window,
+                event: dict[str, Any] | None = None, reminder: bool = False, samples: bool = True) -> dict[str, Any]:
+        """A notification, queued on the alert document until every target took it. The payload
+        says enough to act on: the window, the query, sample events, links."""
         moment = now if reminder else since
         key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{moment}".encode()).hexdigest()
         threshold = rule_type(rule).threshold(rule)
@@ -250,14 +347,43 @@ class Runner:
                                         "threshold": threshold, "group": group, "severity": rule.severity})
         payload = {"rule": rule.name, "group": group, "group_by": rule.group_by, "state": state, "value": value,
                    "threshold": threshold, "severity": rule.severity, "labels": dict(rule.labels), "since": since,
-                   "at": now, "message": message, "key": key}
-        if self.kibana_url:
+                   "at": now, "message": message, "key": key, "alert": alert_id(rule.name, group),
+                   "groups": group_values(rule, group),
+                   "window": {"start": iso_from_epoch(window.start), "end": iso_from_epoch(window.end),
+                              "time_field": rule.time_field},
+                   "index": indices(rule, self.namespace) if rule.name != STALE_RULE else self.store.index,
+                   "query": {"bool": {"filter": filters(rule, window)}}}
+        if self.kibana_url and rule.name != STALE_RULE:
             payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',to:'{iso_from_epoch(now + 300, millis=False)}'))")
+            payload["discover"] = discover_url(self.kibana_url, rule, window.start, window.end, group)
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
-        return {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": now,
-                "labels": dict(rule.labels)}
+        elif samples and state == "firing" and rule.sample.size and rule.name != STALE_RULE:
+            payload["events"] = self._samples(rule, window, group)
+        due = now
+        if rule.aggregation:  # held and sent with the rule's other notifications at the period's end
+            due = math.ceil(now / rule.aggregation) * rule.aggregation
+        entry = {"key": key, "targets": list(rule.notify or []), "payload": payload, "attempts": 0, "due": due,
+                 "labels": dict(rule.labels)}
+        if rule.aggregation:
+            entry["batch"] = rule.name
+        return entry
+
+    def _samples(self, rule: Rule, window: Window, group: str) -> list[dict[str, Any]]:
+        """The newest events of the window (and group) behind a firing alert: one search, made
+        only when a notification is queued, never per cycle."""
+        terms = [{"term": {f: v}} for f, v in group_values(rule, group).items()]
+        try:
+            hits = self.client.search(index=indices(rule, self.namespace), size=rule.sample.size,
+                                      ignore_unavailable=True, allow_no_indices=True,
+                                      query={"bool": {"filter": filters(rule, window) + terms}},
+                                      sort=time_sort(rule, "desc"),
+                                      source=rule.sample.fields if rule.sample.fields is not None else True)
+        except (ApiError, TransportError) as exc:  # samples help; they never hold up an alert
+            log.warning("samples_failed", rule=rule.name, error=str(exc)[:200])
+            return []
+        return [h["_source"] for h in hits["hits"]["hits"]]
 
     def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float) -> None:
         dataset = streams.dataset("alert")
@@ -280,53 +406,50 @@ class Runner:
     # -- the outbox ----------------------------------------------------------------------------
 
     def deliver(self, now: float, report: CycleReport) -> None:
-        """Send what waits in the outboxes: claim, send (digest targets: one message for all),
-        write back what is left for a later try."""
-        claimed_docs: list[tuple[Versioned, list[dict[str, Any]]]] = []
-        for item in self.store.with_outbox():
+        """Send what waits in the outboxes, at least once and as seldom twice as can be.
+
+        A runner claims an alert document (a lease of ``lease_s``, with optimistic concurrency)
+        before it sends anything, and records each target's outcome right after that target
+        answered, before the next send. A runner that dies while it holds the claim leaves it to
+        expire; the next runner re-sends only what has no recorded outcome: the send in flight at
+        the crash. Targets that batch (digests, a rule's ``aggregation``) get one message for the
+        entries of a cycle."""
+        self._outbox_due = math.inf
+        work: list[_Claim] = []
+        for item in [d for d in self._docs.values() if d.doc.get("outbox")]:
             queued = item.doc["outbox"]
-            if item.doc.get("outbox_claimed_until", 0) > now or all(e["due"] > now for e in queued):
+            if item.doc.get("outbox_claimed_until", 0) > now:
+                self._outbox_due = min(self._outbox_due, item.doc["outbox_claimed_until"])
                 continue
-            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": now + CLAIM_S,
+            if all(e["due"] > now for e in queued):
+                self._outbox_due = min(self._outbox_due, *(e["due"] for e in queued))
+                continue
+            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": now + self.lease_s,
                                                          "outbox_claimed_by": self.runner_id})
             if claimed is not None:  # else another runner is delivering it
-                claimed_docs.append((claimed, [dict(e) for e in queued]))
-        digests: dict[str, list[dict[str, Any]]] = {}
-        for _claimed, entries in claimed_docs:
-            for entry in entries:
+                self._put(claimed)
+                work.append(_Claim(claimed, [dict(e) for e in claimed.doc["outbox"]]))
+        batches: dict[tuple[str, str], list[tuple[_Claim, dict[str, Any]]]] = {}
+        for claim in work:
+            for entry in claim.entries:
                 if entry["due"] > now:
                     continue
                 if self._silenced(entry, now):
                     report.silenced.append(entry["key"])
                     entry["targets"] = []
+                    self._record(claim, now)
                     continue
-                left = []
-                for name in entry["targets"]:
+                for name in list(entry["targets"]):
                     target = self.targets.get(name)
-                    if target is not None and target.digest:
-                        digests.setdefault(name, []).append(entry)
+                    if target is not None and (target.digest or entry.get("batch")):
+                        batches.setdefault((name, entry.get("batch", "")), []).append((claim, entry))
                         continue
-                    try:
-                        if target is None:
-                            raise DeliveryFailed(f"unknown notifier {name!r}")
-                        target.send(entry["payload"])
-                    except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
-                        left.append(name)
-                        entry["last_error"] = _delivery_error(exc)
-                waiting = [n for n in entry["targets"] if n in self.targets and self.targets[n].digest]
-                entry["targets"] = left + waiting
-        for name, entries in digests.items():
-            try:
-                self.targets[name].send_digest([e["payload"] for e in entries])
-            except Exception as exc:  # noqa: BLE001 - isolated like a single delivery
-                for entry in entries:
-                    entry["last_error"] = _delivery_error(exc)
-                continue
-            for entry in entries:
-                entry["targets"] = [n for n in entry["targets"] if n != name]
-        for claimed, entries in claimed_docs:
+                    self._send(claim, [entry], name, now)
+        for (name, _batch), members in batches.items():
+            self._send_batch(name, members, now)
+        for claim in work:
             remaining = []
-            for entry in entries:
+            for entry in claim.entries:
                 if entry["due"] > now or entry["targets"]:
                     if entry["due"] <= now:  # tried and failed for some target: back off
                         attempts = entry["attempts"] + 1
@@ -337,12 +460,59 @@ class Runner:
                     remaining.append(entry)
                 elif entry["key"] not in report.silenced:
                     report.sent.append(entry["key"])
-            doc = {k: v for k, v in claimed.doc.items()
-                   if k not in ("outbox", "outbox_claimed_until", "outbox_claimed_by")}
-            if remaining:
-                doc["outbox"] = remaining
-            if self.store.write(claimed, doc) is None:
-                log.warning("outbox_write_conflict", alert=claimed.id)
+            self._outbox_due = min([self._outbox_due] + [e["due"] for e in remaining])
+            claim.entries = remaining
+            self._record(claim, now, release=True)
+
+    def _send(self, claim: _Claim, entries: list[dict[str, Any]], name: str, now: float) -> None:
+        target = self.targets.get(name)
+        started = time.perf_counter()
+        try:
+            if target is None:
+                raise DeliveryFailed(f"unknown notifier {name!r}")
+            target.send(entries[0]["payload"])
+        except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
+            for entry in entries:
+                entry["last_error"] = _delivery_error(exc)
+            return
+        for entry in entries:
+            entry["targets"] = [n for n in entry["targets"] if n != name]
+        self._record(claim, now)
+        self.metrics.exposure.observe(time.perf_counter() - started)
+
+    def _send_batch(self, name: str, members: list[tuple[_Claim, dict[str, Any]]], now: float) -> None:
+        target = self.targets[name]
+        started = time.perf_counter()
+        try:
+            target.send_digest([entry["payload"] for _claim, entry in members])
+        except Exception as exc:  # noqa: BLE001 - isolated like a single delivery
+            for _claim, entry in members:
+                entry["last_error"] = _delivery_error(exc)
+            return
+        claims: dict[str, _Claim] = {}
+        for claim, entry in members:
+            entry["targets"] = [n for n in entry["targets"] if n != name]
+            claims[claim.item.id] = claim
+        for claim in claims.values():
+            self._record(claim, now)
+        self.metrics.exposure.observe(time.perf_counter() - started)
+
+    def _record(self, claim: _Claim, now: float, release: bool = False) -> None:
+        """Write a claimed document's outbox as it stands now: a target that took an entry is off
+        it. With ``release`` the claim ends too."""
+        doc = {k: v for k, v in claim.item.doc.items() if k != "outbox"}
+        if release:
+            doc.pop("outbox_claimed_until", None)
+            doc.pop("outbox_claimed_by", None)
+        kept = [e for e in claim.entries if e["targets"] or e["due"] > now] if not release else claim.entries
+        if kept:
+            doc["outbox"] = kept
+        written = self.store.write(claim.item, doc)
+        if written is None:
+            log.warning("outbox_write_conflict", alert=claim.item.id)
+            return
+        claim.item = written
+        self._put(written)
 
     # -- what fires now: the gauge, and targets that want firing alerts re-posted ---------------
 
@@ -352,7 +522,7 @@ class Runner:
         copy of the alert alive, so it is neither queued nor counted; a failed one is tried on the
         next cycle. The first re-post of an alert comes ``resend_s`` after this runner first saw it
         firing (its firing notification went through the outbox)."""
-        firing = self.store.firing()
+        firing = [item.doc for item in self._of_type("alert") if item.doc.get("state") == "firing"]
         self.metrics.set_firing(firing, self._severities)
         seen: set[tuple[str, str]] = set()
         for alert in firing:
@@ -368,7 +538,8 @@ class Runner:
                 last = self._refreshed.setdefault(key, now)
                 if now - last < target.resend_s:
                     continue
-                entry = self._outbox(rule, alert["group"], "firing", alert["value"], alert["since"], now)
+                entry = self._outbox(rule, alert["group"], "firing", alert["value"], alert["since"], now,
+                                     Window(now - rule.window, now), samples=False)
                 if self._silenced(entry, now):
                     continue
                 try:
@@ -393,9 +564,7 @@ class Runner:
         return silence_id
 
     def _silences(self) -> list[Versioned]:
-        hits = self.store.client.search(index=self.store.index, size=1000, seq_no_primary_term=True,
-                                        query={"term": {"type": "silence"}})
-        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
+        return self._of_type("silence")
 
     def _silenced(self, entry: dict[str, Any], now: float) -> bool:
         payload = entry["payload"]
@@ -411,6 +580,8 @@ class Runner:
             elif silence.get("group") in (None, payload["group"]):
                 # Until resolved: mutes the alert up to and including its resolution, then ends.
                 if payload["state"] == "resolved":
-                    self.store.write(item, silence | {"until": now, "ended_by": "resolved"})
+                    ended = self.store.write(item, silence | {"until": now, "ended_by": "resolved"})
+                    if ended is not None:
+                        self._put(ended)
                 return True
         return False

@@ -23,7 +23,7 @@ STATE_MAPPINGS = {
         "state": {"type": "keyword"}, "since": {"type": "double"}, "last_end": {"type": "double"},
         "value": {"type": "double"}, "updated": {"type": "double"},
         "outbox": {"properties": {"key": {"type": "keyword"}, "due": {"type": "double"}}},
-        "outbox_claimed_until": {"type": "double"},
+        "outbox_claimed_until": {"type": "double"}, "last_cycle": {"type": "double"},
     },
 }
 
@@ -91,6 +91,28 @@ class StateStore:
                 raise RuntimeError(f"state write of {item.id} failed: {outcome.get('error')}")
         return out
 
+    def cycle_search(self, rules: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ``_msearch`` header and body reading, in the cycle's one search request, every state
+        document a cycle needs: the alerts of the due rules, the firing ones, those with an outbox,
+        the runners' heartbeats and the silences."""
+        query = {"bool": {"should": [
+            {"terms": {"type": ["runner", "silence"]}},
+            {"exists": {"field": "outbox.key"}},
+            {"bool": {"filter": [{"term": {"type": "alert"}}, {"term": {"state": "firing"}}]}},
+            {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"rule": rules}}]}},
+        ], "minimum_should_match": 1}}
+        return {"index": self.index}, {"size": 10_000, "seq_no_primary_term": True, "query": query}
+
+    @staticmethod
+    def documents(response: dict[str, Any]) -> list[Versioned]:
+        if "error" in response:
+            raise RuntimeError(f"alert state search failed: {response['error']}")
+        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in response["hits"]["hits"]]
+
+    def beat(self, doc_id: str, doc: dict[str, Any]) -> None:
+        """A document only its writer changes (a runner's heartbeat): no read, no concurrency."""
+        self.client.index(index=self.index, id=doc_id, document=doc, refresh=True)
+
     def alerts_of_rules(self, rules: list[str]) -> dict[str, list[Versioned]]:
         self.client.indices.refresh(index=self.index)
         hits = self.client.search(index=self.index, size=10_000, seq_no_primary_term=True,
@@ -117,12 +139,17 @@ class StateStore:
         return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
 
     def write(self, item: Versioned, doc: dict[str, Any]) -> Versioned | None:
-        """Store ``doc`` if nobody changed ``item`` meanwhile; None when another runner did."""
+        """Store ``doc`` if nobody changed ``item`` meanwhile; None when another runner did.
+
+        The write is searchable when it returns (``refresh``): the next cycle's one search reads
+        state instead of an explicit refresh per cycle, and such writes are rare (transitions,
+        deliveries)."""
         try:
             if item.seq_no is None:
-                result = self.client.index(index=self.index, id=item.id, document=doc, op_type="create")
+                result = self.client.index(index=self.index, id=item.id, document=doc, op_type="create",
+                                           refresh=True)
             else:
-                result = self.client.index(index=self.index, id=item.id, document=doc,
+                result = self.client.index(index=self.index, id=item.id, document=doc, refresh=True,
                                            if_seq_no=item.seq_no, if_primary_term=item.primary_term)
         except ConflictError:
             return None

@@ -13,8 +13,8 @@ import math
 from typing import Any, ClassVar, Literal
 
 from rules.model import Rule
-from rules.query import (NO_GROUP, Measurement, Window, field_value, filters, grouped, matches_lists, ms, ranges,
-                         totals)
+from rules.query import (NO_GROUP, Measurement, Window, field_value, filters, group_aggs, group_buckets, grouped,
+                         matches_lists, ranges, time_range, time_sort, totals)
 
 Mode = Literal["state", "event", "change"]  # alerts with a life; one notification per event; value changes
 
@@ -75,26 +75,36 @@ class RuleType:
         return Window(end - rule.window, end)
 
 
+def metric_aggs(aggregate: Any) -> dict[str, Any]:
+    """The sub-aggregation computing ``aggregate`` (none for a count)."""
+    if aggregate.function == "count":
+        return {}
+    if aggregate.function == "percentile":
+        return {"value": {"percentiles": {"field": aggregate.field, "percents": [aggregate.percentile]}}}
+    return {"value": {aggregate.function: {"field": aggregate.field}}}
+
+
+def metric_value(aggregate: Any, bucket: dict[str, Any], total: int) -> float | None:
+    """A bucket's count or metric; None where the metric has no value (no event had the field)."""
+    if aggregate.function == "count":
+        return float(total)
+    metric = bucket.get("value")  # absent when no index matched at all
+    if metric is None:
+        return None
+    raw = next(iter(metric["values"].values())) if "values" in metric else metric["value"]
+    return float(raw) if raw is not None else None
+
+
 @register
 class Threshold(RuleType):
     name = "threshold"
 
     def leaf(self, rule: Any, window: Window) -> dict[str, Any]:
-        agg = rule.aggregate
-        if agg.function == "count":
-            return {}
-        if agg.function == "percentile":
-            return {"value": {"percentiles": {"field": agg.field, "percents": [agg.percentile]}}}
-        return {"value": {agg.function: {"field": agg.field}}}
+        return metric_aggs(rule.aggregate)
 
     def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
-        if rule.aggregate.function == "count":
-            return float(total)
-        metric = bucket.get("value")  # absent when no index matched at all
-        if metric is None:
-            return 0.0
-        raw = next(iter(metric["values"].values())) if "values" in metric else metric["value"]
-        return float(raw) if raw is not None else 0.0
+        measured = metric_value(rule.aggregate, bucket, total)
+        return 0.0 if measured is None else measured
 
 
 @register
@@ -119,8 +129,7 @@ class Absence(RuleType):
             return grouped(rule, window, {})
         # Groups seen over the previous window too, so a group that falls silent is noticed.
         wide = Window(window.start - (window.end - window.start), window.end)
-        current = {"current": {"filter": {"range": {rule.time_field: {"gte": ms(window.start),
-                                                                      "format": "epoch_millis"}}}}}
+        current = {"current": {"filter": time_range(rule, window.start, None)}}
         return grouped(rule, wide, current)
 
     def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
@@ -134,7 +143,9 @@ class Absence(RuleType):
 
 
 class _Series(RuleType):
-    """Counts of the current window against the windows before it."""
+    """Counts (or a metric) of the current window against the windows before it. Each window is a
+    ``filters`` bucket of the same time selection as any rule's, so documents placed by their
+    fallback time are counted like the others."""
 
     def history(self, rule: Any) -> int:
         raise NotImplementedError
@@ -142,11 +153,10 @@ class _Series(RuleType):
     def request(self, rule: Any, window: Window) -> dict[str, Any]:
         spans = ranges(window, self.history(rule) + 1)
         wide = Window(spans[0]["from"] / 1000, window.end)
-        series = {"series": {"date_range": {"field": rule.time_field, "format": "epoch_millis", "ranges": spans,
-                                            "keyed": False}}}
-        aggs = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": series}}
-                if rule.group_by else series)
-        return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}}, "aggs": aggs}
+        metric = metric_aggs(rule.aggregate) if hasattr(rule, "aggregate") else {}
+        series = {"series": {"filters": {"filters": [time_range(rule, s["from"] / 1000, s["to"] / 1000) for s in spans]},
+                             **({"aggs": metric} if metric else {})}}
+        return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}}, "aggs": group_aggs(rule, series)}
 
     def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
         if not rule.group_by and "series" not in response.get("aggregations", {}):
@@ -154,10 +164,10 @@ class _Series(RuleType):
         return totals(rule, response, self.value)
 
     def value(self, rule: Any, bucket: dict[str, Any], total: int) -> float:
-        counts = [b["doc_count"] for b in bucket["series"]["buckets"]]
-        return self.score(rule, counts[-1], counts[:-1])
+        buckets = bucket["series"]["buckets"]
+        return self.score(rule, [b["doc_count"] for b in buckets], buckets)
 
-    def score(self, rule: Any, current: int, history: list[int]) -> float:
+    def score(self, rule: Any, counts: list[int], buckets: list[dict[str, Any]]) -> float:
         raise NotImplementedError
 
 
@@ -168,12 +178,16 @@ class Spike(_Series):
     def history(self, rule: Any) -> int:
         return 1
 
-    def score(self, rule: Any, current: int, history: list[int]) -> float:
-        previous = history[-1]
-        if previous < rule.min_events:
+    def score(self, rule: Any, counts: list[int], buckets: list[dict[str, Any]]) -> float:
+        if counts[-2] < rule.min_events:
             return 0.0  # no baseline to speak of: a first window is not a spike
+        previous = metric_value(rule.aggregate, buckets[-2], counts[-2])
+        current = metric_value(rule.aggregate, buckets[-1], counts[-1])
+        if not previous or current is None:
+            return 0.0  # a metric of nothing (no event had the field) is no spike either
+        floor = 1.0 if rule.aggregate.function == "count" else abs(previous) * 1e-9
         up = current / previous
-        down = previous / max(current, 1)
+        down = previous / max(current, floor)
         return {"up": up, "down": down, "both": max(up, down)}[rule.direction]
 
 
@@ -184,7 +198,8 @@ class Anomaly(_Series):
     def history(self, rule: Any) -> int:
         return rule.buckets
 
-    def score(self, rule: Any, current: int, history: list[int]) -> float:
+    def score(self, rule: Any, counts: list[int], buckets: list[dict[str, Any]]) -> float:
+        current, history = counts[-1], counts[:-1]
         mean = sum(history) / len(history)
         # A flat baseline has no deviation: one event of difference counts as one deviation.
         deviation = max(math.sqrt(sum((c - mean) ** 2 for c in history) / len(history)), 1.0)
@@ -199,7 +214,7 @@ class Match(RuleType):
     mode = "event"
 
     def request(self, rule: Any, window: Window) -> dict[str, Any]:
-        return {"size": rule.max_events, "sort": [{rule.time_field: "asc"}], "track_total_hits": True,
+        return {"size": rule.max_events, "sort": time_sort(rule, "asc"), "track_total_hits": True,
                 "query": {"bool": {"filter": filters(rule, window)}}}
 
     def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
@@ -226,15 +241,23 @@ class NewTerm(RuleType):
 
     def request(self, rule: Any, window: Window) -> dict[str, Any]:
         wide = Window(window.end - rule.lookback, window.end)
+        first: dict[str, Any] = {"first": {"min": {"field": rule.time_field}}}
+        if rule.time_fallback:
+            first["unstamped"] = {"filter": {"bool": {"must_not": [{"exists": {"field": rule.time_field}}]}},
+                                  "aggs": {"first": {"min": {"field": rule.time_fallback}}}}
         return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}},
-                "aggs": {"terms": {"terms": {"field": rule.field, "size": rule.max_terms},
-                                   "aggs": {"first": {"min": {"field": rule.time_field}}}}}}
+                "aggs": {"terms": {"terms": {"field": rule.field, "size": rule.max_terms}, "aggs": first}}}
 
     def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
-        start = ms(window.start)
+        start = window.start * 1000
         buckets = response.get("aggregations", {}).get("terms", {}).get("buckets", [])
-        return [Measurement(f"term:{b['key']}", 1.0, ({"_id": f"term:{b['key']}", rule.field: str(b["key"])},))
-                for b in buckets if b["first"]["value"] is not None and b["first"]["value"] >= start]
+        out = []
+        for b in buckets:
+            seen = [v for v in (b["first"]["value"], b.get("unstamped", {}).get("first", {}).get("value"))
+                    if v is not None]
+            if seen and min(seen) >= start:
+                out.append(Measurement(f"term:{b['key']}", 1.0, ({"_id": f"term:{b['key']}", rule.field: str(b["key"])},)))
+        return out
 
     def breached(self, rule: Any, value: float) -> bool:
         return value > 0
@@ -248,22 +271,20 @@ class Change(RuleType):
     mode = "change"
 
     def request(self, rule: Any, window: Window) -> dict[str, Any]:
-        latest = {"top_hits": {"size": 1, "sort": [{rule.time_field: "desc"}], "_source": [rule.field]}}
-        aggs = ({"groups": {"terms": {"field": rule.group_by, "size": rule.max_groups}, "aggs": {"latest": latest}}}
-                if rule.group_by else {"latest": latest})
-        return {"size": 0, "query": {"bool": {"filter": filters(rule, window)}}, "aggs": aggs}
+        latest = {"latest": {"top_hits": {"size": 1, "sort": time_sort(rule, "desc"), "_source": [rule.field]}}}
+        return {"size": 0, "query": {"bool": {"filter": filters(rule, window)}}, "aggs": group_aggs(rule, latest)}
 
     def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
         aggregations = response.get("aggregations", {})
-        buckets = aggregations.get("groups", {}).get("buckets", []) if rule.group_by else (
-            [{"key": NO_GROUP, "latest": aggregations["latest"]}] if "latest" in aggregations else [])
+        buckets = list(group_buckets(rule, aggregations)) if rule.group_by else (
+            [(NO_GROUP, aggregations)] if "latest" in aggregations else [])
         out = []
-        for bucket in buckets:
+        for group, bucket in buckets:
             hits = bucket["latest"]["hits"]["hits"]
             if hits:
                 value = field_value(hits[0]["_source"], rule.field)
                 if value is not None:
-                    out.append(Measurement(str(bucket["key"]), 0.0, ({"value": str(value)},)))
+                    out.append(Measurement(group, 0.0, ({"value": str(value)},)))
         return out
 
     def breached(self, rule: Any, value: float) -> bool:

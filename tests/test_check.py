@@ -115,11 +115,13 @@ rules:
     window: 5m
     condition: {op: ">", value: 3}
     severity: critical
+    notify: []
   - name: errors-warn
     type: threshold
     kinds: [error]
     window: 5m
     condition: {op: ">", value: 100}
+    notify: []
 """
 
 

@@ -32,6 +32,7 @@ rules:
     window: 1h
     interval: 2s
     condition: {op: ">", value: 0}
+    notify: []
     severity: warning
 """
 

@@ -316,7 +316,7 @@ def test_rules_run_refuses_a_filter_elasticsearch_cannot_parse(es_url: str, name
 
     folder = tmp_path / "rules"
     folder.mkdir()
-    (folder / "r.yaml").write_text("rules:\n  - {name: broken, type: absence, filter: 'status:>500 AND ('}\n")
+    (folder / "r.yaml").write_text("rules:\n  - {name: broken, type: absence, notify: [], filter: 'status:>500 AND ('}\n")
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
                                   "rules": {"folder": str(folder)}}))
@@ -528,7 +528,7 @@ rules:
     aggregate: {function: percentile, percentile: 95}
     condition: {op: ">", value: 1}
 """)
-    with pytest.raises(RuleError, match="rule 'slow' aggregate: Value error, percentile needs a field"):
+    with pytest.raises(RuleError, match="rule 'slow' aggregate: percentile needs a field"):
         load_rules(tmp_path)
 
 
@@ -583,6 +583,7 @@ rules:
     group_by: modelregistry.model.name
     condition: {op: ">", value: 4}
     recovery: {op: "<", value: 2}
+    notify: []
   - name: error-spike
     type: spike
     kinds: [error]
@@ -590,12 +591,14 @@ rules:
     interval: 60s
     factor: 3
     min_events: 2
+    notify: []
   - name: deny-user
     type: match
     kinds: [error]
     interval: 60s
     field: user.name
     deny: [mallory]
+    notify: []
 """
 
 

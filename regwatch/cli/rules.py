@@ -8,22 +8,40 @@ from typing import Annotated, Optional
 
 import typer
 
+from rich.text import Text
+
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
 
 app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data streams.")
 
 @app.command("validate")
-def rules_validate(folder: Annotated[Path, typer.Argument(help="a folder of rule YAML files")]) -> None:
-    """Check every rule file; errors name the file, the rule and the key."""
-    from rules.model import RuleError, load_rules
+def rules_validate(
+    folder: Annotated[Optional[Path], typer.Argument(help="a folder of rule YAML files (default: the config's)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config: its notifiers "
+                                                   "are the names a rule may notify")] = None,
+) -> None:
+    """Check every rule file; errors name the file, the rule and the key. With a config, every
+    notifier a rule names must be configured."""
+    from rules.model import RuleError, check_notifiers, load_rules
 
+    settings = load(config) if config is not None or folder is None else None
     try:
-        rules = load_rules(folder)
+        rules = load_rules(folder or settings.rules.folder)
+        if settings is not None:
+            check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
         for line in str(exc).splitlines():
-            err.print(f"[red]error:[/red] {line}", highlight=False)
+            err.print(Text.assemble(("error: ", "red"), line), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"{len(rules)} rules valid: " + ", ".join(r.name for r in rules))
+
+
+def _runner_id(configured: str | None) -> str:
+    """The configured id, else host and process: two runners on one host are two runners."""
+    import os
+    import socket
+
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
 
 
 @app.command("run")
@@ -33,7 +51,6 @@ def rules_run(
 ) -> None:
     """The rule runner: evaluate due rules, notify, write alert history."""
     import signal
-    import socket
     import threading
 
     from regwatch.esclient import client_from_config
@@ -64,17 +81,24 @@ def rules_run(
     if problems:
         fail("; ".join(problems))
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
-                    settings.rules.runner_id or socket.gethostname(), stale_after=settings.rules.stale_after_s,
-                    stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url)
+                    _runner_id(settings.rules.runner_id), stale_after=settings.rules.stale_after_s,
+                    stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url,
+                    lease_s=settings.rules.lease_s)
+    import structlog
+
+    log = structlog.get_logger("regwatch.rules")
+    with elasticsearch_errors(settings):
+        retired = runner.retire_dead_runners()
+    if retired:
+        log.info("runners_retired", runners=retired, why="their process on this host is gone")
     if not once:
         serve_metrics(runner.metrics, config, "rules.metrics_port", settings.rules.metrics_port,
                       settings.rules.metrics_address)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    every = min(rule.interval for rule in rules) if rules else 60.0
-    import structlog
-
-    log = structlog.get_logger("regwatch.rules")
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("runner_started", runner=runner.runner_id, rules=len(rules))
+    failed_at = 0.0
     while True:
         try:
             report = runner.cycle()
@@ -82,11 +106,23 @@ def rules_run(
             log.warning("cycle_failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             if once:
                 raise typer.Exit(1) from None
+            failed_at = time.time()
         else:
-            typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
-                       f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)}")
-        if once or stop.wait(min(every, 10.0)):
-            return
+            failed_at = 0.0
+            if not report.idle:
+                typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
+                           f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)}")
+        if once:
+            break
+        # Sleep until something is due (a failed cycle is retried in 5 s); wake at least every
+        # minute so a changed clock cannot put the runner to sleep for good.
+        pause = 5.0 if failed_at else min(max(runner.wake_at() - time.time(), 0.05), 60.0)
+        if stop.wait(pause):
+            break
+    try:
+        runner.stopped()
+    except Exception as exc:  # noqa: BLE001 - Elasticsearch away at the stop: the others see it stale
+        log.warning("stop_not_recorded", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 @app.command("silence")
@@ -114,6 +150,66 @@ def rules_silence(
     typer.echo(f"{silence_id} rule={rule} labels={labels} " + (f"until={until:.0f}" if until else "until resolved"))
 
 
+def _epoch(text: str, option: str) -> float:
+    """ISO 8601 or epoch seconds; a one-line error naming the option otherwise."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option} {text!r}: not an ISO time or epoch seconds", code=2)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _one_rule(settings, folder: Path | None, name: str):
+    from rules.model import RuleError, load_rules
+
+    try:
+        rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
+    except RuleError as exc:
+        fail(str(exc))
+    if name not in rules:
+        fail(f"no rule {name!r}; rules: {', '.join(sorted(rules))}")
+    return rules[name]
+
+
+@app.command("test")
+def rules_test(
+    rule_name: Annotated[str, typer.Argument(help="the rule's name")],
+    at: Annotated[Optional[str], typer.Option("--at", help="the window's end: ISO time or epoch seconds "
+                                              "(default: now)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
+) -> None:
+    """Dry run: the rule's query, each group's value, the bound and the transition it would make
+    now. Reads only: nothing is written, nobody is notified."""
+    import json
+
+    from parsers.timestamps import iso_from_epoch
+    from regwatch.esclient import client_from_config
+    from rules.backtest import dry_run
+
+    settings = load(config)
+    rule = _one_rule(settings, folder, rule_name)
+    moment = _epoch(at, "--at") if at is not None else time.time()
+    with elasticsearch_errors(settings):
+        trial = dry_run(client_from_config(settings), rule, settings.namespace, moment)
+    typer.echo(f"rule {rule.name} ({rule.type}) window {iso_from_epoch(trial.window_start)} .. "
+               f"{iso_from_epoch(trial.window_end)} on {rule.time_field}")
+    typer.echo(f"index {trial.index}")
+    typer.echo("query " + json.dumps(trial.query, ensure_ascii=False))
+    typer.echo(f"threshold {trial.threshold}")
+    for row in trial.rows:
+        arrow = f"{row.state} -> {row.next_state}"
+        typer.echo(f"group={row.group} value={round(row.value, 4)} {arrow}"
+                   + (f" (would notify {row.notify} to {', '.join(rule.notify) or 'nobody'})" if row.notify else ""))
+    typer.echo(f"{len(trial.rows)} groups; would notify {sum(1 for r in trial.rows if r.notify)}; nothing sent")
+
+
 @app.command("backtest")
 def rules_backtest(
     rule_name: Annotated[str, typer.Argument(help="the rule's name")],
@@ -123,31 +219,37 @@ def rules_backtest(
     folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """Replay a rule over stored history: when it would have fired and resolved."""
-    from datetime import datetime
-
     from regwatch.esclient import client_from_config
     from parsers.timestamps import iso_from_epoch
     from rules.backtest import backtest
-    from rules.model import RuleError, load_rules
-
-    def epoch(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
     settings = load(config)
-    try:
-        rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
-    except RuleError as exc:
-        fail(str(exc))
-    if rule_name not in rules:
-        fail(f"no rule {rule_name!r}; rules: {', '.join(sorted(rules))}")
-    transitions = backtest(client_from_config(settings), rules[rule_name], settings.namespace, epoch(since), epoch(until))
+    rule = _one_rule(settings, folder, rule_name)
+    transitions = backtest(client_from_config(settings), rule, settings.namespace, _epoch(since, "--from"),
+                           _epoch(until, "--to"))
     for t in transitions:
         stamp = iso_from_epoch(t.at, millis=False)
         typer.echo(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}")
     typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
+
+
+def _unstamped(client, settings) -> dict[str, int]:
+    """Documents without ``event.ingested`` in what the rules read by it, per index pattern."""
+    from parsers.streams import PRODUCT
+    from rules.model import RuleError, load_rules
+
+    patterns = {f"logs-{PRODUCT}.*-{settings.namespace}"}
+    try:
+        patterns |= {r.index for r in load_rules(settings.rules.folder) if r.index and r.time_field == "event.ingested"}
+    except RuleError:
+        pass  # rules validate / rules run say what is wrong with them
+    out = {}
+    for pattern in sorted(patterns):
+        count = client.count(index=pattern, ignore_unavailable=True, allow_no_indices=True,
+                             query={"bool": {"must_not": [{"exists": {"field": "event.ingested"}}]}})["count"]
+        if count:
+            out[pattern] = count
+    return out
 
 
 @app.command("status")
@@ -166,16 +268,22 @@ def rules_status(
         stale_after = settings.rules.stale_after_s
     elif stale_after <= 0:
         fail(f"--stale-after: {stale_after} is not a positive number of seconds", code=2)
-    store = StateStore(client_from_config(settings), settings.namespace)
+    client = client_from_config(settings)
+    store = StateStore(client, settings.namespace)
     with elasticsearch_errors(settings):
         store.ensure()
+        unstamped = _unstamped(client, settings)
     now = time.time()
     runners = store.runners()
-    alive = [r for r in runners if now - r["last_cycle"] <= stale_after]
+    alive = [r for r in runners if now - r["last_cycle"] <= stale_after and r.get("state") != "stopped"]
     for runner in sorted(runners, key=lambda r: r["runner"]):
         age = now - runner["last_cycle"]
-        typer.echo(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s "
-                   f"{'alive' if age <= stale_after else 'STALE'}")
+        condition = "stopped" if runner.get("state") == "stopped" else "alive" if age <= stale_after else "STALE"
+        typer.echo(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s {condition}")
+    for index, count in unstamped.items():
+        err.print(f"warning: {count} document(s) in {index} have no event.ingested (indexed by another shipper, or "
+                  "by a node without the ingest pipeline): rules count them by @timestamp, so one that arrives "
+                  "after its window has passed is missed", markup=False, soft_wrap=True)
     firing = store.firing()
     for alert in firing:
         typer.echo(f"firing {alert['rule']} group={alert['group']} value={alert['value']}")

@@ -57,11 +57,19 @@ def setup(
         created = datastreams.create_empty(client, namespace)
         templates.apply_replicas(client, chosen)
         heartbeat.ensure(client, namespace)
+        stamped = templates.pipeline_in_place(client)
         keys = access.create_keys(client, api_keys) if api_keys is not None else {}
     why = "" if replicas is not None else f" ({'one data node' if data_nodes == 1 else f'{data_nodes} data nodes'})"
     err.print(f"{data_nodes} data node(s): {shards} primary shard(s) and {chosen} replica(s) per backing index{why}",
               markup=False, soft_wrap=True)
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
+    if stamped:
+        err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: in place (the node stamps event.ingested)",
+                  markup=False)
+    else:
+        err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: not in place (this node has no ingest processors): "
+                  "regwatch's shipper stamps event.ingested itself; documents other shippers write without it are "
+                  "counted by @timestamp (regwatch rules status counts them)", markup=False, soft_wrap=True)
     for service, key_id in keys.items():
         err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to {api_keys / (service + '.key')}")
 
