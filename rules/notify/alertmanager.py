@@ -61,8 +61,13 @@ class AlertmanagerTarget(Notifier):
         labels = {name: value for name, value in payload.get("labels", {}).items() if _LABEL_NAME.match(name)}
         labels |= self.labels
         labels |= {"alertname": payload["rule"], "rule": payload["rule"], "severity": payload["severity"]}
-        if payload.get("group") not in (None, "", "*"):
-            labels[GROUP_LABELS.get(payload.get("group_by") or "", "group")] = str(payload["group"])
+        groups = payload.get("groups") or {}
+        if len(groups) > 1:  # group_by over several fields: one label each
+            for field, value in groups.items():
+                labels[GROUP_LABELS.get(field) or re.sub(r"[^a-zA-Z0-9_]", "_", field)] = str(value)
+        elif payload.get("group") not in (None, "", "*"):
+            by = payload.get("group_by")
+            labels[GROUP_LABELS.get(by, "group") if isinstance(by, str) else "group"] = str(payload["group"])
         annotations = {"message": payload["message"], "summary": payload["message"][:200],
                        "value": str(payload["value"]), "threshold": str(payload["threshold"])}
         if payload.get("dashboard"):
