@@ -270,8 +270,10 @@ class Runner:
             item = current.get(group) or Versioned(alert_id(rule.name, group), {})
             state = item.doc.get("state", "ok")
             decided = step(kind, rule, state, item.doc.get("since"), item.doc.get("notified"), value, now)
-            unchanged = decided.state == state and not decided.notify and item.seq_no is not None and (
-                state not in ACTIVE or item.doc.get("value") == value)
+            # Nothing to store: no change, or a group never seen that is and stays ok (no document
+            # per quiet rule and group: writes happen on transitions, not per cycle).
+            unchanged = decided.state == state and not decided.notify and (
+                item.seq_no is None if state == "ok" else state not in ACTIVE or item.doc.get("value") == value)
             if unchanged:
                 continue
             since = decided.since
@@ -391,7 +393,8 @@ class Runner:
         document = {
             "@timestamp": iso_from_epoch(now),
             "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
-            "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success"},
+            "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success",
+                      "ingested": iso_from_epoch(time.time())},
             "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
                                                               "group": group, "state": state, "value": value,
                                                               "threshold": rule_type(rule).threshold(rule)}},

@@ -23,6 +23,7 @@ from regwatch import localnode
 from regwatch.config import load_config
 from regwatch.logging import configure
 from regwatch.ship import build_shipper
+from support.rules import webhook  # noqa: F401 - a fixture the rule tests share
 from support.shipping import write_config
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -6,67 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from elasticsearch import Elasticsearch
 
 from rules.model import RuleError, load_rules
-from rules.notify import WebhookTarget, signature
+from rules.notify import signature
 from rules.runner import Runner
-from support.rules import THRESHOLD
-
-T0 = 1_700_000_000.0  # a fixed clock for the cycles (2023), epoch seconds
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """A real local HTTP receiver; `up` toggles whether it accepts (503 while down)."""
-
-    received: list[tuple[dict, dict]] = []
-    up = True
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if not Receiver.up:
-            self.send_response(503)
-            self.end_headers()
-            return
-        Receiver.received.append((json.loads(body), {k.lower(): v for k, v in self.headers.items()} | {"raw": body}))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook(monkeypatch):
-    Receiver.received, Receiver.up = [], True
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("REGWATCH_TEST_HOOK_SECRET", "hook-secret")
-    yield {"hook": WebhookTarget(url=f"http://127.0.0.1:{server.server_address[1]}/", secret_env="REGWATCH_TEST_HOOK_SECRET")}
-    server.shutdown()
-
-
-def index_events(es: Elasticsearch, namespace: str, kind: str, ingested: float, count: int,
-                 timestamp: float | None = None, **fields) -> None:
-    operations = []
-    for _ in range(count):
-        doc = {"@timestamp": int((timestamp or ingested) * 1000),
-               "event": {"ingested": int(ingested * 1000), "action": fields.get("action", "artifact-download"),
-                         "outcome": "failure" if kind == "error" else "success"},
-               "modelregistry": {"model": {"name": fields.get("model", "m1")}},
-               "user": {"name": fields.get("user", "alice")}}
-        operations += [{"create": {"_index": f"logs-modelregistry.{kind}-{namespace}"}}, doc]
-    es.bulk(operations=operations, refresh=True)
-
-
-def write_rules(tmp_path: Path, text: str) -> list:
-    (tmp_path / "rules.yaml").write_text(text)
-    return load_rules(tmp_path)
-
+from support.rules import THRESHOLD, T0, Receiver, index_events, write_rules
 
 RATIO = """
 rules:
