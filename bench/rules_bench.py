@@ -1,10 +1,18 @@
-"""How long one rule-runner cycle of 100 rules takes on the local node (target: under 2 s).
+"""The rule runner's cost on the local node: time per cycle, requests per cycle and per idle
+wake-up, and how long a notification is exposed to a crash.
 
     python bench/rules_bench.py [--rules 100] [--events 20000]
 
-Indexes events with ingest times over the last hour into a fresh namespace, builds a mix of
+Indexes events with ingest times over the last hour into a fresh namespace and builds a mix of
 rules (threshold, percentile, ratio, absence, spike, anomaly, new term, change, match, grouped
-and not), and times a few full cycles: claim, one _msearch, state transitions, delivery.
+and not). Prints:
+
+* the time of a full cycle of ``--rules`` rules (claim, one _msearch, transitions, delivery;
+  target under 2 s);
+* for 50 and 500 rules, the requests a steady cycle sends (all of them and the searches among them;
+  goal: one search) and the requests of an idle wake-up (goal: none);
+* the exposure of 200 notifications to a local webhook: from the send to its outcome recorded,
+  the only time in which a runner killed would send that notification again.
 """
 
 from __future__ import annotations
@@ -47,6 +55,93 @@ TEMPLATES = [
 ]
 
 
+def rule_file(count: int) -> list:
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = ["rules:"] + [f"  - {TEMPLATES[i % len(TEMPLATES)].format(i=i)[:-1]}, notify: []}}" for i in range(count)]
+        (Path(tmp) / "bench.yaml").write_text("\n".join(lines) + "\n")
+        return load_rules(Path(tmp))
+
+
+class Counting:
+    """The requests a client sends (method, path)."""
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self.paths: list[tuple[str, str]] = []
+        original = client.perform_request
+
+        def counted(method, path, **kwargs):
+            self.paths.append((method, path))
+            return original(method, path, **kwargs)
+
+        client.perform_request = counted
+
+    def searches(self) -> int:
+        return sum(1 for _, p in self.paths if p.endswith(("/_search", "/_msearch", "/_count")))
+
+
+def requests(url: str, namespace: str, now: float) -> None:
+    for count in (50, 500):
+        client = Elasticsearch(url, request_timeout=60)
+        runner = Runner(client, rule_file(count), namespace + f"r{count}")
+        runner.cycle(now=now)  # the first cycle creates the cycle documents and the alerts that fire
+        counting = Counting(client)
+        cycles = []
+        for step in range(1, 4):
+            counting.paths.clear()
+            runner.cycle(now=now + 60 * step)
+            cycles.append((len(counting.paths), counting.searches()))
+        counting.paths.clear()
+        wakeups = 0
+        for second in range(5, 60, 5):
+            wakeups += runner.cycle(now=now + 180 + second).idle
+        print(f"requests: {count} rules: per steady cycle {statistics.median(c[0] for c in cycles):.0f} requests of "
+              f"which {statistics.median(c[1] for c in cycles):.0f} search (goal 1); per idle wake-up "
+              f"{len(counting.paths) / max(wakeups, 1):.0f} requests over {wakeups} wake-ups (goal 0)")
+
+
+def exposure(url: str, namespace: str, now: float) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    from rules.notify import WebhookTarget
+
+    class Quiet(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    es = Elasticsearch(url, request_timeout=60)
+    text = ("rules:\n  - {name: flip, type: threshold, kinds: [error], group_by: user.name, window: 60s, interval: 60s,"
+            " condition: {op: '>', value: 0}, notify: [hook], sample: {size: 0}}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "r.yaml").write_text(text)
+        rules = load_rules(Path(tmp))
+    hook = {"hook": WebhookTarget(type="webhook", url=f"http://127.0.0.1:{server.server_address[1]}/")}
+    runner = Runner(es, rules, namespace + "x", hook, "bench")
+    seen: list[float] = []
+    runner.metrics.exposure = type("Seen", (), {"observe": lambda self, v: seen.append(v)})()
+    stream = f"logs-modelregistry.error-{namespace}x"
+    for step in range(4):  # 50 groups fire, then resolve, then fire, then resolve: 200 notifications
+        if step % 2 == 0:
+            at = int((now + 60 * step + 30) * 1000)
+            ops = []
+            for user in range(50):
+                ops += [{"create": {"_index": stream}}, {"@timestamp": at, "event": {"ingested": at},
+                                                         "user": {"name": f"u{user}"}}]
+            es.bulk(operations=ops, refresh=True)
+        runner.cycle(now=now + 60 * step + 61)
+    server.shutdown()
+    seen.sort()
+    print(f"exposure: {len(seen)} notifications, send to outcome recorded: median {statistics.median(seen) * 1000:.1f} ms, "
+          f"p99 {seen[int(len(seen) * 0.99) - 1] * 1000:.1f} ms, max {seen[-1] * 1000:.1f} ms")
+
+
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--rules", type=int, default=100)
@@ -71,11 +166,7 @@ def main() -> None:
     for start in range(0, len(operations), 10_000):
         es.bulk(operations=operations[start:start + 10_000])
     es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
-    with tempfile.TemporaryDirectory() as tmp:
-        lines = ["rules:"] + [f"  - {TEMPLATES[i % len(TEMPLATES)].format(i=i)}" for i in range(options.rules)]
-        (Path(tmp) / "bench.yaml").write_text("\n".join(lines) + "\n")
-        rules = load_rules(Path(tmp))
-    runner = Runner(es, rules, namespace)
+    runner = Runner(es, rule_file(options.rules), namespace)
     timings = []
     for cycle in range(5):
         started = time.perf_counter()
@@ -85,6 +176,8 @@ def main() -> None:
     print(f"rules: {options.rules} rules over {options.events} events, one cycle (claim, one _msearch, transitions, "
           f"delivery): median {statistics.median(timings):.2f}s, max {max(timings):.2f}s over {len(timings)} cycles "
           f"(target < 2 s)")
+    requests(node.url, namespace, now)
+    exposure(node.url, namespace, now)
 
 
 if __name__ == "__main__":
