@@ -19,7 +19,7 @@ from rules.notify import AlertmanagerTarget
 from rules.runner import Runner
 from support.httpstub import StubHandler, serve
 from support.monitoring import alertmanager, wait_for
-from test_rules import index_events, write_rules
+from support.rules import index_events, write_rules
 
 RULE = """
 rules:

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 from regwatch.plugin import Range, Status, line, perfdata, status_of
 from support.monitoring import command
 from support.registry_stub import registry_stub
-from test_rules import index_events
+from support.rules import index_events
 
 CLI = [sys.executable, "-m", "regwatch.cli", "check"]
 

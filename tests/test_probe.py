@@ -21,7 +21,6 @@ from pipeline.probe.settings import ProbeSettings, TargetSettings
 from regwatch.demo import free_port
 from support.registry_stub import TcpGate, registry_stub
 from support.shipping import wait_for, write_config
-from test_rules import webhook  # noqa: F401 - the local notification receiver fixture
 
 CLI = [sys.executable, "-m", "regwatch.cli"]
 
@@ -244,7 +243,7 @@ def test_registry_down_fires_after_three_failed_checks_and_resolves_after_two_go
         es: Elasticsearch, namespace: str, webhook) -> None:
     from rules.model import load_rules
     from rules.runner import Runner
-    from test_rules import Receiver, T0
+    from support.rules import T0, Receiver
 
     rule = next(r for r in load_rules(Path(__file__).parent.parent / "rules" / "builtin") if r.name == "registry-down")
     runner = Runner(es, [rule.model_copy(update={"notify": ["hook"]})], namespace, webhook, "a")
