@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote
 import pytest
 from elasticsearch import Elasticsearch
 
+from bench.rules_bench import Counting
 from rules.notify import OpsgenieTarget, PagerDutyTarget
 from rules.runner import Runner
 from support.incidents import Opsgenie, PagerDuty
@@ -307,23 +308,6 @@ def test_a_rule_without_targets_fails_and_runner_ids_are_per_process(es, es_url,
 
 
 # -- 8. less load: one search per cycle, nothing when idle -----------------------------------------
-
-
-class Counting:
-    """Every request the client sends, by endpoint path."""
-
-    def __init__(self, client: Elasticsearch) -> None:
-        self.paths: list[tuple[str, str]] = []
-        original = client.perform_request
-
-        def counted(method, path, **kwargs):
-            self.paths.append((method, path))
-            return original(method, path, **kwargs)
-
-        client.perform_request = counted  # type: ignore[method-assign]
-
-    def searches(self) -> int:
-        return sum(1 for _, p in self.paths if p.endswith(("/_search", "/_msearch", "/_count")))
 
 
 def test_one_search_per_cycle_and_none_on_an_idle_wake_up(es_url, namespace, tmp_path) -> None:
