@@ -93,6 +93,8 @@ class Runner:
         self.stale_notify = stale_notify or []
         self.kibana_url = kibana_url
         self.lease_s = lease_s
+        self.host = socket.gethostname()  # the heartbeat says where and which process, to retire dead ones
+        self.pid = os.getpid()
         self.store = StateStore(client, namespace)
         self.store.ensure()
         self.metrics = metrics or RunnerMetrics()
@@ -202,11 +204,9 @@ class Runner:
             wanted.append((rule, last_end))
         claimed: dict[str, list[Window]] = {}
         for (rule, last_end), written in zip(wanted, self.store.write_many(writes), strict=True):
-            if written is not None:
+            if written is not None:  # else another runner claimed it: due alike, an interval on
                 claimed[rule.name] = rule_type(rule).windows(rule, last_end, end, MAX_CATCH_UP)
-                self._rule_due[rule.name] = end + rule.interval + SETTLE_S
-            else:  # another runner claimed it: its next window is due an interval after that one
-                self._rule_due[rule.name] = end + rule.interval + SETTLE_S
+            self._rule_due[rule.name] = end + rule.interval + SETTLE_S
         return claimed
 
     # -- monitor the monitor -------------------------------------------------------------------
@@ -217,9 +217,6 @@ class Runner:
             "type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": len(self.rules),
             "updated": now, "state": state, "host": self.host, "pid": self.pid})
         self._last_cycle = now
-
-    host = socket.gethostname()
-    pid = os.getpid()
 
     def stopped(self) -> None:
         """A clean stop: the heartbeat says so, and no live runner reports this one as stale."""
@@ -366,7 +363,7 @@ class Runner:
         due = now
         if rule.aggregation:  # held and sent with the rule's other notifications at the period's end
             due = math.ceil(now / rule.aggregation) * rule.aggregation
-        entry = {"key": key, "targets": list(rule.notify or []), "payload": payload, "attempts": 0, "due": due,
+        entry = {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": due,
                  "labels": dict(rule.labels)}
         if rule.aggregation:
             entry["batch"] = rule.name

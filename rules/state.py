@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, ConflictError, Elasticsearch
 
 STATE_MAPPINGS = {
     "dynamic": False,
@@ -53,13 +53,6 @@ class StateStore:
             except BadRequestError as exc:  # created meanwhile by another runner: fine
                 if exc.error != "resource_already_exists_exception":
                     raise
-
-    def get(self, doc_id: str) -> Versioned:
-        try:
-            found = self.client.get(index=self.index, id=doc_id)
-        except NotFoundError:
-            return Versioned(doc_id, {})
-        return Versioned(doc_id, found["_source"], found["_seq_no"], found["_primary_term"])
 
     def get_many(self, ids: list[str]) -> list[Versioned]:
         if not ids:
@@ -131,12 +124,6 @@ class StateStore:
         self.client.indices.refresh(index=self.index)
         hits = self.client.search(index=self.index, size=1000, query={"term": {"type": "runner"}})
         return [h["_source"] for h in hits["hits"]["hits"]]
-
-    def with_outbox(self) -> list[Versioned]:
-        self.client.indices.refresh(index=self.index)
-        hits = self.client.search(index=self.index, size=1000, seq_no_primary_term=True,
-                                  query={"exists": {"field": "outbox.key"}})
-        return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in hits["hits"]["hits"]]
 
     def write(self, item: Versioned, doc: dict[str, Any]) -> Versioned | None:
         """Store ``doc`` if nobody changed ``item`` meanwhile; None when another runner did.
