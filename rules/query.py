@@ -182,9 +182,10 @@ def matches_lists(rule: Any, event: dict[str, Any]) -> bool:
     return True
 
 
-def check_queries(client: Any, rules: list[Rule], index: str) -> list[str]:
-    """Lucene query strings (``filter``, ``numerator``) that Elasticsearch cannot parse, one line
-    each naming the rule and the key. ``index`` must exist: with no index, every query is "valid"."""
+def check_queries(client: Any, rules: list[Rule], index: str, namespace: str) -> list[str]:
+    """Queries (``filter``, ``numerator``, ``query``, ``kql``) Elasticsearch cannot run, one line
+    each naming the rule and the key. ``index`` must exist: with no index, every query is "valid";
+    the rule's own indices are asked too, where a value must fit the field's type."""
     problems = []
     for rule in rules:
         for key in ("filter", "numerator", "query", "kql"):
@@ -200,8 +201,9 @@ def check_queries(client: Any, rules: list[Rule], index: str) -> list[str]:
             else:
                 query = {"query_string": {"query": text}}
             what = {"query": "Query DSL query", "kql": "KQL query"}.get(key, "query string")
-            try:
-                answer = client.indices.validate_query(index=index, query=query, explain=True)
+            try:  # on the rule's own indices too: a range beyond a long field's reach fails there only
+                answer = client.indices.validate_query(index=f"{indices(rule, namespace)},{index}", query=query,
+                                                       explain=True, ignore_unavailable=True, allow_no_indices=True)
             except BadRequestError as exc:  # a DSL query Elasticsearch cannot even parse
                 problems.append(f"rule {rule.name!r}: {key}: not a valid {what}: {str(exc.info)[:200]}")
                 continue

@@ -14,8 +14,12 @@ from urllib.parse import quote, unquote
 
 import pytest
 from elasticsearch import Elasticsearch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.rules_bench import Counting
+from kibana.kql import KqlError, to_dsl
+from rules.links import discover_url, rison
 from rules.notify import OpsgenieTarget, PagerDutyTarget
 from rules.runner import Runner
 from support.incidents import Opsgenie, PagerDuty
@@ -29,6 +33,13 @@ def _config(tmp_path: Path, es_url: str, namespace: str, folder: Path, **rules) 
     config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
                                   "rules": {"folder": str(folder), "metrics_port": None, **rules}}))
     return config
+
+
+def write_rules_text(text: str):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_rules(Path(tmp), text)[0]
 
 
 def _raw(es: Elasticsearch, index: str, docs: list[dict]) -> None:
@@ -375,3 +386,50 @@ def test_spike_on_an_average_per_two_fields(es, namespace, tmp_path, webhook) ->
     index_events(es, namespace, "error", T0 + 230, 1, model="b", user="x")
     fired = Runner(es, pairs, namespace, {}, "b").cycle(now=T0 + 241).transitions
     assert sorted(g for _, g, _ in fired) == ['["a", "x"]', '["a", "y"]']
+
+
+# -- hostile input through the new paths ------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(list('ab:*"\\()<>={} \x00\ud800\u202e\n') + [" or ", " and ", "not ", "é"]),
+                max_size=40).map("".join))
+def test_any_text_is_kql_or_a_kql_error_never_a_crash(text: str) -> None:
+    try:
+        dsl = to_dsl(text)
+    except KqlError:
+        return
+    json.dumps(dsl)  # what the client will encode
+
+
+def test_hostile_kql_and_a_range_beyond_long_are_refused_in_one_line(es, es_url, namespace, tmp_path) -> None:
+    index = f"hostile-{namespace}"
+    es.indices.create(index=index, mappings={"properties": {"n": {"type": "long"}}})
+    for kql in ("(" * 100 + "n:1", "n:\"unterminated", "x" * 10_001):
+        with pytest.raises(KqlError):
+            to_dsl(kql)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(
+        f"rules:\n  - {{name: huge, type: threshold, index: {index}, kql: 'n > 1e999 or n:\"\\x00\"', notify: [],"
+        " time_field: '@timestamp', condition: {op: '>', value: 0}}\n")
+    config = _config(tmp_path, es_url, namespace, folder)
+    run = subprocess.run([*CLI, "rules", "run", "--once", "-c", str(config)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and "rule 'huge': kql: not a valid KQL query" in run.stderr
+    (folder / "r.yaml").write_text("rules:\n  - {name: deep, type: threshold, notify: [], kql: '"
+                                   + "(" * 60 + "a:1" + ")" * 60 + "', condition: {op: '>', value: 0}}\n")
+    run = subprocess.run([*CLI, "rules", "validate", str(folder)], capture_output=True, text=True)
+    assert run.returncode == 1 and "kql: not valid KQL: nested more than 40 levels deep" in run.stderr
+
+
+def test_hostile_group_values_stay_inside_their_discover_filter() -> None:
+    rule = write_rules_text("rules:\n  - {name: g, type: threshold, kinds: [error], group_by: user.name, notify: [],"
+                            " condition: {op: '>', value: 0}}\n")
+    hostile = "a'b!c),(x:!t)&_a=evil#\x00\u202e"
+    link = discover_url("https://k.example", rule, T0, T0 + 60, hostile)
+    assert "&_a=evil" not in link and "#" not in link.split("#/", 1)[1]
+    encoded = unquote(link)
+    assert "user.name:'a!'b!!c),(x:!!t)&_a=evil#\x00\u202e'" in encoded  # one quoted Rison string
+    assert rison(hostile) == "'a!'b!!c),(x:!!t)&_a=evil#\x00\u202e'"

@@ -77,7 +77,7 @@ def rules_run(
     with elasticsearch_errors(settings):
         store = StateStore(client, settings.namespace)
         store.ensure()
-        problems = check_queries(client, rules, store.index)
+        problems = check_queries(client, rules, store.index, settings.namespace)
     if problems:
         fail("; ".join(problems))
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
