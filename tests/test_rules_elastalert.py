@@ -176,6 +176,13 @@ def test_rules_test_prints_query_value_bound_and_transition_and_sends_nothing(es
     bad = subprocess.run([*CLI, "rules", "test", "any-error", "--at", "yesterday", "-c", str(config)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--at 'yesterday'" in bad.stderr and "Traceback" not in bad.stderr
+    for huge in ("inf", "nan", "1e400", "-5"):
+        bad = subprocess.run([*CLI, "rules", "test", "any-error", "--at", huge, "-c", str(config)],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "not a time between 1970 and 9999" in bad.stderr, bad.stderr
+    backtest = subprocess.run([*CLI, "rules", "backtest", "any-error", "--from", "1e400", "--to", str(T0), "-c",
+                               str(config)], capture_output=True, text=True, timeout=60)
+    assert backtest.returncode == 2 and "--from '1e400': not a time" in backtest.stderr, backtest.stderr
     missing = subprocess.run([*CLI, "rules", "test", "nope", "-c", str(config)], capture_output=True, text=True)
     assert missing.returncode == 1 and "no rule 'nope'" in missing.stderr
 

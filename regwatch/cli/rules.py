@@ -98,7 +98,7 @@ def rules_run(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("runner_started", runner=runner.runner_id, rules=len(rules))
-    failed_at = 0.0
+    failed = False
     while True:
         try:
             report = runner.cycle()
@@ -106,9 +106,9 @@ def rules_run(
             log.warning("cycle_failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             if once:
                 raise typer.Exit(1) from None
-            failed_at = time.time()
+            failed = True
         else:
-            failed_at = 0.0
+            failed = False
             if not report.idle:
                 typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
                            f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)}")
@@ -116,7 +116,7 @@ def rules_run(
             break
         # Sleep until something is due (a failed cycle is retried in 5 s); wake at least every
         # minute so a changed clock cannot put the runner to sleep for good.
-        pause = 5.0 if failed_at else min(max(runner.wake_at() - time.time(), 0.05), 60.0)
+        pause = 5.0 if failed else min(max(runner.wake_at() - time.time(), 0.05), 60.0)
         if stop.wait(pause):
             break
     try:
@@ -155,14 +155,16 @@ def _epoch(text: str, option: str) -> float:
     from datetime import datetime, timezone
 
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{option} {text!r}: not an ISO time or epoch seconds", code=2)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"{option} {text!r}: not an ISO time or epoch seconds", code=2)
+        value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    if not 0 <= value < 253402300800:  # 1970 to the end of year 9999, as Elasticsearch's dates
+        fail(f"{option} {text!r}: not a time between 1970 and 9999", code=2)
+    return value
 
 
 def _one_rule(settings, folder: Path | None, name: str):
