@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +89,41 @@ def demo_namespace(es: Elasticsearch, es_url: str, tmp_path_factory) -> str:
     assert summary.events > 1000 and sum(summary.deadletters.values()) == 2
     es.indices.refresh(index=f"*-modelregistry.*-{namespace}")
     return namespace
+
+
+class Daemons:
+    """Processes a test starts; every one still running is stopped when the test ends, pass or fail."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        process = subprocess.Popen(argv, **kwargs)
+        self.started.append(process)
+        return process
+
+    def stop_all(self, grace_s: float = 10.0) -> None:
+        running = [p for p in self.started if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def daemons() -> Iterator[Daemons]:
+    started = Daemons()
+    try:
+        yield started
+    finally:
+        started.stop_all()
 
 
 @pytest.fixture

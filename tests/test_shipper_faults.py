@@ -112,7 +112,8 @@ def test_rotation_during_continuous_writes_indexes_every_line_once(es: Elasticse
 
 
 def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(es: Elasticsearch, es_url: str,
-                                                                              namespace: str, tmp_path: Path) -> None:
+                                                                              namespace: str, tmp_path: Path,
+                                                                              daemons) -> None:
     """Four kill -9 while 200,000 lines ship; after each, the data streams roll over (as their
     lifecycle does), so a replayed line is no longer deduplicated by ``op_type: create`` alone."""
     total = 200_000
@@ -125,8 +126,7 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(es: 
     kills = rollovers = 0
     for _ in range(4):
         before = indexed(es, namespace)
-        daemon = subprocess.Popen([*REGWATCH, "ship", "-c", str(config)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        daemon = daemons.start([*REGWATCH, "ship", "-c", str(config)])
         wait_for(lambda before=before: indexed(es, namespace) > before, timeout=60)  # shipping has begun
         time.sleep(rng.uniform(0.0, 0.4))  # then the kill lands between, or in the middle of, bulk requests
         daemon.send_signal(signal.SIGKILL)
@@ -144,7 +144,7 @@ def test_kill_9_at_random_moments_then_restart_loses_and_duplicates_nothing(es: 
 
 @pytest.mark.parametrize("mode", ["rename", "copytruncate"])
 def test_kill_9_and_rollovers_during_rotation_index_every_line_once(es: Elasticsearch, es_url: str, namespace: str,
-                                                                     tmp_path: Path, mode: str) -> None:
+                                                                     tmp_path: Path, mode: str, daemons) -> None:
     """All at once: the writer writes and rotates, the daemon is killed -9 and restarted, the
     streams roll over while it is down. Every line is indexed once."""
     log = tmp_path / "access.log"
@@ -156,8 +156,7 @@ def test_kill_9_and_rollovers_during_rotation_index_every_line_once(es: Elastics
     rng = random.Random(11)
     kills = rollovers = 0
     while writer.is_alive():
-        daemon = subprocess.Popen([*REGWATCH, "ship", "-c", str(config)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        daemon = daemons.start([*REGWATCH, "ship", "-c", str(config)])
         time.sleep(rng.uniform(1.0, 2.5))
         daemon.send_signal(signal.SIGKILL)
         daemon.wait()

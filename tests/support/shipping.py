@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
 
 
 def line(seq: int, status: int = 200, path: str = "/api/2.0/mlflow/registered-models/get") -> bytes:
@@ -35,24 +36,51 @@ def write_config(path: Path, es_url: str, namespace: str, paths: list[str], **ex
     return path
 
 
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def transient(exc: BaseException) -> bool:
+    """An answer worth asking again: the node busy, a shard of a just-rolled-over index not started
+    yet (503 ``search_phase_execution_exception``), a connection that dropped."""
+    if isinstance(exc, ApiError):
+        return exc.status_code in TRANSIENT_STATUSES
+    return isinstance(exc, TransportError)
+
+
+def retrying(call, timeout: float = 60.0):
+    """``call()``, asked again while Elasticsearch answers with a transient error, up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except (ApiError, TransportError) as exc:
+            if not transient(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def indexed(es: Elasticsearch, namespace: str, kind: str = "*") -> int:
     pattern = f"logs-modelregistry.{kind}-{namespace}"
-    es.indices.refresh(index=pattern, allow_no_indices=True, ignore_unavailable=True)
-    return es.count(index=pattern, allow_no_indices=True, ignore_unavailable=True)["count"]
+
+    def count() -> int:
+        es.indices.refresh(index=pattern, allow_no_indices=True, ignore_unavailable=True)
+        return es.count(index=pattern, allow_no_indices=True, ignore_unavailable=True)["count"]
+
+    return retrying(count)
 
 
 def seq_counts(es: Elasticsearch, namespace: str) -> Counter[int]:
     """How many documents each sequence number has (composite aggregation: exact, paged)."""
     pattern = f"logs-modelregistry.*-{namespace}"
-    es.indices.refresh(index=pattern, allow_no_indices=True)
+    retrying(lambda: es.indices.refresh(index=pattern, allow_no_indices=True))
     counts: Counter[int] = Counter()
     after = None
     while True:
         composite = {"size": 10000, "sources": [{"q": {"terms": {"field": "url.query"}}}]}
         if after:
             composite["after"] = after
-        response = es.search(index=pattern, size=0, aggs={"seq": {"composite": composite}},
-                             allow_partial_search_results=False)
+        response = retrying(lambda composite=composite: es.search(
+            index=pattern, size=0, aggs={"seq": {"composite": composite}}, allow_partial_search_results=False))
         shards = response["_shards"]
         assert shards["failed"] == 0 and shards["successful"] == shards["total"], shards  # a count of every shard
         buckets = response["aggregations"]["seq"]["buckets"]
