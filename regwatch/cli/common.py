@@ -38,11 +38,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def serve_metrics(metrics, config: Path | None, key: str, port: int | None, address: str) -> None:
-    """A daemon's /metrics; a port that cannot be bound is one line naming the config key."""
+    """A daemon's /metrics (``metrics.registry`` served with deadlines and a connection cap, see
+    regwatch.metrics_server); a port that cannot be bound is one line naming the config key."""
     if not port:
         return
+    from regwatch.metrics_server import serve
+
     try:
-        metrics.serve(port, address)
+        serve(metrics.registry, port, address)
     except OSError as exc:
         fail(f"{config}: {key}: cannot listen on {address}:{port}: {exc.strerror or exc}")
 
