@@ -1,7 +1,9 @@
 """The demo's notification target: a webhook receiver that appends what it gets to a file.
 
 It stands where Slack or PagerDuty would: every POST body is written as one JSON line with the
-time it arrived and its idempotency key, then answered 200.
+time it arrived and its idempotency key, then answered 200. A body must say its length
+(``Content-Length``: absent 411, not a non-negative number 400, over ``MAX_BODY`` 413, each refused
+before a byte is read), and a client that stops sending is cut off after ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,37 @@ from pathlib import Path
 from typing import Any
 
 MAX_BODY = 1 << 20
+TIMEOUT_S = 10.0
 
 
-def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
+def body_length(value: str | None) -> int | tuple[int, str]:
+    """The body's length from its ``Content-Length``, or the (status, reason) refusing it."""
+    if value is None:
+        return 411, "Content-Length required"
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        return 400, "Content-Length is not a non-negative number"
+    if len(text) > 12 or int(text) > MAX_BODY:
+        return 413, f"body over {MAX_BODY} bytes"
+    return int(text)
+
+
+def serve(host: str, port: int, out: Path, timeout_s: float = TIMEOUT_S) -> ThreadingHTTPServer:
     """A server (not yet serving: call ``serve_forever``) appending to ``out``."""
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # per socket operation: a silent or stalled client is cut off
+
         def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.send_error(413)
+            length = body_length(self.headers.get("Content-Length"))
+            if isinstance(length, tuple):
+                self.close_connection = True
+                self.send_error(*length)
                 return
             body = self.rfile.read(length)
+            if len(body) < length:  # the client went away mid-body
+                return
             try:
                 payload: Any = json.loads(body)
             except ValueError:
