@@ -196,10 +196,14 @@ class _Protocol(H11Protocol):
     headers (slowloris). Bodies have their deadline in the application."""
 
     head_timeout_s = 10.0
+    max_open = 512  # connections open at once, idle or not: a bound on file descriptors only
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+        if len(self.connections) > self.max_open:
+            log.info("connection_refused", client=self.client[0] if self.client else None, reason="too many open")
+            self.transport.close()
 
     def _head_too_slow(self) -> None:
         if self.cycle is None and not self.transport.is_closing():
@@ -216,16 +220,33 @@ class WebhookApp:
 
     The body is read within ``body_timeout_s`` and never beyond ``max_body_bytes``; the blocking
     write-and-fsync runs in a worker thread so that slow disks do not stall other connections.
+    At most ``max_requests`` requests are under way at once (503 beyond). Only requests count: an
+    idle connection, kept alive or still to send its head, holds no place (uvicorn's own
+    ``limit_concurrency`` counts connections, so 100 idle clients held every delivery at 503).
     """
 
-    def __init__(self, receiver: Receiver, path: str = "/mlflow/webhook", body_timeout_s: float = 10.0) -> None:
+    def __init__(self, receiver: Receiver, path: str = "/mlflow/webhook", body_timeout_s: float = 10.0,
+                 max_requests: int = 100) -> None:
         self.receiver = receiver
         self.path = path
         self.body_timeout_s = body_timeout_s
+        self.max_requests = max_requests
+        self._under_way = [0]  # requests in the application now (one event loop: no lock)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
+        if self._under_way[0] >= self.max_requests:
+            await _answer(send, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "too many requests at once"},
+                          [(b"retry-after", b"1")])
+            return
+        self._under_way[0] += 1
+        try:
+            await self._request(scope, receive, send)
+        finally:
+            self._under_way[0] -= 1
+
+    async def _request(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         method, path = scope["method"], scope["path"]
         if method == "GET" and path == "/health":
             await _answer(send, HTTPStatus.OK, {"status": "ok"})
@@ -282,10 +303,12 @@ async def _read_body(receive: Callable, length: int) -> bytes:
             return b"".join(chunks)
 
 
-async def _answer(send: Callable, status: int, payload: dict[str, Any]) -> None:
+async def _answer(send: Callable, status: int, payload: dict[str, Any],
+                  extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": int(status),
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(extra_headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -307,12 +330,14 @@ def bound_socket(host: str, port: int) -> socket.socket:
 
 def make_server(receiver: Receiver, host: str, port: int, path: str = "/mlflow/webhook", *,
                 max_connections: int = 100, head_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
-                log_level: str = "warning") -> uvicorn.Server:
-    """A uvicorn server for the receiver: at most ``max_connections`` requests at once (503
-    beyond), a deadline for each request's head and body, idle keep-alive connections closed."""
-    protocol = type("Protocol", (_Protocol,), {"head_timeout_s": head_timeout_s})
-    config = uvicorn.Config(WebhookApp(receiver, path, body_timeout_s), host=host, port=port, http=protocol,
-                            lifespan="off", access_log=False, log_config=None, log_level=log_level,
-                            limit_concurrency=max_connections, timeout_keep_alive=5, server_header=False,
+                max_open_connections: int = 512, log_level: str = "warning") -> uvicorn.Server:
+    """A uvicorn server for the receiver: at most ``max_connections`` requests under way at once
+    (503 beyond; idle connections do not count), at most ``max_open_connections`` connections open
+    (closed at once beyond), a deadline for each request's head and body, idle keep-alive
+    connections closed."""
+    protocol = type("Protocol", (_Protocol,), {"head_timeout_s": head_timeout_s, "max_open": max_open_connections})
+    config = uvicorn.Config(WebhookApp(receiver, path, body_timeout_s, max_connections), host=host, port=port,
+                            http=protocol, lifespan="off", access_log=False, log_config=None, log_level=log_level,
+                            limit_concurrency=None, timeout_keep_alive=5, server_header=False,
                             h11_max_incomplete_event_size=16 * 1024)
     return uvicorn.Server(config)

@@ -254,7 +254,7 @@ def test_stalled_clients_are_timed_out_and_do_not_cost_a_thread_each(tmp_path: P
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=30)
         before = _threads(process.pid)
         stalled = []
-        for _ in range(60):  # a head that promises a body that never comes
+        for _ in range(100):  # a head that promises a body that never comes
             sock = socket.create_connection(("127.0.0.1", port))
             sock.sendall(b"POST /mlflow/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
             stalled.append(sock)
@@ -262,9 +262,9 @@ def test_stalled_clients_are_timed_out_and_do_not_cost_a_thread_each(tmp_path: P
         silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]  # say nothing at all
         time.sleep(1.0)
         assert _threads(process.pid) <= before + 8  # not one thread per connection
-        with pytest.raises(urllib.error.HTTPError) as capped:  # over --max-connections (100): 503, not a hang
+        with pytest.raises(urllib.error.HTTPError) as capped:  # 100 requests under way (--max-connections): 503
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
-        assert capped.value.code == 503
+        assert capped.value.code == 503 and capped.value.headers["Retry-After"] == "1"
         for sock in silent + stalled:
             sock.settimeout(20)
         answers = [sock.recv(200) for sock in stalled]
@@ -286,6 +286,54 @@ def test_stalled_clients_are_timed_out_and_do_not_cost_a_thread_each(tmp_path: P
     refusals = [json.loads(line) for line in stderr.decode().splitlines() if "delivery_refused" in line]
     assert refusals and refusals[0]["reason"] == "bad signature" and refusals[0]["delivery_id"] == "d-x"
     assert SECRET not in stderr.decode() and "forged" not in stderr.decode()
+
+
+def test_idle_reconnecting_clients_do_not_hold_deliveries_at_503(tmp_path: Path) -> None:
+    """100 clients that connect, say nothing and reconnect as soon as they are let go: they once
+    filled the connection cap (uvicorn's limit_concurrency) and every delivery got 503."""
+    import socket
+
+    log = tmp_path / "audit.log"
+    port = free_port()
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def hold_idle() -> None:
+        while not stop.is_set():
+            for i, sock in enumerate(held):
+                try:
+                    sock.setblocking(False)
+                    gone = sock.recv(1) == b""
+                except BlockingIOError:
+                    gone = False
+                except OSError:
+                    gone = True
+                if gone:
+                    sock.close()
+                    held[i] = socket.create_connection(("127.0.0.1", port))
+            time.sleep(0.05)
+
+    with SupervisedReceiver(log, port) as receiver:
+        held.extend(socket.create_connection(("127.0.0.1", port)) for _ in range(100))
+        holder = threading.Thread(target=hold_idle, daemon=True)
+        holder.start()
+        try:
+            time.sleep(0.5)
+            body = json.dumps({"entity": "registered_model", "action": "created",
+                               "timestamp": "2026-11-25T20:00:00+00:00", "data": {"name": "m"}}).encode()
+            for n in range(3):
+                now = str(int(time.time()))
+                delivery = f"idle-{n}"
+                headers = {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": now,
+                           "X-MLflow-Signature": sign(SECRET, delivery, now, body), "Content-Type": "application/json"}
+                assert post(receiver.url, body, headers) == 200
+            assert _healthy(receiver.url)
+        finally:
+            stop.set()
+            holder.join(5)
+            for sock in held:
+                sock.close()
+    assert [r["delivery_id"] for r in records(log)] == ["idle-0", "idle-1", "idle-2"]
 
 
 def _healthy(url: str) -> bool:
