@@ -6,6 +6,7 @@ from typing import Any
 
 from parsers import streams
 from parsers.timestamps import iso_from_epoch, now_iso
+from parsers.validation import redact_userinfo
 from pipeline.docid import keyed_id
 from pipeline.probe.check import CheckResult
 
@@ -28,7 +29,7 @@ def availability_document(result: CheckResult, namespace: str, host_name: str | 
     doc = _base(namespace, result.started, host_name)
     doc["event"].update(duration=int(result.duration_s * 1e9), outcome="success" if result.up else "failure",
                         action=result.step)
-    doc["url"] = {"full": result.url}
+    doc["url"] = {"full": redact_userinfo(result.url)}  # a user name or password is never stored
     doc["service"] = {"name": result.target, "environment": result.environment}
     doc["modelregistry"] = {"probe": {"up": result.up, "check": result.step, "target": result.target}}
     if result.status is not None:

@@ -23,6 +23,9 @@ class ProbeMetrics:
                                 registry=r)
         self.dropped = Counter("regwatch_probe_documents_dropped",
                                "Documents dropped from a full buffer while Elasticsearch was away", registry=r)
+        self.skipped = Counter("regwatch_probe_checks_skipped",
+                               "Checks not started because the target's previous check was still running",
+                               ["target"], registry=r)
         self.buffered = Gauge("regwatch_probe_buffered_documents", "Documents waiting to be indexed", registry=r)
 
     def record(self, result: CheckResult) -> None:

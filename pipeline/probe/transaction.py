@@ -7,6 +7,7 @@ transaction (the next ones would only fail for the same reason); each step run i
 from __future__ import annotations
 
 import re
+import threading
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import Field
 
 from parsers.validation import StrictModel
 from parsers.yamlfile import load_yaml
-from pipeline.probe.check import CheckResult, timed_request
+from pipeline.probe.check import Answer, CheckResult, timed_request
 from pipeline.probe.settings import TargetSettings
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -64,19 +65,23 @@ def _dig(body: Any, dotted: str) -> Any:
     return body
 
 
-def run_transaction(client: httpx.Client, target: TargetSettings) -> list[CheckResult]:
+def run_transaction(client: httpx.Client, target: TargetSettings, stop: threading.Event | None = None,
+                    headers: dict[str, str] | None = None) -> list[CheckResult]:
+    """Each step a request bounded like the health check (``timeout_s``, ``max_body_bytes``)."""
     spec = target.transaction
+    if headers is None:
+        headers = target.headers()
     assert spec is not None
     parts = urlsplit(target.url)
     base = (spec.base_url or f"{parts.scheme}://{parts.netloc}").rstrip("/")
     variables = {"model": spec.model}
     results = []
     for step in transaction(spec.kind).steps:
-        def judge(response: httpx.Response, step: Step = step) -> str | None:
+        def judge(answer: Answer, step: Step = step) -> str | None:
             if step.expect is None:
                 return None
             try:
-                body = response.json()
+                body = answer.json()
             except ValueError:
                 return "the answer is not JSON"
             return None if _dig(body, step.expect) is not None else f"no {step.expect!r} in the answer"
@@ -85,7 +90,8 @@ def run_transaction(client: httpx.Client, target: TargetSettings) -> list[CheckR
                                environment=target.environment, step=step.name, expected_status=[200], judge=judge,
                                params=_fill(step.params, variables) or None,
                                json=_fill(step.json_body, variables) if step.json_body is not None else None,
-                               headers=target.headers(), timeout=target.timeout_s)
+                               headers=headers, timeout_s=target.timeout_s, max_body_bytes=target.max_body_bytes,
+                               stop=stop)
         results.append(result)
         if not result.up:
             break

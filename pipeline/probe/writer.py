@@ -73,19 +73,22 @@ class DocumentWriter:
                 self.metrics.buffered.set(len(self.buffer))
                 self.lock.notify_all()
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until every buffered document is written; False when the time ran out."""
+    def flush(self, timeout_s: float, give_up: threading.Event | None = None) -> bool:
+        """Wait until every buffered document is written; False when the time ran out or
+        ``give_up`` was set (a stop signal during a long flush)."""
         deadline = time.monotonic() + timeout_s
         with self.lock:
             while self.buffer:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or (give_up is not None and give_up.is_set()):
                     return False
-                self.lock.wait(timeout=min(left, 0.5))
+                self.lock.wait(timeout=min(left, 0.2))
         return True
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Stop writing. A bulk request still in flight (Elasticsearch not answering) is left to
+        its daemon thread after ``timeout_s``: a stopping probe does not wait out its timeout."""
         self.stop_event.set()
         with self.lock:
             self.lock.notify_all()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=timeout_s)

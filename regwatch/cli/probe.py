@@ -22,12 +22,19 @@ def probe(
     import signal
     import threading
 
+    from parsers.validation import SecretError
     from pipeline.probe.runner import Probe
     from regwatch.esclient import client_from_config
 
     settings = load(config)
+    where = config or "the default config"
     if not settings.probe.targets and not settings.probe.resources.enabled:
-        fail(f"{config or 'the default config'}: probe.targets: no target to check and resources not enabled", code=2)
+        fail(f"{where}: probe.targets: no target to check and resources not enabled", code=2)
+    for target in settings.probe.targets:
+        try:
+            target.headers()  # refused now, not as an empty or broken header at every check
+        except SecretError as exc:
+            fail(f"{where}: {exc}", code=2)
     es_warnings(settings)
     daemon_logging(log_json)
     runner = Probe(settings.probe, client_from_config(settings, bulk=True), settings.namespace, settings.host_name)
