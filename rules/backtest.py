@@ -18,6 +18,13 @@ from rules.states import ACTIVE, changed, step
 from rules.types import measure, request, rule_type
 
 BATCH = 200
+# Windows one backtest replays: a year of one-hour windows, a week of one-minute ones. A range of
+# centuries at a one-minute interval would otherwise be built in memory before the first search.
+MAX_WINDOWS = 10_000
+
+
+class RangeTooLong(ValueError):
+    """More windows than :data:`MAX_WINDOWS` between ``start`` and ``end`` at the rule's interval."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,16 @@ class Transition:
     value: float
 
 
+def window_count(rule: Rule, start: float, end: float) -> int:
+    """How many windows a backtest from ``start`` to ``end`` replays (each ends one interval on)."""
+    return max(int((end - start) // rule.interval), 0)
+
+
 def backtest(client: Elasticsearch, rule: Rule, namespace: str, start: float, end: float) -> list[Transition]:
+    """Transitions of ``rule`` from ``start`` to ``end``; RangeTooLong beyond :data:`MAX_WINDOWS`."""
+    if (count := window_count(rule, start, end)) > MAX_WINDOWS:
+        raise RangeTooLong(f"rule {rule.name!r}: {count} windows of {rule.interval:g} s from {start:.0f} to "
+                           f"{end:.0f}; at most {MAX_WINDOWS} per backtest")
     kind = rule_type(rule)
     windows = []
     at = start + rule.interval

@@ -11,13 +11,14 @@ separate recovery bound so a value near the bound does not flap.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from parsers.streams import EVENT_KINDS, StreamKind
 from parsers.validation import StrictModel, location
@@ -31,14 +32,40 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# The longest duration a rule may hold. ``window: .inf`` or ``1.0e+300`` used to pass validation and
+# then fail every cycle of every rule (no date is that far away).
+MAX_DURATION_S = 366 * 86400.0
+# At most this many intervals per window, and windows of at least a second apart.
+MAX_WINDOW_INTERVALS = 100_000
+MIN_INTERVAL_S = 1.0
+
+
 def seconds(text: str | int | float) -> float:
-    """``30s``, ``5m``, ``1h``, ``2d`` (or a number of seconds) to seconds."""
+    """``30s``, ``5m``, ``1h``, ``2d`` (or a number of seconds) to seconds: finite, not negative,
+    at most 366 days; ValueError saying which otherwise."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    match = _DURATION.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use 30s, 5m, 1h, 2d)")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+        value, shown = float(text), f"{text:g}"
+    else:
+        shown = repr(str(text)[:40])
+        match = _DURATION.match(str(text).strip())
+        if match is None:
+            raise ValueError(f"not a duration: {shown} (use 30s, 5m, 1h, 2d)")
+        value = int(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value):
+        raise ValueError(f"{shown} is not a finite duration (use 30s, 5m, 1h, 2d)")
+    if value < 0:
+        raise ValueError(f"{shown} is a negative duration")
+    if value > MAX_DURATION_S:
+        raise ValueError(f"{shown} is more than 366 days")
+    return float(value)
+
+
+def duration_text(value: float) -> str:
+    """Seconds as the largest unit that divides them: ``366d``, ``90m``, ``1.5s``."""
+    for unit in ("d", "h", "m", "s"):
+        if value >= _UNITS[unit] and value % _UNITS[unit] == 0:
+            return f"{value / _UNITS[unit]:.0f}{unit}"
+    return f"{value:g}s"
 
 
 Duration = Annotated[float, Field(gt=0)]
@@ -108,6 +135,17 @@ class RuleBase(StrictModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return seconds(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float, info: ValidationInfo) -> float:
+        if value < MIN_INTERVAL_S:
+            raise ValueError(f"{duration_text(value)}: a rule is evaluated at most once a second (interval >= 1s)")
+        window = info.data.get("window")
+        if window is not None and window / value > MAX_WINDOW_INTERVALS:
+            raise ValueError(f"{duration_text(value)} is too short for window {duration_text(window)}: at most "
+                             f"{MAX_WINDOW_INTERVALS} intervals per window")
+        return value
 
     @field_validator("aggregation", mode="before")
     @classmethod

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import BadRequestError
+import structlog
+from elasticsearch import ApiError, BadRequestError
 
 from parsers.streams import data_stream_name
 from rules.model import Rule
 
 NO_GROUP = "*"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -211,3 +213,34 @@ def check_queries(client: Any, rules: list[Rule], index: str, namespace: str) ->
                 reason = next((e.get("error", "") for e in answer.get("explanations", []) if e.get("error")), "")
                 problems.append(f"rule {rule.name!r}: {key}: not a valid {what}: {reason[:200]}")
     return problems
+
+
+def _security_off(exc: ApiError) -> bool:
+    """The node answers without security: no ``_security`` endpoints (a distribution without
+    x-pack security), or security not enabled. Every index is then readable."""
+    text = f"{exc.body}".lower()
+    return "no handler found" in text or "security must be explicitly enabled" in text \
+        or "security is not enabled" in text
+
+
+def check_privileges(client: Any, rules: list[Rule], namespace: str) -> list[str]:
+    """Indices a rule reads that these credentials may not read, one line each naming the rule and
+    the index. Searches skip unreadable indices in silence (``ignore_unavailable``): an absence
+    rule would fire for ever and a threshold rule never. Asked of ``_has_privileges`` (which needs
+    no privilege of its own); on a node without security, every index is readable: no problems."""
+    wanted = {rule.name: [name for name in indices(rule, namespace).split(",") if name] for rule in rules}
+    names = sorted({name for found in wanted.values() for name in found})
+    if not names:
+        return []
+    try:
+        answer = client.security.has_privileges(index=[{"names": names, "privileges": ["read"]}])
+    except ApiError as exc:
+        if _security_off(exc):
+            log.debug("read_privilege_not_checked", why="security is not enabled on the node")
+            return []
+        log.warning("read_privilege_not_checked", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return []
+    granted = answer.get("index", {})
+    return [f"rule {rule.name!r}: index {name!r}: the credentials cannot read it (this rule would read nothing "
+            "there): grant the read privilege on it"
+            for rule in rules for name in wanted[rule.name] if not granted.get(name, {}).get("read", False)]

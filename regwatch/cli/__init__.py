@@ -14,6 +14,7 @@ from rich.text import Text
 
 from regwatch.cli import check, demo, deps, es, kibana, probe, receiver, rules, shipping, top
 from regwatch.cli.common import err, set_log_level
+from regwatch.cli.terminal import printable
 
 # Tracebacks never show locals (a bind failure once printed the webhook secret that way).
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False,
@@ -41,6 +42,6 @@ def main() -> None:
         app()
     except Exception as exc:  # noqa: BLE001 - the last guard: one line, no traceback, non-zero
         structlog.get_logger("regwatch").debug("unexpected_error", exc_info=True)
-        err.print(Text.assemble(("error: ", "red"), f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+        err.print(Text.assemble(("error: ", "red"), f"unexpected {type(exc).__name__}: {printable(' '.join(str(exc).split())[:500])}"
                                 " (run with --log-level DEBUG for the traceback)"), highlight=False)
         sys.exit(1)

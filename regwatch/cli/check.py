@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperGroup
 
+from regwatch.cli.terminal import printable
 from regwatch.plugin import Range, Status, line, perfdata, status_of
 
 
@@ -27,7 +28,9 @@ class PluginError(Exception):
 
 
 def _exit(status: Status, text: str, perf: list[str] | None = None) -> NoReturn:
-    sys.stdout.write(line(status, text, perf) + "\n")
+    """The plugin line, its control codes (groups and reasons are data) shown as ``\\xNN``: a NUL
+    would end it early for readers in C, an escape sequence would reach the operator's console."""
+    sys.stdout.write(printable(line(status, text, perf)) + "\n")
     sys.stdout.flush()
     raise typer.Exit(int(status))
 

@@ -42,7 +42,10 @@ def es_up(
 @app.command("down")
 def es_down() -> None:
     """Stop the nodes that `regwatch es up` started (and nothing else)."""
-    stopped = localnode.down(progress=lambda msg: err.print(msg))
+    try:
+        stopped = localnode.down(progress=lambda msg: err.print(msg))
+    except localnode.NodeError as exc:
+        fail(str(exc))
     err.print("stopped" if stopped else "nothing to stop")
 
 
@@ -52,7 +55,10 @@ def es_status(
 ) -> None:
     """Each node (name, roles, elected master, process) and the cluster's health; exit 1 when
     no node answers."""
-    info = localnode.status()
+    try:
+        info = localnode.status()
+    except localnode.NodeError as exc:
+        fail(str(exc))
     info["url"] = redact_url(info["url"])
     health = info.get("health") or {}
     if as_json:

@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
+from regwatch.cli.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data streams.")
 
@@ -34,6 +35,23 @@ def rules_validate(
             err.print(Text.assemble(("error: ", "red"), line), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"{len(rules)} rules valid: " + ", ".join(r.name for r in rules))
+
+
+def _refuse_unreadable(client, rules, settings) -> None:
+    """At the runner's start: a rule over an index its credentials cannot read is refused, in one
+    line naming the rule and the index (searches would skip that index in silence)."""
+    from rules.query import check_privileges
+
+    if problems := check_privileges(client, rules, settings.namespace):
+        fail(printable("; ".join(problems)))
+
+
+def _unreadable_warnings(client, rules, settings) -> None:
+    """``rules test`` and ``rules status``: the rules these credentials cannot read, as warnings."""
+    from rules.query import check_privileges
+
+    for problem in check_privileges(client, rules, settings.namespace):
+        err.print(Text.assemble(("warning: ", "yellow"), printable(problem)), highlight=False, soft_wrap=True)
 
 
 def _runner_id(configured: str | None) -> str:
@@ -77,6 +95,7 @@ def rules_run(
     with elasticsearch_errors(settings):
         store = StateStore(client, settings.namespace)
         store.ensure()
+        _refuse_unreadable(client, rules, settings)
         problems = check_queries(client, rules, store.index, settings.namespace)
     if problems:
         fail("; ".join(problems))
@@ -137,17 +156,49 @@ def rules_silence(
 ) -> None:
     """Mute a rule's notifications for a while, or until an alert resolves."""
     from regwatch.esclient import client_from_config
-    from rules.model import seconds
+    from rules.model import RuleError, load_rules
     from rules.runner import Runner
 
     if bool(duration) == until_resolved:
-        fail("give exactly one of --for DURATION and --until-resolved")
-    labels = dict(item.split("=", 1) for item in (label or []))
+        fail("give exactly one of --for DURATION and --until-resolved", code=2)
+    labels = dict(_label(item) for item in (label or []))
+    length = _silence_length(duration) if duration else None
     settings = load(config)
-    runner = Runner(client_from_config(settings), [], settings.namespace)
-    until = time.time() + seconds(duration) if duration else None
-    silence_id = runner.silence(rule, labels=labels, until=until, group=group, reason=reason)
-    typer.echo(f"{silence_id} rule={rule} labels={labels} " + (f"until={until:.0f}" if until else "until resolved"))
+    if rule != "*":  # a typo would silence nothing and say it had
+        try:
+            known = {r.name for r in load_rules(settings.rules.folder)}
+        except RuleError as exc:
+            fail(f"cannot check the rule name {rule!r}: {' '.join(str(exc).split())}")
+        if rule not in known:
+            fail(f"no rule {rule!r} in {settings.rules.folder} (rules: {', '.join(sorted(known)) or 'none'}; "
+                 "* silences every rule)", code=2)
+    until = time.time() + length if length is not None else None
+    with elasticsearch_errors(settings):
+        runner = Runner(client_from_config(settings), [], settings.namespace)
+        silence_id = runner.silence(rule, labels=labels, until=until, group=group, reason=reason)
+    typer.echo(printable(f"{silence_id} rule={rule} labels={labels} "
+                         + (f"until={until:.0f}" if until else "until resolved")))
+
+
+def _label(item: str) -> tuple[str, str]:
+    """One ``--label key=value``; a one-line error naming it otherwise."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        fail(f"--label {item!r}: not key=value (e.g. --label severity=critical)", code=2)
+    return key, value
+
+
+def _silence_length(text: str) -> float:
+    """``--for``: a positive duration (30s, 5m, 1h, 2d), else a one-line error naming it."""
+    from rules.model import seconds
+
+    try:
+        length = seconds(text)
+    except ValueError as exc:
+        fail(f"--for: {exc}", code=2)
+    if length <= 0:
+        fail(f"--for {text!r}: not a positive duration", code=2)
+    return length
 
 
 def _epoch(text: str, option: str) -> float:
@@ -198,18 +249,23 @@ def rules_test(
     settings = load(config)
     rule = _one_rule(settings, folder, rule_name)
     moment = _epoch(at, "--at") if at is not None else time.time()
+    client = client_from_config(settings)
     with elasticsearch_errors(settings):
-        trial = dry_run(client_from_config(settings), rule, settings.namespace, moment)
-    typer.echo(f"rule {rule.name} ({rule.type}) window {iso_from_epoch(trial.window_start)} .. "
-               f"{iso_from_epoch(trial.window_end)} on {rule.time_field}")
-    typer.echo(f"index {trial.index}")
-    typer.echo("query " + json.dumps(trial.query, ensure_ascii=False))
-    typer.echo(f"threshold {trial.threshold}")
+        _unreadable_warnings(client, [rule], settings)
+        trial = dry_run(client, rule, settings.namespace, moment)
+    def echo(text: str) -> None:  # groups and stored states are data: their control codes are shown escaped
+        typer.echo(printable(text))
+
+    echo(f"rule {rule.name} ({rule.type}) window {iso_from_epoch(trial.window_start)} .. "
+         f"{iso_from_epoch(trial.window_end)} on {rule.time_field}")
+    echo(f"index {trial.index}")
+    echo("query " + json.dumps(trial.query, ensure_ascii=False))
+    echo(f"threshold {trial.threshold}")
     for row in trial.rows:
         arrow = f"{row.state} -> {row.next_state}"
-        typer.echo(f"group={row.group} value={round(row.value, 4)} {arrow}"
-                   + (f" (would notify {row.notify} to {', '.join(rule.notify) or 'nobody'})" if row.notify else ""))
-    typer.echo(f"{len(trial.rows)} groups; would notify {sum(1 for r in trial.rows if r.notify)}; nothing sent")
+        echo(f"group={row.group} value={round(row.value, 4)} {arrow}"
+             + (f" (would notify {row.notify} to {', '.join(rule.notify) or 'nobody'})" if row.notify else ""))
+    echo(f"{len(trial.rows)} groups; would notify {sum(1 for r in trial.rows if r.notify)}; nothing sent")
 
 
 @app.command("backtest")
@@ -223,16 +279,34 @@ def rules_backtest(
     """Replay a rule over stored history: when it would have fired and resolved."""
     from regwatch.esclient import client_from_config
     from parsers.timestamps import iso_from_epoch
-    from rules.backtest import backtest
+    from rules.backtest import MAX_WINDOWS, backtest, window_count
+    from rules.model import duration_text
 
     settings = load(config)
     rule = _one_rule(settings, folder, rule_name)
-    transitions = backtest(client_from_config(settings), rule, settings.namespace, _epoch(since, "--from"),
-                           _epoch(until, "--to"))
+    start, end = _epoch(since, "--from"), _epoch(until, "--to")
+    if start >= end:
+        fail(f"--from {since!r} is not before --to {until!r}", code=2)
+    if (count := window_count(rule, start, end)) > MAX_WINDOWS:
+        fail(f"--from {since!r} --to {until!r}: {count} windows at the interval of rule {rule.name} "
+             f"({duration_text(rule.interval)}); a backtest replays at most {MAX_WINDOWS}: shorten the range",
+             code=2)
+    with elasticsearch_errors(settings):
+        transitions = backtest(client_from_config(settings), rule, settings.namespace, start, end)
     for t in transitions:
         stamp = iso_from_epoch(t.at, millis=False)
-        typer.echo(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}")
+        typer.echo(printable(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}"))
     typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
+
+
+def _rules_or_none(settings) -> list:
+    """The configured rules, or none when they do not load (rules validate says why)."""
+    from rules.model import RuleError, load_rules
+
+    try:
+        return load_rules(settings.rules.folder)
+    except RuleError:
+        return []
 
 
 def _unstamped(client, settings) -> dict[str, int]:
@@ -275,20 +349,22 @@ def rules_status(
     with elasticsearch_errors(settings):
         store.ensure()
         unstamped = _unstamped(client, settings)
-    now = time.time()
-    runners = store.runners()
+        _unreadable_warnings(client, _rules_or_none(settings), settings)
+        now = time.time()
+        runners = store.runners()
+        firing = store.firing()
     alive = [r for r in runners if now - r["last_cycle"] <= stale_after and r.get("state") != "stopped"]
     for runner in sorted(runners, key=lambda r: r["runner"]):
         age = now - runner["last_cycle"]
         condition = "stopped" if runner.get("state") == "stopped" else "alive" if age <= stale_after else "STALE"
-        typer.echo(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s {condition}")
+        typer.echo(printable(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s "
+                             f"{condition}"))
     for index, count in unstamped.items():
-        err.print(f"warning: {count} document(s) in {index} have no event.ingested (indexed by another shipper, or "
+        err.print(f"warning: {count} document(s) in {printable(index)} have no event.ingested (indexed by another shipper, or "
                   "by a node without the ingest pipeline): rules count them by @timestamp, so one that arrives "
                   "after its window has passed is missed", markup=False, soft_wrap=True)
-    firing = store.firing()
     for alert in firing:
-        typer.echo(f"firing {alert['rule']} group={alert['group']} value={alert['value']}")
+        typer.echo(printable(f"firing {alert['rule']} group={alert['group']} value={alert['value']}"))
     typer.echo(f"runners={len(runners)} alive={len(alive)} firing={len(firing)}")
     if check and not alive:
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
+from regwatch.cli.terminal import printable
 
 
 app = typer.Typer()
@@ -205,7 +206,7 @@ def status(
 
     table = Table("file", "offset", "size", "behind")
     for row in rows:
-        table.add_row(Text(path_text(row.path)), str(row.offset), "-" if row.size is None else str(row.size),
+        table.add_row(Text(printable(path_text(row.path))), str(row.offset), "-" if row.size is None else str(row.size),
                       "rotated away" if row.behind is None else str(row.behind))
     Console().print(table)
 
@@ -234,9 +235,13 @@ def _status_all(settings, as_json: bool) -> None:
                       title=Text(f"{len(docs)} shipper(s) in namespace {settings.namespace}"))
         for doc in docs:
             style = {"running": "green", "stale": "bold red", "stopped": "dim"}[doc["condition"]]
-            table.add_row(Text(str(doc.get("shipper_id"))), Text(str(doc.get("host", {}).get("name"))),
-                          Text(doc["condition"], style=style), f"{doc['age_s']:.0f}s ago", str(doc.get("files_count", 0)),
-                          str(doc.get("behind_bytes", 0)), str(doc.get("events", 0)), str(doc.get("dead_letters", 0)))
+            host = doc.get("host")
+            # Every cell from a heartbeat document is data: its control codes are shown, never sent.
+            table.add_row(Text(printable(doc.get("shipper_id"))),
+                          Text(printable(host.get("name") if isinstance(host, dict) else host)),
+                          Text(doc["condition"], style=style), f"{doc['age_s']:.0f}s ago",
+                          *(Text(printable(doc.get(key, 0))) for key in ("files_count", "behind_bytes", "events",
+                                                                          "dead_letters")))
         Console().print(table)
         if not docs:
             err.print(f"no shipper has reported in namespace {settings.namespace} (heartbeats: regwatch-shipper-state-"

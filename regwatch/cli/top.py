@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from regwatch.cli.common import elasticsearch_errors, err, fail, load
+from regwatch.cli.terminal import printable
 
 app = typer.Typer()
 
@@ -25,10 +26,10 @@ def _ms(value: float | None) -> str:
 def render(view, namespace: str) -> Group:
     """One frame: tables of the overview, no logic beyond formatting. Names from the data (models,
     groups, targets, reasons) go in as Text, never parsed as rich markup: a model called "[/]"
-    from a log line is printed as it is."""
+    from a log line is printed as it is; their control codes are shown as ``\\xNN``, never sent."""
     ratio = view.error_ratio
     head = Text.assemble(
-        ("regwatch top", "bold"), f"  namespace {namespace}, last {view.minutes} min   ",
+        ("regwatch top", "bold"), f"  namespace {printable(namespace)}, last {view.minutes} min   ",
         ("error ratio ", ""), (f"{ratio:.1%}" if ratio is not None else "-", "red" if ratio and ratio > 0.05 else "green"),
         f"   p50 {_ms(view.p50_ms)}   p95 {_ms(view.p95_ms)}   ",
         f"shipper: newest line indexed {'-' if view.newest_ingested_s_ago is None else f'{view.newest_ingested_s_ago:.0f} s ago'}"
@@ -36,18 +37,20 @@ def render(view, namespace: str) -> Group:
     kinds = Table("kind", *[f"-{view.minutes - 1 - i}m" if i < view.minutes - 1 else "now" for i in range(view.minutes)],
                   title="operations per minute", title_justify="left")
     for kind, counts in view.per_minute.items():
-        kinds.add_row(Text(kind), *[str(c) for c in counts])
+        kinds.add_row(Text(printable(kind)), *[str(c) for c in counts])
     availability = Table("target", "now", "up", "checks", title="availability", title_justify="left")
     for target, a in view.availability.items():
-        availability.add_row(Text(target), Text("up", "green") if a["up_now"] else Text(f"down ({a['reason']})", "red"),
+        availability.add_row(Text(printable(target)),
+                             Text("up", "green") if a["up_now"] else Text(f"down ({printable(a['reason'])})", "red"),
                              f"{a['up_ratio']:.1%}", str(a["checks"]))
     models = Table("model", "calls", title="busiest models", title_justify="left")
     for name, count in view.models.items():
-        models.add_row(Text(name), str(count))
+        models.add_row(Text(printable(name)), str(count))
     firing = Table("rule", "group", "state", "since", title="alerts", title_justify="left")
     for alert in view.firing:
         since = time.strftime("%H:%M:%S", time.localtime(alert.get("since") or 0))
-        firing.add_row(Text(alert.get("rule", "")), Text(alert.get("group", "")), Text(alert.get("state", ""), "red"), since)
+        firing.add_row(Text(printable(alert.get("rule", ""))), Text(printable(alert.get("group", ""))),
+                       Text(printable(alert.get("state", "")), "red"), since)
     if not view.firing:
         firing.add_row("none firing", "", "", "")
     return Group(head, kinds, availability, models, firing)

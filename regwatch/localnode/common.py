@@ -26,6 +26,7 @@ DOCKER_IMAGE = os.environ.get(
 )
 ES_USER = "regwatch-es"
 DEFAULT_PORT = 9200
+MAX_BASE_PORT = 65535 - 108  # node i of nine: HTTP on base + i, transport on base + 100 + i
 HEAP = "1g"
 READY_TIMEOUT_S = 120.0
 
@@ -53,7 +54,15 @@ def base_dir() -> Path:
 
 
 def port() -> int:
-    return int(os.environ.get("REGWATCH_ES_PORT", DEFAULT_PORT))
+    """``REGWATCH_ES_PORT`` (the local node's HTTP port), else 9200; NodeError naming the variable
+    when it is not a port."""
+    text = os.environ.get("REGWATCH_ES_PORT", "").strip()
+    if not text:
+        return DEFAULT_PORT
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_BASE_PORT:
+        raise NodeError(f"REGWATCH_ES_PORT={text[:20]!r}: not a port from 1 to {MAX_BASE_PORT} (a local "
+                        "cluster's nodes also take the ports up to 108 above it)")
+    return int(text)
 
 
 def work_dir(base: int | None = None) -> Path:
