@@ -12,8 +12,11 @@ offset 0 under its new fingerprint; a copy of a known file takes over its identi
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import structlog
@@ -22,12 +25,15 @@ from pipeline.checkpoint import CheckpointStore
 from pipeline.fileevents import FileEvent, FileEventHandler, FileEventKind, log_event
 from pipeline.identity import Identifier, fingerprint, head_of
 from pipeline.reader import READ_CHUNK, FileSource, Line, LineReader, TrackedFile
-from pipeline.scanner import InputSpec, Scanner
+from pipeline.scanner import Candidate, InputSpec, Scanner, path_text, within
 
 log = structlog.get_logger(__name__)
 
 StartOffsetFn = Callable[[FileSource, int], None]
 Kind = FileEventKind
+# Open what the scanner checked, as it is: never through a link, never waiting (a FIFO with no
+# writer would block the open for ever), never becoming a controlling terminal.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class Tailer:
@@ -37,6 +43,13 @@ class Tailer:
     starting offsets, and never writes it (the shipper does, after acknowledgement), except
     through ``on_start_offset``: a file first seen with ``start_at: end`` starts at its end, a
     choice the caller records at once (a restart would otherwise choose a new end).
+
+    A file is opened as the scanner checked it (:class:`~pipeline.scanner.Candidate`): its
+    resolved path, without following a link, without blocking; and read only when the opened
+    descriptor is a regular file with the checked device and inode (and, links not followed,
+    still inside the input's folder). Anything else (a FIFO, a device, a link or another file
+    swapped in after the check) is refused: logged once per path and reason, counted in
+    ``refused`` (reason -> count), and never blocks or stops the others.
     """
 
     def __init__(self, specs: list[InputSpec], store: CheckpointStore, *, max_line_bytes: int = 1024 * 1024,
@@ -52,6 +65,8 @@ class Tailer:
         self._on_start_offset = on_start_offset
         self._on_event = on_event
         self._first_scan = True
+        self.refused: Counter[str] = Counter()
+        self._refusals_logged: set[tuple[str, str]] = set()
 
     def set_specs(self, specs: list[InputSpec]) -> None:
         self.specs = specs
@@ -69,16 +84,12 @@ class Tailer:
         """Match globs, open new files, notice renames, truncations and deletions."""
         seen: set[tuple[int, int]] = set()
         for spec in self.specs:
-            for path in self.scanner.expand(spec):
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                key = (st.st_dev, st.st_ino)
+            for candidate in self.scanner.expand(spec):
+                path, key = candidate.path, candidate.key
                 seen.add(key)
                 tracked = self.files.get(key)
                 if tracked is None:
-                    self._open(spec, path, key)
+                    self._open(spec, candidate)
                     continue
                 if tracked.path != path and not _is_file(tracked.path, key):
                     self._event(Kind.RENAMED, path, previous=tracked.path)  # else: one file, two paths
@@ -93,19 +104,30 @@ class Tailer:
             self._check_truncated(tracked)
         self._first_scan = False
 
-    def _open(self, spec: InputSpec, path: str, key: tuple[int, int]) -> None:
+    def _open(self, spec: InputSpec, candidate: Candidate) -> None:
+        path, key = candidate.path, candidate.key
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(candidate.real, OPEN_FLAGS)
         except OSError as exc:
-            log.warning("open_failed", path=path, error=str(exc))
+            # ELOOP: a link swapped in after the check; ENXIO and the like: not a file to read.
+            self._refuse(path, "not opened as checked", str(exc))
             return
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != key:  # replaced between stat and open: next scan
+        reason = _not_as_checked(fd, candidate)
+        if reason is not None:
             os.close(fd)
+            self._refuse(path, reason)
             return
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         self.files[key] = TrackedFile(spec=spec, path=path, fd=fd, device=key[0], inode=key[1],
                                       start_at_end=self._first_scan and spec.start_at == "end")
         self._event(Kind.CREATED, path, device=key[0], inode=key[1])
+
+    def _refuse(self, path: str, reason: str, error: str | None = None) -> None:
+        self.refused[reason] += 1
+        if (path, reason) not in self._refusals_logged:
+            self._refusals_logged.add((path, reason))
+            log.warning("file_refused", path=path_text(path), reason=reason,
+                        **({"error": path_text(error)} if error else {}))
 
     def _check_truncated(self, tracked: TrackedFile) -> None:
         """Truncation: the size fell below our position (reads would only see the end of file).
@@ -211,6 +233,23 @@ class Tailer:
             except OSError:
                 pass
         self.files.clear()
+
+
+def _not_as_checked(fd: int, candidate: Candidate) -> str | None:
+    """Why the opened descriptor is not the file the scanner checked; None when it is."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if (st.st_dev, st.st_ino) != candidate.key:
+        return "replaced after it was checked"
+    if candidate.inside is not None:
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: the device and inode check above stands alone
+            return None
+        if not within(candidate.inside, opened):
+            return "outside the input's folder"
+    return None
 
 
 def _is_file(path: str, key: tuple[int, int]) -> bool:

@@ -168,3 +168,126 @@ def test_the_fingerprint_waits_for_a_complete_first_line() -> None:
     assert fingerprint(b"no newline yet") is None
     assert fingerprint(b"line\nmore") == fingerprint(b"line\nother")
     assert fingerprint(b"x" * 2000) is not None  # a first line longer than 1 KiB: its first KiB
+
+
+# -- opening what was checked ------------------------------------------------------------------------
+
+def _swap_after_check(tailer, swap) -> None:
+    """Run ``swap`` between the scanner's check and the tailer's open: the race a writer of the
+    log folder can win."""
+    expand = tailer.scanner.expand
+
+    def expand_then_swap(spec):
+        found = expand(spec)
+        swap()
+        return found
+
+    tailer.scanner.expand = expand_then_swap
+
+
+def _in_thread(call, timeout: float = 10.0):
+    import threading
+
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(value=call()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return thread.is_alive(), out.get("value")
+
+
+def test_a_fifo_swapped_in_after_the_check_blocks_nothing_and_the_other_files_are_read(tmp_path: Path) -> None:
+    import structlog
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", "a1\na2\n")
+    write(logs / "b.log", "b1\n")
+    fifo = logs / "b.log"
+    follow = Follow(tmp_path, str(logs / "*.log"))
+
+    def to_fifo() -> None:
+        fifo.unlink()
+        os.mkfifo(fifo)
+
+    _swap_after_check(follow.tailer, to_fifo)
+    try:
+        with structlog.testing.capture_logs() as logged:
+            stuck, lines = _in_thread(follow.lines)
+            assert not stuck, "the shipper blocked opening a FIFO"
+            assert lines == [b"a1\n", b"a2\n"]
+            follow.tailer.scanner.expand = type(follow.tailer.scanner).expand.__get__(follow.tailer.scanner)
+            os.mkfifo(logs / "c.log")  # a FIFO there from the start: never offered, never opened
+            write(logs / "a.log", "a3\n")
+            stuck, lines = _in_thread(follow.lines)
+            assert not stuck and lines == [b"a3\n"]
+        assert sum(follow.tailer.refused.values()) == 1
+        refusals = [e for e in logged if e["event"] == "file_refused"]
+        assert refusals == [{"event": "file_refused", "log_level": "warning", "path": str(fifo),
+                             "reason": "not a regular file"}]
+        assert {str(logs / "a.log")} == {t.path for t in follow.tailer.files.values()}
+    finally:
+        for name in ("b.log", "c.log"):  # an old tailer stuck in open() is released by a writer
+            try:
+                os.close(os.open(logs / name, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        follow.tailer.close()
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    logs, elsewhere = tmp_path / "logs", tmp_path / "elsewhere"
+    logs.mkdir()
+    elsewhere.mkdir()
+    write(elsewhere / "shadow", "root:secret\n")
+    write(logs / "access.log", "line\n")
+    follow = Follow(tmp_path, str(logs / "*.log"))
+
+    def to_link() -> None:
+        (logs / "access.log").unlink()
+        (logs / "access.log").symlink_to(elsewhere / "shadow")
+
+    _swap_after_check(follow.tailer, to_link)
+    stuck, lines = _in_thread(follow.lines)
+    assert not stuck and lines == []
+    assert follow.tailer.files == {} and dict(follow.tailer.refused) == {"not opened as checked": 1}
+    follow.tailer.close()
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_read(tmp_path: Path) -> None:
+    logs, elsewhere = tmp_path / "logs", tmp_path / "elsewhere"
+    (logs / "app").mkdir(parents=True)
+    elsewhere.mkdir()
+    write(elsewhere / "access.log", "root:secret\n")
+    write(logs / "app" / "access.log", "line\n")
+    follow = Follow(tmp_path, str(logs / "*" / "access.log"))
+
+    def folder_to_link() -> None:
+        (logs / "app").rename(logs / "app.old")
+        (logs / "app").symlink_to(elsewhere)
+
+    _swap_after_check(follow.tailer, folder_to_link)
+    stuck, lines = _in_thread(follow.lines)
+    assert not stuck and b"root:secret\n" not in lines and lines == []
+    assert sum(follow.tailer.refused.values()) == 1
+    follow.tailer.close()
+
+
+def test_with_follow_symlinks_the_checked_target_is_read_not_a_link_retargeted_after(tmp_path: Path) -> None:
+    logs, elsewhere = tmp_path / "logs", tmp_path / "elsewhere"
+    logs.mkdir()
+    elsewhere.mkdir()
+    write(elsewhere / "checked.log", "checked\n")
+    write(elsewhere / "other", "root:secret\n")
+    (logs / "current.log").symlink_to(elsewhere / "checked.log")
+    store = CheckpointStore(tmp_path / "cp.json")
+    tailer = Tailer([InputSpec(index=0, paths=(str(logs / "*.log"),), follow_symlinks=True)], store)
+
+    def retarget() -> None:
+        (logs / "current.log").unlink()
+        (logs / "current.log").symlink_to(elsewhere / "other")
+
+    _swap_after_check(tailer, retarget)
+    tailer.scan()
+    lines = [line.raw for batch in tailer.poll() for line in batch]
+    assert lines == [b"checked\n"]
+    tailer.close()
