@@ -7,10 +7,19 @@ public/datasources/form_based/to_expression.ts`` and each operation's ``toEsAggs
 ``.../form_based/operations/definitions/``). This module makes the same request from the same
 state, so a panel and the query that tests it cannot drift: change the panel and the test query
 changes with it.
+
+A formula column sends nothing itself: Lens stores the columns it parses the formula into (one
+per function, then a ``math`` column over them; ``.../definitions/formula/parse.ts``), sends the
+function columns like any other and computes the ``math`` column from their values
+(``formula/math.tsx`` ``toExpression``: a ``mathColumn`` whose errors, such as 0/0, are null).
+``metric_values`` does the same with the response of a layer without buckets, so a test reads
+the number the panel shows.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +50,14 @@ def _query(state_query: dict[str, Any]) -> dict[str, Any] | None:
     return compile_kql(text)
 
 
+# Columns computed from other columns after the search: they add no aggregation.
+CALCULATED = {"formula", "math"}
+
+
 def _metric(column_id: str, column: dict[str, Any]) -> dict[str, Any] | None:
     op = column["operationType"]
+    if op in CALCULATED:
+        return None
     if op == "count":
         agg = None
     elif op == "percentile":
@@ -68,6 +83,8 @@ def _order(column: dict[str, Any], columns: dict[str, Any]) -> dict[str, str]:
     target_id = order_by["columnId"]
     target = columns[target_id]
     op = target["operationType"]
+    if op in CALCULATED:
+        raise LensQueryError(f"terms ordered by the {op} column {target_id!r}")
     if op == "count":
         return {"_count" if "filter" not in target else f"{target_id}>_count": direction}
     if op == "percentile":
@@ -116,3 +133,62 @@ def lens_request(lens: dict[str, Any], data_views: dict[str, dict[str, Any]]) ->
     if (query := _query(state.get("query", {}))) is not None:
         body["query"] = {"bool": {"filter": [query]}}
     return LensRequest(index, body)
+
+
+# tinymath functions a math column may use here (Lens's tinymath ``divide``, ``multiply``, ...)
+_MATH: dict[str, Callable[[float, float], float]] = {"add": operator.add, "subtract": operator.sub,
+                                                      "multiply": operator.mul, "divide": operator.truediv}
+
+
+def metric_values(lens: dict[str, Any], response: dict[str, Any]) -> dict[str, float | None]:
+    """The value of every column of a layer without buckets, from the response to its request:
+    counts and metrics as Lens reads them, math and formula columns computed as Lens computes them."""
+    ((_, layer),) = lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].items()
+    columns = layer["columns"]
+    if any(c["isBucketed"] for c in columns.values()):
+        raise LensQueryError("metric_values reads layers without buckets")
+    aggs = response.get("aggregations", {})
+    values: dict[str, float | None] = {}
+
+    def leaf(column_id: str, column: dict[str, Any]) -> float | None:
+        op = column["operationType"]
+        if op == "count":
+            count = aggs[column_id]["doc_count"] if "filter" in column else response["hits"]["total"]["value"]
+            return None if count == 0 and column.get("params", {}).get("emptyAsNull") else float(count)
+        agg = aggs[column_id]["value"] if "filter" in column else aggs[column_id]
+        if op == "percentile":
+            ((_, value),) = agg["values"].items()
+            return value
+        return agg["value"]
+
+    def evaluate(node: Any) -> float | None:
+        if isinstance(node, (int, float)):
+            return float(node)
+        if isinstance(node, str):
+            return value(node)
+        if node.get("type") != "function" or node.get("name") not in _MATH:
+            raise LensQueryError(f"math node {node!r}")
+        args = [evaluate(a) for a in node["args"]]
+        if any(a is None for a in args):
+            return None
+        result = args[0]
+        try:
+            for arg in args[1:]:
+                result = _MATH[node["name"]](result, arg)  # type: ignore[arg-type]
+        except ZeroDivisionError:
+            return None  # mathColumn onError: null
+        return result
+
+    def value(column_id: str) -> float | None:
+        if column_id not in values:
+            column = columns[column_id]
+            op = column["operationType"]
+            if op == "formula":
+                values[column_id] = value(column["references"][0]) if column["references"] else None
+            elif op == "math":
+                values[column_id] = evaluate(column["params"]["tinymathAst"])
+            else:
+                values[column_id] = leaf(column_id, column)
+        return values[column_id]
+
+    return {column_id: value(column_id) for column_id in layer["columnOrder"]}

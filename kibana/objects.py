@@ -5,9 +5,18 @@ object Kibana imports is built; the tests derive each panel's Elasticsearch requ
 Lens state (``kibana.lens_query``). ``python -m kibana.objects`` writes ``kibana/regwatch.ndjson``;
 a test checks the committed file equals this output.
 
-The objects target Kibana 8.9 and later (8.19 and 9.x included). Each carries the version fields
-a Kibana 8.9+ export would give it (``VERSIONS``), so an import runs none of the legacy
-migrations of its type, and ``managed: false``.
+The objects target Kibana 8.10 and later (8.19 and 9.x included): 8.10 is the first Lens with a
+duration value format (``duration`` in ``lens/common/expressions/defs/format_column/
+supported_formats.ts``, elastic/kibana#162246); an older Lens reads an unknown format id as
+the field formatter's defaults (seconds, humanized), which would show 48 ms as "a year". Each
+object carries the version fields a Kibana 8.9+ export would give it (``VERSIONS``), so an import
+runs none of the legacy migrations of its type, and ``managed: false``.
+
+Every metric column carries the value format a person reads (``value_format``): counts as whole
+numbers, ``event.duration`` (nanoseconds, ECS) as a duration, ratios as percent, ``*.bytes`` as
+bytes. The parameter names are Lens's own (``ValueFormatConfig`` in ``lens/public/datasources/
+form_based/operations/definitions/column_types.ts``; the units of ``fromUnit``/``toUnit`` are the
+field formatter's, ``field_formats/common/constants/duration_formats.ts``).
 """
 
 from __future__ import annotations
@@ -66,11 +75,15 @@ DATA_VIEWS = {
 
 @dataclass(frozen=True)
 class Metric:
-    op: str  # count | percentile | unique_count | average | max
+    """One metric column. ``op`` is a Lens operation, or ``ratio``: a Lens formula
+    ``count(kql='<kql>') / count()`` over the events ``of`` selects (the formula's "filter by")."""
+
+    op: str  # count | percentile | unique_count | average | max | ratio
     field: str | None = None
     label: str = ""
     percentile: int | None = None
-    kql: str | None = None  # a filter on this metric only (Lens "filter by")
+    kql: str | None = None  # a filter on this metric only (Lens "filter by"); ratio: the numerator
+    of: str | None = None  # ratio: the KQL selecting the denominator (and the numerator within it)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,14 @@ class Vis:
 
 COUNT = Metric("count", label="Events")
 
+# What the registry answers: the calls of the rule ``registry-error-ratio`` (rules/builtin/
+# registry.yaml: kinds registration, retrieval, version, error; numerator event.outcome:failure),
+# so the dashboard's error rate and the alert's are the same number. Access-log lines and alerts
+# are not calls.
+CALL_KINDS = ("registration", "retrieval", "version", "error")
+CALLS = " or ".join(f'data_stream.dataset : "{streams.dataset(kind)}"' for kind in CALL_KINDS)
+FAILED = 'event.outcome : "failure"'
+
 OVERVIEW = [
     Vis("regwatch-activity-over-time", "Registrations, retrievals and version changes over time", "bar_stacked",
         "regwatch-events", (COUNT,), x_time=True, terms=("data_stream.dataset",), size=7,
@@ -102,9 +123,10 @@ OVERVIEW = [
          Metric("count", label="5xx", kql="http.response.status_code >= 500")),
         x_time=True),
     Vis("regwatch-error-rate", "Error rate", "metric", "regwatch-events",
-        (Metric("count", label="Errors", kql=f'data_stream.dataset : "{streams.dataset("error")}"'),),
-        description="Error events; compare with the activity panel for the rate."),
-    Vis("regwatch-latency-percentiles", "Response time p50 / p95 / p99 (ns)", "line", "regwatch-events",
+        (Metric("ratio", label="Failed calls / all calls", kql=FAILED, of=CALLS),),
+        description="Failed registry calls over all registry calls (registrations, retrievals, version changes, "
+                    "errors), as the registry-error-ratio rule counts them."),
+    Vis("regwatch-latency-percentiles", "Response time p50 / p95 / p99", "line", "regwatch-events",
         (Metric("percentile", "event.duration", "p50", 50), Metric("percentile", "event.duration", "p95", 95),
          Metric("percentile", "event.duration", "p99", 99)), x_time=True),
     Vis("regwatch-availability-probes", "Availability (health probe)", "line", "regwatch-availability",
@@ -157,8 +179,9 @@ OVERVIEW_HELP = """**Model Registry Overview**
 * **Retrievals by model / by version**: what is being pulled, most first.
 * **Errors, 4xx and 5xx apart**: client mistakes (4xx: missing models, bad names) against
   server failures (5xx: the registry or its proxy is down).
-* **Error rate**: error events in the time range.
-* **Response time p50 / p95 / p99**: from `event.duration` (nanoseconds) where the log has timings.
+* **Error rate**: failed registry calls over all registry calls (registrations, retrievals,
+  version changes, errors) in the time range: the number the `registry-error-ratio` rule watches.
+* **Response time p50 / p95 / p99**: from `event.duration` where the log has timings.
 * **Availability**: results of the health probe (`metrics-modelregistry.availability-*`); empty
   until a probe runs.
 * **Requests by user / by source**: who is calling.
@@ -182,7 +205,76 @@ DASHBOARDS = [
 LAYER = "layer1"
 
 
-def _metric_column(metric: Metric) -> dict[str, Any]:
+# -- value formats (Lens ValueFormatConfig) -----------------------------------------------------
+
+NUMBER = {"id": "number", "params": {"decimals": 0}}
+PERCENT = {"id": "percent", "params": {"decimals": 1}}
+BYTES = {"id": "bytes", "params": {"decimals": 1}}
+# humanizePrecise: the largest unit in which the value is at least 1, "48.0 milliseconds"
+NANOSECONDS = {"id": "duration", "params": {"fromUnit": "nanoseconds", "toUnit": "humanizePrecise", "decimals": 1}}
+FIELD_FORMATS = {"event.duration": NANOSECONDS}  # ECS: event.duration is in nanoseconds
+
+
+def value_format(metric: Metric) -> dict[str, Any]:
+    """The format a person reads for a metric: whole counts, durations, percent, bytes."""
+    if metric.op in ("count", "unique_count"):
+        return NUMBER
+    if metric.op == "ratio":
+        return PERCENT
+    if metric.field in FIELD_FORMATS:
+        return FIELD_FORMATS[metric.field]
+    if metric.field and metric.field.endswith(".bytes"):
+        return BYTES
+    if metric.field and metric.field.endswith(".pct"):
+        return PERCENT
+    return {"id": "number", "params": {"decimals": 2}}
+
+
+def _count(label: str, kql: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    column: dict[str, Any] = {"label": label, "customLabel": True, "dataType": "number", "isBucketed": False,
+                              "scale": "ratio", "operationType": "count", "sourceField": "___records___",
+                              "params": params}
+    if kql:
+        column["filter"] = {"query": kql, "language": "kuery"}
+    return column
+
+
+def _formula_text_value(kql: str) -> str:
+    """A KQL string as a formula's quoted argument (lens formula/generate.ts escapes \\ and ')."""
+    return kql.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _ratio_columns(column_id: str, metric: Metric) -> dict[str, dict[str, Any]]:
+    """A Lens formula column and the helper columns Lens stores with it.
+
+    What Lens's ``insertOrReplaceFormulaColumn`` (formula/parse.ts) writes for
+    ``count(kql='<kql>') / count()`` with the formula filtered by ``of``: one count per function
+    (``<id>X0``, ``<id>X1``; the formula's filter merged into each as ``(<of>) AND (<kql>)``,
+    formula/util.ts ``mergeWithGlobalFilters``; ``emptyAsNull: false`` as for every count used in
+    math, count.tsx), then the math column (``<id>X2``) whose ``tinymathAst`` divides them. Lens
+    renders from these columns (formula.tsx ``toExpression`` reads the math column).
+    """
+    assert metric.kql and metric.of, "a ratio needs kql (the numerator) and of (the whole)"
+    formula = f"count(kql='{_formula_text_value(metric.kql)}') / count()"
+    part = f"Part of {metric.label}"
+    numerator, whole, math = (f"{column_id}X{i}" for i in range(3))
+    return {
+        column_id: {"label": metric.label, "customLabel": True, "dataType": "number", "isBucketed": False,
+                    "scale": "ratio", "operationType": "formula",
+                    "params": {"formula": formula, "isFormulaBroken": False, "format": value_format(metric)},
+                    "filter": {"query": metric.of, "language": "kuery"}, "references": [math]},
+        numerator: _count(part, f"({metric.of}) AND ({metric.kql})", {"emptyAsNull": False}),
+        whole: _count(part, metric.of, {"emptyAsNull": False}),
+        math: {"label": part, "customLabel": True, "dataType": "number", "isBucketed": False, "scale": "ratio",
+               "operationType": "math", "references": [numerator, whole],
+               "params": {"tinymathAst": {"type": "function", "name": "divide", "args": [numerator, whole],
+                                          "location": {"min": 0, "max": len(formula)}, "text": formula}}},
+    }
+
+
+def _metric_columns(column_id: str, metric: Metric) -> dict[str, dict[str, Any]]:
+    if metric.op == "ratio":
+        return _ratio_columns(column_id, metric)
     column: dict[str, Any] = {"label": metric.label or metric.op, "customLabel": bool(metric.label),
                               "dataType": "number", "isBucketed": False, "scale": "ratio"}
     if metric.op == "count":
@@ -191,9 +283,10 @@ def _metric_column(metric: Metric) -> dict[str, Any]:
         column.update(operationType="percentile", sourceField=metric.field, params={"percentile": metric.percentile})
     else:
         column.update(operationType=metric.op, sourceField=metric.field, params={"emptyAsNull": True})
+    column["params"]["format"] = value_format(metric)
     if metric.kql:
         column["filter"] = {"query": metric.kql, "language": "kuery"}
-    return column
+    return {column_id: column}
 
 
 def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
@@ -214,8 +307,9 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
                         "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
         buckets.append("x")
     for column_id, metric in zip(metrics, vis.metrics, strict=True):
-        columns[column_id] = _metric_column(metric)
-    return columns, buckets + metrics, buckets, metrics
+        columns.update(_metric_columns(column_id, metric))
+    helpers = [c for c in columns if c not in buckets and c not in metrics]  # a formula's, after it (as Lens orders them)
+    return columns, buckets + metrics + helpers, buckets, metrics
 
 
 def _visualization(vis: Vis, buckets: list[str], metrics: list[str]) -> tuple[str, dict[str, Any]]:

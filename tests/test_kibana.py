@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 from elasticsearch import Elasticsearch
 
 from kibana.fields import KIBANA_TYPES, fields, flatten
 from kibana.kql import KqlError, compile_kql, fields_named
-from kibana.lens_query import lens_request
-from kibana.objects import CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
-from support.kibana_checker import LEGACY_MIGRATIONS, check, pending_migrations
+from kibana.lens_query import lens_request, metric_values
+from kibana.objects import CALL_KINDS, CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
+from parsers.streams import data_stream_name, dataset
+from support.kibana_checker import (DURATION_INPUTS, DURATION_OUTPUTS, LEGACY_MIGRATIONS, VALUE_FORMATS, FormulaError,
+                                    check, format_problems, parse_formula, pending_migrations)
 from support.kibana_standin import SERVER_FIELDS, kibana_standin
 from support.shipping import write_config
+from test_queries import sample_docs
 
 AGGREGATABLE = {"keyword", "long", "integer", "short", "byte", "double", "float", "date", "ip", "boolean"}
 CLI = [sys.executable, "-m", "regwatch.cli"]
@@ -153,6 +157,45 @@ def _missing_accessor(objs: list[dict[str, Any]]) -> None:
     obj["attributes"]["state"]["visualization"]["layers"][0]["accessors"].append("m9")
 
 
+def _layer(objs: list[dict[str, Any]], lens_id: str) -> dict[str, Any]:
+    obj = next(o for o in objs if o["id"] == lens_id)
+    return obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]
+
+
+def _unknown_format_id(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-latency-percentiles")["m0"]["params"]["format"] = {"id": "nanoseconds", "params": {}}
+
+
+def _unknown_format_param(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-latency-percentiles")["m1"]["params"]["format"]["params"]["inputFormat"] = "nanoseconds"
+
+
+def _duration_unit_lens_does_not_know(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-latency-percentiles")["m2"]["params"]["format"]["params"]["fromUnit"] = "ns"
+
+
+def _decimals_beyond_the_editor(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-error-rate")["m0"]["params"]["format"]["params"]["decimals"] = 16
+
+
+def _format_on_a_date_column(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-latency-percentiles")["x"]["params"]["format"] = {"id": "number", "params": {"decimals": 0}}
+
+
+def _formula_text_without_its_helpers(objs: list[dict[str, Any]]) -> None:
+    formula = _layer(objs, "regwatch-error-rate")["m0"]["params"]
+    formula["formula"] = formula["formula"].replace("/ count()", "/ count(kql='event.outcome : \"success\"')")
+
+
+def _helpers_that_say_another_thing(objs: list[dict[str, Any]]) -> None:
+    math = _layer(objs, "regwatch-error-rate")["m0X2"]["params"]["tinymathAst"]
+    math["args"] = list(reversed(math["args"]))  # all / failed
+
+
+def _helper_without_the_formula_filter(objs: list[dict[str, Any]]) -> None:
+    _layer(objs, "regwatch-error-rate")["m0X1"].pop("filter")  # every event, access lines and alerts too
+
+
 BREAKAGES = {
     "missing version fields": (_drop_versions, "no-legacy-migration", "document_migrator/pipelines/upgrade_pipeline.ts", True),
     "indexpattern datasource": (_indexpattern_datasource, "lens-state", "lens/server/migrations/saved_object_migrations.ts", False),
@@ -165,6 +208,16 @@ BREAKAGES = {
     "string dataType on an ip field": (_string_data_type_on_ip, "lens-state", "lens/", False),
     "invalid KQL in a column filter": (_bad_kql, "lens-state", "lens/", False),
     "accessor of no column": (_missing_accessor, "lens-state", "lens/", False),
+    "unknown value format id": (_unknown_format_id, "lens-value-format", "format_selector.tsx", False),
+    "unknown value format param": (_unknown_format_param, "lens-value-format", "format_selector.tsx", False),
+    "duration unit Lens does not know": (_duration_unit_lens_does_not_know, "lens-value-format", "lens/", False),
+    "decimals beyond the editor's range": (_decimals_beyond_the_editor, "lens-value-format", "lens/", False),
+    "format on a date column": (_format_on_a_date_column, "lens-value-format", "lens/", False),
+    "formula text without its helper columns": (_formula_text_without_its_helpers, "lens-formula", "formula/parse.ts",
+                                                False),
+    "helper columns saying another thing": (_helpers_that_say_another_thing, "lens-formula", "formula/parse.ts", False),
+    "helper without the formula's filter": (_helper_without_the_formula_filter, "lens-formula", "formula/parse.ts",
+                                            False),
 }
 
 
@@ -179,6 +232,88 @@ def test_the_checker_names_the_kibana_rule_that_was_broken(name: str) -> None:
     assert all(source in p.source for p in problems)
     assert all(p.fatal is fatal for p in problems)
     assert "Kibana: " in str(problems[0]) and problems[0].source in str(problems[0])
+
+
+def test_value_formats_are_checked_against_lens_lists() -> None:
+    assert {"nanoseconds", "milliseconds", "seconds"} <= DURATION_INPUTS
+    assert {"humanize", "humanizePrecise", "asMilliseconds"} <= DURATION_OUTPUTS
+    assert set(VALUE_FORMATS) == {"number", "percent", "bytes", "bits", "duration", "custom"}
+    assert list(format_problems("c", {"id": "duration", "params": {"fromUnit": "nanoseconds",
+                                                                    "toUnit": "humanizePrecise", "decimals": 1}})) == []
+    assert list(format_problems("c", {"id": "bytes", "params": {"decimals": 2}})) == []
+    assert list(format_problems("c", {"id": "percent", "params": {"decimals": 1, "compact": True}})) == []
+    assert ["c: format 'bytes' takes no param 'compact' (it takes ['decimals', 'suffix'])"] == list(
+        format_problems("c", {"id": "bytes", "params": {"compact": True}}))
+    assert ["c: format param toUnit='asNanoseconds' is not one Lens reads"] == list(
+        format_problems("c", {"id": "duration", "params": {"toUnit": "asNanoseconds"}}))
+    assert ["c: format 'custom' is not pinned to a Lens version the objects target"] == list(
+        format_problems("c", {"id": "custom", "params": {"pattern": "0.0"}}))
+    assert list(format_problems("c", {"id": "number", "params": {"decimals": True}})) == [
+        "c: format param decimals=True is not one Lens reads"]
+
+
+def test_formula_subset_parses_as_tinymath_does() -> None:
+    assert parse_formula("count(kql='a : \\'b\\'') / count()") == {"type": "function", "name": "divide", "args": [
+        {"type": "function", "name": "count", "args": [{"type": "namedArgument", "name": "kql", "value": "a : 'b'"}]},
+        {"type": "function", "name": "count", "args": []}]}
+    assert parse_formula("1 - 2 / 4")["name"] == "subtract"  # * and / bind tighter
+    assert parse_formula("(1 - 2) / 4")["name"] == "divide"
+    for broken in ("count(", "count() /", "count() ; 1", "count(kql=)"):
+        with pytest.raises(FormulaError):
+            parse_formula(broken)
+
+
+# -- what each panel shows -------------------------------------------------------------------------
+
+
+def _shown(obj: dict[str, Any]) -> list[str]:
+    """The metric columns a visualization shows (its accessors that are not buckets)."""
+    visualization = obj["attributes"]["state"]["visualization"]
+    columns = _columns(obj)
+    if "metricAccessor" in visualization:
+        shown = [visualization["metricAccessor"]]
+    elif "columns" in visualization:
+        shown = [c["columnId"] for c in visualization["columns"]]
+    else:
+        shown = [a for layer in visualization["layers"] for a in layer.get("accessors", layer.get("metrics", []))]
+    return [c for c in shown if not columns[c]["isBucketed"]]
+
+
+READABLE = {  # the unit of what a column measures -> the format a person reads it in
+    "count": {"id": "number", "params": {"decimals": 0}},
+    "nanoseconds": {"id": "duration", "params": {"fromUnit": "nanoseconds", "toUnit": "humanizePrecise",
+                                                 "decimals": 1}},
+    "ratio": {"id": "percent", "params": {"decimals": 1}},
+}
+
+
+def _unit(column: dict[str, Any]) -> str:
+    if column["operationType"] in ("count", "unique_count"):
+        return "count"
+    if column["operationType"] == "formula":
+        return "ratio"  # the one formula: failed calls over all calls
+    assert column["sourceField"] == "event.duration", f"no unit known for {column['sourceField']}"
+    return "nanoseconds"  # ECS: event.duration is in nanoseconds
+
+
+def test_every_metric_column_a_panel_shows_carries_the_format_a_person_reads() -> None:
+    seen = set()
+    for obj in by_type("lens"):
+        for column_id in _shown(obj):
+            column = _columns(obj)[column_id]
+            unit = _unit(column)
+            seen.add(unit)
+            assert column["params"].get("format") == READABLE[unit], f"{obj['id']}/{column_id}"
+    assert seen == set(READABLE)
+
+
+def test_the_response_time_panel_formats_nanoseconds_as_a_duration() -> None:
+    obj = lens("regwatch-latency-percentiles")
+    assert "(ns)" not in obj["attributes"]["title"]
+    formats = {c: _columns(obj)[c]["params"]["format"] for c in _shown(obj)}
+    assert formats == {c: {"id": "duration", "params": {"fromUnit": "nanoseconds", "toUnit": "humanizePrecise",
+                                                        "decimals": 1}} for c in ("m0", "m1", "m2")}
+    assert check([obj, *by_type("index-pattern")]) == []
 
 
 # -- KQL ---------------------------------------------------------------------------------------
@@ -232,8 +367,8 @@ def test_every_lens_field_is_mapped_on_the_node_with_the_type_lens_declares(es: 
     mapped = {name: f.es_type for name, f in flatten(simulated["template"]["mappings"]["properties"]).items()}
     for obj in by_type("lens"):
         for column_id, column in _columns(obj).items():
-            source = column["sourceField"]
-            if source == "___records___":
+            source = column.get("sourceField")
+            if source in ("___records___", None):  # counts of documents; formula and math columns
                 continue
             assert mapped.get(source) in AGGREGATABLE, f"{obj['id']}/{column_id}: {source} is {mapped.get(source)}"
             if column["operationType"] == "terms":
@@ -252,12 +387,14 @@ def _has_data(response: dict) -> bool:
     aggs = response.get("aggregations")
     if not aggs:
         return response["hits"]["total"]["value"] > 0
-    (first,) = aggs.values()
-    if "buckets" in first:
-        return len(first["buckets"]) > 0
-    if "doc_count" in first:
-        return first["doc_count"] > 0
-    return first.get("value") is not None or bool(first.get("values"))
+    for agg in aggs.values():  # every column of the panel has something to show
+        if "buckets" in agg and not agg["buckets"]:
+            return False
+        if "doc_count" in agg and agg["doc_count"] == 0:
+            return False
+        if "buckets" not in agg and "doc_count" not in agg and agg.get("value") is None and not agg.get("values"):
+            return False
+    return True
 
 
 @pytest.mark.parametrize("lens_id", [o["id"] for o in by_type("lens")])
@@ -284,6 +421,60 @@ def test_a_column_filter_counts_what_the_same_query_counts_on_its_own(es: Elasti
     assert sums == {"m0": four, "m1": five} and four > 0 and five > 0
 
 
+def _calls_index(namespace: str) -> str:
+    return ",".join(data_stream_name(kind, namespace) for kind in CALL_KINDS)
+
+
+def test_the_error_rate_panel_shows_failed_calls_over_all_calls(es: Elasticsearch, demo_namespace: str) -> None:
+    """The number the metric shows, computed from the panel's own request on the demo data, is
+    failed registry calls / all registry calls, counted here with plain Query DSL and from the
+    sample files."""
+    obj = lens("regwatch-error-rate")
+    request = lens_request(obj, data_views())
+    response = es.search(index=_index_for(request.index, demo_namespace), **request.body)
+    accessor = obj["attributes"]["state"]["visualization"]["metricAccessor"]
+    shown = metric_values(obj, response)[accessor]
+
+    calls = {"terms": {"data_stream.dataset": [dataset(kind) for kind in CALL_KINDS]}}
+    everything = f"logs-modelregistry.*-{demo_namespace}"
+    all_calls = es.count(index=everything, query=calls)["count"]
+    failed = es.count(index=everything, query={"bool": {"filter": [calls, {"term": {"event.outcome": "failure"}}]}})
+    docs = [d for d in sample_docs() if d["data_stream"]["dataset"] in {dataset(k) for k in CALL_KINDS}]
+    assert all_calls == len(docs) > 0
+    assert failed["count"] == sum(d["event"]["outcome"] == "failure" for d in docs) > 0
+    assert shown == pytest.approx(failed["count"] / all_calls)
+    assert 0 < shown < 1
+    # every other event the data view sees (access lines, alerts) is left out of the rate
+    assert es.count(index=everything)["count"] > all_calls
+    assert _columns(obj)[accessor]["params"]["format"] == {"id": "percent", "params": {"decimals": 1}}
+
+
+def test_the_error_rate_panel_and_the_registry_error_ratio_rule_count_the_same_calls(
+        es: Elasticsearch, demo_namespace: str) -> None:
+    rules = yaml.safe_load((Path(__file__).parent.parent / "rules" / "builtin" / "registry.yaml").read_text())["rules"]
+    rule = next(r for r in rules if r["name"] == "registry-error-ratio")
+    assert tuple(rule["kinds"]) == CALL_KINDS
+    index = ",".join(data_stream_name(kind, demo_namespace) for kind in rule["kinds"])
+    total = es.count(index=index)["count"]
+    numerator = es.count(index=index, query={"query_string": {"query": rule["numerator"]}})["count"]
+
+    obj = lens("regwatch-error-rate")
+    request = lens_request(obj, data_views())
+    values = metric_values(obj, es.search(index=_index_for(request.index, demo_namespace), **request.body))
+    formula = _columns(obj)["m0"]
+    failed_id, all_id = _columns(obj)[formula["references"][0]]["references"]
+    assert (values[failed_id], values[all_id]) == (numerator, total)
+    assert values["m0"] == pytest.approx(numerator / total) and numerator / total > rule["condition"]["value"]
+
+
+def test_metric_values_follow_lens_math() -> None:
+    obj = lens("regwatch-error-rate")
+    empty = {"hits": {"total": {"value": 0}}, "aggregations": {"m0X0": {"doc_count": 0}, "m0X1": {"doc_count": 0}}}
+    assert metric_values(obj, empty) == {"m0": None, "m0X0": 0.0, "m0X1": 0.0, "m0X2": None}  # 0/0: onError null
+    some = {"hits": {"total": {"value": 90}}, "aggregations": {"m0X0": {"doc_count": 3}, "m0X1": {"doc_count": 60}}}
+    assert metric_values(obj, some)["m0"] == pytest.approx(0.05)
+
+
 def test_setup_creates_every_data_stream_the_objects_read_empty(es: Elasticsearch, es_url: str, namespace: str,
                                                                 tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(tmp_path / "none.log")])
@@ -299,7 +490,7 @@ def test_setup_creates_every_data_stream_the_objects_read_empty(es: Elasticsearc
             if obj["references"][0]["id"] != view["id"]:
                 continue
             for column in _columns(obj).values():
-                if column["sourceField"] != "___records___":
+                if column.get("sourceField") not in ("___records___", None):
                     assert column["sourceField"] in caps, f"{obj['id']}: {column['sourceField']} not found in {index}"
 
 

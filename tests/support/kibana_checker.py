@@ -8,11 +8,38 @@ import with the same answer Kibana would give.
 
 Rules that decide whether the import as a whole fails (a migration that throws fails Kibana's
 bulk create, HTTP 500) are marked ``fatal``; the others fail the object they are about.
+
+Two rules are about what a panel shows rather than whether it imports, because Kibana accepts
+both mistakes silently and renders a wrong number:
+
+* ``lens-value-format``: a column's value format (``params.format``, Lens's ``ValueFormatConfig``)
+  must be one Lens knows, with only the parameters its editor writes and the values the field
+  formatter reads, in a Lens version the objects target. Sources: the format ids and which
+  parameters each takes, ``x-pack/platform/plugins/shared/lens/public/datasources/form_based/
+  dimension_panel/format_selector.tsx`` (``supportedFormats``, decimals 0..15) and
+  ``.../operations/definitions/column_types.ts`` (``ValueFormatConfig``); how they reach the
+  formatter, ``x-pack/platform/plugins/shared/lens/common/expressions/defs/format_column/
+  supported_formats.ts`` (duration: ``fromUnit`` -> ``inputFormat``, ``toUnit`` ->
+  ``outputFormat``, ``decimals`` -> ``outputPrecision``, ``compact`` -> ``useShortSuffix``) and
+  ``.../impl/format_column/format_column_fn.ts`` (a format on a non-number column is dropped; an
+  unknown id is passed on without parameters); the duration units,
+  ``src/platform/plugins/shared/field_formats/common/constants/duration_formats.ts`` (input
+  ``kind``s, output ``method``s) and ``.../common/converters/duration.ts``. The duration format
+  arrived in Lens 8.10 (elastic/kibana#162246); before it, ``format_column_fn.ts`` passed
+  ``{id: 'duration'}`` without parameters, which the formatter reads as seconds, humanized.
+* ``lens-formula``: a formula column's stored helper columns must be the ones Lens derives from
+  its text (``.../operations/definitions/formula/parse.ts`` ``insertOrReplaceFormulaColumn``,
+  ``formula/util.ts`` ``mergeWithGlobalFilters``, ``count.tsx`` ``buildColumn``); Lens renders
+  from the helpers (``formula/formula.tsx`` and ``formula/math.tsx`` ``toExpression``), while its
+  editor shows the text, so the two must say the same. The formula grammar checked here is a
+  subset of tinymath's (``src/platform/packages/private/kbn-tinymath/grammar/grammar.peggy``):
+  numbers, ``+ - * /``, parentheses and ``count(...)`` with ``kql=``/``lucene=``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -132,7 +159,7 @@ LEGACY_MIGRATIONS = {
 # on coreMigrationVersion (document_migrator/internal_transforms.ts)
 CONVERSION = {"index-pattern": "8.0.0", "search": "8.0.0", "lens": "8.0.0", "dashboard": "8.0.0"}
 CORE_TRANSFORMS = ["8.8.0"]  # document_migrator/migrations/index.ts
-OLDEST_KIBANA = "8.9.0"  # the oldest Kibana the objects target
+OLDEST_KIBANA = "8.10.0"  # the oldest Kibana the objects target (the first with Lens's duration format)
 
 
 def pending_migrations(obj: dict[str, Any]) -> list[str]:
@@ -432,7 +459,11 @@ OPERATIONS: dict[str, tuple[bool, dict[str, Callable[[Any], bool]]]] = {
                                                                                      "significant", "custom"),
                      "orderDirection": lambda v: v in ("asc", "desc")}),
     "date_histogram": (True, {"interval": lambda v: isinstance(v, str) and bool(v)}),
+    # formula/formula.tsx and formula/math.tsx: columns computed from the columns they reference
+    "formula": (False, {"formula": lambda v: isinstance(v, str) and bool(v), "isFormulaBroken": lambda v: v is False}),
+    "math": (False, {"tinymathAst": lambda v: isinstance(v, (dict, str, int, float)) and not isinstance(v, bool)}),
 }
+REFERENCE_OPERATIONS = {"formula", "math"}
 NUMBER_OPERATIONS = {"average", "max", "min", "sum", "median", "percentile"}
 RECORDS = "___records___"  # count's sourceField since the 8.1.0 migration (renameRecordsField)
 
@@ -457,7 +488,18 @@ def _column_problems(column_id: str, column: dict[str, Any], columns: dict[str, 
         if name not in params or not valid(params[name]):
             yield f"column {column_id}: {op} needs a valid params.{name} (got {params.get(name)!r})"
     source = column.get("sourceField")
-    if op == "count":
+    if op in REFERENCE_OPERATIONS:
+        references = column.get("references")
+        if not isinstance(references, list) or not references:
+            yield f"column {column_id}: a {op} column needs its references (formula/parse.ts)"
+        else:
+            for reference in references:
+                if reference not in columns:
+                    yield f"column {column_id}: references missing column {reference!r}"
+        if source is not None:
+            yield f"column {column_id}: a {op} column has no sourceField"
+        expected = "number"
+    elif op == "count":
         if source != RECORDS:
             yield f"column {column_id}: count's sourceField must be {RECORDS!r}"
         expected = "number"
@@ -537,6 +579,266 @@ def _lens(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]:
             if accessor not in layers[layer_id].get("columns", {}):
                 yield f"visualization accessor {accessor!r} is not a column of layer {layer_id}"
     yield from _kql_problems("state.query", state.get("query", {"query": "", "language": "kuery"}))
+
+
+# -- Lens value formats ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueFormat:
+    params: frozenset[str]  # the parameters Lens's format editor writes for this id
+    since: str | None  # the first Lens that formats with it; None: not pinned here, so refused
+
+
+DURATION_INPUTS = {"picoseconds", "nanoseconds", "microseconds", "milliseconds", "seconds", "minutes", "hours",
+                   "days", "weeks", "months", "years"}  # duration_formats.ts: inputFormats[].kind
+DURATION_OUTPUTS = {"humanize", "humanizePrecise", "asMilliseconds", "asSeconds", "asMinutes", "asHours", "asDays",
+                    "asWeeks", "asMonths", "asYears"}  # duration_formats.ts: outputFormats[].method
+# format_selector.tsx supportedFormats: supportsDecimals / supportsSuffix / supportsCompact, and
+# the duration units; number, percent and bytes since Lens 7.7 (elastic/kibana#56253), duration
+# since 8.10 (elastic/kibana#162246).
+VALUE_FORMATS = {
+    "number": ValueFormat(frozenset({"decimals", "suffix", "compact"}), "7.7.0"),
+    "percent": ValueFormat(frozenset({"decimals", "suffix", "compact"}), "7.7.0"),
+    "bytes": ValueFormat(frozenset({"decimals", "suffix"}), "7.7.0"),
+    "bits": ValueFormat(frozenset({"decimals", "suffix"}), None),
+    "duration": ValueFormat(frozenset({"decimals", "suffix", "compact", "fromUnit", "toUnit"}), "8.10.0"),
+    "custom": ValueFormat(frozenset({"decimals", "pattern"}), None),
+}
+DECIMALS = range(0, 16)  # format_selector.tsx RANGE_MIN..RANGE_MAX
+FORMAT_PARAMS: dict[str, Callable[[Any], bool]] = {
+    "decimals": lambda v: isinstance(v, int) and not isinstance(v, bool) and v in DECIMALS,
+    "suffix": lambda v: isinstance(v, str),
+    "compact": lambda v: isinstance(v, bool),
+    "pattern": lambda v: isinstance(v, str) and bool(v),
+    "fromUnit": lambda v: v in DURATION_INPUTS,
+    "toUnit": lambda v: v in DURATION_OUTPUTS,
+}
+
+
+def format_problems(where: str, value_format: Any) -> Iterable[str]:
+    """What is wrong with one ``params.format`` (a Lens ``ValueFormatConfig``)."""
+    if not isinstance(value_format, dict) or set(value_format) - {"id", "params"}:
+        yield f"{where}: format {value_format!r} is not {{id, params}}"
+        return
+    known = VALUE_FORMATS.get(value_format.get("id"))  # type: ignore[arg-type]
+    if known is None:
+        yield f"{where}: unknown format id {value_format.get('id')!r} (Lens knows {sorted(VALUE_FORMATS)})"
+        return
+    if known.since is None:
+        yield f"{where}: format {value_format['id']!r} is not pinned to a Lens version the objects target"
+    elif _semver(known.since) > _semver(OLDEST_KIBANA):
+        yield f"{where}: format {value_format['id']!r} needs Kibana {known.since}, the objects target {OLDEST_KIBANA}"
+    params = value_format.get("params", {})
+    if not isinstance(params, dict):
+        yield f"{where}: format params {params!r} is not an object"
+        return
+    for name, value in params.items():
+        if name not in known.params:
+            yield f"{where}: format {value_format['id']!r} takes no param {name!r} (it takes {sorted(known.params)})"
+        elif not FORMAT_PARAMS[name](value):
+            yield f"{where}: format param {name}={value!r} is not one Lens reads"
+
+
+@rule("lens-value-format", LENS + "public/datasources/form_based/dimension_panel/format_selector.tsx")
+def _lens_value_format(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]:
+    if obj.get("type") != "lens":
+        return
+    layers, _ = _lens_layers(obj)
+    for layer_id, layer in layers.items():
+        for column_id, column in layer.get("columns", {}).items():
+            params = column.get("params") or {}
+            if "format" not in params:
+                continue
+            where = f"layer {layer_id} column {column_id}"
+            if column.get("dataType") != "number":  # format_column_fn.ts: only number columns are formatted
+                yield f"{where}: a format on a {column.get('dataType')!r} column is never applied"
+            yield from format_problems(where, params["format"])
+
+
+# -- Lens formulas -----------------------------------------------------------------------------
+
+_FORMULA_TOKEN = re.compile(r"\s*(?:(?P<number>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_.@]*)"
+                            r"|'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<op>[-+*/(),=]))")
+_FORMULA_OPS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
+FORMULA_FUNCTIONS = {"count"}  # the field operations this subset checks
+FILTER_ARGS = {"kql": "kuery", "lucene": "lucene"}
+
+
+class FormulaError(ValueError):
+    """A formula outside the checked subset of tinymath."""
+
+
+def _formula_tokens(text: str) -> list[tuple[str, str]]:
+    out, at = [], 0
+    while at < len(text.rstrip()):
+        match = _FORMULA_TOKEN.match(text, at)
+        if match is None:
+            raise FormulaError(f"unexpected {text[at:].strip()[:10]!r} at {at}")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        if kind == "quoted":  # the grammar unescapes quotes; util.ts unescapeBackslashes the rest
+            value = value.replace("\\'", "'").replace("\\\\", "\\")
+        out.append((kind, value))
+        at = match.end()
+    return out
+
+
+def parse_formula(text: str) -> Any:
+    """The tinymath AST of a formula (functions as {name, args}, named arguments as
+    {type: namedArgument}), without locations; FormulaError outside the subset."""
+    tokens = _formula_tokens(text)
+    pos = 0
+
+    def peek(*values: str) -> bool:
+        return pos < len(tokens) and tokens[pos][1] in values and tokens[pos][0] == "op"
+
+    def take_op(value: str) -> None:
+        nonlocal pos
+        if not peek(value):
+            raise FormulaError(f"expected {value!r} at token {pos}")
+        pos += 1
+
+    def binary(lower: Callable[[], Any], ops: tuple[str, ...]) -> Any:
+        nonlocal pos
+        node = lower()
+        while peek(*ops):
+            name = _FORMULA_OPS[tokens[pos][1]]
+            pos += 1
+            node = {"type": "function", "name": name, "args": [node, lower()]}
+        return node
+
+    def expression() -> Any:
+        return binary(term, ("+", "-"))
+
+    def term() -> Any:
+        return binary(factor, ("*", "/"))
+
+    def factor() -> Any:
+        nonlocal pos
+        if pos >= len(tokens):
+            raise FormulaError("unexpected end")
+        kind, value = tokens[pos]
+        if kind == "number":
+            pos += 1
+            return float(value) if "." in value else int(value)
+        if peek("("):
+            pos += 1
+            node = expression()
+            take_op(")")
+            return node
+        if kind != "name" or not (pos + 1 < len(tokens) and tokens[pos + 1] == ("op", "(")):
+            raise FormulaError(f"expected a number, a function or '(' at token {pos}, found {value!r}")
+        pos += 2
+        args: list[Any] = []
+        while not peek(")"):
+            if args:
+                take_op(",")
+            if pos + 1 < len(tokens) and tokens[pos][0] == "name" and tokens[pos + 1] == ("op", "="):
+                name = tokens[pos][1]
+                pos += 2
+                if pos >= len(tokens) or tokens[pos][0] not in ("quoted", "number", "name"):
+                    raise FormulaError(f"named argument {name} has no value")
+                args.append({"type": "namedArgument", "name": name, "value": tokens[pos][1]})
+                pos += 1
+            elif pos < len(tokens) and tokens[pos][0] == "name" and not (
+                    pos + 1 < len(tokens) and tokens[pos + 1] == ("op", "(")):
+                args.append({"type": "variable", "value": tokens[pos][1]})
+                pos += 1
+            else:
+                args.append(expression())
+        take_op(")")
+        return {"type": "function", "name": value, "args": args}
+
+    root = expression()
+    if pos != len(tokens):
+        raise FormulaError(f"unexpected {tokens[pos][1]!r} at token {pos}")
+    return root
+
+
+def formula_helpers(column_id: str, column: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The columns Lens's parse.ts stores for a formula column (without tinymath locations)."""
+    text = column["params"]["formula"]
+    label = f"Part of {column['label'] if column.get('customLabel') else text}"
+    global_filter = column.get("filter")
+    helpers: dict[str, dict[str, Any]] = {}
+
+    def extract(node: Any) -> Any:
+        if not isinstance(node, dict) or node.get("type") != "function":
+            return node
+        if node["name"] in _FORMULA_OPS.values():
+            return {**node, "args": [extract(a) for a in node["args"]]}
+        if node["name"] not in FORMULA_FUNCTIONS:
+            raise FormulaError(f"function {node['name']!r} is outside the checked subset")
+        named = {a["name"]: a["value"] for a in node["args"] if a.get("type") == "namedArgument"}
+        fields_ = [a["value"] for a in node["args"] if a.get("type") == "variable"]
+        if set(named) - set(FILTER_ARGS) or len(fields_) > 1 or len(named) > 1:
+            raise FormulaError(f"arguments of {node['name']} outside the checked subset: {node['args']}")
+        query = next(iter(named.items()), None)
+        if global_filter and global_filter.get("query"):  # util.ts mergeWithGlobalFilters
+            if query:
+                query = (query[0], f"({global_filter['query']}) AND ({query[1]})")
+            else:
+                query = ({"kuery": "kql"}.get(global_filter["language"], global_filter["language"]),
+                         global_filter["query"])
+        helper: dict[str, Any] = {"label": label, "customLabel": True, "dataType": "number", "isBucketed": False,
+                                  "scale": "ratio", "operationType": "count",
+                                  "sourceField": fields_[0] if fields_ else RECORDS,
+                                  "params": {"emptyAsNull": False}}  # count.tsx: !usedInMath
+        if query:
+            helper["filter"] = {"query": query[1], "language": FILTER_ARGS[query[0]]}
+        helper_id = f"{column_id}X{len(helpers)}"
+        helpers[helper_id] = helper
+        return helper_id
+
+    root = extract(parse_formula(text))
+    if not isinstance(root, str):  # parse.ts: a top-level math column over the function columns
+        def variables(node: Any) -> list[str]:
+            if isinstance(node, str):
+                return [node]
+            return [v for a in node.get("args", []) for v in variables(a)] if isinstance(node, dict) else []
+        helpers[f"{column_id}X{len(helpers)}"] = {
+            "label": label, "customLabel": True, "dataType": "number", "isBucketed": False, "scale": "ratio",
+            "operationType": "math", "references": variables(root), "params": {"tinymathAst": root}}
+    return helpers
+
+
+def _without_locations(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_locations(v) for k, v in node.items() if k not in ("location", "text")}
+    if isinstance(node, list):
+        return [_without_locations(v) for v in node]
+    return node
+
+
+@rule("lens-formula", LENS + "public/datasources/form_based/operations/definitions/formula/parse.ts")
+def _lens_formula(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]:
+    if obj.get("type") != "lens":
+        return
+    layers, _ = _lens_layers(obj)
+    for layer_id, layer in layers.items():
+        columns = layer.get("columns", {})
+        for column_id, column in columns.items():
+            if column.get("operationType") != "formula":
+                continue
+            where = f"layer {layer_id} formula {column_id}"
+            try:
+                expected = formula_helpers(column_id, column)
+            except (FormulaError, KeyError, TypeError) as exc:
+                yield f"{where}: {column.get('params', {}).get('formula')!r}: {exc}"
+                continue
+            stored = {c: col for c, col in columns.items() if c.startswith(f"{column_id}X")}
+            if set(stored) != set(expected):
+                yield f"{where}: helper columns {sorted(stored)}, Lens derives {sorted(expected)} from the formula"
+                continue
+            for helper_id, helper in expected.items():
+                if _without_locations(stored[helper_id]) != helper:
+                    yield f"{where}: column {helper_id} is {_without_locations(stored[helper_id])}, the formula gives {helper}"
+            last = list(expected)[-1] if expected else None
+            if column.get("references") != ([last] if last else []):
+                yield f"{where}: references {column.get('references')}, Lens sets [{last!r}]"
+            if "format" in stored.get(last or "", {}).get("params", {}):
+                yield f"{where}: the format belongs on the formula column, not on {last}"
 
 
 def check(objects: list[dict[str, Any]]) -> list[Problem]:
