@@ -19,8 +19,14 @@ KEY_PREFIX = "regwatch-"
 SERVICES = ("shipper", "probe", "rules", "viewer")  # the ones that run with a key of their own
 
 
-def role_descriptors() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load(resources.files("pipeline").joinpath("roles.yaml").read_text())
+def role_descriptors(namespace: str = "*") -> dict[str, dict[str, Any]]:
+    """Every service's role descriptor, its ``{namespace}`` index names narrowed to ``namespace``
+    (``*``: every namespace)."""
+    roles = yaml.safe_load(resources.files("pipeline").joinpath("roles.yaml").read_text())
+    for descriptor in roles.values():
+        for entry in descriptor.get("indices", []):
+            entry["names"] = [name.replace("{namespace}", namespace) for name in entry["names"]]
+    return roles
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -35,10 +41,11 @@ def _write_secret(path: Path, value: str) -> None:
 
 
 def create_keys(client: Elasticsearch, folder: Path, services: list[str] | None = None,
-                owner: tuple[int, int] | None = None) -> dict[str, str]:
+                owner: tuple[int, int] | None = None, namespace: str = "*") -> dict[str, str]:
     """One API key per service; returns service -> key id (never the key). ``owner``: (uid, gid)
-    the files are given to, for services running as another user."""
-    descriptors = role_descriptors()
+    the files are given to, for services running as another user; ``namespace``: the one the
+    shipper's and the probe's keys may write (``*``: any)."""
+    descriptors = role_descriptors(namespace)
     wanted = services or list(SERVICES)
     unknown = [s for s in wanted if s not in descriptors]
     if unknown:

@@ -38,7 +38,7 @@ PASSWORDS = {service: f"pw-{service}-{os.urandom(6).hex()}" for service in SERVI
 def node() -> Iterator[SecureNode]:
     from pipeline.access import role_descriptors
 
-    roles = {f"regwatch_{name}": descriptor for name, descriptor in role_descriptors().items()}
+    roles = {f"regwatch_{name}": descriptor for name, descriptor in role_descriptors(NAMESPACE).items()}
     users = {f"regwatch_{s}": (PASSWORDS[s], [f"regwatch_{s}"]) for s in SERVICES}
     with secure_node(roles, users) as found:
         yield found
@@ -135,6 +135,21 @@ def test_the_shipper_key_ships_and_can_do_nothing_else(node: SecureNode, admin: 
         shipper.delete(index=backing, id=admin.search(index=backing, size=1)["hits"]["hits"][0]["_id"])
     with pytest.raises(AuthorizationException):
         shipper.search(index=f"regwatch-alert-state-{NAMESPACE}")
+    # Only its own datasets of its own namespace: not the alert history, not another namespace,
+    # not another namespace's heartbeats.
+    forged = {"@timestamp": "2026-11-26T10:00:00Z", "event": {"kind": "alert"}, "rule": {"name": "forged"}}
+    with pytest.raises(AuthorizationException):
+        shipper.index(index=f"logs-modelregistry.alert-{NAMESPACE}", document=forged, op_type="create")
+    with pytest.raises(AuthorizationException):
+        shipper.index(index="logs-modelregistry.retrieval-othernamespace", document={"@timestamp": "2026-11-26"},
+                      op_type="create")
+    with pytest.raises(AuthorizationException):
+        shipper.index(index="regwatch-shipper-state-othernamespace", id="someone", document={"type": "shipper"})
+    with pytest.raises(AuthorizationException):
+        shipper.indices.create(index="regwatch-shipper-state-othernamespace")
+    assert not admin.indices.exists(index="logs-modelregistry.retrieval-othernamespace")
+    assert admin.count(index=f"logs-modelregistry.alert-{NAMESPACE}", query={"term": {"rule.name": "forged"}},
+                       ignore_unavailable=True)["count"] == 0
 
 
 def test_the_probe_key_writes_availability_only(node: SecureNode, admin: Elasticsearch, keys: Path, tmp_path: Path) -> None:
@@ -211,6 +226,23 @@ def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admi
     assert viewer.count(index=f"logs-modelregistry.*-{NAMESPACE}")["count"] > 0
     with pytest.raises(AuthorizationException):
         viewer.index(index=f"regwatch-alert-state-{NAMESPACE}", document={"type": "alert"})
+
+
+def test_role_descriptors_narrow_the_writers_to_one_namespace() -> None:
+    from pipeline.access import role_descriptors
+
+    prod = role_descriptors("prod")
+    shipper_names = [name for entry in prod["shipper"]["indices"] for name in entry["names"]]
+    assert shipper_names == [f"logs-modelregistry.{kind}-prod" for kind in
+                             ("registration", "retrieval", "version", "error", "access", "deadletter")] + [
+        "regwatch-shipper-state-prod"]
+    assert prod["probe"]["indices"] == [{"names": ["metrics-modelregistry.availability-prod"],
+                                         "privileges": ["create_doc", "auto_configure"]}]
+    assert [e["names"] for e in prod["rules"]["indices"]][1:] == [["logs-modelregistry.alert-prod"],
+                                                                 ["regwatch-alert-state-prod"]]
+    every = role_descriptors()
+    assert every["shipper"]["indices"][0]["names"][0] == "logs-modelregistry.registration-*"
+    assert not any("alert" in name for entry in every["shipper"]["indices"] for name in entry["names"])
 
 
 def _now_minute() -> str:
