@@ -193,8 +193,8 @@ Dead-letters (lines that could not be parsed) are in the saved search *regwatch:
 DASHBOARDS = [
     ("regwatch-dashboard-overview", "Model Registry Overview", OVERVIEW, OVERVIEW_HELP, False),
     ("regwatch-dashboard-model", "Model activity", MODEL_ACTIVITY,
-     "Pick a model with the control above: its versions, aliases, stages, who downloads it, and how fast "
-     "its versions change.", True),
+     ("Pick a model with the control above: its versions, aliases, stages, who downloads it, and how fast "
+      "its versions change."), True),
     ("regwatch-dashboard-alerts", "Alerts", ALERTS,
      "Alert history from `logs-modelregistry.alert-*`, written by the rule runner.", False),
 ]
@@ -429,4 +429,4 @@ def render() -> str:
 
 if __name__ == "__main__":
     NDJSON.write_text(render())
-    print(f"wrote {NDJSON} ({len(all_objects())} objects)")  # noqa: T201 - a build script's one line
+    print(f"wrote {NDJSON} ({len(all_objects())} objects)")

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from kibana.fields import fields
 from kibana.kql import KqlError, compile_kql
@@ -69,7 +70,7 @@ class Problem:
 class Rule:
     name: str
     source: str
-    check: Callable[[dict[str, Any], "Catalog"], Iterable[str]]
+    check: Callable[[dict[str, Any], Catalog], Iterable[str]]
     fatal: bool = False
 
 
@@ -605,7 +606,7 @@ VALUE_FORMATS = {
     "duration": ValueFormat(frozenset({"decimals", "suffix", "compact", "fromUnit", "toUnit"}), "8.10.0"),
     "custom": ValueFormat(frozenset({"decimals", "pattern"}), None),
 }
-DECIMALS = range(0, 16)  # format_selector.tsx RANGE_MIN..RANGE_MAX
+DECIMALS = range(16)  # format_selector.tsx RANGE_MIN..RANGE_MAX
 FORMAT_PARAMS: dict[str, Callable[[Any], bool]] = {
     "decimals": lambda v: isinstance(v, int) and not isinstance(v, bool) and v in DECIMALS,
     "suffix": lambda v: isinstance(v, str),
