@@ -72,6 +72,9 @@ Duration = Annotated[float, Field(gt=0)]
 
 
 class Condition(StrictModel):
+    # A bound of .nan never holds and one of .inf never can: both are refused at load.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     op: Literal[">", ">=", "<", "<=", "==", "!="]
     value: float
 
@@ -129,7 +132,7 @@ class RuleBase(StrictModel):
     sample: Sample = Field(default_factory=Sample)
     max_groups: int = Field(100, ge=1, le=10_000)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("window", "interval", "for_", "renotify", mode="before")
     @classmethod

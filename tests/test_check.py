@@ -175,3 +175,26 @@ def test_the_real_zabbix_agent_runs_it_as_a_user_parameter(tmp_path: Path) -> No
         assert item("regwatch.check[target,mlflow]").startswith("REGWATCH CRITICAL - mlflow health down: http_5xx")
         assert item("regwatch.status[target,mlflow]") == "2"
         assert item("regwatch.status[target,nosuch]") == "3"
+
+
+def test_rule_with_elasticsearch_down_is_unknown_naming_the_node(tmp_path: Path) -> None:
+    """It was UNKNOWN with the HTTP library's nested exception text and no node named."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text("rules:\n  - {name: quiet, type: absence, notify: []}\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"elasticsearch": {"hosts": ["http://elastic:hunter2@127.0.0.1:9"],
+                                                        "request_timeout_s": 5}, "rules": {"folder": str(folder)}}))
+    code, out, _ = _run("rule", "quiet", "--config", str(config))
+    assert code == 3
+    assert out == ("REGWATCH UNKNOWN - Elasticsearch at http://elastic:***@127.0.0.1:9: ConnectionError: "
+                   "HTTPConnection(host='127.0.0.1', port=9): Failed to establish a new connection: [Errno 111] "
+                   "Connection refused")
+
+
+def test_a_nul_or_escape_in_a_group_never_reaches_the_plugin_line() -> None:
+    """The line as written: NUL ends it early for readers in C; ESC drives the operator's console."""
+    from regwatch.cli.terminal import printable
+
+    text = printable(line(Status.CRITICAL, "r: 1 for a\x00b\x1b[2J\x9b", ["value=1"]))
+    assert text == r"REGWATCH CRITICAL - r: 1 for a\x00b\x1b[2J\x9b | value=1"

@@ -140,3 +140,120 @@ def test_symlinks_out_of_the_input_folder_are_not_followed(tmp_path: Path) -> No
                       CheckpointStore(tmp_path / "cp2.json"))
     followed.scan()
     assert str(logs / "evil.log") in {t.path for t in followed.files.values()}
+
+
+# -- issue 25: bad inputs that reached the last-resort "unexpected" guard, or were accepted ----------
+
+
+def no_guard(result: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in result.stdout + result.stderr and "unexpected" not in result.stderr, result.stderr
+
+
+def exact_error(result: subprocess.CompletedProcess, line: str, code: int) -> None:
+    """The whole of stderr is this one line; the exit status is ``code``."""
+    no_guard(result)
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [line], result.stderr
+
+
+RULE_FILE = "rules:\n  - {name: quiet, type: absence, window: 1m, interval: 1m, notify: []}\n"
+
+
+def _rules_config(tmp_path: Path, host: str) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "r.yaml").write_text(RULE_FILE)
+    return _config(tmp_path, f"namespace: {'e' + os.urandom(5).hex()}\nelasticsearch: {{hosts: ['{host}'], "
+                             f"request_timeout_s: 5}}\nrules: {{folder: {folder}}}\n")
+
+
+DOWN = "http://elastic:hunter2@127.0.0.1:9"
+DOWN_LINE = ("error: Elasticsearch at http://elastic:***@127.0.0.1:9: ConnectionError: HTTPConnection(host='127.0.0.1', "
+             "port=9): Failed to establish a new connection: [Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--label", "x", "--for", "1h"], "error: --label 'x': not key=value (e.g. --label severity=critical)"),
+    (["--label", "=v", "--for", "1h"], "error: --label '=v': not key=value (e.g. --label severity=critical)"),
+    (["--for", "5x"], "error: --for: not a duration: '5x' (use 30s, 5m, 1h, 2d)"),
+    (["--for", "0s"], "error: --for '0s': not a positive duration"),
+    (["--for", "400d"], "error: --for: '400d' is more than 366 days"),
+    (["--for", "99999999999999999999999d"], "error: --for: '99999999999999999999999d' is more than 366 days"),
+    (["--for", "1h", "--until-resolved"], "error: give exactly one of --for DURATION and --until-resolved"),
+])
+def test_silence_options_are_one_line_where_parsed(tmp_path: Path, args: list[str], line: str) -> None:
+    exact_error(run("rules", "silence", "quiet", *args, "-c", str(_rules_config(tmp_path, DOWN))), line, 2)
+
+
+def test_a_silence_for_an_unknown_rule_is_refused(tmp_path: Path, es_url: str) -> None:
+    """It was stored and the command said so: a typo silenced nothing."""
+    config = _rules_config(tmp_path, es_url)
+    exact_error(run("rules", "silence", "qiuet", "--for", "1h", "-c", str(config)),
+                f"error: no rule 'qiuet' in {tmp_path / 'rules'} (rules: quiet; * silences every rule)", 2)
+    for rule in ("quiet", "*"):
+        done = run("rules", "silence", rule, "--for", "1h", "-c", str(config))
+        assert done.returncode == 0 and f" rule={rule} labels={{}} until=" in done.stdout, done.stderr
+
+
+def test_silence_and_backtest_with_elasticsearch_down_name_the_node(tmp_path: Path) -> None:
+    config = str(_rules_config(tmp_path, DOWN))
+    for args in (["silence", "quiet", "--for", "1h"], ["backtest", "quiet", "--from", "1700000000", "--to", "1700003600"]):
+        result = run("rules", *args, "-c", config)
+        exact_error(result, DOWN_LINE, 1)
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_backtest_of_centuries_is_refused_at_once(tmp_path: Path) -> None:
+    """--from 0 --to 253402300799 at a one-minute interval built 4.2 billion windows in memory
+    before the first search (it hung, growing); at most 10,000 windows are replayed now."""
+    import time
+
+    config = str(_rules_config(tmp_path, DOWN))
+    started = time.monotonic()
+    exact_error(run("rules", "backtest", "quiet", "--from", "0", "--to", "253402300799", "-c", config),
+                "error: --from '0' --to '253402300799': 4223371679 windows at the interval of rule quiet (1m); a "
+                "backtest replays at most 10000: shorten the range", 2)
+    assert time.monotonic() - started < 30
+    exact_error(run("rules", "backtest", "quiet", "--from", "1700003600", "--to", "1700000000", "-c", config),
+                "error: --from '1700003600' is not before --to '1700000000'", 2)
+
+
+def test_backtest_refuses_too_many_windows_itself() -> None:
+    from rules.backtest import MAX_WINDOWS, RangeTooLong, backtest
+    from rules.model import RuleFile
+
+    (rule,) = RuleFile.model_validate({"rules": [{"name": "q", "type": "absence", "interval": "1m",
+                                                  "notify": []}]}).rules
+    with pytest.raises(RangeTooLong, match="rule 'q': 10001 windows of 60 s"):
+        backtest(None, rule, "ns", 0, (MAX_WINDOWS + 1) * 60)  # refused before any search: no client needed
+
+
+@pytest.mark.parametrize("value", ["abc", "99999", "0", "-1", "65500", "９２００"])
+def test_regwatch_es_port_is_one_line(tmp_path: Path, value: str) -> None:
+    env = {key: val for key, val in os.environ.items() if key != "ES_URL"}
+    result = subprocess.run([*REGWATCH, "es", "status"], capture_output=True, text=True, timeout=60,
+                            env={**env, "REGWATCH_ES_PORT": value, "REGWATCH_HOME": str(tmp_path)})
+    exact_error(result, f"error: REGWATCH_ES_PORT={value!r}: not a port from 1 to 65427 (a local cluster's nodes "
+                        "also take the ports up to 108 above it)", 1)
+
+
+def test_regwatch_es_port_parsed(monkeypatch) -> None:
+    from regwatch.localnode.common import NodeError, port
+
+    monkeypatch.delenv("REGWATCH_ES_PORT", raising=False)
+    assert port() == 9200
+    monkeypatch.setenv("REGWATCH_ES_PORT", " 19200 ")
+    assert port() == 19200
+    monkeypatch.setenv("REGWATCH_ES_PORT", "abc")
+    with pytest.raises(NodeError, match="REGWATCH_ES_PORT='abc'"):
+        port()
+
+
+@pytest.mark.parametrize("args,line", [
+    (["rules", "status", "--stale-after", "nan"], "error: --stale-after: nan is not a positive number of seconds"),
+    (["rules", "status", "--stale-after", "inf"], "error: --stale-after: inf is not a positive number of seconds"),
+    (["setup", "--retention", "abc"], "error: --retention 'abc': not a retention such as 90d, 12h or 30m ('' for none)"),
+    (["setup", "--retention", "0d"], "error: --retention '0d': not a retention such as 90d, 12h or 30m ('' for none)"),
+])
+def test_more_options_refused_where_parsed(tmp_path: Path, args: list[str], line: str) -> None:
+    exact_error(run(*args, "-c", str(_rules_config(tmp_path, DOWN))), line, 2)

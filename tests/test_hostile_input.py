@@ -245,3 +245,73 @@ def test_a_file_name_that_is_not_utf8_ships_its_lines_and_reports_it(es: Elastic
         status = subprocess.run([sys.executable, "-m", "regwatch.cli", "status", "-c", str(config), *extra],
                                 capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
         assert status.returncode == 0 and "acc\\xffess" in status.stdout.replace("\\\\", "\\"), status.stderr
+
+
+# -- issue 25: impossible durations and bounds in rule files -----------------------------------------
+
+_DURATION_RULES = """rules:
+  - {name: a, type: absence, notify: [], window: .inf}
+  - {name: b, type: absence, notify: [], window: 1.0e+300}
+  - {name: c, type: absence, notify: [], interval: .nan}
+  - {name: d, type: absence, notify: [], for: -5}
+  - {name: e, type: absence, notify: [], renotify: 99999999999999999999d}
+  - {name: f, type: absence, notify: [], aggregation: 400d}
+  - {name: g, type: new_term, field: x, notify: [], lookback: .inf}
+  - {name: h, type: absence, notify: [], window: 366d, interval: 1s}
+  - {name: i, type: absence, notify: [], interval: 500ms}
+  - {name: j, type: threshold, notify: [], condition: {op: ">", value: .nan}}
+  - {name: k, type: spike, notify: [], factor: .inf}
+  - {name: fine, type: absence, notify: [], window: 366d, interval: 6m, for: 0s, renotify: 1h}
+"""
+
+
+def test_impossible_durations_are_refused_at_load_naming_file_rule_and_key(tmp_path: Path) -> None:
+    """``window: .inf`` or ``1.0e+300`` passed ``rules validate``; then every cycle failed for all
+    rules (no date is that far) and claimed windows were lost."""
+    (tmp_path / "r.yaml").write_text(_DURATION_RULES)
+    result = subprocess.run([*REGWATCH, "rules", "validate", str(tmp_path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    path = tmp_path / "r.yaml"
+    assert result.stderr.splitlines() == [f"error: {path}: {line}" for line in [
+        "rule 'a' window: inf is not a finite duration (use 30s, 5m, 1h, 2d)",
+        "rule 'b' window: 1e+300 is more than 366 days",
+        "rule 'c' interval: nan is not a finite duration (use 30s, 5m, 1h, 2d)",
+        "rule 'd' for: -5 is a negative duration",
+        "rule 'e' renotify: '99999999999999999999d' is more than 366 days",
+        "rule 'f' aggregation: '400d' is more than 366 days",
+        "rule 'g' lookback: inf is not a finite duration (use 30s, 5m, 1h, 2d)",
+        "rule 'h' interval: 1s is too short for window 366d: at most 100000 intervals per window",
+        "rule 'i' interval: 0.5s: a rule is evaluated at most once a second (interval >= 1s)",
+        "rule 'j' condition.value: Input should be a finite number",
+        "rule 'k' factor: Input should be a finite number",
+    ]], result.stderr
+
+
+def test_the_runner_refuses_an_infinite_window_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text("rules:\n  - {name: a, type: absence, notify: [], window: .inf}\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"elasticsearch: {{hosts: ['http://127.0.0.1:9']}}\nrules: {{folder: {tmp_path / 'rules'}}}\n")
+    result = subprocess.run([*REGWATCH, "rules", "run", "--once", "-c", str(config)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'rules' / 'r.yaml'}: rule 'a' window: inf is not a finite duration (use 30s, "
+                      "5m, 1h, 2d)"], result.stderr
+
+
+@pytest.mark.parametrize("text,seconds_", [("30s", 30.0), ("5m", 300.0), ("250ms", 0.25), ("366d", 366 * 86400.0),
+                                           (0, 0.0), (1.5, 1.5)])
+def test_durations_within_bounds(text, seconds_: float) -> None:
+    from rules.model import seconds
+
+    assert seconds(text) == seconds_
+
+
+@pytest.mark.parametrize("text", [float("inf"), float("nan"), -1, 1e300, "367d", "5x", "", "1.5h", True])
+def test_durations_out_of_bounds(text) -> None:
+    from rules.model import seconds
+
+    with pytest.raises(ValueError):
+        seconds(text)

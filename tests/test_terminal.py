@@ -160,5 +160,5 @@ def test_check_rule_plugin_line(world: tuple[str, Path]) -> None:
     _, config = world
     done = _run("check", "rule", "busy-model", "--config", str(config))
     out = _safe(done, code=2)
-    assert out.count("\n") == 1 and out.startswith("REGWATCH CRITICAL - busy-model: 2 for "), out
+    assert out.count("\n") == 1 and out.startswith("REGWATCH CRITICAL - busy-model: 2.0 for "), out
     assert SHOWN in out and r"a\x00b a\x9bb" in out, out

@@ -87,6 +87,23 @@ def _unknown_on_error() -> Iterator[None]:
         _exit(Status.UNKNOWN, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
 
+@contextlib.contextmanager
+def _elasticsearch(settings) -> Iterator[None]:
+    """Elasticsearch unreachable or refusing: UNKNOWN naming the node (its password masked)."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    from regwatch.config import redact_url
+
+    try:
+        yield
+    except (TransportError, ApiError) as exc:
+        hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
+        detail = getattr(exc, "message", None) or str(exc)
+        raise PluginError(f"Elasticsearch at {hosts}: {type(exc).__name__}: {' '.join(str(detail).split())[:300]}") \
+            from None
+
+
 def _config(path: Path | None):
     from regwatch.config import ConfigError, load_config
 
@@ -166,7 +183,8 @@ def check_rule(
         if name not in rules:
             raise PluginError(f"no rule {name!r} (rules: {', '.join(sorted(rules))})")
         rule = rules[name]
-        readings = read_now(client_from_config(settings), rule, settings.namespace, time.time())
+        with _elasticsearch(settings):
+            readings = read_now(client_from_config(settings), rule, settings.namespace, time.time())
         if warn_range is None and crit_range is None:
             breached = [r for r in readings if r.breached]
             status = (Status.CRITICAL if rule.severity == "critical" else Status.WARNING) if breached else Status.OK

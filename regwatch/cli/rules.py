@@ -342,7 +342,7 @@ def rules_status(
     settings = load(config)
     if stale_after is None:
         stale_after = settings.rules.stale_after_s
-    elif stale_after <= 0:
+    elif not 0 < stale_after < float("inf"):  # nan and inf too: no runner would ever count as dead
         fail(f"--stale-after: {stale_after} is not a positive number of seconds", code=2)
     client = client_from_config(settings)
     store = StateStore(client, settings.namespace)

@@ -39,6 +39,10 @@ def setup(
     from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
 
+    import re
+
+    if retention and not re.fullmatch(r"[1-9]\d{0,8}(d|h|m|s|ms)", retention):
+        fail(f"--retention {retention!r}: not a retention such as 90d, 12h or 30m ('' for none)", code=2)
     settings = load(config)
     if namespace is not None:
         try:
