@@ -45,6 +45,10 @@ from parsers.validation import redact_userinfo
 
 STATUS_TEXT_BYTES = 512  # read of a bad status's body: enough to say what the server said
 JOIN_GRACE_S = 1.0  # how long the caller waits for a cancelled worker before leaving it
+# httpcore's trace events at which an exchange past its deadline is ended (not the closing ones:
+# a close must run whole, or the connection would be left open)
+_BEFORE_ANSWER = tuple(f".{phase}.started" for phase in (
+    "connect_tcp", "start_tls", "send_request_headers", "send_request_body", "receive_response_headers"))
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ class _Exchange:
                 self.streams.append(stream)
             if self.cancelled.is_set():
                 self._shut(stream)
-        if event.endswith(".started") and self._expired():
+        if event.endswith(_BEFORE_ANSWER) and self._expired():
             raise _Deadline()
 
     @staticmethod
@@ -304,7 +308,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
             stopped = True
             break
         exchange.done.wait(min(0.05, deadline - now))
-    if not exchange.done.is_set():
+    answered = exchange.done.is_set()
+    if not answered:
+        # what the worker reports after this (the error of its socket being shut) is not the answer
         exchange.cancel()
         worker.join(JOIN_GRACE_S)
 
@@ -315,9 +321,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
 
     if stopped:
         return down("stopped", "the probe was stopped")
-    outcome = exchange.outcome if exchange.done.is_set() else {}
-    if not outcome:
-        return down("timeout", describe("timeout", None, timeout_s), duration=timeout_s)
+    if not answered:  # the status, when the headers came and the body did not
+        return down("timeout", describe("timeout", None, timeout_s), exchange.outcome.get("status"), timeout_s)
+    outcome = exchange.outcome
     duration = outcome["finished"] - clock
     error = outcome.get("error")
     status = outcome.get("status")

@@ -6,7 +6,8 @@ Each is a raw socket server in threads, so it can do what a well-behaved HTTP li
 * ``drip_headers``: the status line, then the headers one byte every ``pace_s``, forever;
 * ``endless``: a chunked body that never ends, sent as fast as the client reads;
 * ``silent``: accepts the connection, reads the request, never answers;
-* ``echo``: a 401 whose body repeats the request's headers (a server quoting a secret back).
+* ``echo``: a 401 whose body repeats the request's headers (a server quoting a secret back);
+* ``ok``: a well-behaved ``200 OK`` (to see the request a check sent).
 
 ``server.connections`` counts accepted connections, ``server.open_now``/``peak_open`` how many
 were open at once, ``server.sent`` the bytes sent, ``server.requests`` the raw request heads.
@@ -21,17 +22,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-MODES = ("drip_body", "drip_headers", "endless", "silent", "echo")
+MODES = ("drip_body", "drip_headers", "endless", "silent", "echo", "ok")
 
 
 class HostileServer:
-    def __init__(self, mode: str, pace_s: float = 0.2, chunk_bytes: int = 64 * 1024,
+    def __init__(self, mode: str, pace_s: float = 0.2, chunk_bytes: int = 64 * 1024, chunk_pace_s: float = 0.0,
                  lifetime_s: float = 120.0) -> None:
         if mode not in MODES:
             raise ValueError(mode)
         self.mode = mode
         self.pace_s = pace_s
         self.chunk_bytes = chunk_bytes
+        self.chunk_pace_s = chunk_pace_s  # endless: the pause between chunks (0: a flood)
         self.lifetime_s = lifetime_s  # every connection is dropped after this, whatever happens
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -50,9 +52,12 @@ class HostileServer:
         return self
 
     def _accept(self) -> None:
+        self.listener.settimeout(0.1)  # a blocked accept() would not notice the listener closed
         while not self.stopped.is_set():
             try:
                 conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
             with self.lock:
@@ -84,8 +89,16 @@ class HostileServer:
         try:
             head = self._read_head(conn)
             if self.mode == "silent":
-                while not self.stopped.wait(0.1) and time.monotonic() < end:
-                    pass
+                conn.settimeout(0.1)
+                while not self.stopped.is_set() and time.monotonic() < end:
+                    try:
+                        if not conn.recv(4096):  # the client closed: the connection is over
+                            break
+                    except socket.timeout:
+                        continue
+            elif self.mode == "ok":
+                self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                           b"Connection: close\r\n\r\nOK")
             elif self.mode == "echo":
                 body = head.split(b"\r\n\r\n")[0]
                 self._send(conn, b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: "
@@ -103,6 +116,8 @@ class HostileServer:
                 chunk = f"{self.chunk_bytes:x}\r\n".encode() + b"O" * self.chunk_bytes + b"\r\n"
                 while not self.stopped.is_set() and time.monotonic() < end:
                     self._send(conn, chunk)
+                    if self.chunk_pace_s:
+                        self.stopped.wait(self.chunk_pace_s)
         except OSError:  # the client gave up: what the test wants
             pass
         finally:
@@ -112,6 +127,7 @@ class HostileServer:
 
     def close(self) -> None:
         self.stopped.set()
+        self.thread.join(timeout=5)
         self.listener.close()
         with self.lock:
             sockets = list(self.sockets)
@@ -121,7 +137,6 @@ class HostileServer:
             except OSError:
                 pass
             conn.close()
-        self.thread.join(timeout=5)
 
 
 @contextmanager
