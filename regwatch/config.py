@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, FilePath, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 
 from parsers.validation import StrictModel, problems
 from pipeline.probe.settings import ProbeSettings
@@ -123,6 +123,28 @@ class RulesConfig(StrictModel):
     lease_s: float = Field(30.0, ge=1, le=3600)
     metrics_port: int | None = Field(9466, ge=1, le=65535)  # the runner's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
+    # A failed delivery that may pass (timeout, connection, 429, 5xx) is retried after 2 s, 4 s,
+    # 8 s... (with jitter) up to this; one that will not (any other 4xx) is dropped and shown.
+    retry_max_s: float = Field(600.0, ge=1, le=86400)
+    # A notifier with no success for this long is shown by `rules status` and /metrics, and
+    # raises the notifier-failing alert on the other notifiers (those named here; default all).
+    notifier_failing_after_s: float = Field(600.0, gt=0, le=7 * 86400)
+    notifier_failing_notify: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _notifiers_fit_the_lease(self) -> RulesConfig:
+        """A send must end before the outbox lease does, or a second runner sends it too."""
+        from rules.notify.base import max_timeout
+
+        bound = max_timeout(self.lease_s)
+        for name, target in self.notifiers.items():
+            if "timeout_s" in target.model_fields_set and target.timeout_s > bound:
+                raise ValueError(f"notifiers.{name}.timeout_s: {target.timeout_s:g} s is more than rules.lease_s "
+                                 f"({self.lease_s:g} s) less its margin allows ({bound:g} s)")
+        unknown = sorted(set(self.notifier_failing_notify or []) - set(self.notifiers))
+        if unknown:
+            raise ValueError(f"notifier_failing_notify: no notifier named {', '.join(unknown)}")
+        return self
 
 
 class Config(ShipSettings):

@@ -26,6 +26,14 @@ class RunnerMetrics:
                                   "From a notification's send to its outcome recorded: a crash in between re-sends it",
                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), registry=r)
         self.firing = Gauge("regwatch_alerts_firing", "Alerts firing now, per rule", ["rule", "severity"], registry=r)
+        self.rule_failures = Counter("regwatch_rule_failures", "Rule evaluations that failed (tried again next cycle)",
+                                     ["rule"], registry=r)
+        self.notifier_failures = Counter("regwatch_notifier_failures",
+                                         "Failed sends per notifier; retryable=false ones are dropped, not retried",
+                                         ["target", "retryable"], registry=r)
+        self.notifier_failing = Gauge("regwatch_notifier_failing",
+                                      "1 while a notifier has had no success for rules.notifier_failing_after_s",
+                                      ["target"], registry=r)
 
     def set_firing(self, alerts: list[dict[str, Any]], severities: dict[str, str]) -> None:
         """Every rule's firing count, 0 included (a series that vanished reads as 'no data', not 0)."""

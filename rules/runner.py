@@ -4,15 +4,28 @@ Two runners side by side claim each rule cycle with optimistic concurrency: one 
 Alerts go ok -> pending (while ``for`` has not elapsed) -> firing -> resolved (when the recovery
 bound holds, else when the condition no longer does). Firing and resolved are notified; the
 notification waits on the alert document's outbox until a notifier accepted it.
+
+One rule that fails (a bad response for it) is logged, counted and tried again next cycle; the
+others go on. Deliveries of a cycle run concurrently, one thread per target, each with a
+deadline below the outbox lease: a target that hangs costs its own notifications a timeout, not
+the other targets, rules or cycles. A failure that may pass is retried with a bounded,
+jittered exponential back-off; one that will not (a 404 from a revoked webhook) is dropped for
+that target, recorded and counted. A target with no success for ``failing_after`` seconds raises
+the built-in ``regwatch-notifier-failing`` alert on the other targets.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
+import queue
+import random
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +37,8 @@ from parsers import streams
 from parsers.timestamps import iso_from_epoch
 from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule
-from rules.notify import DeliveryFailed, Target, render
+from rules.notify import DeliveryFailed, Notifier, Target, render
+from rules.notify.base import max_timeout, send_deadline
 from rules.links import discover_url
 from rules.query import NO_GROUP, Measurement, Window, filters, group_values, header, indices, time_sort
 from rules.state import StateStore, Versioned, alert_id
@@ -36,8 +50,13 @@ log = structlog.get_logger(__name__)
 SETTLE_S = 1.0  # an event ingested this recently may not be searchable yet: the window ends before it
 MAX_CATCH_UP = 60  # windows re-evaluated, oldest first, after the runner (or Elasticsearch) was away
 STALE_RULE = "regwatch-runner-stale"
+NOTIFIER_RULE = "regwatch-notifier-failing"
+SYNTHETIC = (STALE_RULE, NOTIFIER_RULE)  # the runner's own rules: about regwatch, not about the data
 CLAIM_S = 30.0  # how long a runner owns an outbox entry it is delivering
-RETRY_S = (1.0, 5.0, 15.0, 60.0)
+RETRY_BASE_S = 2.0  # the first retry of a failed delivery; then 4, 8, 16 s... up to retry_max_s
+RETRY_MAX_S = 600.0
+FAILING_AFTER_S = 600.0
+GRACE_S = 0.5  # past the last target's deadline, for its thread to hand its outcome over
 
 
 @dataclass
@@ -48,6 +67,8 @@ class CycleReport:
     sent: list[str] = field(default_factory=list)  # idempotency keys delivered
     failed: list[str] = field(default_factory=list)
     silenced: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # a target refused for good (not retried)
+    rule_failures: list[str] = field(default_factory=list)  # rules that failed this cycle (tried again)
     idle: bool = False  # nothing was due: no request was sent
 
 
@@ -69,19 +90,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _delivery_error(exc: Exception) -> str:
-    """DeliveryFailed says what went wrong; anything else is a notifier bug, said with its type."""
-    if isinstance(exc, DeliveryFailed):
-        return str(exc)[:300]
-    log.error("notifier_bug", error=f"{type(exc).__name__}: {exc}"[:300])
-    return f"{type(exc).__name__}: {exc}"[:300]
+@dataclass
+class _Job:
+    """One send to one target: an outbox entry, a batch of them (a digest, an aggregation), or
+    a re-post (no claim)."""
+
+    target: str
+    members: list[tuple[_Claim | None, dict[str, Any]]]
+    batch: bool = False
+
+
+@dataclass
+class _Outcome:
+    job: _Job
+    error: DeliveryFailed | None
+    seconds: float = 0.0
+    counted: bool = True  # an attempt that says something about the target (not: stopped, busy)
+    fatal: BaseException | None = None  # not an error but a death (SystemExit...): the cycle dies of it
+
+
+def _work(target: Notifier, jobs: list[_Job], payloads: list[list[dict[str, Any]]], deadline: float,
+          results: queue.SimpleQueue[_Outcome]) -> None:
+    """A target's sends of one cycle, in its own thread, all ended by ``deadline``. Each outcome
+    is handed over as it comes; the cycle may have gone on without it (then it is dropped, and
+    the notification is sent again: at least once)."""
+    with send_deadline(deadline):
+        for job, payload in zip(jobs, payloads, strict=True):
+            started = time.perf_counter()
+            error = None
+            if time.monotonic() >= deadline:
+                error = DeliveryFailed("timed out: no time left for this send")
+            else:
+                try:
+                    if job.batch:
+                        target.send_digest(payload)
+                    else:
+                        target.send(payload[0])
+                except DeliveryFailed as exc:
+                    error = exc
+                except Exception as exc:  # noqa: BLE001 - a notifier bug fails its send, not the runner
+                    log.error("notifier_bug", target=job.target, error=type(exc).__name__)
+                    error = DeliveryFailed(f"{type(exc).__name__} in the notifier")
+                except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which dies of it
+                    results.put(_Outcome(job, None, fatal=exc))
+                    return
+            results.put(_Outcome(job, error, time.perf_counter() - started))
 
 
 class Runner:
     def __init__(self, client: Elasticsearch, rules: list[Rule], namespace: str,
                  targets: dict[str, Target] | None = None, runner_id: str = "runner", stale_after: float = 180.0,
                  stale_notify: list[str] | None = None, kibana_url: str | None = None,
-                 metrics: RunnerMetrics | None = None, lease_s: float = CLAIM_S) -> None:
+                 metrics: RunnerMetrics | None = None, lease_s: float = CLAIM_S,
+                 stop: threading.Event | None = None, retry_max_s: float = RETRY_MAX_S,
+                 failing_after: float = FAILING_AFTER_S, failing_notify: list[str] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.client = client
         self.rules = rules
         self._by_name = {rule.name: rule for rule in rules}
@@ -93,6 +156,14 @@ class Runner:
         self.stale_notify = stale_notify or []
         self.kibana_url = kibana_url
         self.lease_s = lease_s
+        self.retry_max_s = retry_max_s
+        self.failing_after = failing_after
+        self.failing_notify = failing_notify  # None: every notifier but the failing ones
+        self._stop = stop or threading.Event()  # set: in-flight sends are given up, the cycle ends
+        self._rng = rng or random.Random()
+        self._inflight: dict[str, threading.Thread] = {}  # target -> the thread of its last send
+        self._claims: dict[str, tuple[Versioned, float]] = {}  # rule -> its cycle document, last_end before
+        self._started = time.monotonic()  # when the current cycle began (its ``now`` may be a test's clock)
         self.host = socket.gethostname()  # the heartbeat says where and which process, to retire dead ones
         self.pid = os.getpid()
         self.store = StateStore(client, namespace)
@@ -134,6 +205,7 @@ class Runner:
             self.metrics.idle_wakeups.inc()
             return CycleReport(idle=True)
         started = time.perf_counter()
+        self._started = time.monotonic()
         try:
             report = self._cycle(now)
         except Exception:
@@ -158,21 +230,60 @@ class Runner:
             if not windows:
                 report.skipped.append(rule.name)
             due += [(rule, window) for window in windows]
-        names = sorted({rule.name for rule, _ in due} | {STALE_RULE})
+        names = sorted({rule.name for rule, _ in due} | set(SYNTHETIC))
         searches: list[dict[str, Any]] = list(self.store.cycle_search(names))
+        asked: list[tuple[Rule, Window]] = []
+        failed: set[str] = set()
         for rule, window in due:
-            searches += [header(rule, self.namespace), request(rule, window)]
+            if rule.name in failed:
+                continue
+            try:
+                searches += [header(rule, self.namespace), request(rule, window)]
+            except Exception as exc:  # noqa: BLE001 - one rule's failure is its own
+                failed.add(rule.name)
+                self._rule_failed(rule, window, exc, report)
+                continue
+            asked.append((rule, window))
         responses = self.client.msearch(searches=searches)["responses"]
         self._read_state(self.store.documents(responses[0]))
-        for (rule, window), response in zip(due, responses[1:], strict=True):
+        for (rule, window), response in zip(asked, responses[1:], strict=True):
+            if rule.name in failed:
+                continue  # its later windows wait for the failed one, next cycle
+            try:
+                self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report, window)
+            except Exception as exc:  # noqa: BLE001 - one rule's failure is its own
+                failed.add(rule.name)
+                self._rule_failed(rule, window, exc, report)
+                continue
             if rule.name not in report.evaluated:
                 report.evaluated.append(rule.name)
-            self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report, window)
         self._check_runners(now, report)
+        self._check_notifiers(now, report)
         self.deliver(now, report)
         self._firing(now)
         self._heartbeat(now, due)
         return report
+
+    def _rule_failed(self, rule: Rule, window: Window, exc: Exception, report: CycleReport) -> None:
+        """Log and count one rule's failure, and give its claim back from ``window`` on, so the
+        next cycle evaluates that window again (the rule's later windows too)."""
+        log.warning("rule_failed", rule=rule.name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        self.metrics.rule_failures.labels(rule.name).inc()
+        report.rule_failures.append(rule.name)
+        claimed = self._claims.get(rule.name)
+        if claimed is None:
+            return
+        cycle, before = claimed
+        windows = rule_type(rule).windows(rule, before, cycle.doc["last_end"], MAX_CATCH_UP)
+        earlier = [w.end for w in windows if w.end < window.end]
+        back = max(earlier) if earlier else before
+        try:
+            written = self.store.write(cycle, cycle.doc | {"last_end": back})
+        except (ApiError, TransportError) as err:
+            log.warning("rule_claim_not_returned", rule=rule.name, error=type(err).__name__)
+            return
+        if written is not None:
+            self._claims[rule.name] = (written, before)
 
     def _read_state(self, documents: list[Versioned]) -> None:
         self._docs = {}
@@ -203,9 +314,11 @@ class Runner:
                                    "runner": self.runner_id}))
             wanted.append((rule, last_end))
         claimed: dict[str, list[Window]] = {}
+        self._claims = {}
         for (rule, last_end), written in zip(wanted, self.store.write_many(writes), strict=True):
             if written is not None:  # else another runner claimed it: due alike, an interval on
                 claimed[rule.name] = rule_type(rule).windows(rule, last_end, end, MAX_CATCH_UP)
+                self._claims[rule.name] = (written, last_end)
             self._rule_due[rule.name] = end + rule.interval + SETTLE_S
         return claimed
 
@@ -245,6 +358,28 @@ class Runner:
         ages = [Measurement(r.doc["runner"], round(now - r.doc["last_cycle"], 1)) for r in self._of_type("runner")
                 if r.doc["runner"] != self.runner_id and r.doc.get("state") != "stopped"]
         self._transition(rule, ages, now, report)
+
+    def _failing_since(self, name: str) -> float | None:
+        """Since when a target has had no success (None: it is fine), as the state index says."""
+        item = self._docs.get(f"notifier:{name}")
+        return item.doc.get("failing_since") if item is not None else None
+
+    def _check_notifiers(self, now: float, report: CycleReport) -> None:
+        """A notifier with no success for ``failing_after`` seconds raises an alert, sent to the
+        other notifiers; /metrics says which fail."""
+        after = self.failing_after
+        notify = self.failing_notify if self.failing_notify is not None else sorted(self.targets)
+        rule = ThresholdRule(name=NOTIFIER_RULE, type="threshold", interval=after, window=after, group_by="target",
+                             condition={"op": ">=", "value": after}, severity="critical", notify=notify,
+                             message="notifier {group} has delivered nothing for {value} s", sample={"size": 0})
+        measured = []
+        for name in self.targets:
+            since = self._failing_since(name)
+            failing = since is not None and now - since >= after
+            self.metrics.notifier_failing.labels(name).set(1 if failing else 0)
+            if since is not None:
+                measured.append(Measurement(name, round(now - since, 1)))
+        self._transition(rule, measured, now, report)
 
     def _transition(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport,
                     window: Window | None = None) -> None:
@@ -350,20 +485,23 @@ class Runner:
                    "groups": group_values(rule, group),
                    "window": {"start": iso_from_epoch(window.start), "end": iso_from_epoch(window.end),
                               "time_field": rule.time_field},
-                   "index": indices(rule, self.namespace) if rule.name != STALE_RULE else self.store.index,
+                   "index": indices(rule, self.namespace) if rule.name not in SYNTHETIC else self.store.index,
                    "query": {"bool": {"filter": filters(rule, window)}}}
-        if self.kibana_url and rule.name != STALE_RULE:
+        if self.kibana_url and rule.name not in SYNTHETIC:
             payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',to:'{iso_from_epoch(now + 300, millis=False)}'))")
             payload["discover"] = discover_url(self.kibana_url, rule, window.start, window.end, group)
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
-        elif samples and state == "firing" and rule.sample.size and rule.name != STALE_RULE:
+        elif samples and state == "firing" and rule.sample.size and rule.name not in SYNTHETIC:
             payload["events"] = self._samples(rule, window, group)
         due = now
         if rule.aggregation:  # held and sent with the rule's other notifications at the period's end
             due = math.ceil(now / rule.aggregation) * rule.aggregation
-        entry = {"key": key, "targets": list(rule.notify), "payload": payload, "attempts": 0, "due": due,
+        targets = list(rule.notify)
+        if rule.name == NOTIFIER_RULE:  # told on the others: not the failing target, nor any failing one
+            targets = [t for t in targets if t != group and self._failing_since(t) is None]
+        entry = {"key": key, "targets": targets, "payload": payload, "attempts": 0, "due": due,
                  "labels": dict(rule.labels)}
         if rule.aggregation:
             entry["batch"] = rule.name
@@ -410,11 +548,19 @@ class Runner:
 
         A runner claims an alert document (a lease of ``lease_s``, with optimistic concurrency)
         before it sends anything, and records each target's outcome right after that target
-        answered, before the next send. A runner that dies while it holds the claim leaves it to
+        answered, before the lease ends. A runner that dies while it holds the claim leaves it to
         expire; the next runner re-sends only what has no recorded outcome: the send in flight at
         the crash. Targets that batch (digests, a rule's ``aggregation``) get one message for the
-        entries of a cycle."""
+        entries of a cycle.
+
+        The targets are sent to concurrently, each in a thread of its own with a deadline
+        (its ``timeout_s``, below the lease): the cycle waits for no target past its deadline.
+        A target that has not answered by then failed (timed out) for this cycle; its thread is
+        left to end by itself, and the target gets no new send while it runs. A stop (SIGTERM)
+        ends the wait at once: what was answered is recorded, the rest is sent again later."""
         self._outbox_due = math.inf
+        if self._stop.is_set():
+            return
         work: list[_Claim] = []
         for item in [d for d in self._docs.values() if d.doc.get("outbox")]:
             queued = item.doc["outbox"]
@@ -424,12 +570,15 @@ class Runner:
             if all(e["due"] > now for e in queued):
                 self._outbox_due = min(self._outbox_due, *(e["due"] for e in queued))
                 continue
-            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": now + self.lease_s,
+            # The lease runs from the claim, not from the cycle's start: the sends begin now.
+            until = now + (time.monotonic() - self._started) + self.lease_s
+            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": until,
                                                          "outbox_claimed_by": self.runner_id})
             if claimed is not None:  # else another runner is delivering it
                 self._put(claimed)
                 work.append(_Claim(claimed, [dict(e) for e in claimed.doc["outbox"]]))
-        batches: dict[tuple[str, str], list[tuple[_Claim, dict[str, Any]]]] = {}
+        jobs: list[_Job] = []
+        batches: dict[tuple[str, str], list[tuple[_Claim | None, dict[str, Any]]]] = {}
         for claim in work:
             for entry in claim.entries:
                 if entry["due"] > now:
@@ -444,58 +593,146 @@ class Runner:
                     if target is not None and (target.digest or entry.get("batch")):
                         batches.setdefault((name, entry.get("batch", "")), []).append((claim, entry))
                         continue
-                    self._send(claim, [entry], name, now)
-        for (name, _batch), members in batches.items():
-            self._send_batch(name, members, now)
+                    jobs.append(_Job(name, [(claim, entry)]))
+        jobs += [_Job(name, members, batch=True) for (name, _batch), members in batches.items()]
+        fared: dict[str, list[_Outcome]] = {}
+        self._dispatch(jobs, lambda outcome: self._answered(outcome, now, report, fared))
+        self._fared(fared, now)
         for claim in work:
             remaining = []
             for entry in claim.entries:
                 if entry["due"] > now or entry["targets"]:
                     if entry["due"] <= now:  # tried and failed for some target: back off
                         attempts = entry["attempts"] + 1
-                        entry |= {"attempts": attempts, "due": now + RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]}
+                        entry |= {"attempts": attempts, "due": now + self._backoff(attempts)}
                         report.failed.append(entry["key"])
                         log.warning("notification_failed", key=entry["key"], error=entry.get("last_error"),
-                                    attempts=attempts)
+                                    attempts=attempts, retry_in=round(entry["due"] - now, 1))
                     remaining.append(entry)
-                elif entry["key"] not in report.silenced:
+                elif entry["key"] not in report.silenced and entry["key"] not in report.dropped:
                     report.sent.append(entry["key"])
             self._outbox_due = min([self._outbox_due] + [e["due"] for e in remaining])
             claim.entries = remaining
             self._record(claim, now, release=True)
 
-    def _send(self, claim: _Claim, entries: list[dict[str, Any]], name: str, now: float) -> None:
-        target = self.targets.get(name)
-        started = time.perf_counter()
-        try:
-            if target is None:
-                raise DeliveryFailed(f"unknown notifier {name!r}")
-            target.send(entries[0]["payload"])
-        except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
-            for entry in entries:
-                entry["last_error"] = _delivery_error(exc)
-            return
-        for entry in entries:
-            entry["targets"] = [n for n in entry["targets"] if n != name]
-        self._record(claim, now)
-        self.metrics.exposure.observe(time.perf_counter() - started)
+    def _backoff(self, attempts: int) -> float:
+        """Seconds to the next try after ``attempts`` failed ones: doubling from
+        :data:`RETRY_BASE_S`, within ±20 % (runners and alerts do not retry in step), at most
+        ``retry_max_s``."""
+        delay = RETRY_BASE_S * 2.0 ** min(attempts - 1, 40)
+        return min(self.retry_max_s, delay * self._rng.uniform(0.8, 1.2))
 
-    def _send_batch(self, name: str, members: list[tuple[_Claim, dict[str, Any]]], now: float) -> None:
-        target = self.targets[name]
-        started = time.perf_counter()
-        try:
-            target.send_digest([entry["payload"] for _claim, entry in members])
-        except Exception as exc:  # noqa: BLE001 - isolated like a single delivery
+    def _dispatch(self, jobs: list[_Job], answered: Callable[[_Outcome], None]) -> None:
+        """Run ``jobs``, one thread per target, and hand each outcome to ``answered`` (in this
+        thread) as it comes. Returns when every job answered, at the last deadline (the jobs
+        without an answer then fail, timed out), or at once on stop."""
+        by_target: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_target.setdefault(job.target, []).append(job)
+        results: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        waiting: dict[int, _Job] = {}
+        until = time.monotonic()
+        for name, mine in by_target.items():
+            target = self.targets.get(name)
+            if target is None:
+                for job in mine:
+                    answered(_Outcome(job, DeliveryFailed(f"no notifier {name!r} is configured", retryable=False)))
+                continue
+            busy = self._inflight.get(name)
+            if busy is not None and busy.is_alive():
+                for job in mine:
+                    answered(_Outcome(job, DeliveryFailed("the previous send to this target has not ended yet"),
+                                      counted=False))
+                continue
+            deadline = time.monotonic() + self._timeout(name)
+            payloads = [[copy.deepcopy(entry["payload"]) for _claim, entry in job.members] for job in mine]
+            thread = threading.Thread(target=_work, args=(target, mine, payloads, deadline, results),
+                                      name=f"notify-{name}", daemon=True)
+            thread.start()
+            self._inflight[name] = thread
+            waiting |= {id(job): job for job in mine}
+            until = max(until, deadline)
+        while waiting and not self._stop.is_set():
+            left = until + GRACE_S - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                outcome = results.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                continue
+            if outcome.fatal is not None:
+                raise outcome.fatal
+            if waiting.pop(id(outcome.job), None) is not None:
+                answered(outcome)
+        stopping = self._stop.is_set()
+        for job in waiting.values():
+            if stopping:
+                answered(_Outcome(job, DeliveryFailed("the runner stopped before the target answered"), counted=False))
+            else:
+                answered(_Outcome(job, DeliveryFailed(f"timed out: no answer within {self._timeout(job.target):g} s")))
+
+    def _timeout(self, name: str) -> float:
+        """How long a send to a target may take: its ``timeout_s``, within the lease."""
+        return min(getattr(self.targets[name], "timeout_s", CLAIM_S), max_timeout(self.lease_s))
+
+    def _answered(self, outcome: _Outcome, now: float, report: CycleReport, fared: dict[str, list[_Outcome]]) -> None:
+        """Take one target's outcome for the entries it was sent: off the entries when it took
+        them (recorded now), or the error kept; an error not worth retrying drops the entry for
+        that target, recorded and counted."""
+        name, error = outcome.job.target, outcome.error
+        members = outcome.job.members
+        claims = {id(claim): claim for claim, _entry in members if claim is not None}
+        if outcome.counted:
+            fared.setdefault(name, []).append(outcome)
+        if error is None:
+            started = time.perf_counter()
             for _claim, entry in members:
-                entry["last_error"] = _delivery_error(exc)
+                entry["targets"] = [n for n in entry["targets"] if n != name]
+            for claim in claims.values():
+                self._record(claim, now)
+            self.metrics.exposure.observe(outcome.seconds + time.perf_counter() - started)
             return
-        claims: dict[str, _Claim] = {}
-        for claim, entry in members:
-            entry["targets"] = [n for n in entry["targets"] if n != name]
-            claims[claim.item.id] = claim
-        for claim in claims.values():
-            self._record(claim, now)
-        self.metrics.exposure.observe(time.perf_counter() - started)
+        if outcome.counted:
+            self.metrics.notifier_failures.labels(name, "true" if error.retryable else "false").inc()
+        for _claim, entry in members:
+            entry["last_error"] = f"{name}: {error}"[:300]
+            if not error.retryable:
+                entry["targets"] = [n for n in entry["targets"] if n != name]
+                entry["dropped"] = sorted({*entry.get("dropped", []), name})
+                if entry["key"] not in report.dropped:
+                    report.dropped.append(entry["key"])
+                log.warning("notification_dropped", key=entry["key"], target=name, error=str(error)[:300],
+                            why="the target refused it and would refuse it again")
+        if not error.retryable:
+            for claim in claims.values():
+                self._record(claim, now)
+
+    def _fared(self, fared: dict[str, list[_Outcome]], now: float) -> None:
+        """Keep how each target fared this cycle in its ``notifier:<name>`` document: written
+        when it fails, and when it succeeds after failing (not on every success)."""
+        for name, outcomes in fared.items():
+            doc_id = f"notifier:{name}"
+            item = self._docs.get(doc_id)
+            old = item.doc if item is not None else {}
+            if any(o.error is None for o in outcomes):
+                if old.get("failing_since") is None:
+                    continue
+                doc = old | {"failing_since": None, "last_success": now, "failures": 0, "updated": now,
+                             "runner": self.runner_id}
+            else:
+                errors = [o.error for o in outcomes if o.error is not None]
+                doc = {"type": "notifier", "target": name, "failing_since": old.get("failing_since") or now,
+                       "last_error": str(errors[-1])[:300], "retryable": errors[-1].retryable,
+                       "last_failure": now, "last_success": old.get("last_success"),
+                       "failures": old.get("failures", 0) + len(errors),
+                       "dropped": old.get("dropped", 0) + sum(1 for e in errors if not e.retryable),
+                       "updated": now, "runner": self.runner_id}
+            try:
+                self.store.beat(doc_id, doc)
+            except (ApiError, TransportError) as exc:  # the next failure writes it again
+                log.warning("notifier_state_not_written", target=name, error=type(exc).__name__)
+                continue
+            self._put(Versioned(doc_id, doc))
 
     def _record(self, claim: _Claim, now: float, release: bool = False) -> None:
         """Write a claimed document's outbox as it stands now: a target that took an entry is off
@@ -525,6 +762,7 @@ class Runner:
         firing = [item.doc for item in self._of_type("alert") if item.doc.get("state") == "firing"]
         self.metrics.set_firing(firing, self._severities)
         seen: set[tuple[str, str]] = set()
+        jobs: list[_Job] = []
         for alert in firing:
             rule = self._by_name.get(alert["rule"])
             if rule is None:
@@ -542,12 +780,20 @@ class Runner:
                                      Window(now - rule.window, now), samples=False)
                 if self._silenced(entry, now):
                     continue
-                try:
-                    target.send(entry["payload"])
-                except Exception as exc:  # noqa: BLE001 - the next cycle tries again
-                    log.warning("refresh_failed", target=name, rule=rule.name, error=_delivery_error(exc))
-                    continue
-                self._refreshed[key] = now
+                jobs.append(_Job(name, [(None, entry)]))
+
+        def reposted(outcome: _Outcome) -> None:
+            name = outcome.job.target
+            alert = outcome.job.members[0][1]["payload"]["alert"]
+            if outcome.error is None:
+                self._refreshed[(name, alert)] = now
+                return
+            if outcome.counted:
+                self.metrics.notifier_failures.labels(name, "true" if outcome.error.retryable else "false").inc()
+            log.warning("refresh_failed", target=name, alert=alert, error=str(outcome.error)[:300])
+
+        if jobs and not self._stop.is_set():
+            self._dispatch(jobs, reposted)
         for key in set(self._refreshed) - seen:  # resolved: forget
             del self._refreshed[key]
 

@@ -87,9 +87,9 @@ class StateStore:
     def cycle_search(self, rules: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The ``_msearch`` header and body reading, in the cycle's one search request, every state
         document a cycle needs: the alerts of the due rules, the firing ones, those with an outbox,
-        the runners' heartbeats and the silences."""
+        the runners' heartbeats, the silences and how each notifier fares."""
         query = {"bool": {"should": [
-            {"terms": {"type": ["runner", "silence"]}},
+            {"terms": {"type": ["runner", "silence", "notifier"]}},
             {"exists": {"field": "outbox.key"}},
             {"bool": {"filter": [{"term": {"type": "alert"}}, {"term": {"state": "firing"}}]}},
             {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"rule": rules}}]}},
@@ -123,6 +123,13 @@ class StateStore:
         """The heartbeat documents of every runner."""
         self.client.indices.refresh(index=self.index)
         hits = self.client.search(index=self.index, size=1000, query={"term": {"type": "runner"}})
+        return [h["_source"] for h in hits["hits"]["hits"]]
+
+    def notifiers(self) -> list[dict[str, Any]]:
+        """How each notifier fares (``notifier:<name>`` documents): since when it has been
+        failing, its last error, its last success."""
+        self.client.indices.refresh(index=self.index)
+        hits = self.client.search(index=self.index, size=1000, query={"term": {"type": "notifier"}})
         return [h["_source"] for h in hits["hits"]["hits"]]
 
     def write(self, item: Versioned, doc: dict[str, Any]) -> Versioned | None:

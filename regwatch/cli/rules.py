@@ -91,6 +91,10 @@ def rules_run(
             target.check()
         except DeliveryFailed as exc:
             fail(f"{config}: rules.notifiers.{name}: {exc}")
+        for warning in target.warnings():
+            from regwatch.cli.common import warn
+
+            warn(f"rules.notifiers.{name}: {warning}")
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
         store = StateStore(client, settings.namespace)
@@ -99,10 +103,13 @@ def rules_run(
         problems = check_queries(client, rules, store.index, settings.namespace)
     if problems:
         fail("; ".join(problems))
+    stop = threading.Event()  # SIGTERM: a send in flight is given up, the runner records what it knows and exits
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
                     _runner_id(settings.rules.runner_id), stale_after=settings.rules.stale_after_s,
                     stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url,
-                    lease_s=settings.rules.lease_s)
+                    lease_s=settings.rules.lease_s, stop=stop, retry_max_s=settings.rules.retry_max_s,
+                    failing_after=settings.rules.notifier_failing_after_s,
+                    failing_notify=settings.rules.notifier_failing_notify)
     import structlog
 
     log = structlog.get_logger("regwatch.rules")
@@ -113,7 +120,6 @@ def rules_run(
     if not once:
         serve_metrics(runner.metrics, config, "rules.metrics_port", settings.rules.metrics_port,
                       settings.rules.metrics_address)
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("runner_started", runner=runner.runner_id, rules=len(rules))
@@ -130,7 +136,8 @@ def rules_run(
             failed = False
             if not report.idle:
                 typer.echo(f"evaluated={len(report.evaluated)} transitions={len(report.transitions)} "
-                           f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)}")
+                           f"sent={len(report.sent)} failed={len(report.failed)} silenced={len(report.silenced)} "
+                           f"dropped={len(report.dropped)} rule_failures={len(report.rule_failures)}")
         if once:
             break
         # Sleep until something is due (a failed cycle is retried in 5 s); wake at least every

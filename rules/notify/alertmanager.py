@@ -3,8 +3,11 @@
 An alert's identity in Alertmanager is its label set, so the labels are stable for one alert:
 ``alertname`` (the rule), ``rule``, ``severity``, the group under a name that says what it is
 (``model``, ``target``... from the rule's ``group_by``), the rule's labels and this target's own
-(``environment``, ``cluster``...). A firing alert carries ``endsAt`` a few re-post intervals ahead
-and is re-posted while it fires (the runner's refresh): if the runners stop, Alertmanager
+(``environment``, ``cluster``...). Labels route and silence alerts, so data never overwrites the
+ones that are not data: the target's labels and the reserved three are set last, and a group
+label that would collide with one of them or with a rule's label is prefixed
+(``group_alertname``). A firing alert carries ``endsAt`` a few re-post intervals ahead and is
+re-posted while it fires (the runner's refresh): if the runners stop, Alertmanager
 resolves it by itself, as it does for a silent Prometheus. A resolution carries ``endsAt`` = now.
 
 Posting the same alert twice (two runners) is harmless: Alertmanager merges alerts by labels.
@@ -15,9 +18,11 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
+import httpx
 from pydantic import Field, field_validator
 
 from parsers.timestamps import iso_from_epoch
+from parsers.validation import redact_userinfo
 from rules.notify.base import Notifier, check_url, secret_from_env
 
 # The label an alert's group is given, by the rule's group_by; any other field: "group".
@@ -56,18 +61,33 @@ class AlertmanagerTarget(Notifier):
             raise ValueError(f"label names must match [a-zA-Z_][a-zA-Z0-9_]*: {', '.join(bad)}")
         return labels
 
+    def warnings(self) -> list[str]:
+        host = httpx.URL(self.url).host
+        if self.bearer_token_env and self.url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
+            return [f"bearer_token_env over plain http to {redact_userinfo(self.url)}: the token crosses the "
+                    "network in clear (use https)"]
+        return []
+
     def alert(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One postableAlert of Alertmanager's v2 OpenAPI schema."""
-        labels = {name: value for name, value in payload.get("labels", {}).items() if _LABEL_NAME.match(name)}
-        labels |= self.labels
-        labels |= {"alertname": payload["rule"], "rule": payload["rule"], "severity": payload["severity"]}
+        reserved = {"alertname": payload["rule"], "rule": payload["rule"], "severity": payload["severity"]}
+        fixed = set(reserved) | set(self.labels)
+        labels = {name: str(value) for name, value in payload.get("labels", {}).items()
+                  if _LABEL_NAME.match(name) and name not in fixed}
         groups = payload.get("groups") or {}
+        found: dict[str, str] = {}
         if len(groups) > 1:  # group_by over several fields: one label each
             for field, value in groups.items():
-                labels[GROUP_LABELS.get(field) or re.sub(r"[^a-zA-Z0-9_]", "_", field)] = str(value)
+                found[GROUP_LABELS.get(field) or re.sub(r"[^a-zA-Z0-9_]", "_", field)] = str(value)
         elif payload.get("group") not in (None, "", "*"):
             by = payload.get("group_by")
-            labels[GROUP_LABELS.get(by, "group") if isinstance(by, str) else "group"] = str(payload["group"])
+            found[GROUP_LABELS.get(by, "group") if isinstance(by, str) else "group"] = str(payload["group"])
+        for name, value in found.items():
+            if not _LABEL_NAME.match(name):  # a field starting with a digit
+                name = f"group_{name}"
+            labels[f"group_{name}" if name in fixed or name in labels else name] = value
+        labels |= self.labels
+        labels |= reserved
         annotations = {"message": payload["message"], "summary": payload["message"][:200],
                        "value": str(payload["value"]), "threshold": str(payload["threshold"])}
         if payload.get("dashboard"):

@@ -13,18 +13,23 @@ HTML).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
-import os
 import re
 import string
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import httpx
 import structlog
 from pydantic import Field
 
-from parsers.validation import StrictModel
+from parsers.validation import SecretError, StrictModel, redact_userinfo
+from parsers.validation import secret_from_env as _env_secret
+from rules.notify import http
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +41,44 @@ SMS_FIELDS: dict[str, Any] = MESSAGE_FIELDS | {"to": "+1", "sender": "+1", "text
                                                "message": "m", "key": "k"}
 
 
+# A format spec may pad and round, within reason: ``{group:>500000000}`` would render 500 MB.
+MAX_WIDTH = 1000
+MAX_PRECISION = 100
+_SPEC = re.compile(r"^(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?#?0?(?P<width>\d+)?[,_]?"
+                   r"(?:\.(?P<precision>\d+))?(?P<type>[bcdeEfFgGnosxX%])?$", re.DOTALL)
+
+
 class DeliveryFailed(RuntimeError):
-    pass
+    """A notification a target did not take. ``retryable`` says whether sending it again may
+    succeed, as Alertmanager's notifiers decide: a connection error, a timeout, 429 and 5xx may;
+    any other refusal (a 404 from a revoked webhook, a 400 for a payload the target will never
+    take, a setting that is wrong) will not, and is not retried."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# The wall-clock moment (``time.monotonic()``) by which the notifier's current send must end: the
+# runner sets it for the thread that sends to one target, so every request of that send (a
+# digest to Opsgenie is several) shares one budget below the outbox lease.
+_DEADLINE: ContextVar[float | None] = ContextVar("regwatch_notify_deadline", default=None)
+
+
+@contextlib.contextmanager
+def send_deadline(at: float) -> Iterator[None]:
+    """Sends inside the block end by ``at`` (``time.monotonic()``), whatever each target's timeout."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def max_timeout(lease_s: float) -> float:
+    """The longest a send may take under an outbox lease of ``lease_s``: the lease less a margin
+    for recording the outcome (a quarter of it, at most 5 s)."""
+    return lease_s - min(5.0, lease_s / 4)
 
 
 class UnsafeTemplate(ValueError):
@@ -53,9 +94,24 @@ def render(template: str, values: dict[str, Any]) -> str:
             continue
         if not name.isidentifier() or conversion or (spec and not all(c in "0123456789.,%efgd<>^+- " for c in spec)):
             raise UnsafeTemplate(f"placeholder {{{name}}} is not a plain name")
+        _check_spec(name, spec)
         value = values.get(name, "")
         out.append(format(value, spec) if spec else str(value))
     return "".join(out)
+
+
+def _check_spec(name: str, spec: str) -> None:
+    """Width and precision within :data:`MAX_WIDTH` and :data:`MAX_PRECISION`."""
+    if not spec:
+        return
+    parsed = _SPEC.match(spec)
+    if parsed is None:
+        raise UnsafeTemplate(f"placeholder {{{name}}}: format {spec!r} is not a width, precision and type")
+    width, precision = parsed["width"], parsed["precision"]
+    if width is not None and (len(width) > 4 or int(width) > MAX_WIDTH):
+        raise UnsafeTemplate(f"placeholder {{{name}}}: width {width[:12]} is more than {MAX_WIDTH}")
+    if precision is not None and (len(precision) > 3 or int(precision) > MAX_PRECISION):
+        raise UnsafeTemplate(f"placeholder {{{name}}}: precision {precision[:12]} is more than {MAX_PRECISION}")
 
 
 def check_template(template: str, allowed: dict[str, Any]) -> None:
@@ -68,8 +124,8 @@ def check_template(template: str, allowed: dict[str, Any]) -> None:
                 raise UnsafeTemplate(f"placeholder {{{name}}} is not one of {', '.join(sorted(allowed))}")
     except UnsafeTemplate:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise UnsafeTemplate(f"template {template!r}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError) as exc:
+        raise UnsafeTemplate(f"template {template[:80]!r}: {exc}") from None
 
 
 def check_url(url: str, where: str) -> str:
@@ -118,22 +174,25 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def secret_from_env(env: str | None) -> str | None:
+    """The secret in environment variable ``env`` (None when no variable is named), surrounding
+    white space dropped; unset, empty or holding a control character is a DeliveryFailed that
+    names the variable, never the value, and is not worth retrying."""
     if env is None:
         return None
-    value = os.environ.get(env, "")
-    if not value:
-        raise DeliveryFailed(f"no secret in {env}")
-    return value
+    try:
+        return _env_secret(env)
+    except SecretError as exc:
+        raise DeliveryFailed(str(exc), retryable=False) from None
 
 
 def url_from_env(env: str) -> str:
     """A URL kept in the environment (Slack and Teams webhook URLs are secrets); surrounding white
     space (a trailing newline from ``$(cat file)``) is dropped, anything else invalid refused."""
-    url = (secret_from_env(env) or "").strip()
+    url = secret_from_env(env) or ""
     try:
         return check_url(url, env)
     except ValueError as exc:
-        raise DeliveryFailed(str(exc)) from None
+        raise DeliveryFailed(str(exc), retryable=False) from None
 
 
 class Notifier(StrictModel):
@@ -148,7 +207,15 @@ class Notifier(StrictModel):
         raise NotImplementedError
 
     def check(self) -> None:
-        """Settings that live outside the file (URLs in env): DeliveryFailed when unusable."""
+        """Settings that live outside the file: every ``*_env`` secret this target names is set,
+        without control characters (a URL in env is a URL too). DeliveryFailed when unusable."""
+        for name in type(self).model_fields:
+            if name.endswith("_env"):
+                secret_from_env(getattr(self, name))
+
+    def warnings(self) -> list[str]:
+        """What is allowed but unsafe (a token over plain http), said when the runner starts."""
+        return []
 
     def send_digest(self, payloads: list[dict[str, Any]]) -> None:
         rows = ["| " + " | ".join(table_cell(p[k]) for k in ("state", "rule", "group", "value", "threshold")) + " |"
@@ -160,13 +227,36 @@ class Notifier(StrictModel):
                    "threshold": None, "severity": worst, "labels": {}, "since": min(p["since"] for p in payloads),
                    "at": max(p["at"] for p in payloads), "message": table, "key": key, "alerts": payloads})
 
+    def deadline(self) -> float:
+        """When this target's current send must end: ``timeout_s`` from now, or the runner's
+        deadline for the send if sooner."""
+        own = time.monotonic() + self.timeout_s
+        outer = _DEADLINE.get()
+        return own if outer is None else min(own, outer)
+
     def _post(self, url: str, **kwargs: Any) -> None:
+        """POST to ``url``, done by :meth:`deadline`: any status below 300 is taken. The error
+        says the exception's type, the status and a cleaned excerpt of the answer, never the
+        HTTP library's message (it may quote a header) nor any secret of the request."""
+        secrets = [str(v) for v in (kwargs.get("headers") or {}).values()]
+        if kwargs.get("auth"):
+            secrets += [str(part) for part in kwargs["auth"]]
+        secrets += [url, redact_userinfo(url)] if self.secret_url else []
         try:
-            response = httpx.post(url, timeout=self.timeout_s, **kwargs)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code >= 300:
-            raise DeliveryFailed(f"HTTP {response.status_code}")
+            answer = http.post(url, self.deadline(), **kwargs)
+        except http.RequestFailed as exc:
+            if exc.kind == "timeout":
+                raise DeliveryFailed(f"timed out: no complete answer within {self.timeout_s:g} s") from None
+            raise DeliveryFailed(f"{exc.detail}: " + ("the URL cannot be used" if exc.kind == "unusable" else
+                                                      "could not reach the target"),
+                                 retryable=exc.kind != "unusable") from None
+        if answer.status >= 300:
+            said = http.excerpt(answer.head, secrets)
+            raise DeliveryFailed(f"HTTP {answer.status}" + (f": {said}" if said else ""),
+                                 retryable=answer.status == 429 or answer.status >= 500)
+
+    # A target whose URL is itself a secret (Slack, Teams): masked in an answer quoting it.
+    secret_url: ClassVar[bool] = False
 
 
 def title(payload: dict[str, Any]) -> str:

@@ -1,12 +1,21 @@
 """Email over SMTP: STARTTLS that verifies the server (a CA file for a private CA; an explicit
 opt-out that warns), no login in clear unless allowed, a text and an escaped HTML part.
+
+The whole SMTP session ends by the send's deadline: ``smtplib``'s timeout bounds each socket
+operation only, so a watchdog shuts the connection down when the deadline passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import smtplib
+import socket
 import ssl
+import threading
+import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rules.notify.base import DeliveryFailed, Notifier, header_value, secret_from_env, title, log
+from rules.notify.http import excerpt
 
 
 class EmailTarget(Notifier):
@@ -60,12 +70,77 @@ class EmailTarget(Notifier):
         rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
         message.add_alternative(f"<html><body><p>{html.escape(str(payload['message']))}</p><table>{rows}</table>"
                                 "</body></html>", subtype="html")
+        password = secret_from_env(self.password_env) if self.username else None
+        deadline = self.deadline()
+        cut = threading.Event()
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-                if self.starttls:
-                    smtp.starttls(context=self._tls())
-                if self.username:
-                    smtp.login(self.username, secret_from_env(self.password_env) or "")
-                smtp.send_message(message)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            smtp = smtplib.SMTP(self.host, self.port, timeout=min(self.timeout_s, left))
+            try:
+                with _watchdog(smtp.sock, deadline, cut):
+                    if self.starttls:
+                        smtp.starttls(context=self._tls())
+                    if self.username:
+                        smtp.login(self.username, password or "")
+                    smtp.send_message(message)
+                    try:
+                        smtp.quit()
+                    except (OSError, smtplib.SMTPException):
+                        pass  # the message was taken: a lost goodbye changes nothing
+            finally:
+                smtp.close()
+        except smtplib.SMTPResponseException as exc:  # the server said no: 4xx may pass later, 5xx will not
+            said = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc.smtp_code} {excerpt(said, [password or ''])}",
+                                 retryable=exc.smtp_code < 500) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryFailed(f"SMTPRecipientsRefused: {len(exc.recipients)} recipient(s)", retryable=False) from None
         except (OSError, smtplib.SMTPException, ValueError) as exc:  # ssl.SSLError is an OSError
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+            if cut.is_set() or isinstance(exc, TimeoutError):
+                raise DeliveryFailed(f"timed out: the mail server did not finish within {self.timeout_s:g} s") from None
+            raise DeliveryFailed(_smtp_error(exc), retryable=_smtp_retryable(exc)) from None
+
+
+def _smtp_error(exc: BaseException) -> str:
+    """The exception's type and its reason, never its whole text (which may quote what was sent)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{type(exc).__name__}: {exc.reason} {excerpt(str(exc.verify_message or ''))}".strip()
+    if isinstance(exc, ssl.SSLError):
+        return f"{type(exc).__name__}: {exc.reason or ''}".strip()
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {excerpt(exc.strerror)}"
+    return type(exc).__name__
+
+
+def _smtp_retryable(exc: BaseException) -> bool:
+    """A server away or a connection cut may pass; a certificate, a missing STARTTLS or a
+    message the library refuses will not."""
+    return not isinstance(exc, (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError, ValueError))
+
+
+@contextlib.contextmanager
+def _watchdog(sock: socket.socket | None, deadline: float, cut: threading.Event) -> Iterator[None]:
+    """Shuts the session's connection down (waking any blocked read or write) if ``deadline``
+    passes first. A duplicate of the descriptor is shut down, not the socket smtplib holds: the
+    shutdown reaches the connection, and the duplicate is closed after the session."""
+    raw = socket.socket(fileno=os.dup(sock.fileno())) if sock is not None else None
+
+    def fire() -> None:
+        cut.set()
+        if raw is not None:
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if raw is not None:
+            raw.close()

@@ -34,9 +34,6 @@ class OpsgenieTarget(Notifier):
     def _url(cls, url: str) -> str:
         return check_url(url, "url").rstrip("/")
 
-    def check(self) -> None:
-        secret_from_env(self.api_key_env)
-
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"GenieKey {secret_from_env(self.api_key_env)}"}
 

@@ -39,9 +39,6 @@ class PagerDutyTarget(Notifier):
     def _url(cls, url: str) -> str:
         return check_url(url, "url")
 
-    def check(self) -> None:
-        secret_from_env(self.routing_key_env)
-
     def event(self, payload: dict[str, Any]) -> dict[str, Any]:
         key = secret_from_env(self.routing_key_env)
         if payload["state"] == "resolved":

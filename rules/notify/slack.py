@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rules.notify.base import Notifier, title, url_from_env, slack_escape
 
@@ -11,6 +11,8 @@ from rules.notify.base import Notifier, title, url_from_env, slack_escape
 class SlackTarget(Notifier):
     type: Literal["slack"]
     url_env: str  # incoming webhook URLs are secrets
+
+    secret_url: ClassVar[bool] = True
 
     def check(self) -> None:
         url_from_env(self.url_env)
@@ -24,4 +26,4 @@ class SlackTarget(Notifier):
                                               f"value {slack_escape(payload['value'])} · "
                                               f"bound {slack_escape(payload['threshold'])}"}]},
         ]
-        self._post(url_from_env(self.url_env), json={"text": slack_escape(title), "blocks": blocks})
+        self._post(url_from_env(self.url_env), json={"text": slack_escape(heading), "blocks": blocks})

@@ -4,7 +4,7 @@ connector card is not sent), every interpolated value escaped for its Markdown.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rules.notify.base import Notifier, title, url_from_env, markdown_escape
 
@@ -12,6 +12,8 @@ from rules.notify.base import Notifier, title, url_from_env, markdown_escape
 class TeamsTarget(Notifier):
     type: Literal["teams"]
     url_env: str  # a Workflows ("When a Teams webhook request is received") URL
+
+    secret_url: ClassVar[bool] = True
 
     def check(self) -> None:
         url_from_env(self.url_env)
