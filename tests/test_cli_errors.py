@@ -257,3 +257,29 @@ def test_regwatch_es_port_parsed(monkeypatch) -> None:
 ])
 def test_more_options_refused_where_parsed(tmp_path: Path, args: list[str], line: str) -> None:
     exact_error(run(*args, "-c", str(_rules_config(tmp_path, DOWN))), line, 2)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--mlflow", "http://[::1", "--url", "http://r"], "error: --mlflow 'http://[::1': not a URL (Invalid IPv6 URL)"),
+    (["--mlflow", "javascript:alert(1)", "--url", "http://r"],
+     "error: --mlflow 'javascript:alert(1)': not an http or https URL (e.g. http://mlflow.example:5000)"),
+    (["--mlflow", "http://m:99999", "--url", "http://r"],
+     "error: --mlflow 'http://m:99999': not a URL (Port out of range 0-65535)"),
+    (["--mlflow", "http://m", "--url", "http://r x"],
+     "error: --url 'http://r x': not an http or https URL (e.g. http://mlflow.example:5000)"),
+])
+def test_webhook_registration_urls_are_checked_where_parsed(args: list[str], line: str) -> None:
+    """A malformed --mlflow URL reached the "unexpected" guard (ValueError, MLflow's own exception)."""
+    exact_error(run("audit-receiver", "register", *args, env={"REGWATCH_WEBHOOK_SECRET": "s" * 24}), line, 2)
+
+
+def test_webhook_registration_with_mlflow_down_is_one_line_and_prompt() -> None:
+    import time
+
+    started = time.monotonic()
+    result = run("audit-receiver", "register", "--mlflow", "http://127.0.0.1:9", "--url", "http://r",
+                 env={"REGWATCH_WEBHOOK_SECRET": "s" * 24})
+    no_guard(result)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: MLflow refused the webhook: API request to http://127.0.0.1:9/")
+    assert time.monotonic() - started < 45  # MLflow's own retries took minutes

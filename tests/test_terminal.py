@@ -94,6 +94,11 @@ def world(es: Elasticsearch, es_url: str, tmp_path_factory) -> Iterator[tuple[st
                                                  "since": now - 5, "value": 3.0})
     store.write(Versioned("runner:hostile", {}), {"type": "runner", "runner": HOSTILE, "last_cycle": now, "lag": 0.0,
                                                   "rules": 1, "updated": now, "state": "running"})
+    # Damaged or forged numbers (the mapping coerces a numeric string; lag is not mapped at all).
+    store.write(Versioned("runner:forged", {}), {"type": "runner", "runner": "forged", "last_cycle": "1e9", "lag": "x",
+                                                 "state": "running"})
+    store.write(Versioned("alert:forged", {}), {"type": "alert", "rule": "forged", "group": "g", "state": "firing",
+                                                "since": "12", "value": 1.0})
     heartbeat.ensure(es, namespace)
     es.index(index=heartbeat.index_name(namespace), id="shipper:hostile", refresh=True, document={
         "type": "shipper", "shipper_id": HOSTILE, "host": {"name": HOSTILE}, "updated": now, "every_s": 3600,
@@ -121,7 +126,7 @@ def test_top(world: tuple[str, Path]) -> None:
     namespace, config = world
     out = _safe(_run("top", "--once", "--namespace", namespace, "-c", str(config)))
     assert out.count(SHOWN) >= 3, out  # the model, the target and the alert's rule and group
-    assert f"down ({SHOWN}" in out
+    assert f"down ({SHOWN}" in out and "forged" in out
 
 
 def test_status_of_the_checkpoint(world: tuple[str, Path]) -> None:
@@ -140,6 +145,7 @@ def test_rules_status(world: tuple[str, Path]) -> None:
     _, config = world
     out = _safe(_run("rules", "status", "-c", str(config)))
     assert f"runner {SHOWN}" in out and f"firing {SHOWN}" in out, out
+    assert "runner forged last_cycle=" in out and "lag=nans STALE" in out, out
 
 
 def test_rules_test(world: tuple[str, Path]) -> None:

@@ -67,6 +67,20 @@ def _listen_address(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _http_url(option: str, url: str) -> None:
+    """An http(s) URL with a host and a valid port: one line naming the option otherwise."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        fail(f"{option} {url[:200]!r}: not a URL ({exc})", code=2)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or not c.isprintable()
+                                                                          for c in url):
+        fail(f"{option} {url[:200]!r}: not an http or https URL (e.g. http://mlflow.example:5000)", code=2)
+
+
 @app.command("register")
 def audit_receiver_register(
     mlflow: Annotated[str, typer.Option("--mlflow", help="MLflow tracking server URL")],
@@ -80,9 +94,18 @@ def audit_receiver_register(
     from parsers.mlflow_webhook import REGISTRY_EVENTS
     from pipeline.registration import RegistrationError, register
 
+    _http_url("--mlflow", mlflow)
+    _http_url("--url", url)
     secret = os.environ.get(secret_env, "")
     if not secret:
         fail(f"no webhook secret: set {secret_env}")
+    # MLflow's client retries a refused connection 7 times with back-off (minutes); a command the
+    # operator waits on says so sooner. Their own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    import logging
+
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry is not the operator's news
     try:
         done = register(mlflow, url, name, secret)
     except RegistrationError as exc:

@@ -306,6 +306,14 @@ def rules_backtest(
     typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
 
 
+def _number(value) -> float:
+    """A number from a state document, whatever it holds (a forged or damaged one: nan)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+
+
 def _rules_or_none(settings) -> list:
     """The configured rules, or none when they do not load (rules validate says why)."""
     from rules.model import RuleError, load_rules
@@ -360,11 +368,11 @@ def rules_status(
         now = time.time()
         runners = store.runners()
         firing = store.firing()
-    alive = [r for r in runners if now - r["last_cycle"] <= stale_after and r.get("state") != "stopped"]
+    alive = [r for r in runners if now - _number(r.get("last_cycle")) <= stale_after and r.get("state") != "stopped"]
     for runner in sorted(runners, key=lambda r: r["runner"]):
-        age = now - runner["last_cycle"]
+        age = now - _number(runner.get("last_cycle"))
         condition = "stopped" if runner.get("state") == "stopped" else "alive" if age <= stale_after else "STALE"
-        typer.echo(printable(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={runner.get('lag', 0):.1f}s "
+        typer.echo(printable(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={_number(runner.get('lag', 0)):.1f}s "
                              f"{condition}"))
     for index, count in unstamped.items():
         err.print(f"warning: {count} document(s) in {printable(index)} have no event.ingested (indexed by another shipper, or "

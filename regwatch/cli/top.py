@@ -48,7 +48,9 @@ def render(view, namespace: str) -> Group:
         models.add_row(Text(printable(name)), str(count))
     firing = Table("rule", "group", "state", "since", title="alerts", title_justify="left")
     for alert in view.firing:
-        since = time.strftime("%H:%M:%S", time.localtime(alert.get("since") or 0))
+        moment = alert.get("since")
+        since = time.strftime("%H:%M:%S", time.localtime(moment)) if isinstance(moment, (int, float)) and \
+            0 <= moment < 253402300800 else "-"  # a forged or damaged document shows no time
         firing.add_row(Text(printable(alert.get("rule", ""))), Text(printable(alert.get("group", ""))),
                        Text(printable(alert.get("state", "")), "red"), since)
     if not view.firing:
