@@ -30,61 +30,54 @@ def _response(status: str, body: bytes, content_type: str = "text/plain; charset
 
 
 class MetricsServer:
-    """Serves ``registry`` on ``address:port`` from a daemon thread.
+    """Serves ``registry`` on a bound, listening socket from a daemon thread (made by
+    :func:`serve`, which binds first so that a port in use is the caller's :class:`OSError`);
+    :meth:`stop` closes the socket and every open connection."""
 
-    :meth:`start` binds before it returns, so a port in use is an :class:`OSError` for the caller;
-    :meth:`stop` closes the listening socket and every open connection.
-    """
-
-    def __init__(self, registry: CollectorRegistry, port: int, address: str = "127.0.0.1", *,
-                 timeout_s: float = 10.0, max_connections: int = 100) -> None:
+    def __init__(self, registry: CollectorRegistry, sock: socket.socket, *, timeout_s: float = 10.0,
+                 max_connections: int = 100) -> None:
         self.registry = registry
-        self.address = address
-        self.requested_port = port
         self.timeout_s = timeout_s
         self.max_connections = max_connections
+        self._sock = sock
         self._loop = asyncio.new_event_loop()
         self._open: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._run, name="metrics-server", daemon=True)
         self._ready = threading.Event()
-        self._sock: socket.socket | None = None
-        self._server: asyncio.AbstractServer | None = None
 
     @property
     def port(self) -> int:
         """The port listened on (the one asked for, or the one the system chose for port 0)."""
-        assert self._sock is not None
         return self._sock.getsockname()[1]
 
     def start(self) -> MetricsServer:
-        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        self._sock = socket.create_server((self.address, self.requested_port), family=family, backlog=128)
         self._thread.start()
         self._ready.wait(10)
         return self
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self._loop.call_soon_threadsafe(self._shutdown)
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._shutdown)
+            self._thread.join(10)
 
     def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
         for writer in list(self._open):
             writer.transport.abort()
         self._loop.stop()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, sock=self._sock, limit=MAX_HEAD_BYTES))
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, sock=self._sock,
+                                                                    limit=MAX_HEAD_BYTES))
         self._ready.set()
         try:
             self._loop.run_forever()
         finally:
-            self._server.close()
+            server.close()
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -127,5 +120,8 @@ class MetricsServer:
 
 def serve(registry: CollectorRegistry, port: int, address: str = "127.0.0.1", *, timeout_s: float = 10.0,
           max_connections: int = 100) -> MetricsServer:
-    """Start serving ``registry``; an OSError (port in use, bad address) is the caller's."""
-    return MetricsServer(registry, port, address, timeout_s=timeout_s, max_connections=max_connections).start()
+    """Bind ``address:port`` and serve ``registry`` from a daemon thread; an OSError (port in
+    use, bad address) is the caller's."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.create_server((address, port), family=family, backlog=128)
+    return MetricsServer(registry, sock, timeout_s=timeout_s, max_connections=max_connections).start()

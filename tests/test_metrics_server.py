@@ -48,16 +48,16 @@ def daemon() -> Iterator[tuple[subprocess.Popen, int]]:
         yield process, port
     finally:
         process.kill()
-        process.wait(10)
+        process.communicate(timeout=10)  # reaped, its pipes closed
 
 
 @pytest.fixture
 def server() -> Iterator:
-    from regwatch.metrics_server import MetricsServer
+    from regwatch.metrics_server import serve
 
     registry = CollectorRegistry()
     Counter("regwatch_test_things", "Things", registry=registry).inc(2)
-    running = MetricsServer(registry, 0, "127.0.0.1", timeout_s=1.0, max_connections=5).start()
+    running = serve(registry, 0, "127.0.0.1", timeout_s=1.0, max_connections=5)
     try:
         yield running
     finally:
