@@ -696,6 +696,7 @@ class Runner:
             self.metrics.notifier_failures.labels(name, "true" if error.retryable else "false").inc()
         for _claim, entry in members:
             entry["last_error"] = f"{name}: {error}"[:300]
+            entry["errors"] = entry.get("errors", {}) | {name: str(error)[:300]}  # each target's latest
             if not error.retryable:
                 entry["targets"] = [n for n in entry["targets"] if n != name]
                 entry["dropped"] = sorted({*entry.get("dropped", []), name})
