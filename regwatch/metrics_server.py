@@ -75,9 +75,8 @@ class MetricsServer:
         finally:
             server.close()
             pending = asyncio.all_tasks(self._loop)
-            for task in pending:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:  # their connections were aborted: each handler ends on its own
+                self._loop.run_until_complete(asyncio.wait(pending, timeout=2))
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
