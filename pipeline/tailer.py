@@ -12,6 +12,7 @@ offset 0 under its new fingerprint; a copy of a known file takes over its identi
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -109,8 +110,9 @@ class Tailer:
         try:
             fd = os.open(candidate.real, OPEN_FLAGS)
         except OSError as exc:
-            # ELOOP: a link swapped in after the check; ENXIO and the like: not a file to read.
-            self._refuse(path, "not opened as checked", str(exc))
+            # ELOOP: a link swapped in after the check; else unreadable (permissions, gone, ...).
+            self._refuse(path, "a link where a file was checked" if exc.errno == errno.ELOOP else "open failed",
+                         str(exc))
             return
         reason = _not_as_checked(fd, candidate)
         if reason is not None:

@@ -249,7 +249,7 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path) -> No
     _swap_after_check(follow.tailer, to_link)
     stuck, lines = _in_thread(follow.lines)
     assert not stuck and lines == []
-    assert follow.tailer.files == {} and dict(follow.tailer.refused) == {"not opened as checked": 1}
+    assert follow.tailer.files == {} and dict(follow.tailer.refused) == {"a link where a file was checked": 1}
     follow.tailer.close()
 
 
