@@ -9,8 +9,9 @@ so a flood of invented names cannot grow the series without bound, and a name is
 from __future__ import annotations
 
 from collections import Counter as Counter_
+from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 OTHER_MODELS = "_other"
@@ -22,6 +23,7 @@ class ShipperMetrics:
         self.registry = registry or CollectorRegistry()
         self.max_models = max_models
         self._models: set[str] = set()
+        self._refused_seen: dict[str, int] = {}
         r = self.registry
         self.lines_read = Counter("regwatch_lines_read", "Lines read from log files", ["input"], registry=r)
         self.events_indexed = Counter("regwatch_events_indexed", "Documents acknowledged by Elasticsearch",
@@ -42,6 +44,17 @@ class ShipperMetrics:
         self.registry_events = Counter("regwatch_registry_events",
                                        "Registry events indexed, per kind and model (registration, retrieval, "
                                        "version, error...), each counted once", ["kind", "model"], registry=r)
+        self.files_refused = Counter("regwatch_files_refused",
+                                     "Files matching an input that were not read (a FIFO or device, a link, a "
+                                     "file swapped after it was checked), by reason", ["reason"], registry=r)
+
+    def count_refused(self, totals: Mapping[str, int]) -> None:
+        """Bring ``regwatch_files_refused_total`` up to the tailer's running totals per reason."""
+        for reason, total in totals.items():
+            seen = self._refused_seen.get(reason, 0)
+            if total > seen:
+                self.files_refused.labels(reason).inc(total - seen)
+                self._refused_seen[reason] = total
 
     def count_models(self, counts: Counter_[tuple[str, str]]) -> None:
         for (kind, name), count in counts.items():
@@ -52,6 +65,3 @@ class ShipperMetrics:
                 else:
                     self._models.add(model)
             self.registry_events.labels(kind, model).inc(count)
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)

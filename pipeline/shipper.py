@@ -309,6 +309,7 @@ class Shipper:
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():
             self.metrics.bytes_behind.labels(path).set(behind)
+        self.metrics.count_refused(self.tailer.refused)
 
     def _reload(self) -> None:
         self._reload_requested.clear()

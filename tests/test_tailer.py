@@ -291,3 +291,25 @@ def test_with_follow_symlinks_the_checked_target_is_read_not_a_link_retargeted_a
     lines = [line.raw for batch in tailer.poll() for line in batch]
     assert lines == [b"checked\n"]
     tailer.close()
+
+
+def test_refused_files_reach_the_shippers_metrics_once_per_refusal() -> None:
+    """The tailer's running totals become ``regwatch_files_refused_total{reason}``, each refusal
+    counted once however often the totals are read."""
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+
+    from pipeline.metrics import ShipperMetrics
+
+    metrics = ShipperMetrics()
+    totals: Counter[str] = Counter({"not a regular file": 1})
+    metrics.count_refused(totals)
+    metrics.count_refused(totals)
+    totals["outside the folder"] += 2
+    totals["not a regular file"] += 1
+    metrics.count_refused(totals)
+    exposition = generate_latest(metrics.registry).decode()
+    rows = sorted(line for line in exposition.splitlines() if line.startswith("regwatch_files_refused_total"))
+    assert rows == ['regwatch_files_refused_total{reason="not a regular file"} 2.0',
+                    'regwatch_files_refused_total{reason="outside the folder"} 2.0']
