@@ -110,3 +110,32 @@ def test_fires_in_alertmanager_is_reposted_and_resolves(es: Elasticsearch, names
         assert resolved[0]["alerts"][0]["labels"]["model"] == "churn"
         assert len([b for b in _Received.bodies if b["status"] == "firing"]) == 1  # one incident, one page
         assert runner.metrics.firing.labels("churn-errors", "critical")._value.get() == 0
+
+
+def test_data_never_overwrites_reserved_target_or_rule_labels() -> None:
+    """Issue 25: a group value or a rule label named ``alertname``, ``severity`` or like one of the
+    target's labels changed how Alertmanager routed and silenced the alert."""
+    target = AlertmanagerTarget(type="alertmanager", url="https://am:9093", labels={"environment": "prod"})
+    payload = {"rule": "registry-down", "group": "evil", "group_by": "service.environment", "state": "firing", "value": 1,
+               "threshold": 0, "severity": "critical", "since": 1000.0, "at": 1000.0, "message": "m", "key": "k",
+               "labels": {"alertname": "x", "severity": "info", "rule": "y", "environment": "dev", "team": "ml"}}
+    assert target.alert(payload)["labels"] == {"alertname": "registry-down", "rule": "registry-down",
+                                               "severity": "critical", "environment": "prod", "team": "ml",
+                                               "group_environment": "evil"}
+    several = payload | {"group": "x|y|z", "groups": {"alertname": "a", "severity": "none", "service.environment": "dev",
+                                                       "team": "other", "modelregistry.model.name": "churn"}}
+    assert target.alert(several)["labels"] == {"alertname": "registry-down", "rule": "registry-down",
+                                               "severity": "critical", "environment": "prod", "team": "ml",
+                                               "group_alertname": "a", "group_severity": "none",
+                                               "group_environment": "dev", "group_team": "other", "model": "churn"}
+
+
+def test_a_bearer_token_over_plain_http_is_warned_at_start() -> None:
+    def warned(url: str, token: str | None = "AM_TOKEN") -> list[str]:
+        return AlertmanagerTarget(type="alertmanager", url=url, bearer_token_env=token).warnings()
+
+    assert warned("http://am.example:9093") == [
+        "bearer_token_env over plain http to http://am.example:9093: the token crosses the network in clear (use https)"]
+    assert warned("http://u:pw@am.example:9093")[0].startswith("bearer_token_env over plain http to http://am.example")
+    assert warned("https://am.example:9093") == [] and warned("http://127.0.0.1:9093") == []
+    assert warned("http://am.example:9093", None) == []

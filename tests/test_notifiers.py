@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -239,3 +240,164 @@ def test_an_invalid_url_in_env_is_a_delivery_failure_not_an_exception(monkeypatc
         SlackTarget(type="slack", url_env="SLACK_URL").send(PAYLOAD)
     with pytest.raises(DeliveryFailed, match="SLACK_URL"):
         SlackTarget(type="slack", url_env="SLACK_URL").check()
+
+
+# -- issue 25 and 26 ----------------------------------------------------------------------------
+
+
+def test_slack_text_is_the_heading_and_the_whole_body(http_receiver, monkeypatch) -> None:
+    """Issue 26: the fallback ``text`` (what notifications and screen readers show) was the
+    string of a Python function."""
+    monkeypatch.setenv("SLACK_URL", http_receiver + "/slack")
+    SlackTarget(type="slack", url_env="SLACK_URL").send(PAYLOAD | {"group": "churn<1>"})
+    (request,) = Capture.requests
+    assert request["headers"]["content-type"] == "application/json"
+    assert json.loads(request["body"]) == {
+        "text": "[FIRING] registry-error-ratio (critical)",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "[FIRING] registry-error-ratio (critical)"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "registry-error-ratio: 0.12 of registry calls failed"}},
+            {"type": "context", "elements": [{"type": "mrkdwn",
+                                              "text": "group churn&lt;1&gt; · value 0.12 · bound 0.05"}]}]}
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Refuses with a body that quotes the request's headers back (as some gateways do)."""
+
+    seen: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Echo.seen.append({k.lower(): v for k, v in self.headers.items()})
+        status = 200 if "ok" in self.path else 400
+        said = (f"bad request, you sent: authorization={self.headers.get('Authorization')} ").encode() + body[:120]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(said)))
+        self.end_headers()
+        self.wfile.write(said)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def echo():
+    Echo.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_secrets_from_env_are_stripped_and_never_reach_an_error(echo, monkeypatch) -> None:
+    """A key ending in a newline (a Kubernetes secret file) made the HTTP library refuse the header
+    and quote the key in its message, which went to the state index and the log."""
+    from rules.notify import AlertmanagerTarget, OpsgenieTarget, PagerDutyTarget
+
+    monkeypatch.setenv("GENIE_KEY", "genie-secret-123\n")
+    monkeypatch.setenv("AM_TOKEN", "am-token-456\n")
+    monkeypatch.setenv("HOOK_SECRET", "hook-secret-789\n")
+    monkeypatch.setenv("PD_KEY", "pd-routing-key\n")
+    OpsgenieTarget(type="opsgenie", api_key_env="GENIE_KEY", url=echo + "/ok").send(PAYLOAD)
+    AlertmanagerTarget(type="alertmanager", url=echo + "/ok", bearer_token_env="AM_TOKEN").send(PAYLOAD)
+    WebhookTarget(url=echo + "/ok", secret_env="HOOK_SECRET").send(PAYLOAD)
+    genie, am, hook = Echo.seen
+    assert genie["authorization"] == "GenieKey genie-secret-123" and am["authorization"] == "Bearer am-token-456"
+    assert hook["x-regwatch-signature"] == signature("hook-secret-789", json.dumps(PAYLOAD, sort_keys=True).encode())
+    for send in (lambda: OpsgenieTarget(type="opsgenie", api_key_env="GENIE_KEY", url=echo + "/no").send(PAYLOAD),
+                 lambda: AlertmanagerTarget(type="alertmanager", url=echo + "/no", bearer_token_env="AM_TOKEN").send(PAYLOAD),
+                 lambda: PagerDutyTarget(type="pagerduty", routing_key_env="PD_KEY", url=echo + "/no").send(PAYLOAD)):
+        with pytest.raises(DeliveryFailed) as failed:
+            send()
+        text = str(failed.value)
+        assert text.startswith("HTTP 400: bad request, you sent:") and not failed.value.retryable
+        assert "genie-secret" not in text and "am-token" not in text and "pd-routing" not in text and "***" in text
+    monkeypatch.setenv("GENIE_KEY", "genie\x1b[2Jsecret")
+    with pytest.raises(DeliveryFailed) as failed:
+        OpsgenieTarget(type="opsgenie", api_key_env="GENIE_KEY").check()
+    assert str(failed.value) == "environment variable GENIE_KEY holds a control character"
+    monkeypatch.delenv("AM_TOKEN")
+    with pytest.raises(DeliveryFailed, match="^environment variable AM_TOKEN is not set or empty$"):
+        AlertmanagerTarget(type="alertmanager", url=echo, bearer_token_env="AM_TOKEN").check()
+    monkeypatch.setenv("SMS_TOKEN", " \n")
+    with pytest.raises(DeliveryFailed, match="SMS_TOKEN"):
+        SmsTarget(type="sms", url=echo, username="AC1", password_env="SMS_TOKEN", to="1", sender="2").check()
+    with pytest.raises(DeliveryFailed, match="SMTP_PASSWORD"):
+        _email(25, ca_file=None).check()  # SMTP_PASSWORD is not set in this test
+
+
+def test_a_slack_url_quoted_back_in_an_answer_is_masked(http_receiver, monkeypatch) -> None:
+    monkeypatch.setenv("SLACK_URL", http_receiver + "/fail/T000/B000/XXXXsecretpath")
+    with pytest.raises(DeliveryFailed) as failed:
+        SlackTarget(type="slack", url_env="SLACK_URL").send(PAYLOAD)
+    assert str(failed.value) == "HTTP 500: ok" and failed.value.retryable
+
+
+@pytest.mark.parametrize("template", ["{group:>500000000}", "{value:>9999999999}", "{value:.101f}",
+                                      "{group:^1001}", "{value:,.1000000f}"])
+def test_template_widths_and_precisions_are_capped_at_load(template: str, tmp_path: Path) -> None:
+    from rules.model import RuleError, load_rules
+
+    with pytest.raises(UnsafeTemplate, match="(width|precision) \\d+ is more than (1000|100)$"):
+        render(template, {"group": "g", "value": 1.5})
+    (tmp_path / "r.yaml").write_text(f"""
+rules:
+  - name: wide
+    type: threshold
+    kinds: [error]
+    condition: {{op: ">", value: 1}}
+    notify: [hook]
+    message: "{template}"
+""")
+    with pytest.raises(RuleError) as refused:
+        load_rules(tmp_path)
+    assert "\n" not in str(refused.value) and "message" in str(refused.value) and "more than" in str(refused.value)
+    assert render("{group:>1000}|{value:.100f}", {"group": "g", "value": 1.5}).startswith(" " * 999 + "g|1.5")
+
+
+class DripSmtp:
+    """Greets, then answers EHLO one byte a second."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.closing = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.sendall(b"220 drip ESMTP\r\n")
+            conn.recv(1024)
+            for byte in b"250-drip\r\n250 STARTTLS\r\n":
+                if self.closing.wait(1.0):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.closing.set()
+        self.sock.close()
+
+
+def test_an_smtp_session_ends_by_its_timeout(monkeypatch) -> None:
+    import time
+
+    server = DripSmtp()
+    try:
+        monkeypatch.setenv("SMTP_PASSWORD", "mail-pass")
+        target = _email(server.sock.getsockname()[1], timeout_s=2)
+        started = time.monotonic()
+        with pytest.raises(DeliveryFailed) as failed:
+            target.send(PAYLOAD)
+        assert time.monotonic() - started < 4  # smtplib's own timeout is per read: 25 s of dripping
+        assert str(failed.value) == "timed out: the mail server did not finish within 2 s" and failed.value.retryable
+    finally:
+        server.close()

@@ -234,11 +234,12 @@ class Notifier(StrictModel):
         outer = _DEADLINE.get()
         return own if outer is None else min(own, outer)
 
-    def _post(self, url: str, **kwargs: Any) -> None:
+    def _post(self, url: str, secrets: tuple[str, ...] = (), **kwargs: Any) -> None:
         """POST to ``url``, done by :meth:`deadline`: any status below 300 is taken. The error
         says the exception's type, the status and a cleaned excerpt of the answer, never the
-        HTTP library's message (it may quote a header) nor any secret of the request."""
-        secrets = [str(v) for v in (kwargs.get("headers") or {}).values()]
+        HTTP library's message (it may quote a header) nor any secret of the request: its
+        headers, its credentials, the ``secrets`` of its body, a secret URL."""
+        secrets = [*secrets, *(str(v) for v in (kwargs.get("headers") or {}).values())]
         if kwargs.get("auth"):
             secrets += [str(part) for part in kwargs["auth"]]
         secrets += [url, redact_userinfo(url)] if self.secret_url else []

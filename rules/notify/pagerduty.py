@@ -60,7 +60,7 @@ class PagerDutyTarget(Notifier):
         return event
 
     def send(self, payload: dict[str, Any]) -> None:
-        self._post(self.url, json=self.event(payload))
+        self._post(self.url, secrets=(secret_from_env(self.routing_key_env) or "",), json=self.event(payload))
 
     def send_digest(self, payloads: list[dict[str, Any]]) -> None:
         """An incident system wants one event per incident, not a table: each in turn."""
