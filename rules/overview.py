@@ -2,8 +2,8 @@
 
 One ``_msearch`` per refresh (events, availability, alert state), over the last ``minutes``:
 operations per kind per minute, the error ratio of registry calls, p50/p95 latency, availability
-per probe target, the busiest models, firing alerts, and the shipper's lag (how old the newest
-line was when Elasticsearch got it, and how long ago that was). Windows select on ``@timestamp``
+per probe target, the busiest models, firing alerts, notifiers that fail, and the shipper's lag
+(how old the newest line was when Elasticsearch got it, and how long ago that was). Windows select on ``@timestamp``
 here: this is a view of what happened when, not an alert that must count late data once.
 """
 
@@ -34,10 +34,53 @@ class Overview:
     firing: list[dict[str, Any]] = field(default_factory=list)
     newest_ingested_s_ago: float | None = None
     newest_delay_s: float | None = None
+    notifiers: list[NotifierHealth] = field(default_factory=list)  # those with no success lately
 
     @property
     def error_ratio(self) -> float | None:
         return self.failures / self.calls if self.calls else None
+
+
+@dataclass(frozen=True)
+class NotifierHealth:
+    """A notifier whose sends fail, as the runners recorded it (``notifier:<name>`` documents)."""
+
+    target: str
+    failing_since: float  # its first failure since its last success
+    failing_for: float  # seconds, at the time of reading
+    failing: bool  # for at least ``rules.notifier_failing_after_s``: the notifier-failing alert is due
+    last_error: str | None
+    failures: int
+    dropped: int  # notifications it refused for good (not retried)
+
+    def line(self) -> str:
+        """One line for ``regwatch rules status``."""
+        mark = "FAILING" if self.failing else "retrying"
+        return (f"notifier {self.target} {mark} for {self.failing_for:.0f}s failures={self.failures} "
+                f"dropped={self.dropped} last_error={self.last_error or '-'}")
+
+
+def notifier_health(documents: list[dict[str, Any]], failing_after: float, now: float) -> list[NotifierHealth]:
+    """The notifiers that have failed since their last success, oldest failure first."""
+    out = []
+    for doc in documents:
+        since = doc.get("failing_since")
+        if doc.get("type") != "notifier" or since is None:
+            continue
+        out.append(NotifierHealth(target=str(doc.get("target")), failing_since=since, failing_for=max(0.0, now - since),
+                                  failing=now - since >= failing_after, last_error=doc.get("last_error"),
+                                  failures=int(doc.get("failures", 0)), dropped=int(doc.get("dropped", 0))))
+    return sorted(out, key=lambda n: n.failing_since)
+
+
+def failing_notifiers(client: Elasticsearch, namespace: str, failing_after: float,
+                      now: float | None = None) -> list[NotifierHealth]:
+    """:func:`notifier_health` read from the alert-state index of ``namespace``."""
+    now = time.time() if now is None else now
+    index = f"regwatch-alert-state-{namespace}"
+    found = client.search(index=index, size=1000, ignore_unavailable=True, allow_no_indices=True,
+                          query={"term": {"type": "notifier"}})
+    return notifier_health([hit["_source"] for hit in found["hits"]["hits"]], failing_after, now)
 
 
 def _range(field_name: str, minutes: int) -> dict[str, Any]:
@@ -75,15 +118,17 @@ def requests(namespace: str, minutes: int) -> list[dict[str, Any]]:
     firing = {"size": 100, "query": {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"state": list(ACTIVE)}}]}},
               "_source": ["rule", "group", "state", "since", "value"]}
     header = {"ignore_unavailable": True, "allow_no_indices": True}
+    notifiers = {"size": 100, "query": {"term": {"type": "notifier"}}}
     return [{"index": events, **header}, per_minute, {"index": availability, **header}, health,
-            {"index": state, **header}, firing]
+            {"index": state, **header}, firing, {"index": state, **header}, notifiers]
 
 
-def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: float | None = None) -> Overview:
+def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: float | None = None,
+         notifier_failing_after: float = 600.0) -> Overview:
     now = time.time() if now is None else now
     found = client.msearch(searches=requests(namespace, minutes))["responses"]
     view = Overview(minutes)
-    events, health, state = found
+    events, health, state, notifiers = found
     for response in found:
         if "error" in response and response.get("status") != 404:
             raise RuntimeError(f"overview query failed: {response['error'].get('reason') or response['error']}")
@@ -114,6 +159,8 @@ def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: flo
                                             "up_now": bool(last.get("modelregistry", {}).get("probe", {}).get("up")),
                                             "reason": last.get("error", {}).get("type")}
     view.firing = [hit["_source"] for hit in (state.get("hits") or {}).get("hits", [])]
+    view.notifiers = notifier_health([hit["_source"] for hit in (notifiers.get("hits") or {}).get("hits", [])],
+                                     notifier_failing_after, now)
     return view
 
 

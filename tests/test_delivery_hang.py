@@ -30,11 +30,12 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from rules.notify import DeliveryFailed, WebhookTarget
-from rules.runner import NOTIFIER_RULE, Runner
+from rules.runner import Runner
 from rules.state import alert_id
 from support.monitoring import free_port
 from support.rules import T0, Receiver, index_events, write_rules
 
+NOTIFIER_RULE = "regwatch-notifier-failing"  # the built-in alert's name, as users see it
 RULE = """
 rules:
   - name: errors-now
@@ -348,6 +349,15 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
                                                            "lt": 1700000095000}}}]}}],
             "minimum_should_match": 1}}]}}}
     assert headers["x-regwatch-idempotency-key"] == payload["key"] and len(payload["key"]) == 40
+    # What `rules status` (and `top`) show: bad, failing since its first failure at T0 + 61.
+    from rules.overview import NotifierHealth, failing_notifiers, read
+
+    (health,) = failing_notifiers(es, namespace, 30, now=T0 + 100)
+    assert health == NotifierHealth(target="bad", failing_since=T0 + 61, failing_for=39.0, failing=True,
+                                    last_error="HTTP 503: later", failures=health.failures, dropped=0)
+    assert health.failures >= 2
+    assert health.line() == f"notifier bad FAILING for 39s failures={health.failures} dropped=0 last_error=HTTP 503: later"
+    assert read(es, namespace, now=T0 + 100, notifier_failing_after=30).notifiers == [health]
     Statuses.override = {"/503": 200}  # bad recovers: its retry goes through, the alert resolves on hook
     for moment in (T0 + 200, T0 + 210):
         runner.cycle(now=moment)
@@ -356,6 +366,7 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
     assert runner.metrics.notifier_failing.labels("bad")._value.get() == 0
     bad = es.get(index=state, id="notifier:bad")["_source"]
     assert bad["failing_since"] is None and bad["last_success"] == T0 + 200
+    assert failing_notifiers(es, namespace, 30, now=T0 + 210) == []
 
 
 # -- one rule's failure is its own -------------------------------------------------------------
