@@ -467,6 +467,29 @@ def test_the_daemon_keeps_its_memory_under_a_body_without_end(es: Elasticsearch,
             print(f"peak RSS beside a body without end: {peak:.0f} MiB after {len(server.requests)} sends")
             assert peak < 200, peak  # the old runner read the body whole: 20 MiB more every second
             assert proc.poll() is None
+            port = json.loads(config.read_text())["rules"]["metrics_port"]
+            scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            assert 'regwatch_notifier_failing{target="bad"} 0.0' in scrape  # not yet for 600 s
+            failures = [line for line in scrape.splitlines()
+                        if line.startswith('regwatch_notifier_failures_total{retryable="true",target="bad"}')]
+            assert len(failures) == 1 and float(failures[0].split()[-1]) >= 1
+            assert 'target="hook"' not in scrape.split("regwatch_notifier_failures_total")[1].split("# HELP")[0]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(10) == 0
     assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ({"lease_s": 10, "notifiers": {"bad": {"type": "webhook", "url": "http://h/", "timeout_s": 9}}},
+     "rules: Value error, notifiers.bad.timeout_s: 9 s is more than rules.lease_s (10 s) less its margin allows (7.5 s)"),
+    ({"notifier_failing_notify": ["nobody"]},
+     "rules: Value error, notifier_failing_notify: no notifier named nobody"),
+    ({"retry_max_s": 0}, "rules.retry_max_s: Input should be greater than or equal to 1"),
+])
+def test_delivery_settings_that_cannot_work_are_one_line_at_load(tmp_path: Path, rules: dict, message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"rules": rules}))
+    done = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "run", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {config}: {message}"
