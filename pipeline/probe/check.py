@@ -171,6 +171,21 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def _url_secrets(url: str) -> list[str]:
+    """The password of a URL's user information and the Basic credentials made of it, as a
+    server quoting the request back would show them."""
+    import base64
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return []
+    if not parsed.username and not parsed.password:
+        return []
+    token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
+    return [token] + ([parsed.password] if parsed.password else [])
+
+
 class _Decoder:
     """Content-Encoding undone with a bound: a small compressed answer cannot grow past the cap."""
 
@@ -289,7 +304,7 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     started = time.time()
     clock = time.monotonic()
     deadline = clock + timeout_s
-    secrets = [v for v in (headers or {}).values() if v]
+    secrets = [v for v in (headers or {}).values() if v] + _url_secrets(url)
     shown_url = redact_userinfo(url)
     sent_headers = {"Accept-Encoding": "identity", **(headers or {})}
 

@@ -91,6 +91,14 @@ class TargetSettings(StrictModel):
                 raise ValueError(f"{header}: {env!r} is not an environment variable name")
         return headers
 
+    @model_validator(mode="after")
+    def _one_authorization(self) -> TargetSettings:
+        if "@" in self.url.partition("://")[2].split("/")[0] and any(
+                h.lower() == "authorization" for h in self.headers_from_env):
+            raise ValueError("the url carries a user and password and headers_from_env sets Authorization "
+                             "too: use one of them")
+        return self
+
     def headers(self) -> dict[str, str]:
         """The headers to send, secrets read from the environment now (white space around them
         dropped). SecretError, naming the target, the header and the variable, never the value,
