@@ -113,7 +113,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def failure_reason(exc: BaseException) -> str:
     """The reason a request that got no answer failed."""
     chain = _chain(exc)
-    if isinstance(exc, (httpx.TimeoutException, _Deadline)) or any(isinstance(e, socket.timeout) for e in chain):
+    if isinstance(exc, (httpx.TimeoutException, _Deadline)) or any(isinstance(e, TimeoutError) for e in chain):
         return "timeout"
     if any(isinstance(e, socket.gaierror) for e in chain):
         return "dns"

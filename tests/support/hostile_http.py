@@ -56,7 +56,7 @@ class HostileServer:
         while not self.stopped.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -94,7 +94,7 @@ class HostileServer:
                     try:
                         if not conn.recv(4096):  # the client closed: the connection is over
                             break
-                    except socket.timeout:
+                    except TimeoutError:
                         continue
             elif self.mode == "ok":
                 self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
