@@ -26,7 +26,7 @@ from elasticsearch import Elasticsearch
 from pipeline.probe.runner import Probe, check_target, http_client
 from pipeline.probe.settings import ProbeSettings, TargetSettings
 from regwatch.demo import free_port
-from support.hostile_http import hostile_server
+from support.hostile_http import gzip_bomb, hostile_server
 from support.registry_stub import registry_stub
 from support.shipping import wait_for, write_config
 
@@ -89,10 +89,13 @@ class Daemon:
     ("drip_headers", {"pace_s": 0.2}, "timeout"),  # the headers themselves a byte every 0.2 s
     ("silent", {}, "timeout"),  # accepts, never answers
     ("endless", {"chunk_bytes": 1024, "chunk_pace_s": 0.01}, "unexpected_body"),  # a body that never ends
+    ("silent_tls", {}, "timeout"),  # https: accepts, never says a word of the TLS handshake
 ])
 def test_a_hanging_target_ends_by_its_deadline_and_delays_not_the_healthy_one(mode, options, reason) -> None:
-    with hostile_server(mode, **options) as hostile, registry_stub() as (url, _):
-        settings = _settings({"name": "hanging", "url": f"{hostile.url}/health", "timeout_s": TIMEOUT_S},
+    tls = mode == "silent_tls"
+    with hostile_server("silent" if tls else mode, **options) as hostile, registry_stub() as (url, _):
+        hanging_url = f"{hostile.url.replace('http://', 'https://') if tls else hostile.url}/health"
+        settings = _settings({"name": "hanging", "url": hanging_url, "timeout_s": TIMEOUT_S},
                              {"name": "good", "url": f"{url}/health", "timeout_s": TIMEOUT_S, "expect_body": "OK",
                               "transaction": {"model": "churn"}})
         probe = Probe(settings, _dead_es(), "x", None)
@@ -133,6 +136,21 @@ def test_a_transaction_step_answer_past_max_body_bytes_is_unexpected_body_and_sa
         ("health", True, None, None),
         ("search_registered_models", False, "unexpected_body", "the answer is longer than 2048 bytes (max_body_bytes)")]
     assert elapsed < TIMEOUT_S + SLACK_S
+
+
+def test_a_compressed_answer_is_unpacked_no_further_than_the_cap() -> None:
+    """256 KiB of gzip that would unpack to 256 MiB: read up to max_body_bytes, then dropped."""
+    gzip_bomb()  # made before the memory is measured
+    process = psutil.Process()
+    with hostile_server("gzip_bomb") as server:
+        target = TargetSettings.model_validate({"name": "reg", "url": f"{server.url}/health", "timeout_s": 5})
+        before = process.memory_info().rss
+        with http_client(target) as client:
+            (result,) = check_target(client, target)
+        grown = process.memory_info().rss - before
+    assert (result.up, result.reason, result.message) == (
+        False, "unexpected_body", "the answer is longer than 65536 bytes (max_body_bytes)")
+    assert grown < 64 * 1024 * 1024, f"grew {grown / 2**20:.0f} MiB"
 
 
 def test_check_target_plugin_ends_by_the_deadline_against_a_drip_feed(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Each is a raw socket server in threads, so it can do what a well-behaved HTTP li
 * ``endless``: a chunked body that never ends, sent as fast as the client reads;
 * ``silent``: accepts the connection, reads the request, never answers;
 * ``echo``: a 401 whose body repeats the request's headers (a server quoting a secret back);
-* ``ok``: a well-behaved ``200 OK`` (to see the request a check sent).
+* ``ok``: a well-behaved ``200 OK`` (to see the request a check sent);
+* ``gzip_bomb``: ``Content-Encoding: gzip``, whatever was asked: 256 KiB that unpack to 256 MiB.
 
 ``server.connections`` counts accepted connections, ``server.open_now``/``peak_open`` how many
 were open at once, ``server.sent`` the bytes sent, ``server.requests`` the raw request heads.
@@ -16,13 +17,22 @@ were open at once, ``server.sent`` the bytes sent, ``server.requests`` the raw r
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-MODES = ("drip_body", "drip_headers", "endless", "silent", "echo", "ok")
+MODES = ("drip_body", "drip_headers", "endless", "silent", "echo", "ok", "gzip_bomb")
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    return b"".join([*(packer.compress(block) for _ in range(256)), packer.flush()])
 
 
 class HostileServer:
@@ -96,6 +106,10 @@ class HostileServer:
                             break
                     except TimeoutError:
                         continue
+            elif self.mode == "gzip_bomb":
+                body = gzip_bomb()
+                self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
+                           b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
             elif self.mode == "ok":
                 self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
                            b"Connection: close\r\n\r\nOK")
