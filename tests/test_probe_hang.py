@@ -270,6 +270,27 @@ def test_sigterm_ends_the_daemon_within_seconds_while_a_request_hangs(elasticsea
     assert "Traceback" not in stderr
 
 
+def test_sigterm_ends_probe_once_while_a_request_hangs(es_url: str, namespace: str, tmp_path: Path) -> None:
+    with hostile_server("silent") as hanging:
+        config = _config(tmp_path, es_url, namespace, {"metrics_port": None, "targets": [
+            {"name": "hanging", "url": f"{hanging.url}/health", "timeout_s": 60}]})
+        once = subprocess.Popen([*CLI, "probe", "--once", "-c", str(config)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: hanging.open_now >= 1, timeout=30, what="the request hanging")
+            sent = time.monotonic()
+            once.send_signal(signal.SIGTERM)
+            _, stderr = once.communicate(timeout=30)
+            took = time.monotonic() - sent
+        finally:
+            if once.poll() is None:
+                once.kill()
+                once.communicate(timeout=30)
+    assert took < 8.0, f"{took:.1f} s from SIGTERM to exit"
+    assert (once.returncode, stderr.strip().splitlines()[-1]) == (1, "error: stopped before every check had ended")
+    assert "Traceback" not in stderr
+
+
 # --- secrets -----------------------------------------------------------------------------------------
 
 def test_a_header_secret_is_sent_stripped_of_its_trailing_newline(monkeypatch) -> None:

@@ -45,6 +45,8 @@ def probe(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     report = runner.run(stop, once=once)
+    if once and stop.is_set():
+        fail("stopped before every check had ended")
     if once:
         for result in report.results:
             state = "up" if result.up else f"DOWN ({result.reason})"
