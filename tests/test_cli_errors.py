@@ -266,7 +266,7 @@ def test_more_options_refused_where_parsed(tmp_path: Path, args: list[str], line
     (["--mlflow", "http://m:99999", "--url", "http://r"],
      "error: --mlflow 'http://m:99999': not a URL (Port out of range 0-65535)"),
     (["--mlflow", "http://m", "--url", "http://r x"],
-     "error: --url 'http://r x': not an http or https URL (e.g. http://mlflow.example:5000)"),
+     "error: --url 'http://r x': not an http or https URL (e.g. http://receiver.example:8686)"),
 ])
 def test_webhook_registration_urls_are_checked_where_parsed(args: list[str], line: str) -> None:
     """A malformed --mlflow URL reached the "unexpected" guard (ValueError, MLflow's own exception)."""
@@ -283,3 +283,28 @@ def test_webhook_registration_with_mlflow_down_is_one_line_and_prompt() -> None:
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: MLflow refused the webhook: API request to http://127.0.0.1:9/")
     assert time.monotonic() - started < 45  # MLflow's own retries took minutes
+
+
+@pytest.mark.parametrize("args,line", [
+    (["kibana", "import", "--url", "http://[::1"], "error: --url 'http://[::1': not a URL (Invalid IPv6 URL)"),
+    (["kibana", "export", "--url", "http://[::1"], "error: --url 'http://[::1': not a URL (Invalid IPv6 URL)"),
+    (["kibana", "import", "--url", "javascript:alert(1)"],
+     "error: --url 'javascript:alert(1)': not an http or https URL (e.g. http://127.0.0.1:5601)"),
+    (["demo", "workload", "--tracking-uri", "http://[::1", "--truth", "/dev/null"],
+     "error: --tracking-uri 'http://[::1': not a URL (Invalid IPv6 URL)"),
+    (["demo", "workload", "--tracking-uri", "http://127.0.0.1:9", "--truth", "/dev/null", "--duration", "nan"],
+     "error: --duration: nan is not a number of seconds"),
+    (["demo", "webhook-sink", "--out", "/dev/null", "--listen", "127.0.0.1:99999"],
+     "error: --listen '127.0.0.1:99999': expected host:port"),
+])
+def test_kibana_and_demo_options_are_one_line_where_parsed(args: list[str], line: str) -> None:
+    """Each reached the "unexpected" guard (httpx.InvalidURL, ValueError, OverflowError)."""
+    exact_error(run(*args), line, 2)
+
+
+def test_the_demo_workload_with_mlflow_down_is_one_line() -> None:
+    result = run("demo", "workload", "--tracking-uri", "http://127.0.0.1:9", "--truth", "/dev/null", "--duration", "1",
+                 env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    no_guard(result)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: API request to http://127.0.0.1:9/api/2.0/mlflow/"), result.stderr

@@ -83,3 +83,19 @@ def load(path: Path | None):
         return load_config(path)
     except ConfigError as exc:
         fail(str(exc))
+
+
+def http_url(option: str, url: str, example: str = "http://host:port") -> str:
+    """An http(s) URL with a host and a valid port, else a one-line error naming the option (a
+    malformed one reached the HTTP libraries, whose errors are not one line)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        fail(f"{option} {url[:200]!r}: not a URL ({exc})", code=2)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or not c.isprintable()
+                                                                          for c in url):
+        fail(f"{option} {url[:200]!r}: not an http or https URL (e.g. {example})", code=2)
+    return url

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from regwatch.cli.common import elasticsearch_errors, err, fail, load
+from regwatch.cli.common import elasticsearch_errors, err, fail, http_url, load
 
 app = typer.Typer(no_args_is_help=True, help="The whole system through two incidents on this machine: up, down, workload, webhook-sink.")
 out = Console()
@@ -74,13 +74,16 @@ def up(
     stopped = Processes(workdir).stop_all()
     if stopped:
         err.print(f"stopped the previous demo's {', '.join(stopped)}")
+    try:
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+    except OSError as exc:
+        fail(f"--workdir {workdir}: {exc.strerror or exc}", code=2)
     with elasticsearch_errors(settings):
         templates.install(es)
         datastreams.create_empty(es, namespace)
         es.indices.delete(index=StateStore(es, namespace).index, ignore_unavailable=True)  # no alert carried over
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
     stack = Stack(workdir, namespace, use_nginx=nginx)
     stack.write_config()
     run_id = secrets.token_hex(4)
@@ -196,9 +199,18 @@ def workload(
 
     from regwatch.demo.workload import Workload
 
+    import math
+
     if phase not in ("seed", "traffic", "burst"):
         fail(f"--phase {phase!r}: one of seed, traffic, burst", code=2)
+    http_url("--tracking-uri", tracking_uri, "http://127.0.0.1:5000")
+    if not (math.isfinite(duration) and duration >= 0):
+        fail(f"--duration: {duration} is not a number of seconds", code=2)
+    if not math.isfinite(pace):
+        fail(f"--pace: {pace} is not a number of seconds", code=2)
     _quiet_mlflow()
+    from mlflow.exceptions import MlflowException
+
     generator = Workload(tracking_uri, truth, run_id)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: generator.stop.set())
@@ -209,8 +221,8 @@ def workload(
         else:
             done = generator.traffic(duration, clients, failing=phase == "burst", pace_s=pace)
             err.print(f"{done} operations ({phase}) against {tracking_uri}")
-    except RuntimeError as exc:
-        fail(str(exc))
+    except (RuntimeError, MlflowException) as exc:  # MLflow away or refusing
+        fail(" ".join(str(exc).split())[:500])
     finally:
         generator.close()
 
@@ -235,7 +247,7 @@ def webhook_sink(
     from regwatch.demo.webhook_sink import serve
 
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         fail(f"--listen {listen!r}: expected host:port", code=2)
     try:
         server = serve(host, int(port), out_file)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from regwatch.cli.common import fail
+from regwatch.cli.common import fail, http_url
 
 app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data views and searches.")
 
@@ -23,6 +23,7 @@ def kibana_import(
     from kibana.client import KibanaError, import_objects
     from kibana.objects import NDJSON
 
+    http_url("--url", url, "http://127.0.0.1:5601")
     try:
         payload = (file or NDJSON).read_bytes()
     except OSError as exc:
@@ -51,9 +52,13 @@ def kibana_export(
     from kibana.client import KibanaError, export_objects
     from kibana.objects import all_objects
 
+    http_url("--url", url, "http://127.0.0.1:5601")
     try:
         text = export_objects(url, all_objects(), space)
     except (httpx.HTTPError, KibanaError) as exc:
         fail(f"Kibana export failed: {exc}")
-    out.write_text(text)
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        fail(f"--out {out}: {exc.strerror or exc}", code=2)
     typer.echo(f"wrote {out} ({len(text.splitlines())} objects)")

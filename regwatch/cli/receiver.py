@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from regwatch.cli.common import daemon_logging, err, fail
+from regwatch.cli.common import daemon_logging, err, fail, http_url
 
 app = typer.Typer(help="MLflow webhooks, verified and written as an audit log the shipper follows.")
 
@@ -67,20 +67,6 @@ def _listen_address(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _http_url(option: str, url: str) -> None:
-    """An http(s) URL with a host and a valid port: one line naming the option otherwise."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError as exc:
-        fail(f"{option} {url[:200]!r}: not a URL ({exc})", code=2)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or not c.isprintable()
-                                                                          for c in url):
-        fail(f"{option} {url[:200]!r}: not an http or https URL (e.g. http://mlflow.example:5000)", code=2)
-
-
 @app.command("register")
 def audit_receiver_register(
     mlflow: Annotated[str, typer.Option("--mlflow", help="MLflow tracking server URL")],
@@ -94,8 +80,8 @@ def audit_receiver_register(
     from parsers.mlflow_webhook import REGISTRY_EVENTS
     from pipeline.registration import RegistrationError, register
 
-    _http_url("--mlflow", mlflow)
-    _http_url("--url", url)
+    http_url("--mlflow", mlflow, "http://mlflow.example:5000")
+    http_url("--url", url, "http://receiver.example:8686")
     secret = os.environ.get(secret_env, "")
     if not secret:
         fail(f"no webhook secret: set {secret_env}")
