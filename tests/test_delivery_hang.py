@@ -12,10 +12,8 @@ only.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import socket
 import socketserver
 import subprocess
 import sys

@@ -64,8 +64,8 @@ class AlertmanagerTarget(Notifier):
     def warnings(self) -> list[str]:
         host = httpx.URL(self.url).host
         if self.bearer_token_env and self.url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
-            return [f"bearer_token_env over plain http to {redact_userinfo(self.url)}: the token crosses the "
-                    "network in clear (use https)"]
+            return [(f"bearer_token_env over plain http to {redact_userinfo(self.url)}: the token crosses the "
+                     "network in clear (use https)")]
         return []
 
     def alert(self, payload: dict[str, Any]) -> dict[str, Any]:

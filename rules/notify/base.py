@@ -94,7 +94,7 @@ def render(template: str, values: dict[str, Any]) -> str:
             continue
         if not name.isidentifier() or conversion or (spec and not all(c in "0123456789.,%efgd<>^+- " for c in spec)):
             raise UnsafeTemplate(f"placeholder {{{name}}} is not a plain name")
-        _check_spec(name, spec)
+        _check_spec(name, spec or "")
         value = values.get(name, "")
         out.append(format(value, spec) if spec else str(value))
     return "".join(out)
@@ -239,10 +239,10 @@ class Notifier(StrictModel):
         says the exception's type, the status and a cleaned excerpt of the answer, never the
         HTTP library's message (it may quote a header) nor any secret of the request: its
         headers, its credentials, the ``secrets`` of its body, a secret URL."""
-        secrets = [*secrets, *(str(v) for v in (kwargs.get("headers") or {}).values())]
+        masked = [*secrets, *(str(v) for v in (kwargs.get("headers") or {}).values())]
         if kwargs.get("auth"):
-            secrets += [str(part) for part in kwargs["auth"]]
-        secrets += [url, redact_userinfo(url)] if self.secret_url else []
+            masked += [str(part) for part in kwargs["auth"]]
+        masked += [url, redact_userinfo(url)] if self.secret_url else []
         try:
             answer = http.post(url, self.deadline(), **kwargs)
         except http.RequestFailed as exc:
@@ -252,7 +252,7 @@ class Notifier(StrictModel):
                                                       "could not reach the target"),
                                  retryable=exc.kind != "unusable") from None
         if answer.status >= 300:
-            said = http.excerpt(answer.head, secrets)
+            said = http.excerpt(answer.head, masked)
             raise DeliveryFailed(f"HTTP {answer.status}" + (f": {said}" if said else ""),
                                  retryable=answer.status == 429 or answer.status >= 500)
 

@@ -108,7 +108,9 @@ class _Body(httpx.SyncByteStream):
         self._response = response
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._response.stream  # type: ignore[union-attr]
+        stream = self._response.stream
+        assert isinstance(stream, Iterable)  # a sync pool's response
+        yield from stream
 
     def close(self) -> None:
         self._response.close()
@@ -156,13 +158,13 @@ def post(url: str, deadline: float, **kwargs: Any) -> Answer:
         left = deadline - time.monotonic()
         if left <= 0:
             raise httpcore.ConnectTimeout("the request's deadline passed")
-        with httpx.Client(transport=_Transport(_pool(parsed, deadline)), timeout=left, trust_env=False,
-                          follow_redirects=False) as client:
-            with client.stream("POST", parsed, headers=headers, **kwargs) as response:
-                head = b""
-                if response.status_code >= 300:  # accepted: the body does not matter, and is not read
-                    head = _head(response.iter_raw())
-                return Answer(response.status_code, head)
+        with (httpx.Client(transport=_Transport(_pool(parsed, deadline)), timeout=left, trust_env=False,
+                           follow_redirects=False) as client,
+              client.stream("POST", parsed, headers=headers, **kwargs) as response):
+            head = b""
+            if response.status_code >= 300:  # accepted: the body does not matter, and is not read
+                head = _head(response.iter_raw())
+            return Answer(response.status_code, head)
     except _TIMEOUTS:
         raise RequestFailed("timeout", "no complete answer in time") from None
     except _UNUSABLE as exc:
