@@ -112,3 +112,14 @@ def test_hostile_model_names_are_printed_as_they_are(es: Elasticsearch, es_url: 
                            text=True, timeout=60)
     assert frame.returncode == 0, frame.stderr
     assert "[/red]" in frame.stdout and "[blink]x[/blink]" in frame.stdout
+
+
+def test_a_namespace_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    """``--namespace 'x,other-index'`` read any index the credentials could; it is one line now."""
+    for value in ("x,regwatch-alert-state-x", "../x", "a\x1b[2J"):
+        result = subprocess.run([*CLI, "top", "--json", "--namespace", value], capture_output=True, text=True,
+                                timeout=60, env={"ES_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"})
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.splitlines() == [f"error: --namespace {value!r}: lowercase, no '-', spaces or "
+                                              "\\/*?\"<>|,#:"], result.stderr
+        assert "\x1b" not in result.stderr

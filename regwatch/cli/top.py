@@ -71,9 +71,15 @@ def top(
     busiest models, firing alerts, shipper lag (works against any regwatch cluster)."""
     from pathlib import Path
 
+    from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
     from rules.overview import read
 
+    try:  # '*' for all, or a namespace (a trailing '*' allowed): never a list of other indices
+        if namespace != "*":
+            valid_namespace(namespace.replace("*", "x"))
+    except ValueError as exc:
+        fail(f"--namespace {printable(repr(namespace))}: {exc}", code=2)
     settings = load(Path(config.name) if config is not None else None)
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
