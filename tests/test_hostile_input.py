@@ -315,3 +315,11 @@ def test_durations_out_of_bounds(text) -> None:
 
     with pytest.raises(ValueError):
         seconds(text)
+
+
+def test_control_codes_in_a_rule_file_key_are_shown_escaped(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text('rules:\n  - {name: q, type: absence, notify: [], "la\\x1b]0;x\\x07bels": {}}\n')
+    result = subprocess.run([*REGWATCH, "rules", "validate", str(tmp_path)], capture_output=True, timeout=60)
+    assert result.returncode == 1 and b"\x1b" not in result.stderr and b"\x07" not in result.stderr
+    assert result.stderr.decode().splitlines() == [
+        f"error: {tmp_path / 'r.yaml'}: rule 'q' la\\x1b]0;x\\x07bels: Extra inputs are not permitted"]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from regwatch.cli.common import fail, http_url
+from regwatch.cli.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data views and searches.")
 
@@ -34,7 +35,7 @@ def kibana_import(
         fail(f"Kibana import failed: {exc}")
     for label, names in (("created", report.created), ("updated", report.updated), ("failed", report.failed)):
         for name in names:
-            typer.echo(f"{label:8} {name}")
+            typer.echo(printable(f"{label:8} {name}"))  # names come from Kibana's answer
     typer.echo(f"created={len(report.created)} updated={len(report.updated)} failed={len(report.failed)}")
     if not report.ok:
         raise typer.Exit(1)

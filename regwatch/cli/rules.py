@@ -31,8 +31,8 @@ def rules_validate(
         if settings is not None:
             check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
-        for line in str(exc).splitlines():
-            err.print(Text.assemble(("error: ", "red"), line), highlight=False, soft_wrap=True)
+        for line in str(exc).splitlines():  # a YAML key may hold control codes: shown, never sent
+            err.print(Text.assemble(("error: ", "red"), printable(line)), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"{len(rules)} rules valid: " + ", ".join(r.name for r in rules))
 
@@ -231,7 +231,7 @@ def _one_rule(settings, folder: Path | None, name: str):
     try:
         rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
     except RuleError as exc:
-        fail(str(exc))
+        fail(printable(str(exc)))
     if name not in rules:
         fail(f"no rule {name!r}; rules: {', '.join(sorted(rules))}")
     return rules[name]
