@@ -322,20 +322,35 @@ def test_a_secret_never_reaches_a_document_a_log_line_or_the_output(es: Elastics
                                 text=True, timeout=120, env=env)
         heads = list(server.requests)
     assert once.returncode == 1 and "reg health: DOWN (unexpected_status)" in once.stderr, once.stderr
-    assert plugin.returncode == 2 and plugin.stdout.startswith("REGWATCH CRITICAL - reg health down: unexpected_status")
-    assert len(heads) == 3  # reg and basic by the daemon, reg by the plugin
+    assert plugin.returncode == 2, plugin.stdout + plugin.stderr
+    assert plugin.stdout.startswith("REGWATCH CRITICAL - reg health down: unexpected_status (HTTP 401)")
+    assert len(heads) == 3, heads  # reg and basic by the daemon, reg by the plugin
     assert sum(b"\r\nAuthorization: Bearer s3cret\r\n" in head for head in heads) == 2
     assert sum(f"\r\nAuthorization: Basic {basic}\r\n".encode() in head for head in heads) == 1
     docs = {d["service"]["name"]: d for d in _availability(es, namespace)}
-    assert set(docs) == {"reg", "basic"}
+    assert set(docs) == {"reg", "basic"}, (docs, once.stderr)
     for doc in docs.values():
         assert doc["error"]["type"] == "unexpected_status" and doc["http"]["response"]["status_code"] == 401
         assert doc["error"]["message"].startswith("HTTP 401: GET /health HTTP/1.1 Host: 127.0.0.1:")
         assert doc["url"]["full"] == f"{server.url}/health"
     assert docs["reg"]["error"]["message"].endswith(" Accept-Encoding: identity Authorization: ***")
     assert docs["basic"]["error"]["message"].endswith(" Accept-Encoding: identity Authorization: Basic ***")
+    assert "Authorization: Bearer" not in json.dumps(docs)  # the whole value is the secret, "Bearer" too
     for text in (json.dumps(docs), once.stdout, once.stderr, plugin.stdout, plugin.stderr):
         assert "s3cret" not in text and "pa55word" not in text and basic not in text
+
+
+def test_a_secret_quoted_past_the_200_characters_kept_is_not_left_half_in_the_message(monkeypatch) -> None:
+    """The 200 characters kept of a wrong status's answer end inside the quoted secret."""
+    secret = "Bearer " + "k" * 300
+    monkeypatch.setenv("REG_TOKEN", secret)
+    with hostile_server("echo") as server:
+        target = TargetSettings.model_validate({"name": "reg", "url": f"{server.url}/health", "timeout_s": 5,
+                                                "headers_from_env": {"Authorization": "REG_TOKEN"}})
+        with http_client(target) as client:
+            (result,) = check_target(client, target)
+    assert result.reason == "unexpected_status" and "kkkk" not in result.message
+    assert result.message.endswith(" Accept-Encoding: identity Authorization: ***")
 
 
 @pytest.mark.parametrize("value, problem", [

@@ -357,7 +357,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     answer = Answer(status, outcome["content"], outcome["truncated"], outcome["charset"])
     if status not in expected_status:
         reason = "http_5xx" if status >= 500 else "unexpected_status"
-        return down(reason, f"HTTP {status}: {' '.join(answer.text().split())[:200]}", status, duration)
+        # the secrets out before the text is cut, or a cut secret would no longer match
+        said = " ".join(scrub(answer.text(), secrets).split())[:200]
+        return down(reason, f"HTTP {status}: {said}", status, duration)
     if answer.truncated:
         return down("unexpected_body", f"the answer is longer than {max_body_bytes} bytes (max_body_bytes)",
                     status, duration)
