@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class RunnerMetrics:
@@ -42,6 +42,3 @@ class RunnerMetrics:
             counts[alert["rule"]] = counts.get(alert["rule"], 0) + 1
         for rule, count in counts.items():
             self.firing.labels(rule, severities.get(rule, "warning")).set(count)
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.probe.check import CheckResult
 
@@ -35,6 +35,3 @@ class ProbeMetrics:
             self.failures.labels(result.target, result.step, result.reason or "unknown").inc()
         if result.step == "health":
             self.availability.labels(result.target, result.environment).set(1 if result.up else 0)
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
