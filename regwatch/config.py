@@ -116,20 +116,30 @@ class RulesConfig(StrictModel):
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
     kibana_url: str | None = None  # for the dashboard link in notifications
-    stale_after_s: float = Field(180.0, gt=0)  # a runner with no cycle for this long is reported by the others
+    stale_after_s: float = Field(180.0, gt=0, le=7 * 86400, allow_inf_nan=False)  # a runner with no cycle for this long is reported by the others
     stale_notify: list[str] = Field(default_factory=list)
     # How long a runner holds an outbox it is delivering: longer than any notifier's timeout. A
     # runner killed mid-send leaves the in-flight notification to the next runner after this.
-    lease_s: float = Field(30.0, ge=1, le=3600)
+    lease_s: float = Field(30.0, ge=1, le=3600, allow_inf_nan=False)
     metrics_port: int | None = Field(9466, ge=1, le=65535)  # the runner's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
     # A failed delivery that may pass (timeout, connection, 429, 5xx) is retried after 2 s, 4 s,
     # 8 s... (with jitter) up to this; one that will not (any other 4xx) is dropped and shown.
-    retry_max_s: float = Field(600.0, ge=1, le=86400)
+    retry_max_s: float = Field(600.0, ge=1, le=86400, allow_inf_nan=False)
     # A notifier with no success for this long is shown by `rules status` and /metrics, and
     # raises the notifier-failing alert on the other notifiers (those named here; default all).
-    notifier_failing_after_s: float = Field(600.0, gt=0, le=7 * 86400)
+    notifier_failing_after_s: float = Field(600.0, gt=0, le=7 * 86400, allow_inf_nan=False)
     notifier_failing_notify: list[str] | None = None
+
+    @field_validator("kibana_url")
+    @classmethod
+    def _kibana_url(cls, url: str | None) -> str | None:
+        """Links in notifications are clicked: only an http(s) URL with a host (no ``javascript:``)."""
+        if url is None:
+            return None
+        from rules.notify.base import check_url
+
+        return check_url(url, "not Kibana's address").rstrip("/")
 
     @model_validator(mode="after")
     def _notifiers_fit_the_lease(self) -> RulesConfig:

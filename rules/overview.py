@@ -60,16 +60,23 @@ class NotifierHealth:
                 f"dropped={self.dropped} last_error={self.last_error or '-'}")
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def notifier_health(documents: list[dict[str, Any]], failing_after: float, now: float) -> list[NotifierHealth]:
     """The notifiers that have failed since their last success, oldest failure first."""
     out = []
     for doc in documents:
         since = doc.get("failing_since")
-        if doc.get("type") != "notifier" or since is None:
+        # A state document is written by the runners, but anyone with write access to the index could
+        # forge one: a failing_since that is not a number is not a notifier we can say anything of.
+        if doc.get("type") != "notifier" or not isinstance(since, int | float) or isinstance(since, bool):
             continue
         out.append(NotifierHealth(target=str(doc.get("target")), failing_since=since, failing_for=max(0.0, now - since),
-                                  failing=now - since >= failing_after, last_error=doc.get("last_error"),
-                                  failures=int(doc.get("failures", 0)), dropped=int(doc.get("dropped", 0))))
+                                  failing=now - since >= failing_after,
+                                  last_error=None if doc.get("last_error") is None else str(doc["last_error"]),
+                                  failures=_count(doc.get("failures")), dropped=_count(doc.get("dropped"))))
     return sorted(out, key=lambda n: n.failing_since)
 
 

@@ -45,6 +45,10 @@ def _config(tmp_path: Path, body: str | bytes) -> Path:
     ("rules: {notifiers: {mail: {type: email, host: h, sender: a, to: [b], timeout_s: -3}}}\n", ["timeout_s"]),
     ("rules: {notifiers: {hook: {type: webhook, url: 'http://x/\n'}}}\n", ["url"]),
     ("- just\n- a list\n", ["not a mapping"]),
+    ("rules: {kibana_url: 'javascript:alert(1)'}\n", ["rules.kibana_url", "not an http(s) URL"]),
+    ("rules: {kibana_url: 'https://kibana .example'}\n", ["rules.kibana_url", "white space"]),
+    ("rules: {lease_s: .nan}\n", ["rules.lease_s"]),
+    ("rules: {stale_after_s: .inf}\n", ["rules.stale_after_s"]),
 ])
 def test_bad_config_files_are_one_line(tmp_path: Path, body, expected: list[str]) -> None:
     one_line_error(run("ship", "-c", str(_config(tmp_path, body)), "--once"), *expected)

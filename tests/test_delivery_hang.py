@@ -319,8 +319,8 @@ def test_a_404_is_dropped_and_counted_503_and_429_back_off(es: Elasticsearch, na
     assert es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"].get("outbox") is None
 
 
-def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticsearch, namespace: str, tmp_path: Path,
-                                                                   statuses: str, webhook) -> None:
+def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticsearch, es_url: str, namespace: str,
+                                                                   tmp_path: Path, statuses: str, webhook) -> None:
     rules = write_rules(tmp_path, RULE.replace("[bad, hook]", "[bad]"))
     runner = Runner(es, rules, namespace, {"bad": WebhookTarget(url=f"{statuses}/503"), **webhook}, "a",
                     failing_after=30, rng=random.Random(1))
@@ -356,6 +356,20 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
     assert health.failures >= 2
     assert health.line() == f"notifier bad FAILING for 39s failures={health.failures} dropped=0 last_error=HTTP 503: later"
     assert read(es, namespace, now=T0 + 100, notifier_failing_after=30).notifiers == [health]
+    (tmp_path / "config").mkdir()
+    config = tmp_path / "config" / "status.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace, "rules": {
+        "folder": str(tmp_path), "notifier_failing_after_s": 30}}))
+    status = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "status", "-c", str(config), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    lines = status.stdout.splitlines()
+    assert status.returncode == 1, status.stderr  # the runner "a" is stale too, and bad is failing
+    failing_line = [line for line in lines if line.startswith("notifier ")]
+    assert len(failing_line) == 1 and failing_line[0].startswith("notifier bad FAILING for ")
+    assert failing_line[0].endswith(f"s failures={health.failures} dropped=0 last_error=HTTP 503: later")
+    assert sorted(line for line in lines if line.startswith("firing ")) == [
+        "firing errors-now group=* value=3.0", f"firing {NOTIFIER_RULE} group=bad value=34.0"]
+    assert lines[-1] == "runners=1 alive=0 firing=2 failing_notifiers=1"
     Statuses.override = {"/503": 200}  # bad recovers: its retry goes through, the alert resolves on hook
     for moment in (T0 + 200, T0 + 210):
         runner.cycle(now=moment)
@@ -365,6 +379,18 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
     bad = es.get(index=state, id="notifier:bad")["_source"]
     assert bad["failing_since"] is None and bad["last_success"] == T0 + 200
     assert failing_notifiers(es, namespace, 30, now=T0 + 210) == []
+
+
+def test_forged_notifier_documents_are_left_out_not_a_crash() -> None:
+    from rules.overview import NotifierHealth, notifier_health
+
+    documents = [{"type": "notifier", "target": "a", "failing_since": "12"},
+                 {"type": "notifier", "target": "b", "failing_since": True},
+                 {"type": "notifier", "target": "c", "failing_since": 100.0, "failures": "9", "dropped": None,
+                  "last_error": {"x": 1}}]
+    assert notifier_health(documents, 30, now=200.0) == [NotifierHealth(
+        target="c", failing_since=100.0, failing_for=100.0, failing=True, last_error="{'x': 1}", failures=0,
+        dropped=0)]
 
 
 # -- one rule's failure is its own -------------------------------------------------------------

@@ -346,12 +346,15 @@ def _unstamped(client, settings) -> dict[str, int]:
 @app.command("status")
 def rules_status(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
-    check: Annotated[bool, typer.Option("--check", help="exit 1 when no runner completed a cycle lately")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="exit 1 when no runner completed a cycle lately, or a notifier has been failing for "
+                        "rules.notifier_failing_after_s")] = False,
     stale_after: Annotated[Optional[float], typer.Option(
         help="seconds after which a runner counts as dead (default: the config's rules.stale_after_s)")] = None,
 ) -> None:
-    """Runners (last cycle, lag) and firing alerts; --check for an outside monitor."""
+    """Runners (last cycle, lag), firing alerts and notifiers that fail; --check for an outside monitor."""
     from regwatch.esclient import client_from_config
+    from rules.overview import failing_notifiers
     from rules.state import StateStore
 
     settings = load(config)
@@ -368,6 +371,7 @@ def rules_status(
         now = time.time()
         runners = store.runners()
         firing = store.firing()
+        notifiers = failing_notifiers(client, settings.namespace, settings.rules.notifier_failing_after_s, now)
     alive = [r for r in runners if now - _number(r.get("last_cycle")) <= stale_after and r.get("state") != "stopped"]
     for runner in sorted(runners, key=lambda r: r["runner"]):
         age = now - _number(runner.get("last_cycle"))
@@ -380,6 +384,9 @@ def rules_status(
                   "after its window has passed is missed", markup=False, soft_wrap=True)
     for alert in firing:
         typer.echo(printable(f"firing {alert['rule']} group={alert['group']} value={alert['value']}"))
-    typer.echo(f"runners={len(runners)} alive={len(alive)} firing={len(firing)}")
-    if check and not alive:
+    for notifier in notifiers:
+        typer.echo(printable(notifier.line()))
+    failing = [n for n in notifiers if n.failing]
+    typer.echo(f"runners={len(runners)} alive={len(alive)} firing={len(firing)} failing_notifiers={len(failing)}")
+    if check and (not alive or failing):
         raise typer.Exit(1)
