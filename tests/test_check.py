@@ -198,3 +198,20 @@ def test_a_nul_or_escape_in_a_group_never_reaches_the_plugin_line() -> None:
 
     text = printable(line(Status.CRITICAL, "r: 1 for a\x00b\x1b[2J\x9b", ["value=1"]))
     assert text == r"REGWATCH CRITICAL - r: 1 for a\x00b\x1b[2J\x9b | value=1"
+
+
+def test_a_header_variable_that_cannot_be_sent_is_unknown_naming_it_and_sends_nothing(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """It was ``UNKNOWN - SecretError: ...``: our exception's name in an operator's line."""
+    monkeypatch.setenv("REG_TOKEN", "Bearer s3cret\x1b[2J")
+    with registry_stub() as (url, stub):
+        raw = {"elasticsearch": {"hosts": ["http://127.0.0.1:1"]},
+               "probe": {"targets": [{"name": "mlflow", "url": f"{url}/health", "timeout_s": 1,
+                                      "headers_from_env": {"Authorization": "REG_TOKEN"}}]}}
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        code, out, _ = _run("target", "mlflow", "--config", str(config))
+        requests = list(stub.requests)
+    assert (code, out) == (3, "REGWATCH UNKNOWN - probe target mlflow: headers_from_env.Authorization: "
+                              "environment variable REG_TOKEN holds a control character")
+    assert requests == []

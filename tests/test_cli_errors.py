@@ -312,3 +312,12 @@ def test_the_demo_workload_with_mlflow_down_is_one_line() -> None:
     no_guard(result)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: API request to http://127.0.0.1:9/api/2.0/mlflow/"), result.stderr
+
+
+def test_an_error_naming_a_hostile_path_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    """A file name is data too: ESC in it would drive the terminal that reads the error."""
+    config = tmp_path / "evil\x1b]0;owned\x07\x1b[2J.yaml"
+    config.write_text("namespace: [a]\n")
+    result = run("ship", "-c", str(config), "--once")
+    one_line_error(result, "evil\\x1b]0;owned\\x07\\x1b[2J.yaml")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr

@@ -135,6 +135,7 @@ def check_target(
     critical: Critical = None,
 ) -> None:
     """Health check (and synthetic transaction) of one target; -w/-c on the slowest step, seconds."""
+    from parsers.validation import SecretError
     from pipeline.probe.runner import check_target as run_checks, http_client
 
     with _unknown_on_error():
@@ -145,6 +146,10 @@ def check_target(
             raise PluginError(f"no probe target {name!r} in {config or 'the default config'} "
                               f"(targets: {', '.join(sorted(targets)) or 'none'})")
         target = targets[name]
+        try:
+            target.headers()  # a header whose variable is unset or unusable: said, never sent
+        except SecretError as exc:
+            raise PluginError(str(exc)) from None
         with http_client(target) as client:
             results = run_checks(client, target)
         perf = [perfdata(r.step, round(r.duration_s, 6), "s", warn_range, crit_range, 0) for r in results]

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from regwatch.cli.terminal import printable
 from regwatch.config import redact_url
 from regwatch.logging import configure as configure_logging
 
@@ -33,7 +34,8 @@ def daemon_logging(json_lines: bool = True) -> None:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr, the message taken as plain text (a YAML error may hold ``[...]``)."""
-    err.print(Text.assemble(("error: ", "red"), " ".join(message.split("\n"))), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error: ", "red"), printable(" ".join(message.split("\n")))), highlight=False,
+              soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,7 +53,7 @@ def serve_metrics(metrics, config: Path | None, key: str, port: int | None, addr
 
 
 def warn(message: str) -> None:
-    err.print(Text.assemble(("warning: ", "yellow"), message), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("warning: ", "yellow"), printable(message)), highlight=False, soft_wrap=True)
 
 
 def es_warnings(settings) -> None:

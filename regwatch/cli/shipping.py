@@ -63,7 +63,7 @@ def setup(
         templates.apply_replicas(client, chosen)
         heartbeat.ensure(client, namespace)
         stamped = templates.pipeline_in_place(client)
-        keys = access.create_keys(client, api_keys) if api_keys is not None else {}
+        keys = access.create_keys(client, api_keys, namespace=namespace) if api_keys is not None else {}
     why = "" if replicas is not None else f" ({'one data node' if data_nodes == 1 else f'{data_nodes} data nodes'})"
     err.print(f"{data_nodes} data node(s): {shards} primary shard(s) and {chosen} replica(s) per backing index{why}",
               markup=False, soft_wrap=True)
