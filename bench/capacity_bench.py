@@ -31,7 +31,8 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from queue import Queue
 
@@ -44,7 +45,7 @@ from pipeline import templates  # noqa: E402
 from regwatch.logging import configure  # noqa: E402
 from support.cluster import Cluster, ship_through_node_loss, start_cluster, stop_cluster  # noqa: E402
 
-NOW = datetime(2026, 11, 25, 23, 59, 59, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC)
 MODELS = [f"model-{i:03d}" for i in range(200)]
 USERS = [f"user{i}" for i in range(40)]
 # What a registry serves, by weight: reads dominate, writes are rare, errors a few percent.
@@ -193,7 +194,7 @@ def queries(cluster: Cluster, namespace: str) -> dict[str, dict[str, float]]:
     for name, index, body in found:
         request = json.loads(body.replace('"now', f'"{pinned}'))
         target = index.replace("-default", f"-{namespace}")
-        timings[name] = _timed(lambda: cluster.client.search(index=target, request_cache=False, **request))
+        timings[name] = _timed(partial(cluster.client.search, index=target, request_cache=False, **request))
     # The dashboards' overview panels over a week: events per kind per hour, p95 latency per hour.
     week = {"size": 0, "query": {"range": {"@timestamp": {"gte": f"{pinned}-7d", "lte": pinned[:-2]}}},
             "aggs": {"hour": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"},

@@ -51,7 +51,8 @@ def corpus(fmt: str, n: int) -> list[bytes]:
             out.append(line[:a] + _clf(i) + line[b:])
         return out
     if fmt == "nginx-json":
-        base = [json.loads(l) for l in (SAMPLES / "mlflow-nginx-json" / "nginx_access.json").read_text().splitlines()]
+        sample = SAMPLES / "mlflow-nginx-json" / "nginx_access.json"
+        base = [json.loads(line) for line in sample.read_text().splitlines()]
         out = []
         for i in range(n):
             record = dict(base[i % len(base)])

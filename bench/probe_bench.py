@@ -38,7 +38,8 @@ def main() -> None:
     url = queue.get(timeout=30)
     try:
         for transaction in (None, {"model": "churn"}):
-            target = TargetSettings.model_validate({"name": "bench", "url": f"{url}/health", "transaction": transaction})
+            target = TargetSettings.model_validate({"name": "bench", "url": f"{url}/health",
+                                                    "transaction": transaction})
             with http_client(target) as client:
                 check_target(client, target)  # warm: connection and imports
                 cpu, wall = time.process_time(), time.perf_counter()

@@ -41,15 +41,18 @@ TEMPLATES = [
     "{{name: r{i}, type: threshold, kinds: [error], window: 5m, interval: 1m, condition: {{op: '>', value: {i}}}}}",
     "{{name: r{i}, type: threshold, kinds: [retrieval], group_by: modelregistry.model.name, window: 5m, interval: 1m,"
     " aggregate: {{function: percentile, field: event.duration, percentile: 95}}, condition: {{op: '>', value: 1e9}}}}",
-    "{{name: r{i}, type: ratio, kinds: [retrieval, error], numerator: 'event.outcome:failure', window: 5m, interval: 1m,"
+    "{{name: r{i}, type: ratio, kinds: [retrieval, error], numerator: 'event.outcome:failure', window: 5m,"
+    " interval: 1m,"
     " condition: {{op: '>', value: 0.05}}}}",
     "{{name: r{i}, type: absence, kinds: [registration], window: 15m, interval: 1m, minimum: 1}}",
     "{{name: r{i}, type: spike, kinds: [retrieval], window: 5m, interval: 1m, factor: 3}}",
     "{{name: r{i}, type: anomaly, kinds: [access], window: 5m, interval: 1m, buckets: 12, z: 3}}",
     "{{name: r{i}, type: new_term, kinds: [retrieval], field: user.name, window: 5m, interval: 1m, lookback: 7d}}",
-    "{{name: r{i}, type: change, kinds: [version], group_by: modelregistry.model.name, field: modelregistry.model.version,"
+    "{{name: r{i}, type: change, kinds: [version], group_by: modelregistry.model.name,"
+    " field: modelregistry.model.version,"
     " window: 1d, interval: 1m}}",
-    "{{name: r{i}, type: match, kinds: [registration], terms: {{event.action: registered-model-delete}}, interval: 1m}}",
+    "{{name: r{i}, type: match, kinds: [registration], terms: {{event.action: registered-model-delete}},"
+    " interval: 1m}}",
     "{{name: r{i}, type: threshold, kinds: [retrieval], group_by: user.name, window: 5m, interval: 1m,"
     " condition: {{op: '>', value: 1000}}}}",
 ]
@@ -57,7 +60,8 @@ TEMPLATES = [
 
 def rule_file(count: int) -> list:
     with tempfile.TemporaryDirectory() as tmp:
-        lines = ["rules:"] + [f"  - {TEMPLATES[i % len(TEMPLATES)].format(i=i)[:-1]}, notify: []}}" for i in range(count)]
+        lines = ["rules:"] + [f"  - {TEMPLATES[i % len(TEMPLATES)].format(i=i)[:-1]}, notify: []}}"
+                              for i in range(count)]
         (Path(tmp) / "bench.yaml").write_text("\n".join(lines) + "\n")
         return load_rules(Path(tmp))
 
@@ -100,13 +104,13 @@ def requests(url: str, namespace: str, now: float) -> None:
 
 
 def exposure(url: str, namespace: str, now: float) -> None:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from rules.notify import WebhookTarget
 
     class Quiet(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(204)
             self.end_headers()
@@ -138,7 +142,8 @@ def exposure(url: str, namespace: str, now: float) -> None:
         runner.cycle(now=now + 60 * step + 61)
     server.shutdown()
     seen.sort()
-    print(f"exposure: {len(seen)} notifications, send to outcome recorded: median {statistics.median(seen) * 1000:.1f} ms, "
+    print(f"exposure: {len(seen)} notifications, send to outcome recorded: "
+          f"median {statistics.median(seen) * 1000:.1f} ms, "
           f"p99 {seen[int(len(seen) * 0.99) - 1] * 1000:.1f} ms, max {seen[-1] * 1000:.1f} ms")
 
 

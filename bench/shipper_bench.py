@@ -34,8 +34,8 @@ from workload import access_line, config_file, config_for  # noqa: E402
 
 from pipeline import templates  # noqa: E402
 from regwatch import localnode  # noqa: E402
-from regwatch.logging import configure  # noqa: E402
 from regwatch.esclient import client_from_config  # noqa: E402
+from regwatch.logging import configure  # noqa: E402
 from regwatch.ship import build_shipper  # noqa: E402
 
 BATCH = 2000
@@ -126,7 +126,7 @@ def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> N
         while not stop.is_set():
             try:
                 count = client.count(index=pattern, allow_no_indices=True)["count"]
-            except Exception:  # noqa: BLE001 - the stream may not exist yet
+            except Exception:  # the stream may not exist yet
                 count = 0
             now = time.perf_counter()
             for seq in range(len(visible), count):

@@ -40,7 +40,7 @@ rules:
 class _Received(StubHandler):
     bodies: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         _Received.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self._send(200, {})
 
@@ -116,14 +116,16 @@ def test_data_never_overwrites_reserved_target_or_rule_labels() -> None:
     """Issue 25: a group value or a rule label named ``alertname``, ``severity`` or like one of the
     target's labels changed how Alertmanager routed and silenced the alert."""
     target = AlertmanagerTarget(type="alertmanager", url="https://am:9093", labels={"environment": "prod"})
-    payload = {"rule": "registry-down", "group": "evil", "group_by": "service.environment", "state": "firing", "value": 1,
+    payload = {"rule": "registry-down", "group": "evil", "group_by": "service.environment", "state": "firing",
+               "value": 1,
                "threshold": 0, "severity": "critical", "since": 1000.0, "at": 1000.0, "message": "m", "key": "k",
                "labels": {"alertname": "x", "severity": "info", "rule": "y", "environment": "dev", "team": "ml"}}
     assert target.alert(payload)["labels"] == {"alertname": "registry-down", "rule": "registry-down",
                                                "severity": "critical", "environment": "prod", "team": "ml",
                                                "group_environment": "evil"}
-    several = payload | {"group": "x|y|z", "groups": {"alertname": "a", "severity": "none", "service.environment": "dev",
-                                                       "team": "other", "modelregistry.model.name": "churn"}}
+    several = payload | {"group": "x|y|z",
+                         "groups": {"alertname": "a", "severity": "none", "service.environment": "dev",
+                                    "team": "other", "modelregistry.model.name": "churn"}}
     assert target.alert(several)["labels"] == {"alertname": "registry-down", "rule": "registry-down",
                                                "severity": "critical", "environment": "prod", "team": "ml",
                                                "group_alertname": "a", "group_severity": "none",
@@ -135,7 +137,8 @@ def test_a_bearer_token_over_plain_http_is_warned_at_start() -> None:
         return AlertmanagerTarget(type="alertmanager", url=url, bearer_token_env=token).warnings()
 
     assert warned("http://am.example:9093") == [
-        "bearer_token_env over plain http to http://am.example:9093: the token crosses the network in clear (use https)"]
+        "bearer_token_env over plain http to http://am.example:9093: "
+        "the token crosses the network in clear (use https)"]
     assert warned("http://u:pw@am.example:9093")[0].startswith("bearer_token_env over plain http to http://am.example")
     assert warned("https://am.example:9093") == [] and warned("http://127.0.0.1:9093") == []
     assert warned("http://am.example:9093", None) == []

@@ -121,7 +121,7 @@ def test_every_registry_write_is_one_audit_line_and_one_event(es: Elasticsearch,
     from mlflow.pyfunc import PythonModel
 
     class Echo(PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ANN001
+        def predict(self, context, model_input, params=None):
             return model_input
 
     log = tmp_path / "audit.log"
@@ -268,7 +268,9 @@ def test_stalled_clients_are_timed_out_and_do_not_cost_a_thread_each(tmp_path: P
         for sock in silent + stalled:
             sock.settimeout(20)
         answers = [sock.recv(200) for sock in stalled]
-        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), [a[:20] for a in answers if not a.startswith(b"HTTP/1.1 408")]  # body deadline
+        # body deadline
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), [
+            a[:20] for a in answers if not a.startswith(b"HTTP/1.1 408")]
         assert all(sock.recv(10) == b"" for sock in silent[:5])  # closed by the head deadline (10 s)
         for sock in silent + stalled:
             sock.close()

@@ -26,7 +26,8 @@ CLI = [sys.executable, "-m", "regwatch.cli", "check"]
 _LABEL = r"(?:'(?:[^'=]|'')+'|[^'= ]+)"
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _RANGE = r"@?(?:~|-?\d+(?:\.\d+)?)?:?(?:-?\d+(?:\.\d+)?)?"
-_PERF = rf"{_LABEL}=(?:{_NUMBER}(?:s|ms|us|%|B|KB|MB|TB|c)?|U)(?:;{_RANGE}(?:;{_RANGE}(?:;(?:{_NUMBER})?(?:;(?:{_NUMBER})?)?)?)?)?"
+_PERF = (rf"{_LABEL}=(?:{_NUMBER}(?:s|ms|us|%|B|KB|MB|TB|c)?|U)"
+         rf"(?:;{_RANGE}(?:;{_RANGE}(?:;(?:{_NUMBER})?(?:;(?:{_NUMBER})?)?)?)?)?")
 PLUGIN_LINE = re.compile(rf"^REGWATCH (OK|WARNING|CRITICAL|UNKNOWN) - [^|\n]*(?: \| {_PERF}(?: {_PERF})*)?$")
 
 

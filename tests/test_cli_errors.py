@@ -63,7 +63,8 @@ def test_a_folder_named_like_the_config_file(tmp_path: Path) -> None:
 def test_a_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:
     checkpoint = tmp_path / "cp.json"
     checkpoint.write_text(json.dumps({"version": 2, "files": [{"identity": "x"}]}))
-    config = _config(tmp_path, f"checkpoint_file: {checkpoint}\ninputs: [{{paths: [{tmp_path}/a.log], format: nginx}}]\n")
+    config = _config(tmp_path, f"checkpoint_file: {checkpoint}\n"
+                               f"inputs: [{{paths: [{tmp_path}/a.log], format: nginx}}]\n")
     one_line_error(run("status", "-c", str(config)), "cp.json", "corrupt")
     one_line_error(run("ship", "-c", str(config), "--once"), "cp.json", "corrupt")
 
@@ -172,7 +173,8 @@ def _rules_config(tmp_path: Path, host: str) -> Path:
 
 
 DOWN = "http://elastic:hunter2@127.0.0.1:9"
-DOWN_LINE = ("error: Elasticsearch at http://elastic:***@127.0.0.1:9: ConnectionError: HTTPConnection(host='127.0.0.1', "
+DOWN_LINE = ("error: Elasticsearch at http://elastic:***@127.0.0.1:9: ConnectionError: "
+             "HTTPConnection(host='127.0.0.1', "
              "port=9): Failed to establish a new connection: [Errno 111] Connection refused")
 
 
@@ -201,7 +203,8 @@ def test_a_silence_for_an_unknown_rule_is_refused(tmp_path: Path, es_url: str) -
 
 def test_silence_and_backtest_with_elasticsearch_down_name_the_node(tmp_path: Path) -> None:
     config = str(_rules_config(tmp_path, DOWN))
-    for args in (["silence", "quiet", "--for", "1h"], ["backtest", "quiet", "--from", "1700000000", "--to", "1700003600"]):
+    for args in (["silence", "quiet", "--for", "1h"],
+                 ["backtest", "quiet", "--from", "1700000000", "--to", "1700003600"]):
         result = run("rules", *args, "-c", config)
         exact_error(result, DOWN_LINE, 1)
         assert "hunter2" not in result.stdout + result.stderr
@@ -256,7 +259,8 @@ def test_regwatch_es_port_parsed(monkeypatch) -> None:
 @pytest.mark.parametrize("args,line", [
     (["rules", "status", "--stale-after", "nan"], "error: --stale-after: nan is not a positive number of seconds"),
     (["rules", "status", "--stale-after", "inf"], "error: --stale-after: inf is not a positive number of seconds"),
-    (["setup", "--retention", "abc"], "error: --retention 'abc': not a retention such as 90d, 12h or 30m ('' for none)"),
+    (["setup", "--retention", "abc"],
+     "error: --retention 'abc': not a retention such as 90d, 12h or 30m ('' for none)"),
     (["setup", "--retention", "0d"], "error: --retention '0d': not a retention such as 90d, 12h or 30m ('' for none)"),
 ])
 def test_more_options_refused_where_parsed(tmp_path: Path, args: list[str], line: str) -> None:

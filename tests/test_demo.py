@@ -43,9 +43,11 @@ def _closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: str, namespace: str,
+                                                   tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    result = subprocess.run([*CLI, "demo", "up", "--quick", "--keep", "--workdir", str(workdir), "--namespace", namespace],
+    result = subprocess.run([*CLI, "demo", "up", "--quick", "--keep", "--workdir", str(workdir),
+                             "--namespace", namespace],
                             env=_env(es_url, tmp_path), capture_output=True, text=True, timeout=900)
     try:
         assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
@@ -63,7 +65,8 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         pattern = f"logs-modelregistry.*-{namespace}"
         es.indices.refresh(index=pattern)
         tagged = {"wildcard": {"user_agent.original": {"value": f"*run={summary['run_id']}"}}}
-        buckets = es.search(index=pattern, size=0, query=tagged, aggs={"k": {"terms": {"field": "data_stream.dataset"}}})
+        buckets = es.search(index=pattern, size=0, query=tagged,
+                            aggs={"k": {"terms": {"field": "data_stream.dataset"}}})
         stored = {b["key"].rsplit(".", 1)[1]: b["doc_count"] for b in buckets["aggregations"]["k"]["buckets"]}
         assert stored == dict(expected)
         assert {k: v["elasticsearch"] for k, v in summary["kinds"].items()} == dict(expected)
@@ -119,7 +122,8 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         wait_for(lambda p=port: _closed(p), 10, f"port {port} closed after demo down")
 
 
-def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str, namespace: str, tmp_path: Path) -> None:
+def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str, namespace: str,
+                                                                    tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     # Started as from a non-interactive shell's background (`make test &`): SIGINT inherited as
     # ignored. The demo must honour Ctrl-C anyway (it did not: CI found it).

@@ -136,7 +136,7 @@ def test_compose_gives_each_service_its_own_credential_and_nothing_more() -> Non
     setup = services["regwatch-setup"]
     assert key_volumes | {"keys"} <= set(_volume_sources(setup).values())
     for name in KEYED_SERVICES:
-        assert f'/keys/$$service.key" "/out/$$service/es-api-key"' in setup["command"][0]
+        assert '/keys/$$service.key" "/out/$$service/es-api-key"' in setup["command"][0]
         assert _volume_sources(setup)[f"/out/{name}"] == f"{name}-key"
     for name, service in services.items():
         if name not in REGWATCH_SERVICES and name != "regwatch-setup":
@@ -164,7 +164,8 @@ def test_compose_serves_metrics_only_on_the_internal_network() -> None:
     subnet = metrics["ipam"]["config"][0]["subnet"]
     import ipaddress
 
-    for name, port_key in (("shipper", "metrics_port"), ("probe", "probe.metrics_port"), ("rules", "rules.metrics_port")):
+    for name, port_key in (("shipper", "metrics_port"), ("probe", "probe.metrics_port"),
+                           ("rules", "rules.metrics_port")):
         service = services[name]
         address = service["networks"]["metrics"]["ipv4_address"]
         assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
@@ -206,7 +207,7 @@ def _manifests() -> list[tuple[str, dict]]:
 def test_kubernetes_manifests_are_valid() -> None:
     found = _manifests()
     assert len(found) >= 8
-    for name, doc in found:
+    for _name, doc in found:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
@@ -340,7 +341,8 @@ def test_kubernetes_metrics_admit_only_prometheus() -> None:
 
 def test_images_are_pinned_by_digest() -> None:
     images = {c["image"].split()[0] for _, d in _manifests() if d["kind"] in ("Deployment", "DaemonSet")
-              for c in d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"].get("initContainers", [])}
+              for c in d["spec"]["template"]["spec"]["containers"]
+              + d["spec"]["template"]["spec"].get("initContainers", [])}
     images |= {s["image"] for s in _compose()["services"].values()}
     assert {i for i in images if not _pinned(i)} == set()
     assert len([i for i in images if DIGEST.fullmatch(i)]) >= 3
@@ -353,13 +355,15 @@ def _units(tmp_path: Path) -> list[Path]:
     units = []
     for unit in sorted((ROOT / "deploy" / "systemd").glob("*.service")):
         target = tmp_path / unit.name
-        target.write_text(unit.read_text().replace("/opt/regwatch/bin/regwatch", str(Path(sys.executable).parent / "regwatch")))
+        target.write_text(unit.read_text().replace("/opt/regwatch/bin/regwatch",
+                                                   str(Path(sys.executable).parent / "regwatch")))
         units.append(target)
     return units
 
 
 def _verify(unit: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:

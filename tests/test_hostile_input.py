@@ -19,12 +19,12 @@ from elasticsearch import Elasticsearch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.hostile import BIG_INTS, check_line, corpus
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.events import kind_of
-from pipeline.shipper import Shipper, ShipperFailed, ShipInput
+from pipeline.shipper import ShipInput, Shipper, ShipperFailed
 from regwatch.config import load_config
 from regwatch.ship import build_shipper
+from support.hostile import BIG_INTS, check_line, corpus
 from support.shipping import indexed, write_config
 from support.shipping import line as line_of
 
@@ -297,8 +297,8 @@ def test_the_runner_refuses_an_infinite_window_in_one_line(tmp_path: Path) -> No
                             timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {tmp_path / 'rules' / 'r.yaml'}: rule 'a' window: inf is not a finite duration (use 30s, "
-                      "5m, 1h, 2d)"], result.stderr
+    assert errors == [f"error: {tmp_path / 'rules' / 'r.yaml'}: rule 'a' window: inf is not a finite duration "
+                      "(use 30s, 5m, 1h, 2d)"], result.stderr
 
 
 @pytest.mark.parametrize("text,seconds_", [("30s", 30.0), ("5m", 300.0), ("250ms", 0.25), ("366d", 366 * 86400.0),

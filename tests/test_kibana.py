@@ -20,6 +20,12 @@ from typing import Any
 import pytest
 import yaml
 from elasticsearch import Elasticsearch
+
+from kibana.fields import KIBANA_TYPES, fields, flatten
+from kibana.kql import KqlError, compile_kql, fields_named
+from kibana.lens_query import lens_request, metric_values
+from kibana.objects import CALL_KINDS, CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
+from parsers.streams import data_stream_name, dataset
 from support.kibana_checker import (
     DURATION_INPUTS,
     DURATION_OUTPUTS,
@@ -34,12 +40,6 @@ from support.kibana_checker import (
 from support.kibana_standin import SERVER_FIELDS, kibana_standin
 from support.shipping import write_config
 from test_queries import sample_docs
-
-from kibana.fields import KIBANA_TYPES, fields, flatten
-from kibana.kql import KqlError, compile_kql, fields_named
-from kibana.lens_query import lens_request, metric_values
-from kibana.objects import CALL_KINDS, CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
-from parsers.streams import data_stream_name, dataset
 
 AGGREGATABLE = {"keyword", "long", "integer", "short", "byte", "double", "float", "date", "ip", "boolean"}
 CLI = [sys.executable, "-m", "regwatch.cli"]
@@ -125,12 +125,14 @@ def _indexpattern_datasource(objs: list[dict[str, Any]]) -> None:
 
 def _percentile_without_param(objs: list[dict[str, Any]]) -> None:
     obj = next(o for o in objs if o["id"] == "regwatch-latency-percentiles")
-    del obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]["m0"]["params"]["percentile"]
+    columns = obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]
+    del columns["m0"]["params"]["percentile"]
 
 
 def _terms_size_as_text(objs: list[dict[str, Any]]) -> None:
     obj = next(o for o in objs if o["id"] == "regwatch-retrievals-by-model")
-    obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]["t0"]["params"]["size"] = "10"
+    columns = obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]
+    columns["t0"]["params"]["size"] = "10"
 
 
 def _unknown_dashboard_attribute(objs: list[dict[str, Any]]) -> None:
@@ -153,7 +155,8 @@ def _control_reference(objs: list[dict[str, Any]]) -> None:
 
 def _string_data_type_on_ip(objs: list[dict[str, Any]]) -> None:
     obj = next(o for o in objs if o["id"] == "regwatch-requests-by-source")
-    obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]["t0"]["dataType"] = "string"
+    columns = obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]
+    columns["t0"]["dataType"] = "string"
 
 
 def _bad_kql(objs: list[dict[str, Any]]) -> None:
@@ -207,11 +210,14 @@ def _helper_without_the_formula_filter(objs: list[dict[str, Any]]) -> None:
 
 
 BREAKAGES = {
-    "missing version fields": (_drop_versions, "no-legacy-migration", "document_migrator/pipelines/upgrade_pipeline.ts", True),
-    "indexpattern datasource": (_indexpattern_datasource, "lens-state", "lens/server/migrations/saved_object_migrations.ts", False),
+    "missing version fields": (_drop_versions, "no-legacy-migration",
+                               "document_migrator/pipelines/upgrade_pipeline.ts", True),
+    "indexpattern datasource": (_indexpattern_datasource, "lens-state",
+                                "lens/server/migrations/saved_object_migrations.ts", False),
     "percentile without its param": (_percentile_without_param, "lens-state", "lens/", False),
     "terms size not a number": (_terms_size_as_text, "lens-state", "lens/", False),
-    "unknown dashboard attribute": (_unknown_dashboard_attribute, "dashboard-attributes", "dashboard_saved_object/schema/v1/v1.ts", False),
+    "unknown dashboard attribute": (_unknown_dashboard_attribute, "dashboard-attributes",
+                                    "dashboard_saved_object/schema/v1/v1.ts", False),
     "dangling reference": (_dangling_reference, "references-exist", "import/lib/validate_references.ts", False),
     "panel reference name": (_panel_ref_name, "dashboard-panels", "dashboard_container_references.ts", False),
     "control without its data view": (_control_reference, "control-group", "controls/", False),

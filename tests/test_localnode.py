@@ -198,7 +198,8 @@ def test_down_of_a_cluster_signals_only_its_recorded_nodes(monkeypatch, tmp_path
     sleepers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
     try:
         nodes = [{"index": i, "name": f"regwatch-local-{i}", "pid": s.pid, "pgid": s.pid,
-                  "start_time": process.start_time(s.pid) + (1 if i == 1 else 0), "url": f"http://127.0.0.1:{19500 + i}"}
+                  "start_time": process.start_time(s.pid) + (1 if i == 1 else 0),
+                  "url": f"http://127.0.0.1:{19500 + i}"}
                  for i, s in enumerate(sleepers)]
         trust.write_state({"source": "local", "home": "/opt/es", "count": 3, "base": 19500, "nodes": nodes}, 19500)
         assert [n["pid"] for n in process.recorded_members(trust.read_state(19500))] == [s.pid for s in sleepers]
@@ -235,10 +236,12 @@ def test_a_clusters_config_names_its_peers_and_bootstraps_only_once(monkeypatch,
     member = process.members(3, 19500)[1]
     member.work.mkdir(parents=True)
     monkeypatch.setattr(process, "java_modules", lambda _: None)
-    first = yaml.safe_load((process.write_config(home, member, tmp_path, bootstrap=True) / "elasticsearch.yml").read_text())
+    first = yaml.safe_load(
+        (process.write_config(home, member, tmp_path, bootstrap=True) / "elasticsearch.yml").read_text())
     assert first["discovery.seed_hosts"] == ["127.0.0.1:19600", "127.0.0.1:19601", "127.0.0.1:19602"]
     assert first["cluster.initial_master_nodes"] == ["regwatch-local-0", "regwatch-local-1", "regwatch-local-2"]
     assert (first["http.port"], first["transport.port"], first["node.name"]) == (19501, 19601, "regwatch-local-1")
     assert "discovery.type" not in first
-    again = yaml.safe_load((process.write_config(home, member, tmp_path, bootstrap=False) / "elasticsearch.yml").read_text())
+    again = yaml.safe_load(
+        (process.write_config(home, member, tmp_path, bootstrap=False) / "elasticsearch.yml").read_text())
     assert "cluster.initial_master_nodes" not in again  # a formed cluster: a restarted node joins, never bootstraps

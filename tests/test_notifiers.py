@@ -15,8 +15,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from rules.notify import (DeliveryFailed, EmailTarget, SlackTarget, SmsTarget, TeamsTarget, UnsafeTemplate,
-                          WebhookTarget, render, signature)
+from rules.notify import (
+    DeliveryFailed,
+    EmailTarget,
+    SlackTarget,
+    SmsTarget,
+    TeamsTarget,
+    UnsafeTemplate,
+    WebhookTarget,
+    render,
+    signature,
+)
 
 PAYLOAD = {"rule": "registry-error-ratio", "group": "*", "state": "firing", "value": 0.12, "threshold": 0.05,
            "severity": "critical", "labels": {"team": "ml"}, "since": 1.0, "at": 2.0,
@@ -26,7 +35,7 @@ PAYLOAD = {"rule": "registry-error-ratio", "group": "*", "state": "firing", "val
 class Capture(BaseHTTPRequestHandler):
     requests: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Capture.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                  "body": body})
@@ -94,7 +103,7 @@ def test_templates_are_plain_names_only() -> None:
 
 
 class Authenticator:
-    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = auth_data.login == b"alerts" and auth_data.password == b"mail-pass"
         return AuthResult(success=ok, handled=False)
 
@@ -103,7 +112,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope)
         return "250 OK"
 
@@ -122,7 +131,7 @@ def _certificate(tmp_path: Path, name: str) -> tuple[Path, ssl.SSLContext]:
 class RecordingAuthenticator(Authenticator):
     seen: list[bytes] = []
 
-    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         RecordingAuthenticator.seen.append(auth_data.password)
         return super().__call__(server, session, envelope, mechanism, auth_data)
 
@@ -256,7 +265,8 @@ def test_slack_text_is_the_heading_and_the_whole_body(http_receiver, monkeypatch
         "text": "[FIRING] registry-error-ratio (critical)",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "[FIRING] registry-error-ratio (critical)"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "registry-error-ratio: 0.12 of registry calls failed"}},
+            {"type": "section",
+             "text": {"type": "mrkdwn", "text": "registry-error-ratio: 0.12 of registry calls failed"}},
             {"type": "context", "elements": [{"type": "mrkdwn",
                                               "text": "group churn&lt;1&gt; · value 0.12 · bound 0.05"}]}]}
 
@@ -266,7 +276,7 @@ class Echo(BaseHTTPRequestHandler):
 
     seen: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Echo.seen.append({k.lower(): v for k, v in self.headers.items()})
         status = 200 if "ok" in self.path else 400
@@ -306,7 +316,8 @@ def test_secrets_from_env_are_stripped_and_never_reach_an_error(echo, monkeypatc
     assert genie["authorization"] == "GenieKey genie-secret-123" and am["authorization"] == "Bearer am-token-456"
     assert hook["x-regwatch-signature"] == signature("hook-secret-789", json.dumps(PAYLOAD, sort_keys=True).encode())
     for send in (lambda: OpsgenieTarget(type="opsgenie", api_key_env="GENIE_KEY", url=echo + "/no").send(PAYLOAD),
-                 lambda: AlertmanagerTarget(type="alertmanager", url=echo + "/no", bearer_token_env="AM_TOKEN").send(PAYLOAD),
+                 lambda: AlertmanagerTarget(type="alertmanager", url=echo + "/no",
+                                            bearer_token_env="AM_TOKEN").send(PAYLOAD),
                  lambda: PagerDutyTarget(type="pagerduty", routing_key_env="PD_KEY", url=echo + "/no").send(PAYLOAD)):
         with pytest.raises(DeliveryFailed) as failed:
             send()

@@ -56,7 +56,8 @@ def test_nginx_failed_retrieval_is_an_error_that_keeps_its_operation() -> None:
 
 def test_nginx_artifact_download_through_the_proxy() -> None:
     line = (b'127.0.0.1 - - [24/Nov/2026:23:56:15 +0000] "GET /api/2.0/mlflow-artifacts/artifacts/1/models/'
-            b'm-92f2/artifacts/MLmodel HTTP/1.1" 200 563 "-" "mlflow-python-client/3.17.2" rt=0.002 uct="0.000" urt="0.002"')
+            b'm-92f2/artifacts/MLmodel HTTP/1.1" 200 563 "-" "mlflow-python-client/3.17.2" '
+            b'rt=0.002 uct="0.000" urt="0.002"')
     (doc,) = parse_lines("nginx", [line])
     assert doc["data_stream"]["dataset"] == "modelregistry.retrieval"
     assert doc["event"]["action"] == "artifact-download"
@@ -64,7 +65,8 @@ def test_nginx_artifact_download_through_the_proxy() -> None:
 
 
 def test_nginx_502_from_nginx_itself_is_a_server_error() -> None:
-    (doc,) = parse_lines("nginx", [b'127.0.0.1 - - [24/Nov/2026:23:55:28 +0000] "GET /health HTTP/1.1" 502 157 "-" "curl/7.88.1" rt=0.000 uct="-" urt="0.000"'])
+    (doc,) = parse_lines("nginx", [b'127.0.0.1 - - [24/Nov/2026:23:55:28 +0000] "GET /health HTTP/1.1" 502 157 "-" '
+                                   b'"curl/7.88.1" rt=0.000 uct="-" urt="0.000"'])
     assert doc["event"]["action"] == "health-check"
     assert doc["error"] == {"message": "HTTP 502", "type": "server_error"}
     assert doc["modelregistry"]["operation"] == "other"
@@ -72,23 +74,27 @@ def test_nginx_502_from_nginx_itself_is_a_server_error() -> None:
 
 
 def test_gunicorn_default_access_log_exact() -> None:
-    line = b'127.0.0.1 - - [24/Nov/2026:23:55:47 +0000] "PUT /api/2.0/mlflow-artifacts/artifacts/1/models/m-d2/artifacts/requirements.txt HTTP/1.0" 200 2 "-" "mlflow-python-client/3.17.2"\n'
+    line = (b'127.0.0.1 - - [24/Nov/2026:23:55:47 +0000] "PUT /api/2.0/mlflow-artifacts/artifacts/1/models/m-d2/'
+            b'artifacts/requirements.txt HTTP/1.0" 200 2 "-" "mlflow-python-client/3.17.2"\n')
     (doc,) = parse_lines("gunicorn", [line])
     assert doc["data_stream"]["dataset"] == "modelregistry.access"
     assert doc["event"]["action"] == "artifact-upload"
     assert "duration" not in doc["event"]
-    assert doc["http"] == {"request": {"method": "PUT"}, "response": {"status_code": 200, "body": {"bytes": 2}}, "version": "1.0"}
+    assert doc["http"] == {"request": {"method": "PUT"}, "response": {"status_code": 200, "body": {"bytes": 2}},
+                           "version": "1.0"}
     assert doc["modelregistry"]["format"] == "gunicorn"
 
 
 def test_unknown_api_path_is_access_with_a_bounded_action() -> None:
     docs = parse_lines("nginx", [
-        b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /api/2.0/mlflow/logged-models/m-fd55 HTTP/1.1" 200 10 "-" "x"',
+        b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /api/2.0/mlflow/logged-models/m-fd55 HTTP/1.1" 200 10 '
+        b'"-" "x"',
         b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "BREW /coffee HTTP/1.1" 418 0 "-" "x"',
         b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "\\x16\\x03\\x01\\x02\\x00\\x01" 400 157 "-" "-"',
     ])
     assert [d["event"]["action"] for d in docs] == ["mlflow-logged-models", "http-request", "invalid-request"]
-    assert [d["data_stream"]["dataset"] for d in docs] == ["modelregistry.access", "modelregistry.error", "modelregistry.error"]
+    assert [d["data_stream"]["dataset"] for d in docs] == ["modelregistry.access", "modelregistry.error",
+                                                           "modelregistry.error"]
     assert docs[2]["url"] == {"original": "\\x16\\x03\\x01\\x02\\x00\\x01"}
 
 
@@ -141,14 +147,16 @@ def test_nginx_json_exact_document_and_custom_keys() -> None:
     line = (b'{"time_iso8601":"2026-11-25T20:07:06+01:00","remote_addr":"10.0.0.9","remote_user":"bob",'
             b'"request":"POST /api/2.0/mlflow/registered-models/alias HTTP/1.1","status":200,"body_bytes_sent":2,'
             b'"request_time":0.012,"upstream_response_time":"0.011","http_referer":"","http_user_agent":"ua/1",'
-            b'"request_body":"{\\"name\\": \\"fraud-detector\\", \\"alias\\": \\"champion\\", \\"version\\": \\"2\\"}"}')
+            b'"request_body":"{\\"name\\": \\"fraud-detector\\", \\"alias\\": \\"champion\\", '
+            b'\\"version\\": \\"2\\"}"}')
     (doc,) = parse_lines("nginx-json", [line])
     assert doc == {
         "@timestamp": "2026-11-25T19:07:06.000Z",
         "data_stream": {"type": "logs", "dataset": "modelregistry.version", "namespace": "default"},
         "event": {"kind": "event", "dataset": "modelregistry.version", "action": "registered-model-alias-set",
                   "outcome": "success", "duration": 12_000_000},
-        "http": {"request": {"method": "POST"}, "response": {"status_code": 200, "body": {"bytes": 2}}, "version": "1.1"},
+        "http": {"request": {"method": "POST"}, "response": {"status_code": 200, "body": {"bytes": 2}},
+                 "version": "1.1"},
         "url": {"path": "/api/2.0/mlflow/registered-models/alias"},
         "source": {"ip": "10.0.0.9"},
         "user": {"name": "bob"},
@@ -157,7 +165,8 @@ def test_nginx_json_exact_document_and_custom_keys() -> None:
                           "model": {"name": "fraud-detector", "alias": "champion", "version": "2"}},
         "service": {"name": "mlflow"},
     }
-    other_site = b'{"ts":"2026-11-25T20:07:06Z","client":"10.0.0.9","method":"get","path":"/api/2.0/mlflow/registered-models/get","args":"name=m1","code":"404","took":"0.5"}'
+    other_site = (b'{"ts":"2026-11-25T20:07:06Z","client":"10.0.0.9","method":"get",'
+                  b'"path":"/api/2.0/mlflow/registered-models/get","args":"name=m1","code":"404","took":"0.5"}')
     (doc,) = parse_lines("nginx-json", [other_site], field_map={
         "ts": "ts", "ip": "client", "method": "method", "uri": "path", "args": "args",
         "status": "code", "request_time": "took"})
@@ -169,8 +178,10 @@ def test_nginx_json_exact_document_and_custom_keys() -> None:
 
 UVICORN_LINES = [
     b'INFO:     127.0.0.1:51060 - "GET /api/2.0/mlflow/registered-models/get?name=fraud-detector HTTP/1.1" 200 OK\n',
-    b'2026-11-25 20:07:06,123 INFO uvicorn.access: 10.0.0.5:40000 - "POST /api/2.0/mlflow/model-versions/create HTTP/1.1" 200\n',
-    b'INFO:     [::1]:40001 - "DELETE /api/2.0/mlflow/registered-models/alias?name=m&alias=champion HTTP/1.1" 404 Not Found\n',
+    b'2026-11-25 20:07:06,123 INFO uvicorn.access: 10.0.0.5:40000 - '
+    b'"POST /api/2.0/mlflow/model-versions/create HTTP/1.1" 200\n',
+    b'INFO:     [::1]:40001 - "DELETE /api/2.0/mlflow/registered-models/alias?name=m&alias=champion HTTP/1.1" '
+    b'404 Not Found\n',
 ]
 
 

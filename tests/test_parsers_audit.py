@@ -49,15 +49,16 @@ def test_cloudtrail_sagemaker_records_field_by_field() -> None:
     assert group["user"] == {"name": "alice"}
     assert group["cloud"] == {"provider": "aws", "region": "eu-west-1", "account": {"id": "123456789012"}}
     assert package["data_stream"]["dataset"] == "modelregistry.version"
-    assert package["modelregistry"]["model"] == {"name": "fraud-detector", "version": "3", "stage": "PendingManualApproval"}
+    assert package["modelregistry"]["model"] == {"name": "fraud-detector", "version": "3",
+                                                 "stage": "PendingManualApproval"}
     assert package["user"] == {"name": "ci-session"}  # assumed role: the session name
     assert approve["event"]["action"] == "model-version-update"
     assert approve["modelregistry"]["model"]["stage"] == "Approved"
     assert approve["modelregistry"]["model"]["version"] == "3"
     assert failed["data_stream"]["dataset"] == "modelregistry.error"
     assert failed["modelregistry"]["operation"] == "retrieval"
-    assert failed["error"] == {"code": "ValidationException", "message": "Model package fraud-detector/7 does not exist.",
-                               "type": "aws_error"}
+    assert failed["error"] == {"code": "ValidationException",
+                               "message": "Model package fraud-detector/7 does not exist.", "type": "aws_error"}
     assert failed["modelregistry"]["model"] == {"name": "fraud-detector", "version": "7"}
     assert s3["data_stream"]["dataset"] == "modelregistry.access"  # not SageMaker: access
     assert s3["source"] == {"address": "sagemaker.amazonaws.com"}
@@ -78,7 +79,8 @@ def test_canonical_audit_records() -> None:
                                         "audit": {"delivery_id": "d-0001", "entity": "registered_model"},
                                         "workspace": "default"}
     assert created["@timestamp"] == "2026-11-25T20:07:06.250Z"
-    assert version["modelregistry"]["model"] == {"name": "fraud-detector", "version": "1", "tag": {"key": "team", "value": "risk"}}
+    assert version["modelregistry"]["model"] == {"name": "fraud-detector", "version": "1",
+                                                 "tag": {"key": "team", "value": "risk"}}
     assert alias["event"]["action"] == "registered-model-alias-set"
     assert alias["modelregistry"]["model"]["alias"] == "champion"
     assert tag["event"]["action"] == "model-version-set-tag"
@@ -101,7 +103,8 @@ def test_audit_wrong_types_and_missing_fields_are_deadletters() -> None:
     assert [d["error"]["type"] for d in docs] == ["wrong_type", "wrong_type", "bad_timestamp", "wrong_type"]
     assert "entity" in docs[0]["error"]["message"]
     docs = parse_lines("databricks-audit", [
-        b'{"serviceName": "mlflowModelRegistry", "actionName": "getModelVersion", "timestamp": 1, "requestParams": [1]}',
+        b'{"serviceName": "mlflowModelRegistry", "actionName": "getModelVersion", "timestamp": 1, '
+        b'"requestParams": [1]}',
         b'{"serviceName": "mlflowModelRegistry", "timestamp": 1}',
         b'{"serviceName": "x", "actionName": "y", "timestamp": 1, "response": {"statusCode": true}}',
     ])

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support.parsing import parse_lines
-from support.hostile import check_line  # parse and encode; fails on a parser_bug
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.events import kind_of
+from support.hostile import check_line  # parse and encode; fails on a parser_bug
+from support.parsing import parse_lines
 
 ALL_FORMATS = sorted(FORMATS)
 GOOD_NGINX = b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /health HTTP/1.1" 200 2 "-" "curl/7.88.1"\n'
@@ -31,10 +31,15 @@ VALID = {
     "nginx": GOOD_NGINX,
     "gunicorn": GOOD_NGINX,
     "uvicorn": b'INFO:     127.0.0.1:5 - "GET /api/2.0/mlflow/registered-models/get?name=m HTTP/1.1" 200 OK',
-    "nginx-json": b'{"time_iso8601":"2026-11-25T20:07:06+00:00","remote_addr":"127.0.0.1","request":"GET /health HTTP/1.1","status":200,"body_bytes_sent":2,"request_time":0.001,"request_body":""}',
-    "audit": b'{"@timestamp":"2026-11-25T20:07:06Z","entity":"model_version","action":"created","model":{"name":"m","version":"1"}}',
-    "databricks-audit": b'{"timestamp":1795637226412,"serviceName":"modelRegistry","actionName":"createModelVersion","requestParams":{"name":"m"},"response":{"statusCode":200}}',
-    "cloudtrail": b'{"eventTime":"2026-11-25T20:07:06Z","eventSource":"sagemaker.amazonaws.com","eventName":"CreateModelPackage","requestParameters":{"modelPackageGroupName":"m"}}',
+    "nginx-json": (b'{"time_iso8601":"2026-11-25T20:07:06+00:00","remote_addr":"127.0.0.1",'
+                   b'"request":"GET /health HTTP/1.1","status":200,"body_bytes_sent":2,"request_time":0.001,'
+                   b'"request_body":""}'),
+    "audit": (b'{"@timestamp":"2026-11-25T20:07:06Z","entity":"model_version","action":"created",'
+              b'"model":{"name":"m","version":"1"}}'),
+    "databricks-audit": (b'{"timestamp":1795637226412,"serviceName":"modelRegistry","actionName":"createModelVersion",'
+                         b'"requestParams":{"name":"m"},"response":{"statusCode":200}}'),
+    "cloudtrail": (b'{"eventTime":"2026-11-25T20:07:06Z","eventSource":"sagemaker.amazonaws.com",'
+                   b'"eventName":"CreateModelPackage","requestParameters":{"modelPackageGroupName":"m"}}'),
 }
 
 
@@ -87,8 +92,10 @@ def test_huge_line_keeps_a_bounded_raw_excerpt() -> None:
 
 
 def test_lines_equal_events_plus_deadletters_on_mixed_input() -> None:
-    good = (GOOD_NGINX, b'10.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "POST /api/2.0/mlflow/model-versions/create HTTP/1.1" 200 9 "-" "c"\n')
-    bad = (b"\x00\x01binary", b"truncated line [24/Nov", b"z" * 5000, b'1.2.3.4 - - [99/Foo/2026:99:99:99 +0000] "GET / HTTP/1.1" 200 1 "-" "-"')
+    good = (GOOD_NGINX, b'10.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "POST /api/2.0/mlflow/model-versions/create '
+                        b'HTTP/1.1" 200 9 "-" "c"\n')
+    bad = (b"\x00\x01binary", b"truncated line [24/Nov", b"z" * 5000,
+           b'1.2.3.4 - - [99/Foo/2026:99:99:99 +0000] "GET / HTTP/1.1" 200 1 "-" "-"')
     lines = [good[i % 2] if i % 3 else bad[i % 4] for i in range(600)]
     docs = parse_lines("nginx", lines, max_line_bytes=4096)
     dead = [d for d in docs if kind_of(d) == "deadletter"]

@@ -126,7 +126,7 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(namespace: str) -> None:
         for _ in range(15):
             probe.cycle()
         assert len(probe.writer.buffer) == 10 and probe.writer.dropped == 5
-        assert probe.metrics.dropped._value.get() == 5  # noqa: SLF001
+        assert probe.metrics.dropped._value.get() == 5
     finally:
         probe.writer.close()
 

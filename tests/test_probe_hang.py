@@ -197,8 +197,8 @@ def test_the_daemon_keeps_its_interval_beside_a_target_that_never_answers(es: El
     assert good_requests >= 6, good_requests
     # the hanging target: one check at a time (each ends by 2 s), the ticks in between skipped
     assert peak_open <= 2 and hostile.connections <= run_for / hang_timeout + 2, (peak_open, hostile.connections)
-    skipped = probe.metrics.skipped.labels("hanging")._value.get()  # noqa: SLF001
-    assert skipped >= 3 and probe.metrics.skipped.labels("good")._value.get() == 0  # noqa: SLF001
+    skipped = probe.metrics.skipped.labels("hanging")._value.get()
+    assert skipped >= 3 and probe.metrics.skipped.labels("good")._value.get() == 0
     assert threads_while_running < 30
     docs = _availability(es, namespace)
     good_docs = [d for d in docs if d["service"]["name"] == "good"]
@@ -416,7 +416,8 @@ def test_the_availability_document_is_whole_and_its_url_carries_no_user_or_passw
     ({"url": "http://registry /health"},
      "probe.targets.0.url: Value error, 'http://registry /health' is not an http(s) URL: it holds white space "
      "or a control character"),
-    ({"url": "http://[::1"}, "probe.targets.0.url: Value error, 'http://[::1' is not an http(s) URL: it cannot be parsed"),
+    ({"url": "http://[::1"},
+     "probe.targets.0.url: Value error, 'http://[::1' is not an http(s) URL: it cannot be parsed"),
     ({"url": "http://registry:99999/health"},
      "probe.targets.0.url: Value error, 'http://registry:99999/health' is not an http(s) URL: port 99999 is outside "
      "1..65535"),

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
-from support.httpstub import StubHandler, serve
 from regwatch.demo import free_port, mlflow_server
+from support.httpstub import StubHandler, serve
 from support.monitoring import alertmanager, prometheus, wait_for
 from support.registry_proxy import RegistryFront
 from support.shipping import write_config
@@ -51,7 +51,7 @@ def _recorder() -> type[StubHandler]:
     class Recorder(StubHandler):
         received: list[tuple[float, dict]] = []
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             Recorder.received.append((time.time(), body))
             self._send(200, {})

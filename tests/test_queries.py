@@ -82,7 +82,8 @@ def test_endpoint_error_rate_and_p95(es: Elasticsearch, demo_namespace: str) -> 
 
 def test_who_registered_or_deleted(es: Elasticsearch, demo_namespace: str) -> None:
     hits = run(es, demo_namespace, "registrations")["hits"]["hits"]
-    expected = [d for d in sample_docs() if d["event"]["action"] in ("registered-model-create", "registered-model-delete")
+    expected = [d for d in sample_docs()
+                if d["event"]["action"] in ("registered-model-create", "registered-model-delete")
                 and d["event"]["outcome"] == "success"]
     assert len(hits) == len(expected)
     named = {h["_source"]["modelregistry"]["model"]["name"] for h in hits if "model" in h["_source"]["modelregistry"]}

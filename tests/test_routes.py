@@ -59,7 +59,8 @@ def test_artifact_proxy_and_everything_else() -> None:
     assert (route.kind, route.action, artifact) == ("retrieval", "artifact-download", "1/models/m-1/artifacts/MLmodel")
     assert router.http("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/x")[0].kind == "access"
     for method, path in [("POST", "/api/2.0/mlflow/runs/create"), ("GET", "/api/2.0/mlflow/experiments/get"),
-                         ("GET", "/static-files/app.js"), ("GET", "/health"), ("POST", "/api/2.0/mlflow/logged-models")]:
+                         ("GET", "/static-files/app.js"), ("GET", "/health"),
+                         ("POST", "/api/2.0/mlflow/logged-models")]:
         assert router.http(method, path)[0].kind == "access"
 
 
@@ -102,5 +103,6 @@ def test_parse_cli_summary_and_exit_status(tmp_path: Path) -> None:
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [d["data_stream"]["dataset"] for d in docs] == ["modelregistry.access", "modelregistry.deadletter"]
     assert b"lines=2 access=1 deadletter=1" in result.stderr
-    unknown = subprocess.run([sys.executable, "-m", "regwatch.cli", "parse", "-f", "apache", str(log)], capture_output=True)
+    unknown = subprocess.run([sys.executable, "-m", "regwatch.cli", "parse", "-f", "apache", str(log)],
+                             capture_output=True)
     assert unknown.returncode == 2

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,7 +28,8 @@ CLI = [sys.executable, "-m", "regwatch.cli"]
 NAMESPACE = "priv"
 PASSWORD = f"pw-rules-{os.urandom(6).hex()}"
 RULES = [
-    {"name": "errors-seen", "type": "threshold", "kinds": ["error"], "condition": {"op": ">", "value": 5}, "notify": []},
+    {"name": "errors-seen", "type": "threshold", "kinds": ["error"], "condition": {"op": ">", "value": 5},
+     "notify": []},
     {"name": "payments-quiet", "type": "absence", "index": "payments-*", "notify": []},
 ]
 

@@ -13,7 +13,7 @@ import pytest
 from rules.model import RuleError, load_rules
 from rules.notify import signature
 from rules.runner import Runner
-from support.rules import THRESHOLD, T0, Receiver, index_events, write_rules
+from support.rules import T0, THRESHOLD, Receiver, index_events, write_rules
 
 RATIO = """
 rules:
@@ -186,7 +186,8 @@ def test_builtin_rules_validate_and_run_one_cycle(es_url: str, namespace: str, t
 
 
 def test_catch_up_after_an_absence_evaluates_each_missed_window_once(es, namespace, tmp_path, webhook) -> None:
-    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s").replace("    recovery: {op: \"<\", value: 2}\n", ""))
+    rules = write_rules(tmp_path, THRESHOLD.replace("for: 120s", "for: 0s")
+                        .replace("    recovery: {op: \"<\", value: 2}\n", ""))
     runner = Runner(es, rules, namespace, webhook)
     runner.cycle(now=T0 + 61)
     index_events(es, namespace, "error", T0 + 130, 10)  # in window [T0+120, T0+180)
@@ -263,7 +264,8 @@ def test_rules_run_refuses_a_filter_elasticsearch_cannot_parse(es_url: str, name
 
     folder = tmp_path / "rules"
     folder.mkdir()
-    (folder / "r.yaml").write_text("rules:\n  - {name: broken, type: absence, notify: [], filter: 'status:>500 AND ('}\n")
+    (folder / "r.yaml").write_text("rules:\n"
+                                   "  - {name: broken, type: absence, notify: [], filter: 'status:>500 AND ('}\n")
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
                                   "rules": {"folder": str(folder)}}))

@@ -41,7 +41,7 @@ class Holding(BaseHTTPRequestHandler):
     first = threading.Event()
     release = threading.Event()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Holding.posts.append((time.time(), body))
         if len(Holding.posts) == 1:

@@ -88,7 +88,7 @@ def test_documents_without_event_ingested_are_counted_by_timestamp_once(es, es_u
     try:
         es.ingest.get_pipeline(id="regwatch-ingested")
         present = True
-    except Exception:  # noqa: BLE001 - the integ-test zip has no ingest processors: no pipeline
+    except Exception:  # the integ-test zip has no ingest processors: no pipeline
         present = False
     assert ("ingest pipeline regwatch-ingested: in place" in setup.stderr) is present
     assert ("ingest pipeline regwatch-ingested: not in place" in setup.stderr) is not present
@@ -130,7 +130,8 @@ def test_rules_over_any_index_with_kql_dsl_and_their_time_field(es, namespace, t
          + [{"@timestamp": ms(T0 + 10), "http": {"response": {"status_code": 200}}, "url": {"original": "/api"}}] * 9)
     # Elastic Agent's documents carry event.ingested: 3 on time, 3 five minutes late.
     es.indices.create(index=f"logs-nginx.error-{namespace}", mappings={"properties": {
-        "log": {"properties": {"level": {"type": "keyword"}}}, "event": {"properties": {"ingested": {"type": "date"}}}}})
+        "log": {"properties": {"level": {"type": "keyword"}}},
+        "event": {"properties": {"ingested": {"type": "date"}}}}})
     _raw(es, f"logs-nginx.error-{namespace}",
          [{"@timestamp": ms(T0 + 20), "event": {"ingested": ms(T0 + 20)}, "log": {"level": "error"}}] * 3
          + [{"@timestamp": ms(T0 - 300), "event": {"ingested": ms(T0 + 40)}, "log": {"level": "error"}}] * 3

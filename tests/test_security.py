@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -111,7 +111,8 @@ def test_the_shipper_key_ships_and_can_do_nothing_else(node: SecureNode, admin: 
     done = _run(["ship", "-c", str(config), "--once"])
     assert done.returncode == 0, done.stderr
     admin.indices.refresh(index=f"logs-modelregistry.*-{NAMESPACE}")
-    assert admin.count(index=f"logs-modelregistry.retrieval-{NAMESPACE},logs-modelregistry.error-{NAMESPACE}")["count"] == 20
+    written = f"logs-modelregistry.retrieval-{NAMESPACE},logs-modelregistry.error-{NAMESPACE}"
+    assert admin.count(index=written)["count"] == 20
     assert admin.count(index=f"logs-modelregistry.deadletter-{NAMESPACE}")["count"] == 1
     # Shipped again from an empty checkpoint: the replay is recognised (reads allowed), nothing twice.
     (tmp_path / "checkpoints.json").unlink()
@@ -152,9 +153,10 @@ def test_the_shipper_key_ships_and_can_do_nothing_else(node: SecureNode, admin: 
                        ignore_unavailable=True)["count"] == 0
 
 
-def test_the_probe_key_writes_availability_only(node: SecureNode, admin: Elasticsearch, keys: Path, tmp_path: Path) -> None:
+def test_the_probe_key_writes_availability_only(node: SecureNode, admin: Elasticsearch, keys: Path,
+                                                tmp_path: Path) -> None:
     class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -193,7 +195,7 @@ def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admi
     received: list[bytes] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.send_header("Content-Length", "0")
@@ -206,7 +208,8 @@ def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admi
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log = tmp_path / "access.log"
     log.write_text("".join(LINE.format(s=i, status=503) for i in range(3)).replace("26/Nov/2026:10:00", _now_minute()))
-    ship = _config(tmp_path / "ship.yaml", node, keys / "shipper.key", inputs=[{"paths": [str(log)], "format": "nginx"}])
+    ship = _config(tmp_path / "ship.yaml", node, keys / "shipper.key",
+                   inputs=[{"paths": [str(log)], "format": "nginx"}])
     assert _run(["ship", "-c", str(ship), "--once"]).returncode == 0
     try:
         config = _config(tmp_path / "rules.yaml", node, keys / "rules.key", rules={
@@ -246,9 +249,9 @@ def test_role_descriptors_narrow_the_writers_to_one_namespace() -> None:
 
 
 def _now_minute() -> str:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    return datetime.now(timezone.utc).strftime("%d/%b/%Y:%H:%M")
+    return datetime.now(UTC).strftime("%d/%b/%Y:%H:%M")
 
 
 def test_tls_is_verified_by_default(node: SecureNode, keys: Path, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.checkpoint import CheckpointStore, Identity
-from pipeline.metrics import ShipperMetrics
 from pipeline.docid import document_id
+from pipeline.metrics import ShipperMetrics
 from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
 from regwatch.ship import build_shipper
@@ -42,7 +42,8 @@ def test_once_reconciles_garbage_long_lines_and_unknown_routes(es: Elasticsearch
     random.Random(7).shuffle(mixed)
     log.write_bytes(b"".join(mixed))
     config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)], max_line_bytes=2048)
-    result = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
+    result = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True,
+                            check=True)
     summary = result.stdout.strip()
     assert f"lines_read={len(mixed)}" in summary
     assert "deadletters=35" in summary
@@ -64,7 +65,8 @@ def test_once_reconciles_garbage_long_lines_and_unknown_routes(es: Elasticsearch
     again = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
     assert "lines_read=0" in again.stdout
     (tmp_path / "checkpoints.json").unlink()
-    replay = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True, check=True)
+    replay = subprocess.run([*REGWATCH, "ship", "-c", str(config), "--once"], capture_output=True, text=True,
+                            check=True)
     assert f"duplicates_skipped={len(mixed)}" in replay.stdout
     assert indexed(es, namespace) == len(mixed)
 
@@ -103,7 +105,8 @@ def test_document_ids_are_stable_distinct_and_share_a_prefix_per_file() -> None:
     assert all(len(i) <= 512 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
 
 
-def test_partial_last_line_waits_for_its_newline(es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+def test_partial_last_line_waits_for_its_newline(es: Elasticsearch, es_url: str, namespace: str,
+                                                 tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     whole = line(5)
     log.write_bytes(line(4) + whole[:40])

@@ -16,9 +16,9 @@ import sys
 import time
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import yaml
@@ -48,7 +48,7 @@ def test_printable_escapes_every_control_and_keeps_text() -> None:
 
 
 def _line(when: float, model: str) -> str:
-    stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
     return (f'10.0.0.1 - - [{stamp}] "GET /api/2.0/mlflow/registered-models/get?name={urllib.parse.quote(model)} '
             f'HTTP/1.1" 200 10 "-" "client" rt=0.010 uct="0.000" urt="0.010"\n')
 
@@ -86,7 +86,7 @@ def world(es: Elasticsearch, es_url: str, tmp_path_factory) -> Iterator[tuple[st
     assert summary.events == 2
 
     es.index(index=f"metrics-modelregistry.availability-{namespace}", op_type="create", refresh=True, document={
-        "@timestamp": datetime.fromtimestamp(now - 10, timezone.utc).isoformat(),
+        "@timestamp": datetime.fromtimestamp(now - 10, UTC).isoformat(),
         "modelregistry": {"probe": {"up": False, "check": "health", "target": HOSTILE}}, "error": {"type": HOSTILE}})
     store = StateStore(es, namespace)
     store.ensure()

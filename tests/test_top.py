@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
@@ -21,7 +21,7 @@ CLI = [sys.executable, "-m", "regwatch.cli"]
 
 
 def _line(when: float, path: str, status: int, rt: float, model: str) -> str:
-    stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
     return (f'10.0.0.1 - - [{stamp}] "GET {path}?name={model} HTTP/1.1" {status} 10 "-" "client" '
             f'rt={rt:.3f} uct="0.000" urt="{rt:.3f}"\n')
 
@@ -37,22 +37,24 @@ def test_top_shows_what_was_shipped(es: Elasticsearch, es_url: str, namespace: s
     lines += [_line(now - 30, "/api/2.0/mlflow/registered-models/get", 404, 0.005, "nope") for _ in range(2)]
     lines.append(_line(now - 20, "/health", 200, 0.001, "-"))
     log.write_text("".join(lines))
-    summary = build_shipper(load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))).run(once=True)
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))
+    summary = build_shipper(config).run(once=True)
     assert summary.events == 21
 
     availability = f"metrics-modelregistry.availability-{namespace}"
     for i, up in enumerate([True, True, True, False]):
         es.index(index=availability, op_type="create", document={
-            "@timestamp": datetime.fromtimestamp(now - 40 + i * 10, timezone.utc).isoformat(),
+            "@timestamp": datetime.fromtimestamp(now - 40 + i * 10, UTC).isoformat(),
             "modelregistry": {"probe": {"up": up, "check": "health", "target": "mlflow"}},
             **({} if up else {"error": {"type": "connection_refused"}})})
     store = StateStore(es, namespace)
     store.ensure()
-    store.write(Versioned("alert:x", {}), {"type": "alert", "rule": "registry-down", "group": "mlflow", "state": "firing",
-                                       "since": now - 5, "value": 3.0})
+    store.write(Versioned("alert:x", {}), {"type": "alert", "rule": "registry-down", "group": "mlflow",
+                                           "state": "firing", "since": now - 5, "value": 3.0})
     es.indices.refresh(index=f"*-modelregistry.*-{namespace},{store.index}")
 
-    result = subprocess.run([*CLI, "top", "--json", "--namespace", namespace], env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
+    result = subprocess.run([*CLI, "top", "--json", "--namespace", namespace],
+                            env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
@@ -75,7 +77,8 @@ def test_top_shows_what_was_shipped(es: Elasticsearch, es_url: str, namespace: s
 
 
 def test_top_against_nothing_is_empty_not_an_error(es_url: str) -> None:
-    result = subprocess.run([*CLI, "top", "--json", "--namespace", "nosuchns"], env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
+    result = subprocess.run([*CLI, "top", "--json", "--namespace", "nosuchns"],
+                            env={"ES_URL": es_url, "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
@@ -85,7 +88,8 @@ def test_top_against_nothing_is_empty_not_an_error(es_url: str) -> None:
 def test_top_with_elasticsearch_away_is_one_line(tmp_path: Path) -> None:
     from regwatch.demo.ports import free_port
 
-    result = subprocess.run([*CLI, "top", "--once"], env={"ES_URL": f"http://127.0.0.1:{free_port()}", "PATH": "/usr/bin:/bin"},
+    result = subprocess.run([*CLI, "top", "--once"],
+                            env={"ES_URL": f"http://127.0.0.1:{free_port()}", "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -99,7 +103,8 @@ def test_hostile_model_names_are_printed_as_they_are(es: Elasticsearch, es_url: 
     names = ["%5B%2Fred%5D", "%5Bblink%5Dx%5B%2Fblink%5D", "a%00b", "bad%FF%FEutf8", "m" * 20000]
     log = tmp_path / "access.log"
     log.write_text("".join(_line(now - 30, "/api/2.0/mlflow/registered-models/get", 200, 0.01, n) for n in names))
-    summary = build_shipper(load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))).run(once=True)
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))
+    summary = build_shipper(config).run(once=True)
     assert summary.events + sum(summary.deadletters.values()) == len(names)
     es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
     env = {"ES_URL": es_url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}

@@ -150,7 +150,7 @@ def ship_through_node_loss(cluster: Cluster, tmp: Path, namespace: str, victim: 
     killed with SIGKILL once ``kill_at`` of the lines are indexed."""
     files = [tmp / f"{host}.log" for host in HOSTS]
     configs = []
-    for i, (host, path) in enumerate(zip(HOSTS, files)):
+    for i, (host, path) in enumerate(zip(HOSTS, files, strict=True)):
         path.write_bytes(b"")
         folder = tmp / host
         folder.mkdir()

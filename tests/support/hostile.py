@@ -86,8 +86,10 @@ def nginx_json() -> list[bytes]:
     lines += [b'{"time_iso8601":"2026-11-25T20:07:06+00:00","status":200,"request":"GET / HTTP/1.1","x":NaN}',
               b'{"status":200,"x":1e400,"time_iso8601":"2026-11-25T20:07:06+00:00","request":"GET / HTTP/1.1"}',
               b"[" * 100_000, b'{"a":' * 2000 + b"1" + b"}" * 2000, _json_line(good | {"time_iso8601": 1e300}),
-              _json_line(good | {"time_iso8601": -1e18}), _json_line(good | {"time_iso8601": "0001-01-01T00:00:00+01:00"}),
-              _json_line(good | {"time_iso8601": "9999-12-31T23:59:59-01:00"}), _json_line(good | {"request_body": "[" * 10_000}),
+              _json_line(good | {"time_iso8601": -1e18}),
+              _json_line(good | {"time_iso8601": "0001-01-01T00:00:00+01:00"}),
+              _json_line(good | {"time_iso8601": "9999-12-31T23:59:59-01:00"}),
+              _json_line(good | {"request_body": "[" * 10_000}),
               _json_line({"time_iso8601": "\ud800"}), b'{"time_iso8601":"2026-11-25T20:07:06Z","status":200}\xff']
     return lines
 

@@ -191,8 +191,8 @@ def pending_migrations(obj: dict[str, Any]) -> list[str]:
     return pending
 
 
-@rule("no-legacy-migration", SAVED_OBJECTS + "migration-server-internal/src/document_migrator/pipelines/upgrade_pipeline.ts",
-      fatal=True)
+@rule("no-legacy-migration",
+      SAVED_OBJECTS + "migration-server-internal/src/document_migrator/pipelines/upgrade_pipeline.ts", fatal=True)
 def _no_legacy_migration(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]:
     for key in ("coreMigrationVersion", "typeMigrationVersion"):
         value = obj.get(key)
@@ -201,7 +201,8 @@ def _no_legacy_migration(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]
             return
     pending = pending_migrations(obj)
     if pending:
-        yield f"import would run {len(pending)} migrations: {', '.join(pending[:6])}{' ...' if len(pending) > 6 else ''}"
+        yield (f"import would run {len(pending)} migrations: "
+               f"{', '.join(pending[:6])}{' ...' if len(pending) > 6 else ''}")
 
 
 @rule("not-from-the-future", SAVED_OBJECTS + "migration-server-internal/src/document_migrator/pipelines/utils.ts",
@@ -834,7 +835,8 @@ def _lens_formula(obj: dict[str, Any], catalog: Catalog) -> Iterable[str]:
                 continue
             for helper_id, helper in expected.items():
                 if _without_locations(stored[helper_id]) != helper:
-                    yield f"{where}: column {helper_id} is {_without_locations(stored[helper_id])}, the formula gives {helper}"
+                    yield (f"{where}: column {helper_id} is {_without_locations(stored[helper_id])}, "
+                           f"the formula gives {helper}")
             last = list(expected)[-1] if expected else None
             if column.get("references") != ([last] if last else []):
                 yield f"{where}: references {column.get('references')}, Lens sets [{last!r}]"

@@ -82,7 +82,7 @@ class KibanaState:
 
 def _handler(state: KibanaState) -> type[BaseHTTPRequestHandler]:
     class Handler(StubHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.headers.append({k.lower(): v for k, v in self.headers.items()})
             if self.headers.get("kbn-xsrf") is None:

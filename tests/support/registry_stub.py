@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
 
 from support.httpstub import StubHandler, serve
 from support.registry_proxy import splice
-from urllib.parse import parse_qs, urlsplit
 
 
 class StubState:
@@ -47,7 +47,7 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, {"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"})
             self._send(404, {"error": self.path})
 
-        do_GET = do_POST = _answer  # noqa: N815
+        do_GET = do_POST = _answer
 
     return Handler
 

@@ -38,7 +38,7 @@ class Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict, dict]] = []
     up = True
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if not Receiver.up:
             self.send_response(503)
@@ -58,7 +58,8 @@ def webhook(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("REGWATCH_TEST_HOOK_SECRET", "hook-secret")
-    yield {"hook": WebhookTarget(url=f"http://127.0.0.1:{server.server_address[1]}/", secret_env="REGWATCH_TEST_HOOK_SECRET")}
+    yield {"hook": WebhookTarget(url=f"http://127.0.0.1:{server.server_address[1]}/",
+                                 secret_env="REGWATCH_TEST_HOOK_SECRET")}
     server.shutdown()
 
 

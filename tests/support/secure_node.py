@@ -15,10 +15,10 @@ import time
 import urllib.request
 import zipfile
 from base64 import b64encode
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from regwatch.demo.ports import free_port
 from regwatch.localnode.distribution import install_distribution
@@ -41,7 +41,8 @@ def _tool(home: Path, env: dict[str, str], *args: str, stdin: str | None = None)
 
 
 @contextmanager
-def secure_node(roles: dict | None = None, users: dict[str, tuple[str, list[str]]] | None = None) -> Iterator[SecureNode]:
+def secure_node(roles: dict | None = None,
+                users: dict[str, tuple[str, list[str]]] | None = None) -> Iterator[SecureNode]:
     """``roles``: written to the file realm's roles.yml; ``users``: name -> (password, roles),
     added with ``elasticsearch-users`` (the native realm needs the .security index, whose mapping
     uses analysis-common's pattern_capture filter, absent from the integ-test distribution)."""
@@ -59,7 +60,8 @@ def secure_node(roles: dict | None = None, users: dict[str, tuple[str, list[str]
     try:
         _tool(home, env, "elasticsearch-certutil", "ca", "--pem", "--silent", "--out", str(work / "ca.zip"))
         zipfile.ZipFile(work / "ca.zip").extractall(work)
-        _tool(home, env, "elasticsearch-certutil", "cert", "--pem", "--silent", "--ca-cert", str(work / "ca" / "ca.crt"),
+        _tool(home, env, "elasticsearch-certutil", "cert", "--pem", "--silent",
+              "--ca-cert", str(work / "ca" / "ca.crt"),
               "--ca-key", str(work / "ca" / "ca.key"), "--ip", "127.0.0.1", "--dns", "localhost", "--name", "node",
               "--out", str(work / "node.zip"))
         zipfile.ZipFile(work / "node.zip").extractall(config / "certs")
