@@ -47,7 +47,8 @@ PANELS: tuple[Panel, ...] = (
           unit="bool_on_off", width=16, height=5),
     Panel("Probe latency p95 per step", "timeseries", (
         ('histogram_quantile(0.95, sum by (le, target, step) '
-         '(rate(regwatch_probe_duration_seconds_bucket{target=~"$target"}[$__rate_interval])))', "{{target}} {{step}}"),),
+         '(rate(regwatch_probe_duration_seconds_bucket{target=~"$target"}[$__rate_interval])))',
+         "{{target}} {{step}}"),),
           unit="s", description="Health check and each step of the synthetic registry transaction."),
     Panel("Probe checks per result", "timeseries", (
         ('sum by (target, step, result) (rate(regwatch_probe_checks_total{target=~"$target"}[$__rate_interval]))',
@@ -57,7 +58,8 @@ PANELS: tuple[Panel, ...] = (
          "{{kind}}"),), unit="ops", description="Events indexed by the shipper, each counted once."),
     Panel("Error ratio", "timeseries", (
         ('sum(rate(regwatch_registry_events_total{kind="error"}[$__rate_interval])) / clamp_min(sum('
-         f'rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval])), 1e-9)', "error ratio"),),
+         f'rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval])), 1e-9)',
+         "error ratio"),),
           unit="percentunit"),
     Panel("Busiest models", "bargauge", (
         ('topk(10, sum by (model) (increase(regwatch_registry_events_total{model!=""}[$__range])))', "{{model}}"),),
@@ -67,8 +69,10 @@ PANELS: tuple[Panel, ...] = (
           unit="short", description="Bytes of the tailed files not read yet, and events waiting for Elasticsearch."),
     Panel("Shipper throughput and dead letters", "timeseries", (
         ('sum by (kind) (rate(regwatch_events_indexed_total[$__rate_interval]))', "{{kind}}"),
-        ('sum by (reason) (rate(regwatch_deadletters_total[$__rate_interval]))', "dead-letter {{reason}}")), unit="ops"),
-    Panel("Alerts firing", "timeseries", (('sum by (rule, severity) (regwatch_alerts_firing)', "{{rule}} ({{severity}})"),),
+        ('sum by (reason) (rate(regwatch_deadletters_total[$__rate_interval]))', "dead-letter {{reason}}")),
+          unit="ops"),
+    Panel("Alerts firing", "timeseries",
+          (('sum by (rule, severity) (regwatch_alerts_firing)', "{{rule}} ({{severity}})"),),
           unit="short"),
     Panel("Rule cycle p95", "timeseries", (
         ('histogram_quantile(0.95, sum by (le, instance) (rate(regwatch_rule_cycle_duration_seconds_bucket'

@@ -90,7 +90,8 @@ def _tokens(text: str) -> list[_Token]:
                     if i + 1 >= len(text):
                         raise KqlError(f"a lone backslash at {i}")
                     i += 1
-                    chars.append({"t": "\t", "n": "\n", "r": "\r"}.get(text[i], "\\" + text[i] if text[i] == "*" else text[i]))
+                    chars.append({"t": "\t", "n": "\n", "r": "\r"}.get(
+                        text[i], "\\" + text[i] if text[i] == "*" else text[i]))
                 elif text[i] == "*":
                     wildcard = True
                     chars.append("*")

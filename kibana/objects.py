@@ -296,7 +296,8 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
     metrics = [f"m{i}" for i in range(len(vis.metrics))]
     for i, name in enumerate(vis.terms):
         column_id = f"t{i}"
-        columns[column_id] = {"label": f"Top {vis.size} {name}", "dataType": kibana_type(name), "operationType": "terms",
+        columns[column_id] = {"label": f"Top {vis.size} {name}", "dataType": kibana_type(name),
+                              "operationType": "terms",
                               "sourceField": name, "isBucketed": True, "scale": "ordinal",
                               "params": {"size": vis.size, "orderBy": {"type": "column", "columnId": metrics[0]},
                                          "orderDirection": "desc", "otherBucket": True, "missingBucket": False}}
@@ -308,7 +309,8 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
         buckets.append("x")
     for column_id, metric in zip(metrics, vis.metrics, strict=True):
         columns.update(_metric_columns(column_id, metric))
-    helpers = [c for c in columns if c not in buckets and c not in metrics]  # a formula's, after it (as Lens orders them)
+    # a formula's, after it (as Lens orders them)
+    helpers = [c for c in columns if c not in buckets and c not in metrics]
     return columns, buckets + metrics + helpers, buckets, metrics
 
 

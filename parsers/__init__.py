@@ -73,7 +73,7 @@ class LineParser:
             return event_document(ctx, route, failed, fields, platform, text)
         except ParseError as exc:
             return self._dead(line, exc.reason, exc.error_type, read_at)
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the daemon
+        except Exception as exc:  # a parser bug must not stop the daemon
             log.error("parser_bug", format=ctx.format, error=repr(exc))
             return self._dead(line, f"parser error: {exc!r}"[:500], "parser_bug", read_at)
 

@@ -18,7 +18,6 @@ from parsers import streams
 from parsers.routes import Route
 
 
-
 @dataclass(frozen=True)
 class ParseContext:
     """What a parser knows besides the line: the input's configuration."""

@@ -9,14 +9,22 @@ stage transitions are not announced by MLflow: the access log still sees them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parsers.errors import ParseError
 from parsers.validation import first_problem
 
-REGISTRY_EVENTS = (
+RegistryEvent = Literal[
+    "registered_model.created",
+    "model_version.created",
+    "model_version_tag.set",
+    "model_version_tag.deleted",
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+]
+REGISTRY_EVENTS: tuple[RegistryEvent, ...] = (
     "registered_model.created",
     "model_version.created",
     "model_version_tag.set",

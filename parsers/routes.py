@@ -7,7 +7,7 @@ list of prefixes, so routing costs the same for a table of 10 routes or 500.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -94,9 +94,9 @@ class Router:
         self._slug_cache: dict[str, Route] = {}
         self._audit = dict(table.audit)
         for alias, service in table.services.items():
-            for key, route in table.audit.items():
+            for key, audit_route in table.audit.items():
                 if key.startswith(service + "."):
-                    self._audit.setdefault(alias + key[len(service):], route)
+                    self._audit.setdefault(alias + key[len(service):], audit_route)
 
     def http(self, method: str, path: str) -> tuple[Route, str | None]:
         """The route of a request and, for prefix routes that carry one, the artifact path."""
@@ -138,7 +138,7 @@ def load_table(path: Path) -> RouteTable:
         raise RouteTableError(f"{path}: {problems(exc)}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin(name: str) -> Router:
     """A route table shipped in ``parsers/routes/`` (``mlflow``, ``databricks``, ``sagemaker``)."""
     text = resources.files("parsers").joinpath(f"routes/{name}.yaml").read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 # Kinds a log line becomes (the parsers' output) and what the rule runner adds.
-EVENT_KINDS = ("registration", "retrieval", "version", "error", "access")
+EVENT_KINDS: tuple[EventKind, ...] = ("registration", "retrieval", "version", "error", "access")
 LINE_KINDS = (*EVENT_KINDS, "deadletter")
 LOG_KINDS = (*LINE_KINDS, "alert")
 METRIC_KINDS = ("availability",)

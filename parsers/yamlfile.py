@@ -22,7 +22,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
             except TypeError:  # an unhashable key: the base constructor says so
@@ -34,7 +34,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: Path) -> Any:
+def load_yaml(path: Path | str) -> Any:
     """The document in ``path`` (None for an empty file)."""
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -47,6 +47,6 @@ def load_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise YamlFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise YamlFileError(f"{path}: {' '.join(str(exc).split())}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -16,7 +16,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-class FileEventKind(str, Enum):
+class FileEventKind(StrEnum):
     CREATED = "created"  # found by a scan and opened
     IDENTIFIED = "identified"  # its first line is complete: identity and starting offset chosen
     APPENDED = "appended"  # new complete lines were read

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -84,7 +84,7 @@ class Heartbeat:
         self.host = host
         self.every_s = every_s
         self.report = report
-        self.started = datetime.now(timezone.utc).isoformat()
+        self.started = datetime.now(UTC).isoformat()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ensured = False
@@ -119,7 +119,7 @@ class Heartbeat:
     def document(self, state: str) -> dict[str, Any]:
         now = time.time()
         return {
-            "@timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(),
+            "@timestamp": datetime.fromtimestamp(now, UTC).isoformat(),
             "type": "shipper", "shipper_id": self.shipper_id, "host": {"name": self.host}, "pid": os.getpid(),
             "state": state, "started": self.started, "updated": now, "every_s": self.every_s,
             **self.report(),

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-
 OTHER_MODELS = "_other"
 MODEL_LABEL_CHARS = 200
 

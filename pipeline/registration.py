@@ -38,16 +38,15 @@ def register(mlflow_url: str, url: str, name: str, secret: str) -> Registered:
         raise RegistrationError("mlflow is not installed: pip install 'regwatch[demo]'") from None
     client = MlflowClient(mlflow_url)
     url = receiver_url(url)
-    events = list(REGISTRY_EVENTS)
     try:
         existing = [w for w in client.list_webhooks() if w.name == name]
         if existing:
-            webhook = client.update_webhook(existing[0].webhook_id, url=url, events=events, secret=secret,
-                                            status="ACTIVE")
+            webhook = client.update_webhook(existing[0].webhook_id, url=url, events=list(REGISTRY_EVENTS),
+                                            secret=secret, status="ACTIVE")
             verb = "updated"
         else:
-            webhook = client.create_webhook(name=name, url=url, events=events, secret=secret,
-                                            description="regwatch audit trail")
+            webhook = client.create_webhook(name=name, url=url, events=list(REGISTRY_EVENTS),
+                                            secret=secret, description="regwatch audit trail")
             verb = "created"
         result = client.test_webhook(webhook.webhook_id)
     except MlflowException as exc:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -27,12 +27,15 @@ from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.docid import id_prefix
 from pipeline.heartbeat import Heartbeat
 from pipeline.interpreter import tune_interpreter
+from pipeline.metrics import ShipperMetrics
 from pipeline.reader import FileSource, Line
 from pipeline.scanner import InputSpec, path_text
-from pipeline.tailer import Tailer
-from pipeline.metrics import ShipperMetrics
 from pipeline.settings import ShipSettings
 from pipeline.sink import BulkSink, DeadLetterFn, Item, make_item
+from pipeline.tailer import Tailer
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +138,7 @@ class Shipper:
         self._stopping = threading.Event()  # stop reading, drain what is queued
         self._give_up = threading.Event()  # stop retrying: exit without acknowledging the rest
         self._wake = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self._last_save = 0.0
         self._failure: str | None = None
         self.progress: Callable[[int], None] | None = None  # bytes read, for a progress bar
@@ -170,7 +173,7 @@ class Shipper:
         reader.start()
         try:
             self._write_loop()
-        except Exception as exc:  # noqa: BLE001 - becomes the daemon's non-zero exit, logged once
+        except Exception as exc:  # becomes the daemon's non-zero exit, logged once
             log.exception("writer_failed")
             self._failure = self._failure or f"writer failed: {type(exc).__name__}: {exc}"
         finally:
@@ -232,7 +235,7 @@ class Shipper:
                     return
                 self._wake.wait(self.options.poll_interval_s)
                 self._wake.clear()
-        except Exception as exc:  # noqa: BLE001 - the writer drains what was read; then a non-zero exit
+        except Exception as exc:  # the writer drains what was read; then a non-zero exit
             log.exception("reader_failed")
             self._failure = f"reader failed: {type(exc).__name__}: {exc}"
         finally:
@@ -317,7 +320,7 @@ class Shipper:
             return
         try:
             inputs = self._reload_fn()
-        except Exception as exc:  # noqa: BLE001 - a bad config keeps the old inputs running
+        except Exception as exc:  # a bad config keeps the old inputs running
             log.error("reload_failed", error=str(exc))
             return
         if inputs is None:
@@ -335,7 +338,7 @@ class Shipper:
         wake = self._wake
 
         class Wake(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # noqa: ANN001
+            def on_any_event(self, event) -> None:
                 wake.set()
 
         observer = Observer()

@@ -62,7 +62,8 @@ def install_pipeline(client: Elasticsearch) -> bool:
     """
     try:
         client.ingest.put_pipeline(id=INGEST_PIPELINE, description="regwatch: event.ingested from the node clock",
-                                   processors=[{"set": {"field": "event.ingested", "value": "{{{_ingest.timestamp}}}"}}])
+                                   processors=[{"set": {"field": "event.ingested",
+                                                        "value": "{{{_ingest.timestamp}}}"}}])
         return True
     except ApiError as exc:
         log.info("ingest_pipeline_unsupported", reason=str(exc)[:200])

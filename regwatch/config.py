@@ -14,10 +14,9 @@ from typing import Literal
 from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 
 from parsers.validation import StrictModel, problems
+from parsers.yamlfile import YamlFileError, load_yaml
 from pipeline.probe.settings import ProbeSettings
 from pipeline.settings import ShipSettings
-from parsers.yamlfile import YamlFileError, load_yaml
-
 from rules.notify import Target
 
 FormatName = Literal[
@@ -116,7 +115,8 @@ class RulesConfig(StrictModel):
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
     kibana_url: str | None = None  # for the dashboard link in notifications
-    stale_after_s: float = Field(180.0, gt=0, le=7 * 86400, allow_inf_nan=False)  # a runner with no cycle for this long is reported by the others
+    # a runner with no cycle for this long is reported by the others
+    stale_after_s: float = Field(180.0, gt=0, le=7 * 86400, allow_inf_nan=False)
     stale_notify: list[str] = Field(default_factory=list)
     # How long a runner holds an outbox it is delivering: longer than any notifier's timeout. A
     # runner killed mid-send leaves the in-flight notification to the next runner after this.

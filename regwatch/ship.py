@@ -6,13 +6,12 @@ import os
 import signal
 from pathlib import Path
 
-
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
 from pipeline.heartbeat import Heartbeat
-from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
 from pipeline.metrics import ShipperMetrics
+from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
 from pipeline.shipper import ShipInput, Shipper
 from pipeline.sink import BulkSink
 from regwatch.config import Config, load_config

@@ -162,7 +162,8 @@ def dry_run(client: Elasticsearch, rule: Rule, namespace: str, at: float) -> Tri
         for m in measured:
             value = m.events[0]["value"]
             last = stored.get(m.group, {}).get("last_value")
-            rows.append(TrialRow(m.group, 0.0, f"last={last}", f"now={value}", "changed" if changed(last, value) else None))
+            rows.append(TrialRow(m.group, 0.0, f"last={last}", f"now={value}",
+                                 "changed" if changed(last, value) else None))
     else:
         values = {m.group: m.value for m in measured}
         if not rule.group_by:

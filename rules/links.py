@@ -77,7 +77,8 @@ def discover_url(kibana_url: str, rule: Any, start: float, end: float, group: st
     if rule.query:
         filters.append(_custom("rule query", rule.query))
     for field, value in rule.terms.items():
-        filters.append(_custom(field, {"terms": {field: value}} if isinstance(value, list) else {"term": {field: value}}))
+        filters.append(_custom(field, {"terms": {field: value}} if isinstance(value, list)
+                               else {"term": {field: value}}))
     for field, value in group_values(rule, group).items():
         filters.append(_custom(f"{field}: {value}", {"term": {field: value}}))
     picker_from = start

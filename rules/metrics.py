@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -35,7 +36,7 @@ class RunnerMetrics:
                                       "1 while a notifier has had no success for rules.notifier_failing_after_s",
                                       ["target"], registry=r)
 
-    def set_firing(self, alerts: list[dict[str, Any]], severities: dict[str, str]) -> None:
+    def set_firing(self, alerts: list[dict[str, Any]], severities: Mapping[str, str]) -> None:
         """Every rule's firing count, 0 included (a series that vanished reads as 'no data', not 0)."""
         counts = dict.fromkeys(severities, 0)
         for alert in alerts:

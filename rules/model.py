@@ -5,8 +5,9 @@ compared with a bound), ``ratio`` (matching events / all events), ``absence`` (f
 events, including none at all), ``match`` (every matching event fires, with optional allow or deny
 lists), ``spike`` (the window against the previous one, by a factor), ``anomaly`` (z-score against
 the mean and deviation of the previous windows), ``new_term`` (a value never seen in the
-look-back) and ``change`` (a field's latest value for a group differs from the last one seen). Each may group by a field, wait ``for`` a while before firing, and resolve on a
-separate recovery bound so a value near the bound does not flap.
+look-back) and ``change`` (a field's latest value for a group differs from the last one seen).
+Each may group by a field, wait ``for`` a while before firing, and resolve on a separate recovery
+bound so a value near the bound does not flap.
 """
 
 from __future__ import annotations
@@ -107,9 +108,13 @@ _FIELD = r"^[A-Za-z0-9_@.-]+$"
 FieldName = Annotated[str, Field(min_length=1, max_length=256, pattern=_FIELD)]
 
 
+def _event_kinds() -> list[StreamKind]:
+    return list(EVENT_KINDS)
+
+
 class RuleBase(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    kinds: list[StreamKind] = Field(default_factory=lambda: list(EVENT_KINDS))
+    kinds: list[StreamKind] = Field(default_factory=_event_kinds)
     # Any index pattern (Filebeat's, Elastic Agent's, a Kibana data view's title) instead of kinds.
     index: str | None = Field(None, min_length=1, max_length=1000, pattern=r"^[^\s\"\\/?#<>|]+$")
     data_view: str | None = Field(None, min_length=1, max_length=256)  # Kibana data view id (Discover links)
@@ -293,8 +298,8 @@ class ConsecutiveRule(RuleBase):
     successes: int = Field(2, ge=1, le=100)
 
 
-Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule | ChangeRule
-                 | ConsecutiveRule, Field(discriminator="type")]
+Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule
+                 | ChangeRule | ConsecutiveRule, Field(discriminator="type")]
 
 
 RULE_TYPE_NAMES = frozenset(get_args(model.model_fields["type"].annotation)[0]
@@ -311,8 +316,9 @@ class RuleError(ValueError):
 
 def check_notifiers(rules: list[Rule], known: set[str]) -> None:
     """Every notifier a rule names exists in the configuration (else RuleError naming both)."""
-    problems = [f"rule {rule.name!r}: notify: unknown notifier {name!r} (configured: {', '.join(sorted(known)) or 'none'})"
-                for rule in rules for name in rule.notify if name not in known]
+    problems = [f"rule {rule.name!r}: notify: unknown notifier {name!r} "
+                f"(configured: {', '.join(sorted(known)) or 'none'})"
+                for rule in rules for name in rule.notify or () if name not in known]
     if problems:
         raise RuleError("\n".join(problems))
 
@@ -340,7 +346,8 @@ def load_rules(folder: Path) -> list[Rule]:
                 where = ""
                 if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
                     items = raw.get("rules") or []
-                    name = items[loc[1]].get("name", f"#{loc[1]}") if loc[1] < len(items) and isinstance(items[loc[1]], dict) else f"#{loc[1]}"
+                    name = (items[loc[1]].get("name", f"#{loc[1]}")
+                            if loc[1] < len(items) and isinstance(items[loc[1]], dict) else f"#{loc[1]}")
                     where = f" rule {name!r}"
                     loc = loc[2:]
                     if loc and loc[0] in RULE_TYPE_NAMES:  # pydantic's discriminator step in the path

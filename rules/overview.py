@@ -122,7 +122,8 @@ def requests(namespace: str, minutes: int) -> list[dict[str, Any]]:
                                      "last": {"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}],
                                                            "_source": ["modelregistry.probe.up", "error.type"]}}}}},
     }
-    firing = {"size": 100, "query": {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"state": list(ACTIVE)}}]}},
+    firing = {"size": 100,
+              "query": {"bool": {"filter": [{"term": {"type": "alert"}}, {"terms": {"state": list(ACTIVE)}}]}},
               "_source": ["rule", "group", "state", "since", "value"]}
     header = {"ignore_unavailable": True, "allow_no_indices": True}
     notifiers = {"size": 100, "query": {"term": {"type": "notifier"}}}

@@ -158,7 +158,8 @@ def totals(rule: Rule, response: dict[str, Any],
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
     if not rule.group_by:
-        return [Measurement(NO_GROUP, value(rule, response.get("aggregations", {}), response["hits"]["total"]["value"]))]
+        return [Measurement(NO_GROUP, value(rule, response.get("aggregations", {}),
+                                            response["hits"]["total"]["value"]))]
     return [Measurement(group, value(rule, bucket, bucket["doc_count"]))
             for group, bucket in group_buckets(rule, response.get("aggregations", {}))]
 

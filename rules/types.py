@@ -13,8 +13,21 @@ import math
 from typing import Any, ClassVar, Literal
 
 from rules.model import Rule
-from rules.query import (NO_GROUP, Measurement, Window, field_value, filters, group_aggs, group_buckets, grouped,
-                         matches_lists, ranges, time_range, time_sort, totals)
+from rules.query import (
+    NO_GROUP,
+    Measurement,
+    Window,
+    field_value,
+    filters,
+    group_aggs,
+    group_buckets,
+    grouped,
+    matches_lists,
+    ranges,
+    time_range,
+    time_sort,
+    totals,
+)
 
 Mode = Literal["state", "event", "change"]  # alerts with a life; one notification per event; value changes
 
@@ -62,7 +75,7 @@ class RuleType:
 
     def windows(self, rule: Any, last_end: float, end: float, catch_up: int) -> list[Window]:
         """The windows due now: each one missed since ``last_end`` (at most ``catch_up``), once."""
-        ends = []
+        ends: list[float] = []
         step = last_end + rule.interval
         while step < end and len(ends) < catch_up - 1:
             ends.append(step)
@@ -154,7 +167,8 @@ class _Series(RuleType):
         spans = ranges(window, self.history(rule) + 1)
         wide = Window(spans[0]["from"] / 1000, window.end)
         metric = metric_aggs(rule.aggregate) if hasattr(rule, "aggregate") else {}
-        series = {"series": {"filters": {"filters": [time_range(rule, s["from"] / 1000, s["to"] / 1000) for s in spans]},
+        series = {"series": {"filters": {"filters": [time_range(rule, s["from"] / 1000, s["to"] / 1000)
+                                                     for s in spans]},
                              **({"aggs": metric} if metric else {})}}
         return {"size": 0, "query": {"bool": {"filter": filters(rule, wide)}}, "aggs": group_aggs(rule, series)}
 
@@ -218,7 +232,8 @@ class Match(RuleType):
                 "query": {"bool": {"filter": filters(rule, window)}}}
 
     def measure(self, rule: Any, response: dict[str, Any], window: Window) -> list[Measurement]:
-        events = tuple(hit["_source"] | {"_id": hit["_id"], "_index": hit["_index"]} for hit in response["hits"]["hits"])
+        events = tuple(hit["_source"] | {"_id": hit["_id"], "_index": hit["_index"]}
+                       for hit in response["hits"]["hits"])
         events = tuple(e for e in events if matches_lists(rule, e))
         return [Measurement(e["_id"], 1.0, (e,)) for e in events]
 
@@ -256,7 +271,8 @@ class NewTerm(RuleType):
             seen = [v for v in (b["first"]["value"], b.get("unstamped", {}).get("first", {}).get("value"))
                     if v is not None]
             if seen and min(seen) >= start:
-                out.append(Measurement(f"term:{b['key']}", 1.0, ({"_id": f"term:{b['key']}", rule.field: str(b["key"])},)))
+                out.append(Measurement(f"term:{b['key']}", 1.0,
+                                       ({"_id": f"term:{b['key']}", rule.field: str(b["key"])},)))
         return out
 
     def breached(self, rule: Any, value: float) -> bool:

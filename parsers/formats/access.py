@@ -37,6 +37,7 @@ Parsed = tuple[Route, bool, dict[str, Any]]
 def _duration(rest: str) -> int | None:
     """``rt=0.126`` (request time) first, else the upstream time; nanoseconds."""
     at = rest.find(" rt=")
+    value: str | None
     if at >= 0:
         end = rest.find(" ", at + 4)
         value = rest[at + 4:end if end >= 0 else None].strip('"')

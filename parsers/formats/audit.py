@@ -19,7 +19,6 @@ from parsers.timestamps import parse_any
 from parsers.validation import first_problem
 from parsers.values import json_loads, status_code
 
-
 _load = load_json_object
 
 
@@ -33,7 +32,8 @@ def _timestamp(value: Any) -> str:
 def _kebab(*parts: str) -> str:
     words = []
     for part in parts:
-        words.extend(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", part).replace("_", "-").replace(".", "-").lower().split("-"))
+        kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", part).replace("_", "-").replace(".", "-")
+        words.extend(kebab.lower().split("-"))
     return "-".join(w for w in words if w)
 
 
@@ -89,7 +89,7 @@ def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
     key = f"{record.entity}.{record.action}"
     route = router.audit(key) or Route(kind="access", action=_kebab(record.entity, record.action))
     f: dict[str, Any] = {"ts": _timestamp(record.timestamp), "entity": record.entity}
-    model = {k: str(v) for k, v in record.model.model_dump(exclude_none=True).items()}
+    model: dict[str, Any] = {k: str(v) for k, v in record.model.model_dump(exclude_none=True).items()}
     if record.tags:
         tag_key, tag_value = next(iter(record.tags.items()))
         model["tag"] = {"key": tag_key, "value": tag_value}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -61,7 +62,7 @@ def seconds_to_ns(text: str | float | int | None) -> int | None:
     return seconds_as_ns(value)
 
 
-def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
     """Map query or body keys to ``modelregistry.model.*`` through the route table's params."""
     model: dict[str, Any] = {}
     items = pairs.items() if isinstance(pairs, dict) else pairs
@@ -115,7 +116,7 @@ def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
     return route, status is not None and status >= 400
 
 
-def query_pairs(query: str, wanted: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def query_pairs(query: str, wanted: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """``a=1&b=x%20y`` -> pairs; like ``parse_qsl`` without its cost for plain values.
 
     ``wanted``: keep only these keys (the others are not decoded at all).

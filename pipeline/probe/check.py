@@ -154,7 +154,7 @@ def describe(reason: str, exc: BaseException | None, timeout_s: float) -> str:
             detail = ": certificate verify failed"
         return f"the TLS handshake failed{detail}"
     os_error = next((e for e in _chain(exc) if isinstance(e, OSError) and e.errno), None) if exc else None
-    if os_error is not None and os_error.errno in errno.errorcode:
+    if os_error is not None and os_error.errno is not None and os_error.errno in errno.errorcode:
         return f"the connection failed: {os.strerror(os_error.errno)}"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the server broke the HTTP protocol or closed the connection"
@@ -269,7 +269,7 @@ class _Exchange:
                 self.outcome["status"] = response.status_code
                 self.outcome["charset"] = response.charset_encoding
                 self.outcome["content"], self.outcome["truncated"] = self._read(response)
-        except BaseException as exc:  # noqa: BLE001 - every failure is a result, said by its kind
+        except BaseException as exc:  # every failure is a result, said by its kind
             self.outcome["error"] = exc
         finally:
             self.outcome["finished"] = time.monotonic()
@@ -354,6 +354,7 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
             return down("probe_error", f"the request could not be sent ({type(error).__name__})", status, duration)
         reason = failure_reason(error)
         return down(reason, describe(reason, error, timeout_s), status, duration)
+    assert status is not None  # no error: the worker recorded the answer's status
     answer = Answer(status, outcome["content"], outcome["truncated"], outcome["charset"])
     if status not in expected_status:
         reason = "http_5xx" if status >= 500 else "unexpected_status"

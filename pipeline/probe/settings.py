@@ -129,7 +129,8 @@ class ProbeSettings(StrictModel):
     interval_s: float = Field(30.0, gt=0, le=86_400)
     targets: list[TargetSettings] = Field(default_factory=list)
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
-    buffer_documents: int = Field(10_000, ge=10, le=10_000_000)  # held while Elasticsearch is away; oldest dropped beyond
+    # held while Elasticsearch is away; oldest dropped beyond
+    buffer_documents: int = Field(10_000, ge=10, le=10_000_000)
     metrics_port: int | None = Field(9465, ge=1, le=65535)
     metrics_address: str = "127.0.0.1"
 

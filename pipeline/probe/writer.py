@@ -60,7 +60,7 @@ class DocumentWriter:
                 continue
             try:
                 report = self.sink.deliver(batch, give_up=self.stop_event)
-            except Exception:  # noqa: BLE001 - the writer outlives any one failure; the batch stays buffered
+            except Exception:  # the writer outlives any one failure; the batch stays buffered
                 log.exception("probe_write_failed")
                 self.stop_event.wait(1.0)
                 continue

@@ -6,7 +6,7 @@ One module per command group; each parses options, calls its room and formats th
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import structlog
 import typer
@@ -31,7 +31,7 @@ for group in (shipping, probe, deps, top):
 
 
 @app.callback()
-def _root(log_level: Annotated[Optional[str], typer.Option(
+def _root(log_level: Annotated[str | None, typer.Option(
         help="structlog level: DEBUG, INFO, WARNING, ERROR (default: INFO for daemons, WARNING otherwise)")] = None,
 ) -> None:
     set_log_level(log_level)
@@ -40,8 +40,9 @@ def _root(log_level: Annotated[Optional[str], typer.Option(
 def main() -> None:
     try:
         app()
-    except Exception as exc:  # noqa: BLE001 - the last guard: one line, no traceback, non-zero
+    except Exception as exc:  # the last guard: one line, no traceback, non-zero
         structlog.get_logger("regwatch").debug("unexpected_error", exc_info=True)
-        err.print(Text.assemble(("error: ", "red"), f"unexpected {type(exc).__name__}: {printable(' '.join(str(exc).split())[:500])}"
+        err.print(Text.assemble(("error: ", "red"),
+                                f"unexpected {type(exc).__name__}: {printable(' '.join(str(exc).split())[:500])}"
                                 " (run with --log-level DEBUG for the traceback)"), highlight=False)
         sys.exit(1)

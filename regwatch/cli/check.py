@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -83,7 +83,7 @@ def _unknown_on_error() -> Iterator[None]:
         raise
     except PluginError as exc:
         _exit(Status.UNKNOWN, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a plugin's own failure is UNKNOWN, said in one line
+    except Exception as exc:  # a plugin's own failure is UNKNOWN, said in one line
         _exit(Status.UNKNOWN, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
 
@@ -122,9 +122,9 @@ def _range(option: str, text: str | None) -> Range | None:
         raise PluginError(f"{option}: {exc}") from None
 
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="regwatch YAML config")]
-Warning_ = Annotated[Optional[str], typer.Option("--warning", "-w", help="warning range ([@]start:end)")]
-Critical = Annotated[Optional[str], typer.Option("--critical", "-c", help="critical range ([@]start:end)")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="regwatch YAML config")]
+Warning_ = Annotated[str | None, typer.Option("--warning", "-w", help="warning range ([@]start:end)")]
+Critical = Annotated[str | None, typer.Option("--critical", "-c", help="critical range ([@]start:end)")]
 
 
 @app.command("target")
@@ -136,7 +136,8 @@ def check_target(
 ) -> None:
     """Health check (and synthetic transaction) of one target; -w/-c on the slowest step, seconds."""
     from parsers.validation import SecretError
-    from pipeline.probe.runner import check_target as run_checks, http_client
+    from pipeline.probe.runner import check_target as run_checks
+    from pipeline.probe.runner import http_client
 
     with _unknown_on_error():
         settings = _config(config)
@@ -161,7 +162,8 @@ def check_target(
         slowest = max(results, key=lambda r: r.duration_s)
         status = status_of(slowest.duration_s, warn_range, crit_range)
         steps = "" if len(results) == 1 else f", {len(results)} steps"
-        _exit(status, f"{name} up, HTTP {results[0].status}, slowest {slowest.step} {slowest.duration_s:.3f} s{steps}", perf)
+        _exit(status, f"{name} up, HTTP {results[0].status}, slowest {slowest.step} {slowest.duration_s:.3f} s{steps}",
+              perf)
 
 
 @app.command("rule")
@@ -170,7 +172,7 @@ def check_rule(
     config: ConfigOption = None,
     warning: Warning_ = None,
     critical: Critical = None,
-    folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
+    folder: Annotated[Path | None, typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """The rule's current window, measured once (no state, no ``for``). Without -w/-c the rule's
     own condition decides: CRITICAL for a critical rule, else WARNING."""

@@ -22,7 +22,8 @@ from rich.text import Text
 
 from regwatch.cli.common import elasticsearch_errors, err, fail, http_url, load
 
-app = typer.Typer(no_args_is_help=True, help="The whole system through two incidents on this machine: up, down, workload, webhook-sink.")
+app = typer.Typer(no_args_is_help=True,
+                  help="The whole system through two incidents on this machine: up, down, workload, webhook-sink.")
 out = Console()
 WORKDIR = Path(".regwatch/demo")
 
@@ -96,7 +97,8 @@ def up(
     try:
         with err.status("starting") as status:
             reporter = _RichReporter(status)
-            reporter.step(f"Elasticsearch {settings.elasticsearch.hosts[0]}: templates and data streams of '{namespace}' ready")
+            reporter.step(f"Elasticsearch {settings.elasticsearch.hosts[0]}: templates and data streams of "
+                          f"'{namespace}' ready")
             reporter.step(f"starting MLflow{' behind nginx' if stack.registry.front == 'nginx' else ''} "
                           f"(its output: {stack.processes.logs})")
             stack.start_registry()
@@ -116,7 +118,7 @@ def up(
     except KeyboardInterrupt:
         stack.processes.stop_all()
         err.print("interrupted: everything the demo started is stopped")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -127,10 +129,9 @@ def up(
         stack.processes.stop_all()
         err.print("stopped everything the demo started")
     else:
-        stack.processes.start(Spec("workload-traffic", regwatch_argv("demo", "workload", "--tracking-uri",
-                                                         stack.registry.url, "--truth", str(workdir / "background.jsonl"),
-                                                         "--run-id", "background", "--phase", "traffic", "--duration",
-                                                         "86400", "--clients", "1", "--pace", "0.5")))
+        stack.processes.start(Spec("workload-traffic", regwatch_argv(
+            "demo", "workload", "--tracking-uri", stack.registry.url, "--truth", str(workdir / "background.jsonl"),
+            "--run-id", "background", "--phase", "traffic", "--duration", "86400", "--clients", "1", "--pace", "0.5")))
         err.print(f"still running with light traffic: [bold]regwatch top --namespace {namespace}[/bold] to watch, "
                   "[bold]make demo-down[/bold] to stop", highlight=False)
     if not summary["match"] or summary["audit_missing_models"]:
@@ -156,14 +157,16 @@ def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) ->
     missing = summary["audit_missing_models"]
     out.print(f"audit trail: {stored['audit_events']} events naming "
               + ", ".join(f"{escape(m)} ({n})" for m, n in stored["audit_models"].items())
-              + (f"; [red]missing {escape(', '.join(missing))}[/red]" if missing else "; every model the workload wrote is named"))
+              + (f"; [red]missing {escape(', '.join(missing))}[/red]" if missing
+                 else "; every model the workload wrote is named"))
     alerts = Table("after", "rule", "group", "state", title="notifications received by the demo's webhook")
     for alert in summary["alerts"]:
         colour = "red" if alert["state"] == "firing" else "green"
         alerts.add_row(f"{alert['after_s']:.1f} s", Text(alert["rule"] or ""), Text(alert["group"] or ""),
                        f"[{colour}]{alert['state']}[/{colour}]")
     out.print(alerts)
-    out.print("timeline: " + "; ".join(f"{t['after_s']:.0f} s {t['what']}" for t in summary["timeline"]), highlight=False)
+    out.print("timeline: " + "; ".join(f"{t['after_s']:.0f} s {t['what']}" for t in summary["timeline"]),
+              highlight=False)
     out.print(f"payloads: {stack.notifications}  summary: {stack.workdir / 'summary.json'}  "
               f"logs: {stack.processes.logs}", highlight=False, markup=False)
     out.print("dashboards: [bold]KIBANA_URL=... regwatch kibana import[/bold] (kibana/regwatch.ndjson) against your "
@@ -189,17 +192,17 @@ def workload(
     tracking_uri: Annotated[str, typer.Option(help="the MLflow tracking server")],
     truth: Annotated[Path, typer.Option(help="JSON lines: every operation and every request, appended")],
     run_id: Annotated[str, typer.Option(help="tag in every request's User-Agent: run=<id>")] = "manual",
-    phase: Annotated[str, typer.Option(help="seed (models, versions, aliases), traffic (the mix), burst (failing calls)")] = "traffic",
+    phase: Annotated[str, typer.Option(
+        help="seed (models, versions, aliases), traffic (the mix), burst (failing calls)")] = "traffic",
     duration: Annotated[float, typer.Option(help="seconds of traffic or burst")] = 30.0,
     clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 4,
     pace: Annotated[float, typer.Option(min=0, help="seconds each client waits between operations")] = 0.0,
 ) -> None:
     """Concurrent MLflow clients doing what a team does, recording every operation and request."""
+    import math
     import threading
 
     from regwatch.demo.workload import Workload
-
-    import math
 
     if phase not in ("seed", "traffic", "burst"):
         fail(f"--phase {phase!r}: one of seed, traffic, burst", code=2)

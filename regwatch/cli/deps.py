@@ -13,7 +13,8 @@ app = typer.Typer()
 
 @app.command()
 def deps(
-    install: Annotated[bool, typer.Option("--install", help="install what is missing with apt-get (root only)")] = False,
+    install: Annotated[bool, typer.Option("--install",
+                                          help="install what is missing with apt-get (root only)")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="exit 1 when something is still missing")] = False,
 ) -> None:
     """Prometheus, promtool, Alertmanager, the Zabbix agent, nginx, logrotate: present, or how to get them."""

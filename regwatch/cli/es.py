@@ -13,7 +13,8 @@ from regwatch.cli.common import err, fail
 from regwatch.cli.terminal import printable
 from regwatch.config import redact_url
 
-app = typer.Typer(no_args_is_help=True, help="A local Elasticsearch (one node or a small cluster) for tests and the demo.")
+app = typer.Typer(no_args_is_help=True,
+                  help="A local Elasticsearch (one node or a small cluster) for tests and the demo.")
 
 
 @app.command("up")
@@ -71,14 +72,16 @@ def es_status(
 
         title = Text(printable(f"{info['url']} ({info['source']}) cluster {health.get('cluster_name', '?')}: "
                      f"{health.get('status', 'not answering')}, {health.get('number_of_nodes', 0)} node(s), "
-                     f"{health.get('active_shards', 0)} active shards, {health.get('unassigned_shards', 0)} unassigned"))
+                     f"{health.get('active_shards', 0)} active shards, "
+                     f"{health.get('unassigned_shards', 0)} unassigned"))
         table = Table(Column("node", no_wrap=True), "roles", "master", Column("http", no_wrap=True), "pid", "state",
                       title=title)
         for node in info["nodes"]:
             answering = node.get("roles") is not None
             state = "up" if answering else ("running, not in the cluster" if node.get("running") else "down")
             table.add_row(Text(printable(node.get("name"))), printable(node.get("roles") or "-"),
-                          "*" if node.get("master") else "", Text(printable(node.get("http") or node.get("url") or "-")),
+                          "*" if node.get("master") else "",
+                          Text(printable(node.get("http") or node.get("url") or "-")),
                           str(node.get("pid") or "-"), state)
         Console().print(table)
     if not health:

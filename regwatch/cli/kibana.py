@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,8 @@ app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data
 @app.command("import")
 def kibana_import(
     url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
-    space: Annotated[Optional[str], typer.Option(help="Kibana space")] = None,
-    file: Annotated[Optional[Path], typer.Option(help="NDJSON to import (default: the shipped objects)")] = None,
+    space: Annotated[str | None, typer.Option(help="Kibana space")] = None,
+    file: Annotated[Path | None, typer.Option(help="NDJSON to import (default: the shipped objects)")] = None,
 ) -> None:
     """Import (overwrite) the saved objects; report what was created, updated or failed."""
     import httpx
@@ -44,7 +44,7 @@ def kibana_import(
 @app.command("export")
 def kibana_export(
     url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
-    space: Annotated[Optional[str], typer.Option(help="Kibana space")] = None,
+    space: Annotated[str | None, typer.Option(help="Kibana space")] = None,
     out: Annotated[Path, typer.Option(help="where to write the NDJSON")] = Path("regwatch-export.ndjson"),
 ) -> None:
     """Export regwatch's objects as edited in Kibana (every one, and what they reference), all fields kept."""

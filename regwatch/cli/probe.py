@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,8 +14,10 @@ app = typer.Typer()
 
 @app.command()
 def probe(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config (its probe: section)")] = None,
-    once: Annotated[bool, typer.Option(help="one round of checks, written, then exit (1 when a target is down)")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="regwatch YAML config (its probe: section)")] = None,
+    once: Annotated[bool, typer.Option(
+        help="one round of checks, written, then exit (1 when a target is down)")] = False,
     log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
 ) -> None:
     """Health checks, synthetic registry transactions and host resources into the availability stream."""

@@ -14,9 +14,11 @@ app = typer.Typer(help="MLflow webhooks, verified and written as an audit log th
 @app.callback(invoke_without_command=True)
 def audit_receiver(
     ctx: typer.Context,
-    log_file: Annotated[Path, typer.Option("--log", help="the audit log to append to")] = Path("/var/log/regwatch/mlflow-audit.log"),
+    log_file: Annotated[Path, typer.Option("--log", help="the audit log to append to")] = Path(
+        "/var/log/regwatch/mlflow-audit.log"),
     listen: Annotated[str, typer.Option(help="host:port to listen on")] = "127.0.0.1:8686",
-    secret_env: Annotated[str, typer.Option(help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
+    secret_env: Annotated[str, typer.Option(
+        help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
     tolerance: Annotated[float, typer.Option(help="seconds a delivery's timestamp may be off")] = 300.0,
     max_body: Annotated[int, typer.Option(help="largest accepted body, bytes")] = 1024 * 1024,
     max_connections: Annotated[int, typer.Option(help="requests handled at once (503 beyond)")] = 100,
@@ -72,7 +74,8 @@ def audit_receiver_register(
     mlflow: Annotated[str, typer.Option("--mlflow", help="MLflow tracking server URL")],
     url: Annotated[str, typer.Option("--url", help="the receiver's URL as MLflow will call it")],
     name: Annotated[str, typer.Option(help="webhook name in MLflow")] = "regwatch-audit",
-    secret_env: Annotated[str, typer.Option(help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
+    secret_env: Annotated[str, typer.Option(
+        help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
 ) -> None:
     """Create or update the MLflow webhook for every model-registry event, then test it."""
     import os

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from rich.text import Text
 
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
@@ -17,8 +16,8 @@ app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data st
 
 @app.command("validate")
 def rules_validate(
-    folder: Annotated[Optional[Path], typer.Argument(help="a folder of rule YAML files (default: the config's)")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config: its notifiers "
+    folder: Annotated[Path | None, typer.Argument(help="a folder of rule YAML files (default: the config's)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config: its notifiers "
                                                    "are the names a rule may notify")] = None,
 ) -> None:
     """Check every rule file; errors name the file, the rule and the key. With a config, every
@@ -26,8 +25,11 @@ def rules_validate(
     from rules.model import RuleError, check_notifiers, load_rules
 
     settings = load(config) if config is not None or folder is None else None
+    if folder is None:
+        assert settings is not None  # loaded above when no folder is given
+        folder = settings.rules.folder
     try:
-        rules = load_rules(folder or settings.rules.folder)
+        rules = load_rules(folder)
         if settings is not None:
             check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
@@ -64,7 +66,7 @@ def _runner_id(configured: str | None) -> str:
 
 @app.command("run")
 def rules_run(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     once: Annotated[bool, typer.Option("--once", help="one cycle, then exit")] = False,
 ) -> None:
     """The rule runner: evaluate due rules, notify, write alert history."""
@@ -127,7 +129,7 @@ def rules_run(
     while True:
         try:
             report = runner.cycle()
-        except Exception as exc:  # noqa: BLE001 - Elasticsearch away: the next cycle catches up
+        except Exception as exc:  # Elasticsearch away: the next cycle catches up
             log.warning("cycle_failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             if once:
                 raise typer.Exit(1) from None
@@ -147,19 +149,19 @@ def rules_run(
             break
     try:
         runner.stopped()
-    except Exception as exc:  # noqa: BLE001 - Elasticsearch away at the stop: the others see it stale
+    except Exception as exc:  # Elasticsearch away at the stop: the others see it stale
         log.warning("stop_not_recorded", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 @app.command("silence")
 def rules_silence(
     rule: Annotated[str, typer.Argument(help="rule name, or * for every rule")],
-    label: Annotated[Optional[list[str]], typer.Option(help="key=value the alert's labels must have")] = None,
-    duration: Annotated[Optional[str], typer.Option("--for", help="how long, e.g. 2h")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="key=value the alert's labels must have")] = None,
+    duration: Annotated[str | None, typer.Option("--for", help="how long, e.g. 2h")] = None,
     until_resolved: Annotated[bool, typer.Option(help="until the alert of --group resolves")] = False,
-    group: Annotated[Optional[str], typer.Option(help="the alert's group (with --until-resolved)")] = None,
+    group: Annotated[str | None, typer.Option(help="the alert's group (with --until-resolved)")] = None,
     reason: Annotated[str, typer.Option(help="why, for the record")] = "",
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
 ) -> None:
     """Mute a rule's notifications for a while, or until an alert resolves."""
     from regwatch.esclient import client_from_config
@@ -210,7 +212,7 @@ def _silence_length(text: str) -> float:
 
 def _epoch(text: str, option: str) -> float:
     """ISO 8601 or epoch seconds; a one-line error naming the option otherwise."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     try:
         value = float(text)
@@ -219,7 +221,7 @@ def _epoch(text: str, option: str) -> float:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             fail(f"{option} {text!r}: not an ISO time or epoch seconds", code=2)
-        value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     if not 0 <= value < 253402300800:  # 1970 to the end of year 9999, as Elasticsearch's dates
         fail(f"{option} {text!r}: not a time between 1970 and 9999", code=2)
     return value
@@ -240,10 +242,10 @@ def _one_rule(settings, folder: Path | None, name: str):
 @app.command("test")
 def rules_test(
     rule_name: Annotated[str, typer.Argument(help="the rule's name")],
-    at: Annotated[Optional[str], typer.Option("--at", help="the window's end: ISO time or epoch seconds "
+    at: Annotated[str | None, typer.Option("--at", help="the window's end: ISO time or epoch seconds "
                                               "(default: now)")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
-    folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    folder: Annotated[Path | None, typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """Dry run: the rule's query, each group's value, the bound and the transition it would make
     now. Reads only: nothing is written, nobody is notified."""
@@ -280,12 +282,12 @@ def rules_backtest(
     rule_name: Annotated[str, typer.Argument(help="the rule's name")],
     since: Annotated[str, typer.Option("--from", help="ISO time or epoch seconds")],
     until: Annotated[str, typer.Option("--to", help="ISO time or epoch seconds")],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
-    folder: Annotated[Optional[Path], typer.Option(help="rules folder (default: the config's)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    folder: Annotated[Path | None, typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """Replay a rule over stored history: when it would have fired and resolved."""
-    from regwatch.esclient import client_from_config
     from parsers.timestamps import iso_from_epoch
+    from regwatch.esclient import client_from_config
     from rules.backtest import MAX_WINDOWS, backtest, window_count
     from rules.model import duration_text
 
@@ -303,7 +305,8 @@ def rules_backtest(
     for t in transitions:
         stamp = iso_from_epoch(t.at, millis=False)
         typer.echo(printable(f"{stamp} {t.state:8} group={t.group} value={round(t.value, 4)}"))
-    typer.echo(f"{len(transitions)} transitions; fired {sum(t.state in ('firing', 'fired', 'changed') for t in transitions)} times")
+    fired = sum(t.state in ('firing', 'fired', 'changed') for t in transitions)
+    typer.echo(f"{len(transitions)} transitions; fired {fired} times")
 
 
 def _number(value) -> float:
@@ -345,11 +348,11 @@ def _unstamped(client, settings) -> dict[str, int]:
 
 @app.command("status")
 def rules_status(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="exit 1 when no runner completed a cycle lately, or a notifier has been failing for "
                         "rules.notifier_failing_after_s")] = False,
-    stale_after: Annotated[Optional[float], typer.Option(
+    stale_after: Annotated[float | None, typer.Option(
         help="seconds after which a runner counts as dead (default: the config's rules.stale_after_s)")] = None,
 ) -> None:
     """Runners (last cycle, lag), firing alerts and notifiers that fail; --check for an outside monitor."""
@@ -376,10 +379,12 @@ def rules_status(
     for runner in sorted(runners, key=lambda r: r["runner"]):
         age = now - _number(runner.get("last_cycle"))
         condition = "stopped" if runner.get("state") == "stopped" else "alive" if age <= stale_after else "STALE"
-        typer.echo(printable(f"runner {runner['runner']} last_cycle={age:.0f}s ago lag={_number(runner.get('lag', 0)):.1f}s "
+        typer.echo(printable(f"runner {runner['runner']} last_cycle={age:.0f}s ago "
+                             f"lag={_number(runner.get('lag', 0)):.1f}s "
                              f"{condition}"))
     for index, count in unstamped.items():
-        err.print(f"warning: {count} document(s) in {printable(index)} have no event.ingested (indexed by another shipper, or "
+        err.print(f"warning: {count} document(s) in {printable(index)} have no event.ingested "
+                  "(indexed by another shipper, or "
                   "by a node without the ingest pipeline): rules count them by @timestamp, so one that arrives "
                   "after its window has passed is missed", markup=False, soft_wrap=True)
     for alert in firing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,20 +13,19 @@ from rich.console import Console
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
 from regwatch.cli.terminal import printable
 
-
 app = typer.Typer()
 
 
 @app.command()
 def setup(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     retention: Annotated[str, typer.Option(help="data stream retention, '' for none")] = "90d",
-    namespace: Annotated[Optional[str], typer.Option(help="namespace whose data streams to create "
+    namespace: Annotated[str | None, typer.Option(help="namespace whose data streams to create "
                                                           "(default: the config's)")] = None,
-    api_keys: Annotated[Optional[Path], typer.Option("--api-keys", help="also create least-privilege API keys "
+    api_keys: Annotated[Path | None, typer.Option("--api-keys", help="also create least-privilege API keys "
                                                      "for the shipper, probe, rule runner and viewer, written to "
                                                      "DIR/<service>.key (earlier ones invalidated)")] = None,
-    replicas: Annotated[Optional[int], typer.Option(min=0, max=5, help="replicas per shard (default: 0 on one data "
+    replicas: Annotated[int | None, typer.Option(min=0, max=5, help="replicas per shard (default: 0 on one data "
                                                     "node, 1 on more)")] = None,
     shards: Annotated[int, typer.Option(min=1, max=64, help="primary shards per backing index (docs/capacity.md)")] = 1,
 ) -> None:
@@ -35,11 +34,11 @@ def setup(
     Replicas follow the cluster found (0 on one data node, 1 on more) and are applied to the
     existing backing indices too, so a cluster grown from one node gets its copies.
     """
+    import re
+
     from pipeline import access, datastreams, heartbeat, templates
     from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
-
-    import re
 
     if retention and not re.fullmatch(r"[1-9]\d{0,8}(d|h|m|s|ms)", retention):
         fail(f"--retention {retention!r}: not a retention such as 90d, 12h or 30m ('' for none)", code=2)
@@ -67,7 +66,8 @@ def setup(
     why = "" if replicas is not None else f" ({'one data node' if data_nodes == 1 else f'{data_nodes} data nodes'})"
     err.print(f"{data_nodes} data node(s): {shards} primary shard(s) and {chosen} replica(s) per backing index{why}",
               markup=False, soft_wrap=True)
-    err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace {namespace}")
+    err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace "
+              f"{namespace}")
     if stamped:
         err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: in place (the node stamps event.ingested)",
                   markup=False)
@@ -75,15 +75,18 @@ def setup(
         err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: not in place (this node has no ingest processors): "
                   "regwatch's shipper stamps event.ingested itself; documents other shippers write without it are "
                   "counted by @timestamp (regwatch rules status counts them)", markup=False, soft_wrap=True)
-    for service, key_id in keys.items():
-        err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to {api_keys / (service + '.key')}")
+    if api_keys is not None:  # else no keys were made
+        for service, key_id in keys.items():
+            err.print(f"API key {access.KEY_PREFIX}{service} (id {key_id}) written to "
+                      f"{api_keys / (service + '.key')}")
 
 
 @app.command()
 def parse(
     files: Annotated[list[Path], typer.Argument(help="log files to parse ('-' for stdin)")],
-    format: Annotated[str, typer.Option("--format", "-f", help="nginx, nginx-json, gunicorn, uvicorn, databricks-audit, cloudtrail, audit")],
-    routes: Annotated[Optional[Path], typer.Option(help="route table YAML replacing the built-in one")] = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="nginx, nginx-json, gunicorn, uvicorn, databricks-audit, cloudtrail, audit")],
+    routes: Annotated[Path | None, typer.Option(help="route table YAML replacing the built-in one")] = None,
     namespace: Annotated[str, typer.Option(help="data stream namespace")] = "default",
     validate: Annotated[bool, typer.Option(help="check each document against the event model")] = False,
     keep_original: Annotated[bool, typer.Option(help="keep the raw line in event.original")] = False,
@@ -93,7 +96,7 @@ def parse(
 
     from parsers import FORMATS, LineParser, ParseContext
     from parsers.events import validate_document
-    from parsers.routes import RouteTableError, load_table, Router
+    from parsers.routes import Router, RouteTableError, load_table
 
     if format not in FORMATS:
         err.print(f"[red]error:[/red] unknown format {format!r}; one of: {', '.join(FORMATS)}")
@@ -111,7 +114,7 @@ def parse(
     out = sys.stdout.buffer
     for path in files:
         try:
-            stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115
+            stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
         except OSError as exc:
             fail(f"{path}: {exc.strerror or exc}", code=2)
         with stream:

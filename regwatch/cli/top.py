@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Group
@@ -30,11 +30,14 @@ def render(view, namespace: str) -> Group:
     ratio = view.error_ratio
     head = Text.assemble(
         ("regwatch top", "bold"), f"  namespace {printable(namespace)}, last {view.minutes} min   ",
-        ("error ratio ", ""), (f"{ratio:.1%}" if ratio is not None else "-", "red" if ratio and ratio > 0.05 else "green"),
+        ("error ratio ", ""),
+        (f"{ratio:.1%}" if ratio is not None else "-", "red" if ratio and ratio > 0.05 else "green"),
         f"   p50 {_ms(view.p50_ms)}   p95 {_ms(view.p95_ms)}   ",
-        f"shipper: newest line indexed {'-' if view.newest_ingested_s_ago is None else f'{view.newest_ingested_s_ago:.0f} s ago'}"
+        "shipper: newest line indexed "
+        f"{'-' if view.newest_ingested_s_ago is None else f'{view.newest_ingested_s_ago:.0f} s ago'}"
         f" ({'-' if view.newest_delay_s is None else f'{view.newest_delay_s:.1f} s after it was written'})")
-    kinds = Table("kind", *[f"-{view.minutes - 1 - i}m" if i < view.minutes - 1 else "now" for i in range(view.minutes)],
+    kinds = Table("kind",
+                  *[f"-{view.minutes - 1 - i}m" if i < view.minutes - 1 else "now" for i in range(view.minutes)],
                   title="operations per minute", title_justify="left")
     for kind, counts in view.per_minute.items():
         kinds.add_row(Text(printable(kind)), *[str(c) for c in counts])
@@ -65,7 +68,7 @@ def top(
     refresh: Annotated[float, typer.Option(min=0.5, help="seconds between refreshes")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="one frame, then exit")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one frame as JSON, then exit")] = False,
-    config: Annotated[Optional[typer.FileText], typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+    config: Annotated[typer.FileText | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
 ) -> None:
     """The registry live: operations per kind per minute, error ratio, latency, availability,
     busiest models, firing alerts, shipper lag (works against any regwatch cluster)."""

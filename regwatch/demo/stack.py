@@ -60,7 +60,8 @@ def demo_rules(target: Path, settings: dict[str, Any]) -> Path:
             rules.append(rule)
     target.mkdir(parents=True, exist_ok=True)
     out = target / "demo.yaml"
-    out.write_text("# rules/builtin at demo speed (regwatch/demo/demo.yaml)\n" + yaml.safe_dump({"rules": rules}, sort_keys=False))
+    out.write_text("# rules/builtin at demo speed (regwatch/demo/demo.yaml)\n"
+                   + yaml.safe_dump({"rules": rules}, sort_keys=False))
     return target
 
 

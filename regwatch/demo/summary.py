@@ -106,7 +106,8 @@ def summarise(es: Elasticsearch, namespace: str, run_id: str, since: float, trut
         "front": front,
         "workload": work,
         "elasticsearch": stored,
-        "kinds": {k: {"workload": work["by_kind"].get(k, 0), "elasticsearch": stored["by_kind"].get(k, 0)} for k in kinds},
+        "kinds": {k: {"workload": work["by_kind"].get(k, 0), "elasticsearch": stored["by_kind"].get(k, 0)}
+                  for k in kinds},
         "match": work["by_kind"] == stored["by_kind"] and work["by_action"] == stored["by_action"],
         "audit_missing_models": sorted(set(work["written_models"]) - set(stored["audit_models"])),
         "alerts": alerts(notifications, since),
@@ -123,12 +124,17 @@ def queries(es_url: str, namespace: str) -> list[tuple[str, str]]:
     header = "-H 'Content-Type: application/json'"
     return [
         ("events per kind, last hour",
-         f"curl -s {header} '{base}/{pattern}/_search?size=0' -d '{{\"query\":{{\"range\":{{\"@timestamp\":{{\"gte\":\"now-1h\"}}}}}},"
+         f"curl -s {header} '{base}/{pattern}/_search?size=0' -d "
+         "'{\"query\":{\"range\":{\"@timestamp\":{\"gte\":\"now-1h\"}}},"
          "\"aggs\":{\"kinds\":{\"terms\":{\"field\":\"data_stream.dataset\"}}}}'"),
         ("failed calls by action and status",
-         f"curl -s {header} '{base}/{pattern}/_search?size=0' -d '{{\"query\":{{\"term\":{{\"event.outcome\":\"failure\"}}}},"
-         "\"aggs\":{\"a\":{\"terms\":{\"field\":\"event.action\"},\"aggs\":{\"s\":{\"terms\":{\"field\":\"http.response.status_code\"}}}}}}'"),
+         f"curl -s {header} '{base}/{pattern}/_search?size=0' -d "
+         "'{\"query\":{\"term\":{\"event.outcome\":\"failure\"}},"
+         "\"aggs\":{\"a\":{\"terms\":{\"field\":\"event.action\"},"
+         "\"aggs\":{\"s\":{\"terms\":{\"field\":\"http.response.status_code\"}}}}}}'"),
         ("the audit trail of one model",
-         f"curl -s {header} '{base}/{pattern}/_search?size=20&sort=@timestamp:desc' -d '{{\"query\":{{\"bool\":{{\"filter\":["
-         "{\"term\":{\"modelregistry.format\":\"audit\"}},{\"term\":{\"modelregistry.model.name\":\"fraud-detector\"}}]}}}'"),
+         f"curl -s {header} '{base}/{pattern}/_search?size=20&sort=@timestamp:desc' -d "
+         "'{\"query\":{\"bool\":{\"filter\":["
+         "{\"term\":{\"modelregistry.format\":\"audit\"}},"
+         "{\"term\":{\"modelregistry.model.name\":\"fraud-detector\"}}]}}}'"),
     ]

@@ -38,7 +38,7 @@ def serve(host: str, port: int, out: Path, timeout_s: float = TIMEOUT_S) -> Thre
     class Handler(BaseHTTPRequestHandler):
         timeout = timeout_s  # per socket operation: a silent or stalled client is cut off
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = body_length(self.headers.get("Content-Length"))
             if isinstance(length, tuple):
                 self.close_connection = True

@@ -17,11 +17,23 @@ import time
 
 import structlog
 
-from regwatch.localnode.common import (DOCKER_IMAGE, ES_VERSION, Node, NodeError, Progress, _say, base_dir,
-                                       cluster_health, cluster_nodes, port, state_file, work_dir)
+from regwatch.localnode.common import (
+    DOCKER_IMAGE,
+    ES_VERSION,
+    Node,
+    NodeError,
+    Progress,
+    _say,
+    base_dir,
+    cluster_health,
+    cluster_nodes,
+    port,
+    state_file,
+    work_dir,
+)
 from regwatch.localnode.docker import docker_answers, docker_up
-from regwatch.localnode.process import is_recorded_node, local_up, recorded_members, signal_group
 from regwatch.localnode.java import find_java_home
+from regwatch.localnode.process import is_recorded_node, local_up, recorded_members, signal_group
 from regwatch.localnode.trust import read_state
 
 __all__ = ["DOCKER_IMAGE", "ES_VERSION", "Node", "NodeError", "base_dir", "cluster_health", "docker_answers", "down",
@@ -61,7 +73,7 @@ def down(progress: Progress | None = None, base: int | None = None) -> bool:
 
         try:
             docker.from_env().containers.get(state["container"]).remove(force=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("docker_remove_failed", error=str(exc))
         state_file(base).unlink(missing_ok=True)
         return True

@@ -8,7 +8,6 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-
 from regwatch.localnode.common import ES_VERSION, NodeError, Progress, _say, base_dir
 from regwatch.localnode.trust import open_path
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-
-from regwatch.localnode.common import (DOCKER_IMAGE, HEAP, Node, Progress, _is_ready, _say, port, wait_ready)
+from regwatch.localnode.common import DOCKER_IMAGE, HEAP, Node, Progress, _is_ready, _say, port, wait_ready
 from regwatch.localnode.trust import read_state, write_state
+
 
 def docker_answers() -> bool:
     """True when a Docker engine answers (the client alone is not enough)."""
@@ -18,7 +18,7 @@ def docker_answers() -> bool:
         client = docker.from_env(timeout=3)
         client.ping()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "no engine"
+    except Exception:  # any failure means "no engine"
         return False
 
 

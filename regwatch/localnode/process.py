@@ -7,17 +7,25 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-
-from dataclasses import dataclass
-
-from regwatch.localnode.common import (ES_VERSION, HEAP, Node, NodeError, Progress, _port_in_use, _say, base_dir,
-                                       port, wait_ready, work_dir)
+from regwatch.localnode.common import (
+    ES_VERSION,
+    HEAP,
+    Node,
+    NodeError,
+    Progress,
+    _port_in_use,
+    _say,
+    base_dir,
+    port,
+    wait_ready,
+    work_dir,
+)
 from regwatch.localnode.distribution import install_distribution
 from regwatch.localnode.java import find_java_home, java_modules
 from regwatch.localnode.trust import give_to, node_user, open_console, open_path, read_state, write_state
-
 
 CLUSTER_HEAP = "512m"  # three nodes and the test suite's own in 2 cores and a few GiB
 
@@ -84,14 +92,15 @@ def local_up(progress: Progress | None, fresh: bool = False, nodes: int = 1, bas
     wanted = members(nodes, base)
     state = read_state(base)
     running = running_members(state)
-    if running and int((state or {}).get("count", 1)) != nodes:
-        raise NodeError(f"a {state.get('count', 1)}-node local cluster runs on port {base}: "
+    recorded = state or {}  # the state itself whenever a member runs
+    if running and int(recorded.get("count", 1)) != nodes:
+        raise NodeError(f"a {recorded.get('count', 1)}-node local cluster runs on port {base}: "
                         f"`regwatch es down` first to start {nodes} node(s)")
     first = wanted[0].url
     if len(running) == nodes:
         wait_ready(first, progress, alive=lambda: len(running_members(state)) == nodes, nodes=nodes)
-        if not state.get("formed"):
-            write_state({**state, "formed": True}, base)
+        if not recorded.get("formed"):
+            write_state({**recorded, "formed": True}, base)
         _say(progress, f"reusing the running {'node' if nodes == 1 else f'{nodes}-node cluster'} at {first}")
         return Node(url=first, source="local", started=False)
     missing = [m for m in wanted if m.index not in running]

@@ -13,9 +13,21 @@ from typing import Annotated, get_args
 
 from pydantic import Field
 
-from rules.notify.base import (MESSAGE_FIELDS, SMS_FIELDS, DeliveryFailed, Notifier, UnsafeTemplate, check_template,
-                               check_url, markdown_escape, render, signature, slack_escape, table_cell)
 from rules.notify.alertmanager import AlertmanagerTarget
+from rules.notify.base import (
+                               MESSAGE_FIELDS,
+                               SMS_FIELDS,
+                               DeliveryFailed,
+                               Notifier,
+                               UnsafeTemplate,
+                               check_template,
+                               check_url,
+                               markdown_escape,
+                               render,
+                               signature,
+                               slack_escape,
+                               table_cell,
+)
 from rules.notify.email import EmailTarget
 from rules.notify.opsgenie import OpsgenieTarget
 from rules.notify.pagerduty import PagerDutyTarget
@@ -33,6 +45,7 @@ NOTIFIERS: dict[str, type[Notifier]] = {
 Target = Annotated[WebhookTarget | SlackTarget | TeamsTarget | EmailTarget | SmsTarget | AlertmanagerTarget
                    | PagerDutyTarget | OpsgenieTarget, Field(discriminator="type")]
 
-__all__ = ["AlertmanagerTarget", "OpsgenieTarget", "PagerDutyTarget", "MESSAGE_FIELDS", "NOTIFIERS", "SMS_FIELDS", "DeliveryFailed", "EmailTarget", "Notifier", "SlackTarget",
+__all__ = ["AlertmanagerTarget", "OpsgenieTarget", "PagerDutyTarget", "MESSAGE_FIELDS", "NOTIFIERS", "SMS_FIELDS",
+           "DeliveryFailed", "EmailTarget", "Notifier", "SlackTarget",
            "SmsTarget", "Target", "TeamsTarget", "UnsafeTemplate", "WebhookTarget", "check_template", "check_url",
            "markdown_escape", "render", "signature", "slack_escape", "table_cell"]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rules.notify.base import DeliveryFailed, Notifier, header_value, secret_from_env, title, log
+from rules.notify.base import DeliveryFailed, Notifier, header_value, log, secret_from_env, title
 from rules.notify.http import excerpt
 
 
@@ -92,11 +92,13 @@ class EmailTarget(Notifier):
             finally:
                 smtp.close()
         except smtplib.SMTPResponseException as exc:  # the server said no: 4xx may pass later, 5xx will not
-            said = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            said = (exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes)
+                    else str(exc.smtp_error))
             raise DeliveryFailed(f"{type(exc).__name__}: {exc.smtp_code} {excerpt(said, [password or ''])}",
                                  retryable=exc.smtp_code < 500) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryFailed(f"SMTPRecipientsRefused: {len(exc.recipients)} recipient(s)", retryable=False) from None
+            raise DeliveryFailed(f"SMTPRecipientsRefused: {len(exc.recipients)} recipient(s)",
+                                 retryable=False) from None
         except (OSError, smtplib.SMTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             if cut.is_set() or isinstance(exc, TimeoutError):
                 raise DeliveryFailed(f"timed out: the mail server did not finish within {self.timeout_s:g} s") from None

@@ -127,7 +127,7 @@ class _Transport(httpx.BaseTransport):
         core = httpcore.Request(method=request.method,
                                 url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
                                                  port=request.url.port, target=request.url.raw_path),
-                                headers=request.headers.raw, content=request.stream,  # type: ignore[arg-type]
+                                headers=request.headers.raw, content=request.stream,
                                 extensions=request.extensions)
         response = self._pool.handle_request(core)
         return httpx.Response(status_code=response.status, headers=response.headers, stream=_Body(response),

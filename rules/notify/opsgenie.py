@@ -18,7 +18,8 @@ from pydantic import Field, field_validator
 from rules.notify.base import Notifier, check_url, secret_from_env, title
 from rules.notify.pagerduty import dedup_key
 
-PRIORITIES = {"critical": "P1", "warning": "P3", "info": "P5"}
+Priority = Literal["P1", "P2", "P3", "P4", "P5"]
+PRIORITIES: dict[str, Priority] = {"critical": "P1", "warning": "P3", "info": "P5"}
 
 
 class OpsgenieTarget(Notifier):
@@ -27,7 +28,7 @@ class OpsgenieTarget(Notifier):
     url: str = "https://api.opsgenie.com"  # https://api.eu.opsgenie.com for the EU instance
     source: str = "regwatch"
     tags: list[str] = Field(default_factory=list)
-    priorities: dict[str, Literal["P1", "P2", "P3", "P4", "P5"]] = Field(default_factory=lambda: dict(PRIORITIES))
+    priorities: dict[str, Priority] = Field(default_factory=lambda: dict(PRIORITIES))
 
     @field_validator("url")
     @classmethod
@@ -50,9 +51,11 @@ class OpsgenieTarget(Notifier):
             details["window"] = f"{payload['window']['start']} .. {payload['window']['end']}"
         details |= {f"label.{k}": str(v) for k, v in payload.get("labels", {}).items()}
         return {"message": title(payload)[:130], "alias": dedup_key(payload)[:512],
-                "description": payload["message"][:15000], "source": self.source, "entity": str(payload.get("group", ""))[:512],
+                "description": payload["message"][:15000], "source": self.source,
+                "entity": str(payload.get("group", ""))[:512],
                 "priority": self.priorities.get(payload["severity"], "P3"),
-                "tags": [*self.tags, f"rule:{payload['rule']}"[:50]], "details": {k: v[:8000] for k, v in details.items()}}
+                "tags": [*self.tags, f"rule:{payload['rule']}"[:50]],
+                "details": {k: v[:8000] for k, v in details.items()}}
 
     def send(self, payload: dict[str, Any]) -> None:
         if payload["state"] == "resolved":

@@ -53,8 +53,9 @@ class PagerDutyTarget(Notifier):
                         "group": str(payload.get("group", ""))[:255], "class": payload["state"],
                         "custom_details": details},
             "client": "regwatch"}
-        links = [{"href": payload[k], "text": text} for k, text in (("discover", "Events in Kibana Discover"),
-                                                                     ("dashboard", "Alerts dashboard")) if payload.get(k)]
+        links = [{"href": payload[k], "text": text}
+                 for k, text in (("discover", "Events in Kibana Discover"), ("dashboard", "Alerts dashboard"))
+                 if payload.get(k)]
         if links:
             event["links"] = links
         return event

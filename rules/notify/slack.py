@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from rules.notify.base import Notifier, title, url_from_env, slack_escape
+from rules.notify.base import Notifier, slack_escape, title, url_from_env
 
 
 class SlackTarget(Notifier):

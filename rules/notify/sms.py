@@ -7,7 +7,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from rules.notify.base import SMS_FIELDS, Notifier, UnsafeTemplate, secret_from_env, title, check_template, check_url, render
+from rules.notify.base import (
+    SMS_FIELDS,
+    Notifier,
+    UnsafeTemplate,
+    check_template,
+    check_url,
+    render,
+    secret_from_env,
+    title,
+)
 
 
 class SmsTarget(Notifier):

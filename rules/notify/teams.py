@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from rules.notify.base import Notifier, title, url_from_env, markdown_escape
+from rules.notify.base import Notifier, markdown_escape, title, url_from_env
 
 
 class TeamsTarget(Notifier):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from rules.notify.base import Notifier, secret_from_env, check_url, signature
+from rules.notify.base import Notifier, check_url, secret_from_env, signature
 
 
 class WebhookTarget(Notifier):
