@@ -7,11 +7,13 @@ notification waits on the alert document's outbox until a notifier accepted it.
 
 One rule that fails (a bad response for it) is logged, counted and tried again next cycle; the
 others go on. Deliveries of a cycle run concurrently, one thread per target, each with a
-deadline below the outbox lease: a target that hangs costs its own notifications a timeout, not
-the other targets, rules or cycles. A failure that may pass is retried with a bounded,
-jittered exponential back-off; one that will not (a 404 from a revoked webhook) is dropped for
-that target, recorded and counted. A target with no success for ``failing_after`` seconds raises
-the built-in ``regwatch-notifier-failing`` alert on the other targets.
+deadline below the outbox lease; the cycle waits a moment (``WAIT_S``) for their answers, and a
+send still running is taken by a later cycle, its claim held meanwhile: a target that hangs
+costs its own notifications a timeout, not the other targets, rules or cycles. A failure that
+may pass is retried with a bounded, jittered exponential back-off; one that will not (a 404
+from a revoked webhook) is dropped for that target, recorded and counted. A target with no
+success for ``failing_after`` seconds raises the built-in ``regwatch-notifier-failing`` alert on
+the other targets.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +36,11 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch
 
 from parsers import streams
 from parsers.timestamps import iso_from_epoch
+from rules.links import discover_url
 from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule
 from rules.notify import DeliveryFailed, Notifier, Target, render
 from rules.notify.base import max_timeout, send_deadline
-from rules.links import discover_url
 from rules.query import NO_GROUP, Measurement, Window, filters, group_values, header, indices, time_sort
 from rules.state import StateStore, Versioned, alert_id
 from rules.states import ACTIVE, changed, step
@@ -56,7 +57,8 @@ CLAIM_S = 30.0  # how long a runner owns an outbox entry it is delivering
 RETRY_BASE_S = 2.0  # the first retry of a failed delivery; then 4, 8, 16 s... up to retry_max_s
 RETRY_MAX_S = 600.0
 FAILING_AFTER_S = 600.0
-GRACE_S = 0.5  # past the last target's deadline, for its thread to hand its outcome over
+GRACE_S = 0.5  # past a target's deadline, for its thread to hand its outcome over
+WAIT_S = 0.5  # how long a cycle waits for its sends' answers; later ones are taken at the next cycle
 
 
 @dataclass
@@ -74,10 +76,14 @@ class CycleReport:
 
 @dataclass
 class _Claim:
-    """An alert document this runner holds the outbox lease of, and its entries as they stand."""
+    """An alert document this runner holds the outbox lease of, and its entries as they stand.
+    It is held until every send made for it answered (or timed out), which may be cycles later."""
 
     item: Versioned
     entries: list[dict[str, Any]]
+    jobs: set[int] = field(default_factory=set)  # the sends for it not answered yet (their ids)
+    tried: set[str] = field(default_factory=set)  # keys of the entries that were due: sent, or silenced
+    quiet: set[str] = field(default_factory=set)  # keys silenced or dropped by a target: not "sent"
 
 
 def _alive(pid: int) -> bool:
@@ -98,6 +104,7 @@ class _Job:
     target: str
     members: list[tuple[_Claim | None, dict[str, Any]]]
     batch: bool = False
+    refresh: bool = False  # a re-post of a firing alert (its outcome only says when to re-post)
 
 
 @dataclass
@@ -107,13 +114,26 @@ class _Outcome:
     seconds: float = 0.0
     counted: bool = True  # an attempt that says something about the target (not: stopped, busy)
     fatal: BaseException | None = None  # not an error but a death (SystemExit...): the cycle dies of it
+    answered: float = field(default_factory=time.perf_counter)  # when the target answered
+
+
+@dataclass
+class _Flight:
+    """A send started and not answered yet: its outcome is taken when it comes, by this cycle or
+    a later one; past ``deadline`` (and a grace for its thread) it has timed out."""
+
+    job: _Job
+    deadline: float  # time.monotonic()
+    timeout: float  # the target's timeout_s, as it was applied
+    due: float  # the deadline (and grace) on the cycles' clock: a cycle is due then to record it
 
 
 def _work(target: Notifier, jobs: list[_Job], payloads: list[list[dict[str, Any]]], deadline: float,
           results: queue.SimpleQueue[_Outcome]) -> None:
     """A target's sends of one cycle, in its own thread, all ended by ``deadline``. Each outcome
-    is handed over as it comes; the cycle may have gone on without it (then it is dropped, and
-    the notification is sent again: at least once)."""
+    is handed over as it comes, to the runner's queue: the cycle that sent it, or the next one,
+    records it. One that comes after its deadline and grace is dropped (the send was recorded as
+    timed out, and the notification is sent again: at least once)."""
     with send_deadline(deadline):
         for job, payload in zip(jobs, payloads, strict=True):
             started = time.perf_counter()
@@ -162,6 +182,13 @@ class Runner:
         self._stop = stop or threading.Event()  # set: in-flight sends are given up, the cycle ends
         self._rng = rng or random.Random()
         self._inflight: dict[str, threading.Thread] = {}  # target -> the thread of its last send
+        # Sends outlive the cycle that started them: their outcomes come in on this queue, and the
+        # claims they were made for stay held (the lease keeps other runners off) until each
+        # answered or timed out.
+        self._results: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._flights: dict[int, _Flight] = {}  # id of the job -> a send not answered yet
+        self._held: dict[str, _Claim] = {}  # alert document id -> its claim, held across cycles
+        self._fares: dict[str, list[_Outcome]] = {}  # target -> outcomes taken, not yet in its state
         self._claims: dict[str, tuple[Versioned, float]] = {}  # rule -> its cycle document, last_end before
         self._started = time.monotonic()  # when the current cycle began (its ``now`` may be a test's clock)
         self.host = socket.gethostname()  # the heartbeat says where and which process, to retire dead ones
@@ -187,8 +214,12 @@ class Runner:
 
     def wake_at(self) -> float:
         """The earliest moment something is due: a rule's next window, an outbox entry (a retry,
-        an aggregation), a re-post, the heartbeat. Before it, :meth:`cycle` sends nothing."""
+        an aggregation), a re-post, the heartbeat, an answer to record (now, if one came in; at a
+        send's deadline, if none did). Before it, :meth:`cycle` sends nothing."""
         moments = [self._last_cycle + self.heartbeat_every, self._outbox_due]
+        moments += [flight.due for flight in self._flights.values()]
+        if not self._results.empty():
+            moments.append(0.0)
         moments += [self._rule_due.get(rule.name, 0.0) for rule in self.rules]
         for (name, _alert), last in self._refreshed.items():
             target = self.targets.get(name)
@@ -223,6 +254,7 @@ class Runner:
 
     def _cycle(self, now: float) -> CycleReport:
         report = CycleReport()
+        self._drain(now, report)  # before the search: it reads what the late answers changed
         due: list[tuple[Rule, Window]] = []
         claimed = self._claim_all(now)
         for rule in self.rules:
@@ -260,7 +292,7 @@ class Runner:
         self._check_runners(now, report)
         self._check_notifiers(now, report)
         self.deliver(now, report)
-        self._firing(now)
+        self._firing(now, report)
         self._heartbeat(now, due)
         return report
 
@@ -332,7 +364,14 @@ class Runner:
         self._last_cycle = now
 
     def stopped(self) -> None:
-        """A clean stop: the heartbeat says so, and no live runner reports this one as stale."""
+        """A clean stop: sends still in flight are waited for up to their deadline (given up at
+        once when the stop event is set: SIGTERM), what is known is recorded and the claims are
+        released; the heartbeat says so, and no live runner reports this one as stale."""
+        now, report = time.time(), CycleReport()
+        self._started = time.monotonic()
+        if self._flights:
+            self._await(max(f.deadline for f in self._flights.values()) + GRACE_S, now, report)
+        self._drain(now, report, final=True)
         self._heartbeat(time.time(), [], state="stopped")
 
     def retire_dead_runners(self) -> list[str]:
@@ -489,7 +528,8 @@ class Runner:
                    "query": {"bool": {"filter": filters(rule, window)}}}
         if self.kibana_url and rule.name not in SYNTHETIC:
             payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
-                                    f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',to:'{iso_from_epoch(now + 300, millis=False)}'))")
+                                    f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',"
+                                    f"to:'{iso_from_epoch(now + 300, millis=False)}'))")
             payload["discover"] = discover_url(self.kibana_url, rule, window.start, window.end, group)
         if event is not None:
             payload["event"] = {k: v for k, v in event.items() if not k.startswith("_")}
@@ -548,22 +588,28 @@ class Runner:
 
         A runner claims an alert document (a lease of ``lease_s``, with optimistic concurrency)
         before it sends anything, and records each target's outcome right after that target
-        answered, before the lease ends. A runner that dies while it holds the claim leaves it to
-        expire; the next runner re-sends only what has no recorded outcome: the send in flight at
-        the crash. Targets that batch (digests, a rule's ``aggregation``) get one message for the
-        entries of a cycle.
+        answered (at the latest at the start of the next cycle), before the lease ends. A runner
+        that dies while it holds the claim leaves it to expire; the next runner re-sends only
+        what has no recorded outcome: the send in flight at the crash. Targets that batch
+        (digests, a rule's ``aggregation``) get one message for the entries of a cycle.
 
-        The targets are sent to concurrently, each in a thread of its own with a deadline
-        (its ``timeout_s``, below the lease): the cycle waits for no target past its deadline.
-        A target that has not answered by then failed (timed out) for this cycle; its thread is
-        left to end by itself, and the target gets no new send while it runs. A stop (SIGTERM)
-        ends the wait at once: what was answered is recorded, the rest is sent again later."""
+        The targets are sent to concurrently, each in a thread of its own with a deadline (its
+        ``timeout_s``, below the lease). The cycle waits :data:`WAIT_S` at most for answers (or
+        until all came), so a target that hangs delays no other target, rule or cycle. A send
+        still running then is left in flight and its claim stays held: the next cycles take its
+        answer when it comes, or record a timeout past its deadline, and then finish the claim
+        (back-off for what failed, the claim released) as this cycle does for the claims whose
+        sends all answered. A target whose send is still running gets no new one. A stop
+        (SIGTERM) ends the wait at once: what was answered is recorded, the rest is sent again
+        later."""
         self._outbox_due = math.inf
         if self._stop.is_set():
             return
         work: list[_Claim] = []
         for item in [d for d in self._docs.values() if d.doc.get("outbox")]:
             queued = item.doc["outbox"]
+            if item.id in self._held:  # ours, a send for it still running: recorded when it answers
+                continue
             if item.doc.get("outbox_claimed_until", 0) > now:
                 self._outbox_due = min(self._outbox_due, item.doc["outbox_claimed_until"])
                 continue
@@ -576,15 +622,19 @@ class Runner:
                                                          "outbox_claimed_by": self.runner_id})
             if claimed is not None:  # else another runner is delivering it
                 self._put(claimed)
-                work.append(_Claim(claimed, [dict(e) for e in claimed.doc["outbox"]]))
+                claim = _Claim(claimed, [dict(e) for e in claimed.doc["outbox"]])
+                self._held[claimed.id] = claim
+                work.append(claim)
         jobs: list[_Job] = []
         batches: dict[tuple[str, str], list[tuple[_Claim | None, dict[str, Any]]]] = {}
         for claim in work:
             for entry in claim.entries:
                 if entry["due"] > now:
                     continue
+                claim.tried.add(entry["key"])
                 if self._silenced(entry, now):
                     report.silenced.append(entry["key"])
+                    claim.quiet.add(entry["key"])
                     entry["targets"] = []
                     self._record(claim, now)
                     continue
@@ -595,25 +645,26 @@ class Runner:
                         continue
                     jobs.append(_Job(name, [(claim, entry)]))
         jobs += [_Job(name, members, batch=True) for (name, _batch), members in batches.items()]
-        fared: dict[str, list[_Outcome]] = {}
-        self._dispatch(jobs, lambda outcome: self._answered(outcome, now, report, fared))
-        self._fared(fared, now)
-        for claim in work:
-            remaining = []
-            for entry in claim.entries:
-                if entry["due"] > now or entry["targets"]:
-                    if entry["due"] <= now:  # tried and failed for some target: back off
-                        attempts = entry["attempts"] + 1
-                        entry |= {"attempts": attempts, "due": now + self._backoff(attempts)}
-                        report.failed.append(entry["key"])
-                        log.warning("notification_failed", key=entry["key"], error=entry.get("last_error"),
-                                    attempts=attempts, retry_in=round(entry["due"] - now, 1))
-                    remaining.append(entry)
-                elif entry["key"] not in report.silenced and entry["key"] not in report.dropped:
-                    report.sent.append(entry["key"])
-            self._outbox_due = min([self._outbox_due] + [e["due"] for e in remaining])
-            claim.entries = remaining
-            self._record(claim, now, release=True)
+        self._dispatch(jobs, now, report)
+
+    def _finish(self, claim: _Claim, now: float, report: CycleReport) -> None:
+        """End a claim whose sends all answered: the entries tried and still owed to a target back
+        off, the others are sent (or silenced, or dropped), and the claim is released."""
+        remaining = []
+        for entry in claim.entries:
+            if entry["key"] not in claim.tried:  # not due when claimed: left as it was
+                remaining.append(entry)
+            elif entry["targets"]:  # tried and failed for some target: back off
+                attempts = entry["attempts"] + 1
+                entry = entry | {"attempts": attempts, "due": now + self._backoff(attempts)}
+                report.failed.append(entry["key"])
+                log.warning("notification_failed", key=entry["key"], error=entry.get("last_error"),
+                            attempts=attempts, retry_in=round(entry["due"] - now, 1))
+                remaining.append(entry)
+            elif entry["key"] not in claim.quiet:
+                report.sent.append(entry["key"])
+        self._outbox_due = min([self._outbox_due] + [e["due"] for e in remaining])
+        self._record(claim, now, release=True, entries=remaining)
 
     def _backoff(self, attempts: int) -> float:
         """Seconds to the next try after ``attempts`` failed ones: doubling from
@@ -622,95 +673,163 @@ class Runner:
         delay = RETRY_BASE_S * 2.0 ** min(attempts - 1, 40)
         return min(self.retry_max_s, delay * self._rng.uniform(0.8, 1.2))
 
-    def _dispatch(self, jobs: list[_Job], answered: Callable[[_Outcome], None]) -> None:
-        """Run ``jobs``, one thread per target, and hand each outcome to ``answered`` (in this
-        thread) as it comes. Returns when every job answered, at the last deadline (the jobs
-        without an answer then fail, timed out), or at once on stop."""
+    def _dispatch(self, jobs: list[_Job], now: float, report: CycleReport) -> None:
+        """Start ``jobs``, one thread per target, and take the outcomes that come within
+        :data:`WAIT_S` (sooner when all came; at once on stop); the others are taken by a later
+        cycle (:meth:`_drain`). Then finish the claims whose sends all answered."""
         by_target: dict[str, list[_Job]] = {}
         for job in jobs:
             by_target.setdefault(job.target, []).append(job)
-        results: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
-        waiting: dict[int, _Job] = {}
-        until = time.monotonic()
-        for name, mine in by_target.items():
+        mine: set[int] = set()
+        for name, batch in by_target.items():
             target = self.targets.get(name)
             if target is None:
-                for job in mine:
-                    answered(_Outcome(job, DeliveryFailed(f"no notifier {name!r} is configured", retryable=False)))
+                for job in batch:
+                    self._land(job, _Outcome(job, DeliveryFailed(f"no notifier {name!r} is configured",
+                                                                 retryable=False)), now, report)
                 continue
             busy = self._inflight.get(name)
             if busy is not None and busy.is_alive():
-                for job in mine:
-                    answered(_Outcome(job, DeliveryFailed("the previous send to this target has not ended yet"),
-                                      counted=False))
+                for job in batch:
+                    self._land(job, _Outcome(job, DeliveryFailed("the previous send to this target has not ended yet"),
+                                             counted=False), now, report)
                 continue
-            deadline = time.monotonic() + self._timeout(name)
-            payloads = [[copy.deepcopy(entry["payload"]) for _claim, entry in job.members] for job in mine]
-            thread = threading.Thread(target=_work, args=(target, mine, payloads, deadline, results),
+            timeout = self._timeout(name)
+            deadline = time.monotonic() + timeout
+            due = now + (deadline + GRACE_S - self._started)  # on the cycle's clock
+            payloads = [[copy.deepcopy(entry["payload"]) for _claim, entry in job.members] for job in batch]
+            for job in batch:
+                self._flights[id(job)] = _Flight(job, deadline, timeout, due)
+                for claim in self._claims_of(job):
+                    claim.jobs.add(id(job))
+                mine.add(id(job))
+            thread = threading.Thread(target=_work, args=(target, batch, payloads, deadline, self._results),
                                       name=f"notify-{name}", daemon=True)
-            thread.start()
             self._inflight[name] = thread
-            waiting |= {id(job): job for job in mine}
-            until = max(until, deadline)
-        while waiting and not self._stop.is_set():
-            left = until + GRACE_S - time.monotonic()
-            if left <= 0:
-                break
+            thread.start()
+        self._await(time.monotonic() + WAIT_S, now, report, mine)
+        if self._stop.is_set():
+            self._expire(now, report, final=True)
+        self._settle(now, report)
+
+    @staticmethod
+    def _claims_of(job: _Job) -> list[_Claim]:
+        return list({id(claim): claim for claim, _entry in job.members if claim is not None}.values())
+
+    def _await(self, until: float, now: float, report: CycleReport, wanted: set[int] | None = None) -> None:
+        """Take outcomes as they come (any send's) until ``until`` (``time.monotonic()``), until
+        the ``wanted`` sends (None: all) answered, or until stop."""
+        while not self._stop.is_set():
+            pending = self._flights.keys() if wanted is None else wanted & self._flights.keys()
+            left = until - time.monotonic()
+            if not pending or left <= 0:
+                return
             try:
-                outcome = results.get(timeout=min(left, 0.2))
+                outcome = self._results.get(timeout=min(left, 0.1))
             except queue.Empty:
                 continue
-            if outcome.fatal is not None:
-                raise outcome.fatal
-            if waiting.pop(id(outcome.job), None) is not None:
-                answered(outcome)
+            self._take(outcome, now, report)
+
+    def _drain(self, now: float, report: CycleReport, final: bool = False) -> None:
+        """Take the outcomes that came since the last look, record a timeout for each send past
+        its deadline (``final``: for each send left; on stop: a give-up, not counted), and finish
+        the claims whose sends all answered."""
+        while True:
+            try:
+                outcome = self._results.get_nowait()
+            except queue.Empty:
+                break
+            self._take(outcome, now, report)
+        self._expire(now, report, final)
+        self._settle(now, report)
+
+    def _expire(self, now: float, report: CycleReport, final: bool) -> None:
         stopping = self._stop.is_set()
-        for job in waiting.values():
+        moment = time.monotonic()
+        for flight in list(self._flights.values()):
+            job = flight.job
             if stopping:
-                answered(_Outcome(job, DeliveryFailed("the runner stopped before the target answered"), counted=False))
-            else:
-                answered(_Outcome(job, DeliveryFailed(f"timed out: no answer within {self._timeout(job.target):g} s")))
+                error = DeliveryFailed("the runner stopped before the target answered")
+                self._land(job, _Outcome(job, error, counted=False), now, report)
+            elif final or moment >= flight.deadline + GRACE_S:
+                error = DeliveryFailed(f"timed out: no answer within {flight.timeout:g} s")
+                self._land(job, _Outcome(job, error, moment - flight.deadline + flight.timeout), now, report)
+
+    def _take(self, outcome: _Outcome, now: float, report: CycleReport) -> None:
+        """An outcome off the queue: for its send if that is still in flight, else too late
+        (the send was recorded as timed out or given up) and dropped."""
+        flight = self._flights.get(id(outcome.job))
+        if flight is not None and flight.job is outcome.job:
+            self._land(outcome.job, outcome, now, report)
+        elif outcome.fatal is not None:
+            raise outcome.fatal
+
+    def _land(self, job: _Job, outcome: _Outcome, now: float, report: CycleReport) -> None:
+        """Apply one send's outcome: the send is no longer in flight, its entries take it."""
+        self._flights.pop(id(job), None)
+        for claim in self._claims_of(job):
+            claim.jobs.discard(id(job))
+        if outcome.fatal is not None:
+            raise outcome.fatal
+        if job.refresh:
+            self._reposted(outcome, now)
+        else:
+            self._answered(outcome, now, report)
+
+    def _settle(self, now: float, report: CycleReport) -> None:
+        """Write how the targets fared, and finish each held claim whose sends all answered."""
+        self._fared(now)
+        for doc_id, claim in list(self._held.items()):
+            if claim.jobs:
+                continue
+            self._finish(claim, now, report)
+            del self._held[doc_id]
 
     def _timeout(self, name: str) -> float:
         """How long a send to a target may take: its ``timeout_s``, within the lease."""
         return min(getattr(self.targets[name], "timeout_s", CLAIM_S), max_timeout(self.lease_s))
 
-    def _answered(self, outcome: _Outcome, now: float, report: CycleReport, fared: dict[str, list[_Outcome]]) -> None:
+    def _answered(self, outcome: _Outcome, now: float, report: CycleReport) -> None:
         """Take one target's outcome for the entries it was sent: off the entries when it took
         them (recorded now), or the error kept; an error not worth retrying drops the entry for
         that target, recorded and counted."""
         name, error = outcome.job.target, outcome.error
         members = outcome.job.members
-        claims = {id(claim): claim for claim, _entry in members if claim is not None}
+        claims = self._claims_of(outcome.job)
         if outcome.counted:
-            fared.setdefault(name, []).append(outcome)
+            self._fares.setdefault(name, []).append(outcome)
         if error is None:
-            started = time.perf_counter()
             for _claim, entry in members:
                 entry["targets"] = [n for n in entry["targets"] if n != name]
-            for claim in claims.values():
+            for claim in claims:
                 self._record(claim, now)
-            self.metrics.exposure.observe(outcome.seconds + time.perf_counter() - started)
+            # From the target's answer to the outcome written: the only moment a crash duplicates.
+            self.metrics.exposure.observe(outcome.seconds + time.perf_counter() - outcome.answered)
             return
         if outcome.counted:
             self.metrics.notifier_failures.labels(name, "true" if error.retryable else "false").inc()
-        for _claim, entry in members:
+        for owner, entry in members:
             entry["last_error"] = f"{name}: {error}"[:300]
             entry["errors"] = entry.get("errors", {}) | {name: str(error)[:300]}  # each target's latest
             if not error.retryable:
                 entry["targets"] = [n for n in entry["targets"] if n != name]
                 entry["dropped"] = sorted({*entry.get("dropped", []), name})
+                if owner is not None:
+                    owner.quiet.add(entry["key"])
                 if entry["key"] not in report.dropped:
                     report.dropped.append(entry["key"])
                 log.warning("notification_dropped", key=entry["key"], target=name, error=str(error)[:300],
                             why="the target refused it and would refuse it again")
         if not error.retryable:
-            for claim in claims.values():
+            for claim in claims:
                 self._record(claim, now)
 
-    def _fared(self, fared: dict[str, list[_Outcome]], now: float) -> None:
-        """Keep how each target fared this cycle in its ``notifier:<name>`` document: written
-        when it fails, and when it succeeds after failing (not on every success)."""
+    def _fared(self, now: float) -> None:
+        """Keep how each target fared (the outcomes taken since the last call) in its
+        ``notifier:<name>`` document: written when it fails, and when it succeeds after failing
+        (not on every success)."""
+        fared = dict(self._fares)
+        self._fares.clear()
         for name, outcomes in fared.items():
             doc_id = f"notifier:{name}"
             item = self._docs.get(doc_id)
@@ -735,26 +854,47 @@ class Runner:
                 continue
             self._put(Versioned(doc_id, doc))
 
-    def _record(self, claim: _Claim, now: float, release: bool = False) -> None:
+    def _record(self, claim: _Claim, now: float, release: bool = False,
+                entries: list[dict[str, Any]] | None = None) -> None:
         """Write a claimed document's outbox as it stands now: a target that took an entry is off
-        it. With ``release`` the claim ends too."""
-        doc = {k: v for k, v in claim.item.doc.items() if k != "outbox"}
+        it. With ``release`` the claim ends too (``entries``: the outbox to leave). Entries queued
+        on the document since the claim (a later cycle's transition) are kept."""
+        base = self._claimed(claim)
+        if base is None:
+            log.warning("outbox_claim_lost", alert=claim.item.id, why="the lease ran out and another runner took it")
+            return
+        entries = claim.entries if entries is None else entries
+        doc = {k: v for k, v in base.doc.items() if k != "outbox"}
         if release:
             doc.pop("outbox_claimed_until", None)
             doc.pop("outbox_claimed_by", None)
-        kept = [e for e in claim.entries if e["targets"] or e["due"] > now] if not release else claim.entries
+        kept = [e for e in entries if e["targets"] or e["due"] > now] if not release else list(entries)
+        mine = {e["key"] for e in claim.entries}
+        kept += [e for e in base.doc.get("outbox", []) if e["key"] not in mine]
         if kept:
             doc["outbox"] = kept
-        written = self.store.write(claim.item, doc)
+        written = self.store.write(base, doc)
         if written is None:
             log.warning("outbox_write_conflict", alert=claim.item.id)
             return
         claim.item = written
+        claim.entries = entries
         self._put(written)
+
+    def _claimed(self, claim: _Claim) -> Versioned | None:
+        """The newest version of a claimed document this runner knows (a later cycle may have
+        written its state since the claim), or None if the claim is no longer this one."""
+        latest = self._docs.get(claim.item.id, claim.item)
+        if (latest.primary_term or 0, latest.seq_no or -1) < (claim.item.primary_term or 0, claim.item.seq_no or -1):
+            latest = claim.item
+        keys = ("outbox_claimed_by", "outbox_claimed_until")
+        if any(latest.doc.get(k) != claim.item.doc.get(k) for k in keys):
+            return None
+        return latest
 
     # -- what fires now: the gauge, and targets that want firing alerts re-posted ---------------
 
-    def _firing(self, now: float) -> None:
+    def _firing(self, now: float, report: CycleReport) -> None:
         """Set the firing gauge and re-post firing alerts to targets that hold alert state
         (Alertmanager) every ``resend_s``. A re-post is not a notification: it keeps the target's
         copy of the alert alive, so it is neither queued nor counted; a failed one is tried on the
@@ -781,22 +921,24 @@ class Runner:
                                      Window(now - rule.window, now), samples=False)
                 if self._silenced(entry, now):
                     continue
-                jobs.append(_Job(name, [(None, entry)]))
-
-        def reposted(outcome: _Outcome) -> None:
-            name = outcome.job.target
-            alert = outcome.job.members[0][1]["payload"]["alert"]
-            if outcome.error is None:
-                self._refreshed[(name, alert)] = now
-                return
-            if outcome.counted:
-                self.metrics.notifier_failures.labels(name, "true" if outcome.error.retryable else "false").inc()
-            log.warning("refresh_failed", target=name, alert=alert, error=str(outcome.error)[:300])
-
+                jobs.append(_Job(name, [(None, entry)], refresh=True))
         if jobs and not self._stop.is_set():
-            self._dispatch(jobs, reposted)
+            self._dispatch(jobs, now, report)
         for key in set(self._refreshed) - seen:  # resolved: forget
             del self._refreshed[key]
+
+    def _reposted(self, outcome: _Outcome, now: float) -> None:
+        """A re-post answered: re-post again ``resend_s`` from now; a failed one is tried again
+        at the next cycle."""
+        name = outcome.job.target
+        alert = outcome.job.members[0][1]["payload"]["alert"]
+        if outcome.error is None:
+            if (name, alert) in self._refreshed:  # else it resolved meanwhile: nothing to re-post
+                self._refreshed[(name, alert)] = now
+            return
+        if outcome.counted:
+            self.metrics.notifier_failures.labels(name, "true" if outcome.error.retryable else "false").inc()
+        log.warning("refresh_failed", target=name, alert=alert, error=str(outcome.error)[:300])
 
     # -- silences ------------------------------------------------------------------------------
 

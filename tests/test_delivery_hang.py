@@ -34,6 +34,11 @@ from support.monitoring import free_port
 from support.rules import T0, Receiver, index_events, write_rules
 
 NOTIFIER_RULE = "regwatch-notifier-failing"  # the built-in alert's name, as users see it
+SLOW_S = 2.0  # a receiver that takes this long to say 200: beyond the cycle's wait, within its timeout
+CYCLE_S = 1.5  # the longest a cycle may take beside a target that does not answer (the old one: timeout_s)
+# The first one also writes the alert, the claim and the first history line of the namespace (a
+# new data stream): 0.65 s measured with a target that never answers, 2 s under a loaded machine.
+FIRST_S = 3.0
 RULE = """
 rules:
   - name: errors-now
@@ -52,7 +57,8 @@ rules:
 class Misbehaving(socketserver.BaseRequestHandler):
     """Reads the request, then answers as ``server.mode`` says: ``drip`` (the whole answer one
     byte a second), ``endless`` (a 503 whose chunked body never ends, ~20 MiB/s), ``silent``
-    (nothing, ever), or a status (``404``) with a short body."""
+    (nothing, ever), ``slow`` (a 200, after :data:`SLOW_S`), or a status (``404``) with a short
+    body."""
 
     def handle(self) -> None:
         server = self.server
@@ -87,6 +93,9 @@ class Misbehaving(socketserver.BaseRequestHandler):
                     time.sleep(0.003)
             elif mode == "silent":
                 closing.wait(120)
+            elif mode == "slow":
+                if not closing.wait(SLOW_S):
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             else:
                 answer = server.body  # type: ignore[attr-defined]
                 sock.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -208,34 +217,165 @@ def _targets(bad_url: str, hook: dict, timeout_s: float = 3.0) -> dict:
     return {"bad": WebhookTarget(url=bad_url, timeout_s=timeout_s), **hook}
 
 
+class _Timed:
+    """Calls ``runner.cycle()`` (in a thread: the old runner hangs) and keeps each call's wall time."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.walls: list[float] = []
+
+    def cycle(self):
+        started = time.monotonic()
+        report = _in_thread(self.runner.cycle, 40)
+        self.walls.append(time.monotonic() - started)
+        return report
+
+    def check(self) -> None:
+        assert self.walls[0] < FIRST_S and max(self.walls[1:], default=0.0) < CYCLE_S, self.walls
+
+    def next(self):
+        """The next cycle, when the runner says something is due (at most a second on)."""
+        time.sleep(max(0.0, min(self.runner.wake_at() - time.time(), 1.0)))
+        return self.cycle()
+
+
 @pytest.mark.parametrize("mode", ["drip", "silent", "endless"])
 def test_a_hanging_target_delays_neither_the_other_target_nor_the_rules(es: Elasticsearch, namespace: str,
                                                                          tmp_path: Path, webhook, mode: str) -> None:
     rules = write_rules(tmp_path, RULE)
     with misbehaving(mode) as server:
         runner = Runner(es, rules, namespace, _targets(server.url, webhook, timeout_s=4.0), "a")
+        timed = _Timed(runner)
         index_events(es, namespace, "error", time.time() - 5, 3)
-        started = time.monotonic()
-        report = _in_thread(runner.cycle, 40)
-        took = time.monotonic() - started
+        report = timed.cycle()
         assert [p["state"] for p, _ in Receiver.received] == ["firing"]  # the healthy target: in the first cycle
-        assert server.arrived.is_set() and report.evaluated == ["errors-now"] and len(report.failed) == 1
-        assert took < 4.0 + 3.0, took  # the bad target's 4 s, and no more
+        assert server.arrived.wait(10) and report.evaluated == ["errors-now"]
+        # The endless 503 is an answer, at once; the others are timeouts, recorded cycles later.
+        reports = [report]
+        started = time.monotonic()
+        while not any(r.failed for r in reports):
+            assert time.monotonic() - started < 20, "the bad target's outcome was never recorded"
+            reports.append(timed.next())
+        assert len(reports) == 1 if mode == "endless" else len(reports) > 3
         state = es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"]
         (entry,) = state["outbox"]
         assert entry["targets"] == ["bad"] and entry["attempts"] == 1 and "outbox_claimed_until" not in state
         expected = "HTTP 503: xxx" if mode == "endless" else "timed out: no complete answer within 4 s"
         assert entry["last_error"].startswith(f"bad: {expected}")
         # Rules keep their interval while the target keeps failing (it is retried with back-off).
-        evaluations = 0
-        until = time.time() + 12
-        while time.time() < until:
-            report = _in_thread(runner.cycle, 40)
-            evaluations += len(report.evaluated)
-            time.sleep(max(0.0, min(runner.wake_at() - time.time(), 1.0)))
-        assert evaluations >= 6, evaluations  # 1 s interval: ~12, fewer when a retry waits its 4 s
+        evaluations = sum(len(r.evaluated) for r in reports)
+        started = time.monotonic()
+        while runner.metrics.notifier_failures.labels("bad", "true")._value.get() < 2:
+            assert time.monotonic() - started < 25, "the bad target was not retried"
+            evaluations += len(timed.next().evaluated)
+        assert evaluations >= len(timed.walls) - 3, (evaluations, len(timed.walls))  # ~1 a second
+        timed.check()  # never the bad target's 4 s
         assert [p["state"] for p, _ in Receiver.received] == ["firing"]  # sent once, not again
-        assert runner.metrics.notifier_failures.labels("bad", "true")._value.get() >= 2
+
+
+def test_a_cycle_does_not_wait_for_a_target_that_never_answers(es: Elasticsearch, namespace: str, tmp_path: Path,
+                                                               webhook) -> None:
+    """Each cycle waits for answers a moment only: the healthy target is served in the first,
+    the silent target's timeout is recorded by a later one, then the entry backs off and the
+    claim is released. The old cycle waited for the silent target: 5 s each time."""
+    rules = write_rules(tmp_path, RULE)
+    with misbehaving("silent") as server:
+        runner = Runner(es, rules, namespace, _targets(server.url, webhook, timeout_s=5.0), "a")
+        timed = _Timed(runner)
+        index_events(es, namespace, "error", time.time() - 5, 3)
+        first = timed.cycle()
+        assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+        assert server.arrived.wait(10) and first.evaluated == ["errors-now"]
+        assert first.sent == first.failed == [] and timed.walls[0] < FIRST_S, timed.walls
+        state = es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"]
+        (entry,) = state["outbox"]  # hook took it (recorded at once); bad owes an answer: still claimed
+        key = entry["key"]
+        assert entry["targets"] == ["bad"] and entry["attempts"] == 0 and "last_error" not in entry
+        assert state["outbox_claimed_by"] == "a" and state["outbox_claimed_until"] > time.time()
+        sent_at = server.requests[0][0]
+        reports = []
+        while not any(r.failed for r in reports):
+            assert time.monotonic() - sent_at < 20, "the timeout was never recorded"
+            reports.append(timed.next())
+            if not reports[-1].failed:  # in flight: held, and not sent again
+                assert len(server.requests) == 1
+        recorded = time.monotonic()
+        *waiting, last = reports
+        assert last.failed == [key] and last.sent == [] and recorded - sent_at >= 5.0
+        assert len(waiting) >= 3 and all(r.evaluated == ["errors-now"] for r in waiting)  # a rule a second
+        timed.check()
+        state = es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"]
+        (entry,) = state["outbox"]
+        assert entry["targets"] == ["bad"] and entry["attempts"] == 1 and entry["key"] == key
+        assert entry["last_error"].startswith("bad: timed out: no") and entry["errors"]["bad"].startswith("timed out")
+        now = es.get(index=runner.store.index, id="runner:a")["_source"]["last_cycle"]  # the last cycle's clock
+        assert 2 * 0.8 <= entry["due"] - now <= 2 * 1.2  # the first back-off, from the cycle that recorded it
+        assert "outbox_claimed_until" not in state and "outbox_claimed_by" not in state
+        notifier = es.get(index=runner.store.index, id="notifier:bad")["_source"]
+        assert notifier["failures"] == 1 and notifier["last_error"].startswith("timed out: no")
+        assert len(server.requests) == 1 and [p["state"] for p, _ in Receiver.received] == ["firing"]
+        print(f"cycle wall times beside a silent target (timeout_s 5): {[round(w, 2) for w in timed.walls]}")
+
+
+def test_a_slow_success_is_recorded_by_a_later_cycle_and_sent_once(es: Elasticsearch, namespace: str,
+                                                                   tmp_path: Path, webhook) -> None:
+    """A target that says 200 after 2 s (beyond the cycle's wait, within its timeout): its send
+    stays in flight, the next cycle after the answer records the success and releases the claim,
+    and the notification is not sent again."""
+    rules = write_rules(tmp_path, RULE)
+    with misbehaving("slow") as server:
+        runner = Runner(es, rules, namespace, _targets(server.url, webhook, timeout_s=5.0), "a")
+        timed = _Timed(runner)
+        index_events(es, namespace, "error", time.time() - 5, 3)
+        first = timed.cycle()
+        assert [p["state"] for p, _ in Receiver.received] == ["firing"] and server.arrived.wait(10)
+        assert first.sent == first.failed == [] and timed.walls[0] < FIRST_S, timed.walls
+        sent_at = server.requests[0][0]
+        reports = []
+        while not any(r.sent for r in reports):
+            assert time.monotonic() - sent_at < 20, "the success was never recorded"
+            reports.append(timed.next())
+        recorded = time.monotonic()
+        key = reports[-1].sent[0]
+        assert reports[-1].sent == [key] and all(r.failed == [] for r in reports)
+        assert SLOW_S <= recorded - sent_at < SLOW_S + 2 * CYCLE_S
+        state = es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"]
+        assert "outbox" not in state and "outbox_claimed_until" not in state and "outbox_claimed_by" not in state
+        assert not es.exists(index=runner.store.index, id="notifier:bad")  # it never failed
+        assert runner.metrics.notifier_failures.labels("bad", "true")._value.get() == 0
+        until = time.monotonic() + 3
+        while time.monotonic() < until:  # the next cycles send nothing again
+            assert timed.next().sent == []
+        assert len(server.requests) == 1  # exactly one request: not sent again
+        assert [p["state"] for p, _ in Receiver.received] == ["firing"]
+        timed.check()
+        print(f"cycle wall times beside a target answering after {SLOW_S:g} s: {[round(w, 2) for w in timed.walls]}")
+
+
+def test_a_later_cycle_writing_a_held_alert_loses_no_outcome(es: Elasticsearch, namespace: str, tmp_path: Path,
+                                                           webhook) -> None:
+    """While a send is in flight its alert document is still written by later cycles (here: the
+    value changes); the late outcome is recorded on top of that write, not lost to a conflict."""
+    rules = write_rules(tmp_path, RULE)
+    with misbehaving("silent") as server:
+        runner = Runner(es, rules, namespace, _targets(server.url, webhook, timeout_s=3.0), "a")
+        timed = _Timed(runner)
+        index_events(es, namespace, "error", time.time() - 5, 3)
+        timed.cycle()
+        assert server.arrived.wait(10)
+        index_events(es, namespace, "error", time.time() - 1.5, 2)  # the next window reads 5, not 3
+        reports = []
+        while not any(r.failed for r in reports):
+            assert len(reports) < 20, "the timeout was never recorded"
+            reports.append(timed.next())
+        state = es.get(index=runner.store.index, id=alert_id("errors-now", "*"))["_source"]
+        assert state["state"] == "firing" and state["value"] == 5.0  # the later cycle's write, kept
+        (entry,) = state["outbox"]
+        assert entry["targets"] == ["bad"] and entry["attempts"] == 1
+        assert entry["last_error"].startswith("bad: timed out")
+        assert "outbox_claimed_until" not in state and "outbox_claimed_by" not in state
+        assert len(server.requests) == 1 and [p["state"] for p, _ in Receiver.received] == ["firing"]
+        timed.check()
 
 
 # -- retry or drop -----------------------------------------------------------------------------
@@ -354,7 +494,8 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
     assert health == NotifierHealth(target="bad", failing_since=T0 + 61, failing_for=39.0, failing=True,
                                     last_error="HTTP 503: later", failures=health.failures, dropped=0)
     assert health.failures >= 2
-    assert health.line() == f"notifier bad FAILING for 39s failures={health.failures} dropped=0 last_error=HTTP 503: later"
+    assert health.line() == (f"notifier bad FAILING for 39s failures={health.failures} dropped=0 "
+                             "last_error=HTTP 503: later")
     assert read(es, namespace, now=T0 + 100, notifier_failing_after=30).notifiers == [health]
     (tmp_path / "config").mkdir()
     config = tmp_path / "config" / "status.yaml"
@@ -505,7 +646,8 @@ def test_the_daemon_keeps_its_memory_under_a_body_without_end(es: Elasticsearch,
 
 @pytest.mark.parametrize(("rules", "message"), [
     ({"lease_s": 10, "notifiers": {"bad": {"type": "webhook", "url": "http://h/", "timeout_s": 9}}},
-     "rules: Value error, notifiers.bad.timeout_s: 9 s is more than rules.lease_s (10 s) less its margin allows (7.5 s)"),
+     "rules: Value error, notifiers.bad.timeout_s: 9 s is more than rules.lease_s (10 s) less its margin allows "
+     "(7.5 s)"),
     ({"notifier_failing_notify": ["nobody"]},
      "rules: Value error, notifier_failing_notify: no notifier named nobody"),
     ({"retry_max_s": 0}, "rules.retry_max_s: Input should be greater than or equal to 1"),
