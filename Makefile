@@ -1,10 +1,12 @@
 # regwatch: two commands for a newcomer, `make demo` and `make test`; the rest are helpers.
+# `make check`: lint (ruff), types (mypy), the import contracts between the packages (lint-imports);
+# CI runs it before `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install deps demo demo-down test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
+.PHONY: install deps demo demo-down check test test-fast es-up es-down es-status setup bench kibana kibana-objects clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,12 @@ demo: deps
 demo-down: install
 	$(BIN)/regwatch demo down
 	$(BIN)/regwatch es down
+
+## Lint, types and import contracts, as configured in pyproject.toml; clean or it fails.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Every test, Elasticsearch-backed ones included (the node is provisioned by tests/conftest.py).
 test: deps
@@ -63,4 +71,4 @@ bench: install
 	$(BIN)/python bench/shipper_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache .import_linter_cache
