@@ -148,10 +148,10 @@ def _work(target: Notifier, jobs: list[_Job], payloads: list[list[dict[str, Any]
                         target.send(payload[0])
                 except DeliveryFailed as exc:
                     error = exc
-                except Exception as exc:  # noqa: BLE001 - a notifier bug fails its send, not the runner
+                except Exception as exc:
                     log.error("notifier_bug", target=job.target, error=type(exc).__name__)
                     error = DeliveryFailed(f"{type(exc).__name__} in the notifier")
-                except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which dies of it
+                except BaseException as exc:
                     results.put(_Outcome(job, None, fatal=exc))
                     return
             results.put(_Outcome(job, error, time.perf_counter() - started))
@@ -271,7 +271,7 @@ class Runner:
                 continue
             try:
                 searches += [header(rule, self.namespace), request(rule, window)]
-            except Exception as exc:  # noqa: BLE001 - one rule's failure is its own
+            except Exception as exc:
                 failed.add(rule.name)
                 self._rule_failed(rule, window, exc, report)
                 continue
@@ -283,7 +283,7 @@ class Runner:
                 continue  # its later windows wait for the failed one, next cycle
             try:
                 self._transition(rule, measure(rule, response, window), window.end + SETTLE_S, report, window)
-            except Exception as exc:  # noqa: BLE001 - one rule's failure is its own
+            except Exception as exc:
                 failed.add(rule.name)
                 self._rule_failed(rule, window, exc, report)
                 continue
@@ -430,6 +430,7 @@ class Runner:
                     self._fire_once(rule, event, now, report, window)
             return
         if kind.mode == "change":
+            assert isinstance(rule, ChangeRule)  # the one rule type whose mode is "change"
             self._changes(rule, measured, now, report, window)
             return
         current = {item.doc["group"]: item for item in self._current(rule.name)}
@@ -518,7 +519,8 @@ class Runner:
         threshold = rule_type(rule).threshold(rule)
         message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
                                         "threshold": threshold, "group": group, "severity": rule.severity})
-        payload = {"rule": rule.name, "group": group, "group_by": rule.group_by, "state": state, "value": value,
+        payload: dict[str, Any] = {
+                   "rule": rule.name, "group": group, "group_by": rule.group_by, "state": state, "value": value,
                    "threshold": threshold, "severity": rule.severity, "labels": dict(rule.labels), "since": since,
                    "at": now, "message": message, "key": key, "alert": alert_id(rule.name, group),
                    "groups": group_values(rule, group),
@@ -538,7 +540,7 @@ class Runner:
         due = now
         if rule.aggregation:  # held and sent with the rule's other notifications at the period's end
             due = math.ceil(now / rule.aggregation) * rule.aggregation
-        targets = list(rule.notify)
+        targets = list(rule.notify or ())
         if rule.name == NOTIFIER_RULE:  # told on the others: not the failing target, nor any failing one
             targets = [t for t in targets if t != group and self._failing_since(t) is None]
         entry = {"key": key, "targets": targets, "payload": payload, "attempts": 0, "due": due,
@@ -556,7 +558,9 @@ class Runner:
                                       ignore_unavailable=True, allow_no_indices=True,
                                       query={"bool": {"filter": filters(rule, window) + terms}},
                                       sort=time_sort(rule, "desc"),
-                                      source=rule.sample.fields if rule.sample.fields is not None else True)
+                                      # _source takes a list of fields too; the client's annotation lacks it
+                                      source=rule.sample.fields if rule.sample.fields is not None  # type: ignore[arg-type]
+                                      else True)
         except (ApiError, TransportError) as exc:  # samples help; they never hold up an alert
             log.warning("samples_failed", rule=rule.name, error=str(exc)[:200])
             return []
@@ -908,14 +912,15 @@ class Runner:
             rule = self._by_name.get(alert["rule"])
             if rule is None:
                 continue
-            for name in rule.notify:
+            for name in rule.notify or ():
                 target = self.targets.get(name)
-                if not getattr(target, "refreshes", False):
+                resend_s = getattr(target, "resend_s", None)
+                if not getattr(target, "refreshes", False) or resend_s is None:
                     continue
                 key = (name, alert_id(rule.name, alert["group"]))
                 seen.add(key)
                 last = self._refreshed.setdefault(key, now)
-                if now - last < target.resend_s:
+                if now - last < resend_s:
                     continue
                 entry = self._outbox(rule, alert["group"], "firing", alert["value"], alert["since"], now,
                                      Window(now - rule.window, now), samples=False)

@@ -128,7 +128,7 @@ def _in_thread(call, seconds: float):
     def run() -> None:
         try:
             box["result"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
