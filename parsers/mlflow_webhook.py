@@ -9,7 +9,7 @@ stage transitions are not announced by MLflow: the access log still sees them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,14 +24,7 @@ RegistryEvent = Literal[
     "model_version_alias.created",
     "model_version_alias.deleted",
 ]
-REGISTRY_EVENTS: tuple[RegistryEvent, ...] = (
-    "registered_model.created",
-    "model_version.created",
-    "model_version_tag.set",
-    "model_version_tag.deleted",
-    "model_version_alias.created",
-    "model_version_alias.deleted",
-)
+REGISTRY_EVENTS: tuple[RegistryEvent, ...] = get_args(RegistryEvent)
 
 
 class WebhookDelivery(BaseModel):
