@@ -325,3 +325,17 @@ def test_an_error_naming_a_hostile_path_reaches_the_terminal_escaped(tmp_path: P
     result = run("ship", "-c", str(config), "--once")
     one_line_error(result, "evil\\x1b]0;owned\\x07\\x1b[2J.yaml")
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+
+
+INTERNAL_WORDS = ("room", "structlog", "module per", "front door", "msearch", "outbox")
+
+
+@pytest.mark.parametrize("command", [[], ["ship"], ["probe"], ["status"], ["setup"], ["top"], ["rules"],
+                                     ["rules", "run"], ["rules", "status"], ["check"], ["es"], ["demo"]])
+def test_help_speaks_of_the_users_work_not_our_internals(command: list[str]) -> None:
+    result = run(*command, "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.lower()
+    assert [word for word in INTERNAL_WORDS if word in text] == [], result.stdout
+    if not command:
+        assert "monitor an mlflow (or other) model registry" in text and "make demo" in text

@@ -1,6 +1,8 @@
-"""The ``regwatch`` command line: one front door to every room.
+"""Monitor an MLflow (or other) model registry: its access and audit logs shipped into
+Elasticsearch as typed events, the registry probed from outside, alerts when it misbehaves,
+dashboards in Kibana and Grafana, and a live view in the terminal.
 
-One module per command group; each parses options, calls its room and formats the output.
+Start with `make demo`. On your own registry: `regwatch setup`, then `ship`, `probe` and `rules run`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ for group in (shipping, probe, deps, top):
 
 @app.callback()
 def _root(log_level: Annotated[str | None, typer.Option(
-        help="structlog level: DEBUG, INFO, WARNING, ERROR (default: INFO for daemons, WARNING otherwise)")] = None,
+        metavar="LEVEL",
+        help="how much to log: DEBUG, INFO, WARNING, ERROR (default: INFO for daemons, WARNING otherwise)")] = None,
 ) -> None:
     set_log_level(log_level)
 

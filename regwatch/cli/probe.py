@@ -18,7 +18,8 @@ def probe(
                                                 help="regwatch YAML config (its probe: section)")] = None,
     once: Annotated[bool, typer.Option(
         help="one round of checks, written, then exit (1 when a target is down)")] = False,
-    log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
+    log_json: Annotated[bool, typer.Option(
+        "--log-json/--log-console", help="log JSON lines (for a log collector); --log-console for people")] = True,
 ) -> None:
     """Health checks, synthetic registry transactions and host resources into the availability stream."""
     import signal

@@ -139,7 +139,8 @@ def parse(
 def ship(
     config: Annotated[Path, typer.Option("--config", "-c", help="regwatch YAML config")],
     once: Annotated[bool, typer.Option("--once", help="read every input to its end, index, checkpoint, exit")] = False,
-    log_json: Annotated[bool, typer.Option("--log-json/--log-console", help="structlog JSON lines")] = True,
+    log_json: Annotated[bool, typer.Option(
+        "--log-json/--log-console", help="log JSON lines (for a log collector); --log-console for people")] = True,
 ) -> None:
     """The log shipper daemon: follow the inputs and index every line exactly once."""
     from parsers.routes import RouteTableError
