@@ -15,20 +15,9 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Identity:
-    fingerprint: str
-    device: int
-    inode: int
-    generation: int = 0
-
-    @cached_property
-    def key(self) -> str:  # cached: asked for every line shipped
-        return f"{self.fingerprint}:{self.device}:{self.inode}:{self.generation}"
+from pipeline.identity import FINGERPRINT_BYTES, Identity, fingerprint
 
 
 @dataclass
@@ -185,8 +174,6 @@ class Lag:
 
 def lag(store: CheckpointStore) -> list[Lag]:
     """Every position in the store against the file now at its path (the same content or not)."""
-    from pipeline.identity import FINGERPRINT_BYTES, fingerprint
-
     rows = []
     for position in sorted(store.all(), key=lambda p: p.path):
         size = None

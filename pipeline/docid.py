@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from pipeline.checkpoint import Identity
+from pipeline.identity import Identity
 
 
 def id_prefix(identity: Identity, host: str | None = None) -> str:

@@ -12,8 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from pipeline.checkpoint import Identity
-from pipeline.identity import fingerprint, head_of
+from pipeline.identity import Identity, fingerprint, head_of
 from pipeline.scanner import InputSpec
 
 READ_CHUNK = 256 * 1024

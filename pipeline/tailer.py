@@ -1,8 +1,8 @@
 """The tailer: follows an input's files through rotation and hands on their complete lines.
 
 It puts the concepts of Filebeat's filestream together: the scanner finds paths
-(:mod:`pipeline.scanner`), the identifier says which content a file holds
-(:mod:`pipeline.identity`), the reader cuts it into lines (:mod:`pipeline.reader`); each change
+(:mod:`pipeline.scanner`), the identifier says which content a file holds (:mod:`pipeline.identifier`,
+its identity :mod:`pipeline.identity`), the reader cuts it into lines (:mod:`pipeline.reader`); each change
 it sees is a :class:`~pipeline.fileevents.FileEvent`. It knows nothing of formats.
 
 Rotation. Open files are held by descriptor: a renamed file is read to its end, then let go once
@@ -24,7 +24,8 @@ import structlog
 
 from pipeline.checkpoint import CheckpointStore
 from pipeline.fileevents import FileEvent, FileEventHandler, FileEventKind, log_event
-from pipeline.identity import Identifier, fingerprint, head_of
+from pipeline.identifier import Identifier
+from pipeline.identity import fingerprint, head_of
 from pipeline.reader import READ_CHUNK, FileSource, Line, LineReader, TrackedFile
 from pipeline.scanner import Candidate, InputSpec, Scanner, path_text, within
 
