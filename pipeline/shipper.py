@@ -119,7 +119,9 @@ class Shipper:
                  options: ShipSettings | None = None, metrics: ShipperMetrics | None = None,
                  reload: Callable[[], list[ShipInput] | None] | None = None,
                  config_changed: Callable[[], bool] | None = None,
-                 heartbeat: Callable[[Shipper], Heartbeat] | None = None) -> None:
+                 heartbeat: Callable[[Shipper], Heartbeat] | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        """``progress`` is told the bytes of every line read (a progress bar's advance)."""
         self.sink = sink
         self.inputs = inputs
         self.store = store
@@ -141,7 +143,7 @@ class Shipper:
         self._observer: BaseObserver | None = None
         self._last_save = 0.0
         self._failure: str | None = None
-        self.progress: Callable[[int], None] | None = None  # bytes read, for a progress bar
+        self.progress = progress
         self.heartbeat = heartbeat(self) if heartbeat is not None else None
 
     # -- control -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from parsers import FORMATS, LineParser, ParseContext
@@ -35,7 +36,8 @@ def build_inputs(config: Config) -> list[ShipInput]:
     return inputs
 
 
-def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
+def build_shipper(config: Config, config_path: Path | None = None,
+                  progress: Callable[[int], None] | None = None) -> Shipper:
     metrics = ShipperMetrics()
     sink = BulkSink(client_from_config(config, bulk=True), metrics)
     seen = {"mtime": _mtime(config_path)}
@@ -55,7 +57,7 @@ def build_shipper(config: Config, config_path: Path | None = None) -> Shipper:
 
     return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config, metrics,
                    reload=reload, config_changed=config_changed,
-                   heartbeat=heartbeat if config.heartbeat_every_s is not None else None)
+                   heartbeat=heartbeat if config.heartbeat_every_s is not None else None, progress=progress)
 
 
 def shipper_id(config: Config) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
-from pipeline.checkpoint import CheckpointStore, Identity
+from pipeline.checkpoint import CheckpointStore
 from pipeline.docid import document_id
+from pipeline.identity import Identity
 from pipeline.metrics import ShipperMetrics
 from pipeline.sink import BulkSink, make_item
 from regwatch.config import ConfigError, load_config
@@ -89,6 +90,16 @@ def test_document_fields_from_the_shipper(es: Elasticsearch, es_url: str, namesp
                         int(first["log"]["file"]["inode"]))
     assert [h["_id"] for h in hits] == [document_id(identity, 0, "reg-host"),
                                         document_id(identity, len(line(1)), "reg-host")]
+
+
+def test_progress_given_at_construction_is_told_the_bytes_of_every_line_read(
+        es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(line(1) + line(2) + line(3))
+    config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))
+    told: list[int] = []
+    assert build_shipper(config, progress=told.append).run(once=True).lines_read == 3
+    assert told == [len(line(1)), len(line(2)), len(line(3))]
 
 
 def test_document_ids_are_stable_distinct_and_share_a_prefix_per_file() -> None:

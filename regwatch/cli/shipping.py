@@ -151,16 +151,18 @@ def ship(
     settings = load(config)
     daemon_logging(log_json)
     es_warnings(settings)
+    bar = _progress_bar(settings) if once and sys.stderr.isatty() else None
     try:
-        shipper = build_shipper(settings, config)
+        shipper = build_shipper(settings, config, progress=bar[1] if bar is not None else None)
     except (RouteTableError, CheckpointError) as exc:
         fail(str(exc))
     install_signals(shipper)
     if not once:
         serve_metrics(shipper.metrics, config, "metrics_port", settings.metrics_port, settings.metrics_address)
     try:
-        if once and sys.stderr.isatty():
-            summary = _run_with_progress(shipper, settings)
+        if bar is not None:
+            with bar[0]:
+                summary = shipper.run(once=True)
         else:
             summary = shipper.run(once=once)
     except CheckpointError as exc:
@@ -170,7 +172,8 @@ def ship(
     typer.echo(summary.line())
 
 
-def _run_with_progress(shipper, settings):
+def _progress_bar(settings):
+    """A bar over the bytes of every input (shown while it is entered) and its advance."""
     import glob
     import os
 
@@ -178,11 +181,10 @@ def _run_with_progress(shipper, settings):
 
     total = sum(os.path.getsize(p) for i in settings.inputs for pat in i.paths for p in glob.glob(pat)
                 if os.path.isfile(p))
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), console=err) as progress:
-        task = progress.add_task("shipping", total=total)
-        shipper.progress = lambda n: progress.advance(task, n)
-        return shipper.run(once=True)
+    progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                        TimeRemainingColumn(), console=err)
+    task = progress.add_task("shipping", total=total)
+    return progress, lambda n: progress.advance(task, n)
 
 
 @app.command()
