@@ -17,13 +17,12 @@ from elasticsearch import Elasticsearch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.rules_bench import Counting
 from kibana.kql import KqlError, to_dsl
 from rules.links import discover_url, rison
 from rules.notify import OpsgenieTarget, PagerDutyTarget
 from rules.runner import Runner
 from support.incidents import Opsgenie, PagerDuty
-from support.rules import T0, Receiver, index_events, write_rules
+from support.rules import T0, Receiver, Requests, index_events, write_rules
 
 CLI = [sys.executable, "-m", "regwatch.cli"]
 
@@ -330,12 +329,12 @@ def test_a_rule_without_targets_fails_and_runner_ids_are_per_process(es, es_url,
 
 
 def test_one_search_per_cycle_and_none_on_an_idle_wake_up(es_url, namespace, tmp_path) -> None:
-    client = Elasticsearch(es_url, request_timeout=60)
+    counting = Requests()
+    client = counting.client(es_url, request_timeout=60)
     text = "rules:\n" + "".join(
         f"  - {{name: r{i}, type: threshold, kinds: [error], window: 60s, interval: 60s, notify: [],"
         f" condition: {{op: '>', value: 1000}}}}\n" for i in range(50))
     runner = Runner(client, write_rules(tmp_path, text), namespace, {}, "a")
-    counting = Counting(client)
     runner.cycle(now=T0 + 1)  # the first cycle: each rule's cycle document is created
     counting.paths.clear()
     report = runner.cycle(now=T0 + 61)

@@ -1,13 +1,16 @@
-"""Rule files, a webhook receiver and event indexing the rule tests share."""
+"""Rule files, a webhook receiver, event indexing and a request count the rule tests share."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from elastic_transport import Urllib3HttpNode
 from elasticsearch import Elasticsearch
 
 from rules.model import load_rules
@@ -30,6 +33,27 @@ rules:
 
 
 T0 = 1_700_000_000.0  # a fixed clock for the cycles (2023), epoch seconds
+
+
+@dataclass
+class Requests:
+    """The requests a client made by :meth:`client` sends, as (method, path), counted where they
+    leave it (the node), so nothing is patched onto a client after it is built."""
+
+    paths: list[tuple[str, str]] = field(default_factory=list)
+
+    def client(self, url: str, **options: Any) -> Elasticsearch:
+        record = self.paths
+
+        class CountingNode(Urllib3HttpNode):
+            def perform_request(self, method: str, target: str, *args: Any, **kwargs: Any) -> Any:
+                record.append((method, target.split("?", 1)[0]))
+                return super().perform_request(method, target, *args, **kwargs)
+
+        return Elasticsearch(url, node_class=CountingNode, **options)
+
+    def searches(self) -> int:
+        return sum(1 for _, p in self.paths if p.endswith(("/_search", "/_msearch", "/_count")))
 
 
 class Receiver(BaseHTTPRequestHandler):
