@@ -58,6 +58,7 @@ RETRY_BASE_S = 2.0  # the first retry of a failed delivery; then 4, 8, 16 s... u
 RETRY_MAX_S = 600.0
 FAILING_AFTER_S = 600.0
 GRACE_S = 0.5  # past a target's deadline, for its thread to hand its outcome over
+CLAIM_KEYS = ("outbox_claimed_until", "outbox_claimed_by")  # an alert document's outbox lease
 WAIT_S = 0.5  # how long a cycle waits for its sends' answers; later ones are taken at the next cycle
 
 
@@ -452,7 +453,7 @@ class Runner:
             doc = {"type": "alert", "rule": rule.name, "group": group, "state": decided.state, "since": since,
                    "value": value, "updated": now}
             queued = list(item.doc.get("outbox", []))  # undelivered notifications stay queued, in order
-            for key in ("outbox_claimed_until", "outbox_claimed_by"):
+            for key in CLAIM_KEYS:
                 if key in item.doc:
                     doc[key] = item.doc[key]
             doc["notified"] = item.doc.get("notified", since)
@@ -486,6 +487,9 @@ class Runner:
             fired = changed(previous, value)
             doc = {"type": "alert", "rule": rule.name, "group": measurement.group, "state": "changed", "since": now,
                    "value": 0.0, "updated": now, "last_value": value, "outbox": list(item.doc.get("outbox", []))}
+            for key in CLAIM_KEYS:  # a send for this alert may be in flight: its claim stays
+                if key in item.doc:
+                    doc[key] = item.doc[key]
             if fired:  # the first value seen is a baseline, not a change
                 entry = self._outbox(rule, measurement.group, "changed", 0.0, now, now, window,
                                      {"_id": "", rule.field: value, "previous": previous})
@@ -874,7 +878,10 @@ class Runner:
             doc.pop("outbox_claimed_by", None)
         kept = [e for e in entries if e["targets"] or e["due"] > now] if not release else list(entries)
         mine = {e["key"] for e in claim.entries}
-        kept += [e for e in base.doc.get("outbox", []) if e["key"] not in mine]
+        newer = [e for e in base.doc.get("outbox", []) if e["key"] not in mine]
+        kept += newer
+        if release and newer:  # queued while the claim was held: due as they say, not at the next rule
+            self._outbox_due = min([self._outbox_due] + [e["due"] for e in newer])
         if kept:
             doc["outbox"] = kept
         written = self.store.write(base, doc)
@@ -891,8 +898,7 @@ class Runner:
         latest = self._docs.get(claim.item.id, claim.item)
         if (latest.primary_term or 0, latest.seq_no or -1) < (claim.item.primary_term or 0, claim.item.seq_no or -1):
             latest = claim.item
-        keys = ("outbox_claimed_by", "outbox_claimed_until")
-        if any(latest.doc.get(k) != claim.item.doc.get(k) for k in keys):
+        if any(latest.doc.get(k) != claim.item.doc.get(k) for k in CLAIM_KEYS):
             return None
         return latest
 

@@ -352,6 +352,50 @@ def test_a_slow_success_is_recorded_by_a_later_cycle_and_sent_once(es: Elasticse
         print(f"cycle wall times beside a target answering after {SLOW_S:g} s: {[round(w, 2) for w in timed.walls]}")
 
 
+def test_a_change_while_its_previous_notification_is_in_flight_sends_each_change_once(
+        es: Elasticsearch, namespace: str, tmp_path: Path, webhook) -> None:
+    """A change rule's write to its alert document dropped the claim of a send still in flight:
+    the late success was then lost (``outbox_claim_lost``) and the change sent a second time."""
+    rules = write_rules(tmp_path, """
+rules:
+  - name: champion-moved
+    type: change
+    kinds: [version]
+    group_by: modelregistry.model.name
+    field: modelregistry.model.version
+    window: 1d
+    interval: 1s
+    notify: [bad, hook]
+""")
+
+    def alias(version: str) -> None:
+        at = int(time.time() * 1000)
+        es.index(index=f"logs-modelregistry.version-{namespace}", refresh=True, document={
+            "@timestamp": at, "event": {"ingested": at, "action": "registered-model-alias-set"},
+            "modelregistry": {"model": {"name": "fraud-detector", "version": version}}})
+
+    with misbehaving("slow") as server:
+        runner = Runner(es, rules, namespace, _targets(server.url, webhook, timeout_s=5.0), "a")
+        timed = _Timed(runner)
+        alias("1")
+        time.sleep(1.2)
+        timed.cycle()  # the baseline: nothing sent
+        alias("2")
+        time.sleep(1.2)
+        timed.next()  # 1 -> 2: sent to hook at once, to bad in flight for SLOW_S
+        assert server.arrived.wait(10)
+        alias("3")  # a second change while the first is in flight to bad
+        until = time.monotonic() + SLOW_S + 8
+        while time.monotonic() < until:
+            timed.next()
+    changes = [(p["event"]["previous"], p["event"]["modelregistry.model.version"]) for p, _ in Receiver.received]
+    assert changes == [("1", "2"), ("2", "3")]  # hook: each change once
+    bodies = [json.loads(body)["event"] for _at, _head, body in server.requests]
+    assert [(b["previous"], b["modelregistry.model.version"]) for b in bodies] == [("1", "2"), ("2", "3")]
+    state = es.get(index=runner.store.index, id=alert_id("champion-moved", "fraud-detector"))["_source"]
+    assert "outbox" not in state and "outbox_claimed_by" not in state
+
+
 def test_a_later_cycle_writing_a_held_alert_loses_no_outcome(es: Elasticsearch, namespace: str, tmp_path: Path,
                                                            webhook) -> None:
     """While a send is in flight its alert document is still written by later cycles (here: the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import ssl
@@ -281,6 +282,8 @@ class Echo(BaseHTTPRequestHandler):
         Echo.seen.append({k.lower(): v for k, v in self.headers.items()})
         status = 200 if "ok" in self.path else 400
         said = (f"bad request, you sent: authorization={self.headers.get('Authorization')} ").encode() + body[:120]
+        if "bare" in self.path:  # the credential alone, without its scheme word
+            said = f"bad credential: {(self.headers.get('Authorization') or '').split()[-1]}".encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(said)))
         self.end_headers()
@@ -338,6 +341,30 @@ def test_secrets_from_env_are_stripped_and_never_reach_an_error(echo, monkeypatc
         _email(25, ca_file=None).check()  # SMTP_PASSWORD is not set in this test
 
 
+def test_a_credential_quoted_alone_or_as_basic_auth_is_masked(echo, monkeypatch) -> None:
+    """Masking the whole header value missed the token quoted alone and the Basic credentials
+    made from ``auth=`` or a URL's user and password."""
+    from rules.notify import AlertmanagerTarget
+
+    monkeypatch.setenv("AM_TOKEN", "am-token-456")
+    monkeypatch.setenv("SMS_TOKEN", "sms-pass-789")
+    user_url = echo.replace("http://", "http://hookuser:webhookpw@")
+    sends = {
+        "alertmanager": lambda: AlertmanagerTarget(type="alertmanager", url=echo + "/bare",
+                                                   bearer_token_env="AM_TOKEN").send(PAYLOAD),
+        "sms": lambda: SmsTarget(type="sms", url=echo + "/bare", username="AC1", password_env="SMS_TOKEN", to="1",
+                                 sender="2").send(PAYLOAD),
+        "webhook": lambda: WebhookTarget(url=user_url + "/bare").send(PAYLOAD),
+    }
+    for name, send in sends.items():
+        with pytest.raises(DeliveryFailed) as failed:
+            send()
+        assert str(failed.value) == "HTTP 400: bad credential: ***", name
+    assert [seen["authorization"] for seen in Echo.seen] == [
+        "Bearer am-token-456", "Basic " + base64.b64encode(b"AC1:sms-pass-789").decode(),
+        "Basic " + base64.b64encode(b"hookuser:webhookpw").decode()]
+
+
 def test_a_slack_url_quoted_back_in_an_answer_is_masked(http_receiver, monkeypatch) -> None:
     monkeypatch.setenv("SLACK_URL", http_receiver + "/fail/T000/B000/XXXXsecretpath")
     with pytest.raises(DeliveryFailed) as failed:
@@ -368,9 +395,11 @@ rules:
 
 
 class DripSmtp:
-    """Greets, then answers EHLO one byte a second."""
+    """Greets, then answers EHLO one byte a second; or (``greeting``) drips the greeting itself;
+    or (``endless``) greets with continuation lines without end, as fast as they are taken."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "ehlo") -> None:
+        self.mode = mode
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
@@ -383,9 +412,19 @@ class DripSmtp:
         except OSError:
             return
         with conn:
-            conn.sendall(b"220 drip ESMTP\r\n")
-            conn.recv(1024)
-            for byte in b"250-drip\r\n250 STARTTLS\r\n":
+            if self.mode == "endless":
+                line = b"220-" + b"x" * 1000 + b"\r\n"
+                while not self.closing.is_set():
+                    try:
+                        conn.sendall(line * 64)
+                    except OSError:
+                        return
+                return
+            if self.mode == "ehlo":
+                conn.sendall(b"220 drip ESMTP\r\n")
+                conn.recv(1024)
+            answer = b"220 drip ESMTP\r\n" if self.mode == "greeting" else b"250-drip\r\n250 STARTTLS\r\n"
+            for byte in answer:
                 if self.closing.wait(1.0):
                     return
                 try:
@@ -398,10 +437,12 @@ class DripSmtp:
         self.sock.close()
 
 
-def test_an_smtp_session_ends_by_its_timeout(monkeypatch) -> None:
+@pytest.mark.parametrize("mode", ["ehlo", "greeting"])
+def test_an_smtp_session_ends_by_its_timeout(monkeypatch, mode: str) -> None:
+    """The greeting too: smtplib reads it while it connects, before the session is under way."""
     import time
 
-    server = DripSmtp()
+    server = DripSmtp(mode)
     try:
         monkeypatch.setenv("SMTP_PASSWORD", "mail-pass")
         target = _email(server.sock.getsockname()[1], timeout_s=2)
@@ -412,3 +453,21 @@ def test_an_smtp_session_ends_by_its_timeout(monkeypatch) -> None:
         assert str(failed.value) == "timed out: the mail server did not finish within 2 s" and failed.value.retryable
     finally:
         server.close()
+
+
+def test_an_endless_smtp_greeting_is_cut_at_the_reply_cap_not_read_to_the_end(monkeypatch) -> None:
+    """A greeting of continuation lines without end grew the runner by 1.5 GB in 4 s."""
+    import resource
+
+    monkeypatch.setenv("SMTP_PASSWORD", "mail-pass")
+    server = DripSmtp("endless")
+    try:
+        target = _email(server.sock.getsockname()[1], timeout_s=5)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(DeliveryFailed) as failed:
+            target.send(PAYLOAD)
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    finally:
+        server.close()
+    assert str(failed.value) == "SMTPServerDisconnected" and failed.value.retryable
+    assert grown_mb < 50, grown_mb

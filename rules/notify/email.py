@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import os
 import smtplib
 import socket
 import ssl
@@ -77,9 +76,10 @@ class EmailTarget(Notifier):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            smtp = smtplib.SMTP(self.host, self.port, timeout=min(self.timeout_s, left))
+            smtp = _Session(timeout=min(self.timeout_s, left))  # not connected yet: the watchdog is armed first
             try:
-                with _watchdog(smtp.sock, deadline, cut):
+                with _watchdog(smtp, deadline, cut):
+                    smtp.connect(self.host, self.port)  # the greeting is read here, under the deadline
                     if self.starttls:
                         smtp.starttls(context=self._tls())
                     if self.username:
@@ -122,18 +122,58 @@ def _smtp_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError, ValueError))
 
 
+MAX_REPLY_BYTES = 64 * 1024  # one SMTP reply, continuation lines included (a greeting is a few hundred)
+
+
+class _CappedReader:
+    """The reply stream of a session, refusing a reply longer than :data:`MAX_REPLY_BYTES`:
+    smtplib keeps reading ``220-`` continuation lines for as long as the server sends them."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.left = MAX_REPLY_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self.raw.readline(size)
+        self.left -= len(line)
+        if self.left < 0:
+            raise smtplib.SMTPServerDisconnected(f"the mail server's answer is longer than {MAX_REPLY_BYTES} bytes")
+        return line
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _Session(smtplib.SMTP):
+    """smtplib's client, each reply read through a :class:`_CappedReader` of its own, and
+    connected after it was made (so that the watchdog is armed before the greeting is read)."""
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> tuple[int, bytes]:
+        self._host = host  # STARTTLS checks the certificate against it (smtplib sets it only in __init__)
+        return super().connect(host, port, source_address)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.sock is not None:
+            if self.file is None:
+                self.file = _CappedReader(self.sock.makefile("rb"))
+            elif isinstance(self.file, _CappedReader):
+                self.file.left = MAX_REPLY_BYTES
+        return super().getreply()
+
+
 @contextlib.contextmanager
-def _watchdog(sock: socket.socket | None, deadline: float, cut: threading.Event) -> Iterator[None]:
+def _watchdog(smtp: smtplib.SMTP, deadline: float, cut: threading.Event) -> Iterator[None]:
     """Shuts the session's connection down (waking any blocked read or write) if ``deadline``
-    passes first. A duplicate of the descriptor is shut down, not the socket smtplib holds: the
-    shutdown reaches the connection, and the duplicate is closed after the session."""
-    raw = socket.socket(fileno=os.dup(sock.fileno())) if sock is not None else None
+    passes first, from the connect on: the socket is looked up when the deadline comes (a server
+    dripping its greeting is cut as one dripping any later answer). Shutting a socket down does
+    not close it: smtplib still closes it, once."""
 
     def fire() -> None:
         cut.set()
-        if raw is not None:
+        sock = smtp.sock
+        if sock is not None:
             try:
-                raw.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -144,5 +184,3 @@ def _watchdog(sock: socket.socket | None, deadline: float, cut: threading.Event)
         yield
     finally:
         timer.cancel()
-        if raw is not None:
-            raw.close()
