@@ -353,6 +353,17 @@ def test_a_secret_quoted_past_the_200_characters_kept_is_not_left_half_in_the_me
     assert result.message.endswith(" Accept-Encoding: identity Authorization: ***")
 
 
+def test_a_token_quoted_alone_without_its_scheme_word_is_masked(monkeypatch) -> None:
+    """Masking the header value (``Bearer T``) missed a server quoting ``T`` alone."""
+    monkeypatch.setenv("REG_TOKEN", "Bearer s3cret-token-value")
+    with hostile_server("echo_token") as server:
+        target = TargetSettings.model_validate({"name": "reg", "url": f"{server.url}/health", "timeout_s": 5,
+                                                "headers_from_env": {"Authorization": "REG_TOKEN"}})
+        with http_client(target) as client:
+            (result,) = check_target(client, target)
+    assert (result.reason, result.status, result.message) == ("unexpected_status", 401, "HTTP 401: bad token: ***")
+
+
 @pytest.mark.parametrize("value, problem", [
     (None, "environment variable REG_TOKEN is not set or empty"),
     ("", "environment variable REG_TOKEN is not set or empty"),

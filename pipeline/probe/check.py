@@ -164,8 +164,8 @@ def describe(reason: str, exc: BaseException | None, timeout_s: float) -> str:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for secret in secrets:
+    """``text`` with every secret value replaced by ``***`` (the longest first: one may hold another)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
     return text
@@ -304,7 +304,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     started = time.time()
     clock = time.monotonic()
     deadline = clock + timeout_s
-    secrets = [v for v in (headers or {}).values() if v] + _url_secrets(url)
+    # a header value, and the credential after its scheme word (``Bearer T``): quoted alone too
+    secrets = [part for v in (headers or {}).values() if v for part in (v, *v.split()[1:]) if len(part) >= 4]
+    secrets += _url_secrets(url)
     shown_url = redact_userinfo(url)
     sent_headers = {"Accept-Encoding": "identity", **(headers or {})}
 

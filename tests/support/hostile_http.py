@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-MODES = ("drip_body", "drip_headers", "endless", "silent", "echo", "ok", "gzip_bomb")
+MODES = ("drip_body", "drip_headers", "endless", "silent", "echo", "echo_token", "ok", "gzip_bomb")
 
 
 @functools.cache
@@ -115,6 +115,12 @@ class HostileServer:
                            b"Connection: close\r\n\r\nOK")
             elif self.mode == "echo":
                 body = head.split(b"\r\n\r\n")[0]
+                self._send(conn, b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: "
+                           + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            elif self.mode == "echo_token":  # the credential alone, without its scheme word
+                words = next((line.split() for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"authorization:")), [b""])
+                body = b"bad token: " + words[-1]
                 self._send(conn, b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: "
                            + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
             elif self.mode == "drip_body":
