@@ -18,6 +18,7 @@ COPY requirements.lock ./
 RUN pip install --no-compile --require-hashes --no-deps --only-binary=:all: -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY regwatch ./regwatch
+COPY contract ./contract
 COPY pipeline ./pipeline
 COPY parsers ./parsers
 COPY rules ./rules

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kibana.kql import compile_kql
+from contract.kql import compile_kql
 
 # A date histogram with interval "auto" has no fixed width until a time range is picked; the
 # test asks for minutes, fine enough for an hour of demo data.

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kibana.fields import kibana_type
-from parsers import streams
+from contract import streams
+from contract.fields import kibana_type
+from contract.views import DATA_VIEWS
 
 NDJSON = Path(__file__).with_name("regwatch.ndjson")
 
@@ -59,16 +60,6 @@ def saved_object(type_: str, id_: str, attributes: dict[str, Any], references: l
 
 
 # -- data views --------------------------------------------------------------------------------
-
-_TITLES = {"registration": "registrations", "retrieval": "retrievals", "version": "version changes",
-           "error": "errors", "access": "access", "deadletter": "dead-letters", "alert": "alerts",
-           "availability": "availability"}
-DATA_VIEWS = {
-    "regwatch-events": ("regwatch: all events", f"logs-{streams.PRODUCT}.*"),
-    **{f"regwatch-{kind}": (f"regwatch: {_TITLES[kind]}", streams.pattern(kind=kind, kind_type=kind_type))
-       for kind_type, kind in streams.all_kinds() if kind in _TITLES},
-}
-
 
 # -- visualization specs -----------------------------------------------------------------------
 

@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import structlog
 
+from contract.timestamps import now_iso
 from parsers.errors import ParseError
 from parsers.events import ParseContext, deadletter_document, event_document, kind_of
 from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
 from parsers.formats.audit import parse_canonical, parse_cloudtrail, parse_databricks
 from parsers.formats.json_access import parse_nginx_json
 from parsers.routes import Router, router_for
-from parsers.timestamps import now_iso
 
 log = structlog.get_logger(__name__)
 

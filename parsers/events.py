@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
-from parsers import streams
+from contract import streams
 from parsers.routes import Route
 
 

@@ -13,8 +13,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contract.validation import first_problem
 from parsers.errors import ParseError
-from parsers.validation import first_problem
 
 RegistryEvent = Literal[
     "registered_model.created",

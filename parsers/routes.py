@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from parsers.validation import StrictModel, problems
-from parsers.yamlfile import YamlFileError, load_yaml
+from contract.validation import StrictModel, problems
+from contract.yamlfile import YamlFileError, load_yaml
 
 Kind = Literal["registration", "retrieval", "version", "access"]
 Operation = Literal["registration", "retrieval", "version", "other"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import structlog
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
-from parsers.streams import all_kinds, data_stream_name
-from parsers.timestamps import now_iso
+from contract.streams import all_kinds, data_stream_name
+from contract.timestamps import now_iso
 
 log = structlog.get_logger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from parsers.mlflow_webhook import REGISTRY_EVENTS
+from typing import Any
 
 # MLflow refuses plain-http and private-address receivers unless its server allows them.
 _HINT = ("MLflow refuses plain-http or private-address receivers by default: start the MLflow server with "
@@ -29,23 +29,25 @@ def receiver_url(url: str) -> str:
     return url if url.endswith("/mlflow/webhook") else url + "/mlflow/webhook"
 
 
-def register(mlflow_url: str, url: str, name: str, secret: str) -> Registered:
-    """Create or update the webhook named ``name``, then have MLflow test it."""
+def register(mlflow_url: str, url: str, name: str, secret: str, events: Sequence[str]) -> Registered:
+    """Create or update the webhook named ``name`` for ``events`` (the audit format's registry events),
+    then have MLflow test it."""
     try:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
     except ImportError:
         raise RegistrationError("mlflow is not installed: pip install 'regwatch[demo]'") from None
     client = MlflowClient(mlflow_url)
+    wanted: list[Any] = list(events)  # MLflow types them as its own literals
     url = receiver_url(url)
     try:
         existing = [w for w in client.list_webhooks() if w.name == name]
         if existing:
-            webhook = client.update_webhook(existing[0].webhook_id, url=url, events=list(REGISTRY_EVENTS),
+            webhook = client.update_webhook(existing[0].webhook_id, url=url, events=wanted,
                                             secret=secret, status="ACTIVE")
             verb = "updated"
         else:
-            webhook = client.create_webhook(name=name, url=url, events=list(REGISTRY_EVENTS),
+            webhook = client.create_webhook(name=name, url=url, events=wanted,
                                             secret=secret, description="regwatch audit trail")
             verb = "created"
         result = client.test_webhook(webhook.webhook_id)

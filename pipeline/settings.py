@@ -11,7 +11,7 @@ import socket
 
 from pydantic import Field
 
-from parsers.validation import StrictModel
+from contract.validation import StrictModel
 
 
 class BatchSettings(StrictModel):

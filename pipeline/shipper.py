@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from parsers.timestamps import now_iso
+from contract.timestamps import now_iso
 from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.docid import id_prefix
 from pipeline.heartbeat import Heartbeat

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import structlog
-import yaml
 from elasticsearch import ApiError, Elasticsearch
 
-from parsers.streams import all_kinds
+from contract.mappings import mappings
+from contract.streams import all_kinds
 
 log = structlog.get_logger(__name__)
 
@@ -17,11 +16,6 @@ MAPPINGS_COMPONENT = "modelregistry@mappings"
 SETTINGS_COMPONENT = "modelregistry@settings"
 TEMPLATE_PRIORITY = 250  # above the stack's built-in logs-*-* / metrics-*-* (100)
 DEFAULT_RETENTION = "90d"
-
-
-def mappings() -> dict[str, Any]:
-    text = resources.files("pipeline").joinpath("templates/mappings.yaml").read_text()
-    return yaml.safe_load(text)
 
 
 def index_template_body(kind_type: str, kind: str, retention: str | None) -> dict[str, Any]:

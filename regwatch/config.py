@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 
-from parsers.validation import StrictModel, problems
-from parsers.yamlfile import YamlFileError, load_yaml
+from contract.secrets import redact_userinfo
+from contract.validation import StrictModel, problems
+from contract.yamlfile import YamlFileError, load_yaml
 from pipeline.probe.settings import ProbeSettings
 from pipeline.settings import ShipSettings
 from rules.notify import Target
@@ -47,7 +48,7 @@ class ElasticsearchConfig(StrictModel):
         for host in hosts:
             scheme, sep, rest = host.partition("://")
             if not sep or scheme not in ("http", "https") or not rest.strip("/") or any(c.isspace() for c in host):
-                raise ValueError(f"{redact_url(host)!r} is not an http(s) URL")
+                raise ValueError(f"{redact_userinfo(host, keep_user=True)!r} is not an http(s) URL")
         return hosts
 
     def warnings(self) -> list[str]:
@@ -63,7 +64,7 @@ class ElasticsearchConfig(StrictModel):
         for host in self.hosts:
             user, sep, _ = host.partition("://")[2].partition("/")[0].rpartition("@")
             if sep and ":" not in user:
-                found.append(f"{redact_url(host)}: a user name without a password")
+                found.append(f"{redact_userinfo(host, keep_user=True)}: a user name without a password")
         return found
 
     def client_options(self) -> dict:
@@ -186,19 +187,6 @@ def valid_namespace(value: str) -> str:
 
 class ConfigError(ValueError):
     """A config file that cannot be read or does not validate; the message names the key."""
-
-
-def redact_url(url: str) -> str:
-    """``https://user:secret@host`` -> ``https://user:***@host``: URLs are printed, passwords never."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def load_config(path: Path | None) -> Config:

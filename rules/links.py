@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from parsers.timestamps import iso_from_epoch
+from contract.timestamps import iso_from_epoch
 from rules.query import group_values
 
 _ID = re.compile(r"^[^-0-9 '!:(),*@$][^ '!:(),*@$]*$")
@@ -50,7 +50,7 @@ def data_view_of(rule: Any) -> str | None:
     """The rule's data view: its own, else the shipped view of its one kind, else of all events."""
     if rule.data_view or rule.index is not None:
         return rule.data_view
-    from kibana.objects import DATA_VIEWS
+    from contract.views import DATA_VIEWS
 
     view = f"regwatch-{rule.kinds[0]}" if len(rule.kinds) == 1 else "regwatch-events"
     return view if view in DATA_VIEWS else "regwatch-events"

@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from parsers.streams import EVENT_KINDS, StreamKind
-from parsers.validation import StrictModel, location
-from parsers.yamlfile import YamlFileError, load_yaml
+from contract.streams import EVENT_KINDS, StreamKind
+from contract.validation import StrictModel, location
+from contract.yamlfile import YamlFileError, load_yaml
 from rules.notify import MESSAGE_FIELDS, UnsafeTemplate, check_template
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -171,7 +171,7 @@ class RuleBase(StrictModel):
     @classmethod
     def _kql(cls, value: str | None) -> str | None:
         if value is not None:
-            from kibana.kql import KqlError, to_dsl
+            from contract.kql import KqlError, to_dsl
 
             try:
                 to_dsl(value)

@@ -15,7 +15,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from parsers import streams
+from contract import streams
 from rules.states import ACTIVE
 
 REGISTRY_KINDS = ("registration", "retrieval", "version", "error")

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from elasticsearch import ApiError, BadRequestError
 
-from parsers.streams import data_stream_name
+from contract.streams import data_stream_name
 from rules.model import Rule
 
 NO_GROUP = "*"
@@ -69,7 +69,7 @@ def time_range(rule: Rule, start: float | None, end: float | None) -> dict[str, 
 
 def selection(rule: Rule) -> list[dict[str, Any]]:
     """The rule's own filters, whatever the time: query string, KQL, Query DSL, exact terms."""
-    from kibana.kql import to_dsl
+    from contract.kql import to_dsl
 
     out: list[dict[str, Any]] = []
     if rule.filter:
@@ -198,7 +198,7 @@ def check_queries(client: Any, rules: list[Rule], index: str, namespace: str) ->
             if key == "query":
                 query = text
             elif key == "kql":
-                from kibana.kql import to_dsl
+                from contract.kql import to_dsl
 
                 query = to_dsl(text)
             else:

@@ -34,8 +34,8 @@ import structlog
 from elastic_transport import TransportError
 from elasticsearch import ApiError, ConflictError, Elasticsearch
 
-from parsers import streams
-from parsers.timestamps import iso_from_epoch
+from contract import streams
+from contract.timestamps import iso_from_epoch
 from rules.links import discover_url
 from rules.metrics import RunnerMetrics
 from rules.model import ChangeRule, Rule, ThresholdRule

@@ -448,7 +448,7 @@ def test_dockerfile_builds_a_complete_package_and_runs_unprivileged(tmp_path: Pa
     assert done.returncode == 0, done.stderr[-2000:]
     wheel = next((tmp_path / "wheel").glob("regwatch-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("regwatch/cli/__init__.py", "pipeline/roles.yaml", "pipeline/templates/mappings.yaml",
+    for needed in ("regwatch/cli/__init__.py", "pipeline/roles.yaml", "contract/mappings.yaml",
                    "parsers/routes/mlflow.yaml", "rules/builtin/registry.yaml", "regwatch/packages.yaml",
                    "regwatch/demo/demo.yaml", "kibana/regwatch.ndjson", "grafana/regwatch.json"):
         assert needed in names, f"{needed} not in the image's package"

@@ -7,7 +7,7 @@ import sys
 
 from elasticsearch import Elasticsearch
 
-from parsers import streams
+from contract import streams
 
 
 def test_node_is_real_elasticsearch(es: Elasticsearch) -> None:

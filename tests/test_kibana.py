@@ -21,11 +21,11 @@ import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
-from kibana.fields import KIBANA_TYPES, fields, flatten
-from kibana.kql import KqlError, compile_kql, fields_named
+from contract.fields import KIBANA_TYPES, fields, flatten
+from contract.kql import KqlError, compile_kql, fields_named
+from contract.streams import data_stream_name, dataset
 from kibana.lens_query import lens_request, metric_values
 from kibana.objects import CALL_KINDS, CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
-from parsers.streams import data_stream_name, dataset
 from support.kibana_checker import (
     DURATION_INPUTS,
     DURATION_OUTPUTS,

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kibana.kql import KqlError, to_dsl
+from contract.kql import KqlError, to_dsl
 from rules.links import discover_url, rison
 from rules.notify import OpsgenieTarget, PagerDutyTarget
 from rules.runner import Runner

@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contract.validation import first_problem
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import is_ip, load_json_object, model_fields
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any
-from parsers.validation import first_problem
 from parsers.values import json_loads, status_code
 
 _load = load_json_object

@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from parsers.validation import redact_userinfo
+from contract.secrets import redact_userinfo
 
 STATUS_TEXT_BYTES = 512  # read of a bad status's body: enough to say what the server said
 JOIN_GRACE_S = 1.0  # how long the caller waits for a cancelled worker before leaving it

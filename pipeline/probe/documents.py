@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from parsers import streams
-from parsers.timestamps import iso_from_epoch, now_iso
-from parsers.validation import redact_userinfo
+from contract import streams
+from contract.secrets import redact_userinfo
+from contract.timestamps import iso_from_epoch, now_iso
 from pipeline.docid import keyed_id
 from pipeline.probe.check import CheckResult
 

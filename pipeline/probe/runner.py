@@ -12,7 +12,7 @@ import httpx
 import structlog
 from elasticsearch import Elasticsearch
 
-from parsers.validation import redact_userinfo
+from contract.secrets import redact_userinfo
 from pipeline.probe.check import JOIN_GRACE_S, Answer, CheckResult, scrub, timed_request
 from pipeline.probe.documents import availability_document, resource_document
 from pipeline.probe.metrics import ProbeMetrics

@@ -9,7 +9,8 @@ from typing import Annotated
 import httpx
 from pydantic import Field, FilePath, field_validator, model_validator
 
-from parsers.validation import SecretError, StrictModel, redact_userinfo, secret_from_env
+from contract.secrets import SecretError, redact_userinfo, secret_from_env
+from contract.validation import StrictModel
 
 # RFC 9110 token: what a header name may be made of
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

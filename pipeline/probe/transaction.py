@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field
 
-from parsers.validation import StrictModel
-from parsers.yamlfile import load_yaml
+from contract.validation import StrictModel
+from contract.yamlfile import load_yaml
 from pipeline.probe.check import Answer, CheckResult, timed_request
 from pipeline.probe.settings import TargetSettings
 

@@ -93,12 +93,12 @@ def _elasticsearch(settings) -> Iterator[None]:
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
-    from regwatch.config import redact_url
+    from contract.secrets import redact_userinfo
 
     try:
         yield
     except (TransportError, ApiError) as exc:
-        hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
+        hosts = ", ".join(redact_userinfo(h, keep_user=True) for h in settings.elasticsearch.hosts)
         detail = getattr(exc, "message", None) or str(exc)
         raise PluginError(f"Elasticsearch at {hosts}: {type(exc).__name__}: {' '.join(str(detail).split())[:300]}") \
             from None
@@ -135,7 +135,7 @@ def check_target(
     critical: Critical = None,
 ) -> None:
     """Health check (and synthetic transaction) of one target; -w/-c on the slowest step, seconds."""
-    from parsers.validation import SecretError
+    from contract.secrets import SecretError
     from pipeline.probe.runner import check_target as run_checks
     from pipeline.probe.runner import http_client
 

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from contract.secrets import redact_userinfo
 from regwatch.cli.terminal import printable
-from regwatch.config import redact_url
 from regwatch.logging import configure as configure_logging
 
 err = Console(stderr=True)
@@ -70,7 +70,7 @@ def elasticsearch_errors(settings):
     try:
         yield
     except (TransportError, ApiError) as exc:
-        hosts = ", ".join(redact_url(h) for h in settings.elasticsearch.hosts)
+        hosts = ", ".join(redact_userinfo(h, keep_user=True) for h in settings.elasticsearch.hosts)
         detail = getattr(exc, "message", None) or type(exc).__name__
         body = getattr(exc, "body", None)
         if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("reason"):

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from contract.secrets import redact_userinfo
 from regwatch import localnode
 from regwatch.cli.common import err, fail
 from regwatch.cli.terminal import printable
-from regwatch.config import redact_url
 
 app = typer.Typer(no_args_is_help=True,
                   help="A local Elasticsearch (one node or a small cluster) for tests and the demo.")
@@ -38,7 +38,7 @@ def es_up(
         fail(str(exc))
     verb = "started" if node.started else "reused"
     err.print(f"{verb} ({node.source}) in {time.monotonic() - started:.1f}s")
-    typer.echo(redact_url(node.url))
+    typer.echo(redact_userinfo(node.url, keep_user=True))
 
 
 @app.command("down")
@@ -61,7 +61,7 @@ def es_status(
         info = localnode.status()
     except localnode.NodeError as exc:
         fail(str(exc))
-    info["url"] = redact_url(info["url"])
+    info["url"] = redact_userinfo(info["url"], keep_user=True)
     health = info.get("health") or {}
     if as_json:
         typer.echo(json.dumps(info, indent=2))

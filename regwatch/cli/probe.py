@@ -25,7 +25,7 @@ def probe(
     import signal
     import threading
 
-    from parsers.validation import SecretError
+    from contract.secrets import SecretError
     from pipeline.probe.runner import Probe
     from regwatch.esclient import client_from_config
 

@@ -96,7 +96,7 @@ def audit_receiver_register(
 
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry is not the operator's news
     try:
-        done = register(mlflow, url, name, secret)
+        done = register(mlflow, url, name, secret, REGISTRY_EVENTS)
     except RegistrationError as exc:
         fail(str(exc))
     err.print(f"{done.verb} webhook {done.webhook_id} -> {done.url} for {', '.join(REGISTRY_EVENTS)}")

@@ -251,7 +251,7 @@ def rules_test(
     now. Reads only: nothing is written, nobody is notified."""
     import json
 
-    from parsers.timestamps import iso_from_epoch
+    from contract.timestamps import iso_from_epoch
     from regwatch.esclient import client_from_config
     from rules.backtest import dry_run
 
@@ -286,7 +286,7 @@ def rules_backtest(
     folder: Annotated[Path | None, typer.Option(help="rules folder (default: the config's)")] = None,
 ) -> None:
     """Replay a rule over stored history: when it would have fired and resolved."""
-    from parsers.timestamps import iso_from_epoch
+    from contract.timestamps import iso_from_epoch
     from regwatch.esclient import client_from_config
     from rules.backtest import MAX_WINDOWS, backtest, window_count
     from rules.model import duration_text
@@ -329,7 +329,7 @@ def _rules_or_none(settings) -> list:
 
 def _unstamped(client, settings) -> dict[str, int]:
     """Documents without ``event.ingested`` in what the rules read by it, per index pattern."""
-    from parsers.streams import PRODUCT
+    from contract.streams import PRODUCT
     from rules.model import RuleError, load_rules
 
     patterns = {f"logs-{PRODUCT}.*-{settings.namespace}"}

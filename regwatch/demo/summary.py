@@ -14,7 +14,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from parsers import streams
+from contract import streams
 from parsers.events import event_kind
 from parsers.routes import builtin
 from regwatch.demo.webhook_sink import received
@@ -117,9 +117,9 @@ def summarise(es: Elasticsearch, namespace: str, run_id: str, since: float, trut
 
 def queries(es_url: str, namespace: str) -> list[tuple[str, str]]:
     """Three questions to paste into a shell, with the node's URL (never its credentials)."""
-    from regwatch.config import redact_url
+    from contract.secrets import redact_userinfo
 
-    base = redact_url(es_url).rstrip("/")
+    base = redact_userinfo(es_url, keep_user=True).rstrip("/")
     pattern = streams.pattern(namespace)
     header = "-H 'Content-Type: application/json'"
     return [

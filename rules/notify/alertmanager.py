@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator
 
-from parsers.timestamps import iso_from_epoch
-from parsers.validation import redact_userinfo
+from contract.secrets import redact_userinfo
+from contract.timestamps import iso_from_epoch
 from rules.notify.base import Notifier, check_url, secret_from_env
 
 # The label an alert's group is given, by the rule's group_by; any other field: "group".

@@ -29,8 +29,9 @@ import httpx
 import structlog
 from pydantic import Field
 
-from parsers.validation import SecretError, StrictModel, redact_userinfo
-from parsers.validation import secret_from_env as _env_secret
+from contract.secrets import SecretError, redact_userinfo
+from contract.secrets import secret_from_env as _env_secret
+from contract.validation import StrictModel
 from rules.notify import http
 
 log = structlog.get_logger(__name__)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from parsers.timestamps import iso_from_epoch
+from contract.timestamps import iso_from_epoch
 from rules.notify.base import Notifier, check_url, secret_from_env, title
 
 SEVERITIES = {"critical": "critical", "warning": "warning", "info": "info"}

@@ -44,8 +44,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kibana.fields import fields
-from kibana.kql import KqlError, compile_kql
+from contract.fields import fields
+from contract.kql import KqlError, compile_kql
 
 KIBANA = "elastic/kibana:"
 SAVED_OBJECTS = "src/core/packages/saved-objects/"

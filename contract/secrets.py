@@ -1,37 +1,14 @@
-"""Validation at the boundaries, the one way: a strict base model and one error formatter.
+"""Secrets at the boundaries: read from the environment only, never printed, never stored.
 
-Every model read from a file or a request (configuration, rules, route tables, notifiers, audit
-records) forbids unknown keys and is frozen; its errors are told as ``key.path: message``, without
-the offending value (a value may be a secret).
+A secret named in a file would end up in backups and ``ps``; one printed in an error would end up
+in logs and alert documents. So every room reads its secrets here, and every URL it stores or
+prints loses its credentials here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors, values do not change once validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top)"
-
-
-def problems(exc: ValidationError, separator: str = "; ") -> str:
-    """Every error: ``inputs.0.format: Input should be ...; metrics_port: ...``."""
-    return separator.join(f"{location(err['loc'])}: {err['msg']}" for err in exc.errors())
-
-
-def first_problem(exc: ValidationError) -> str:
-    """The first error only: what a dead-letter's one-line reason says."""
-    first = exc.errors()[0]
-    return f"{location(first['loc'])}: {first['msg']}"
 
 
 class SecretError(ValueError):
@@ -55,9 +32,11 @@ def secret_from_env(name: str, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def redact_userinfo(url: str) -> str:
-    """``https://user:secret@host/p`` -> ``https://host/p``: a URL that is stored or printed never
-    carries credentials (a user name can be a token too)."""
+def redact_userinfo(url: str, keep_user: bool = False) -> str:
+    """``https://user:secret@host/p`` -> ``https://host/p``: a URL that is stored or sent on never
+    carries credentials (a user name can be a token too). ``keep_user`` gives
+    ``https://user:***@host/p``, for the operator's own terminal, where the user name tells which
+    account is configured."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -67,6 +46,9 @@ def redact_userinfo(url: str) -> str:
         if at != -1:
             cut = min(cut, at)
     authority, tail = rest[:cut], rest[cut:]
-    if "@" not in authority:
+    userinfo, sign, host = authority.rpartition("@")
+    if not sign:
         return url
-    return f"{scheme}://{authority.rpartition('@')[2]}{tail}"
+    if keep_user:
+        return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}{tail}"
+    return f"{scheme}://{host}{tail}"

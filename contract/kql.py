@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kibana.fields import Field, fields
+from contract.fields import Field, fields
 
 # (construct, field, text) -> the value to query with; raises KqlError to refuse. Constructs:
 # match, phrase, exists, wildcard, range, free, nested, list.

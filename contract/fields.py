@@ -1,6 +1,6 @@
 """The fields a data view sees, with the type Kibana gives each one.
 
-Every regwatch data stream shares one mapping (``pipeline/templates/mappings.yaml``), so one
+Every regwatch data stream shares one mapping (``contract/mappings.yaml``), so one
 table serves every data view. Kibana does not use Elasticsearch's type names: a data view field
 of type ``keyword`` is a ``string``, ``long`` a ``number`` (the table in ``@kbn/field-types``,
 ``src/platform/packages/shared/kbn-field-types/src/kbn_field_types_factory.ts``). Lens writes that
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pipeline.templates import mappings
+from contract.mappings import mappings
 
 # Elasticsearch type -> Kibana field type (kbn_field_types_factory.ts), the types our mapping uses.
 KIBANA_TYPES = {
