@@ -16,7 +16,10 @@ from rich.text import Text
 
 from regwatch.cli import check, demo, deps, es, kibana, probe, receiver, rules, shipping, top
 from regwatch.cli.common import err, set_log_level
+from regwatch.cli.help_labels import use_readable_labels
 from regwatch.cli.terminal import printable
+
+use_readable_labels()  # TEXT, PATH, RULE in --help, not <str>, <path>, <bool>
 
 # Tracebacks never show locals (a bind failure once printed the webhook secret that way).
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False,
