@@ -5,9 +5,8 @@
 1. Shipping: events/s of one ``regwatch ship --once`` over a file of MLflow nginx lines of every
    kind, then of three shippers (three files, three host names) together.
 2. Node loss: the longest pause in indexing (no new event visible) after ``kill -9`` of a data
-   node, then of the elected master, while three shippers ship 200,000 lines
-   (tests/support/cluster.py, the scenario tests/test_cluster.py asserts); the node is brought
-   back after each.
+   node, then of the elected master, while three shippers ship 200,000 lines (bench/cluster.py;
+   tests/test_cluster.py asserts the same scenario); the node is brought back after each.
 3. Disk: ``--events`` documents of every kind (the parsers' own encoding, ids as the shipper's),
    spread over 7 days, force-merged to one segment: bytes per million events of each kind
    (primaries, and with the replica).
@@ -31,66 +30,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from queue import Queue
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from cluster import Cluster, indexing_pause, start_cluster, stop_cluster
+from workload import NOW, registry_line, ship_config, write_log
 
-from parsers import LineParser, ParseContext  # noqa: E402
-from pipeline import templates  # noqa: E402
-from regwatch.logging import configure  # noqa: E402
-from support.cluster import Cluster, ship_through_node_loss, start_cluster, stop_cluster  # noqa: E402
+from parsers import LineParser, ParseContext
+from pipeline import templates
+from regwatch.logging import configure
 
-NOW = datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC)
-MODELS = [f"model-{i:03d}" for i in range(200)]
-USERS = [f"user{i}" for i in range(40)]
-# What a registry serves, by weight: reads dominate, writes are rare, errors a few percent.
-REQUESTS = [
-    (40, "GET", "/api/2.0/mlflow/registered-models/get?name={m}"),
-    (20, "GET", "/api/2.0/mlflow/model-versions/get?name={m}&version={v}"),
-    (12, "GET", "/api/2.0/mlflow/model-versions/get-download-uri?name={m}&version={v}"),
-    (10, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/{r}/artifacts/model/model.pkl"),
-    (5, "GET", "/api/2.0/mlflow/registered-models/search?max_results=100"),
-    (3, "POST", "/api/2.0/mlflow/model-versions/create"),
-    (2, "POST", "/api/2.0/mlflow/model-versions/transition-stage"),
-    (2, "POST", "/api/2.0/mlflow/registered-models/alias"),
-    (1, "POST", "/api/2.0/mlflow/registered-models/create"),
-    (5, "GET", "/health"),
-]
-WEIGHTS = [w for w, _, _ in REQUESTS]
-
-
-def registry_line(seq: int, rng: random.Random, when: datetime) -> bytes:
-    _, method, path = rng.choices(REQUESTS, WEIGHTS)[0]
-    path = path.format(m=rng.choice(MODELS), v=rng.randint(1, 30), r=f"{seq:032x}")
-    status = rng.choices((200, 404, 500, 503), (96, 2, 1.5, 0.5))[0]
-    latency = rng.lognormvariate(-3.5, 0.8)
-    sep = "&" if "?" in path else "?"
-    return (f'10.0.{seq % 250}.{seq % 7} - {rng.choice(USERS)} [{when:%d/%b/%Y:%H:%M:%S} +0000] '
-            f'"{method} {path}{sep}seq={seq} HTTP/1.1" {status} {rng.randint(100, 9000)} "-" '
-            f'"mlflow-python-client/3.1.0" rt={latency:.3f} uct="0.000" urt="{latency:.3f}"\n').encode()
-
-
-def write_log(path: Path, count: int, start: int) -> None:
-    rng = random.Random(start)
-    began = NOW - timedelta(hours=1)
-    with path.open("wb") as handle:
-        for i in range(start, start + count):
-            handle.write(registry_line(i, rng, began + timedelta(seconds=(i - start) * 3600 / count)))
-
-
-def ship_config(folder: Path, cluster: Cluster, namespace: str, log: Path, host: str, first: int) -> Path:
-    folder.mkdir(parents=True)
-    hosts = [cluster.urls[(first + k) % len(cluster.urls)] for k in range(len(cluster.urls))]
-    config = {"elasticsearch": {"hosts": hosts}, "namespace": namespace, "metrics_port": None, "host_name": host,
-              "checkpoint_file": str(folder / "checkpoints.json"), "inputs": [{"paths": [str(log)], "format": "nginx"}]}
-    path = folder / "c.yaml"
-    path.write_text(json.dumps(config))
-    return path
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def shipping(cluster: Cluster, workdir: Path, lines: int) -> dict[str, float]:
@@ -98,16 +50,15 @@ def shipping(cluster: Cluster, workdir: Path, lines: int) -> dict[str, float]:
     for i in range(3):
         logs.append(workdir / f"reg-{i}.log")
         write_log(logs[-1], lines, i * lines)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     regwatch = [sys.executable, "-m", "regwatch.cli", "ship", "--once", "-c"]
-    one = ship_config(workdir / "one", cluster, "capone", logs[0], "registry-0", 0)
+    one = ship_config(workdir / "one", cluster.urls, "capone", logs[0], "registry-0", 0)
     started = time.perf_counter()
-    subprocess.run([*regwatch, str(one)], check=True, env=env, capture_output=True)
+    subprocess.run([*regwatch, str(one)], check=True, capture_output=True)
     single = lines / (time.perf_counter() - started)
-    configs = [ship_config(workdir / f"three-{i}", cluster, "capthree", log, f"registry-{i}", i)
+    configs = [ship_config(workdir / f"three-{i}", cluster.urls, "capthree", log, f"registry-{i}", i)
                for i, log in enumerate(logs)]
     started = time.perf_counter()
-    processes = [subprocess.Popen([*regwatch, str(c)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes = [subprocess.Popen([*regwatch, str(c)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for c in configs]
     codes = [p.wait() for p in processes]
     together = 3 * lines / (time.perf_counter() - started)
@@ -120,9 +71,7 @@ def node_loss(cluster: Cluster, workdir: Path) -> dict[str, float]:
     for victim in ("data", "master"):
         folder = workdir / f"loss-{victim}"
         folder.mkdir()
-        run = ship_through_node_loss(cluster, folder, f"caploss{victim}", victim)
-        assert sum(run.counts.values()) == run.total and set(run.counts.values()) == {1}
-        figures[f"pause_after_{victim}_node_loss_s"] = run.pause_s
+        figures[f"pause_after_{victim}_node_loss_s"] = indexing_pause(cluster, folder, f"caploss{victim}", victim)
         cluster.bring_back()
     return figures
 
@@ -187,7 +136,7 @@ def disk(cluster: Cluster, namespace: str) -> dict[str, dict[str, float]]:
 
 
 def queries(cluster: Cluster, namespace: str) -> dict[str, dict[str, float]]:
-    text = (ROOT / "docs" / "queries.md").read_text()
+    text = (DOCS / "queries.md").read_text()
     found = re.findall(r"<!-- query:(\S+) index:(\S+) -->\s*```json\n(.*?)```", text, re.S)
     pinned = NOW.strftime("%Y-%m-%dT%H:%M:%SZ||")
     timings: dict[str, dict[str, float]] = {}

@@ -23,11 +23,9 @@ from pathlib import Path
 
 import orjson
 
+from parsers import LineParser, ParseContext
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from parsers import LineParser, ParseContext  # noqa: E402
-
 SAMPLES = ROOT / "tests" / "samples"
 START = datetime(2026, 11, 24, 23, 55, 28, tzinfo=UTC)
 

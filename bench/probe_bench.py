@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-
-def _serve(port_queue: multiprocessing.Queue) -> None:
-    from support.registry_stub import registry_stub
-
-    with registry_stub() as (url, _):
-        port_queue.put(url)
-        time.sleep(3600)
+from registry import serve
 
 
 def main() -> None:
@@ -33,7 +23,7 @@ def main() -> None:
     from pipeline.probe.settings import TargetSettings
 
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    stub = multiprocessing.Process(target=_serve, args=(queue,), daemon=True)
+    stub = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
     stub.start()
     url = queue.get(timeout=30)
     try:

@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from elasticsearch import Elasticsearch
 
-from elasticsearch import Elasticsearch  # noqa: E402
-
-from pipeline import templates  # noqa: E402
-from regwatch import localnode  # noqa: E402
-from regwatch.logging import configure  # noqa: E402
-from rules.model import load_rules  # noqa: E402
-from rules.runner import Runner  # noqa: E402
+from pipeline import templates
+from regwatch import localnode
+from regwatch.logging import configure
+from rules.model import load_rules
+from rules.runner import Runner
 
 KINDS = ("retrieval", "registration", "version", "error", "access")
 TEMPLATES = [

@@ -26,17 +26,13 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from workload import access_line, config_file, config_for
 
-from workload import access_line, config_file, config_for  # noqa: E402
-
-from pipeline import templates  # noqa: E402
-from regwatch import localnode  # noqa: E402
-from regwatch.esclient import client_from_config  # noqa: E402
-from regwatch.logging import configure  # noqa: E402
-from regwatch.ship import build_shipper  # noqa: E402
+from pipeline import templates
+from regwatch import localnode
+from regwatch.esclient import client_from_config
+from regwatch.logging import configure
+from regwatch.ship import build_shipper
 
 BATCH = 2000
 
