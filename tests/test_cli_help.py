@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import structlog
 import typer
 from typer.testing import CliRunner
 
@@ -37,8 +38,14 @@ def _own_words(command) -> str:
 
 
 def _help(path: tuple[str, ...]) -> str:
-    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"},
-                                terminal_width=200)
+    """The help as printed, in this process. The root callback sets logging up on the runner's
+    stderr, which is closed afterwards: the logging of the tests that follow is put back."""
+    logging = structlog.get_config()
+    try:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"},
+                                    terminal_width=200)
+    finally:
+        structlog.configure(**logging)
     assert result.exit_code == 0, result.output
     return result.output
 
