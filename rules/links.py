@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from contract.timestamps import iso_from_epoch
-from rules.query import group_values
+from contract.views import DATA_VIEWS
+from rules.model import RuleBase
+from rules.query import group_values, time_range
 
 _ID = re.compile(r"^[^-0-9 '!:(),*@$][^ '!:(),*@$]*$")
 
@@ -46,23 +48,19 @@ def _custom(alias: str, query: dict[str, Any]) -> dict[str, Any]:
             "$state": {"store": "appState"}}
 
 
-def data_view_of(rule: Any) -> str | None:
+def data_view_of(rule: RuleBase) -> str | None:
     """The rule's data view: its own, else the shipped view of its one kind, else of all events."""
     if rule.data_view or rule.index is not None:
         return rule.data_view
-    from contract.views import DATA_VIEWS
-
     view = f"regwatch-{rule.kinds[0]}" if len(rule.kinds) == 1 else "regwatch-events"
     return view if view in DATA_VIEWS else "regwatch-events"
 
 
-def discover_url(kibana_url: str, rule: Any, start: float, end: float, group: str) -> str:
+def discover_url(kibana_url: str, rule: RuleBase, start: float, end: float, group: str) -> str:
     """Discover on the rule's data view, its window, its query and the alert's group.
 
     Data views pick by ``@timestamp``. A window on another time field (``event.ingested``) is a
     filter of its own, exact, and the time picker opens a day wider so late events are in view."""
-    from rules.query import time_range
-
     data_view = data_view_of(rule)
     app: dict[str, Any] = {}
     if data_view:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from elasticsearch import ApiError, BadRequestError
 
 from contract.streams import data_stream_name
-from rules.model import Rule
+from rules.model import MatchRule, Rule, RuleBase
 
+R = TypeVar("R", bound=RuleBase)
 NO_GROUP = "*"
 log = structlog.get_logger(__name__)
 
@@ -37,13 +38,13 @@ class Measurement:
     events: tuple[dict[str, Any], ...] = ()  # match rules: the matching events
 
 
-def indices(rule: Rule, namespace: str) -> str:
+def indices(rule: RuleBase, namespace: str) -> str:
     if rule.index is not None:
         return rule.index
     return ",".join(data_stream_name(kind, namespace) for kind in rule.kinds)
 
 
-def header(rule: Rule, namespace: str) -> dict[str, Any]:
+def header(rule: RuleBase, namespace: str) -> dict[str, Any]:
     """A rule's ``_msearch`` header: its streams, of which some may not exist yet."""
     return {"index": indices(rule, namespace), "ignore_unavailable": True, "allow_no_indices": True}
 
@@ -52,7 +53,7 @@ def ms(epoch: float) -> int:
     return int(epoch * 1000)
 
 
-def time_range(rule: Rule, start: float | None, end: float | None) -> dict[str, Any]:
+def time_range(rule: RuleBase, start: float | None, end: float | None) -> dict[str, Any]:
     """Documents whose time (the rule's time field, else its fallback) is in [start, end)."""
     bounds: dict[str, Any] = {"format": "epoch_millis"}
     if start is not None:
@@ -67,7 +68,7 @@ def time_range(rule: Rule, start: float | None, end: float | None) -> dict[str, 
     return {"bool": {"should": [primary, fallback], "minimum_should_match": 1}}
 
 
-def selection(rule: Rule) -> list[dict[str, Any]]:
+def selection(rule: RuleBase) -> list[dict[str, Any]]:
     """The rule's own filters, whatever the time: query string, KQL, Query DSL, exact terms."""
     from contract.kql import to_dsl
 
@@ -83,12 +84,12 @@ def selection(rule: Rule) -> list[dict[str, Any]]:
     return out
 
 
-def filters(rule: Rule, window: Window) -> list[dict[str, Any]]:
+def filters(rule: RuleBase, window: Window) -> list[dict[str, Any]]:
     """The time range of the window and the rule's selection."""
     return [time_range(rule, window.start, window.end), *selection(rule)]
 
 
-def time_sort(rule: Rule, order: str) -> list[dict[str, Any]]:
+def time_sort(rule: RuleBase, order: str) -> list[dict[str, Any]]:
     """Newest (or oldest) first by the rule's time, documents without it by the fallback."""
     out = [{rule.time_field: {"order": order, "unmapped_type": "date"}}]
     if rule.time_fallback:
@@ -96,7 +97,7 @@ def time_sort(rule: Rule, order: str) -> list[dict[str, Any]]:
     return out
 
 
-def group_aggs(rule: Rule, leaf: dict[str, Any]) -> dict[str, Any]:
+def group_aggs(rule: RuleBase, leaf: dict[str, Any]) -> dict[str, Any]:
     """Terms aggregations nested one per ``group_by`` field, ``leaf`` innermost."""
     aggs = leaf
     for field in reversed(rule.group_fields):
@@ -110,7 +111,7 @@ def group_name(keys: list[Any]) -> str:
     return str(keys[0]) if len(keys) == 1 else json.dumps([str(k) for k in keys], ensure_ascii=False)
 
 
-def group_values(rule: Rule, group: str) -> dict[str, str]:
+def group_values(rule: RuleBase, group: str) -> dict[str, str]:
     """The field values of a group name (empty for the group of all)."""
     fields = rule.group_fields
     if not fields or group == NO_GROUP:
@@ -124,7 +125,7 @@ def group_values(rule: Rule, group: str) -> dict[str, str]:
     return dict(zip(fields, values, strict=False))
 
 
-def group_buckets(rule: Rule, aggregations: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def group_buckets(rule: RuleBase, aggregations: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(group name, innermost bucket) for each combination of ``group_by`` values."""
     def walk(aggs: dict[str, Any], depth: int, keys: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         for bucket in aggs.get("groups", {}).get("buckets", []):
@@ -142,7 +143,7 @@ def ranges(window: Window, count: int) -> list[dict[str, int]]:
             for i in range(count)]
 
 
-def grouped(rule: Rule, window: Window, leaf: dict[str, Any]) -> dict[str, Any]:
+def grouped(rule: RuleBase, window: Window, leaf: dict[str, Any]) -> dict[str, Any]:
     """A count of the window's events (per ``group_by`` term when grouped), with ``leaf``'s
     sub-aggregations per group."""
     body: dict[str, Any] = {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": filters(rule, window)}}}
@@ -152,8 +153,7 @@ def grouped(rule: Rule, window: Window, leaf: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def totals(rule: Rule, response: dict[str, Any],
-           value: Callable[[Rule, dict[str, Any], int], float]) -> list[Measurement]:
+def totals(rule: R, response: dict[str, Any], value: Callable[[R, dict[str, Any], int], float]) -> list[Measurement]:
     """One measurement per group (or one for all) from a :func:`grouped` response."""
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
@@ -173,7 +173,7 @@ def field_value(doc: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def matches_lists(rule: Any, event: dict[str, Any]) -> bool:
+def matches_lists(rule: MatchRule, event: dict[str, Any]) -> bool:
     """A match rule's allow / deny lists on its ``field``."""
     if rule.field is None:
         return True

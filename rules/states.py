@@ -9,9 +9,8 @@ change rules fire when a group's value differs from the last one seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from rules.types import RuleType
+from rules.model import RuleBase
 
 ACTIVE = ("pending", "firing")
 
@@ -28,11 +27,11 @@ class Step:
         return self.notify is not None and not self.reminder
 
 
-def step(kind: RuleType, rule: Any, state: str, since: float | None, notified: float | None, value: float,
-         now: float) -> Step:
-    """The next state of one alert (one rule, one group) given the value measured ``now``."""
+def step(rule: RuleBase, state: str, since: float | None, notified: float | None, breached: bool,
+         recovered: bool, now: float) -> Step:
+    """The next state of one alert (one rule, one group), given whether the value measured ``now``
+    breaches the rule's bound and whether it meets its recovery bound."""
     since = now if since is None else since
-    breached = kind.breached(rule, value)
     if state in ("ok", "resolved"):
         if not breached:
             return Step(state, since)
@@ -46,7 +45,7 @@ def step(kind: RuleType, rule: Any, state: str, since: float | None, notified: f
             return Step("firing", since, "firing")
         return Step("pending", since)
     if state == "firing":
-        if kind.recovered(rule, value):
+        if recovered:
             return Step("resolved", since, "resolved")
         if rule.renotify and now - (since if notified is None else notified) >= rule.renotify:
             return Step("firing", since, "firing", reminder=True)

@@ -21,6 +21,7 @@ from contract.kql import KqlError, to_dsl
 from rules.links import discover_url, rison
 from rules.notify import OpsgenieTarget, PagerDutyTarget
 from rules.runner import Runner
+from rules.state import StateStore
 from support.incidents import Opsgenie, PagerDuty
 from support.rules import T0, Receiver, Requests, index_events, write_rules
 
@@ -160,7 +161,7 @@ def test_rules_test_prints_query_value_bound_and_transition_and_sends_nothing(es
     index_events(es, namespace, "error", T0 + 30, 7, model="m-7")
     config = _config(tmp_path, es_url, namespace, folder,
                      notifiers={"hook": {"type": "webhook", "url": webhook["hook"].url}})
-    Runner(es, [], namespace)  # the state index exists, empty
+    StateStore(es, namespace).ensure()  # the state index exists, empty
     state = f"regwatch-alert-state-{namespace}"
     before = es.count(index=state)["count"]
     run = subprocess.run([*CLI, "rules", "test", "any-error", "--at", str(T0 + 61), "-c", str(config)],
@@ -346,6 +347,19 @@ def test_one_search_per_cycle_and_none_on_an_idle_wake_up(es_url, namespace, tmp
         assert runner.cycle(now=T0 + second).idle
     assert counting.paths == []
     assert runner.wake_at() == pytest.approx(T0 + 121)
+
+
+def test_building_a_runner_asks_nothing_of_elasticsearch_its_first_cycle_makes_the_state_index(
+        es, es_url, namespace, tmp_path) -> None:
+    counting = Requests()
+    client = counting.client(es_url, request_timeout=60)
+    rules = write_rules(tmp_path, "rules:\n  - {name: r, type: threshold, kinds: [error], notify: [],"
+                                  " condition: {op: '>', value: 1000}}\n")
+    runner = Runner(client, rules, namespace, {}, "a")
+    assert counting.paths == []  # no I/O in a constructor
+    assert not es.indices.exists(index=f"regwatch-alert-state-{namespace}")
+    assert runner.cycle(now=T0 + 1).evaluated == ["r"]
+    assert es.indices.exists(index=f"regwatch-alert-state-{namespace}")
 
 
 # -- 9. group_by over several fields, spike on a metric --------------------------------------------
