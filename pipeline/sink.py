@@ -28,6 +28,7 @@ import structlog
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from contract import streams
 from pipeline.metrics import ShipperMetrics
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,7 @@ class Item:
     # before host names were part of ids): look for it before indexing.
     verify: tuple[str, int, int, str] | None = None
     model: str | None = None  # modelregistry.model.name, for the per-model counters
+    family: str = ""  # every stream a line of its namespace can land in (its kind, or the dead-letters)
 
 
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
@@ -67,22 +69,17 @@ def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
 
 def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: DeadLetterFn | None = None,
               extra: dict[str, Any] | None = None, ack: Any = None) -> Item:
+    """The item of a document, addressed to the data stream the document names (its
+    ``data_stream`` fields, as the event contract has them)."""
     stream = doc["data_stream"]
-    dataset = stream["dataset"]
-    index = f"{stream['type']}-{dataset}-{stream['namespace']}"
-    kind = dataset.rpartition(".")[2]
+    kind_type, dataset, namespace = stream["type"], stream["dataset"], stream["namespace"]
+    index = f"{kind_type}-{dataset}-{namespace}"
+    kind = streams.kind_of_dataset(dataset)
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
     model = (doc.get("modelregistry") or {}).get("model") or {}
     return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
-                model=model.get("name") if isinstance(model, dict) else None)
-
-
-def family_of(index: str) -> str:
-    """``logs-modelregistry.retrieval-prod`` -> ``logs-modelregistry.*-prod``: every stream a line
-    of that namespace can land in (its kind, or the dead-letter stream)."""
-    kind, _, rest = index.partition("-")
-    dataset, _, namespace = rest.rpartition("-")
-    return f"{kind}-{dataset.partition('.')[0]}.*-{namespace}"
+                model=model.get("name") if isinstance(model, dict) else None,
+                family=streams.pattern(namespace, kind_type=kind_type))
 
 
 @dataclass
@@ -161,7 +158,7 @@ class BulkSink:
         ids across every backing index. None when ``give_up`` was set while retrying.
         """
         suspects = [item for item in items if item.verify is not None]
-        families = ",".join(sorted({family_of(item.index) for item in suspects}))
+        families = ",".join(sorted({item.family for item in suspects}))
         attempt = 0
         while True:
             try:

@@ -346,3 +346,16 @@ def test_changed_config_file_is_reloaded_without_a_signal(es: Elasticsearch, es_
     finally:
         shipper.stop()
         runner.join(timeout=15)
+
+
+def test_an_item_is_addressed_by_the_streams_its_document_names_not_by_parsing_a_name_back() -> None:
+    doc = {"@timestamp": "2026-01-01T00:00:00.000Z",
+           "data_stream": {"type": "logs", "dataset": "modelregistry.deadletter", "namespace": "prod"},
+           "error": {"type": "parse_error"}, "modelregistry": {"model": {"name": "churn"}}}
+    item = make_item(doc, "id-1", b"raw")
+    assert (item.index, item.kind, item.family, item.reason, item.model) == (
+        "logs-modelregistry.deadletter-prod", "deadletter", "logs-modelregistry.*-prod", "parse_error", "churn")
+    probe = make_item({"data_stream": {"type": "metrics", "dataset": "modelregistry.availability",
+                                       "namespace": "default"}}, "id-2", b"")
+    assert (probe.index, probe.kind, probe.family) == (
+        "metrics-modelregistry.availability-default", "availability", "metrics-modelregistry.*-default")
