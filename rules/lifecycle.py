@@ -17,7 +17,7 @@ decisions come out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -160,29 +160,29 @@ class OnChange(Lifecycle):
     """Reads measurements whose one event is ``{"value": <the group's latest value>, "field": <its
     field>}``."""
 
+    @staticmethod
+    def _seen(stored: Stored, measured: list[Measurement]) -> Iterator[tuple[str, str, str | None, str]]:
+        """(group, value now, the last value stored, the field) of each group measured."""
+        for m in measured:
+            event = m.events[0]
+            yield m.group, event["value"], stored.get(m.group, {}).get("last_value"), event["field"]
+
     def decide(self, bounds: Bounds, rule: RuleBase, stored: Stored, measured: list[Measurement],
                now: float) -> list[Decision]:
         out = []
-        for m in measured:
-            value = m.events[0]["value"]
-            previous = stored.get(m.group, {}).get("last_value")
+        for group, value, previous, name in self._seen(stored, measured):
             if previous == value:
                 continue
             fired = changed(previous, value)  # the first value seen is a baseline, not a change
-            event = {"_id": "", m.events[0]["field"]: value, "previous": previous} if fired else None
-            out.append(Decision(m.group, {"state": "changed", "since": now, "value": 0.0, "last_value": value},
+            event = {"_id": "", name: value, "previous": previous} if fired else None
+            out.append(Decision(group, {"state": "changed", "since": now, "value": 0.0, "last_value": value},
                                 0.0, now, "changed" if fired else None, "changed" if fired else None, event=event))
         return out
 
     def trial(self, bounds: Bounds, rule: RuleBase, stored: Stored, measured: list[Measurement],
               now: float) -> list[TrialRow]:
-        rows = []
-        for m in measured:
-            value = m.events[0]["value"]
-            last = stored.get(m.group, {}).get("last_value")
-            rows.append(TrialRow(m.group, 0.0, f"last={last}", f"now={value}",
-                                 "changed" if changed(last, value) else None))
-        return rows
+        return [TrialRow(group, 0.0, f"last={last}", f"now={value}", "changed" if changed(last, value) else None)
+                for group, value, last, _name in self._seen(stored, measured)]
 
     def readings(self, bounds: Bounds, rule: RuleBase, measured: list[Measurement]) -> list[Reading]:
         return [Reading(NO_GROUP, float(len(measured)), False)]  # how many groups have a value
