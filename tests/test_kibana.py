@@ -25,7 +25,9 @@ from contract.fields import KIBANA_TYPES, fields, flatten
 from contract.kql import KqlError, compile_kql, fields_named
 from contract.streams import data_stream_name, dataset
 from kibana.lens_query import lens_request, metric_values
-from kibana.objects import CALL_KINDS, CORE_MIGRATION_VERSION, NDJSON, VERSIONS, all_objects, render
+from kibana.objects import NDJSON, all_objects, render
+from kibana.saved_object import CORE_MIGRATION_VERSION, VERSIONS
+from kibana.specs import CALL_KINDS
 from support.kibana_checker import (
     DURATION_INPUTS,
     DURATION_OUTPUTS,

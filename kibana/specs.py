@@ -1,0 +1,140 @@
+"""What regwatch shows in Kibana, as small specs: the visualizations of each dashboard, the
+dashboards themselves and the saved searches.
+
+A spec says what a panel shows (its data view, metrics and buckets); ``kibana.lens`` builds the
+Lens saved object Kibana imports from it, and the tests derive each panel's Elasticsearch request
+from that Lens state (``kibana.lens_query``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contract import streams
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric column. ``op`` is a Lens operation, or ``ratio``: a Lens formula
+    ``count(kql='<kql>') / count()`` over the events ``of`` selects (the formula's "filter by")."""
+
+    op: str  # count | percentile | unique_count | average | max | ratio
+    field: str | None = None
+    label: str = ""
+    percentile: int | None = None
+    kql: str | None = None  # a filter on this metric only (Lens "filter by"); ratio: the numerator
+    of: str | None = None  # ratio: the KQL selecting the denominator (and the numerator within it)
+
+
+@dataclass(frozen=True)
+class Vis:
+    id: str
+    title: str
+    chart: str  # bar_stacked | line | metric | table | pie
+    view: str
+    metrics: tuple[Metric, ...]
+    x_time: bool = False
+    terms: tuple[str, ...] = ()  # bucket fields: for xy the split series, for table/pie the rows
+    size: int = 10
+    may_be_empty: str | None = None  # why an empty result is expected on the demo (said in the panel)
+    description: str = ""
+
+
+COUNT = Metric("count", label="Events")
+
+# What the registry answers: the calls of the rule ``registry-error-ratio`` (rules/builtin/
+# registry.yaml: kinds registration, retrieval, version, error; numerator event.outcome:failure),
+# so the dashboard's error rate and the alert's are the same number. Access-log lines and alerts
+# are not calls.
+CALL_KINDS = ("registration", "retrieval", "version", "error")
+CALLS = " or ".join(f'data_stream.dataset : "{streams.dataset(kind)}"' for kind in CALL_KINDS)
+FAILED = 'event.outcome : "failure"'
+
+OVERVIEW = [
+    Vis("regwatch-activity-over-time", "Registrations, retrievals and version changes over time", "bar_stacked",
+        "regwatch-events", (COUNT,), x_time=True, terms=("data_stream.dataset",), size=7,
+        description="Events per kind per interval: the registry's pulse."),
+    Vis("regwatch-retrievals-by-model", "Retrievals by model (top 10)", "table", "regwatch-retrieval",
+        (COUNT,), terms=("modelregistry.model.name",)),
+    Vis("regwatch-retrievals-by-version", "Retrievals by model version (top 10)", "table", "regwatch-retrieval",
+        (COUNT,), terms=("modelregistry.model.name", "modelregistry.model.version")),
+    Vis("regwatch-errors-4xx-5xx", "Errors over time, 4xx and 5xx apart", "bar_stacked", "regwatch-error",
+        (Metric("count", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500"),
+         Metric("count", label="5xx", kql="http.response.status_code >= 500")),
+        x_time=True),
+    Vis("regwatch-error-rate", "Error rate", "metric", "regwatch-events",
+        (Metric("ratio", label="Failed calls / all calls", kql=FAILED, of=CALLS),),
+        description="Failed registry calls over all registry calls (registrations, retrievals, version changes, "
+                    "errors), as the registry-error-ratio rule counts them."),
+    Vis("regwatch-latency-percentiles", "Response time p50 / p95 / p99", "line", "regwatch-events",
+        (Metric("percentile", "event.duration", "p50", 50), Metric("percentile", "event.duration", "p95", 95),
+         Metric("percentile", "event.duration", "p99", 99)), x_time=True),
+    Vis("regwatch-availability-probes", "Availability (health probe)", "line", "regwatch-availability",
+        (Metric("count", label="Probes up", kql="modelregistry.probe.up : true"),
+         Metric("count", label="Probes down", kql="modelregistry.probe.up : false")), x_time=True,
+        may_be_empty="filled by the availability probe; empty until one runs"),
+    Vis("regwatch-requests-by-user", "Requests by user", "table", "regwatch-events", (COUNT,),
+        terms=("user.name",)),
+    Vis("regwatch-requests-by-source", "Requests by source address", "table", "regwatch-events", (COUNT,),
+        terms=("source.ip",)),
+    Vis("regwatch-latest-errors", "Latest errors", "table", "regwatch-error", (COUNT,),
+        terms=("event.action", "http.response.status_code", "modelregistry.model.name"), size=20),
+]
+
+MODEL_ACTIVITY = [
+    Vis("regwatch-model-versions", "Versions and their activity", "table", "regwatch-events", (COUNT,),
+        terms=("modelregistry.model.version", "event.action")),
+    Vis("regwatch-model-aliases", "Aliases set and removed", "table", "regwatch-version", (COUNT,),
+        terms=("modelregistry.model.alias", "event.action", "modelregistry.model.version")),
+    Vis("regwatch-model-stages", "Stage transitions", "table", "regwatch-version", (COUNT,),
+        terms=("modelregistry.model.stage", "modelregistry.model.version")),
+    Vis("regwatch-model-downloaders", "Who downloads it", "table", "regwatch-retrieval", (COUNT,),
+        terms=("source.ip", "user_agent.original")),
+    Vis("regwatch-model-churn", "Version churn over time", "bar_stacked", "regwatch-version", (COUNT,),
+        x_time=True, terms=("event.action",)),
+]
+
+ALERTS = [
+    Vis("regwatch-alerts-firing", "Alerts firing now", "metric", "regwatch-alert",
+        (Metric("count", label="Firing", kql='event.action : "firing"'),),
+        may_be_empty="filled by the rule runner; empty until it runs"),
+    Vis("regwatch-alerts-by-rule", "Alerts by rule and severity", "table", "regwatch-alert", (COUNT,),
+        terms=("modelregistry.alert.rule", "modelregistry.alert.severity"),
+        may_be_empty="filled by the rule runner; empty until it runs"),
+    Vis("regwatch-alerts-timeline", "Alert timeline", "bar_stacked", "regwatch-alert", (COUNT,), x_time=True,
+        terms=("event.action",), may_be_empty="filled by the rule runner; empty until it runs"),
+]
+
+SEARCHES = [
+    ("regwatch-search-errors", "regwatch: errors", "regwatch-error",
+     ["event.action", "http.response.status_code", "error.code", "error.message", "modelregistry.model.name",
+      "source.ip", "url.path"]),
+    ("regwatch-search-deadletters", "regwatch: dead-letters (raw line and reason)", "regwatch-deadletter",
+     ["error.type", "error.message", "event.original", "log.file.path", "log.offset"]),
+]
+
+OVERVIEW_HELP = """**Model Registry Overview**
+
+* **Activity over time**: events per kind (registration, retrieval, version, error, access).
+* **Retrievals by model / by version**: what is being pulled, most first.
+* **Errors, 4xx and 5xx apart**: client mistakes (4xx: missing models, bad names) against
+  server failures (5xx: the registry or its proxy is down).
+* **Error rate**: failed registry calls over all registry calls (registrations, retrievals,
+  version changes, errors) in the time range: the number the `registry-error-ratio` rule watches.
+* **Response time p50 / p95 / p99**: from `event.duration` where the log has timings.
+* **Availability**: results of the health probe (`metrics-modelregistry.availability-*`); empty
+  until a probe runs.
+* **Requests by user / by source**: who is calling.
+* **Latest errors**: the failing operations, with status and model.
+
+Dead-letters (lines that could not be parsed) are in the saved search *regwatch: dead-letters*.
+"""
+
+DASHBOARDS = [
+    ("regwatch-dashboard-overview", "Model Registry Overview", OVERVIEW, OVERVIEW_HELP, False),
+    ("regwatch-dashboard-model", "Model activity", MODEL_ACTIVITY,
+     ("Pick a model with the control above: its versions, aliases, stages, who downloads it, and how fast "
+      "its versions change."), True),
+    ("regwatch-dashboard-alerts", "Alerts", ALERTS,
+     "Alert history from `logs-modelregistry.alert-*`, written by the rule runner.", False),
+]
