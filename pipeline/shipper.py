@@ -6,6 +6,8 @@ bounded queue: when Elasticsearch is slow or down the queue fills and reading pa
 does not grow with the backlog. The writer takes batches off the queue, delivers each completely
 (retrying as long as it takes) and only then advances the checkpoint of the lines in it: batches
 are delivered in order, so a file's checkpoint never passes a line that is not acknowledged.
+
+What a line becomes is ``pipeline.inputs``'s to say; what travels the queue, ``pipeline.chunks``'s.
 """
 
 from __future__ import annotations
@@ -19,19 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
 
-from contract.timestamps import now_iso
 from pipeline.checkpoint import CheckpointStore, lag
-from pipeline.docid import id_prefix
+from pipeline.chunks import QUEUE_CHUNK, Chunk, furthest_ends
 from pipeline.heartbeat import Heartbeat
+from pipeline.inputs import ShipInput, line_items
 from pipeline.interpreter import tune_interpreter
 from pipeline.metrics import ShipperMetrics
 from pipeline.reader import FileSource, Line
-from pipeline.scanner import InputSpec, path_text
+from pipeline.scanner import path_text
 from pipeline.settings import ShipSettings
-from pipeline.sink import BulkSink, DeadLetterFn, Item, make_item
+from pipeline.sink import BulkSink, Item
 from pipeline.tailer import Tailer
 
 if TYPE_CHECKING:
@@ -39,41 +40,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-ParseFn = Callable[[bytes], dict[str, Any]]
 _END = object()
 REPORTED_FILES = 200  # per heartbeat document: a glob over thousands of files reports the total only
 SENT_AHEAD_BYTES = 4 * 1024 * 1024  # the "sent" mark is saved once per this many bytes shipped
-QUEUE_CHUNK = 250  # items travel the queue in lists: one lock round trip per chunk, not per line
-
-
-@dataclass
-class ShipInput:
-    """One configured input: where to read, and the parser (from the parsers room) to use."""
-
-    spec: InputSpec
-    parse: ParseFn
-    dead_letter: DeadLetterFn
-    name: str = ""
-
-
-@dataclass
-class Chunk:
-    """Up to QUEUE_CHUNK items of one file, with what the writer needs precomputed."""
-
-    items: list[Item]
-    nbytes: int
-    ends: dict[str, tuple[FileSource, int]]
-    kinds: Counter[str]
-    reasons: Counter[str]
-
-    @classmethod
-    def of(cls, items: list[Item]) -> Chunk:
-        ends: dict[str, tuple[FileSource, int]] = {}
-        for item in items:
-            source, end = item.ack
-            ends[source.identity.key] = (source, end)  # lines of a file come in order
-        return cls(items, sum(len(i.body) for i in items), ends, Counter(i.kind for i in items),
-                   Counter(i.reason for i in items if i.reason is not None))
 
 
 @dataclass
@@ -94,17 +63,6 @@ class Summary:
         kinds = " ".join(f"{k}={v}" for k, v in sorted(self.indexed.items()) if k != "deadletter")
         return (f"lines_read={self.lines_read} events={self.events} deadletters={sum(self.deadletters.values())} "
                 f"duplicates_skipped={self.duplicates} {kinds}").strip()
-
-
-@dataclass(slots=True)
-class FileStamp:
-    """What every document of one file shares, built once per file rather than once per line."""
-
-    source: FileSource
-    shipped: ShipInput
-    file: dict[str, str]  # log.file
-    id_prefix: str
-    legacy_prefix: str  # the same file's prefix before the host was part of the id
 
 
 class ShipperFailed(RuntimeError):
@@ -265,51 +223,9 @@ class Shipper:
                 if self._give_up.is_set():
                     return
 
-    def _stamp(self, source: FileSource) -> FileStamp:
-        index = source.input_index
-        shipped = self.inputs[index] if index < len(self.inputs) else self.inputs[0]
-        file = {"path": path_text(source.path), "device_id": str(source.device), "inode": str(source.inode),
-                "fingerprint": source.identity.key}
-        return FileStamp(source, shipped, file, id_prefix(source.identity, self.host), id_prefix(source.identity))
-
     def _items(self, lines: list[Line]) -> list[Item]:
-        """One encoded item per line. The hot loop of the shipper: per-file work is hoisted."""
-        # When the shipper handed the line over; the ingest pipeline, where the node has one,
-        # overwrites it with the node's own clock. Rules window on it: late events count once.
-        ingested = now_iso()
-        progress = self.progress
-        stamp: FileStamp | None = None
-        items: list[Item] = []
-        for line in lines:
-            if stamp is None or line.source is not stamp.source:
-                stamp = self._stamp(line.source)
-            if progress is not None:
-                progress(line.end - line.offset)
-            shipped = stamp.shipped
-            if line.too_long:
-                doc = shipped.dead_letter(
-                    line.raw, f"line too long: {line.too_long} bytes > {self.options.max_line_bytes}", "line_too_long")
-            else:
-                doc = shipped.parse(line.raw)
-            doc["event"]["ingested"] = ingested
-            where = {"log": {"file": stamp.file, "offset": line.offset}}
-            doc.update(where)
-            doc_id = stamp.id_prefix + format(line.offset, "x")  # document_id(), its hash made once per file
-            try:
-                item = make_item(doc, doc_id, line.raw,
-                                 dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
-            except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
-                # A value no parser should let through (parsers/values.py): the line still ships.
-                log.error("unencodable_document", path=stamp.file["path"], offset=line.offset, error=str(exc))
-                doc = shipped.dead_letter(line.raw, f"document not encodable: {exc}"[:500], "unencodable")
-                doc["event"]["ingested"] = ingested
-                doc.update(where)
-                item = make_item(doc, doc_id, line.raw, extra=where, ack=(line.source, line.end))
-            if line.offset < line.source.verify_below:
-                item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset,
-                               stamp.legacy_prefix + format(line.offset, "x"))
-            items.append(item)
-        return items
+        """One encoded item per line (:func:`line_items`, with this shipper's inputs and host)."""
+        return line_items(lines, self.inputs, self.host, self.options.max_line_bytes, self.progress)
 
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():
@@ -394,7 +310,7 @@ class Shipper:
         for chunk in batch:
             kinds.update(chunk.kinds)
             reasons.update(chunk.reasons)
-        ends = self._ends(batch)
+        ends = furthest_ends(batch)
         reserved = [self.store.reserve(source.identity, end, source.path, SENT_AHEAD_BYTES)
                     for source, end in ends.values()]
         if any(reserved):  # on disk before the request leaves: a crash after it knows what to verify
@@ -415,14 +331,3 @@ class Shipper:
             self.store.save()
             self._last_save = now
         return True
-
-    @staticmethod
-    def _ends(batch: list[Chunk]) -> dict[str, tuple[FileSource, int]]:
-        """The furthest line end of each file in a batch."""
-        ends: dict[str, tuple[FileSource, int]] = {}
-        for chunk in batch:
-            for key, (source, end) in chunk.ends.items():
-                current = ends.get(key)
-                if current is None or end > current[1]:
-                    ends[key] = (source, end)
-        return ends

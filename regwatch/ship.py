@@ -11,9 +11,10 @@ from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
 from pipeline.checkpoint import CheckpointStore
 from pipeline.heartbeat import Heartbeat
+from pipeline.inputs import ShipInput
 from pipeline.metrics import ShipperMetrics
 from pipeline.scanner import DEFAULT_EXCLUDE, InputSpec
-from pipeline.shipper import ShipInput, Shipper
+from pipeline.shipper import Shipper
 from pipeline.sink import BulkSink
 from regwatch.config import Config, load_config
 from regwatch.esclient import client_from_config

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.events import kind_of
-from pipeline.shipper import ShipInput, Shipper, ShipperFailed
+from pipeline.inputs import ShipInput
+from pipeline.shipper import Shipper, ShipperFailed
 from regwatch.config import load_config
 from regwatch.ship import build_shipper
 from support.hostile import BIG_INTS, check_line, corpus
