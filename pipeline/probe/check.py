@@ -23,7 +23,8 @@ small JSON document); beyond it the connection is closed and the check is ``unex
 Memory stays flat under a never-ending body.
 
 Messages are built from the kind of failure, never from the HTTP library's text, which can quote
-a header value (a secret); text the server sent is stripped of every header value sent.
+a header value (a secret); text the server sent is stripped of every secret the request carried
+(``contract.secrets.request_secrets``: header values, tokens, Basic credentials).
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from contract.secrets import redact_userinfo
+from contract.secrets import mask_secrets, redact_userinfo, request_secrets
 
 STATUS_TEXT_BYTES = 512  # read of a bad status's body: enough to say what the server said
 JOIN_GRACE_S = 1.0  # how long the caller waits for a cancelled worker before leaving it
@@ -163,29 +164,6 @@ def describe(reason: str, exc: BaseException | None, timeout_s: float) -> str:
     return f"the request failed ({type(exc).__name__})" if exc is not None else "the request failed"
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***`` (the longest first: one may hold another)."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The password of a URL's user information and the Basic credentials made of it, as a
-    server quoting the request back would show them."""
-    import base64
-
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return []
-    if not parsed.username and not parsed.password:
-        return []
-    token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
-    return [token] + ([parsed.password] if parsed.password else [])
-
-
 class _Decoder:
     """Content-Encoding undone with a bound: a small compressed answer cannot grow past the cap."""
 
@@ -304,9 +282,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     started = time.time()
     clock = time.monotonic()
     deadline = clock + timeout_s
-    # a header value, and the credential after its scheme word (``Bearer T``): quoted alone too
-    secrets = [part for v in (headers or {}).values() if v for part in (v, *v.split()[1:]) if len(part) >= 4]
-    secrets += _url_secrets(url)
+    # each header value, the credential after its scheme word (``Bearer T``: quoted alone too), and
+    # the Basic credentials of the URL's user information
+    secrets = request_secrets(url, headers)
     shown_url = redact_userinfo(url)
     sent_headers = {"Accept-Encoding": "identity", **(headers or {})}
 
@@ -334,7 +312,7 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     def down(reason: str, message: str, status: int | None = None, duration: float | None = None) -> CheckResult:
         return CheckResult(target, environment, shown_url, step, False, started,
                            duration if duration is not None else time.monotonic() - clock,
-                           status, reason, scrub(message, secrets)[:500])
+                           status, reason, mask_secrets(message, secrets)[:500])
 
     if stopped:
         return down("stopped", "the probe was stopped")
@@ -361,7 +339,7 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     if status not in expected_status:
         reason = "http_5xx" if status >= 500 else "unexpected_status"
         # the secrets out before the text is cut, or a cut secret would no longer match
-        said = " ".join(scrub(answer.text(), secrets).split())[:200]
+        said = " ".join(mask_secrets(answer.text(), secrets).split())[:200]
         return down(reason, f"HTTP {status}: {said}", status, duration)
     if answer.truncated:
         return down("unexpected_body", f"the answer is longer than {max_body_bytes} bytes (max_body_bytes)",

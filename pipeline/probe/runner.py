@@ -12,8 +12,8 @@ import httpx
 import structlog
 from elasticsearch import Elasticsearch
 
-from contract.secrets import redact_userinfo
-from pipeline.probe.check import JOIN_GRACE_S, Answer, CheckResult, scrub, timed_request
+from contract.secrets import mask_secrets, redact_userinfo, request_secrets
+from pipeline.probe.check import JOIN_GRACE_S, Answer, CheckResult, timed_request
 from pipeline.probe.documents import availability_document, resource_document
 from pipeline.probe.metrics import ProbeMetrics
 from pipeline.probe.resources import ResourceSampler
@@ -98,10 +98,10 @@ class Probe:
             results = check_target(self.clients[target.name], target, stop)
         except Exception as exc:  # a bug in one check must not stop the others
             try:
-                secrets = list(target.headers().values())
-            except Exception:  # no usable secret: none to hide either
-                secrets = []
-            message = scrub(f"{type(exc).__name__}: {exc}", secrets)[:500]
+                secrets = request_secrets(target.url, target.headers())
+            except Exception:  # no usable header secret: none to hide either, but the URL's
+                secrets = request_secrets(target.url)
+            message = mask_secrets(f"{type(exc).__name__}: {exc}", secrets)[:500]
             log.error("probe_check_crashed", target=target.name, error=message)
             results = [CheckResult(target.name, target.environment, redact_userinfo(target.url), "health", False,
                                    time.time(), 0.0, reason="probe_error", message=message)]

@@ -13,7 +13,6 @@ HTML).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -23,13 +22,12 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 import httpx
 import structlog
 from pydantic import Field
 
-from contract.secrets import SecretError, redact_userinfo
+from contract.secrets import SecretError, redact_userinfo, request_secrets
 from contract.secrets import secret_from_env as _env_secret
 from contract.validation import StrictModel
 from rules.notify import http
@@ -259,28 +257,6 @@ class Notifier(StrictModel):
 
     # A target whose URL is itself a secret (Slack, Teams): masked in an answer quoting it.
     secret_url: ClassVar[bool] = False
-
-
-def request_secrets(url: str, headers: dict[str, str], auth: tuple[str, str] | None,
-                    extra: tuple[str, ...] = ()) -> list[str]:
-    """Every form in which a request's secrets can come back quoted in an answer: each header
-    value and the credential after its scheme word (``Bearer T``, ``GenieKey K``: a receiver may
-    quote the token alone), and for Basic credentials (``auth=`` or a URL's ``user:password``) the
-    password, the pair and the pair in base64, as the ``Authorization`` header carries it."""
-    found = list(extra)
-    for value in headers.values():
-        found += [str(value), *str(value).split()[1:]]
-    pairs = [(str(auth[0]), str(auth[1]))] if auth else []
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        parsed = None
-    if parsed is not None and parsed.password:
-        pairs.append((unquote(parsed.username), unquote(parsed.password)))
-    for user, password in pairs:
-        pair = f"{user}:{password}"
-        found += [password, pair, base64.b64encode(pair.encode()).decode()]
-    return [secret for secret in found if secret]
 
 
 def title(payload: dict[str, Any]) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from contract.secrets import mask_secrets
+
 MAX_ANSWER_BYTES = 4096  # of an error's body: enough for the receiver's reason
 EXCERPT_CHARS = 200
 
@@ -193,9 +195,7 @@ def excerpt(raw: bytes | str, secrets: Iterable[str] = ()) -> str:
     """Text fit for an error message, a log line or a document: the request's secrets masked,
     user info dropped from URLs, control characters gone, one short line."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    text = _USERINFO.sub(r"\1", text)
+    text = _USERINFO.sub(r"\1", mask_secrets(text, secrets))
     text = "".join(c if c.isprintable() else " " for c in text)
     text = " ".join(text.split())
     return text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
