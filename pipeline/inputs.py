@@ -9,11 +9,12 @@ per file (:class:`FileStamp`), not once per line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import structlog
+from prometheus_client import Counter
 
 from contract.timestamps import now_iso
 from pipeline.docid import id_prefix
@@ -24,6 +25,13 @@ from pipeline.sink import DeadLetterFn, Item, make_item
 log = structlog.get_logger(__name__)
 
 ParseFn = Callable[[bytes], dict[str, Any]]
+# Told, once per run of lines of one file, how many of them were requests without a response time.
+NoDurationFn = Callable[["ShipInput", str, int], None]
+
+# What to change when an access log records no response time: the shipper knows no format names,
+# so the advice names the log's own setting and the page that gives the recommended one.
+NO_DURATION_FIX = ("log the request time: nginx 'log_format regwatch' with rt=$request_time "
+                   "(README, docs/shipping.md), or $request_time in an nginx-json log_format")
 
 
 @dataclass
@@ -47,6 +55,40 @@ class FileStamp:
     legacy_prefix: str  # the same file's prefix before the host was part of the id
 
 
+def lacks_duration(doc: dict[str, Any]) -> bool:
+    """An HTTP request as an access log records it (a method and a status), without ``event.duration``.
+
+    Decided from the document, not the format: an audit record has no request method and never
+    a response time, a dead-letter is no event; an access line without one leaves every latency
+    panel and ``registry-slow-p95`` empty.
+    """
+    event = doc["event"]
+    if "duration" in event or event.get("kind") != "event":
+        return False
+    http = doc.get("http")
+    return (http is not None and "method" in http.get("request", ())
+            and "status_code" in http.get("response", ()))
+
+
+@dataclass
+class MissingDuration:
+    """Counts access lines without a response time per input and warns once per input.
+
+    One warning, not one per line: a log format without timing is a setting to change, not an
+    incident; the counter (``regwatch_events_without_duration_total{input}``) says how much.
+    """
+
+    counter: Counter
+    warned: set[str] = field(default_factory=set)
+
+    def __call__(self, shipped: ShipInput, path: str, count: int) -> None:
+        self.counter.labels(shipped.name).inc(count)
+        if shipped.name not in self.warned:
+            self.warned.add(shipped.name)
+            log.warning("access_lines_without_duration", input=shipped.name, path=path,
+                        paths=list(shipped.spec.paths), fix=NO_DURATION_FIX)
+
+
 def file_stamp(source: FileSource, inputs: list[ShipInput], host: str) -> FileStamp:
     index = source.input_index
     shipped = inputs[index] if index < len(inputs) else inputs[0]
@@ -56,15 +98,21 @@ def file_stamp(source: FileSource, inputs: list[ShipInput], host: str) -> FileSt
 
 
 def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_bytes: int,
-               progress: Callable[[int], None] | None = None) -> list[Item]:
-    """One encoded item per line; ``progress`` is told the bytes of each line."""
+               progress: Callable[[int], None] | None = None,
+               no_duration: NoDurationFn | None = None) -> list[Item]:
+    """One encoded item per line; ``progress`` is told the bytes of each line, ``no_duration`` the
+    access lines of each file that carry no response time (:func:`lacks_duration`)."""
     # When the shipper handed the line over; the ingest pipeline, where the node has one,
     # overwrites it with the node's own clock. Rules window on it: late events count once.
     ingested = now_iso()
     stamp: FileStamp | None = None
     items: list[Item] = []
+    missing = 0  # lines of the current file without a response time
     for line in lines:
         if stamp is None or line.source is not stamp.source:
+            if missing and stamp is not None and no_duration is not None:
+                no_duration(stamp.shipped, stamp.file["path"], missing)
+            missing = 0
             stamp = file_stamp(line.source, inputs, host)
         if progress is not None:
             progress(line.end - line.offset)
@@ -74,6 +122,8 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
                 line.raw, f"line too long: {line.too_long} bytes > {max_line_bytes}", "line_too_long")
         else:
             doc = shipped.parse(line.raw)
+            if lacks_duration(doc):
+                missing += 1
         doc["event"]["ingested"] = ingested
         where = {"log": {"file": stamp.file, "offset": line.offset}}
         doc.update(where)
@@ -92,4 +142,6 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
             item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset,
                            stamp.legacy_prefix + format(line.offset, "x"))
         items.append(item)
+    if missing and stamp is not None and no_duration is not None:
+        no_duration(stamp.shipped, stamp.file["path"], missing)
     return items

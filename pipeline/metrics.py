@@ -46,6 +46,10 @@ class ShipperMetrics:
         self.files_refused = Counter("regwatch_files_refused",
                                      "Files matching an input that were not read (a FIFO or device, a link, a "
                                      "file swapped after it was checked), by reason", ["reason"], registry=r)
+        self.without_duration = Counter("regwatch_events_without_duration",
+                                        "Access lines of an input that carry no response time (event.duration): "
+                                        "the log format records none, so latency panels and rules see nothing",
+                                        ["input"], registry=r)
 
     def count_refused(self, totals: Mapping[str, int]) -> None:
         """Bring ``regwatch_files_refused_total`` up to the tailer's running totals per reason."""

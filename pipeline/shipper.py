@@ -26,7 +26,7 @@ import structlog
 from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.chunks import QUEUE_CHUNK, Chunk, furthest_ends
 from pipeline.heartbeat import Heartbeat
-from pipeline.inputs import ShipInput, line_items
+from pipeline.inputs import MissingDuration, ShipInput, line_items
 from pipeline.interpreter import tune_interpreter
 from pipeline.metrics import ShipperMetrics
 from pipeline.reader import FileSource, Line
@@ -102,6 +102,7 @@ class Shipper:
         self._last_save = 0.0
         self._failure: str | None = None
         self.progress = progress
+        self.missing_duration = MissingDuration(self.metrics.without_duration)
         self.heartbeat = heartbeat(self) if heartbeat is not None else None
 
     # -- control -------------------------------------------------------------------------------
@@ -225,7 +226,8 @@ class Shipper:
 
     def _items(self, lines: list[Line]) -> list[Item]:
         """One encoded item per line (:func:`line_items`, with this shipper's inputs and host)."""
-        return line_items(lines, self.inputs, self.host, self.options.max_line_bytes, self.progress)
+        return line_items(lines, self.inputs, self.host, self.options.max_line_bytes, self.progress,
+                          self.missing_duration)
 
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():
