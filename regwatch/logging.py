@@ -8,6 +8,23 @@ import sys
 import structlog
 
 
+class StderrLogger:
+    """Writes each event to ``sys.stderr`` as it is when the event is written, not as it was when
+    logging was set up: a command run in-process (by a test, or by a tool that swaps the stream)
+    never leaves the loggers writing to a stream that was closed since."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = failure = msg
+
+
+def _stderr_logger(*_args: object) -> StderrLogger:
+    return StderrLogger()
+
+
 def configure(level: str = "INFO", json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
@@ -21,7 +38,7 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     # The client logs every request at INFO, and each failed node at WARNING with a traceback,

@@ -168,3 +168,27 @@ def test_check_rule_plugin_line(world: tuple[str, Path]) -> None:
     out = _safe(done, code=2)
     assert out.count("\n") == 1 and out.startswith("REGWATCH CRITICAL - busy-model: 2.0 for "), out
     assert SHOWN in out and r"a\x00b a\x9bb" in out, out
+
+
+def test_logging_writes_to_stderr_as_it_is_now_not_as_it_was_when_set_up(monkeypatch) -> None:
+    """A command run in-process leaves no logger bound to a stream closed since (an in-process
+    --help made a later test fail with 'I/O operation on closed file')."""
+    import io
+    import sys
+
+    import structlog
+
+    from regwatch.logging import configure
+
+    saved = structlog.get_config()
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure("INFO", json=True)
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        structlog.get_logger("t").info("after_the_swap", n=1)
+    finally:
+        structlog.configure(**saved)
+    line = second.getvalue().strip()
+    assert '"event": "after_the_swap"' in line and '"n": 1' in line and '"level": "info"' in line
