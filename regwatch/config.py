@@ -111,8 +111,15 @@ class InputConfig(StrictModel):
         return paths
 
 
+BUILTIN = "builtin"
+BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+
+
 class RulesConfig(StrictModel):
-    folder: Path = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+    # Folders of rule files, read in order; ``builtin`` names regwatch's own rules, so a list
+    # without it runs only your own. A rule name is unique across them all. The older ``folder: X``
+    # (one folder, replacing the built-ins) is read as ``folders: [X]``.
+    folders: list[str] = Field(default_factory=lambda: [BUILTIN], min_length=1)
     notifiers: dict[str, Target] = Field(default_factory=dict)
     runner_id: str | None = None
     kibana_url: str | None = None  # for the dashboard link in notifications
@@ -131,6 +138,41 @@ class RulesConfig(StrictModel):
     # raises the notifier-failing alert on the other notifiers (those named here; default all).
     notifier_failing_after_s: float = Field(600.0, gt=0, le=7 * 86400, allow_inf_nan=False)
     notifier_failing_notify: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _folder(cls, data: object) -> object:
+        """``folder: X``, the single folder of older configs, is ``folders: [X]`` (as before, without
+        the built-ins)."""
+        if isinstance(data, dict) and "folder" in data:
+            if "folders" in data:
+                raise ValueError("give folders (a list; builtin for regwatch's own rules) or the older "
+                                 "folder, not both")
+            data = {k: v for k, v in data.items() if k != "folder"} | {"folders": [data["folder"]]}
+        return data
+
+    @field_validator("folders")
+    @classmethod
+    def _folders(cls, folders: list[str]) -> list[str]:
+        seen: set[Path] = set()
+        for entry in folders:
+            if not entry.strip():
+                raise ValueError("an empty folder name (builtin names regwatch's own rules)")
+            path = _rule_folder(entry).resolve()
+            if path in seen:
+                raise ValueError(f"{entry!r} is listed twice")
+            seen.add(path)
+        return folders
+
+    @property
+    def folder_paths(self) -> list[Path]:
+        """The rule folders, in order, ``builtin`` as the built-in rules' folder."""
+        return [_rule_folder(entry) for entry in self.folders]
+
+    @property
+    def folder(self) -> list[Path]:
+        """Every rule folder (the name of older callers, when there was one)."""
+        return self.folder_paths
 
     @field_validator("kibana_url")
     @classmethod
@@ -156,6 +198,12 @@ class RulesConfig(StrictModel):
         if unknown:
             raise ValueError(f"notifier_failing_notify: no notifier named {', '.join(unknown)}")
         return self
+
+
+def _rule_folder(entry: str) -> Path:
+    """``builtin`` is the built-in rules' folder; anything else a path (``./builtin`` for a folder
+    of that name)."""
+    return BUILTIN_RULES if entry == BUILTIN else Path(entry).expanduser()
 
 
 class Config(ShipSettings):

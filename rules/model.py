@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -323,13 +323,41 @@ def check_notifiers(rules: list[Rule], known: set[str]) -> None:
         raise RuleError("\n".join(problems))
 
 
-def load_rules(folder: Path) -> list[Rule]:
+def _folders(folders: Path | Sequence[Path]) -> list[Path]:
+    return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+
+
+def rule_files(folders: Path | Sequence[Path]) -> list[Path]:
+    """The rule files of ``folders``, in the order they load (folder by folder, by name)."""
+    return [path for folder in _folders(folders) for path in sorted(folder.glob("*.y*ml"))]
+
+
+def fingerprint(folders: Path | Sequence[Path]) -> tuple[tuple[str, float, int], ...]:
+    """What changes when a rule file is written, added, removed or renamed: the runner compares it
+    each cycle to reload its rules."""
+    found = []
+    for path in rule_files(folders):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), stat.st_mtime, stat.st_size))
+    return tuple(found)
+
+
+def load_rules(folders: Path | Sequence[Path]) -> list[Rule]:
+    """Every rule of ``folders`` (a folder or a list of them, read in order); RuleError, one line
+    per problem naming the file, the rule and the key, when any file does not validate or a rule
+    name is used twice (naming both files)."""
     rules: list[Rule] = []
     seen: dict[str, Path] = {}
     problems: list[str] = []
-    if not Path(folder).is_dir():
-        raise RuleError(f"{folder}: no such folder of rule files")
-    for path in sorted(Path(folder).glob("*.y*ml")):
+    for folder in _folders(folders):
+        if not folder.is_dir():
+            problems.append(f"{folder}: no such folder of rule files")
+    if problems:
+        raise RuleError("\n".join(problems))
+    for path in rule_files(folders):
         try:
             raw = load_yaml(path) or {}
         except YamlFileError as exc:

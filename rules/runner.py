@@ -198,6 +198,16 @@ class Runner:
 
     # -- outside a cycle -------------------------------------------------------------------------
 
+    def replace_rules(self, rules: list[Rule]) -> None:
+        """Evaluate ``rules`` from the next cycle on (rules reloaded). What is stored stays: a rule
+        that still exists keeps its alerts and its last window, sends in flight and queued
+        notifications are delivered as before."""
+        self.rules = rules
+        self.claims.rules = rules
+        self.refresher.by_name = {rule.name: rule for rule in rules}
+        self.refresher.severities = {rule.name: rule.severity for rule in rules}
+        self.liveness.rules = len(rules)
+
     def stopped(self) -> None:
         """A clean stop: sends still in flight are waited for up to their deadline (given up at
         once when the stop event is set: SIGTERM), what is known is recorded and the claims are

@@ -49,6 +49,9 @@ def _config(tmp_path: Path, body: str | bytes) -> Path:
     ("rules: {kibana_url: 'https://kibana .example'}\n", ["rules.kibana_url", "white space"]),
     ("rules: {lease_s: .nan}\n", ["rules.lease_s"]),
     ("rules: {stale_after_s: .inf}\n", ["rules.stale_after_s"]),
+    ("rules: {folders: [builtin, builtin]}\n", ["rules.folders", "'builtin' is listed twice"]),
+    ("rules: {folders: []}\n", ["rules.folders", "at least 1"]),
+    ("rules: {folder: /srv/rules, folders: [builtin]}\n", ["rules", "not both"]),
 ])
 def test_bad_config_files_are_one_line(tmp_path: Path, body, expected: list[str]) -> None:
     one_line_error(run("ship", "-c", str(_config(tmp_path, body)), "--once"), *expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,8 @@ from rich.text import Text
 
 from regwatch.cli.common import daemon_logging, elasticsearch_errors, err, es_warnings, fail, load, serve_metrics
 from regwatch.cli.terminal import printable
+
+RULES_POLL_S = 5.0  # how often `rules run` looks whether a rule file changed
 
 app = typer.Typer(no_args_is_help=True, help="Alert rules over the event data streams.")
 
@@ -25,11 +28,14 @@ def rules_validate(
     from rules.model import RuleError, check_notifiers, load_rules
 
     settings = load(config) if config is not None or folder is None else None
-    if folder is None:
+    folders: Path | list[Path]
+    if folder is not None:
+        folders = folder
+    else:
         assert settings is not None  # loaded above when no folder is given
-        folder = settings.rules.folder
+        folders = settings.rules.folder_paths
     try:
-        rules = load_rules(folder)
+        rules = load_rules(folders)
         if settings is not None:
             check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
@@ -64,14 +70,61 @@ def _runner_id(configured: str | None) -> str:
     return configured or f"{socket.gethostname()}:{os.getpid()}"
 
 
+class _Reloader:
+    """The runner's rules read again on SIGHUP or when a rule file changes (checked every wake-up,
+    as the shipper watches its config): a rule that still exists keeps its alerts. A file that
+    does not load is logged in one line and the rules in force stay."""
+
+    def __init__(self, runner, settings, client, index: str, log) -> None:
+        from rules.model import fingerprint
+
+        self.runner, self.settings, self.client, self.index, self.log = runner, settings, client, index, log
+        self.folders = settings.rules.folder_paths
+        self.seen = fingerprint(self.folders)
+        self.requested = threading.Event()  # SIGHUP
+
+    def due(self) -> bool:
+        from rules.model import fingerprint
+
+        return self.requested.is_set() or fingerprint(self.folders) != self.seen
+
+    def reload(self) -> None:
+        from rules.model import RuleError, check_notifiers, fingerprint, load_rules
+        from rules.query import check_privileges, check_queries
+
+        self.requested.clear()
+        before, self.seen = self.seen, fingerprint(self.folders)
+        try:
+            rules = load_rules(self.folders)
+            check_notifiers(rules, set(self.settings.rules.notifiers))
+        except RuleError as exc:
+            self.log.error("rules_not_reloaded", error="; ".join(str(exc).splitlines()),
+                           kept=len(self.runner.rules))
+            return
+        try:
+            problems = check_privileges(self.client, rules, self.settings.namespace)
+            problems += check_queries(self.client, rules, self.index, self.settings.namespace)
+        except Exception as exc:  # Elasticsearch away: asked again at the next wake-up
+            self.seen = before
+            self.log.warning("rules_reload_deferred", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        if problems:
+            self.log.error("rules_not_reloaded", error="; ".join(problems), kept=len(self.runner.rules))
+            return
+        old = {rule.name for rule in self.runner.rules}
+        new = {rule.name for rule in rules}
+        self.runner.replace_rules(rules)
+        self.log.info("rules_reloaded", rules=len(rules), added=sorted(new - old), removed=sorted(old - new))
+
+
 @app.command("run")
 def rules_run(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
     once: Annotated[bool, typer.Option("--once", help="one cycle, then exit")] = False,
 ) -> None:
-    """The rule runner: evaluate due rules, notify, write alert history."""
+    """The rule runner: evaluate due rules, notify, write alert history. It reads its rule files
+    again on SIGHUP and when one changes; a file that does not load leaves the rules as they were."""
     import signal
-    import threading
 
     from regwatch.esclient import client_from_config
     from rules.model import RuleError, check_notifiers, load_rules
@@ -84,7 +137,7 @@ def rules_run(
     daemon_logging()
     es_warnings(settings)
     try:
-        rules = load_rules(settings.rules.folder)
+        rules = load_rules(settings.rules.folder_paths)
         check_notifiers(rules, set(settings.rules.notifiers))
     except RuleError as exc:
         fail(str(exc))
@@ -106,6 +159,7 @@ def rules_run(
     if problems:
         fail("; ".join(problems))
     stop = threading.Event()  # SIGTERM: a send in flight is given up, the runner records what it knows and exits
+    wake = threading.Event()  # SIGTERM or SIGHUP: the sleep ends now
     runner = Runner(client, rules, settings.namespace, dict(settings.rules.notifiers),
                     _runner_id(settings.rules.runner_id), stale_after=settings.rules.stale_after_s,
                     stale_notify=list(settings.rules.stale_notify), kibana_url=settings.rules.kibana_url,
@@ -122,11 +176,24 @@ def rules_run(
     if not once:
         serve_metrics(runner.metrics, config, "rules.metrics_port", settings.rules.metrics_port,
                       settings.rules.metrics_address)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    reloader = _Reloader(runner, settings, client, store.index, log)
+
+    def on_stop(*_) -> None:
+        stop.set()
+        wake.set()
+
+    def on_hangup(*_) -> None:
+        reloader.requested.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hangup)
     log.info("runner_started", runner=runner.runner_id, rules=len(rules))
     failed = False
     while True:
+        if reloader.due():
+            reloader.reload()
         try:
             report = runner.cycle()
         except Exception as exc:  # Elasticsearch away: the next cycle catches up
@@ -142,10 +209,13 @@ def rules_run(
                            f"dropped={len(report.dropped)} rule_failures={len(report.rule_failures)}")
         if once:
             break
-        # Sleep until something is due (a failed cycle is retried in 5 s); wake at least every
-        # minute so a changed clock cannot put the runner to sleep for good.
-        pause = 5.0 if failed else min(max(runner.wake_at() - time.time(), 0.05), 60.0)
-        if stop.wait(pause):
+        # Sleep until something is due (a failed cycle is retried in 5 s), a signal, or the next
+        # look at the rule files; wake at least every few seconds so a changed clock cannot put
+        # the runner to sleep for good.
+        pause = 5.0 if failed else min(max(runner.wake_at() - time.time(), 0.05), RULES_POLL_S)
+        wake.wait(pause)
+        wake.clear()
+        if stop.is_set():
             break
     try:
         runner.stopped()
@@ -175,11 +245,12 @@ def rules_silence(
     settings = load(config)
     if rule != "*":  # a typo would silence nothing and say it had
         try:
-            known = {r.name for r in load_rules(settings.rules.folder)}
+            known = {r.name for r in load_rules(settings.rules.folder_paths)}
         except RuleError as exc:
             fail(f"cannot check the rule name {rule!r}: {' '.join(str(exc).split())}")
         if rule not in known:
-            fail(f"no rule {rule!r} in {settings.rules.folder} (rules: {', '.join(sorted(known)) or 'none'}; "
+            fail(f"no rule {rule!r} in {', '.join(settings.rules.folders)} "
+                 f"(rules: {', '.join(sorted(known)) or 'none'}; "
                  "* silences every rule)", code=2)
     until = time.time() + length if length is not None else None
     with elasticsearch_errors(settings):
@@ -187,6 +258,61 @@ def rules_silence(
         silence_id = runner.silence(rule, labels=labels, until=until, group=group, reason=reason)
     typer.echo(printable(f"{silence_id} rule={rule} labels={labels} "
                          + (f"until={until:.0f}" if until else "until resolved")))
+
+
+def _silences(settings):
+    from regwatch.esclient import client_from_config
+    from rules.cycle import Known
+    from rules.silences import Silences
+    from rules.state import StateStore
+
+    store = StateStore(client_from_config(settings), settings.namespace)
+    store.ensure()
+    return Silences(store, Known())
+
+
+@app.command("silences")
+def rules_silences(
+    expired: Annotated[bool, typer.Option("--expired", help="also the silences that ended")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """The silences in force, newest first: id, rule, labels, group, until when, and why."""
+    import json
+
+    from contract.timestamps import iso_from_epoch
+
+    settings = load(config)
+    now = time.time()
+    with elasticsearch_errors(settings):
+        found = _silences(settings).listing(now, expired=expired)
+    for item in found:
+        doc = item.doc
+        until = doc.get("until")
+        moment = _number(until)
+        ends = ("until resolved" if until is None else f"until={iso_from_epoch(moment, millis=False)}"
+                if 0 <= moment < 253402300800 else f"until={until!r}")
+        if until is not None and _number(until) <= now:
+            ends += f" ended({doc.get('ended_by', 'expired')})"
+        typer.echo(printable(f"{item.id} rule={doc.get('rule')} "
+                             f"labels={json.dumps(doc.get('labels') or {}, ensure_ascii=False, sort_keys=True)} "
+                             f"group={doc.get('group') if doc.get('group') is not None else '*'} {ends} "
+                             f"reason={json.dumps(doc.get('reason') or '', ensure_ascii=False)}"))
+    typer.echo(f"{len(found)} silences" + ("" if expired else " in force"))
+
+
+@app.command("unsilence")
+def rules_unsilence(
+    silence_id: Annotated[str, typer.Argument(metavar="ID", help="the silence's id, as `rules silence` and "
+                                                                 "`rules silences` show it")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """End a silence now: the rule's notifications are sent again from the next cycle."""
+    settings = load(config)
+    with elasticsearch_errors(settings):
+        ended = _silences(settings).expire(silence_id, time.time())
+    if ended is None:
+        fail(printable(f"no silence {silence_id!r} in force (rules silences lists them)"))
+    typer.echo(printable(f"{ended.id} expired rule={ended.doc.get('rule')}"))
 
 
 def _label(item: str) -> tuple[str, str]:
@@ -231,7 +357,7 @@ def _one_rule(settings, folder: Path | None, name: str):
     from rules.model import RuleError, load_rules
 
     try:
-        rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
+        rules = {r.name: r for r in load_rules(folder or settings.rules.folder_paths)}
     except RuleError as exc:
         fail(printable(str(exc)))
     if name not in rules:
@@ -322,7 +448,7 @@ def _rules_or_none(settings) -> list:
     from rules.model import RuleError, load_rules
 
     try:
-        return load_rules(settings.rules.folder)
+        return load_rules(settings.rules.folder_paths)
     except RuleError:
         return []
 
@@ -334,7 +460,8 @@ def _unstamped(client, settings) -> dict[str, int]:
 
     patterns = {f"logs-{PRODUCT}.*-{settings.namespace}"}
     try:
-        patterns |= {r.index for r in load_rules(settings.rules.folder) if r.index and r.time_field == "event.ingested"}
+        patterns |= {r.index for r in load_rules(settings.rules.folder_paths)
+                     if r.index and r.time_field == "event.ingested"}
     except RuleError:
         pass  # rules validate / rules run say what is wrong with them
     out = {}
