@@ -3,7 +3,8 @@
 Kibana's saved-objects API: ``POST /api/saved_objects/_import?overwrite=true`` (multipart, the
 ``kbn-xsrf`` header) and ``POST /api/saved_objects/_export``; ``/s/<space>`` in front for a space.
 Credentials come from the environment: ``KIBANA_API_KEY``, else ``KIBANA_USERNAME`` and
-``KIBANA_PASSWORD``.
+``KIBANA_PASSWORD``; a private CA from ``KIBANA_CA_CERT`` (a PEM file; ``SSL_CERT_FILE`` works
+too, as for every httpx client). docs/kibana.md lists the privileges an import needs.
 """
 
 from __future__ import annotations
@@ -58,11 +59,18 @@ def _basic_auth() -> tuple[str, str] | None:
     return (user, os.environ.get("KIBANA_PASSWORD", "")) if user and not os.environ.get("KIBANA_API_KEY") else None
 
 
+def _verify(verify: bool | str | None) -> bool | str:
+    """The CA to trust: the caller's, else ``KIBANA_CA_CERT``, else the system's (or SSL_CERT_FILE)."""
+    if verify is not None:
+        return verify
+    return os.environ.get("KIBANA_CA_CERT") or True
+
+
 def import_objects(url: str, ndjson: bytes, space: str | None = None, timeout: float = 60.0,
-                   verify: bool | str = True) -> ImportReport:
+                   verify: bool | str | None = None) -> ImportReport:
     response = httpx.post(f"{_base(url, space)}/api/saved_objects/_import", params={"overwrite": "true"},
                           files={"file": ("regwatch.ndjson", ndjson, "application/ndjson")},
-                          headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=verify)
+                          headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=_verify(verify))
     _raise_for_status(response)
     body = response.json()
     report = ImportReport()
@@ -76,7 +84,7 @@ def import_objects(url: str, ndjson: bytes, space: str | None = None, timeout: f
 
 
 def export_objects(url: str, objects: list[dict[str, Any]], space: str | None = None, timeout: float = 60.0,
-                   verify: bool | str = True) -> str:
+                   verify: bool | str | None = None) -> str:
     """NDJSON of the given objects (and what they reference), one object a line, sorted by type and id.
 
     Every field Kibana gives is kept: the version fields above all, without which a re-import
@@ -85,7 +93,7 @@ def export_objects(url: str, objects: list[dict[str, Any]], space: str | None = 
     response = httpx.post(f"{_base(url, space)}/api/saved_objects/_export",
                           json={"objects": [{"type": o["type"], "id": o["id"]} for o in objects],
                                 "includeReferencesDeep": True},
-                          headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=verify)
+                          headers=_auth_headers(), auth=_basic_auth(), timeout=timeout, verify=_verify(verify))
     _raise_for_status(response)
     lines = []
     for raw in response.text.splitlines():

@@ -17,7 +17,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from contract.timestamps import iso_from_epoch
 from rules.cycle import NOTIFIER_RULE, SYNTHETIC, Known
-from rules.links import discover_url
+from rules.links import discover_url, kibana_app_url
 from rules.model import Rule, RuleBase
 from rules.notification import OutboxEntry, Payload
 from rules.notify import render
@@ -58,7 +58,7 @@ class Composer:
             "index": self.state_index if own else indices(rule, self.namespace),
             "query": {"bool": {"filter": filters(rule, window)}}}
         if self.kibana_url and not own:
-            payload["dashboard"] = (f"{self.kibana_url.rstrip('/')}/app/dashboards#/view/regwatch-dashboard-alerts"
+            payload["dashboard"] = (f"{kibana_app_url(self.kibana_url, 'dashboards')}#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',"
                                     f"to:'{iso_from_epoch(now + 300, millis=False)}'))")
             payload["discover"] = discover_url(self.kibana_url, rule, window.start, window.end, group)

@@ -6,6 +6,10 @@ writes the time range to ``_g=(time:(from,to))`` and the data source, query and 
 ``_a=(dataSource:(dataViewId,type:dataView),query:(language,query),filters:!(...))``; a filter
 with its own Query DSL is a *custom* filter (``kbn-es-query/src/filters/build_filters/
 custom_filter.ts``: ``meta.type: custom`` beside ``query``).
+
+A Kibana space is part of the base URL, as Kibana's own links have it: ``rules.kibana_url:
+https://kibana:5601/s/team-a`` links to ``https://kibana:5601/s/team-a/app/discover#/...``, the
+space the objects were imported into (``regwatch kibana import --space team-a``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ from rules.model import RuleBase
 from rules.query import group_values, time_range
 
 _ID = re.compile(r"^[^-0-9 '!:(),*@$][^ '!:(),*@$]*$")
+# A Kibana page's address pasted as the base: what follows the base (and space) is dropped.
+_APP_PATH = re.compile(r"/app(?:/.*)?$")
+
+
+def kibana_app_url(kibana_url: str, app: str) -> str:
+    """``<base>[/s/<space>]/app/<app>``: Kibana's base URL, with its space if it names one.
+
+    The base may be a page copied from the browser (``https://k/s/team-a/app/home#/``): its
+    fragment, query and ``/app/...`` are dropped, the space is kept."""
+    base = kibana_url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    return f"{_APP_PATH.sub('', base).rstrip('/')}/app/{app}"
 
 
 def rison(value: Any) -> str:
@@ -86,7 +101,7 @@ def discover_url(kibana_url: str, rule: RuleBase, start: float, end: float, grou
     if filters:
         app["filters"] = filters
     state = {"time": {"from": iso_from_epoch(picker_from), "to": iso_from_epoch(end)}}
-    url = f"{kibana_url.rstrip('/')}/app/discover#/?_g={quote(rison(state), safe=_SAFE)}"
+    url = f"{kibana_app_url(kibana_url, 'discover')}#/?_g={quote(rison(state), safe=_SAFE)}"
     if app:
         url += f"&_a={quote(rison(app), safe=_SAFE)}"
     return url

@@ -10,15 +10,23 @@ import typer
 from regwatch.cli.common import fail, http_url
 from regwatch.cli.terminal import printable
 
+URL_HELP = ("Kibana base URL (credentials: KIBANA_API_KEY, or KIBANA_USERNAME and KIBANA_PASSWORD; "
+            "a private CA: KIBANA_CA_CERT)")
+SPACE_HELP = "Kibana space id (as in /s/<id>/; default: the default space)"
+
 app = typer.Typer(no_args_is_help=True, help="regwatch's Kibana dashboards, data views and searches.")
 
 @app.command("import")
 def kibana_import(
-    url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
-    space: Annotated[str | None, typer.Option(help="Kibana space")] = None,
+    url: Annotated[str, typer.Option("--url", help=URL_HELP, envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
+    space: Annotated[str | None, typer.Option(
+        help=SPACE_HELP + ". Notification links follow it when rules.kibana_url ends in /s/<id>")] = None,
     file: Annotated[Path | None, typer.Option(help="NDJSON to import (default: the shipped objects)")] = None,
 ) -> None:
-    """Import (overwrite) the saved objects; report what was created, updated or failed."""
+    """Import (overwrite) the saved objects; report what was created, updated or failed.
+
+    Needs, in the space: all on Saved Objects Management, Dashboard, Visualize Library, Discover, Data View Management.
+    """
     import httpx
 
     from kibana.client import KibanaError, import_objects
@@ -43,8 +51,8 @@ def kibana_import(
 
 @app.command("export")
 def kibana_export(
-    url: Annotated[str, typer.Option("--url", help="Kibana base URL", envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
-    space: Annotated[str | None, typer.Option(help="Kibana space")] = None,
+    url: Annotated[str, typer.Option("--url", help=URL_HELP, envvar="KIBANA_URL")] = "http://127.0.0.1:5601",
+    space: Annotated[str | None, typer.Option(help=SPACE_HELP)] = None,
     out: Annotated[Path, typer.Option(help="where to write the NDJSON")] = Path("regwatch-export.ndjson"),
 ) -> None:
     """Export regwatch's objects as edited in Kibana (every one, and what they reference), all fields kept."""
