@@ -1,8 +1,18 @@
 """The Grafana dashboard over the series the probe, the shipper and the rule runner serve.
 
 ``python -m grafana.dashboard`` writes ``grafana/regwatch.json``, the file users import (Dashboards >
-New > Import, choosing their Prometheus data source for ``DS_PROMETHEUS``). The panels are data
-(``PANELS``); the layout, ids and refIds follow from their order.
+New > Import) or provision from a folder. The panels are data (``PANELS``); the layout, ids and
+refIds follow from their order.
+
+The data source is a dashboard variable (``datasource``, of type ``datasource``, query
+``prometheus``) and every panel asks for ``${datasource}``, not an import input (``__inputs`` /
+``${DS_PROMETHEUS}``): only the import API replaces inputs (``pkg/services/dashboardimport/utils/
+dash_template_evaluator.go``, called from ``dashboardimport/service/service.go``); file provisioning
+saves the JSON as it is (``pkg/services/provisioning/dashboards/file_reader.go``), so a
+``${DS_PROMETHEUS}`` stayed a data source uid that does not exist. A ``$``-uid is resolved by the
+front end to the variable's current value (``public/app/features/plugins/datasource_srv.ts``,
+``getInstanceSettings``), and a ``datasource`` variable with nothing chosen takes the default
+Prometheus data source: the same file works imported and provisioned.
 
 Kept to what Grafana 10.x to 12.x load without a migration changing it: ``schemaVersion`` 39 (the
 newest the 10.x/11.x front end's ``DashboardMigrator.ts`` knows); later migrations (v40 ``refresh``
@@ -19,7 +29,9 @@ from typing import Any
 PATH = Path(__file__).with_name("regwatch.json")
 SCHEMA_VERSION = 39
 UID = "regwatch-prometheus"
-DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": "${" + DATASOURCE_VARIABLE + "}"}
+MIN_GRAFANA = "10.0.0"  # schemaVersion 39 and data source references by uid: stated in docs/monitoring.md
 COLUMNS = 24  # Grafana's grid (GRID_COLUMN_COUNT)
 
 REGISTRY_KINDS = "registration|retrieval|version|error"
@@ -103,15 +115,18 @@ def dashboard() -> dict[str, Any]:
                        "definition": "label_values(platform_availability, target)", "refresh": 2,
                        "includeAll": True, "multi": True, "allValue": ".*",
                        "current": {"text": "All", "value": "$__all"}, "hide": 0, "sort": 1}
+    datasource_variable = {"name": DATASOURCE_VARIABLE, "label": "Prometheus", "type": "datasource",
+                           "query": "prometheus", "current": {}, "options": [], "regex": "", "hide": 0,
+                           "includeAll": False, "multi": False, "refresh": 1}
     return {
-        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource", "pluginId": "prometheus",
-                      "pluginName": "Prometheus"}],
-        "__requires": [{"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}]
+        "__requires": [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": MIN_GRAFANA},
+                       {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}]
         + [{"type": "panel", "id": kind, "name": kind, "version": ""} for kind in sorted({p.type for p in PANELS})],
         "uid": UID, "title": "regwatch: model registry (Prometheus)", "tags": ["regwatch", "mlflow"],
         "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
         "time": {"from": "now-1h", "to": "now"}, "refresh": "30s", "timezone": "", "timepicker": {},
-        "annotations": {"list": []}, "links": [], "templating": {"list": [target_variable]}, "panels": panels,
+        "annotations": {"list": []}, "links": [], "templating": {"list": [datasource_variable, target_variable]},
+        "panels": panels,
     }
 
 

@@ -47,6 +47,29 @@ def test_the_dashboard_file_is_generated_and_follows_grafanas_rules() -> None:
         assert wanted in titles
 
 
+def test_every_panel_asks_for_the_datasource_variable_so_file_provisioning_works() -> None:
+    """``${DS_PROMETHEUS}`` (an import input) stayed a uid that does not exist when the file was
+    provisioned from a folder: a ``datasource`` variable resolves under import and provisioning."""
+    on_disk = json.loads(grafana_dashboard.PATH.read_text())
+    assert "__inputs" not in on_disk and "DS_PROMETHEUS" not in grafana_dashboard.PATH.read_text()
+    [variable] = [v for v in on_disk["templating"]["list"] if v["type"] == "datasource"]
+    assert (variable["name"], variable["query"]) == ("datasource", "prometheus")
+    refs = [p["datasource"] for p in on_disk["panels"]] + [t["datasource"] for p in on_disk["panels"]
+                                                           for t in p.get("targets", [])]
+    refs += [v["datasource"] for v in on_disk["templating"]["list"] if "datasource" in v]
+    assert refs and all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in refs)
+    [grafana] = [r for r in on_disk["__requires"] if r["id"] == "grafana"]
+    assert grafana["version"] == grafana_dashboard.MIN_GRAFANA
+
+
+def test_the_checker_refuses_an_import_input_that_provisioning_would_leave_unresolved() -> None:
+    old = json.loads(json.dumps(grafana_dashboard.dashboard()))
+    old["__inputs"] = [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
+                        "pluginId": "prometheus", "pluginName": "Prometheus"}]
+    old["panels"][0]["datasource"] = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+    assert any("${DS_PROMETHEUS} is an import input" in problem for problem in problems(old))
+
+
 def test_the_checker_refuses_what_grafana_would_change_or_break() -> None:
     good = grafana_dashboard.dashboard()
     bad = json.loads(json.dumps(good))

@@ -5,6 +5,10 @@ No Grafana runs here (no registry we reach carries it), so the dashboard is held
 * ``pkg/services/dashboardimport/utils/dash_template_evaluator.go``: every ``__inputs`` entry has a
   name and a type, and import replaces ``${NAME}`` only for declared inputs: a ``${...}`` that is
   not declared stays literally in the dashboard (a data source uid that does not exist).
+* ``pkg/services/provisioning/dashboards/file_reader.go``: file provisioning saves the JSON as it
+  is, no input is replaced; only a dashboard variable (``templating.list``) is resolved at view
+  time (``public/app/features/plugins/datasource_srv.ts``, ``getInstanceSettings`` of a ``$`` uid).
+  So every ``${...}`` must name a dashboard variable, or a provisioned dashboard breaks.
 * ``apps/dashboard/pkg/migration/schemaversion/migrations.go``: ``schemaVersion`` is at least
   ``MIN_VERSION`` (21), else the backend refuses to migrate the dashboard.
 * ``public/app/features/dashboard/state/DashboardMigrator.ts``: the 10.x/11.x front end's newest
@@ -47,10 +51,19 @@ def problems(dashboard: dict[str, Any]) -> list[str]:
         if not entry.get("name") or not entry.get("type"):
             found.append(f"__inputs entry without name or type: {entry}")
         declared.add(entry.get("name"))
+    variables = {v.get("name") for v in (dashboard.get("templating") or {}).get("list", [])}
     for text in _strings(dashboard):
         for name in _INPUT.findall(text):
-            if name not in declared:
+            if name in variables or name.startswith("__"):
+                continue
+            if name in declared:
+                found.append(f"${{{name}}} is an import input: file provisioning leaves it as it is "
+                             "(use a dashboard variable)")
+            else:
                 found.append(f"${{{name}}} is not declared in __inputs: import leaves it as it is")
+    for variable in (dashboard.get("templating") or {}).get("list", []):
+        if variable.get("type") == "datasource" and not variable.get("query"):
+            found.append(f"data source variable {variable.get('name')!r} names no plugin type (query)")
     version = dashboard.get("schemaVersion")
     if not isinstance(version, int) or not MIN_VERSION <= version <= FRONTEND_SCHEMA_VERSION:
         found.append(f"schemaVersion {version!r} is outside {MIN_VERSION}..{FRONTEND_SCHEMA_VERSION}")
