@@ -480,3 +480,15 @@ def test_the_image_installs_its_dependencies_from_a_lock_with_hashes() -> None:
         version = pinned.get(canonicalize_name(requirement.name))
         assert version is not None, f"{requirement.name} not in requirements.lock"
         assert requirement.specifier.contains(version, prereleases=True), f"{requirement} but the lock has {version}"
+
+
+def test_the_documented_zabbix_user_parameters_run_the_regwatch_the_install_gives() -> None:
+    """The agent's user parameters named /usr/local/bin/regwatch, where no documented install puts
+    it: they run the binary the systemd units start (the virtualenv in /opt/regwatch)."""
+    doc = (ROOT / "docs" / "monitoring.md").read_text()
+    commands = re.findall(r"^UserParameter=regwatch\.\w+\[\*\],(\S+) check ", doc, re.M)
+    assert len(commands) == 2
+    started = {re.search(r"^ExecStart=(\S+) ", unit.read_text(), re.M).group(1)  # type: ignore[union-attr]
+               for unit in (ROOT / "deploy" / "systemd").glob("regwatch-*.service")}
+    assert set(commands) == started == {"/opt/regwatch/bin/regwatch"}
+    assert "/usr/local/bin" not in doc
