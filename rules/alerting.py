@@ -25,6 +25,7 @@ from rules.model import Rule
 from rules.notification import OutboxEntry
 from rules.query import Measurement, Window
 from rules.state import StateStore, Versioned, alert_id
+from rules.states import ACTIVE
 from rules.types import rule_type
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,24 @@ class Alerter:
             item = current.get(decision.group) if not decision.once else None
             self._write(rule, decision, item or Versioned(alert_id(rule.name, decision.group), {}), now, report,
                         window)
+
+    def retire(self, rule: Rule, now: float, report: CycleReport) -> bool:
+        """End the active alerts of a rule that no longer exists (reloaded away): a firing one
+        resolves, notified as such (as Alertmanager resolves an alert Prometheus stopped sending),
+        a pending one goes back to ok. True while any is left (a write lost to another runner is
+        tried again next cycle)."""
+        left = False
+        for group, item in self.known.alerts_of(rule.name).items():
+            state = item.doc.get("state")
+            if state not in ACTIVE:
+                continue
+            since, value = item.doc.get("since", now), float(item.doc.get("value", 0.0))
+            ended = "resolved" if state == "firing" else "ok"
+            decision = Decision(group, {"state": ended, "since": since, "value": value, "notified": now}, value, since,
+                                "resolved" if ended == "resolved" else None, ended)
+            self._write(rule, decision, item, now, report, Window(now - rule.window, now))
+            left = left or self.known.alerts_of(rule.name)[group].doc.get("state") in ACTIVE
+        return left
 
     def _write(self, rule: Rule, decision: Decision, item: Versioned, now: float, report: CycleReport,
                window: Window) -> None:

@@ -32,6 +32,11 @@ class RuleClaims:
         self._claims: dict[str, tuple[Versioned, float]] = {}  # rule -> its cycle document, last_end before
         self._due: dict[str, float] = {}  # rule -> when it is due next, as last seen
 
+    def use(self, rules: list[Rule]) -> None:
+        """Claim ``rules`` from now on (rules reloaded): a rule that stays keeps its last window."""
+        self.rules = rules
+        self._due = {name: due for name, due in self._due.items() if name in {rule.name for rule in rules}}
+
     def moments(self) -> list[float]:
         return [self._due.get(rule.name, 0.0) for rule in self.rules]
 

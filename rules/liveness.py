@@ -32,14 +32,13 @@ def _alive(pid: int) -> bool:
 
 class Liveness:
     def __init__(self, store: StateStore, known: Known, alerter: Alerter, metrics: RunnerMetrics, runner_id: str,
-                 rules: int, stale_after: float, stale_notify: list[str], targets: list[str],
+                 stale_after: float, stale_notify: list[str], targets: list[str],
                  failing_after: float = FAILING_AFTER_S, failing_notify: list[str] | None = None) -> None:
         self.store = store
         self.known = known
         self.alerter = alerter
         self.metrics = metrics
         self.runner_id = runner_id
-        self.rules = rules
         self.stale_after = stale_after
         self.stale_notify = stale_notify
         self.targets = targets
@@ -54,9 +53,9 @@ class Liveness:
         """How often the heartbeat is written: a third of ``stale_after``, at least once a second."""
         return max(self.stale_after / 3, 1.0)
 
-    def beat(self, now: float, lag: float, state: str = "running") -> None:
+    def beat(self, now: float, lag: float, rules: int, state: str = "running") -> None:
         self.store.beat(f"runner:{self.runner_id}", {
-            "type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": self.rules,
+            "type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": rules,
             "updated": now, "state": state, "host": self.host, "pid": self.pid})
         self.last_beat = now
 

@@ -28,14 +28,20 @@ log = structlog.get_logger(__name__)
 class Refresher:
     def __init__(self, rules: list[Rule], targets: dict[str, Target], known: Known, composer: Composer,
                  silences: Silences, metrics: RunnerMetrics) -> None:
-        self.by_name = {rule.name: rule for rule in rules}
-        self.severities = {rule.name: rule.severity for rule in rules}
+        self.by_name: dict[str, Rule] = {}
+        self.severities: dict[str, str] = {}
+        self.use(rules)
         self.targets = targets
         self.known = known
         self.composer = composer
         self.silences = silences
         self.metrics = metrics
         self._refreshed: dict[tuple[str, str], float] = {}  # (target, alert id) -> last re-post
+
+    def use(self, rules: list[Rule]) -> None:
+        """Re-post the firing alerts of ``rules`` from now on (rules reloaded)."""
+        self.by_name = {rule.name: rule for rule in rules}
+        self.severities = {rule.name: rule.severity for rule in rules}
 
     def moments(self) -> list[float]:
         """When a re-post is due next, per target and alert."""

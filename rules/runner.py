@@ -80,8 +80,9 @@ class Runner:
                              retry_max_s, rng)
         self.dispatcher = Dispatcher(self.targets, lease_s, self._stop, self._land)
         self.refresher = Refresher(rules, self.targets, known, composer, self.silences, self.metrics)
-        self.liveness = Liveness(self.store, known, self.alerter, self.metrics, runner_id, len(rules), stale_after,
+        self.liveness = Liveness(self.store, known, self.alerter, self.metrics, runner_id, stale_after,
                                  stale_notify or [], list(self.targets), failing_after, failing_notify)
+        self._retired: list[Rule] = []  # rules reloaded away whose alerts are still active
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -134,7 +135,7 @@ class Runner:
             if not windows:
                 report.skipped.append(rule.name)
             due += [(rule, window) for window in windows]
-        names = sorted({rule.name for rule, _ in due} | set(SYNTHETIC))
+        names = sorted({rule.name for rule, _ in due} | {rule.name for rule in self._retired} | set(SYNTHETIC))
         searches: list[dict[str, Any]] = list(self.store.cycle_search(names))
         asked: list[tuple[Rule, Window]] = []
         failed: set[str] = set()
@@ -161,6 +162,7 @@ class Runner:
                 continue
             if rule.name not in report.evaluated:
                 report.evaluated.append(rule.name)
+        self._retired = [rule for rule in self._retired if self.alerter.retire(rule, now, report)]
         self.liveness.check_runners(now, report)
         self.liveness.check_notifiers(now, report)
         if not self._stop.is_set():
@@ -168,7 +170,7 @@ class Runner:
             refresh = self.refresher.jobs(now)
             if refresh and not self._stop.is_set():
                 self._send(refresh, cycle)
-        self.liveness.beat(now, max((now - w.end for _, w in due), default=0.0))
+        self.liveness.beat(now, max((now - w.end for _, w in due), default=0.0), len(self.rules))
         return report
 
     def _rule_failed(self, rule: Rule, window: Window, exc: Exception, report: CycleReport) -> None:
@@ -201,12 +203,14 @@ class Runner:
     def replace_rules(self, rules: list[Rule]) -> None:
         """Evaluate ``rules`` from the next cycle on (rules reloaded). What is stored stays: a rule
         that still exists keeps its alerts and its last window, sends in flight and queued
-        notifications are delivered as before."""
+        notifications are delivered as before. The active alerts of a rule that is gone end at the
+        next cycle: a firing one resolves, and says so."""
+        kept = {rule.name for rule in rules}
+        self._retired += [rule for rule in self.rules if rule.name not in kept]
+        self._retired = [rule for rule in self._retired if rule.name not in kept]
         self.rules = rules
-        self.claims.rules = rules
-        self.refresher.by_name = {rule.name: rule for rule in rules}
-        self.refresher.severities = {rule.name: rule.severity for rule in rules}
-        self.liveness.rules = len(rules)
+        self.claims.use(rules)
+        self.refresher.use(rules)
 
     def stopped(self) -> None:
         """A clean stop: sends still in flight are waited for up to their deadline (given up at
@@ -219,7 +223,7 @@ class Runner:
             self.dispatcher.wait(last + GRACE_S, cycle)
         self.dispatcher.drain(cycle, final=True)
         self.outbox.settle(cycle)
-        self.liveness.beat(time.time(), 0.0, state="stopped")
+        self.liveness.beat(time.time(), 0.0, len(self.rules), state="stopped")
 
     def retire_dead_runners(self) -> list[str]:
         """Mark as stopped the heartbeats of this host's runners whose process is gone."""

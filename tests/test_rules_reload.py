@@ -202,3 +202,45 @@ def test_silences_are_listed_and_expired_from_the_command_line(es: Elasticsearch
     again = cli("rules", "unsilence", silence_id, "-c", str(config))
     errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
     assert again.returncode == 1 and len(errors) == 1 and silence_id in errors[0], again.stderr
+
+
+_GONE = """
+rules:
+  - name: soon-gone
+    type: threshold
+    kinds: [error]
+    window: 60s
+    interval: 60s
+    condition: {op: ">", value: 5}
+    notify: [hook]
+  - name: stays
+    type: threshold
+    kinds: [error]
+    window: 60s
+    interval: 60s
+    condition: {op: ">", value: 5}
+    notify: [hook]
+"""
+
+
+def test_a_firing_alert_of_a_rule_reloaded_away_resolves_and_says_so(es, namespace, tmp_path, webhook) -> None:
+    """As Alertmanager resolves an alert Prometheus stopped sending: the alert does not stay
+    firing forever in the state index, on the dashboards and in `regwatch top`."""
+    from rules.runner import Runner
+    from support.rules import T0, Receiver, index_events, write_rules
+
+    rules = write_rules(tmp_path, _GONE)
+    runner = Runner(es, rules, namespace, webhook, "a")
+    index_events(es, namespace, "error", T0 + 30, 10)
+    assert sorted(runner.cycle(now=T0 + 61).transitions) == [("soon-gone", "*", "firing"), ("stays", "*", "firing")]
+    runner.replace_rules([rule for rule in rules if rule.name == "stays"])
+    index_events(es, namespace, "error", T0 + 90, 10)
+    report = runner.cycle(now=T0 + 121)
+    assert report.transitions == [("soon-gone", "*", "resolved")] and report.evaluated == ["stays"]
+    assert sorted((p["rule"], p["state"]) for p, _ in Receiver.received) == [
+        ("soon-gone", "firing"), ("soon-gone", "resolved"), ("stays", "firing")]
+    state = es.get(index=runner.store.index, id=alert_id("soon-gone", "*"))["_source"]
+    assert state["state"] == "resolved" and "outbox" not in state
+    index_events(es, namespace, "error", T0 + 150, 10)
+    assert runner.cycle(now=T0 + 181).transitions == []  # retired: nothing more about it
+    assert len(Receiver.received) == 3
