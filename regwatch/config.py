@@ -169,11 +169,6 @@ class RulesConfig(StrictModel):
         """The rule folders, in order, ``builtin`` as the built-in rules' folder."""
         return [_rule_folder(entry) for entry in self.folders]
 
-    @property
-    def folder(self) -> list[Path]:
-        """Every rule folder (the name of older callers, when there was one)."""
-        return self.folder_paths
-
     @field_validator("kibana_url")
     @classmethod
     def _kibana_url(cls, url: str | None) -> str | None:

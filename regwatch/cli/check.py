@@ -184,7 +184,7 @@ def check_rule(
         settings = _config(config)
         warn_range, crit_range = _range("-w", warning), _range("-c", critical)
         try:
-            rules = {r.name: r for r in load_rules(folder or settings.rules.folder)}
+            rules = {r.name: r for r in load_rules(folder or settings.rules.folder_paths)}
         except RuleError as exc:
             raise PluginError(" ".join(str(exc).split())[:400]) from None
         if name not in rules:
