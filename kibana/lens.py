@@ -163,7 +163,7 @@ def lens_object(vis: Vis) -> dict[str, Any]:
                 "datasourceStates": {"formBased": {"layers": {LAYER: {"columns": columns, "columnOrder": order,
                                                                       "incompleteColumns": {}}}}},
                 "visualization": visualization,
-                "query": {"query": "", "language": "kuery"},
+                "query": {"query": vis.query, "language": "kuery"},
                 "filters": [],
             },
         }, [{"type": "index-pattern", "id": vis.view, "name": f"indexpattern-datasource-layer-{LAYER}"}])

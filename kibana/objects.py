@@ -27,8 +27,8 @@ def data_view_objects() -> list[dict[str, Any]]:
 
 def search_objects() -> list[dict[str, Any]]:
     objects = []
-    for search_id, title, view, columns in SEARCHES:
-        source = {"query": {"query": "", "language": "kuery"}, "filter": [],
+    for search_id, title, view, columns, query in SEARCHES:
+        source = {"query": {"query": query, "language": "kuery"}, "filter": [],
                   "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
         objects.append(saved_object("search", search_id, {
             "title": title, "description": "", "columns": columns, "sort": [["@timestamp", "desc"]],

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract import streams
+from contract.traffic import COUNTED_FAILURES_KQL, USER_TRAFFIC_KQL
 
 
 @dataclass(frozen=True)
@@ -38,60 +39,68 @@ class Vis:
     size: int = 10
     may_be_empty: str | None = None  # why an empty result is expected on the demo (said in the panel)
     description: str = ""
+    query: str = ""  # KQL narrowing the whole panel (its query bar): USERS on every panel of registry events
 
 
 COUNT = Metric("count", label="Events")
 
+# The panels over registry events show users' traffic: the probe's own requests (marked
+# modelregistry.synthetic by its User-Agent) are left out by the panel's query, as the built-in
+# rules leave them out. Clear the panel's query in Lens to see them.
+USERS = USER_TRAFFIC_KQL
+
 # What the registry answers: the calls of the rule ``registry-error-ratio`` (rules/builtin/
-# registry.yaml: kinds registration, retrieval, version, error; numerator event.outcome:failure),
-# so the dashboard's error rate and the alert's are the same number. Access-log lines and alerts
-# are not calls.
+# registry.yaml: kinds registration, retrieval, version, error, the probe's left out; numerator
+# modelregistry.failure server, auth or throttled), so the dashboard's error rate and the alert's
+# are the same number. Access-log lines and alerts are not calls; a 404 on a lookup or a 400
+# RESOURCE_ALREADY_EXISTS is a client's control flow, not a failure of the registry.
 CALL_KINDS = ("registration", "retrieval", "version", "error")
 CALLS = " or ".join(f'data_stream.dataset : "{streams.dataset(kind)}"' for kind in CALL_KINDS)
-FAILED = 'event.outcome : "failure"'
+FAILED = COUNTED_FAILURES_KQL
 
 OVERVIEW = [
     Vis("regwatch-activity-over-time", "Registrations, retrievals and version changes over time", "bar_stacked",
         "regwatch-events", (COUNT,), x_time=True, terms=("data_stream.dataset",), size=7,
-        description="Events per kind per interval: the registry's pulse."),
+        description="Events per kind per interval: the registry's pulse.", query=USERS),
     Vis("regwatch-retrievals-by-model", "Retrievals by model (top 10)", "table", "regwatch-retrieval",
-        (COUNT,), terms=("modelregistry.model.name",)),
+        (COUNT,), terms=("modelregistry.model.name",), query=USERS),
     Vis("regwatch-retrievals-by-version", "Retrievals by model version (top 10)", "table", "regwatch-retrieval",
-        (COUNT,), terms=("modelregistry.model.name", "modelregistry.model.version")),
+        (COUNT,), terms=("modelregistry.model.name", "modelregistry.model.version"), query=USERS),
     Vis("regwatch-errors-4xx-5xx", "Errors over time, 4xx and 5xx apart", "bar_stacked", "regwatch-error",
         (Metric("count", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500"),
          Metric("count", label="5xx", kql="http.response.status_code >= 500")),
-        x_time=True),
+        x_time=True, query=USERS),
     Vis("regwatch-error-rate", "Error rate", "metric", "regwatch-events",
         (Metric("ratio", label="Failed calls / all calls", kql=FAILED, of=CALLS),),
-        description="Failed registry calls over all registry calls (registrations, retrievals, version changes, "
-                    "errors), as the registry-error-ratio rule counts them."),
+        description="Failed registry calls (5xx, 401, 403, 429) over all registry calls (registrations, "
+                    "retrievals, version changes, errors), as the registry-error-ratio rule counts them; "
+                    "a 404 on a lookup or another 4xx is the client's, not a failure of the registry.", query=USERS),
     Vis("regwatch-latency-percentiles", "Response time p50 / p95 / p99", "line", "regwatch-events",
         (Metric("percentile", "event.duration", "p50", 50), Metric("percentile", "event.duration", "p95", 95),
-         Metric("percentile", "event.duration", "p99", 99)), x_time=True),
+         Metric("percentile", "event.duration", "p99", 99)), x_time=True, query=USERS),
     Vis("regwatch-availability-probes", "Availability (health probe)", "line", "regwatch-availability",
         (Metric("count", label="Probes up", kql="modelregistry.probe.up : true"),
          Metric("count", label="Probes down", kql="modelregistry.probe.up : false")), x_time=True,
         may_be_empty="filled by the availability probe; empty until one runs"),
     Vis("regwatch-requests-by-user", "Requests by user", "table", "regwatch-events", (COUNT,),
-        terms=("user.name",)),
+        terms=("user.name",), query=USERS),
     Vis("regwatch-requests-by-source", "Requests by source address", "table", "regwatch-events", (COUNT,),
-        terms=("source.ip",)),
+        terms=("source.ip",), query=USERS),
     Vis("regwatch-latest-errors", "Latest errors", "table", "regwatch-error", (COUNT,),
-        terms=("event.action", "http.response.status_code", "modelregistry.model.name"), size=20),
+        terms=("event.action", "http.response.status_code", "modelregistry.model.name"), size=20, query=USERS),
 ]
 
 MODEL_ACTIVITY = [
     Vis("regwatch-model-versions", "Versions and their activity", "table", "regwatch-events", (COUNT,),
-        terms=("modelregistry.model.version", "event.action")),
+        terms=("modelregistry.model.version", "event.action"), query=USERS),
     Vis("regwatch-model-aliases", "Aliases set and removed", "table", "regwatch-version", (COUNT,),
-        terms=("modelregistry.model.alias", "event.action", "modelregistry.model.version")),
+        terms=("modelregistry.model.alias", "event.action", "modelregistry.model.version"), query=USERS),
     Vis("regwatch-model-stages", "Stage transitions", "table", "regwatch-version", (COUNT,),
-        terms=("modelregistry.model.stage", "modelregistry.model.version")),
+        terms=("modelregistry.model.stage", "modelregistry.model.version"), query=USERS),
     Vis("regwatch-model-downloaders", "Who downloads it", "table", "regwatch-retrieval", (COUNT,),
-        terms=("source.ip", "user_agent.original")),
+        terms=("source.ip", "user_agent.original"), query=USERS),
     Vis("regwatch-model-churn", "Version churn over time", "bar_stacked", "regwatch-version", (COUNT,),
-        x_time=True, terms=("event.action",)),
+        x_time=True, terms=("event.action",), query=USERS),
 ]
 
 ALERTS = [
@@ -105,12 +114,13 @@ ALERTS = [
         terms=("event.action",), may_be_empty="filled by the rule runner; empty until it runs"),
 ]
 
+# (id, title, data view, columns, query): the errors search shows users' errors, with their kind
 SEARCHES = [
     ("regwatch-search-errors", "regwatch: errors", "regwatch-error",
-     ["event.action", "http.response.status_code", "error.code", "error.message", "modelregistry.model.name",
-      "source.ip", "url.path"]),
+     ["event.action", "http.response.status_code", "modelregistry.failure", "error.code", "error.message",
+      "modelregistry.model.name", "source.ip", "url.path"], USERS),
     ("regwatch-search-deadletters", "regwatch: dead-letters (raw line and reason)", "regwatch-deadletter",
-     ["error.type", "error.message", "event.original", "log.file.path", "log.offset"]),
+     ["error.type", "error.message", "event.original", "log.file.path", "log.offset"], ""),
 ]
 
 OVERVIEW_HELP = """**Model Registry Overview**
@@ -119,13 +129,18 @@ OVERVIEW_HELP = """**Model Registry Overview**
 * **Retrievals by model / by version**: what is being pulled, most first.
 * **Errors, 4xx and 5xx apart**: client mistakes (4xx: missing models, bad names) against
   server failures (5xx: the registry or its proxy is down).
-* **Error rate**: failed registry calls over all registry calls (registrations, retrievals,
-  version changes, errors) in the time range: the number the `registry-error-ratio` rule watches.
+* **Error rate**: failed registry calls (5xx, 401, 403, 429: `modelregistry.failure` server, auth,
+  throttled) over all registry calls (registrations, retrievals, version changes, errors) in the
+  time range: the number the `registry-error-ratio` rule watches. A 404 on a lookup and a 400
+  `RESOURCE_ALREADY_EXISTS` are MLflow's client asking, not the registry failing.
 * **Response time p50 / p95 / p99**: from `event.duration` where the log has timings.
 * **Availability**: results of the health probe (`metrics-modelregistry.availability-*`); empty
   until a probe runs.
 * **Requests by user / by source**: who is calling.
 * **Latest errors**: the failing operations, with status and model.
+
+The panels over registry events leave the probe's own requests out (their query
+`not modelregistry.synthetic : true`; clear it to see them).
 
 Dead-letters (lines that could not be parsed) are in the saved search *regwatch: dead-letters*.
 """

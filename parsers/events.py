@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
 from contract import streams
+from contract.traffic import FAILURE_KINDS, failure_kind, is_synthetic
 from parsers.routes import Route
 
 
@@ -75,7 +76,8 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
     """Build the document of one event from the fields a format parser extracted.
 
     ``f`` keys: ts, method, path, query, status, bytes, duration_ns, http_version, ip, user,
-    email, ua, referrer, model (dict), artifact_path, error_code, error_message, error_type,
+    email, ua (the probe's marks the event synthetic), referrer, model (dict), artifact_path,
+    error_code, error_message, error_type,
     delivery_id, workspace, entity, cloud (dict).
     """
     get = f.get
@@ -137,9 +139,11 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
             user["email"] = email
         doc["user"] = user
     ua = get("ua")
+    registry: dict[str, Any] = {"operation": route.operation, "platform": platform, "format": ctx.format}
     if ua:
         doc["user_agent"] = {"original": ua}
-    registry: dict[str, Any] = {"operation": route.operation, "platform": platform, "format": ctx.format}
+        if is_synthetic(ua):  # the probe's request: not a user's (contract.traffic)
+            registry["synthetic"] = True
     model = get("model")
     if model:
         registry["model"] = model
@@ -172,6 +176,8 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         elif status is not None:
             error["type"] = "server_error" if status >= 500 else "client_error"
         doc["error"] = error
+        # what kind of failure: the error-rate rule counts server, auth and throttled only
+        registry["failure"] = failure_kind(status, get("error_code"))
     if ctx.service_name or ctx.service_environment or ctx.host_name:
         _put_common(doc, ctx)
     return doc
@@ -284,6 +290,14 @@ class RegistryFields(_Doc):
     artifact: dict[str, str] | None = None
     audit: AuditFields | None = None
     workspace: str | None = None
+    synthetic: Literal[True] | None = None  # the probe's own request; absent on users' events
+    failure: str | None = None  # contract.traffic.FAILURE_KINDS, on failed calls only
+
+    @model_validator(mode="after")
+    def _failure_kind(self) -> RegistryFields:
+        if self.failure is not None and self.failure not in FAILURE_KINDS:
+            raise ValueError(f"modelregistry.failure is one of {', '.join(FAILURE_KINDS)}")
+        return self
 
 
 class LogFile(_Doc):

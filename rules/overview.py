@@ -5,6 +5,11 @@ operations per kind per minute, the error ratio of registry calls, p50/p95 laten
 per probe target, the busiest models, firing alerts, notifiers that fail, and the shipper's lag
 (how old the newest line was when Elasticsearch got it, and how long ago that was). Windows select on ``@timestamp``
 here: this is a view of what happened when, not an alert that must count late data once.
+
+As the built-in rules and the dashboards count them: the probe's own requests
+(``modelregistry.synthetic``) are left out unless asked for, and the error ratio counts the
+failures that mean something is wrong (``modelregistry.failure``: server, auth, throttled), not a
+client's 404 on a lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from contract import streams
+from contract.traffic import COUNTED_FAILURES, FAILURE_FIELD, SYNTHETIC_FIELD
 from rules.states import ACTIVE
 
 REGISTRY_KINDS = ("registration", "retrieval", "version", "error")
@@ -26,7 +32,8 @@ class Overview:
     minutes: int
     per_minute: dict[str, list[int]] = field(default_factory=dict)  # kind -> counts, oldest minute first
     calls: int = 0
-    failures: int = 0
+    failures: int = 0  # 5xx, 401, 403, 429: what the registry-error-ratio rule counts
+    synthetic: bool = False  # the probe's own requests are counted too
     p50_ms: float | None = None
     p95_ms: float | None = None
     availability: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> up ratio, last state
@@ -94,20 +101,23 @@ def _range(field_name: str, minutes: int) -> dict[str, Any]:
     return {"range": {field_name: {"gte": f"now-{minutes}m/m"}}}
 
 
-def requests(namespace: str, minutes: int) -> list[dict[str, Any]]:
-    """The msearch body: header and request per question."""
+def requests(namespace: str, minutes: int, synthetic: bool = False) -> list[dict[str, Any]]:
+    """The msearch body: header and request per question. ``synthetic``: the probe's requests too."""
     events = streams.pattern(namespace)
     availability = streams.pattern(namespace, "availability", "metrics")
     state = f"regwatch-alert-state-{namespace}"
     kinds = [streams.dataset(k) for k in REGISTRY_KINDS]
+    window: dict[str, Any] = {"bool": {"filter": [_range("@timestamp", minutes)]}}
+    if not synthetic:
+        window["bool"]["must_not"] = [{"term": {SYNTHETIC_FIELD: True}}]
     per_minute = {
-        "size": 0, "query": _range("@timestamp", minutes),
+        "size": 0, "query": window,
         "aggs": {
             "minute": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 0,
                                           "extended_bounds": {"min": f"now-{minutes - 1}m/m", "max": "now/m"}},
                        "aggs": {"kind": {"terms": {"field": "data_stream.dataset", "size": 10}}}},
             "calls": {"filter": {"terms": {"data_stream.dataset": kinds}},
-                      "aggs": {"failed": {"filter": {"term": {"event.outcome": "failure"}}},
+                      "aggs": {"failed": {"filter": {"terms": {FAILURE_FIELD: list(COUNTED_FAILURES)}}},
                                "latency": {"percentiles": {"field": "event.duration", "percents": [50, 95]}},
                                "models": {"terms": {"field": "modelregistry.model.name", "size": 5}}}},
             "newest": {"top_hits": {"size": 1, "sort": [{"event.ingested": {"order": "desc", "unmapped_type": "date"}}],
@@ -132,10 +142,10 @@ def requests(namespace: str, minutes: int) -> list[dict[str, Any]]:
 
 
 def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: float | None = None,
-         notifier_failing_after: float = 600.0) -> Overview:
+         notifier_failing_after: float = 600.0, synthetic: bool = False) -> Overview:
     now = time.time() if now is None else now
-    found = client.msearch(searches=requests(namespace, minutes))["responses"]
-    view = Overview(minutes)
+    found = client.msearch(searches=requests(namespace, minutes, synthetic))["responses"]
+    view = Overview(minutes, synthetic=synthetic)
     events, health, state, notifiers = found
     for response in found:
         if "error" in response and response.get("status") != 404:

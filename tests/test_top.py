@@ -20,9 +20,9 @@ from support.shipping import write_config
 CLI = [sys.executable, "-m", "regwatch.cli"]
 
 
-def _line(when: float, path: str, status: int, rt: float, model: str) -> str:
+def _line(when: float, path: str, status: int, rt: float, model: str, agent: str = "client") -> str:
     stamp = datetime.fromtimestamp(when, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-    return (f'10.0.0.1 - - [{stamp}] "GET {path}?name={model} HTTP/1.1" {status} 10 "-" "client" '
+    return (f'10.0.0.1 - - [{stamp}] "GET {path}?name={model} HTTP/1.1" {status} 10 "-" "{agent}" '
             f'rt={rt:.3f} uct="0.000" urt="{rt:.3f}"\n')
 
 
@@ -30,11 +30,12 @@ def test_top_shows_what_was_shipped(es: Elasticsearch, es_url: str, namespace: s
     now = time.time()
     log = tmp_path / "access.log"
     lines = []
-    # 18 model reads (retrieval) at 10 ms .. 180 ms, 2 failed reads (error), 1 health check (access).
+    # 18 model reads (retrieval) at 10 ms .. 180 ms, 2 failed reads (error: the server's), 1 health
+    # check (access).
     for i in range(18):
         lines.append(_line(now - 90 + i, "/api/2.0/mlflow/registered-models/get", 200, 0.010 * (i + 1),
                            "fraud" if i % 3 else "churn"))
-    lines += [_line(now - 30, "/api/2.0/mlflow/registered-models/get", 404, 0.005, "nope") for _ in range(2)]
+    lines += [_line(now - 30, "/api/2.0/mlflow/registered-models/get", 500, 0.005, "nope") for _ in range(2)]
     lines.append(_line(now - 20, "/health", 200, 0.001, "-"))
     log.write_text("".join(lines))
     config = load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))
@@ -74,6 +75,38 @@ def test_top_shows_what_was_shipped(es: Elasticsearch, es_url: str, namespace: s
     assert frame.returncode == 0, frame.stderr
     assert "error ratio 10.0%" in frame.stdout and "registry-down" in frame.stdout
     assert "down (connection_refused)" in frame.stdout and "fraud" in frame.stdout
+
+
+def test_top_leaves_the_probe_out_unless_asked_and_a_404_is_no_failure(es: Elasticsearch, es_url: str,
+                                                                         namespace: str, tmp_path: Path) -> None:
+    """The probe's downloads do not make its model the busiest, nor its failures the error ratio;
+    a client's 404 on a lookup is a call, not a failure. ``--synthetic`` counts the probe too."""
+    from pipeline.probe.check import USER_AGENT
+
+    now = time.time()
+    get = "/api/2.0/mlflow/registered-models/get"
+    lines = [_line(now - 60 + i, get, 200, 0.01, "fraud") for i in range(6)]
+    lines += [_line(now - 50, get, 404, 0.01, "fraud"), _line(now - 50, get, 503, 0.01, "fraud")]
+    lines += [_line(now - 40 + i, get, 200, 0.01, "churn", USER_AGENT) for i in range(10)]
+    lines += [_line(now - 20, get, 503, 0.01, "churn", USER_AGENT) for _ in range(2)]
+    log = tmp_path / "access.log"
+    log.write_text("".join(lines))
+    assert build_shipper(load_config(write_config(tmp_path / "c.yaml", es_url, namespace, [str(log)]))).run(
+        once=True).events == len(lines)
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
+    env = {"ES_URL": es_url, "PATH": "/usr/bin:/bin"}
+
+    def view(*extra: str) -> dict:
+        result = subprocess.run([*CLI, "top", "--json", "--namespace", namespace, *extra], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    users = view()
+    assert users["models"] == {"fraud": 8} and users["calls"] == 8 and users["failures"] == 1
+    assert {k: sum(v) for k, v in users["per_minute"].items()} == {"retrieval": 6, "error": 2}
+    everyone = view("--synthetic")
+    assert everyone["models"] == {"churn": 12, "fraud": 8} and everyone["calls"] == 20 and everyone["failures"] == 3
 
 
 def test_top_against_nothing_is_empty_not_an_error(es_url: str) -> None:

@@ -38,13 +38,21 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
 
 from contract.secrets import mask_secrets, redact_userinfo, request_secrets
+from contract.traffic import probe_user_agent
 
 STATUS_TEXT_BYTES = 512  # read of a bad status's body: enough to say what the server said
+try:
+    _VERSION = version("regwatch")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    _VERSION = "dev"
+# Every request says it is the probe's, so its events are told from users' (modelregistry.synthetic)
+USER_AGENT = probe_user_agent(_VERSION)
 JOIN_GRACE_S = 1.0  # how long the caller waits for a cancelled worker before leaving it
 # httpcore's trace events at which an exchange past its deadline is ended (not the closing ones:
 # a close must run whole, or the connection would be left open)
@@ -286,7 +294,11 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     # the Basic credentials of the URL's user information
     secrets = request_secrets(url, headers)
     shown_url = redact_userinfo(url)
+    # the probe's User-Agent unless the target's headers set one (docs/probe.md: the configured one
+    # wins; it marks the events synthetic only when it too begins with regwatch-probe/)
     sent_headers = {"Accept-Encoding": "identity", **(headers or {})}
+    if not any(name.lower() == "user-agent" for name in sent_headers):
+        sent_headers["User-Agent"] = USER_AGENT
 
     def wanted(status: int) -> int:
         return max_body_bytes if status in expected_status else min(max_body_bytes, STATUS_TEXT_BYTES)

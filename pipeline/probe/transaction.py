@@ -2,6 +2,12 @@
 
 The steps are data, so another registry is a YAML file, not code. A step that fails ends the
 transaction (the next ones would only fail for the same reason); each step run is one result.
+
+A ``capture`` is a dotted path into the answer (``model_versions.0.version``); ``*`` stands for
+every item of a list, and ``max:`` in front keeps the greatest of what the path finds (version
+numbers compared as numbers): ``max:model_versions.*.version`` is the newest version, whatever
+order the registry lists them in (MLflow's ``get-latest-versions`` lists one per stage, an
+archived one first as often as not).
 """
 
 from __future__ import annotations
@@ -54,15 +60,36 @@ def _fill(value: Any, variables: dict[str, str]) -> Any:
     return value
 
 
-def _dig(body: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(body, list) and part.isdigit() and int(part) < len(body):
-            body = body[int(part)]
-        elif isinstance(body, dict) and part in body:
-            body = body[part]
-        else:
-            return None
-    return body
+def _dig_all(body: Any, parts: list[str]) -> list[Any]:
+    """Every value at the path (``*`` fans out over a list)."""
+    if not parts:
+        return [] if body is None else [body]
+    part, rest = parts[0], parts[1:]
+    if part == "*":
+        return [found for item in body for found in _dig_all(item, rest)] if isinstance(body, list) else []
+    if isinstance(body, list) and part.isdigit() and int(part) < len(body):
+        return _dig_all(body[int(part)], rest)
+    if isinstance(body, dict) and part in body:
+        return _dig_all(body[part], rest)
+    return []
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Numbers (and numeric strings, as MLflow's versions are) by value, before other text."""
+    text = str(value)
+    try:
+        return (1, float(text), text)
+    except ValueError:
+        return (0, 0.0, text)
+
+
+def _dig(body: Any, path: str) -> Any:
+    """The value at ``path`` (the first, when ``*`` finds several), or with ``max:`` the greatest."""
+    newest = path.startswith("max:")
+    found = _dig_all(body, path.removeprefix("max:").split("."))
+    if not found:
+        return None
+    return max(found, key=_order) if newest else found[0]
 
 
 def run_transaction(client: httpx.Client, target: TargetSettings, stop: threading.Event | None = None,

@@ -33,6 +33,7 @@ def render(view, namespace: str) -> Group:
         ("error ratio ", ""),
         (f"{ratio:.1%}" if ratio is not None else "-", "red" if ratio and ratio > 0.05 else "green"),
         f"   p50 {_ms(view.p50_ms)}   p95 {_ms(view.p95_ms)}   ",
+        "probe's requests counted   " if view.synthetic else "",
         "shipper: newest line indexed "
         f"{'-' if view.newest_ingested_s_ago is None else f'{view.newest_ingested_s_ago:.0f} s ago'}"
         f" ({'-' if view.newest_delay_s is None else f'{view.newest_delay_s:.1f} s after it was written'})")
@@ -68,10 +69,16 @@ def top(
     refresh: Annotated[float, typer.Option(min=0.5, help="seconds between refreshes")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="one frame, then exit")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one frame as JSON, then exit")] = False,
+    synthetic: Annotated[bool, typer.Option(
+        "--synthetic", help="count the probe's own requests too (left out by default, as in the rules)")] = False,
     config: Annotated[typer.FileText | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
 ) -> None:
     """The registry live: operations per kind per minute, error ratio, latency, availability,
-    busiest models, firing alerts, shipper lag (works against any regwatch cluster)."""
+    busiest models, firing alerts, shipper lag (works against any regwatch cluster).
+
+    The error ratio counts server errors, refused credentials and throttling (5xx, 401, 403, 429),
+    as the registry-error-ratio rule does; the probe's own requests are left out unless
+    --synthetic."""
     from pathlib import Path
 
     from regwatch.config import valid_namespace
@@ -87,7 +94,7 @@ def top(
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
         try:
-            view = read(client, namespace, minutes)
+            view = read(client, namespace, minutes, synthetic=synthetic)
         except RuntimeError as exc:
             fail(str(exc))
         if as_json:
@@ -102,6 +109,7 @@ def top(
             with Live(render(view, namespace), console=err, screen=False, auto_refresh=False) as live:
                 while True:
                     time.sleep(refresh)
-                    live.update(render(read(client, namespace, minutes), namespace), refresh=True)
+                    live.update(render(read(client, namespace, minutes, synthetic=synthetic), namespace),
+                                refresh=True)
         except KeyboardInterrupt:
             pass
