@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from elastic_transport import TransportError
@@ -21,6 +21,8 @@ from rules.links import discover_url, kibana_app_url
 from rules.model import Rule, RuleBase
 from rules.notification import OutboxEntry, Payload
 from rules.notify import render
+from rules.notify.values import Shown
+from rules.notify.values import shown as format_value
 from rules.query import Window, filters, group_values, indices, time_sort
 from rules.state import alert_id
 from rules.types import rule_type
@@ -44,9 +46,18 @@ class Composer:
         on it."""
         moment = now if reminder else since
         key = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{moment}".encode()).hexdigest()
-        threshold = rule_type(rule).threshold(rule)
-        message = render(rule.message, {"rule": rule.name, "state": state, "value": round(value, 4),
-                                        "threshold": threshold, "group": group, "severity": rule.severity})
+        kind = rule_type(rule)
+        threshold = kind.threshold(rule)
+        value_text = kind.shown_value(rule, value, event)
+        shown = {"group": kind.shown_group(rule, group, event), "value": value_text,
+                 "threshold": None if threshold is None else format_value(kind.unit(rule), threshold)}
+        if state == "resolved":
+            template = rule.resolved_message or kind.resolved_message(rule)
+        else:  # a rule that words nothing is worded by its type (an event rule has no bound)
+            template = rule.message if "message" in rule.model_fields_set else kind.message(rule)
+        message = render(template, {"rule": rule.name, "state": state, "value": Shown(value_text, value),
+                                    "threshold": Shown(shown["threshold"] or "", threshold),
+                                    "group": shown["group"], "severity": rule.severity})
         own = rule.name in SYNTHETIC
         payload: Payload = {
             "rule": rule.name, "group": group, "group_by": rule.group_by, "state": state, "value": value,
@@ -57,6 +68,9 @@ class Composer:
                        "time_field": rule.time_field},
             "index": self.state_index if own else indices(rule, self.namespace),
             "query": {"bool": {"filter": filters(rule, window)}}}
+        # The value, bound and group as the message words them (the numbers above stay raw), for
+        # the targets people read. Payload lacks the key: a notifier reads it with .get.
+        cast(dict[str, Any], payload)["shown"] = shown
         if self.kibana_url and not own:
             payload["dashboard"] = (f"{kibana_app_url(self.kibana_url, 'dashboards')}#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',"

@@ -131,6 +131,9 @@ class RuleBase(StrictModel):
     # No default: a rule that notifies nobody says so (``notify: []``), it is never an omission.
     notify: list[str] | None = Field(None, validate_default=True)
     message: str = "{rule} is {state}: {value} (bound {threshold}) for {group}"
+    # The resolution's own message (unset: "<rule> resolved: <value> (bound <threshold>)", in the
+    # rule type's words); ``message`` words the firing and its reminders.
+    resolved_message: str | None = None
     time_field: FieldName = "event.ingested"
     renotify: float = Field(0.0, ge=0)  # re-send a firing alert this often (0: never)
     aggregation: float | None = Field(None, gt=0)  # hold notifications and send them together this often
@@ -208,9 +211,11 @@ class RuleBase(StrictModel):
         are counted by their ``@timestamp``, so they are counted once, never missed."""
         return "@timestamp" if self.time_field == "event.ingested" else None
 
-    @field_validator("message")
+    @field_validator("message", "resolved_message")
     @classmethod
-    def _message(cls, template: str) -> str:
+    def _message(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
         try:
             check_template(template, MESSAGE_FIELDS)  # checked now, not when the alert fires
         except UnsafeTemplate as exc:

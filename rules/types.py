@@ -29,6 +29,7 @@ from rules.model import (
     SpikeRule,
     ThresholdRule,
 )
+from rules.notify.values import Unit, shown
 from rules.query import (
     NO_GROUP,
     Measurement,
@@ -46,6 +47,10 @@ from rules.query import (
 )
 
 R = TypeVar("R", bound=RuleBase)
+
+# What names a matched event in a message, those it has, in this order.
+SUMMARY_FIELDS = ("event.action", "modelregistry.model.name", "modelregistry.model.version", "user.name",
+                  "source.ip")
 
 RULE_TYPES: dict[str, RuleType[Any]] = {}
 
@@ -88,6 +93,28 @@ class RuleType(Generic[R]):
     def threshold(self, rule: R) -> float | None:
         return None
 
+    # -- how a notification words it (the payload keeps the raw numbers) --
+
+    def unit(self, rule: R) -> Unit:
+        """What the value is: a count by default."""
+        return "count"
+
+    def shown_value(self, rule: R, value: float, event: dict[str, Any] | None) -> str:
+        """The value as a message shows it, in the rule's unit (8.0 -> "8", 0.401 -> "40.1 %")."""
+        return shown(self.unit(rule), value)
+
+    def shown_group(self, rule: R, group: str, event: dict[str, Any] | None) -> str:
+        """The group as a message names it."""
+        return group
+
+    def message(self, rule: R) -> str:
+        """The firing message of a rule that sets no ``message``."""
+        return "{rule} is {state}: {value} (bound {threshold})" + _for_group(rule)
+
+    def resolved_message(self, rule: R) -> str:
+        """The resolution message of a rule that sets no ``resolved_message``."""
+        return "{rule} resolved: {value} (bound {threshold})" + _for_group(rule)
+
     def windows(self, rule: R, last_end: float, end: float, catch_up: int) -> list[Window]:
         """The windows due now: each one missed since ``last_end`` (at most ``catch_up``), once."""
         ends: list[float] = []
@@ -101,6 +128,27 @@ class RuleType(Generic[R]):
     def window_at(self, rule: R, end: float) -> Window:
         """The window a backtest evaluates at ``end``."""
         return Window(end - rule.window, end)
+
+
+def _for_group(rule: RuleBase) -> str:
+    return " for {group}" if rule.group_by else ""
+
+
+def _literal(text: str) -> str:
+    """``text`` inside a message template, its braces as text."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def metric_unit(aggregate: Aggregate) -> Unit:
+    """The unit of an aggregate: counts for count and cardinality, nanoseconds over ECS
+    ``event.duration``, a ratio over an ECS ``*.pct`` field (0 to 1), else a plain number."""
+    if aggregate.function in ("count", "cardinality"):
+        return "count"
+    if aggregate.field == "event.duration":
+        return "duration_ns"
+    if aggregate.field is not None and aggregate.field.endswith(".pct"):
+        return "ratio"
+    return "number"
 
 
 def metric_aggs(aggregate: Aggregate) -> dict[str, Any]:
@@ -158,6 +206,9 @@ class Threshold(_Bounded[ThresholdRule]):
     def recovery(self, rule: ThresholdRule) -> Condition | None:
         return rule.recovery
 
+    def unit(self, rule: ThresholdRule) -> Unit:
+        return metric_unit(rule.aggregate)
+
 
 @register
 class Ratio(_Bounded[RatioRule]):
@@ -173,6 +224,9 @@ class Ratio(_Bounded[RatioRule]):
 
     def recovery(self, rule: RatioRule) -> Condition | None:
         return rule.recovery
+
+    def unit(self, rule: RatioRule) -> Unit:
+        return "ratio"
 
 
 @register
@@ -229,6 +283,9 @@ class _Series(_Bounded[S]):
 
     def score(self, rule: S, counts: list[int], buckets: list[dict[str, Any]]) -> float:
         raise NotImplementedError
+
+    def unit(self, rule: S) -> Unit:
+        return "score"  # a factor (spike) or a z-score (anomaly)
 
 
 @register
@@ -295,6 +352,18 @@ class Match(RuleType[MatchRule]):
     def window_at(self, rule: MatchRule, end: float) -> Window:
         return Window(end - rule.interval, end)
 
+    def shown_group(self, rule: MatchRule, group: str, event: dict[str, Any] | None) -> str:
+        """The event, by what it did and to what (its id means nothing to a reader)."""
+        if event is None:
+            return group
+        fields = [rule.field] if rule.field else list(SUMMARY_FIELDS)
+        said = [f"{f} {v}" if rule.field else str(v) for f in fields
+                if (v := event.get(f, field_value(event, f))) not in (None, "", [], {})]
+        return " ".join(said) or group
+
+    def message(self, rule: MatchRule) -> str:
+        return "{rule}: {group}"
+
 
 @register
 class NewTerm(RuleType[NewTermRule]):
@@ -327,6 +396,12 @@ class NewTerm(RuleType[NewTermRule]):
     def breached(self, rule: NewTermRule, value: float) -> bool:
         return value > 0
 
+    def shown_group(self, rule: NewTermRule, group: str, event: dict[str, Any] | None) -> str:
+        return group.removeprefix("term:")
+
+    def message(self, rule: NewTermRule) -> str:
+        return f"{{rule}}: new {_literal(rule.field)} {{group}}"
+
 
 @register
 class Change(RuleType[ChangeRule]):
@@ -354,6 +429,13 @@ class Change(RuleType[ChangeRule]):
 
     def breached(self, rule: ChangeRule, value: float) -> bool:
         return False
+
+    def shown_value(self, rule: ChangeRule, value: float, event: dict[str, Any] | None) -> str:
+        """The field's new value (the measurement itself is no number)."""
+        return str(event["value"]) if event is not None and "value" in event else ""
+
+    def message(self, rule: ChangeRule) -> str:
+        return f"{{rule}}: {_literal(rule.field)}" + (" of {group}" if rule.group_by else "") + " is now {value}"
 
 
 def request(rule: Rule, window: Window) -> dict[str, Any]:
@@ -396,3 +478,13 @@ class Consecutive(RuleType[ConsecutiveRule]):
 
     def threshold(self, rule: ConsecutiveRule) -> float | None:
         return float(rule.failures)
+
+    def shown_value(self, rule: ConsecutiveRule, value: float, event: dict[str, Any] | None) -> str:
+        """How many checks in a row, failed or passed: the state says which (never "-2")."""
+        return shown("count", abs(value))
+
+    def message(self, rule: ConsecutiveRule) -> str:
+        return "{rule} is {state}: {value} checks failed in a row (bound {threshold})" + _for_group(rule)
+
+    def resolved_message(self, rule: ConsecutiveRule) -> str:
+        return "{rule} resolved: {value} checks passed in a row" + _for_group(rule)

@@ -523,7 +523,8 @@ def test_a_failing_target_raises_notifier_failing_on_the_other_one(es: Elasticse
     assert payload == {
         "rule": NOTIFIER_RULE, "group": "bad", "group_by": "target", "state": "firing", "value": 34.0,
         "threshold": 30.0, "severity": "critical", "labels": {}, "since": T0 + 95, "at": T0 + 95,
-        "message": "notifier bad has delivered nothing for 34.0 s", "key": payload["key"],
+        "message": "notifier bad has delivered nothing for 34 s", "key": payload["key"],
+        "shown": {"group": "bad", "value": "34", "threshold": "30"},
         "alert": alert_id(NOTIFIER_RULE, "bad"), "groups": {"target": "bad"},
         "window": {"start": "2023-11-14T22:14:25.000Z", "end": "2023-11-14T22:14:55.000Z",
                    "time_field": "event.ingested"},

@@ -222,9 +222,11 @@ def test_names_from_logs_are_escaped_for_each_target(http_receiver, smtp_server,
     assert card["body"][1]["text"] == ("model \\<!here\\> \\[Re-authenticate\\]\\(https://evil.example\\) & "
                                        "\\*urgent\\* # heading")
     assert card["body"][2]["facts"][0]["value"].startswith("\\<!channel\\>")
-    table = digest["blocks"][1]["text"]["text"]
-    hostile_row = [row for row in table.splitlines() if "channel" in row][0]
-    assert hostile_row.count(" | ") == 4  # five cells: the | in the group and value are escaped
+    # A list, not a Markdown table (Slack renders none); the names in it escaped.
+    assert digest["blocks"][1]["text"]["text"] == (
+        "• [FIRING] registry-error-ratio (critical) · &lt;!channel&gt; &lt;https://evil.example|Re-authenticate&gt;"
+        " | x · 1|2 (bound 0.05)\n"
+        "• [FIRING] registry-error-ratio (critical) · 0.12 (bound 0.05)")
     monkeypatch.setenv("SMTP_PASSWORD", "mail-pass")
     port, cert, inbox = smtp_server()
     _email(port, ca_file=cert).send(HOSTILE)
@@ -471,3 +473,82 @@ def test_an_endless_smtp_greeting_is_cut_at_the_reply_cap_not_read_to_the_end(mo
         server.close()
     assert str(failed.value) == "SMTPServerDisconnected" and failed.value.retryable
     assert grown_mb < 50, grown_mb
+
+
+# -- issue 27 item 6: texts people read, not debug output ------------------------------------------
+
+SHOWN = PAYLOAD | {
+    "group": "churn", "value": 0.40089186286863654, "message": "registry-error-ratio: 40.1 % of registry calls failed",
+    "shown": {"group": "churn", "value": "40.1 %", "threshold": "5 %"},
+    "discover": "https://kibana.example/app/discover#/?_g=(time:(from:'2026-12-04T10:00:00.000Z'))",
+    "dashboard": "https://kibana.example/app/dashboards#/view/regwatch-dashboard-alerts",
+    "events": [{"user": {"name": "a<b>"}, "url": {"path": "/api/2.0/mlflow/registered-models/create"}},
+               {"user": {"name": "`x`"}}]}
+
+
+def test_slack_shows_values_in_their_units_with_links_and_samples(http_receiver, monkeypatch) -> None:
+    """Issue 27: "value 0.40089186286863654" and no way to Discover or the samples from Slack."""
+    monkeypatch.setenv("SLACK_URL", http_receiver + "/slack")
+    SlackTarget(type="slack", url_env="SLACK_URL").send(SHOWN)
+    (request,) = Capture.requests
+    assert json.loads(request["body"]) == {
+        "text": "[FIRING] registry-error-ratio (critical)",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "[FIRING] registry-error-ratio (critical)"}},
+            {"type": "section",
+             "text": {"type": "mrkdwn", "text": "registry-error-ratio: 40.1 % of registry calls failed"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "group churn · value 40.1 % · bound 5 %"}]},
+            {"type": "actions", "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Open in Discover"},
+                 "url": SHOWN["discover"]},
+                {"type": "button", "text": {"type": "plain_text", "text": "Alerts dashboard"},
+                 "url": SHOWN["dashboard"]}]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": (
+                "*Sample events*\n```"
+                '{"url": {"path": "/api/2.0/mlflow/registered-models/create"}, "user": {"name": "a&lt;b&gt;"}}\n'
+                '{"user": {"name": "\'x\'"}}```')}}]}
+
+
+def test_teams_shows_values_in_their_units_with_links_and_samples(http_receiver, monkeypatch) -> None:
+    monkeypatch.setenv("TEAMS_URL", http_receiver + "/teams")
+    TeamsTarget(type="teams", url_env="TEAMS_URL").send(SHOWN)
+    (request,) = Capture.requests
+    assert json.loads(request["body"]) == {"type": "message", "attachments": [{
+        "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": {
+            "type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "version": "1.4", "body": [
+                {"type": "TextBlock", "size": "Medium", "weight": "Bolder",
+                 "text": "\\[FIRING\\] registry-error-ratio \\(critical\\)", "wrap": True},
+                {"type": "TextBlock", "text": "registry-error-ratio: 40.1 % of registry calls failed", "wrap": True},
+                {"type": "FactSet", "facts": [{"title": "Group", "value": "churn"},
+                                              {"title": "Value", "value": "40.1 %"},
+                                              {"title": "Bound", "value": "5 %"}]},
+                {"type": "TextBlock", "text": "Sample events", "weight": "Bolder", "wrap": True},
+                {"type": "TextBlock", "fontType": "Monospace", "size": "Small", "wrap": True,
+                 "text": '{"url": {"path": "/api/2.0/mlflow/registered-models/create"}, '
+                         '"user": {"name": "a\\<b\\>"}}'},
+                {"type": "TextBlock", "fontType": "Monospace", "size": "Small", "wrap": True,
+                 "text": '{"user": {"name": "\\`x\\`"}}'}],
+            "actions": [{"type": "Action.OpenUrl", "title": "Open in Discover", "url": SHOWN["discover"]},
+                        {"type": "Action.OpenUrl", "title": "Alerts dashboard", "url": SHOWN["dashboard"]}]}}]}
+
+
+def test_an_event_alert_shows_no_bound_and_a_digest_is_a_list(http_receiver, monkeypatch) -> None:
+    """A new term's alert said "bound None"; a digest was a Markdown table Slack shows as pipes."""
+    monkeypatch.setenv("SLACK_URL", http_receiver + "/slack")
+    monkeypatch.setenv("TEAMS_URL", http_receiver + "/teams")
+    term = PAYLOAD | {"rule": "new-model", "group": "term:ranker", "state": "fired", "value": 1.0,
+                      "threshold": None, "severity": "info",
+                      "message": "new-model: new modelregistry.model.name ranker",
+                      "shown": {"group": "ranker", "value": "1", "threshold": None}}
+    SlackTarget(type="slack", url_env="SLACK_URL").send(term)
+    TeamsTarget(type="teams", url_env="TEAMS_URL", digest=True).send_digest([SHOWN, term])
+    slack, teams = (json.loads(r["body"]) for r in Capture.requests)
+    assert slack["blocks"][2] == {"type": "context", "elements": [{"type": "mrkdwn",
+                                                                   "text": "group ranker · value 1"}]}
+    assert teams["attachments"][0]["content"]["body"] == [
+        {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": "\\[digest\\] 2 alerts \\(critical\\)",
+         "wrap": True},
+        {"type": "TextBlock", "wrap": True,
+         "text": "\\[FIRING\\] registry-error-ratio \\(critical\\) · churn · 40.1 % \\(bound 5 %\\)"},
+        {"type": "TextBlock", "text": "\\[FIRED\\] new-model \\(info\\) · ranker · 1", "wrap": True}]

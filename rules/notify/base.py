@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
+import math
 import re
 import string
 import time
@@ -31,6 +33,8 @@ from contract.secrets import SecretError, redact_userinfo, request_secrets
 from contract.secrets import secret_from_env as _env_secret
 from contract.validation import StrictModel
 from rules.notify import http
+
+NO_GROUP = "*"  # the group of a rule without group_by (rules.query.NO_GROUP)
 
 log = structlog.get_logger(__name__)
 
@@ -218,10 +222,14 @@ class Notifier(StrictModel):
         """What is allowed but unsafe (a token over plain http), said when the runner starts."""
         return []
 
-    def send_digest(self, payloads: list[dict[str, Any]]) -> None:
-        rows = ["| " + " | ".join(table_cell(p[k]) for k in ("state", "rule", "group", "value", "threshold")) + " |"
+    def digest_text(self, payloads: list[dict[str, Any]]) -> str:
+        """The digest's message: a Markdown table (a target that renders none says it otherwise)."""
+        rows = ["| " + " | ".join(table_cell(v) for v in (p["state"], p["rule"], *shown_facts(p, blank=""))) + " |"
                 for p in payloads]
-        table = "\n".join(["| state | rule | group | value | bound |", "|---|---|---|---|---|", *rows])
+        return "\n".join(["| state | rule | group | value | bound |", "|---|---|---|---|---|", *rows])
+
+    def send_digest(self, payloads: list[dict[str, Any]]) -> None:
+        table = self.digest_text(payloads)
         worst = "critical" if any(p["severity"] == "critical" for p in payloads) else payloads[0]["severity"]
         key = hashlib.sha1("".join(p["key"] for p in payloads).encode()).hexdigest()
         self.send({"rule": f"{len(payloads)} alerts", "group": "digest", "state": "digest", "value": len(payloads),
@@ -257,6 +265,66 @@ class Notifier(StrictModel):
 
     # A target whose URL is itself a secret (Slack, Teams): masked in an answer quoting it.
     secret_url: ClassVar[bool] = False
+
+
+def shown_facts(payload: dict[str, Any], blank: str | None = None) -> tuple[str, str, str | None]:
+    """Group, value and bound as the message words them (``payload["shown"]``); for a payload
+    queued before it had them, the raw ones. A bound the rule has not (an event rule) is ``blank``."""
+    shown = payload.get("shown") or {}
+    group = shown.get("group", payload["group"])
+    value = shown["value"] if "value" in shown else _number(payload["value"])
+    bound = shown["threshold"] if "threshold" in shown else (
+        None if payload.get("threshold") is None else _number(payload["threshold"]))
+    return str(group), str(value), blank if bound is None else str(bound)
+
+
+def _number(value: Any) -> str:
+    """A raw value without its float noise: 8.0 -> "8", 0.40089186 -> "0.4009"."""
+    if isinstance(value, float) and math.isfinite(value):
+        return str(round(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)
+
+
+def facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """What Slack's context line and Teams' fact set show: the group (unless there is one group
+    for all), the value and the bound (unless there is none)."""
+    group, value, bound = shown_facts(payload)
+    out = [] if payload["group"] == NO_GROUP else [("group", group)]
+    out.append(("value", value))
+    if bound is not None:
+        out.append(("bound", bound))
+    return out
+
+
+def links(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """The payload's Kibana links, labelled: Discover on the window, the alerts dashboard."""
+    return [(label, payload[k]) for k, label in (("discover", "Open in Discover"), ("dashboard", "Alerts dashboard"))
+            if payload.get(k)]
+
+
+SAMPLE_CHARS = 500  # of one sample event in a message; the webhook payload carries it whole
+
+
+def sample_lines(payload: dict[str, Any]) -> list[str]:
+    """The sample events (or the one event that fired) as one line of JSON each, cut to
+    :data:`SAMPLE_CHARS`."""
+    events = payload.get("events") or ([payload["event"]] if payload.get("event") else [])
+    lines = []
+    for event in events:
+        line = json.dumps(event, sort_keys=True, ensure_ascii=False, default=str)
+        lines.append(line if len(line) <= SAMPLE_CHARS else line[:SAMPLE_CHARS - 1] + "…")
+    return lines
+
+
+def digest_lines(payloads: list[dict[str, Any]]) -> list[str]:
+    """One line per alert of a digest: ``[FIRING] rule · group · value (bound b)``, each on one line."""
+    out = []
+    for p in payloads:
+        group, value, bound = shown_facts(p)
+        parts = [f"{title(p)}", *([] if p["group"] == NO_GROUP else [group]),
+                 value + ("" if bound is None else f" (bound {bound})")]
+        out.append(" ".join(" · ".join(parts).split()))
+    return out
 
 
 def title(payload: dict[str, Any]) -> str:

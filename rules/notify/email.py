@@ -21,7 +21,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rules.notify.base import DeliveryFailed, Notifier, header_value, log, secret_from_env, title
+from rules.notify.base import (
+    DeliveryFailed,
+    Notifier,
+    facts,
+    header_value,
+    links,
+    log,
+    secret_from_env,
+    title,
+)
 from rules.notify.http import excerpt
 
 
@@ -63,10 +72,12 @@ class EmailTarget(Notifier):
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
         message["X-Regwatch-Idempotency-Key"] = header_value(payload["key"])
-        fields = [("group", payload["group"]), ("value", payload["value"]), ("bound", payload["threshold"]),
-                  ("key", payload["key"])]
-        message.set_content(f"{payload['message']}\n\n" + "".join(f"{k}: {v}\n" for k, v in fields))
+        fields = [*facts(payload), ("key", payload["key"])]
+        message.set_content(f"{payload['message']}\n\n" + "".join(f"{k}: {v}\n" for k, v in fields)
+                            + "".join(f"{label}: {url}\n" for label, url in links(payload)))
         rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
+        rows += "".join(f'<tr><th>{html.escape(label)}</th><td><a href="{html.escape(url)}">{html.escape(label)}</a>'
+                        "</td></tr>" for label, url in links(payload))
         message.add_alternative(f"<html><body><p>{html.escape(str(payload['message']))}</p><table>{rows}</table>"
                                 "</body></html>", subtype="html")
         password = secret_from_env(self.password_env) if self.username else None
