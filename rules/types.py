@@ -250,6 +250,12 @@ class Absence(RuleType[AbsenceRule]):
     def threshold(self, rule: AbsenceRule) -> float | None:
         return float(rule.minimum)
 
+    def message(self, rule: AbsenceRule) -> str:
+        return "{rule} is {state}: {value} events in the window, fewer than {threshold}" + _for_group(rule)
+
+    def resolved_message(self, rule: AbsenceRule) -> str:
+        return "{rule} resolved: {value} events in the window" + _for_group(rule)
+
 
 class _Series(_Bounded[S]):
     """Counts (or a metric) of the current window against the windows before it. Each window is a

@@ -65,6 +65,16 @@ def test_scores_have_two_decimals_and_a_disk_ratio_is_a_percent() -> None:
     assert _say(disk, 0.9345, group="/data")[0] == "r is firing: 93.5 % (bound 90 %) for /data"
 
 
+def test_an_absence_says_events_and_its_minimum() -> None:
+    """The built-in registry-silent's resolution said "registry-silent: no registry traffic at all"."""
+    rule = _rule(type="absence", minimum=5, group_by="host.name",
+                 message="{rule}: no registry traffic at all in the last 15 minutes")
+    assert _say(rule, 0.0, group="h1")[0] == "r: no registry traffic at all in the last 15 minutes"
+    assert _say(rule, 12.0, "resolved", "h1")[0] == "r resolved: 12 events in the window for h1"
+    plain = _rule(type="absence", minimum=5)
+    assert _say(plain, 2.0)[0] == "r is firing: 2 events in the window, fewer than 5"
+
+
 def test_a_consecutive_resolution_says_passed_in_a_row_not_a_negative_number() -> None:
     """The built-in registry-down's own message, as its rule file has it."""
     rule = _rule(type="consecutive", kinds=["availability"], group_by="modelregistry.probe.target", failures=3,
