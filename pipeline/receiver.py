@@ -4,7 +4,9 @@ The design stays log-driven: a delivery is acknowledged (2xx) only after its lin
 flushed and fsynced, so an acknowledged event is never lost, and the shipper follows that file
 like any other. A request is refused, and nothing is written, when it is unsigned or badly signed
 (401), stale (401), a delivery id already written (409: the sender stops retrying), too large
-(413) or not what the converter accepts (400).
+(413) or not what the converter accepts (400). The sender's test delivery (the converter returns
+no record for it) is verified like any other, answered 200 and counted, and not written: it is
+no registry event.
 
 Signatures follow MLflow's scheme: ``X-MLflow-Signature: v1,<base64 HMAC-SHA256>`` over
 ``<delivery id>.<timestamp>.<body>``, with ``X-MLflow-Timestamp`` and ``X-MLflow-Delivery-Id``.
@@ -39,8 +41,9 @@ SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"
 
-# body, delivery id -> the record to write (raises ValueError when the body is not a delivery)
-Converter = Callable[[bytes, str], dict[str, Any]]
+# body, delivery id -> the record to write, or None for the sender's test delivery (verified and
+# answered, nothing written); raises ValueError when the body is not a delivery
+Converter = Callable[[bytes, str], dict[str, Any] | None]
 
 
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -140,6 +143,7 @@ class Receiver:
         self._after_write = after_write  # called with the delivery id once its line is on disk
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._seen_lock = threading.Lock()
+        self.test_deliveries = 0  # the sender's test deliveries answered since start (GET /health)
         now = time.time()
         for delivery in audit_log.recent_delivery_ids(now - 2 * tolerance_s):
             self._seen[delivery] = now
@@ -166,6 +170,11 @@ class Receiver:
             self._seen[delivery] = time.time()  # claimed: a concurrent retry is refused too
         try:
             record = self.convert(body, delivery)
+            if record is None:
+                with self._seen_lock:
+                    self.test_deliveries += 1
+                log.info("test_delivery_received", delivery_id=delivery, written=False)
+                return HTTPStatus.OK, {"status": "test delivery received, not written", "delivery_id": delivery}
             record["received_at"] = time.time()
             self.audit_log.append(record)
         except ValueError as exc:
@@ -249,7 +258,7 @@ class WebhookApp:
     async def _request(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         method, path = scope["method"], scope["path"]
         if method == "GET" and path == "/health":
-            await _answer(send, HTTPStatus.OK, {"status": "ok"})
+            await _answer(send, HTTPStatus.OK, {"status": "ok", "test_deliveries": self.receiver.test_deliveries})
             return
         if path != self.path:
             await _answer(send, HTTPStatus.NOT_FOUND, {"error": "not found"})

@@ -96,10 +96,14 @@ def records(log: Path) -> list[dict]:
 
 
 
+def run_register(mlflow_url: str, receiver_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*REGWATCH, "audit-receiver", "register", "--mlflow", mlflow_url, "--url", receiver_url],
+                          env={**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True,
+                          timeout=180)
+
+
 def register(mlflow_url: str, receiver_url: str) -> None:
-    result = subprocess.run([*REGWATCH, "audit-receiver", "register", "--mlflow", mlflow_url, "--url", receiver_url],
-                            env={**os.environ, "REGWATCH_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_register(mlflow_url, receiver_url)
     assert result.returncode == 0, result.stderr
     assert "test delivery answered 200" in result.stderr
 
@@ -390,3 +394,114 @@ def test_a_failed_write_leaves_no_fragment(tmp_path: Path) -> None:
     audit_log.append({"delivery_id": "c", "received_at": time.time()})
     assert [r["delivery_id"] for r in records(path)] == ["a", "c"]
     audit_log.close()
+
+
+def _health(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _arrived(log: Path, name: str) -> bool:
+    return any(r["model"].get("name") == name for r in records(log))
+
+
+def test_after_an_mlflow_restart_without_the_key_register_says_the_cause_and_the_way_back(tmp_path: Path) -> None:
+    """MLflow without MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY encrypts webhook secrets with a key of its
+    process: restarted, it reads none (500 with an empty message). `register` used to say "MLflow
+    refused the webhook"; it names the cause and the recovery, and the recovery it names works."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    log = tmp_path / "audit.log"
+    workdir, port = tmp_path / "mlflow", free_port()
+    with SupervisedReceiver(log, free_port()) as receiver:
+        with mlflow_server(workdir, port, env=MLFLOW_ENV, gunicorn=False) as (mlflow_url, _):
+            register(mlflow_url, receiver.url)
+        with mlflow_server(workdir, port, env=MLFLOW_ENV, gunicorn=False) as (mlflow_url, _):  # restarted
+            lost = "lost-" + uuid.uuid4().hex[:6]
+            MlflowClient(mlflow_url).create_registered_model(lost)
+            failed = run_register(mlflow_url, receiver.url)
+        assert failed.returncode == 1, failed.stderr
+        assert "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" in failed.stderr
+        assert "DELETE FROM webhooks WHERE name = 'regwatch-audit'" in failed.stderr
+        assert "refused" not in failed.stderr and "Traceback" not in failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1
+        assert not _arrived(log, lost)  # the delivery MLflow could not sign is lost: why the message matters
+        # The way back, as the message says: a fixed key, the unreadable webhook removed, register again.
+        keyed = {**MLFLOW_ENV, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": fernet_key()}
+        with mlflow_server(workdir, port, env=keyed, gunicorn=False) as (mlflow_url, _):
+            with sqlite3.connect(workdir / "mlflow.db") as db:
+                db.execute("DELETE FROM webhooks WHERE name = 'regwatch-audit'")
+            register(mlflow_url, receiver.url)
+            back = "back-" + uuid.uuid4().hex[:6]
+            MlflowClient(mlflow_url).create_registered_model(back)
+            wait_for(lambda: _arrived(log, back), timeout=30)
+
+
+def fernet_key() -> str:
+    """A key as MLflow wants one in MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY (Fernet: 32 bytes, url-safe base64)."""
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def test_with_the_demos_key_deliveries_survive_an_mlflow_restart(tmp_path: Path) -> None:
+    """The demo restarts its registry: its MLflow has a fixed key for webhook secrets, so the audit
+    trail goes on after the restart and `register` updates the same webhook."""
+    from mlflow import MlflowClient
+
+    from regwatch.demo.stack import Stack
+
+    env = Stack(tmp_path / "demo", "t", use_nginx=False).registry.env
+    assert env.get("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY")
+    log = tmp_path / "audit.log"
+    workdir, port = tmp_path / "mlflow", free_port()
+    with SupervisedReceiver(log, free_port()) as receiver:
+        with mlflow_server(workdir, port, env=env, gunicorn=False) as (mlflow_url, _):
+            register(mlflow_url, receiver.url)
+        with mlflow_server(workdir, port, env=env, gunicorn=False) as (mlflow_url, _):  # restarted
+            name = "survives-" + uuid.uuid4().hex[:6]
+            MlflowClient(mlflow_url).create_registered_model(name)
+            wait_for(lambda: _arrived(log, name), timeout=30)
+            register(mlflow_url, receiver.url)
+        assert _health(receiver.url)["test_deliveries"] == 2  # register's test deliveries: received...
+    assert not _arrived(log, "example_model")  # ...and no registry event
+
+
+def test_mlflows_test_delivery_is_answered_and_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own test delivery (`test_webhook`, what `register` calls), for each event the
+    receiver is registered for: verified and answered 200, counted, and no audit line (it used to be
+    an `example_model` registration each time). A real delivery of the same shape is still written."""
+    from mlflow.entities.webhook import Webhook, WebhookEvent
+    from mlflow.webhooks import delivery as mlflow_delivery
+
+    from parsers.mlflow_webhook import REGISTRY_EVENTS, canonical_record
+    from pipeline.receiver import AuditLog, Receiver
+
+    log = tmp_path / "audit.log"
+    receiver = Receiver(AuditLog(log), SECRET, canonical_record)
+    answers: list[int] = []
+
+    class Session:  # MLflow's request, handed to the receiver as it would arrive
+        def post(self, url: str, data: bytes, headers: dict[str, str], timeout: float) -> object:
+            status, _ = receiver.handle({k.lower(): v for k, v in headers.items()}, data)
+            answers.append(int(status))
+            return type("Response", (), {"status_code": int(status), "text": ""})()
+
+    monkeypatch.setattr(mlflow_delivery, "_get_or_create_webhook_session", Session)
+    monkeypatch.setattr(mlflow_delivery, "_validate_webhook_url", lambda url: None)
+    for event in REGISTRY_EVENTS:
+        entity, action = event.split(".")
+        webhook = Webhook("w-1", "regwatch-audit", "http://receiver/mlflow/webhook", [WebhookEvent(entity, action)],
+                          0, 0, secret=SECRET)
+        result = mlflow_delivery.test_webhook(webhook)
+        assert result.success, (event, result.error_message)
+    assert answers == [200] * len(REGISTRY_EVENTS) and receiver.test_deliveries == len(REGISTRY_EVENTS)
+    assert records(log) == []
+    real = json.dumps({"entity": "registered_model", "action": "created", "timestamp": "2026-12-04T20:00:00+00:00",
+                       "data": {"name": "example_model", "tags": {}, "description": None}}).encode()
+    now = str(int(time.time()))
+    status, _ = receiver.handle({"x-mlflow-delivery-id": "d-real", "x-mlflow-timestamp": now,
+                                 "x-mlflow-signature": sign(SECRET, "d-real", now, real)}, real)
+    assert status == 200 and [r["model"]["name"] for r in records(log)] == ["example_model"]

@@ -77,7 +77,9 @@ def audit_receiver_register(
     secret_env: Annotated[str, typer.Option(
         help="environment variable holding the webhook secret")] = "REGWATCH_WEBHOOK_SECRET",
 ) -> None:
-    """Create or update the MLflow webhook for every model-registry event, then test it."""
+    """Create or update the MLflow webhook for every model-registry event, then test it. Run MLflow
+    with a fixed MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY: without it MLflow cannot read the webhook
+    after a restart, and the audit trail stops."""
     import os
 
     from parsers.mlflow_webhook import REGISTRY_EVENTS

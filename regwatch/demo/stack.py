@@ -10,6 +10,7 @@ environment and never reach the file.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -33,6 +34,21 @@ SECRET_ENV = "REGWATCH_WEBHOOK_SECRET"
 
 def regwatch_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "regwatch.cli", *args]
+
+
+def mlflow_env(registry_dir: Path) -> dict[str, str]:
+    """The demo MLflow's environment: webhooks to a plain-http receiver on this host, and a fixed key
+    for the webhook secrets MLflow stores. Without ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`` MLflow
+    encrypts them with a key of its process, and after the demo restarts the registry it could read
+    none of them: the audit trail would stop. The key is kept beside the registry's database, as
+    long as it lives."""
+    key_file = registry_dir / "webhook-encryption.key"
+    if not key_file.exists():
+        registry_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(base64.urlsafe_b64encode(os.urandom(32)))  # a Fernet key
+        key_file.chmod(0o600)
+    return {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip()}
 
 
 @dataclass
@@ -76,9 +92,7 @@ class Stack:
         self.ports = ports or Ports.pick()
         self.secret = secrets.token_hex(24)  # the webhook secret: in the environment of two processes only
         self.registry = Registry(workdir / "registry", self.processes, self.ports.registry, self.ports.mlflow,
-                                 env={"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-                                      "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_CACHE_TTL": "1"},
-                                 use_nginx=use_nginx)
+                                 env=mlflow_env(workdir / "registry"), use_nginx=use_nginx)
         self.settings = yaml.safe_load(DEMO_SETTINGS.read_text())
         self.audit_log = workdir / "audit" / "mlflow-audit.log"
         self.notifications = workdir / "notifications.jsonl"
