@@ -196,9 +196,14 @@ class RulesConfig(StrictModel):
 
 
 def _rule_folder(entry: str) -> Path:
-    """``builtin`` is the built-in rules' folder; anything else a path (``./builtin`` for a folder
-    of that name)."""
-    return BUILTIN_RULES if entry == BUILTIN else Path(entry).expanduser()
+    """``builtin`` is the built-in rules' folder, ``builtin/<set>`` one of the built-in sets that
+    are loaded only when named (``builtin/audit``: the audit trail's heartbeat, for a registry
+    whose audit receiver is set up); anything else a path (``./builtin`` for a folder of that name)."""
+    if entry == BUILTIN:
+        return BUILTIN_RULES
+    if entry.startswith(BUILTIN + "/"):
+        return BUILTIN_RULES / entry.removeprefix(BUILTIN + "/")
+    return Path(entry).expanduser()
 
 
 class Config(ShipSettings):

@@ -1,4 +1,4 @@
-"""The built-in audit-trail heartbeat (rules/builtin/audit.yaml) on a real node: registry writes
+"""The built-in audit-trail heartbeat (rules/builtin/audit/heartbeat.yaml) on a real node: registry writes
 in the access log with no audit record fire it; writes arriving from both sources keep it quiet.
 The events are the parsers' own documents of an nginx access line and of the audit record the
 receiver writes for MLflow's delivery, indexed with controlled ingest times."""
@@ -18,7 +18,7 @@ from rules.model import load_rules
 from rules.runner import Runner
 from support.rules import T0, Receiver
 
-BUILTIN = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+BUILTIN = Path(__file__).resolve().parent.parent / "rules" / "builtin" / "audit"  # rules.folders: builtin/audit
 
 
 def access_line(at: float, n: int) -> bytes:

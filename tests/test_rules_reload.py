@@ -244,3 +244,14 @@ def test_a_firing_alert_of_a_rule_reloaded_away_resolves_and_says_so(es, namespa
     index_events(es, namespace, "error", T0 + 150, 10)
     assert runner.cycle(now=T0 + 181).transitions == []  # retired: nothing more about it
     assert len(Receiver.received) == 3
+
+
+def test_a_builtin_set_runs_only_when_named(tmp_path) -> None:
+    """builtin/audit needs the audit receiver: it is not part of builtin, and is loaded when named."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("rules: {folders: [builtin]}\n")
+    named = tmp_path / "named.yaml"
+    named.write_text("rules: {folders: [builtin, builtin/audit]}\n")
+    names = {rule.name for rule in load_rules(load_config(plain).rules.folder_paths)}
+    assert "audit-trail-silent" not in names and "registry-error-ratio" in names
+    assert "audit-trail-silent" in {rule.name for rule in load_rules(load_config(named).rules.folder_paths)}
