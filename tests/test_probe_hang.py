@@ -23,6 +23,7 @@ import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
+from pipeline.probe.check import USER_AGENT
 from pipeline.probe.runner import Probe, check_target, http_client
 from pipeline.probe.settings import ProbeSettings, TargetSettings
 from regwatch.demo import free_port
@@ -333,8 +334,9 @@ def test_a_secret_never_reaches_a_document_a_log_line_or_the_output(es: Elastics
         assert doc["error"]["type"] == "unexpected_status" and doc["http"]["response"]["status_code"] == 401
         assert doc["error"]["message"].startswith("HTTP 401: GET /health HTTP/1.1 Host: 127.0.0.1:")
         assert doc["url"]["full"] == f"{server.url}/health"
-    assert docs["reg"]["error"]["message"].endswith(" Accept-Encoding: identity Authorization: ***")
-    assert docs["basic"]["error"]["message"].endswith(" Accept-Encoding: identity Authorization: Basic ***")
+    sent = f" Accept-Encoding: identity User-Agent: {USER_AGENT} Authorization:"  # the probe says who it is
+    assert docs["reg"]["error"]["message"].endswith(f"{sent} ***")
+    assert docs["basic"]["error"]["message"].endswith(f"{sent} Basic ***")
     assert "Authorization: Bearer" not in json.dumps(docs)  # the whole value is the secret, "Bearer" too
     for text in (json.dumps(docs), once.stdout, once.stderr, plugin.stdout, plugin.stderr):
         assert "s3cret" not in text and "pa55word" not in text and basic not in text
@@ -350,7 +352,7 @@ def test_a_secret_quoted_past_the_200_characters_kept_is_not_left_half_in_the_me
         with http_client(target) as client:
             (result,) = check_target(client, target)
     assert result.reason == "unexpected_status" and "kkkk" not in result.message
-    assert result.message.endswith(" Accept-Encoding: identity Authorization: ***")
+    assert result.message.endswith(f" Accept-Encoding: identity User-Agent: {USER_AGENT} Authorization: ***")
 
 
 def test_a_token_quoted_alone_without_its_scheme_word_is_masked(monkeypatch) -> None:

@@ -296,9 +296,9 @@ def timed_request(client: httpx.Client, method: str, url: str, *, target: str, e
     shown_url = redact_userinfo(url)
     # the probe's User-Agent unless the target's headers set one (docs/probe.md: the configured one
     # wins; it marks the events synthetic only when it too begins with regwatch-probe/)
-    sent_headers = {"Accept-Encoding": "identity", **(headers or {})}
-    if not any(name.lower() == "user-agent" for name in sent_headers):
-        sent_headers["User-Agent"] = USER_AGENT
+    own_agent = not any(name.lower() == "user-agent" for name in headers or {})
+    sent_headers = {"Accept-Encoding": "identity", **({"User-Agent": USER_AGENT} if own_agent else {}),
+                    **(headers or {})}
 
     def wanted(status: int) -> int:
         return max_body_bytes if status in expected_status else min(max_body_bytes, STATUS_TEXT_BYTES)
