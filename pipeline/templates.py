@@ -95,6 +95,21 @@ def apply_replicas(client: Elasticsearch, replicas: int) -> None:
 FAMILIES = "logs-modelregistry.*,metrics-modelregistry.*"
 
 
+def apply_mappings(client: Elasticsearch) -> bool:
+    """The mapping's fields on every existing regwatch backing index too (the template only reaches
+    indices made after it): a field added since (``modelregistry.failure``) is searchable at once,
+    not after the next rollover. False when a node refuses it (a field whose type changed): then
+    the new mapping reaches the streams at their next backing index."""
+    try:
+        client.indices.put_mapping(index=FAMILIES, properties=mappings()["properties"], allow_no_indices=True,
+                                   ignore_unavailable=True, expand_wildcards="all")
+    except ApiError as exc:
+        log.warning("mappings_not_applied", reason=str(exc)[:300],
+                    hint="the new fields reach each stream at its next backing index (a rollover)")
+        return False
+    return True
+
+
 def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None,
             shards: int | None = None) -> list[str]:
     """Install (or overwrite with the same content) every component and index template."""

@@ -359,3 +359,30 @@ def test_an_item_is_addressed_by_the_streams_its_document_names_not_by_parsing_a
                                        "namespace": "default"}}, "id-2", b"")
     assert (probe.index, probe.kind, probe.family) == (
         "metrics-modelregistry.availability-default", "availability", "metrics-modelregistry.*-default")
+
+
+def test_setup_gives_existing_streams_the_fields_added_since(es, namespace) -> None:
+    """A field added to the mapping (modelregistry.failure) is searchable on a stream made before it
+    at once, not only after the stream's next rollover: the template alone reaches new indices only."""
+    from contract.mappings import mappings
+    from pipeline import templates
+
+    stream = f"logs-modelregistry.error-{namespace}"
+    old = mappings()
+    del old["properties"]["modelregistry"]["properties"]["failure"]
+    es.indices.put_index_template(name=f"old-{namespace}", index_patterns=[stream], data_stream={}, priority=900,
+                                  template={"mappings": old, "settings": {"number_of_replicas": 0}})
+    try:
+        es.index(index=stream, document={"@timestamp": "2026-01-01T00:00:00Z"}, op_type="create", refresh=True)
+    finally:
+        es.indices.delete_index_template(name=f"old-{namespace}")
+
+    def failure_field() -> dict | None:
+        found = es.indices.get_mapping(index=stream)
+        (backing,) = found.values()
+        return backing["mappings"]["properties"]["modelregistry"]["properties"].get("failure")
+
+    assert failure_field() is None
+    templates.install(es, replicas=0)
+    assert templates.apply_mappings(es) is True
+    assert failure_field() == mappings()["properties"]["modelregistry"]["properties"]["failure"]
