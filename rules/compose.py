@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from elastic_transport import TransportError
@@ -70,7 +70,7 @@ class Composer:
             "query": {"bool": {"filter": filters(rule, window)}}}
         # The value, bound and group as the message words them (the numbers above stay raw), for
         # the targets people read. Payload lacks the key: a notifier reads it with .get.
-        cast(dict[str, Any], payload)["shown"] = shown
+        payload["shown"] = shown
         if self.kibana_url and not own:
             payload["dashboard"] = (f"{kibana_app_url(self.kibana_url, 'dashboards')}#/view/regwatch-dashboard-alerts"
                                     f"?_g=(time:(from:'{iso_from_epoch(since - 3600, millis=False)}',"

@@ -78,6 +78,7 @@ class Liveness:
         rule = ThresholdRule(name=STALE_RULE, type="threshold", interval=stale_after, window=stale_after,
                              group_by="runner", condition={"op": ">", "value": stale_after}, severity="critical",
                              notify=self.stale_notify, message="rule runner {group} completed no cycle for {value} s",
+                             resolved_message="rule runner {group} completes its cycles again",
                              sample={"size": 0})
         ages = [Measurement(r.doc["runner"], round(now - r.doc["last_cycle"], 1)) for r in self.known.of_type("runner")
                 if r.doc["runner"] != self.runner_id and r.doc.get("state") != "stopped"]
@@ -90,7 +91,8 @@ class Liveness:
         notify = self.failing_notify if self.failing_notify is not None else sorted(self.targets)
         rule = ThresholdRule(name=NOTIFIER_RULE, type="threshold", interval=after, window=after, group_by="target",
                              condition={"op": ">=", "value": after}, severity="critical", notify=notify,
-                             message="notifier {group} has delivered nothing for {value} s", sample={"size": 0})
+                             message="notifier {group} has delivered nothing for {value} s",
+                             resolved_message="notifier {group} delivers again", sample={"size": 0})
         measured = []
         for name in self.targets:
             since = self.known.failing_since(name)

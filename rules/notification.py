@@ -42,6 +42,7 @@ class Payload(TypedDict):
     window: WindowSpan
     index: str
     query: dict[str, Any]
+    shown: NotRequired[dict[str, str | None]]  # group, value, threshold as people read them (units, no "term:")
     dashboard: NotRequired[str]
     discover: NotRequired[str]
     event: NotRequired[dict[str, Any]]  # the event that fired (match, new term, change)

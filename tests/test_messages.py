@@ -113,3 +113,22 @@ def test_event_rules_name_the_term_or_event_and_no_bound() -> None:
     change = _rule(type="change", field="modelregistry.model.version", group_by="modelregistry.model.name")
     assert _say(change, 0.0, "changed", "churn", {"value": "7", "field": "modelregistry.model.version"})[0] == (
         "r: modelregistry.model.version of churn is now 7")
+
+
+def test_the_builtin_rules_say_what_happened_firing_and_resolved() -> None:
+    from pathlib import Path
+
+    from rules.model import load_rules
+
+    root = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+    builtin = {rule.name: rule for rule in load_rules([root, root / "audit"])}
+    assert _say(builtin["registry-down"], -2.0, "resolved", "mlflow")[0] == \
+        "registry-down: mlflow passed 2 health checks in a row"
+    assert _say(builtin["registry-silent"], 12.0, "resolved")[0] == \
+        "registry-silent: registry traffic is back (12 events in the window)"
+    assert _say(builtin["audit-trail-silent"], 0.5, "resolved")[0] == \
+        "audit-trail-silent: audit records are arriving again"
+    deleted, payload = _say(builtin["registered-model-deleted"], 1.0, "fired", "e1",
+                            event={"_id": "e1", "event": {"action": "registered-model-delete"},
+                                   "modelregistry": {"model": {"name": "churn"}}, "user": {"name": "alice"}})
+    assert deleted == f"registered-model-deleted: {payload['shown']['group']}" and "churn" in deleted

@@ -273,7 +273,7 @@ def test_pagerduty_and_opsgenie_open_one_incident_and_close_it(es, namespace, tm
         assert actions == ["trigger", "trigger", "resolve"]
         assert len({body["dedup_key"] for _, body in pd.requests}) == 1
         trigger = pd.requests[0][1]
-        assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["summary"].endswith("errors: 4.0")
+        assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["summary"].endswith("errors: 4")
         assert trigger["links"][0]["href"].startswith("https://k.example/app/discover#/")
         assert [(i.status, i.count) for i in pd.incidents] == [("resolved", 2)]
         assert [path for path, _ in og.requests] == ["/v2/alerts", "/v2/alerts",
