@@ -73,6 +73,14 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         assert summary["match"] is True
         assert expected["error"] >= 20 and expected["registration"] > 0 and expected["version"] > 0
 
+        # Incident 2 is a failure the error rule counts: the revoked token's 401s from nginx, each
+        # one an auth failure in Elasticsearch. The workload's other errors are control flow (404).
+        refused = sum(1 for r in requests if r["status"] == 401)
+        assert refused >= 20
+        assert {r["status"] for r in requests if r["status"] >= 400} <= {401, 404}
+        auth = {"bool": {"filter": [tagged, {"term": {"modelregistry.failure": "auth"}}]}}
+        assert es.count(index=pattern, query=auth)["count"] == refused
+
         # Every line of nginx's access log is one event, none twice.
         access_log = workdir / "registry" / "access.log"
         lines = access_log.read_bytes().count(b"\n")
@@ -99,7 +107,9 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         timeline = [t["what"] for t in summary["timeline"]]
         assert timeline.index("registry stopped") < timeline.index("registry-down firing") \
             < timeline.index("registry restarted") < timeline.index("registry-down resolved")
-        assert "registry-error-ratio resolved" in timeline and summary["minutes"] < 10
+        assert timeline.index("revoked token in use") < timeline.index("registry-error-ratio firing") \
+            < timeline.index("registry-error-ratio resolved")
+        assert summary["minutes"] < 10
 
         # The summary on screen says the same.
         assert f"{len(operations)} operations" in result.stdout
@@ -120,6 +130,61 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
     assert not [n for n in Processes(workdir).names() if Processes(workdir).running(n)]
     for port in (ports["registry"], ports["mlflow"], ports["receiver"], ports["sink"], ports["rules_metrics"]):
         wait_for(lambda p=port: _closed(p), 10, f"port {port} closed after demo down")
+
+
+def test_the_gateway_refuses_a_revoked_token_and_the_burst_records_each_refusal(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incident 2 is a client whose token nginx has revoked: 401 before MLflow, recorded as sent.
+    The same client without the token (normal traffic) is answered by MLflow."""
+    from regwatch.demo.ports import free_port
+    from regwatch.demo.registry import Registry
+    from regwatch.demo.wire import TAG_ENV
+    from regwatch.demo.workload import Workload, read_truth
+
+    for name in ("MLFLOW_TRACKING_AUTH", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", TAG_ENV):  # the Workload sets them
+        monkeypatch.setenv(name, "")
+    processes = Processes(tmp_path)
+    (tmp_path / "registry").mkdir()
+    registry = Registry(tmp_path / "registry", processes, free_port(), free_port(), {})
+    if registry.front != "nginx":
+        pytest.skip("nginx is not installed")
+    registry.start()
+    try:
+        workload = Workload(registry.url, tmp_path / "truth.jsonl", "gateway")
+        try:
+            workload.seed_models(("fraud-detector",))
+            seeded = len(read_truth(tmp_path / "truth.jsonl"))
+            workload.traffic(1.0, clients=2, failing=True, pace_s=0.05)
+            workload.traffic(1.0, clients=1)
+        finally:
+            workload.close()
+    finally:
+        processes.stop_all()
+    truth = read_truth(tmp_path / "truth.jsonl")[seeded:]
+    burst = [r for r in truth if r["type"] == "request" and r["client"] == 2 and r["status"] == 401]
+    refused = [r for r in truth if r["type"] == "operation" and r["error"] == "UNAUTHENTICATED"]
+    assert len(burst) >= 5 and len(refused) >= len(burst)
+    lines = (tmp_path / "registry" / "access.log").read_text().splitlines()
+    assert sum(1 for line in lines if '" 401 ' in line) == len(refused)
+    last_refused = max(i for i, line in enumerate(lines) if '" 401 ' in line)
+    assert any('" 200 ' in line for line in lines[last_refused:]), "normal traffic after the burst is answered"
+
+
+def test_without_nginx_incident_2_is_skipped_and_says_why(tmp_path: Path) -> None:
+    """MLflow alone cannot refuse a revoked token: the demo says incident 2 needs nginx and runs
+    nothing for it (no workload, no wait for a notification that cannot come)."""
+    from types import SimpleNamespace
+
+    from regwatch.demo.scenario import Scenario, Timings
+
+    said: list[str] = []
+    reporter = SimpleNamespace(step=said.append, done=said.append)
+    stack = SimpleNamespace(workdir=tmp_path, registry=SimpleNamespace(front="gunicorn", url="http://127.0.0.1:1"),
+                            processes=None)
+    scenario = Scenario(stack, "r", Timings(), reporter)  # type: ignore[arg-type]
+    scenario.incident_revoked_token()
+    assert len(said) == 1 and "incident 2 skipped: it needs nginx" in said[0]
+    assert [t["what"] for t in scenario.timeline] == ["incident 2 skipped: no nginx"]
 
 
 def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str, namespace: str,

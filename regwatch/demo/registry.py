@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regwatch.demo.processes import Processes, Spec
+from regwatch.demo.wire import REVOKED_TOKEN
 from regwatch.packages import which
 
 # nginx's combined format plus request and upstream times: the `nginx` parser reads rt=/uct=/urt=.
+# The gateway keeps a deny-list of revoked bearer tokens and answers 401 to them itself, before
+# MLflow (the demo's incident 2: a client whose token was revoked keeps calling).
 NGINX_CONF = """\
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -29,6 +32,10 @@ http {{
                         '"$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" '
                         'urt="$upstream_response_time"';
     access_log {access_log} regwatch;
+    map $http_authorization $token_revoked {{
+        default 0;
+        "Bearer {revoked_token}" 1;
+    }}
     client_body_temp_path {prefix}/client_body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -39,6 +46,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{
+            if ($token_revoked) {{
+                add_header WWW-Authenticate 'Bearer error="invalid_token", error_description="token revoked"' always;
+                return 401;
+            }}
             proxy_pass http://127.0.0.1:{upstream_port};
             proxy_http_version 1.1;
             proxy_set_header Host $host:$server_port;
@@ -74,7 +85,8 @@ def nginx_spec(workdir: Path, port: int, upstream_port: int, access_log: Path) -
     prefix = workdir / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, access_log=access_log, port=port, upstream_port=upstream_port))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, access_log=access_log, port=port, upstream_port=upstream_port,
+                                        revoked_token=REVOKED_TOKEN))
     return Spec("nginx", [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
                           "-g", "daemon off;"])
 

@@ -8,7 +8,9 @@ Elasticsearch holds, kind by kind.
 
 Phases: ``seed`` gives every model a run with an artifact, a first version and the ``champion``
 alias; ``traffic`` mixes registrations, versions, aliases, tags, stage changes, searches,
-downloads and a few failing calls; ``burst`` is failing calls only (the error-ratio incident).
+downloads and the odd lookup of a version that does not exist (a 404: control flow, not a
+failure); ``burst`` is clients whose token was revoked at the gateway and who keep calling the
+registry as before (the demo's nginx answers 401: the error-ratio incident).
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class Workload:
 
     def _client_loop(self, client: int, deadline: float, failing: bool, pace_s: float) -> int:
         rng = random.Random(self.seed * 1000 + client)
+        wire.presenting(wire.REVOKED_TOKEN if failing else None)
         done = 0
         while time.monotonic() < deadline and not self.stop.is_set():
             if failing:
@@ -177,12 +180,16 @@ class Workload:
         return done
 
     def _failing_call(self, client: int, rng: random.Random) -> None:
+        """What a deploy job does, with a token the gateway has revoked: each call is refused (401)."""
         name = rng.choice(list(self.models))
-        if rng.random() < 0.5:
-            self._op(client, "get_missing_model", f"{name}-missing",
-                     lambda: self.client.get_registered_model(f"{name}-missing"))
+        c = self.client
+        roll = rng.random()
+        if roll < 0.4:
+            self._op(client, "get_by_alias", name, lambda: c.get_model_version_by_alias(name, "champion"))
+        elif roll < 0.7:
+            self._op(client, "get_model", name, lambda: c.get_registered_model(name))
         else:
-            self._op(client, "get_missing_version", name, lambda: self.client.get_model_version(name, "9999"))
+            self._op(client, "search_versions", name, lambda: c.search_model_versions(f"name='{name}'"))
 
     def _one(self, client: int, rng: random.Random) -> None:
         model = self.models[rng.choice(list(self.models))]
