@@ -1,7 +1,8 @@
 """``regwatch demo``: the whole system living through two incidents, on this machine.
 
 ``demo up`` starts a real MLflow behind a real nginx, regwatch's services, and a workload; stops
-the registry and bursts failing calls; prints what was done against what Elasticsearch holds.
+the registry and has a client with a revoked token keep calling (refused with 401 by the demo's
+nginx); prints what was done against what Elasticsearch holds.
 ``demo down`` stops everything it started. ``demo workload`` is the generator on its own, for any
 MLflow; ``demo webhook-sink`` the notification receiver the demo's rules post to.
 """
@@ -193,7 +194,8 @@ def workload(
     truth: Annotated[Path, typer.Option(help="JSON lines: every operation and every request, appended")],
     run_id: Annotated[str, typer.Option(help="tag in every request's User-Agent: run=<id>")] = "manual",
     phase: Annotated[str, typer.Option(
-        help="seed (models, versions, aliases), traffic (the mix), burst (failing calls)")] = "traffic",
+        help="seed (models, versions, aliases), traffic (the mix), burst (calls with a revoked bearer token: "
+             "refused with 401 where a gateway revoked it, as the demo's nginx does)")] = "traffic",
     duration: Annotated[float, typer.Option(help="seconds of traffic or burst")] = 30.0,
     clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 4,
     pace: Annotated[float, typer.Option(min=0, help="seconds each client waits between operations")] = 0.0,
