@@ -196,11 +196,23 @@ def test_ctrl_c_stops_everything_and_a_stale_pid_is_never_signalled(es_url: str,
                                env=_env(es_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     processes = Processes(workdir)
-    wait_for(lambda: processes.running("rule-runner") is not None, 180, "the demo's services running")
-    pids = {name: processes.running(name) for name in processes.names()}
-    assert {"mlflow", "nginx", "shipper", "probe", "rule-runner", "audit-receiver", "webhook-sink"} <= set(pids)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        def started() -> bool:
+            if process.poll() is not None:  # demo up ended before its services ran: say why, at once
+                raise AssertionError(f"demo up exited {process.returncode}: {process.stderr.read()[-2000:]}")
+            return processes.running("rule-runner") is not None
+
+        wait_for(started, 180, "the demo's services running")
+        pids = {name: processes.running(name) for name in processes.names()}
+        assert {"mlflow", "nginx", "shipper", "probe", "rule-runner", "audit-receiver", "webhook-sink"} <= set(pids)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:  # pass or fail, nothing of the demo is left running
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+            subprocess.run([*CLI, "demo", "down", "--workdir", str(workdir)], env=_env(es_url, tmp_path),
+                           capture_output=True, text=True, timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert "everything the demo started is stopped" in stderr
     for name, pid in pids.items():
