@@ -69,7 +69,7 @@ class Composer:
             "index": self.state_index if own else indices(rule, self.namespace),
             "query": {"bool": {"filter": filters(rule, window)}}}
         # The value, bound and group as the message words them (the numbers above stay raw), for
-        # the targets people read. Payload lacks the key: a notifier reads it with .get.
+        # the targets people read; a re-read outbox entry queued before it existed may lack it.
         payload["shown"] = shown
         if self.kibana_url and not own:
             payload["dashboard"] = (f"{kibana_app_url(self.kibana_url, 'dashboards')}#/view/regwatch-dashboard-alerts"
