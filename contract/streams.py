@@ -12,14 +12,18 @@ from typing import Literal
 # Kinds a log line becomes (the parsers' output) and what the rule runner adds.
 EVENT_KINDS: tuple[EventKind, ...] = ("registration", "retrieval", "version", "error", "access")
 LINE_KINDS = (*EVENT_KINDS, "deadletter")
-LOG_KINDS = (*LINE_KINDS, "alert")
+# What the inventory collector writes (regwatch inventory, docs/inventory.md): the registry's state
+# as it changes (one document per model version and per registered model) and its change events.
+INVENTORY_KINDS = ("inventory", "change")
+LOG_KINDS = (*LINE_KINDS, "alert", *INVENTORY_KINDS)
 METRIC_KINDS = ("availability",)
 PRODUCT = "modelregistry"
 
 EventKind = Literal["registration", "retrieval", "version", "error", "access"]
 LineKind = Literal["registration", "retrieval", "version", "error", "access", "deadletter"]
 # Every stream a rule may read: what lines become, the alert history, the probe's availability.
-StreamKind = Literal["registration", "retrieval", "version", "error", "access", "deadletter", "alert", "availability"]
+StreamKind = Literal["registration", "retrieval", "version", "error", "access", "deadletter", "alert", "availability",
+                     "inventory", "change"]
 
 
 def stream_type(kind: str) -> str:
