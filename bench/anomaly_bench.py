@@ -1,0 +1,129 @@
+"""The anomaly detector (rules.anomaly) on the Numenta Anomaly Benchmark, with its shipped defaults.
+
+    python bench/anomaly_bench.py --nab ../shared/datasets/nab
+
+First reproduces the published scores of windowedGaussian, numenta and contextOSE from their
+per-point results (bench/nab.py); if any differs by 0.1 or more it prints no figure and exits 1.
+Then runs the detector over the 58 series, one configuration for all (NAB's rule), and scores it:
+
+* ``swept``: NAB's own way, the detector's score (0-100, divided by 100) swept for the best
+  threshold per profile over the whole corpus;
+* ``alerted``: as the rule alerts, through the alert state machine (rules.states): a detection
+  is a bucket where an alert starts firing (score at or above the rule's threshold from ok),
+  nothing else; an alert resolves when the score falls under the recovery bound.
+
+Prints a table, the points per second of the detector (one core), and one line per detector and
+mode: ``nab detector=<name> mode=<swept|alerted> standard=<s> low_fp=<f> low_fn=<n>
+points_per_s=<p>``. Goals (#29): swept standard >= 70 and low FP >= 67, alerted standard >= 50,
+no alert on artificialNoAnomaly, >= 20,000 points/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import nab
+
+from rules.anomaly import Detector, Params
+
+GOALS = {("swept", "standard"): 70.0, ("swept", "reward_low_FP_rate"): 67.0, ("alerted", "standard"): 50.0}
+MIN_POINTS_PER_S = 20_000
+
+
+def step_of(series: nab.Series) -> float:
+    """The series' bucket in seconds: the median gap between its points."""
+    gaps = [(b - a).total_seconds() for a, b in zip(series.timestamps, series.timestamps[1:], strict=False)]
+    return float(statistics.median(gaps))
+
+
+def run(series: nab.Series, params: Params) -> tuple[list[float], list[float], float]:
+    """(swept scores in [0, 1], alert starts as 1/0, seconds spent in the detector)."""
+    detector = Detector(replace(params, step=step_of(series)))
+    swept: list[float] = []
+    alerted: list[float] = []
+    firing = False
+    update = detector.update
+    threshold, recovery = params.threshold, params.recovery
+    began = time.perf_counter()
+    readings = [update(v) for v in series.values]
+    spent = time.perf_counter() - began
+    for reading in readings:
+        swept.append(reading.onset / 100.0)
+        # the alert state machine of a rule with for: 0 (rules.states.step): ok -> firing when the
+        # score reaches the threshold, firing -> resolved when it falls under the recovery bound
+        if not firing and reading.score >= threshold:
+            firing = True
+            alerted.append(1.0)
+            continue
+        if firing and reading.score < recovery:
+            firing = False
+        alerted.append(0.0)
+    return swept, alerted, spent
+
+
+def parse_overrides(pairs: list[str]) -> Params:
+    types = {f.name: f.type for f in fields(Params)}
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        if key not in types:
+            raise SystemExit(f"--set {pair}: no such setting (settings: {', '.join(types)})")
+        values[key] = raw if key == "direction" else (float(raw) if "." in raw or "e" in raw else int(raw))
+    return Params(**values)  # type: ignore[arg-type]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nab", type=Path, required=True, help="the NAB corpus folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="try a setting other than the shipped default (the figures are then not the shipped ones)")
+    parser.add_argument("--skip-reproduce", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    corpus = nab.load_corpus(args.nab)
+    if not args.skip_reproduce:
+        results = nab.reproduce(args.nab, corpus)
+        for detector, (ours, theirs) in results.items():
+            print(f"reproduced {detector}: " + " ".join(f"{p}={ours[p]:.2f} (published {theirs[p]:.2f})"
+                                                      for p in nab.PROFILES))
+        if not nab.reproduced(results):
+            print("the scorer does not reproduce the published scores to 0.1: no figure printed", file=sys.stderr)
+            return 1
+    params = parse_overrides(args.set)
+    swept, alerted, spent, points = [], [], 0.0, 0
+    quiet: dict[str, int] = {}
+    for series in corpus:
+        s, a, t = run(series, params)
+        swept.append(s)
+        alerted.append(a)
+        spent += t
+        points += len(series.values)
+        if series.name.startswith("artificialNoAnomaly/"):
+            quiet[series.name] = int(sum(a))
+    rate = points / spent
+    scores = {"swept": nab.score(args.nab, corpus, swept), "alerted": nab.score(args.nab, corpus, alerted, 0.5)}
+    print(f"\n{'mode':8} {'standard':>9} {'low FP':>9} {'low FN':>9}   (goals: swept 70 / 67, alerted 50)")
+    for mode, score in scores.items():
+        print(f"{mode:8} " + " ".join(f"{score[p]:9.1f}" for p in nab.PROFILES))
+    for mode, score in scores.items():
+        goals = " ".join(f"{key}={score[p]:.1f}>={GOALS[(mode, p)]:g}:"
+                         f"{'met' if score[p] >= GOALS[(mode, p)] else 'NOT met'}"
+                         for key, p in (("standard", "standard"), ("low_fp", "reward_low_FP_rate"))
+                         if (mode, p) in GOALS)
+        print(f"goal {mode}: {goals}")
+    print(f"alerts on artificialNoAnomaly: {sum(quiet.values())} (goal 0) {quiet}")
+    print(f"points/s (one core, detector only): {rate:,.0f} (goal >= {MIN_POINTS_PER_S:,}: "
+          f"{'met' if rate >= MIN_POINTS_PER_S else 'NOT met'})")
+    for mode, score in scores.items():
+        print(f"nab detector=regwatch mode={mode} standard={score['standard']:.1f} "
+              f"low_fp={score['reward_low_FP_rate']:.1f} low_fn={score['reward_low_FN_rate']:.1f} "
+              f"points_per_s={rate:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The detector: one value in per bucket, one :class:`Reading` out, in constant time.
+
+Per bucket it computes three features and scores each against its own recent past
+(:mod:`rules.anomaly.rarity`):
+
+* the **level**: the value minus what is typical for this time of day or week when the series
+  repeats (:mod:`rules.anomaly.periodicity`; typical = the median of the same bucket in the last
+  ``seasons`` periods), else the value itself: spikes, dips, level shifts, drifts out of the range
+  ever seen, a nightly job that did not run (a dip where the rhythm expects a jump);
+* the **run**: the mean level of the last ``run`` buckets, so that a moderate deviation that lasts
+  counts as much as a sharp one (Elastic ML's multi-bucket impact);
+* the **activity**: the mean absolute change of the last ``run`` buckets; its low side catches a
+  metric that goes flat (a stuck exporter, a dead job).
+
+The deviation ``z`` is the largest of the features' deviations allowed by ``direction``. A new
+episode starts only when ``z`` exceeds what was already seen recently (``peak``, decaying by half
+every ``memory`` buckets): a level shift pages once, at its onset, and the baseline then adapts to
+the new level instead of paging every bucket. While an episode lasts the score follows ``z``; it
+ends when the score falls under ``recovery``.
+
+The score is ``100 * z / (z + 1)``: 50 is a value as far beyond the band as the band is wide,
+40 (the default threshold) two thirds as far.
+For the first ``learning`` buckets the reading says learning and the score is 0: no page before
+the detector has seen enough to tell the usual from the unusual.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from rules.anomaly import periodicity
+from rules.anomaly.rarity import Window, deviation
+
+Direction = Literal["up", "down", "both"]
+
+
+@dataclass(frozen=True)
+class Params:
+    """The detector's settings; the defaults are the ones benchmarked on NAB (bench/anomaly_bench.py)."""
+
+    step: float = 300.0  # seconds per bucket (finds the day and the week in buckets)
+    learning: int = 288  # buckets of cold start: no score before
+    window: int = 2016  # buckets each feature's baseline holds
+    quantile: float = 0.99  # the band: this quantile and its complement
+    run: int = 6  # buckets of the run and activity features
+    seasons: int = 3  # periods whose same bucket make the typical value
+    memory: int = 288  # buckets for a past peak to halve
+    threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
+    recovery: float = 25.0  # an episode ends under this score
+    direction: Direction = "both"
+    min_correlation: float = 0.5  # periodicity: autocorrelation at the period
+    recheck: int = 288  # buckets between periodicity checks
+    history: int = 4 * 2016  # buckets kept for the periodicity and the typical value
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the detector makes of one bucket."""
+
+    observed: float
+    expected: float
+    lower: float  # the band: values in it are usual
+    upper: float
+    score: float  # 0 to 100: what the rule compares with its threshold and recovery bound
+    learning: bool
+    period: int  # buckets per period found (0: none)
+    onset: float = 0.0  # 0 to 100: how much more unusual than anything in recent memory
+
+
+def _median(values: list[float]) -> float:
+    values.sort()
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2.0
+
+
+class Detector:
+    """Streaming: :meth:`update` with each bucket's value, oldest first."""
+
+    def __init__(self, params: Params | None = None) -> None:
+        p = params or Params()
+        self.p = p
+        self.count = 0
+        self.values: deque[float] = deque(maxlen=p.history)
+        self.period = 0
+        self.level = Window(p.window)
+        self.run = Window(p.window)
+        self.activity = Window(p.window)
+        self.recent: deque[float] = deque(maxlen=p.run)  # the last residuals
+        self.changes: deque[float] = deque(maxlen=p.run)  # the last absolute changes
+        self.run_sum = 0.0
+        self.change_sum = 0.0
+        self.peak = 0.0
+        self.decay = 0.5 ** (1.0 / p.memory)
+        self.episode = False
+        self.up = p.direction in ("up", "both")
+        self.down = p.direction in ("down", "both")
+
+    def _typical(self, end: int | None = None) -> float | None:
+        """The typical value of the bucket after ``values[:end]`` (default: the next one)."""
+        period, values = self.period, self.values
+        n = len(values) if end is None else end
+        same = [values[n - k * period] for k in range(1, self.p.seasons + 1) if k * period <= n]
+        return _median(same) if same else None
+
+    def _rebase(self) -> None:
+        """The level and run baselines again, as residuals from the period just found: a period
+        found (or lost) changes what a residual is, and the old ones would make the next values
+        look unusual."""
+        p = self.p
+        self.level = Window(p.window)
+        self.run = Window(p.window)
+        recent: deque[float] = deque(maxlen=p.run)
+        values = self.values
+        for i in range(max(len(values) - p.window - p.run, 0), len(values)):
+            typical = self._typical(i) if self.period else None
+            residual = values[i] - typical if typical is not None else values[i]
+            recent.append(residual)
+            self.level.add(residual)
+            self.run.add(sum(recent) / len(recent))
+        self.recent = deque(recent, maxlen=p.run)
+        self.run_sum = sum(recent)
+
+    def update(self, value: float) -> Reading:
+        p = self.p
+        if self.count % p.recheck == 0 and self.count >= 3 * p.recheck:
+            period = periodicity.detect(list(self.values), p.step, p.min_correlation, 3)
+            if period != self.period:
+                self.period = period
+                self._rebase()
+        typical = self._typical() if self.period else None
+        residual = value - typical if typical is not None else value
+        previous = self.values[-1] if self.values else value
+        self.values.append(value)
+        self.count += 1
+
+        # the run (mean residual) and activity (mean absolute change) of the last buckets
+        if len(self.recent) == p.run:
+            self.run_sum -= self.recent[0]
+            self.change_sum -= self.changes[0]
+        self.recent.append(residual)
+        change = abs(value - previous)
+        self.changes.append(change)
+        self.run_sum += residual
+        self.change_sum += change
+        run = self.run_sum / len(self.recent)
+        activity = self.change_sum / len(self.changes)
+
+        z = 0.0
+        lower = upper = expected = value
+        if len(self.level) >= min(p.learning, p.window) // 2:
+            q = p.quantile
+            lo, med, hi = self.level.band(q)
+            floor = max((hi - lo) * 1e-3, 1e-9)
+            up, down = deviation(residual, lo, med, hi, floor)
+            base = typical if typical is not None else 0.0
+            expected, lower, upper = base + med, base + lo, base + hi
+            rlo, rmed, rhi = self.run.band(q)
+            rup, rdown = deviation(run, rlo, rmed, rhi, max((rhi - rlo) * 1e-3, 1e-9))
+            alo, amed, ahi = self.activity.band(q)
+            _aup, flat = deviation(activity, alo, amed, ahi, max((ahi - alo) * 1e-3, 1e-9))
+            if self.up:
+                z = max(up, rup)
+            if self.down:
+                z = max(z, down, rdown, flat)
+        self.level.add(residual)
+        self.run.add(run)
+        self.activity.add(activity)
+
+        learning = self.count <= p.learning
+        if learning:
+            self.peak = max(self.peak * self.decay, z)
+            return Reading(value, expected, lower, upper, 0.0, True, self.period)
+        novel = max(z - self.peak, 0.0)
+        onset = 100.0 * novel / (novel + 1.0)
+        if self.episode:
+            score = 100.0 * z / (z + 1.0)
+            if score < p.recovery:
+                self.episode = False
+        else:
+            score = onset
+            self.episode = score >= p.threshold
+        self.peak = max(self.peak * self.decay, z)
+        return Reading(value, expected, lower, upper, score, False, self.period, onset)
