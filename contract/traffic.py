@@ -17,6 +17,8 @@ that mean something is wrong (server errors, refused credentials, throttling) an
 
 from __future__ import annotations
 
+from typing import Any
+
 SYNTHETIC_FIELD = "modelregistry.synthetic"
 PROBE_USER_AGENT_PREFIX = "regwatch-probe/"
 # KQL (rules' ``kql:``, Kibana): the traffic of people and their programs, not the probe's
@@ -83,3 +85,16 @@ def failure_kind(status: int | None, error_code: str | None = None) -> str:
     if status == 404:
         return CONTROL_FLOW
     return CLIENT if status >= 400 else UNKNOWN
+
+
+FORMAT_FIELD = "modelregistry.format"
+AUDIT_TRAIL_FORMAT = "audit"  # the audit receiver's records (and audit files in regwatch's own schema)
+# the audit trail's records, as Query DSL and in Kibana's checked KQL subset
+AUDIT_TRAIL_QUERY: dict[str, Any] = {"term": {FORMAT_FIELD: AUDIT_TRAIL_FORMAT}}
+AUDIT_TRAIL_KQL = f'{FORMAT_FIELD} : "{AUDIT_TRAIL_FORMAT}"'
+
+
+def actions(calls: int, trail: int) -> int:
+    """The registry actions a bucket holds, from its count of access-log records (``calls``: every
+    record that is not the audit trail's) and of audit-trail records: each action once."""
+    return max(calls, trail)

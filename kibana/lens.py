@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from contract.fields import kibana_type
+from contract.traffic import AUDIT_TRAIL_KQL
 from kibana.saved_object import saved_object
 from kibana.specs import Metric, Vis
 
@@ -35,7 +36,7 @@ FIELD_FORMATS = {"event.duration": NANOSECONDS}  # ECS: event.duration is in nan
 
 def value_format(metric: Metric) -> dict[str, Any]:
     """The format a person reads for a metric: whole counts, durations, percent, bytes."""
-    if metric.op in ("count", "unique_count"):
+    if metric.op in ("count", "unique_count", "actions"):
         return NUMBER
     if metric.op == "ratio":
         return PERCENT
@@ -62,37 +63,82 @@ def _formula_text_value(kql: str) -> str:
     return kql.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _ratio_columns(column_id: str, metric: Metric) -> dict[str, dict[str, Any]]:
+def _part(kql: str | None, trail: bool) -> str:
+    """The KQL of one source's records among those ``kql`` selects."""
+    source = AUDIT_TRAIL_KQL if trail else f"not {AUDIT_TRAIL_KQL}"
+    return source if not kql else f"({kql}) and {'' if trail else 'not '}({AUDIT_TRAIL_KQL})"
+
+
+def _actions_text(kql: str | None) -> str:
+    """The formula of the actions among the events ``kql`` selects: the larger of the audit
+    trail's count and the other records' (contract.traffic: each action once)."""
+    return (f"pick_max(count(kql='{_formula_text_value(_part(kql, True))}'), "
+            f"count(kql='{_formula_text_value(_part(kql, False))}'))")
+
+
+def _function(name: str, args: list[Any], text: str, formula: str) -> dict[str, Any]:
+    """A tinymath function node as Lens's parser stores it (its text and where it stands)."""
+    at = formula.index(text)
+    return {"type": "function", "name": name, "args": args, "location": {"min": at, "max": at + len(text)},
+            "text": text}
+
+
+def _formula_columns(column_id: str, metric: Metric) -> dict[str, dict[str, Any]]:
     """A Lens formula column and the helper columns Lens stores with it.
 
-    What Lens's ``insertOrReplaceFormulaColumn`` (formula/parse.ts) writes for
-    ``count(kql='<kql>') / count()`` with the formula filtered by ``of``: one count per function
-    (``<id>X0``, ``<id>X1``; the formula's filter merged into each as ``(<of>) AND (<kql>)``,
-    formula/util.ts ``mergeWithGlobalFilters``; ``emptyAsNull: false`` as for every count used in
-    math, count.tsx), then the math column (``<id>X2``) whose ``tinymathAst`` divides them. Lens
-    renders from these columns (formula.tsx ``toExpression`` reads the math column).
+    What Lens's ``insertOrReplaceFormulaColumn`` (formula/parse.ts) writes for a formula: one count
+    per function (``<id>X0``, ``<id>X1``, ...; the formula's filter ``of`` merged into each as
+    ``(<of>) AND (<kql>)``, formula/util.ts ``mergeWithGlobalFilters``; ``emptyAsNull: false`` as
+    for every count used in math, count.tsx), then the math column whose ``tinymathAst`` combines
+    them. Lens renders from these columns (formula.tsx ``toExpression`` reads the math column).
+    ``pick_max`` is tinymath's (kbn-lens-formula-docs ``src/math``: "Finds the maximum value
+    between two numbers").
+
+    ``actions``: ``pick_max(count(kql='<trail>'), count(kql='<others>'))``; ``ratio``: the
+    actions ``kql`` selects over all actions, ``pick_max(...) / pick_max(...)``.
     """
-    assert metric.kql and metric.of, "a ratio needs kql (the numerator) and of (the whole)"
-    formula = f"count(kql='{_formula_text_value(metric.kql)}') / count()"
-    part = f"Part of {metric.label}"
-    numerator, whole, math = (f"{column_id}X{i}" for i in range(3))
-    return {
-        column_id: {"label": metric.label, "customLabel": True, "dataType": "number", "isBucketed": False,
-                    "scale": "ratio", "operationType": "formula",
-                    "params": {"formula": formula, "isFormulaBroken": False, "format": value_format(metric)},
-                    "filter": {"query": metric.of, "language": "kuery"}, "references": [math]},
-        numerator: _count(part, f"({metric.of}) AND ({metric.kql})", {"emptyAsNull": False}),
-        whole: _count(part, metric.of, {"emptyAsNull": False}),
-        math: {"label": part, "customLabel": True, "dataType": "number", "isBucketed": False, "scale": "ratio",
-               "operationType": "math", "references": [numerator, whole],
-               "params": {"tinymathAst": {"type": "function", "name": "divide", "args": [numerator, whole],
-                                          "location": {"min": 0, "max": len(formula)}, "text": formula}}},
-    }
+    if metric.op == "ratio":
+        assert metric.kql and metric.of, "a ratio needs kql (the numerator) and of (the whole)"
+        part, whole = _actions_text(metric.kql), _actions_text(None)
+        formula = f"{part} / {whole}"
+        filters = [_part(metric.kql, True), _part(metric.kql, False), _part(None, True), _part(None, False)]
+    else:
+        formula = part = _actions_text(metric.kql)
+        whole = ""
+        filters = [_part(metric.kql, True), _part(metric.kql, False)]
+    ids = [f"{column_id}X{i}" for i in range(len(filters) + 1)]
+    label = f"Part of {metric.label}"
+    columns: dict[str, dict[str, Any]] = {}
+    for helper, kql in zip(ids, filters, strict=False):
+        columns[helper] = _count(label, f"({metric.of}) AND ({kql})" if metric.of else kql, {"emptyAsNull": False})
+    if metric.op == "ratio":
+        ast = _function("divide", [_function("pick_max", ids[0:2], part, formula),
+                                   _function("pick_max", ids[2:4], whole, formula)], formula, formula)
+    else:
+        ast = _function("pick_max", ids[0:2], formula, formula)
+    formula_column: dict[str, Any] = {
+        "label": metric.label, "customLabel": True, "dataType": "number", "isBucketed": False,
+        "scale": "ratio", "operationType": "formula",
+        "params": {"formula": formula, "isFormulaBroken": False, "format": value_format(metric)},
+        "references": [ids[-1]]}
+    if metric.of:
+        formula_column["filter"] = {"query": metric.of, "language": "kuery"}
+    math = {"label": label, "customLabel": True, "dataType": "number", "isBucketed": False, "scale": "ratio",
+            "operationType": "math", "references": ids[:-1], "params": {"tinymathAst": ast}}
+    return {column_id: formula_column, **columns, ids[-1]: math}
+
+
+# Lens ranks terms by a column only where Elasticsearch can sort by it (terms/helpers.ts
+# ``isSortableByColumn``: not a formula); a panel of actions ranks by the count of its documents
+# instead, as Lens's "Rank by: Custom" does (the data plugin's _terms_order_helper.ts sends a count
+# order agg as ``_count``).
+RANK_BY_DOCUMENTS = {"label": "Count of records", "dataType": "number", "isBucketed": False, "scale": "ratio",
+                     "operationType": "count", "sourceField": "___records___", "params": {"emptyAsNull": True}}
 
 
 def _metric_columns(column_id: str, metric: Metric) -> dict[str, dict[str, Any]]:
-    if metric.op == "ratio":
-        return _ratio_columns(column_id, metric)
+    if metric.op in ("ratio", "actions"):
+        return _formula_columns(column_id, metric)
     column: dict[str, Any] = {"label": metric.label or metric.op, "customLabel": bool(metric.label),
                               "dataType": "number", "isBucketed": False, "scale": "ratio"}
     if metric.op == "count":
@@ -114,10 +160,13 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
     metrics = [f"m{i}" for i in range(len(vis.metrics))]
     for i, name in enumerate(vis.terms):
         column_id = f"t{i}"
+        ranked = vis.metrics[0].op in ("ratio", "actions")
+        order: dict[str, Any] = ({"orderBy": {"type": "custom"}, "orderAgg": RANK_BY_DOCUMENTS} if ranked
+                                 else {"orderBy": {"type": "column", "columnId": metrics[0]}})
         columns[column_id] = {"label": f"Top {vis.size} {name}", "dataType": kibana_type(name),
                               "operationType": "terms",
                               "sourceField": name, "isBucketed": True, "scale": "ordinal",
-                              "params": {"size": vis.size, "orderBy": {"type": "column", "columnId": metrics[0]},
+                              "params": {"size": vis.size, **order,
                                          "orderDirection": "desc", "otherBucket": True, "missingBucket": False}}
         buckets.append(column_id)
     if vis.x_time:

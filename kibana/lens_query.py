@@ -78,6 +78,10 @@ def _order(column: dict[str, Any], columns: dict[str, Any]) -> dict[str, str]:
     order_by = params["orderBy"]
     if order_by["type"] == "alphabetical":
         return {"_key": direction}
+    if order_by["type"] == "custom":  # "Rank by: Custom": the data plugin's _terms_order_helper.ts
+        if params.get("orderAgg", {}).get("operationType") != "count":
+            raise LensQueryError(f"terms ranked by a custom {params.get('orderAgg', {}).get('operationType')!r}")
+        return {"_count": direction}
     if order_by["type"] != "column":
         raise LensQueryError(f"terms order {order_by['type']!r}")
     target_id = order_by["columnId"]
@@ -137,23 +141,55 @@ def lens_request(lens: dict[str, Any], data_views: dict[str, dict[str, Any]]) ->
 
 # tinymath functions a math column may use here (Lens's tinymath ``divide``, ``multiply``, ...)
 _MATH: dict[str, Callable[[float, float], float]] = {"add": operator.add, "subtract": operator.sub,
-                                                      "multiply": operator.mul, "divide": operator.truediv}
+                                                      "multiply": operator.mul, "divide": operator.truediv,
+                                                      "pick_max": max, "pick_min": min}
 
 
 def metric_values(lens: dict[str, Any], response: dict[str, Any]) -> dict[str, float | None]:
     """The value of every column of a layer without buckets, from the response to its request:
     counts and metrics as Lens reads them, math and formula columns computed as Lens computes them."""
-    ((_, layer),) = lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].items()
-    columns = layer["columns"]
+    columns, order = _layer(lens)
     if any(c["isBucketed"] for c in columns.values()):
         raise LensQueryError("metric_values reads layers without buckets")
-    aggs = response.get("aggregations", {})
+    return _values(columns, order, response.get("aggregations", {}), response["hits"]["total"]["value"])
+
+
+Row = tuple[tuple[Any, ...], dict[str, float | None]]
+
+
+def bucket_values(lens: dict[str, Any], response: dict[str, Any]) -> list[Row]:
+    """Each row of a layer with buckets: the keys of its bucket columns (outermost first) and the
+    value of every metric column in it, computed as :func:`metric_values` computes them."""
+    columns, order = _layer(lens)
+    buckets = [c for c in order if columns[c]["isBucketed"]]
+    rows: list[Row] = []
+
+    def walk(aggs: dict[str, Any], depth: int, keys: tuple[Any, ...]) -> None:
+        for bucket in aggs[buckets[depth]]["buckets"]:
+            key = (*keys, bucket.get("key_as_string", bucket["key"]))
+            if depth + 1 < len(buckets):
+                walk(bucket, depth + 1, key)
+            else:
+                values = _values(columns, order, bucket, bucket["doc_count"])
+                rows.append((key, {c: v for c, v in values.items() if c not in buckets}))
+
+    walk(response.get("aggregations", {}), 0, ())
+    return rows
+
+
+def _layer(lens: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    ((_, layer),) = lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].items()
+    return layer["columns"], layer["columnOrder"]
+
+
+def _values(columns: dict[str, Any], order: list[str], aggs: dict[str, Any], total: int) -> dict[str, float | None]:
+    """The metric columns' values in one bucket (``aggs``: its sub-aggregations; ``total``: its count)."""
     values: dict[str, float | None] = {}
 
     def leaf(column_id: str, column: dict[str, Any]) -> float | None:
         op = column["operationType"]
         if op == "count":
-            count = aggs[column_id]["doc_count"] if "filter" in column else response["hits"]["total"]["value"]
+            count = aggs[column_id]["doc_count"] if "filter" in column else total
             return None if count == 0 and column.get("params", {}).get("emptyAsNull") else float(count)
         agg = aggs[column_id]["value"] if "filter" in column else aggs[column_id]
         if op == "percentile":
@@ -183,7 +219,9 @@ def metric_values(lens: dict[str, Any], response: dict[str, Any]) -> dict[str, f
         if column_id not in values:
             column = columns[column_id]
             op = column["operationType"]
-            if op == "formula":
+            if column["isBucketed"]:
+                values[column_id] = None
+            elif op == "formula":
                 values[column_id] = value(column["references"][0]) if column["references"] else None
             elif op == "math":
                 values[column_id] = evaluate(column["params"]["tinymathAst"])
@@ -191,4 +229,4 @@ def metric_values(lens: dict[str, Any], response: dict[str, Any]) -> dict[str, f
                 values[column_id] = leaf(column_id, column)
         return values[column_id]
 
-    return {column_id: value(column_id) for column_id in layer["columnOrder"]}
+    return {column_id: value(column_id) for column_id in order}

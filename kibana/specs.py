@@ -16,10 +16,13 @@ from contract.traffic import COUNTED_FAILURES_KQL, USER_TRAFFIC_KQL
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric column. ``op`` is a Lens operation, or ``ratio``: a Lens formula
-    ``count(kql='<kql>') / count()`` over the events ``of`` selects (the formula's "filter by")."""
+    """One metric column. ``op`` is a Lens operation; or ``actions``: the registry actions among
+    the events (``kql`` narrowing them), each counted once when the access log and the audit trail
+    both recorded it (``contract.traffic``): the Lens formula ``pick_max(count(kql='<the audit
+    trail's>'), count(kql='<the others'>'))``; or ``ratio``: the actions ``kql`` selects over all
+    actions among the events ``of`` selects (the formula's "filter by")."""
 
-    op: str  # count | percentile | unique_count | average | max | ratio
+    op: str  # count | percentile | unique_count | average | max | actions | ratio
     field: str | None = None
     label: str = ""
     percentile: int | None = None
@@ -43,6 +46,10 @@ class Vis:
 
 
 COUNT = Metric("count", label="Events")
+# Panels over the kinds the audit trail writes too (registrations, version changes, errors) count
+# actions: an action seen in the access log and the audit trail is one. Retrievals are in the
+# access log only, so their panels count documents (and can rank by them).
+ACTIONS = Metric("actions", label="Actions")
 
 # The panels over registry events show users' traffic: the probe's own requests (marked
 # modelregistry.synthetic by its User-Agent) are left out by the panel's query, as the built-in
@@ -60,15 +67,16 @@ FAILED = COUNTED_FAILURES_KQL
 
 OVERVIEW = [
     Vis("regwatch-activity-over-time", "Registrations, retrievals and version changes over time", "bar_stacked",
-        "regwatch-events", (COUNT,), x_time=True, terms=("data_stream.dataset",), size=7,
-        description="Events per kind per interval: the registry's pulse.", query=USERS),
+        "regwatch-events", (ACTIONS,), x_time=True, terms=("data_stream.dataset",), size=7,
+        description="Actions per kind per interval: the registry's pulse (a write the access log and the audit "
+                    "trail both recorded is one).", query=USERS),
     Vis("regwatch-retrievals-by-model", "Retrievals by model (top 10)", "table", "regwatch-retrieval",
         (COUNT,), terms=("modelregistry.model.name",), query=USERS),
     Vis("regwatch-retrievals-by-version", "Retrievals by model version (top 10)", "table", "regwatch-retrieval",
         (COUNT,), terms=("modelregistry.model.name", "modelregistry.model.version"), query=USERS),
     Vis("regwatch-errors-4xx-5xx", "Errors over time, 4xx and 5xx apart", "bar_stacked", "regwatch-error",
-        (Metric("count", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500"),
-         Metric("count", label="5xx", kql="http.response.status_code >= 500")),
+        (Metric("actions", label="4xx", kql="http.response.status_code >= 400 and http.response.status_code < 500"),
+         Metric("actions", label="5xx", kql="http.response.status_code >= 500")),
         x_time=True, query=USERS),
     Vis("regwatch-error-rate", "Error rate", "metric", "regwatch-events",
         (Metric("ratio", label="Failed calls / all calls", kql=FAILED, of=CALLS),),
@@ -82,24 +90,27 @@ OVERVIEW = [
         (Metric("count", label="Probes up", kql="modelregistry.probe.up : true"),
          Metric("count", label="Probes down", kql="modelregistry.probe.up : false")), x_time=True,
         may_be_empty="filled by the availability probe; empty until one runs"),
-    Vis("regwatch-requests-by-user", "Requests by user", "table", "regwatch-events", (COUNT,),
+    Vis("regwatch-requests-by-user", "Requests by user", "table", "regwatch-events", (ACTIONS,),
         terms=("user.name",), query=USERS),
-    Vis("regwatch-requests-by-source", "Requests by source address", "table", "regwatch-events", (COUNT,),
+    Vis("regwatch-requests-by-source", "Requests by source address", "table", "regwatch-events", (ACTIONS,),
         terms=("source.ip",), query=USERS),
-    Vis("regwatch-latest-errors", "Latest errors", "table", "regwatch-error", (COUNT,),
+    Vis("regwatch-latest-errors", "Latest errors", "table", "regwatch-error", (ACTIONS,),
         terms=("event.action", "http.response.status_code", "modelregistry.model.name"), size=20, query=USERS),
 ]
 
 MODEL_ACTIVITY = [
-    Vis("regwatch-model-versions", "Versions and their activity", "table", "regwatch-events", (COUNT,),
+    Vis("regwatch-model-versions", "Versions and their activity", "table", "regwatch-events", (ACTIONS,),
         terms=("modelregistry.model.version", "event.action"), query=USERS),
-    Vis("regwatch-model-aliases", "Aliases set and removed", "table", "regwatch-version", (COUNT,),
+    Vis("regwatch-model-aliases", "Aliases set and removed", "table", "regwatch-version", (ACTIONS,),
         terms=("modelregistry.model.alias", "event.action", "modelregistry.model.version"), query=USERS),
-    Vis("regwatch-model-stages", "Stage transitions", "table", "regwatch-version", (COUNT,),
-        terms=("modelregistry.model.stage", "modelregistry.model.version"), query=USERS),
+    Vis("regwatch-model-stages", "Stage transitions", "table", "regwatch-version", (ACTIONS,),
+        terms=("modelregistry.model.stage", "modelregistry.model.version"), query=USERS,
+        may_be_empty=("a stage transition names its stage and version in the request body, which an access log "
+                      "does not record, and MLflow's webhooks do not announce it: this panel is filled by audit "
+                      "records that carry it (Databricks, SageMaker, an audit file in regwatch's schema)")),
     Vis("regwatch-model-downloaders", "Who downloads it", "table", "regwatch-retrieval", (COUNT,),
         terms=("source.ip", "user_agent.original"), query=USERS),
-    Vis("regwatch-model-churn", "Version churn over time", "bar_stacked", "regwatch-version", (COUNT,),
+    Vis("regwatch-model-churn", "Version churn over time", "bar_stacked", "regwatch-version", (ACTIONS,),
         x_time=True, terms=("event.action",), query=USERS),
 ]
 
@@ -125,7 +136,9 @@ SEARCHES = [
 
 OVERVIEW_HELP = """**Model Registry Overview**
 
-* **Activity over time**: events per kind (registration, retrieval, version, error, access).
+* **Activity over time**: actions per kind (registration, retrieval, version, error, access). A
+  write that both the access log and the audit trail recorded is one action (the larger of the two
+  sources' counts in each bar), so shipping both never doubles a rate.
 * **Retrievals by model / by version**: what is being pulled, most first.
 * **Errors, 4xx and 5xx apart**: client mistakes (4xx: missing models, bad names) against
   server failures (5xx: the registry or its proxy is down).

@@ -16,6 +16,8 @@ from rules.model import (
 from rules.notify.values import Unit, shown
 from rules.query import (
     Window,
+    actions,
+    counted,
     field_value,
     grouped,
     time_range,
@@ -46,12 +48,13 @@ class Ratio(Bounded[RatioRule]):
     name = "ratio"
 
     def leaf(self, rule: RatioRule, window: Window) -> dict[str, Any]:
-        return {"numerator": {"filter": {"query_string": {"query": rule.numerator}}}}
+        return {"numerator": counted(rule, {"filter": {"query_string": {"query": rule.numerator}}})}
 
     def value(self, rule: RatioRule, bucket: dict[str, Any], total: int) -> float:
         if total == 0 or total < rule.min_events or "numerator" not in bucket:
             return 0.0
-        return bucket["numerator"]["doc_count"] / total
+        numerator = bucket["numerator"]
+        return actions(numerator, numerator["doc_count"]) / total
 
     def recovery(self, rule: RatioRule) -> Condition | None:
         return rule.recovery
@@ -70,11 +73,13 @@ class Absence(RuleType[AbsenceRule]):
             return grouped(rule, window, {})
         # Groups seen over the previous window too, so a group that falls silent is noticed.
         wide = Window(window.start - (window.end - window.start), window.end)
-        current = {"current": {"filter": time_range(rule, window.start, None)}}
+        current = {"current": counted(rule, {"filter": time_range(rule, window.start, None)})}
         return grouped(rule, wide, current)
 
     def value(self, rule: AbsenceRule, bucket: dict[str, Any], total: int) -> float:
-        return float(bucket["current"]["doc_count"]) if "current" in bucket else float(total)
+        if "current" in bucket:
+            return float(actions(bucket["current"], bucket["current"]["doc_count"]))
+        return float(total)
 
     def breached(self, rule: AbsenceRule, value: float) -> bool:
         return value < rule.minimum

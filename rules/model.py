@@ -139,6 +139,10 @@ class RuleBase(StrictModel):
     aggregation: float | None = Field(None, gt=0)  # hold notifications and send them together this often
     sample: Sample = Field(default_factory=Sample)
     max_groups: int = Field(100, ge=1, le=10_000)
+    # actions: an action the access log and the audit trail both recorded counts once (the larger
+    # of the two sources' counts, contract.traffic); documents: every document, whatever its source
+    # (a rule that compares the sources, as the audit trail's heartbeat does).
+    count: Literal["actions", "documents"] = "actions"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 

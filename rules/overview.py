@@ -9,7 +9,8 @@ here: this is a view of what happened when, not an alert that must count late da
 As the built-in rules and the dashboards count them: the probe's own requests
 (``modelregistry.synthetic``) are left out unless asked for, and the error ratio counts the
 failures that mean something is wrong (``modelregistry.failure``: server, auth, throttled), not a
-client's 404 on a lookup.
+client's 404 on a lookup; and an action both the access log and the audit trail recorded is
+counted once (``contract.traffic``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from elasticsearch import Elasticsearch
 
 from contract import streams
 from contract.traffic import COUNTED_FAILURES, FAILURE_FIELD, SYNTHETIC_FIELD
+from rules.query import SOURCES, actions
 from rules.states import ACTIVE
 
 REGISTRY_KINDS = ("registration", "retrieval", "version", "error")
@@ -115,11 +117,16 @@ def requests(namespace: str, minutes: int, synthetic: bool = False) -> list[dict
         "aggs": {
             "minute": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 0,
                                           "extended_bounds": {"min": f"now-{minutes - 1}m/m", "max": "now/m"}},
-                       "aggs": {"kind": {"terms": {"field": "data_stream.dataset", "size": 10}}}},
+                       "aggs": {"kind": {"terms": {"field": "data_stream.dataset", "size": 10}, "aggs": SOURCES}}},
             "calls": {"filter": {"terms": {"data_stream.dataset": kinds}},
-                      "aggs": {"failed": {"filter": {"terms": {FAILURE_FIELD: list(COUNTED_FAILURES)}}},
+                      "aggs": {**SOURCES,
+                               "failed": {"filter": {"terms": {FAILURE_FIELD: list(COUNTED_FAILURES)}},
+                                          "aggs": SOURCES},
                                "latency": {"percentiles": {"field": "event.duration", "percents": [50, 95]}},
-                               "models": {"terms": {"field": "modelregistry.model.name", "size": 5}}}},
+                               # by actions, most first (a terms order cannot sort by a max of two
+                               # counts): the 20 most recorded, of which the 5 with most actions
+                               "models": {"terms": {"field": "modelregistry.model.name", "size": 20},
+                                          "aggs": SOURCES}}},
             "newest": {"top_hits": {"size": 1, "sort": [{"event.ingested": {"order": "desc", "unmapped_type": "date"}}],
                                     "_source": ["@timestamp", "event.ingested"]}},
         },
@@ -155,15 +162,18 @@ def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: flo
         minutes_seen = aggs["minute"]["buckets"][-minutes:]
         kinds = sorted({streams.kind_of_dataset(k["key"]) for b in minutes_seen for k in b["kind"]["buckets"]}
                        & {*streams.EVENT_KINDS, "deadletter"})
-        view.per_minute = {kind: [next((k["doc_count"] for k in b["kind"]["buckets"]
+        view.per_minute = {kind: [next((actions(k, k["doc_count"]) for k in b["kind"]["buckets"]
                                         if streams.kind_of_dataset(k["key"]) == kind), 0) for b in minutes_seen]
                            for kind in kinds}
         calls = aggs["calls"]
-        view.calls, view.failures = calls["doc_count"], calls["failed"]["doc_count"]
+        view.calls = actions(calls, calls["doc_count"])
+        view.failures = actions(calls["failed"], calls["failed"]["doc_count"])
         values = calls["latency"]["values"]
         view.p50_ms = values.get("50.0") / 1e6 if values.get("50.0") is not None else None
         view.p95_ms = values.get("95.0") / 1e6 if values.get("95.0") is not None else None
-        view.models = {b["key"]: b["doc_count"] for b in calls["models"]["buckets"]}
+        by_model = sorted(((actions(b, b["doc_count"]), b["key"]) for b in calls["models"]["buckets"]),
+                          key=lambda pair: (-pair[0], pair[1]))
+        view.models = {name: count for count, name in by_model[:5]}
         hits = aggs["newest"]["hits"]["hits"]
         if hits and "event" in hits[0]["_source"]:
             source = hits[0]["_source"]

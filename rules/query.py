@@ -18,6 +18,8 @@ import structlog
 from elasticsearch import ApiError, BadRequestError
 
 from contract.streams import data_stream_name
+from contract.traffic import AUDIT_TRAIL_QUERY
+from contract.traffic import actions as one_each
 from rules.model import MatchRule, Rule, RuleBase
 
 R = TypeVar("R", bound=RuleBase)
@@ -143,24 +145,51 @@ def ranges(window: Window, count: int) -> list[dict[str, int]]:
             for i in range(count)]
 
 
+# Each bucket's records split by source, so that an action the access log and the audit trail
+# both recorded is counted once (contract.traffic): read back by :func:`actions`.
+SOURCES: dict[str, Any] = {"sources": {"filters": {"filters": {"trail": AUDIT_TRAIL_QUERY},
+                                                   "other_bucket_key": "calls"}}}
+
+
+def sources(rule: RuleBase) -> dict[str, Any]:
+    """:data:`SOURCES` where the rule counts actions, nothing where it counts documents."""
+    return SOURCES if rule.count == "actions" else {}
+
+
+def counted(rule: RuleBase, aggregation: dict[str, Any]) -> dict[str, Any]:
+    """A bucket aggregation whose actions :func:`actions` can read (as the rule counts them)."""
+    return {**aggregation, "aggs": sources(rule)} if rule.count == "actions" else aggregation
+
+
+def actions(bucket: dict[str, Any], doc_count: int) -> int:
+    """The registry actions of a bucket that carries :data:`SOURCES`: the larger of its access-log
+    and audit-trail counts. A bucket without it (an older response shape) counts its documents."""
+    sources = bucket.get("sources", {}).get("buckets")
+    if not sources:
+        return doc_count
+    return one_each(sources.get("calls", {}).get("doc_count", 0), sources.get("trail", {}).get("doc_count", 0))
+
+
 def grouped(rule: RuleBase, window: Window, leaf: dict[str, Any]) -> dict[str, Any]:
-    """A count of the window's events (per ``group_by`` term when grouped), with ``leaf``'s
+    """A count of the window's actions (per ``group_by`` term when grouped), with ``leaf``'s
     sub-aggregations per group."""
     body: dict[str, Any] = {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": filters(rule, window)}}}
-    aggs = group_aggs(rule, leaf)
+    aggs = group_aggs(rule, {**sources(rule), **leaf})
     if aggs:
         body["aggs"] = aggs
     return body
 
 
 def totals(rule: R, response: dict[str, Any], value: Callable[[R, dict[str, Any], int], float]) -> list[Measurement]:
-    """One measurement per group (or one for all) from a :func:`grouped` response."""
+    """One measurement per group (or one for all) from a :func:`grouped` response; ``value`` is
+    given the bucket and its count of actions."""
     if "error" in response:
         raise RuntimeError(f"rule {rule.name}: {response['error']}")
     if not rule.group_by:
-        return [Measurement(NO_GROUP, value(rule, response.get("aggregations", {}),
-                                            response["hits"]["total"]["value"]))]
-    return [Measurement(group, value(rule, bucket, bucket["doc_count"]))
+        aggregations = response.get("aggregations", {})
+        return [Measurement(NO_GROUP, value(rule, aggregations,
+                                            actions(aggregations, response["hits"]["total"]["value"])))]
+    return [Measurement(group, value(rule, bucket, actions(bucket, bucket["doc_count"])))
             for group, bucket in group_buckets(rule, response.get("aggregations", {}))]
 
 

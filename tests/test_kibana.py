@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,13 @@ from contract.fields import KIBANA_TYPES, fields, flatten
 from contract.kql import KqlError, compile_kql, fields_named, to_dsl
 from contract.streams import data_stream_name, dataset
 from contract.traffic import COUNTED_FAILURES
-from kibana.lens_query import lens_request, metric_values
+from kibana.lens_query import bucket_values, lens_request, metric_values
 from kibana.objects import NDJSON, all_objects, render
 from kibana.saved_object import CORE_MIGRATION_VERSION, VERSIONS
 from kibana.specs import CALL_KINDS
+from rules.model import load_rules
+from rules.query import Window
+from rules.types import RULE_TYPES
 from support.kibana_checker import (
     DURATION_INPUTS,
     DURATION_OUTPUTS,
@@ -163,7 +167,7 @@ def _string_data_type_on_ip(objs: list[dict[str, Any]]) -> None:
 
 
 def _bad_kql(objs: list[dict[str, Any]]) -> None:
-    obj = next(o for o in objs if o["id"] == "regwatch-errors-4xx-5xx")
+    obj = next(o for o in objs if o["id"] == "regwatch-availability-probes")
     column = obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]["layer1"]["columns"]["m0"]
     column["filter"]["query"] = "http.response.status_code >= four hundred"
 
@@ -200,11 +204,11 @@ def _format_on_a_date_column(objs: list[dict[str, Any]]) -> None:
 
 def _formula_text_without_its_helpers(objs: list[dict[str, Any]]) -> None:
     formula = _layer(objs, "regwatch-error-rate")["m0"]["params"]
-    formula["formula"] = formula["formula"].replace("/ count()", "/ count(kql='event.outcome : \"success\"')")
+    formula["formula"] = formula["formula"].split(" / ")[0] + " / count()"  # over all documents, not actions
 
 
 def _helpers_that_say_another_thing(objs: list[dict[str, Any]]) -> None:
-    math = _layer(objs, "regwatch-error-rate")["m0X2"]["params"]["tinymathAst"]
+    math = _layer(objs, "regwatch-error-rate")["m0X4"]["params"]["tinymathAst"]
     math["args"] = list(reversed(math["args"]))  # all / failed
 
 
@@ -309,8 +313,8 @@ READABLE = {  # the unit of what a column measures -> the format a person reads 
 def _unit(column: dict[str, Any]) -> str:
     if column["operationType"] in ("count", "unique_count"):
         return "count"
-    if column["operationType"] == "formula":
-        return "ratio"  # the one formula: failed calls over all calls
+    if column["operationType"] == "formula":  # actions (pick_max of two counts), or failed over all actions
+        return "ratio" if " / " in column["params"]["formula"] else "count"
     assert column["sourceField"] == "event.duration", f"no unit known for {column['sourceField']}"
     return "nanoseconds"  # ECS: event.duration is in nanoseconds
 
@@ -406,14 +410,16 @@ def _has_data(response: dict) -> bool:
     aggs = response.get("aggregations")
     if not aggs:
         return response["hits"]["total"]["value"] > 0
-    for agg in aggs.values():  # every column of the panel has something to show
-        if "buckets" in agg and not agg["buckets"]:
-            return False
-        if "doc_count" in agg and agg["doc_count"] == 0:
-            return False
-        if "buckets" not in agg and "doc_count" not in agg and agg.get("value") is None and not agg.get("values"):
-            return False
-    return True
+    shown: dict[str, bool] = {}  # every column of the panel has something to show (a formula: any of its counts)
+    for name, agg in aggs.items():
+        column = name.split("X")[0]
+        if "buckets" in agg:
+            shown[column] = shown.get(column, False) or bool(agg["buckets"])
+        elif "doc_count" in agg:
+            shown[column] = shown.get(column, False) or agg["doc_count"] > 0
+        else:
+            shown[column] = shown.get(column, False) or agg.get("value") is not None or bool(agg.get("values"))
+    return all(shown.values())
 
 
 @pytest.mark.parametrize("lens_id", [o["id"] for o in by_type("lens")])
@@ -430,14 +436,21 @@ def test_each_panel_query_from_its_lens_state_runs_on_the_real_node(es: Elastics
 
 
 def test_a_column_filter_counts_what_the_same_query_counts_on_its_own(es: Elasticsearch, demo_namespace: str) -> None:
-    """The derived request is the panel's: its 4xx and 5xx series add up to the error documents by status."""
-    request = lens_request(lens("regwatch-errors-4xx-5xx"), data_views())
+    """The derived request is the panel's: its 4xx and 5xx series add up to the error actions by
+    status, minute by minute the larger of the audit trail's and the access log's counts."""
+    obj = lens("regwatch-errors-4xx-5xx")
+    request = lens_request(obj, data_views())
     index = _index_for(request.index, demo_namespace)
-    response = es.search(index=index, **request.body)
-    sums = {m: sum(b[m]["doc_count"] for b in response["aggregations"]["x"]["buckets"]) for m in ("m0", "m1")}
-    four = es.count(index=index, query={"range": {"http.response.status_code": {"gte": 400, "lt": 500}}})["count"]
-    five = es.count(index=index, query={"range": {"http.response.status_code": {"gte": 500}}})["count"]
-    assert sums == {"m0": four, "m1": five} and four > 0 and five > 0
+    rows = bucket_values(obj, es.search(index=index, **request.body))
+    sums = {m: sum(values[m] or 0 for _, values in rows) for m in ("m0", "m1")}
+    expected = {}
+    for column, status in (("m0", {"gte": 400, "lt": 500}), ("m1", {"gte": 500})):
+        minutes = es.search(index=index, size=0, query={"range": {"http.response.status_code": status}}, aggs={
+            "x": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"},
+                  "aggs": {"trail": {"filter": {"term": {"modelregistry.format": "audit"}}}}}})
+        expected[column] = sum(max(b["trail"]["doc_count"], b["doc_count"] - b["trail"]["doc_count"])
+                               for b in minutes["aggregations"]["x"]["buckets"])
+    assert sums == expected and expected["m0"] > 0 and expected["m1"] > 0
 
 
 def _calls_index(namespace: str) -> str:
@@ -476,7 +489,13 @@ def test_the_error_rate_panel_shows_failed_calls_over_all_calls(es: Elasticsearc
     assert failed["count"] == sum(_counted_failure(d) for d in docs) > 0
     # the 4xx of a client's ordinary flow are failed calls (event.outcome) the rate does not count
     assert sum(d["event"]["outcome"] == "failure" for d in docs) > failed["count"]
-    assert shown == pytest.approx(failed["count"] / all_calls)
+    # actions: the larger of the audit trail's and the other records' counts (each action once)
+    trail = [d for d in docs if d["modelregistry"]["format"] == "audit"]
+    others = [d for d in docs if d["modelregistry"]["format"] != "audit"]
+    assert trail and others
+    actions = max(len(trail), len(others))
+    failed_actions = max(sum(map(_counted_failure, trail)), sum(map(_counted_failure, others)))
+    assert shown == pytest.approx(failed_actions / actions)
     assert 0 < shown < 1
     # every other event the data view sees (access lines, alerts) is left out of the rate
     assert es.count(index=everything)["count"] > all_calls
@@ -490,17 +509,32 @@ def test_the_error_rate_panel_and_the_registry_error_ratio_rule_count_the_same_c
     assert tuple(rule["kinds"]) == CALL_KINDS
     index = ",".join(data_stream_name(kind, demo_namespace) for kind in rule["kinds"])
     users = to_dsl(rule["kql"])  # the probe's requests left out, by both
-    total = es.count(index=index, query=users)["count"]
-    numerator = es.count(index=index, query={"bool": {"filter": [
-        users, {"query_string": {"query": rule["numerator"]}}]}})["count"]
+    trail = {"term": {"modelregistry.format": "audit"}}
+    numerator_query = {"query_string": {"query": rule["numerator"]}}
+
+    def count(*clauses: dict, audit: bool) -> int:
+        where = {"filter": [users, *clauses, trail]} if audit else {"filter": [users, *clauses], "must_not": [trail]}
+        return es.count(index=index, query={"bool": where})["count"]
+
+    parts = (count(numerator_query, audit=True), count(numerator_query, audit=False),
+             count(audit=True), count(audit=False))
+    numerator, total = max(parts[0], parts[1]), max(parts[2], parts[3])
 
     obj = lens("regwatch-error-rate")
     request = lens_request(obj, data_views())
     values = metric_values(obj, es.search(index=_index_for(request.index, demo_namespace), **request.body))
     formula = _columns(obj)["m0"]
-    failed_id, all_id = _columns(obj)[formula["references"][0]]["references"]
-    assert (values[failed_id], values[all_id]) == (numerator, total)
+    helpers = _columns(obj)[formula["references"][0]]["references"]
+    assert tuple(values[h] for h in helpers) == parts
     assert values["m0"] == pytest.approx(numerator / total) and numerator > 0
+    # the rule measures the same number from the same documents (its windows aside)
+    ratio = RULE_TYPES["ratio"]
+    model = next(r for r in load_rules(Path(__file__).parent.parent / "rules" / "builtin")
+                 if r.name == "registry-error-ratio").model_copy(update={"time_field": "@timestamp",
+                                                                           "min_events": 0})
+    window = Window(0, time.time() + 86400)
+    measured = ratio.measure(model, es.search(index=index, **ratio.request(model, window)), window)
+    assert [m.value for m in measured] == [pytest.approx(numerator / total)]
     # the demo's failed calls are mostly a client's 404s: counted as failures they would cross the
     # rule's bound; as the rule and panel count them (5xx, 401, 403, 429) they do not
     outcome_failed = es.count(index=index, query={"bool": {"filter": [users, {"term": {"event.outcome": "failure"}}]}})
@@ -509,10 +543,15 @@ def test_the_error_rate_panel_and_the_registry_error_ratio_rule_count_the_same_c
 
 def test_metric_values_follow_lens_math() -> None:
     obj = lens("regwatch-error-rate")
-    empty = {"hits": {"total": {"value": 0}}, "aggregations": {"m0X0": {"doc_count": 0}, "m0X1": {"doc_count": 0}}}
-    assert metric_values(obj, empty) == {"m0": None, "m0X0": 0.0, "m0X1": 0.0, "m0X2": None}  # 0/0: onError null
-    some = {"hits": {"total": {"value": 90}}, "aggregations": {"m0X0": {"doc_count": 3}, "m0X1": {"doc_count": 60}}}
-    assert metric_values(obj, some)["m0"] == pytest.approx(0.05)
+    counts = ("m0X0", "m0X1", "m0X2", "m0X3")  # failed (audit trail, others), all (audit trail, others)
+    empty = {"hits": {"total": {"value": 0}}, "aggregations": {c: {"doc_count": 0} for c in counts}}
+    assert metric_values(obj, empty) == {"m0": None, **{c: 0.0 for c in counts}, "m0X4": None}  # 0/0: onError null
+    some = {"hits": {"total": {"value": 90}},
+            "aggregations": {c: {"doc_count": n} for c, n in zip(counts, (0, 3, 20, 60), strict=True)}}
+    assert metric_values(obj, some)["m0"] == pytest.approx(3 / 60)
+    audit_only = {"hits": {"total": {"value": 25}},
+                  "aggregations": {c: {"doc_count": n} for c, n in zip(counts, (2, 0, 25, 0), strict=True)}}
+    assert metric_values(obj, audit_only)["m0"] == pytest.approx(2 / 25)
 
 
 def test_setup_creates_every_data_stream_the_objects_read_empty(es: Elasticsearch, es_url: str, namespace: str,

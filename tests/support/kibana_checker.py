@@ -664,6 +664,8 @@ _FORMULA_TOKEN = re.compile(r"\s*(?:(?P<number>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_]
                             r"|'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<op>[-+*/(),=]))")
 _FORMULA_OPS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
 FORMULA_FUNCTIONS = {"count"}  # the field operations this subset checks
+# tinymath functions over numbers (kbn-lens-formula-docs src/math): the operators' and these
+MATH_FUNCTIONS = {*_FORMULA_OPS.values(), "pick_max", "pick_min"}
 FILTER_ARGS = {"kql": "kuery", "lucene": "lucene"}
 
 
@@ -768,7 +770,7 @@ def formula_helpers(column_id: str, column: dict[str, Any]) -> dict[str, dict[st
     def extract(node: Any) -> Any:
         if not isinstance(node, dict) or node.get("type") != "function":
             return node
-        if node["name"] in _FORMULA_OPS.values():
+        if node["name"] in MATH_FUNCTIONS:
             return {**node, "args": [extract(a) for a in node["args"]]}
         if node["name"] not in FORMULA_FUNCTIONS:
             raise FormulaError(f"function {node['name']!r} is outside the checked subset")
