@@ -1,6 +1,6 @@
 """The detector: one value in per bucket, one :class:`Reading` out, in constant time.
 
-Per bucket it computes three features and scores each against its own recent past
+Per bucket it computes four features and scores each against its own recent past
 (:mod:`rules.anomaly.rarity`):
 
 * the **level**: the value minus what is typical for this time of day or week when the series
@@ -9,6 +9,8 @@ Per bucket it computes three features and scores each against its own recent pas
   ever seen, a nightly job that did not run (a dip where the rhythm expects a jump);
 * the **run**: the mean level of the last ``run`` buckets, so that a moderate deviation that lasts
   counts as much as a sharp one (Elastic ML's multi-bucket impact);
+* the **shift**: the run minus the mean of the ``trend`` buckets before it: a step or a slope
+  that stays inside the usual range (a temperature drifting down to its lowest ever, slowly);
 * the **activity**: the mean absolute change of the last ``run`` buckets; its low side catches a
   metric that goes flat (a stuck exporter, a dead job).
 
@@ -42,17 +44,22 @@ class Params:
 
     step: float = 300.0  # seconds per bucket (finds the day and the week in buckets)
     learning: int = 288  # buckets of cold start: no score before
-    window: int = 2016  # buckets each feature's baseline holds
-    quantile: float = 0.99  # the band: this quantile and its complement
+    window: int = 4000  # buckets each feature's baseline holds
+    quantile: float = 0.995  # the band: this quantile and its complement
+    scale: float = 0.95  # the unit of a deviation beyond the band: this quantile's distance to the median
     run: int = 6  # buckets of the run and activity features
+    trend: int = 36  # buckets of the baseline the shift feature compares the run with
     seasons: int = 3  # periods whose same bucket make the typical value
-    memory: int = 288  # buckets for a past peak to halve
+    memory: int = 150  # buckets for a past peak to halve
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
     recovery: float = 25.0  # an episode ends under this score
     direction: Direction = "both"
     min_correlation: float = 0.5  # periodicity: autocorrelation at the period
     recheck: int = 288  # buckets between periodicity checks
     history: int = 4 * 2016  # buckets kept for the periodicity and the typical value
+    spread: float = 1.0  # a band's half-width is at least this many standard deviations of its window
+    minimum: float = 0.0  # ... and at least this (a count rule: 1, one event is never far)
+    cap: float = 20.0  # the largest deviation (score 95): one absurd value does not blind the memory
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class Detector:
         self.changes: deque[float] = deque(maxlen=p.run)  # the last absolute changes
         self.run_sum = 0.0
         self.change_sum = 0.0
+        self.older: deque[float] = deque(maxlen=p.trend)  # the residuals before the run
+        self.older_sum = 0.0
+        self.shift = Window(p.window)
         self.peak = 0.0
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
@@ -122,6 +132,9 @@ class Detector:
         self.recent = deque(recent, maxlen=p.run)
         self.run_sum = sum(recent)
 
+    def _floor(self, window: Window) -> float:
+        return max(self.p.spread * window.spread(), self.p.minimum, 1e-9)
+
     def update(self, value: float) -> Reading:
         p = self.p
         if self.count % p.recheck == 0 and self.count >= 3 * p.recheck:
@@ -137,8 +150,13 @@ class Detector:
 
         # the run (mean residual) and activity (mean absolute change) of the last buckets
         if len(self.recent) == p.run:
-            self.run_sum -= self.recent[0]
+            leaving = self.recent[0]
+            self.run_sum -= leaving
             self.change_sum -= self.changes[0]
+            if len(self.older) == p.trend:
+                self.older_sum -= self.older[0]
+            self.older.append(leaving)
+            self.older_sum += leaving
         self.recent.append(residual)
         change = abs(value - previous)
         self.changes.append(change)
@@ -146,31 +164,31 @@ class Detector:
         self.change_sum += change
         run = self.run_sum / len(self.recent)
         activity = self.change_sum / len(self.changes)
+        shift = run - self.older_sum / len(self.older) if self.older else 0.0
 
         z = 0.0
         lower = upper = expected = value
         if len(self.level) >= min(p.learning, p.window) // 2:
-            q = p.quantile
-            lo, med, hi = self.level.band(q)
-            floor = max((hi - lo) * 1e-3, 1e-9)
-            up, down = deviation(residual, lo, med, hi, floor)
+            q, c = p.quantile, p.scale
+            band = self.level.band(q, c)
+            up, down = deviation(residual, band, self._floor(self.level))
             base = typical if typical is not None else 0.0
-            expected, lower, upper = base + med, base + lo, base + hi
-            rlo, rmed, rhi = self.run.band(q)
-            rup, rdown = deviation(run, rlo, rmed, rhi, max((rhi - rlo) * 1e-3, 1e-9))
-            alo, amed, ahi = self.activity.band(q)
-            _aup, flat = deviation(activity, alo, amed, ahi, max((ahi - alo) * 1e-3, 1e-9))
+            expected, lower, upper = base + band[2], base + band[0], base + band[4]
+            rup, rdown = deviation(run, self.run.band(q, c), self._floor(self.run))
+            _aup, flat = deviation(activity, self.activity.band(q, c), self._floor(self.activity))
+            sup, sdown = deviation(shift, self.shift.band(q, c), self._floor(self.shift))
             if self.up:
-                z = max(up, rup)
+                z = max(up, rup, sup)
             if self.down:
-                z = max(z, down, rdown, flat)
+                z = max(z, down, rdown, sdown, flat)
+            z = min(z, p.cap)
         self.level.add(residual)
         self.run.add(run)
         self.activity.add(activity)
+        self.shift.add(shift)
 
         learning = self.count <= p.learning
         if learning:
-            self.peak = max(self.peak * self.decay, z)
             return Reading(value, expected, lower, upper, 0.0, True, self.period)
         novel = max(z - self.peak, 0.0)
         onset = 100.0 * novel / (novel + 1.0)
