@@ -1,15 +1,22 @@
-"""The queue's unit between the reader and the writer, and what a batch of them acknowledges.
+"""The queue between the reader and the writer, its unit, and what a batch of them acknowledges.
 
 Items travel the queue in chunks of up to :data:`QUEUE_CHUNK` lines of one file (one lock round
 trip per chunk, not per line), with what the writer needs precomputed: their bytes, the counts
 the sink checks its report against, and the end of each file's last line, to which the checkpoint
 may advance once the batch is acknowledged.
+
+The queue (:class:`ChunkQueue`) is bounded in bytes as well as in events: a queue bounded in
+items alone holds ten times the memory when lines are ten times longer, so what a backlog or an
+outage costs would depend on the log and not on the configuration.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+import time
+from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.reader import FileSource
 from pipeline.sink import Item
@@ -36,6 +43,61 @@ class Chunk:
         return cls(items, sum(len(i.body) for i in items), ends, Counter(i.kind for i in items),
                    Counter(i.reason for i in items if i.reason is not None))
 
+
+class ChunkQueue:
+    """FIFO of chunks bounded by their encoded bytes and their events; markers pass freely.
+
+    ``put`` waits while the queue is full; a chunk is always let into an empty queue, however
+    large (a single over-long line must not wedge the reader). Markers (anything not a
+    :class:`Chunk`: the end of reading, "nothing more ready") weigh nothing and never wait, so
+    the reader can always tell the writer.
+    """
+
+    def __init__(self, max_bytes: int, max_events: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.bytes = 0
+        self.events = 0
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+
+    def put(self, item: Any, timeout: float | None = None) -> bool:
+        """Queue ``item``; False if it did not fit within ``timeout`` seconds."""
+        with self._not_full:
+            if isinstance(item, Chunk):
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._items and not self._fits(item):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._not_full.wait(remaining)
+                self.bytes += item.nbytes
+                self.events += len(item.items)
+            self._items.append(item)
+            self._not_empty.notify()
+            return True
+
+    def _fits(self, chunk: Chunk) -> bool:
+        return (self.bytes + chunk.nbytes <= self.max_bytes
+                and self.events + len(chunk.items) <= self.max_events)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The oldest item; None if nothing came within ``timeout`` seconds."""
+        with self._not_empty:
+            if not self._items and not self._not_empty.wait_for(lambda: bool(self._items), timeout):
+                return None
+            item = self._items.popleft()
+            if isinstance(item, Chunk):
+                self.bytes -= item.nbytes
+                self.events -= len(item.items)
+                self._not_full.notify()
+            return item
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._items
 
 
 def furthest_ends(batch: list[Chunk]) -> dict[str, tuple[FileSource, int]]:

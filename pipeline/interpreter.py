@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
+
+# Libraries the Elasticsearch client loads at import when they are installed, for features the
+# shipper never uses: Arrow responses (pyarrow: 40 MB resident) and other HTTP stacks than urllib3
+# (aiohttp, httpx, requests: 20 MB). Installed beside regwatch by MLflow, they were most of the
+# shipper's resident memory (bench/shipper_bench.py: 110 of 146 MB before any line was read).
+CLIENT_EXTRAS = ("pyarrow", "aiohttp", "httpx", "requests")
 
 
 def tune_interpreter() -> None:
@@ -25,3 +32,23 @@ def tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     sys.setswitchinterval(0.001)
+
+
+def import_client_lean() -> None:
+    """Import the Elasticsearch client without :data:`CLIENT_EXTRAS`, where it is not imported yet.
+
+    Call it before anything imports ``elasticsearch``. The client then offers no Arrow
+    serializer and no aiohttp/httpx/requests node classes in this process (it uses urllib3, as
+    regwatch's clients do); the libraries themselves stay importable by whoever needs them.
+    """
+    if "elasticsearch" in sys.modules:
+        return
+    hidden = [name for name in CLIENT_EXTRAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        importlib.import_module("elasticsearch")
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

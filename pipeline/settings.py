@@ -1,7 +1,7 @@
 """The shipper's settings: the part of the one configuration model that the pipeline reads.
 
 ``regwatch.config.Config`` extends :class:`ShipSettings`, so the keys a user writes
-(``batch.max_docs``, ``queue_max_events``, ...) are the very fields the shipper reads: no copy.
+(``batch.max_docs``, ``queue_max_events``, ``queue_max_bytes``, ...) are the very fields the shipper reads: no copy.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class BatchSettings(StrictModel):
 class ShipSettings(StrictModel):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     queue_max_events: int = Field(10_000, ge=1)
+    # The queue between reading and indexing holds at most this many bytes of encoded documents
+    # (and queue_max_events events): what a backlog or an outage costs in memory is set here, not
+    # by the backlog's size or its lines' length. At least one chunk of lines is always let in.
+    queue_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     max_line_bytes: int = Field(1024 * 1024, ge=256)
     partial_line_flush_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)

@@ -23,13 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-import structlog
-from elastic_transport import TransportError
-from elasticsearch import ApiError, Elasticsearch
+from pipeline.interpreter import import_client_lean
 
-from contract import streams
-from pipeline.metrics import ShipperMetrics
+import_client_lean()  # before the client's first import: none of its unused extras
+
+import orjson  # noqa: E402
+import structlog  # noqa: E402
+from elastic_transport import TransportError  # noqa: E402
+from elasticsearch import ApiError, Elasticsearch  # noqa: E402
+
+from contract import streams  # noqa: E402
+from pipeline.metrics import ShipperMetrics  # noqa: E402
 
 log = structlog.get_logger(__name__)
 
@@ -64,22 +68,53 @@ class Item:
 def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
     # Index names and ids are made of characters JSON needs no escape for (data stream names,
     # base64url and hex digits): the action line is formatted, not serialized.
-    return f'{{"create":{{"_index":"{index}","_id":"{doc_id}"}}}}\n'.encode() + orjson.dumps(doc) + b"\n"
+    return _action(index) + b'%s"}}\n%s' % (doc_id.encode(), orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """What every document of one data stream shares, worked out once per stream, not per line."""
+
+    index: str
+    kind: str
+    family: str
+
+
+_streams: dict[tuple[str, str, str], _Stream] = {}
+_actions: dict[str, bytes] = {}
+
+
+def _action(index: str) -> bytes:
+    action = _actions.get(index)
+    if action is None:
+        if len(_actions) > 1024:
+            _actions.clear()
+        action = _actions[index] = f'{{"create":{{"_index":"{index}","_id":"'.encode()
+    return action
+
+
+def _stream(kind_type: str, dataset: str, namespace: str) -> _Stream:
+    key = (kind_type, dataset, namespace)
+    stream = _streams.get(key)
+    if stream is None:
+        if len(_streams) > 1024:  # a handful in practice: kinds times namespaces
+            _streams.clear()
+        stream = _streams[key] = _Stream(f"{kind_type}-{dataset}-{namespace}", streams.kind_of_dataset(dataset),
+                                         streams.pattern(namespace, kind_type=kind_type))
+    return stream
 
 
 def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: DeadLetterFn | None = None,
               extra: dict[str, Any] | None = None, ack: Any = None) -> Item:
     """The item of a document, addressed to the data stream the document names (its
     ``data_stream`` fields, as the event contract has them)."""
-    stream = doc["data_stream"]
-    kind_type, dataset, namespace = stream["type"], stream["dataset"], stream["namespace"]
-    index = f"{kind_type}-{dataset}-{namespace}"
-    kind = streams.kind_of_dataset(dataset)
+    data_stream = doc["data_stream"]
+    stream = _stream(data_stream["type"], data_stream["dataset"], data_stream["namespace"])
+    kind = stream.kind
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
     model = (doc.get("modelregistry") or {}).get("model") or {}
-    return Item(index, doc_id, encode(index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
-                model=model.get("name") if isinstance(model, dict) else None,
-                family=streams.pattern(namespace, kind_type=kind_type))
+    return Item(stream.index, doc_id, encode(stream.index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
+                model=model.get("name") if isinstance(model, dict) else None, family=stream.family)
 
 
 @dataclass
