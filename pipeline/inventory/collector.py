@@ -21,9 +21,9 @@ from elasticsearch import ApiError, Elasticsearch
 from contract.secrets import SecretError
 from pipeline.inventory.client import RegistryClient, RegistryDown
 from pipeline.inventory.diff import Diff, diff
-from pipeline.inventory.documents import model_document, version_document
+from pipeline.inventory.documents import DELETED, model_document, tombstone_document, version_document
 from pipeline.inventory.metrics import InventoryMetrics
-from pipeline.inventory.model import ModelState, Snapshot, digest_of, entity_key
+from pipeline.inventory.model import ModelState, Snapshot, VersionState
 from pipeline.inventory.reader import LineageCache, lineage_key, read_snapshot
 from pipeline.inventory.settings import InventorySettings, RegistrySettings
 from pipeline.inventory.state import load_state
@@ -37,25 +37,32 @@ def backoff_s(failures: int, max_s: float) -> float:
     return min(float(2 ** min(failures, 30)), max_s) if failures > 0 else 0.0
 
 
-def _model_head(model: ModelState, heads: dict[str, str]) -> str:
-    """The heads of a model's chain and of its aliases' chains, as one value."""
-    prefix = entity_key("alias", model.name)[:-1] + ","
-    return digest_of(sorted((k, v) for k, v in heads.items() if k == model.key or k.startswith(prefix)))
+Written = dict[str, tuple[str, str]]  # entity key -> (id, digest) of its last state document
 
 
-def state_documents(registry: str, snapshot: Snapshot, heads: dict[str, str], namespace: str,
-                    observed_ms: int, written: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """The state documents of what is new since ``written`` (entity key -> id of its last state
-    document). Pure."""
+def state_documents(registry: str, snapshot: Snapshot, namespace: str, observed_ms: int,
+                    written: Written, previous: Snapshot | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The state documents of the models and versions whose state is not the one last written
+    (``written``), each chained to that one; a tombstone for each one of ``previous`` gone from a
+    complete ``snapshot``. Pure."""
     documents = []
-    for model in snapshot.models.values():
-        doc_id, doc = model_document(registry, model, namespace, observed_ms, _model_head(model, heads))
-        if written.get(model.key) != doc_id:
-            documents.append((doc_id, doc))
-    for version in snapshot.versions.values():
-        doc_id, doc = version_document(registry, version, namespace, observed_ms, heads.get(version.key, ""))
-        if written.get(version.key) != doc_id:
-            documents.append((doc_id, doc))
+    if previous is not None and snapshot.complete:
+        gone: list[ModelState | VersionState] = [m for n, m in previous.models.items() if n not in snapshot.models]
+        gone += [v for k, v in previous.versions.items() if k not in snapshot.versions]
+        for entity in gone:
+            last_id, last_digest = written.get(entity.key, ("", ""))
+            if last_digest != DELETED:
+                documents.append(tombstone_document(registry, entity, namespace, observed_ms, last_id))
+    entities: list[tuple[str, str, Any]] = [(m.key, m.digest(), m) for m in snapshot.models.values()]
+    entities += [(v.key, v.digest(), v) for v in snapshot.versions.values()]
+    for key, digest, entity in entities:
+        last_id, last_digest = written.get(key, ("", ""))
+        if digest == last_digest:
+            continue
+        if isinstance(entity, ModelState):
+            documents.append(model_document(registry, entity, namespace, observed_ms, last_id))
+        else:
+            documents.append(version_document(registry, entity, namespace, observed_ms, last_id))
     return documents
 
 
@@ -87,24 +94,22 @@ class RegistryPoller:
         self.cache: LineageCache = {}
         self.previous: Snapshot | None = None
         self.heads: dict[str, str] = {}
-        self.written: dict[str, str] = {}
+        self.written: Written = {}
         self.then_ms: int | None = None
         self.loaded = False
         self.failures = 0
         self.next_at = 0.0  # monotonic: no poll before
 
     def _load(self) -> None:
-        snapshot, heads, then_ms, count = load_state(self.es, self.namespace, self.name)
-        self.previous, self.heads, self.then_ms = snapshot, heads, then_ms
+        snapshot, heads, written, then_ms = load_state(self.es, self.namespace, self.name)
+        self.previous, self.heads, self.written, self.then_ms = snapshot, heads, written, then_ms
         if snapshot is not None:
             for version in snapshot.versions.values():
                 key = lineage_key(version)
                 if key is not None and version.lineage is not None and version.lineage.final:
                     self.cache[key] = version.lineage
-            self.written = {d["modelregistry"]["inventory"]["key"]: i for i, d in
-                            state_documents(self.name, snapshot, heads, self.namespace, 0, {})}
         self.loaded = True
-        log.info("inventory_state_loaded", registry=self.name, documents=count)
+        log.info("inventory_state_loaded", registry=self.name, states=len(written), chains=len(heads))
 
     def _failed(self, outcome: str, message: str) -> PollReport:
         self.failures += 1
@@ -139,7 +144,7 @@ class RegistryPoller:
             return PollReport(self.name, "incomplete", "the request budget ran out while listing",
                               requests=self.client.sent)
         changes: Diff = diff(self.name, self.previous, snapshot, self.namespace, now_ms, self.then_ms, self.heads)
-        states = state_documents(self.name, snapshot, changes.heads, self.namespace, now_ms, self.written)
+        states = state_documents(self.name, snapshot, self.namespace, now_ms, self.written, self.previous)
         documents = changes.documents + states
         try:
             report = self.writer.write(documents, give_up=stop)
@@ -149,7 +154,8 @@ class RegistryPoller:
             return PollReport(self.name, "stopped", requests=self.client.sent)
         self.previous, self.heads, self.then_ms = snapshot, changes.heads, now_ms
         for doc_id, doc in states:
-            self.written[doc["modelregistry"]["inventory"]["key"]] = doc_id
+            inventory = doc["modelregistry"]["inventory"]
+            self.written[inventory["key"]] = (doc_id, inventory["digest"])
         self.failures = 0
         self.metrics.up.labels(self.name).set(1)
         self.metrics.polls.labels(self.name, "ok").inc()

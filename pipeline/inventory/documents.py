@@ -36,11 +36,11 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def version_document(registry: str, version: VersionState, namespace: str, observed_ms: int,
-                     head: str = "") -> tuple[str, dict[str, Any]]:
-    """The state of one version as observed: one document per distinct state (its id is the
-    state's digest and ``head``, the id of the entity's latest change, so a state that comes back
-    after a change is a new document), so an unchanged version writes nothing and two collectors
-    one document."""
+                     previous_id: str = "") -> tuple[str, dict[str, Any]]:
+    """The state of one version as observed. Its id is the state's digest and ``previous_id``, the
+    id of the version's state document before (a chain): two collectors that see the same states
+    write one document each, and a state that comes back (an alias moved away and back) is a
+    new document, not a duplicate of the first."""
     doc = _base(STATE, namespace, observed_ms, "state", "model-version-observed")
     lineage = version.lineage or Lineage()
     digest = version.digest()
@@ -57,11 +57,31 @@ def version_document(registry: str, version: VersionState, namespace: str, obser
             "lineage_read": version.lineage is not None, "lineage_final": lineage.final,
         }),
     }
-    return keyed_id(STATE, registry, version.key, digest, head), doc
+    return keyed_id(STATE, registry, version.key, digest, previous_id), doc
+
+
+DELETED = "deleted"  # the digest of an entity's last state document once it is gone
+
+
+def tombstone_document(registry: str, entity: ModelState | VersionState, namespace: str, observed_ms: int,
+                       previous_id: str) -> tuple[str, dict[str, Any]]:
+    """A model or version gone from the registry: the last state of its chain, so a collector
+    started later knows it is gone (and does not report its deletion again)."""
+    if isinstance(entity, VersionState):
+        doc = _base(STATE, namespace, observed_ms, "state", "model-version-observed")
+        model = {"name": entity.model, "version": entity.version}
+        kind = "model_version"
+    else:
+        doc = _base(STATE, namespace, observed_ms, "state", "registered-model-observed")
+        model, kind = {"name": entity.name}, "registered_model"
+    doc["modelregistry"] = {"registry": registry, "model": model, "inventory": {
+        "key": entity.key, "entity": kind, "status": "DELETED", "digest": DELETED}}
+    return keyed_id(STATE, registry, entity.key, DELETED, previous_id), doc
 
 
 def model_document(registry: str, model: ModelState, namespace: str, observed_ms: int,
-                   head: str = "") -> tuple[str, dict[str, Any]]:
+                   previous_id: str = "") -> tuple[str, dict[str, Any]]:
+    """The state of one registered model (its tags and aliases), chained as versions' are."""
     doc = _base(STATE, namespace, observed_ms, "state", "registered-model-observed")
     digest = model.digest()
     doc["modelregistry"] = {
@@ -73,7 +93,7 @@ def model_document(registry: str, model: ModelState, namespace: str, observed_ms
             "tags": model.tags, "digest": digest, "description": model.description or None,
         }),
     }
-    return keyed_id(STATE, registry, model.key, digest, head), doc
+    return keyed_id(STATE, registry, model.key, digest, previous_id), doc
 
 
 @dataclass(frozen=True)

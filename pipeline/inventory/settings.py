@@ -69,6 +69,8 @@ class InventorySettings(StrictModel):
     registries: list[RegistrySettings] = Field(default_factory=list)
     # A registry that does not answer is asked again after 2 s, 4 s, 8 s... up to this.
     backoff_max_s: float = Field(300.0, ge=1, le=86_400)
+    metrics_port: int | None = Field(9467, ge=1, le=65535)  # the collector's /metrics (None: off)
+    metrics_address: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _unique(self) -> InventorySettings:

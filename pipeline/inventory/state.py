@@ -55,6 +55,8 @@ def state_from_documents(registry: str, docs: list[dict[str, Any]]) -> Snapshot 
     for source in docs:
         reg = source.get("modelregistry") or {}
         inv, model = reg.get("inventory") or {}, reg.get("model") or {}
+        if inv.get("status") == "DELETED":  # gone (a tombstone): not part of the registry any more
+            continue
         if inv.get("entity") == "registered_model":
             snapshot.models[model["name"]] = ModelState(
                 name=model["name"], description=inv.get("description", ""), created=_ms(inv.get("created")),
@@ -72,10 +74,10 @@ def state_from_documents(registry: str, docs: list[dict[str, Any]]) -> Snapshot 
     return snapshot
 
 
-def load_state(es: Elasticsearch, namespace: str, registry: str) -> tuple[Snapshot | None, dict[str, str],
-                                                                             int | None, int]:
-    """(the last snapshot written, the chain heads, when that snapshot was observed (epoch ms),
-    and how many documents were read).
+def load_state(es: Elasticsearch, namespace: str,
+               registry: str) -> tuple[Snapshot | None, dict[str, str], dict[str, tuple[str, str]], int | None]:
+    """(the last snapshot written, the heads of the change chains, the last state document of
+    each entity (key -> id and digest), and when the newest state was observed (epoch ms)).
 
     The streams are refreshed first, so what another collector wrote a moment ago is read too (a
     key without the ``maintenance`` privilege reads what the last periodic refresh shows)."""
@@ -89,5 +91,6 @@ def load_state(es: Elasticsearch, namespace: str, registry: str) -> tuple[Snapsh
     heads = {hit["_source"]["modelregistry"]["inventory"]["key"]: hit["_id"] for hit in changes}
     observed = [_ms(hit["_source"].get("@timestamp")) for hit in states]
     then = max((t for t in observed if t is not None), default=None)
-    return (state_from_documents(registry, [hit["_source"] for hit in states]), heads, then,
-            len(states) + len(changes))
+    written = {hit["_source"]["modelregistry"]["inventory"]["key"]:
+               (hit["_id"], hit["_source"]["modelregistry"]["inventory"]["digest"]) for hit in states}
+    return state_from_documents(registry, [hit["_source"] for hit in states]), heads, written, then

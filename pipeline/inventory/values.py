@@ -13,11 +13,13 @@ whole, so two long names that share a prefix stay two names.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 NAME_BYTES = 1024  # model names, aliases, tag and param keys: what a keyword field aggregates
 VALUE_BYTES = 8192  # tag and param values, sources, descriptions
 _MARK = "…"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def valid_text(value: Any) -> str:
@@ -26,7 +28,7 @@ def valid_text(value: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        text = _SURROGATE.sub("\ufffd", text)
     return text
 
 
