@@ -7,13 +7,14 @@ notified. Windows go to Elasticsearch 200 at a time in one ``_msearch``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from rules.lifecycle import Reading, TrialRow
-from rules.model import Rule
+from rules.model import AnomalyRule, Rule
 from rules.query import Measurement, Window, header, indices
 from rules.types import measure, request, rule_type
 
@@ -21,6 +22,17 @@ BATCH = 200
 # Windows one backtest replays: a year of one-hour windows, a week of one-minute ones. A range of
 # centuries at a one-minute interval would otherwise be built in memory before the first search.
 MAX_WINDOWS = 10_000
+
+
+# An anomaly rule's search brings its whole history per group: fewer windows per _msearch.
+BUCKETS_PER_MSEARCH = 200_000
+
+
+def batch_size(rule: Rule) -> int:
+    """Windows per ``_msearch``: :data:`BATCH`, fewer for a rule whose search brings a history."""
+    if isinstance(rule, AnomalyRule) and not rule.legacy:
+        return max(1, min(BATCH, BUCKETS_PER_MSEARCH // (rule.points * (rule.max_groups if rule.group_by else 1))))
+    return BATCH
 
 
 class RangeTooLong(ValueError):
@@ -53,12 +65,21 @@ def backtest(client: Elasticsearch, rule: Rule, namespace: str, start: float, en
         at += rule.interval
     out: list[Transition] = []
     stored: dict[str, dict[str, Any]] = {}  # group -> the alert's fields, as the runner would store them
-    for offset in range(0, len(windows), BATCH):
-        batch = windows[offset:offset + BATCH]
+    size = batch_size(rule)
+    for offset in range(0, len(windows), size):
+        batch = windows[offset:offset + size]
+        # Windows that ask the same (an anomaly rule's windows within one bucket) are asked once.
+        bodies = [request(rule, window) for window in batch]
+        distinct: dict[str, int] = {}
         searches = []
-        for window in batch:
-            searches += [header(rule, namespace), request(rule, window)]
-        for window, response in zip(batch, client.msearch(searches=searches)["responses"], strict=True):
+        for body in bodies:
+            key = json.dumps(body, sort_keys=True)
+            if key not in distinct:
+                distinct[key] = len(distinct)
+                searches += [header(rule, namespace), body]
+        answers = client.msearch(searches=searches)["responses"]
+        responses = [answers[distinct[json.dumps(body, sort_keys=True)]] for body in bodies]
+        for window, response in zip(batch, responses, strict=True):
             for decision in kind.lifecycle.decide(kind, rule, stored, measure(rule, response, window), window.end):
                 if decision.transition is not None:
                     out.append(Transition(window.end, decision.group, decision.transition, decision.value))

@@ -269,14 +269,75 @@ class SpikeRule(RuleBase):
         return Condition(op=">=", value=self.factor)
 
 
+# The anomaly detector replays the rule's history each cycle: at most this many buckets per group,
+# and per search (Elasticsearch's search.max_buckets is 65,536).
+ANOMALY_MAX_POINTS = 10_000
+ANOMALY_MAX_BUCKETS = 65_000
+
+
 class AnomalyRule(RuleBase):
+    """The window's value (a count or any ``aggregate``) per ``bucket``, scored 0-100 by the
+    detector of :mod:`rules.anomaly` against the rule's own ``history``: it learns the daily and
+    weekly rhythm, fires at ``score`` and resolves under ``recovery``. The defaults are the ones
+    benchmarked on NAB (bench/anomaly_bench.py).
+
+    ``buckets`` and ``z`` are accepted for old rule files: a rule that sets either keeps the old
+    meaning (a z-score of the window against the ``buckets`` windows before it, bound ``z``)."""
+
     type: Literal["anomaly"]
-    buckets: int = Field(12, ge=3, le=200)  # the baseline: this many windows before the current one
-    z: float = Field(3.0, gt=0)  # |z-score| bound
+    aggregate: Aggregate = Field(default_factory=Aggregate)  # count, or a metric (avg, percentile...)
+    bucket: Duration | None = None  # one point of the series (default: the rule's window)
+    history: Duration = 14 * 86400.0  # what the detector learns from, replayed each cycle
+    score: float = Field(40.0, gt=0, le=100)  # fires at or above this score (0-100)
+    recovery: float = Field(25.0, ge=0, lt=100)  # resolves under this score
+    direction: Literal["up", "down", "both"] = "both"
+    learning: int = Field(288, ge=0)  # buckets of cold start during which it never fires
+    buckets: int | None = Field(None, ge=3, le=200)  # old rule files: the z-score's baseline windows
+    z: float | None = Field(None, gt=0)  # old rule files: the |z-score| bound
+
+    @field_validator("bucket", "history", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float | None:
+        return None if value is None else seconds(value)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> AnomalyRule:
+        if self.legacy:
+            return self
+        if self.recovery >= self.score:
+            raise ValueError(f"recovery {self.recovery:g} must be under score {self.score:g}")
+        points = self.points
+        if points > ANOMALY_MAX_POINTS:
+            raise ValueError(f"history {duration_text(self.history)} is {points} buckets of "
+                             f"{duration_text(self.step)}: at most {ANOMALY_MAX_POINTS}")
+        if points <= self.learning:
+            raise ValueError(f"history {duration_text(self.history)} is {points} buckets of "
+                             f"{duration_text(self.step)}: not more than learning ({self.learning}), so never fires")
+        if self.group_by and points * self.max_groups > ANOMALY_MAX_BUCKETS:
+            raise ValueError(f"{points} buckets of history x max_groups {self.max_groups} is more than "
+                             f"{ANOMALY_MAX_BUCKETS} buckets per search: lower max_groups or history")
+        return self
+
+    @property
+    def legacy(self) -> bool:
+        """An old rule file's z-score (it sets ``buckets`` or ``z``)."""
+        return self.buckets is not None or self.z is not None
+
+    @property
+    def step(self) -> float:
+        """Seconds per point of the series."""
+        return self.bucket if self.bucket is not None else self.window
+
+    @property
+    def points(self) -> int:
+        """Points of history replayed per cycle and group (the current one included)."""
+        return max(int(self.history // self.step), 1)
 
     @property
     def condition(self) -> Condition:
-        return Condition(op=">", value=self.z)
+        if self.legacy:
+            return Condition(op=">", value=self.z if self.z is not None else 3.0)
+        return Condition(op=">=", value=self.score)
 
 
 class NewTermRule(RuleBase):

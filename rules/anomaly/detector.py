@@ -28,6 +28,7 @@ the detector has seen enough to tell the usual from the unusual.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -49,6 +50,8 @@ class Params:
     scale: float = 0.95  # the unit of a deviation beyond the band: this quantile's distance to the median
     run: int = 6  # buckets of the run and activity features
     trend: int = 36  # buckets of the baseline the shift feature compares the run with
+    slack: int = 2  # buckets either side of the same time yesterday / last week that count as the same time
+    stuck: float = 2.0  # the deviation of a metric that stopped moving where it always moved
     seasons: int = 3  # periods whose same bucket make the typical value
     memory: int = 150  # buckets for a past peak to halve
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
@@ -104,6 +107,7 @@ class Detector:
         self.peak = 0.0
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
+        self.candidates = periodicity.candidates(p.step)
         self.up = p.direction in ("up", "both")
         self.down = p.direction in ("down", "both")
 
@@ -131,6 +135,19 @@ class Detector:
             self.run.add(sum(recent) / len(recent))
         self.recent = deque(recent, maxlen=p.run)
         self.run_sum = sum(recent)
+
+    def _repeat(self, value: float) -> float:
+        """How far ``value`` is from the nearest value at the same time of the previous day or
+        week (give or take ``slack`` buckets): what happened then is no anomaly now, even before
+        the period is found (the nightly job's second night, Monday's second morning)."""
+        values = self.values
+        now = len(values) - 1
+        nearest = math.inf
+        for period in self.candidates:
+            for k in range(now - period - self.p.slack, now - period + self.p.slack + 1):
+                if 0 <= k < now:
+                    nearest = min(nearest, abs(value - values[k]))
+        return nearest
 
     def _floor(self, window: Window) -> float:
         return max(self.p.spread * window.spread(), self.p.minimum, 1e-9)
@@ -175,12 +192,23 @@ class Detector:
             base = typical if typical is not None else 0.0
             expected, lower, upper = base + band[2], base + band[0], base + band[4]
             rup, rdown = deviation(run, self.run.band(q, c), self._floor(self.run))
-            _aup, flat = deviation(activity, self.activity.band(q, c), self._floor(self.activity))
+            # A metric cannot move less than not at all: the low side of the activity is scored
+            # as any other, and a metric that stopped dead where it always moved (a stuck exporter,
+            # a dead job) scores ``stuck`` whatever its band.
+            aband = self.activity.band(q, c)
+            _aup, flat = deviation(activity, aband, self._floor(self.activity))
+            if activity <= 1e-9 * abs(aband[2]) and aband[0] > 0.0:
+                flat = max(flat, p.stuck)
             sup, sdown = deviation(shift, self.shift.band(q, c), self._floor(self.shift))
             if self.up:
                 z = max(up, rup, sup)
             if self.down:
-                z = max(z, down, rdown, sdown, flat)
+                z = max(z, down, rdown, sdown)
+            if z > 0.0 and not self.period:
+                unit = max(band[3] - band[2], band[2] - band[1], self._floor(self.level))
+                z = min(z, self._repeat(value) / unit)
+            if self.down:
+                z = max(z, flat)
             z = min(z, p.cap)
         self.level.add(residual)
         self.run.add(run)

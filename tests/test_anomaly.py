@@ -1,0 +1,136 @@
+"""The anomaly detector (rules.anomaly) on synthetic series shaped like a registry's traffic:
+5-minute buckets, a daily rhythm. It stays quiet on a regular rhythm and alerts once, at the
+onset, on a spike, a dip, a level shift, a flat-line and a nightly job that did not run; it says
+"learning" during its cold start. Alerts are counted through the rule's own state machine
+(rules.states.step): an alert is a bucket where it starts firing."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from rules.anomaly import Detector, Params, Reading
+from rules.anomaly.periodicity import detect
+from rules.model import AnomalyRule
+from rules.series import params
+from rules.states import step
+
+DAY = 288  # 5-minute buckets
+RULE = AnomalyRule.model_validate({"name": "traffic", "type": "anomaly", "window": "5m", "notify": []})
+
+
+def alerts(values: list[float], rule: AnomalyRule = RULE) -> tuple[list[int], list[Reading]]:
+    """The buckets where the rule's alert starts firing, and every reading."""
+    detector = Detector(params(rule))
+    state, since, starts, readings = "ok", None, [], []
+    for i, value in enumerate(values):
+        reading = detector.update(value)
+        readings.append(reading)
+        moved = step(rule, state, since, None, rule.condition.holds(reading.score),
+                     reading.score < rule.recovery, float(i))
+        if moved.notify == "firing":
+            starts.append(i)
+        state, since = moved.state, moved.since
+    return starts, readings
+
+
+def daily_traffic(days: int, seed: int = 7) -> list[float]:
+    """Requests per 5 minutes: busy by day, quiet at night, Poisson-like noise."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(days * DAY):
+        hour = (i % DAY) / 12
+        rate = 20 + 80 * max(0.0, math.sin(math.pi * (hour - 6) / 12)) if 6 <= hour <= 18 else 20
+        out.append(float(max(0, round(rng.gauss(rate, math.sqrt(rate))))))
+    return out
+
+
+def square_wave(days: int) -> list[float]:
+    return [100.0 if (i % DAY) < DAY // 2 else 10.0 for i in range(days * DAY)]
+
+
+def test_a_regular_daily_square_wave_never_alerts() -> None:
+    starts, readings = alerts(square_wave(14))
+    assert starts == []
+    assert readings[-1].period == DAY  # it found the day by itself
+
+
+def test_regular_daily_traffic_never_alerts() -> None:
+    starts, _ = alerts(daily_traffic(14))
+    assert starts == []
+
+
+def test_cold_start_is_learning_with_a_score_of_zero() -> None:
+    _, readings = alerts(daily_traffic(2))
+    assert all(r.learning and r.score == 0.0 for r in readings[:RULE.learning])
+    assert not any(r.learning for r in readings[RULE.learning:])
+
+
+def test_a_spike_alerts_once_at_the_spike() -> None:
+    values = daily_traffic(10)
+    at = 8 * DAY + 100
+    values[at] = values[at] * 6 + 200
+    starts, readings = alerts(values)
+    assert starts == [at]
+    assert readings[at].observed == values[at] and readings[at].upper < values[at]
+
+
+def test_a_dip_alerts_once() -> None:
+    values = daily_traffic(10)
+    at = 8 * DAY + 150  # mid-afternoon, busy
+    for i in range(at, at + 6):
+        values[i] = 0.0
+    starts, _ = alerts(values)
+    assert len(starts) == 1 and at <= starts[0] < at + 6
+
+
+def test_a_level_shift_alerts_once_at_its_onset_then_adapts() -> None:
+    values = daily_traffic(12)
+    at = 7 * DAY + 40
+    values = values[:at] + [v * 3 + 60 for v in values[at:]]
+    starts, _ = alerts(values)
+    assert len(starts) == 1 and at <= starts[0] < at + 12
+
+
+def test_a_metric_that_goes_flat_alerts() -> None:
+    rng = random.Random(3)
+    values = [50 + rng.gauss(0, 5) for _ in range(6 * DAY)]
+    at = 5 * DAY
+    values = values[:at] + [values[at]] * DAY
+    starts, _ = alerts(values)
+    assert len(starts) == 1 and at <= starts[0] < at + 24
+
+
+def test_a_nightly_job_that_did_not_run_alerts() -> None:
+    rng = random.Random(5)
+    values = [float(rng.randint(0, 4)) for _ in range(12 * DAY)]
+    for day in range(12):
+        values[day * DAY + 24] = 300.0  # the 02:00 job, every night
+    values[10 * DAY + 24] = 2.0  # ... but not on the eleventh night
+    starts, readings = alerts(values)
+    assert starts == [10 * DAY + 24]
+    assert readings[10 * DAY + 24].expected == pytest.approx(300.0)
+
+
+def test_direction_up_ignores_a_dip() -> None:
+    values = daily_traffic(10)
+    at = 8 * DAY + 150
+    for i in range(at, at + 6):
+        values[i] = 0.0
+    up = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "5m", "direction": "up", "notify": []})
+    assert alerts(values, up)[0] == []
+
+
+def test_the_period_found_is_the_day_or_the_week() -> None:
+    assert detect(square_wave(4), 300.0, 0.5, 3) == DAY
+    weekly = [100.0 if (i // DAY) % 7 < 5 else 10.0 for i in range(4 * 7 * DAY)]
+    assert detect(weekly, 300.0, 0.5, 3) == 7 * DAY
+    assert detect([1.0] * (4 * DAY), 300.0, 0.5, 3) == 0
+
+
+def test_old_rule_files_with_buckets_and_z_keep_their_meaning() -> None:
+    old = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "buckets": 12, "z": 3, "notify": []})
+    assert old.legacy and old.condition.op == ">" and old.condition.value == 3
+    assert not RULE.legacy and RULE.condition.op == ">=" and RULE.condition.value == Params().threshold
