@@ -4,7 +4,9 @@ anomaly). The anomaly detector of the registry's rhythm plugs in here.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from array import array
 from collections import OrderedDict
 from typing import Any, ClassVar
 
@@ -175,7 +177,8 @@ class Anomaly(_Series[AnomalyRule]):
     def replay(self, rule: AnomalyRule, values: tuple[float, ...]) -> Reading:
         """The detector's reading of the last point after all of ``values`` (remembered: the
         evaluations of one bucket, and a backtest stepping faster than the bucket, replay once)."""
-        key = (rule.step, rule.learning, rule.score, rule.recovery, rule.direction, values)
+        digest = hashlib.sha1(array("d", values).tobytes()).digest()  # the values, not a copy of them
+        key = (rule.step, rule.learning, rule.score, rule.recovery, rule.direction, len(values), digest)
         if (known := self._replays.get(key)) is not None:
             self._replays.move_to_end(key)
             return known
@@ -215,7 +218,7 @@ class Anomaly(_Series[AnomalyRule]):
                 f"(usual {shown(unit, event['lower'])} to {shown(unit, event['upper'])})")
 
 
-REPLAYS = 4096  # readings remembered (by their whole input), per process
+REPLAYS = 1024  # readings remembered (by a digest of their whole input), per process: about 200 kB
 
 
 def span(rule: AnomalyRule, window: Window) -> tuple[float, float]:
