@@ -16,6 +16,7 @@ from pydantic import Field, FilePath, ValidationError, field_validator, model_va
 from contract.secrets import redact_userinfo
 from contract.validation import StrictModel, problems
 from contract.yamlfile import YamlFileError, load_yaml
+from pipeline.inventory.settings import InventorySettings
 from pipeline.probe.settings import ProbeSettings
 from pipeline.settings import ShipSettings
 from rules.notify import Target
@@ -217,6 +218,7 @@ class Config(ShipSettings):
     metrics_address: str = "127.0.0.1"
     rules: RulesConfig = Field(default_factory=RulesConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    inventory: InventorySettings = Field(default_factory=InventorySettings)  # regwatch inventory
 
     @field_validator("namespace")
     @classmethod

@@ -109,7 +109,19 @@ def test_the_collector_writes_every_model_version_alias_and_their_lineage_as_doc
                                   "model-version-created"]
 
     states = _documents(es, namespace, "inventory")
+    [seen] = [s for s in states if s["modelregistry"]["inventory"]["entity"] == "registry"]
+    states = [s for s in states if s is not seen]
     observed = states[0]["@timestamp"]
+    registry_key = entity_key("registry", "reg")
+    assert seen == {"_id": keyed_id("inventory", "reg", "observed", int(_seconds(observed) * 1000),
+                                    seen["modelregistry"]["inventory"]["digest"]),
+                    "@timestamp": observed,
+                    "data_stream": {"type": "logs", "dataset": "modelregistry.inventory", "namespace": namespace},
+                    "event": {"kind": "state", "dataset": "modelregistry.inventory", "action": "registry-observed"},
+                    "modelregistry": {"registry": "reg", "inventory": {
+                        "key": registry_key, "entity": "registry",
+                        "digest": seen["modelregistry"]["inventory"]["digest"],
+                        "models": 1, "versions": 2, "alias_count": 2}}}
     assert started <= _seconds(observed) <= time.time()
     base = {"data_stream": {"type": "logs", "dataset": "modelregistry.inventory", "namespace": namespace},
             "@timestamp": observed}
@@ -216,8 +228,11 @@ def test_two_collectors_polling_the_same_registry_write_nothing_twice(registry: 
     late = Collector(_settings(registry), es, namespace)
     reports.append(late.cycle(stop)[0])
     assert all(r.outcome == "ok" for r in reports)
-    assert [r.written for r in reports[1:-1:2]] == [0] * len(steps)  # the second collector: all duplicates
-    assert reports[-1].documents == 0  # the late one: nothing new to say
+    # the second collector: every change and state a duplicate; only that it polled is its own
+    # (its first poll read back what the first one had just written: only that it polled was new)
+    firsts, seconds = reports[0:-1:2], reports[1:-1:2]
+    assert [(r.documents, r.written) for r in seconds] == [(1, 1)] + [(r.documents, 1) for r in firsts[1:]]
+    assert (reports[-1].documents, reports[-1].written) == (1, 1)  # the late one: nothing new to say but that
 
     changes = _documents(es, namespace, "change")
     what = [c["modelregistry"].get("change", {}) for c in changes]
@@ -245,7 +260,8 @@ def test_two_collectors_polling_the_same_registry_write_nothing_twice(registry: 
             None, *[c["_id"] for c in chain[:-1]]]
 
     # every state written once: per key, a chain of states each different from the one before
-    states = _documents(es, namespace, "inventory")
+    states = [s for s in _documents(es, namespace, "inventory")
+              if s["modelregistry"]["inventory"]["entity"] != "registry"]
     per_key: dict[str, list[dict[str, Any]]] = {}
     for state in states:
         per_key.setdefault(state["modelregistry"]["inventory"]["key"], []).append(state)
@@ -345,7 +361,7 @@ def test_an_answer_that_is_not_the_registry_is_a_failed_poll_not_a_crash(tmp_pat
     finally:
         server.shutdown()
         server.server_close()
-    [state] = _documents(es, namespace, "inventory")
+    [state, _] = sorted(_documents(es, namespace, "inventory"), key=lambda d: "model" not in d["modelregistry"])
     assert state["modelregistry"]["model"] == {"name": "a\ufffdb"}
     assert state["modelregistry"]["inventory"]["tags"] == {"\ufffd": "1"}
 
@@ -366,8 +382,8 @@ def test_hostile_names_and_tags_are_stored_as_the_registry_holds_them_within_the
     client.set_registered_model_tag("| a | b |", "big", "v" * 40_000)
 
     reports = Collector(_settings(registry), es, namespace).run(threading.Event(), once=True)
-    assert reports[0].outcome == "ok" and reports[0].written == 2 * len(names)
-    states = _documents(es, namespace, "inventory")
+    assert reports[0].outcome == "ok" and reports[0].written == 2 * len(names) + 1  # and registry-observed
+    states = [s for s in _documents(es, namespace, "inventory") if "model" in s["modelregistry"]]
     stored = {d["modelregistry"]["model"]["name"]: d["modelregistry"]["inventory"] for d in states}
     cut_a, cut_b = bounded(long_a), bounded(long_b)
     assert cut_a != cut_b and len(cut_a.encode()) == len(cut_b.encode()) == 1024

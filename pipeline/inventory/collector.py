@@ -21,7 +21,13 @@ from elasticsearch import ApiError, Elasticsearch
 from contract.secrets import SecretError
 from pipeline.inventory.client import RegistryClient, RegistryDown
 from pipeline.inventory.diff import Diff, diff
-from pipeline.inventory.documents import DELETED, model_document, tombstone_document, version_document
+from pipeline.inventory.documents import (
+    DELETED,
+    model_document,
+    observed_document,
+    tombstone_document,
+    version_document,
+)
 from pipeline.inventory.metrics import InventoryMetrics
 from pipeline.inventory.model import ModelState, Snapshot, VersionState
 from pipeline.inventory.reader import LineageCache, lineage_key, read_snapshot
@@ -145,7 +151,7 @@ class RegistryPoller:
                               requests=self.client.sent)
         changes: Diff = diff(self.name, self.previous, snapshot, self.namespace, now_ms, self.then_ms, self.heads)
         states = state_documents(self.name, snapshot, self.namespace, now_ms, self.written, self.previous)
-        documents = changes.documents + states
+        documents = changes.documents + states + [observed_document(self.name, snapshot, self.namespace, now_ms)]
         try:
             report = self.writer.write(documents, give_up=stop)
         except (TransportError, ApiError) as exc:
@@ -153,7 +159,7 @@ class RegistryPoller:
         if not report.complete:
             return PollReport(self.name, "stopped", requests=self.client.sent)
         self.previous, self.heads, self.then_ms = snapshot, changes.heads, now_ms
-        for doc_id, doc in states:
+        for doc_id, doc in states:  # (the registry-observed document is not a state of its chains)
             inventory = doc["modelregistry"]["inventory"]
             self.written[inventory["key"]] = (doc_id, inventory["digest"])
         self.failures = 0

@@ -12,7 +12,7 @@ from typing import Any
 from contract import streams
 from contract.timestamps import iso_from_epoch, now_iso
 from pipeline.docid import keyed_id
-from pipeline.inventory.model import Lineage, ModelState, VersionState
+from pipeline.inventory.model import Lineage, ModelState, Snapshot, VersionState, digest_of, entity_key
 
 STATE = "inventory"
 CHANGE = "change"
@@ -58,6 +58,21 @@ def version_document(registry: str, version: VersionState, namespace: str, obser
         }),
     }
     return keyed_id(STATE, registry, version.key, digest, previous_id), doc
+
+
+def observed_document(registry: str, snapshot: Snapshot, namespace: str,
+                      observed_ms: int) -> tuple[str, dict[str, Any]]:
+    """That the registry was read whole at ``observed_ms``, and what it held: written every poll,
+    so the time a state was last seen survives a restart (a change's ``observed_after``), and so
+    the registry's size is a series (models, versions, aliases)."""
+    doc = _base(STATE, namespace, observed_ms, "state", "registry-observed")
+    digest = digest_of(sorted([m.digest() for m in snapshot.models.values()]
+                              + [v.digest() for v in snapshot.versions.values()]))
+    doc["modelregistry"] = {"registry": registry, "inventory": {
+        "key": entity_key("registry", registry), "entity": "registry", "digest": digest,
+        "models": len(snapshot.models), "versions": len(snapshot.versions),
+        "alias_count": sum(len(m.aliases) for m in snapshot.models.values())}}
+    return keyed_id(STATE, registry, "observed", observed_ms, digest), doc
 
 
 DELETED = "deleted"  # the digest of an entity's last state document once it is gone

@@ -89,8 +89,10 @@ def load_state(es: Elasticsearch, namespace: str,
     states = list(_latest_per_key(es, streams.data_stream_name("inventory", namespace), registry))
     changes = list(_latest_per_key(es, streams.data_stream_name("change", namespace), registry))
     heads = {hit["_source"]["modelregistry"]["inventory"]["key"]: hit["_id"] for hit in changes}
-    observed = [_ms(hit["_source"].get("@timestamp")) for hit in states]
-    then = max((t for t in observed if t is not None), default=None)
+    observed = [_ms(hit["_source"].get("@timestamp")) for hit in states
+                if hit["_source"]["modelregistry"]["inventory"].get("entity") == "registry"]
+    then = max((t for t in observed if t is not None), default=None)  # the last poll of any collector
+    states = [hit for hit in states if hit["_source"]["modelregistry"]["inventory"].get("entity") != "registry"]
     written = {hit["_source"]["modelregistry"]["inventory"]["key"]:
                (hit["_id"], hit["_source"]["modelregistry"]["inventory"]["digest"]) for hit in states}
     return state_from_documents(registry, [hit["_source"] for hit in states]), heads, written, then

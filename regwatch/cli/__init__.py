@@ -14,7 +14,7 @@ import structlog
 import typer
 from rich.text import Text
 
-from regwatch.cli import check, demo, deps, es, kibana, probe, receiver, rules, shipping, top
+from regwatch.cli import check, demo, deps, es, inventory, kibana, probe, receiver, rules, shipping, top
 from regwatch.cli.common import err, set_log_level
 from regwatch.cli.help_labels import use_readable_labels
 from regwatch.cli.terminal import printable
@@ -30,7 +30,7 @@ app.add_typer(kibana.app, name="kibana")
 app.add_typer(receiver.app, name="audit-receiver")
 app.add_typer(check.app, name="check")
 app.add_typer(demo.app, name="demo")
-for group in (shipping, probe, deps, top):
+for group in (shipping, probe, inventory, deps, top):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
 
