@@ -25,17 +25,37 @@ from elasticsearch import Elasticsearch
 from parsers.events import event_kind
 from parsers.routes import builtin
 from regwatch.demo.processes import Processes
+from rules.backtest import backtest
+from rules.model import Rule, RuleFile, load_rules
+from rules.query import Window, header
+from rules.types import RULE_TYPES
 from support.shipping import wait_for
 
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "regwatch.cli"]
+BUILTIN = Path(__file__).resolve().parent.parent / "rules" / "builtin"
 INCIDENT_RULES = ("registry-down", "registry-error-ratio")
 
 
 def _env(es_url: str, home: Path) -> dict[str, str]:
     return {"ES_URL": es_url, "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(home), "COLUMNS": "120"}
+
+
+def _rule(kind: str) -> Rule:
+    """A count of one kind's actions in a minute, users' traffic only, by the time they happened."""
+    (rule,) = RuleFile.model_validate({"rules": [{
+        "name": f"{kind}s", "type": "threshold", "kinds": [kind], "kql": "not modelregistry.synthetic : true",
+        "window": "60s", "time_field": "@timestamp", "condition": {"op": ">", "value": 1e9}, "notify": []}]}).rules
+    return rule
+
+
+def _measure(es: Elasticsearch, rule: Rule, namespace: str, window: Window) -> dict[str, float]:
+    kind = RULE_TYPES[rule.type]
+    response = es.search(index=header(rule, namespace)["index"], ignore_unavailable=True, allow_no_indices=True,
+                         **kind.request(rule, window))
+    return {m.group: m.value for m in kind.measure(rule, response, window)}
 
 
 def _closed(port: int) -> bool:
@@ -101,6 +121,28 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         named = {b["key"] for b in audit["aggregations"]["m"]["buckets"]}
         assert len(written) == 4 and written <= named
         assert summary["audit_missing_models"] == []
+
+        # Each registry action once, with both sources shipped (#27): per minute, the registrations
+        # and version changes the rules and `top` count (the larger of the audit trail's and the
+        # access log's counts) add up to the workload's own requests of those kinds, although the
+        # audit trail recorded many of them too.
+        started = min(t["t"] for t in truth) - 60
+        for kind in ("registration", "version"):
+            rule = _rule(kind)
+            minutes = [Window(m, m + 60) for m in range(int(started // 60 * 60), int(time.time()) + 60, 60)]
+            counted = sum(sum(_measure(es, rule, namespace, w).values()) for w in minutes)
+            documents = sum(sum(_measure(es, rule.model_copy(update={"count": "documents"}), namespace, w).values())
+                            for w in minutes)
+            assert counted == expected[kind], kind
+            assert documents > counted, kind  # the audit trail's records are there, and not counted again
+        # Ordinary traffic (mlflow.register_model on existing models, set_experiment of new
+        # experiments: 400s and 404s) never took the error rule even to pending before incident 2.
+        ordinary = [t for t in requests if t["status"] in (400, 404)]
+        assert {r["path"].rsplit("/", 2)[-2] + "/" + r["path"].rsplit("/", 1)[-1] for r in ordinary} >= {
+            "registered-models/create", "experiments/get-by-name"}
+        burst = min(t["t"] for t in requests if t["status"] == 401)
+        error_rule = next(r for r in load_rules(BUILTIN) if r.name == "registry-error-ratio")
+        assert backtest(es, error_rule, namespace, started, burst) == []
 
         # Each incident: exactly one firing and one resolution, in that order.
         notes = [json.loads(line)["payload"] for line in (workdir / "notifications.jsonl").read_text().splitlines()]

@@ -9,8 +9,11 @@ Elasticsearch holds, kind by kind.
 Phases: ``seed`` gives every model a run with an artifact, a first version and the ``champion``
 alias; ``traffic`` mixes registrations, versions, aliases, tags, stage changes, searches,
 downloads and the odd lookup of a version that does not exist (a 404: control flow, not a
-failure); ``burst`` is clients whose token was revoked at the gateway and who keep calling the
-registry as before (the demo's nginx answers 401: the error-ratio incident).
+failure), and what MLflow's own fluent API asks as a matter of course: ``mlflow.register_model``
+on a model that exists (its ``create registered model`` answers 400 RESOURCE_ALREADY_EXISTS before
+the version is created) and ``mlflow.set_experiment`` of a new experiment (a 404 from
+``get-experiment-by-name`` before it is created); ``burst`` is clients whose token was revoked
+at the gateway and who keep calling the registry as before (the demo's nginx answers 401: the error-ratio incident).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class _Model:
     source: str  # the artifact folder a version points at
     artifact: str  # one file in it, for downloads
     versions: list[str] = field(default_factory=list)
+    logged_model: str | None = None  # MLflow 3's logged model of the run: what register_model registers
 
 
 class Truth:
@@ -76,8 +80,10 @@ class Workload:
 
     def __init__(self, tracking_uri: str, truth_path: Path, run_id: str, seed: int = 7) -> None:
         # The client's retries would hide requests from the record (they happen below requests' hooks).
+        # The fluent API (mlflow.register_model, mlflow.set_experiment) reads the server from env.
         os.environ.update({"MLFLOW_TRACKING_AUTH": wire.NAME, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-                           wire.TAG_ENV: wire.user_agent_tag(run_id)})
+                           wire.TAG_ENV: wire.user_agent_tag(run_id), "MLFLOW_TRACKING_URI": tracking_uri,
+                           "MLFLOW_REGISTRY_URI": tracking_uri})
         from mlflow import MlflowClient
 
         self.uri = tracking_uri
@@ -128,13 +134,23 @@ class Workload:
             # Each action runs at once inside _op, in this iteration (B023 cannot see that).
             self._op(0, "log_artifact", None,
                      lambda: self.client.log_artifact(run.info.run_id, str(local), "model"))  # noqa: B023
+            logged = self._op(0, "log_model", None, lambda: self._logged_model(experiment, run.info.run_id))  # noqa: B023
             model = _Model(name, run.info.run_id, f"{run.info.artifact_uri}/model",
-                           f"{run.info.artifact_uri}/model/model.txt")
+                           f"{run.info.artifact_uri}/model/model.txt", logged_model=logged)
             self._op(0, "create_model", name, lambda: self.client.create_registered_model(name))  # noqa: B023
             self.models[name] = model
             self._new_version(0, model)
             self._op(0, "set_alias", name,
                      lambda: self.client.set_registered_model_alias(name, "champion", model.versions[-1]))  # noqa: B023
+
+    def _logged_model(self, experiment: str, run_id: str) -> str:
+        """The logged model a flavour's ``log_model`` leaves (MLflow 3), without a flavour: created
+        from the run and marked ready."""
+        from mlflow.entities import LoggedModelStatus
+
+        logged = self.client.create_logged_model(experiment, name="model", source_run_id=run_id)
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return str(logged.model_id)
 
     def _new_version(self, client: int, model: _Model) -> None:
         version = self._op(client, "create_version", model.name,
@@ -219,12 +235,45 @@ class Workload:
             self._op(client, "get_by_alias", name, lambda: c.get_model_version_by_alias(name, "champion"))
         elif roll < 0.85:
             self._op(client, "search_versions", name, lambda: c.search_model_versions(f"name='{name}'"))
-        elif roll < 0.92:
+        elif roll < 0.89:
             self._op(client, "search_models", None, lambda: c.search_registered_models())
+        elif roll < 0.92:
+            self._register_existing(client, model)
+        elif roll < 0.95:
+            self._set_experiment(client, rng)
         elif roll < 0.995:
             self._op(client, "get_latest_versions", name, lambda: c.get_latest_versions(name))
         else:  # the odd mistake: a version that does not exist
             self._op(client, "get_missing_version", name, lambda: c.get_model_version(name, "9999"))
+
+    def _register_existing(self, client: int, model: _Model) -> None:
+        """A new version the way most training code registers one: ``mlflow.register_model`` on a
+        name that exists (a 400 first, by design of the client)."""
+        import mlflow
+
+        if model.logged_model is None:  # adopted from the registry: its run logs a model first
+            experiment = self._op(client, "get_run", model.name,
+                                  lambda: self.client.get_run(model.run_id).info.experiment_id)
+            logged = experiment and self._op(client, "log_model", None,
+                                             lambda: self._logged_model(experiment, model.run_id))
+            if not logged:
+                return
+            with self._lock:
+                model.logged_model = logged
+        uri = f"models:/{model.logged_model}"
+        version = self._op(client, "register_model", model.name,
+                           lambda: mlflow.register_model(uri, model.name, await_registration_for=0))
+        if version is not None:
+            with self._lock:
+                model.versions.append(version.version)
+
+    def _set_experiment(self, client: int, rng: random.Random) -> None:
+        """What a training script does first: ``mlflow.set_experiment``; a name not seen before
+        answers 404 and is created, one seen before is found."""
+        import mlflow
+
+        name = f"regwatch-demo-{self.run_id}-team-{rng.randrange(20)}"
+        self._op(client, "set_experiment", None, lambda: mlflow.set_experiment(name))
 
     def _download(self, model: _Model, client: int) -> str:
         import mlflow.artifacts
