@@ -44,8 +44,8 @@ def sample_docs() -> list[dict]:
 
 
 def test_the_document_has_every_question() -> None:
-    assert set(queries()) == {"top-downloads", "stage-alias-changes", "endpoint-health", "registrations",
-                              "archived-versions", "archived-loaders"}
+    assert {"top-downloads", "stage-alias-changes", "endpoint-health", "registrations", "registrations-per-minute",
+            "archived-versions", "archived-loaders"} <= set(queries())
 
 
 def test_top_downloads(es: Elasticsearch, demo_namespace: str) -> None:
@@ -93,6 +93,23 @@ def test_who_registered_or_deleted(es: Elasticsearch, demo_namespace: str) -> No
     named = {h["_source"]["modelregistry"]["model"]["name"] for h in hits if "model" in h["_source"]["modelregistry"]}
     assert {"fraud-detector"} <= named
     assert any(h["_source"].get("user", {}).get("email") == "alice@example.com" for h in hits)
+
+
+def test_registrations_per_minute_count_each_once(es: Elasticsearch, demo_namespace: str) -> None:
+    """Per minute, the larger of the audit trail's and the access log's registrations: recounted
+    from the sample files (both sources are among them)."""
+    _, body = queries()["registrations-per-minute"]
+    body = json.loads(json.dumps(body).replace("||-1d/d", "||-30d/d"))  # the samples span more than a day
+    minutes = run(es, demo_namespace, "registrations-per-minute", body)["aggregations"]["minutes"]["buckets"]
+    per_minute = {m["key_as_string"][:16]: max(b["doc_count"] for b in m["sources"]["buckets"].values())
+                  for m in minutes}
+    sources: dict[str, Counter[str]] = {}
+    for d in sample_docs():
+        if d["event"]["action"] == "registered-model-create" and d["event"]["outcome"] == "success":
+            source = "audit_trail" if d["modelregistry"]["format"] == "audit" else "access_log"
+            sources.setdefault(d["@timestamp"][:16], Counter())[source] += 1
+    expected = {minute: max(counts.values()) for minute, counts in sources.items()}
+    assert {k: v for k, v in per_minute.items() if v} == expected and sum(expected.values()) == 12
 
 
 def test_clients_still_loading_an_archived_version(es: Elasticsearch, demo_namespace: str) -> None:
