@@ -47,13 +47,13 @@ class Params:
     learning: int = 288  # buckets of cold start: no score before
     window: int = 4000  # buckets each feature's baseline holds
     quantile: float = 0.995  # the band: this quantile and its complement
-    scale: float = 0.95  # the unit of a deviation beyond the band: this quantile's distance to the median
+    scale: float = 0.9  # the unit of a deviation beyond the band: this quantile's distance to the median
     run: int = 6  # buckets of the run and activity features
     trend: int = 36  # buckets of the baseline the shift feature compares the run with
     slack: int = 2  # buckets either side of the same time yesterday / last week that count as the same time
     stuck: float = 2.0  # the deviation of a metric that stopped moving where it always moved
     seasons: int = 3  # periods whose same bucket make the typical value
-    memory: int = 150  # buckets for a past peak to halve
+    memory: int = 250  # buckets for a past peak to halve
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
     recovery: float = 25.0  # an episode ends under this score
     direction: Direction = "both"
@@ -62,7 +62,7 @@ class Params:
     history: int = 4 * 2016  # buckets kept for the periodicity and the typical value
     spread: float = 1.0  # a band's half-width is at least this many standard deviations of its window
     minimum: float = 0.0  # ... and at least this (a count rule: 1, one event is never far)
-    cap: float = 20.0  # the largest deviation (score 95): one absurd value does not blind the memory
+    cap: float = 4.0  # the largest deviation (score 80): one absurd value does not blind the memory
 
 
 @dataclass(frozen=True)
