@@ -15,7 +15,7 @@ from pipeline.inventory.model import Lineage, ModelState, Snapshot, VersionState
 from pipeline.inventory.values import millis
 
 
-def _latest_per_key(es: Elasticsearch, index: str, registry: str) -> Iterator[dict[str, Any]]:
+def latest_per_key(es: Elasticsearch, index: str, registry: str) -> Iterator[dict[str, Any]]:
     """The newest document of each ``modelregistry.inventory.key``, every key, page by page."""
     after: dict[str, Any] | None = None
     while True:
@@ -86,8 +86,8 @@ def load_state(es: Elasticsearch, namespace: str,
         es.indices.refresh(index=names, allow_no_indices=True, ignore_unavailable=True)
     except AuthorizationException:
         pass
-    states = list(_latest_per_key(es, streams.data_stream_name("inventory", namespace), registry))
-    changes = list(_latest_per_key(es, streams.data_stream_name("change", namespace), registry))
+    states = list(latest_per_key(es, streams.data_stream_name("inventory", namespace), registry))
+    changes = list(latest_per_key(es, streams.data_stream_name("change", namespace), registry))
     heads = {hit["_source"]["modelregistry"]["inventory"]["key"]: hit["_id"] for hit in changes}
     observed = [_ms(hit["_source"].get("@timestamp")) for hit in states
                 if hit["_source"]["modelregistry"]["inventory"].get("entity") == "registry"]
