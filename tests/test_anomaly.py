@@ -134,3 +134,33 @@ def test_old_rule_files_with_buckets_and_z_keep_their_meaning() -> None:
     old = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "buckets": 12, "z": 3, "notify": []})
     assert old.legacy and old.condition.op == ">" and old.condition.value == 3
     assert not RULE.legacy and RULE.condition.op == ">=" and RULE.condition.value == Params().threshold
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"history": "60d"}, "history 60d is 17280 buckets of 5m: at most 10000"),
+    ({"history": "1d"}, "history 1d is 288 buckets of 5m: not more than learning (288), so never fires"),
+    ({"score": 30, "recovery": 30}, "recovery 30 must be under score 30"),
+    ({"group_by": "user.name"}, "4032 buckets of history x max_groups 100 is more than 65000 buckets per search"),
+])
+def test_a_rule_whose_search_or_bounds_cannot_work_is_refused_at_load(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "5m", "notify": [], **fields})
+    assert message in str(raised.value)
+
+
+def test_the_series_starts_at_the_first_bucket_with_documents_and_a_metric_gap_repeats_the_last_value() -> None:
+    from rules.series import merged, points
+
+    rule = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "1m", "history": "6m",
+                                       "learning": 2, "aggregate": {"function": "avg", "field": "x"},
+                                       "notify": []})
+    minute = 60_000
+    primary = [{"key": 0, "doc_count": 0}, {"key": minute, "doc_count": 2, "value": {"value": 5.0}},
+               {"key": 2 * minute, "doc_count": 0, "value": {"value": None}},
+               {"key": 3 * minute, "doc_count": 1, "value": {"value": 7.0}},
+               {"key": 4 * minute, "doc_count": 0}, {"key": 5 * minute, "doc_count": 0}]
+    late = [{"key": 5 * minute, "doc_count": 1, "value": {"value": 9.0}}]  # placed by its fallback time
+    assert points(rule, merged(primary, late), 0.0) == (5.0, 5.0, 7.0, 7.0, 9.0)
+    counts = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "1m", "history": "6m",
+                                         "learning": 2, "notify": []})
+    assert points(counts, merged(primary, late), 0.0) == (2.0, 0.0, 1.0, 0.0, 1.0)
