@@ -16,11 +16,13 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from pipeline.reader import FileSource
 from pipeline.sink import Item
 
+_KIND, _REASON, _BODY = attrgetter("kind"), attrgetter("reason"), attrgetter("body")
 QUEUE_CHUNK = 250  # items travel the queue in lists: one lock round trip per chunk, not per line
 
 
@@ -37,11 +39,17 @@ class Chunk:
     @classmethod
     def of(cls, items: list[Item]) -> Chunk:
         ends: dict[str, tuple[FileSource, int]] = {}
-        for item in items:
-            source, end = item.ack
-            ends[source.identity.key] = (source, end)  # lines of a file come in order
-        return cls(items, sum(len(i.body) for i in items), ends, Counter(i.kind for i in items),
-                   Counter(i.reason for i in items if i.reason is not None))
+        previous: Item | None = None
+        for item in items:  # lines of a file come in order, and a run of them shares its source
+            if previous is not None and item.ack[0] is not previous.ack[0]:
+                ends[previous.ack[0].identity.key] = previous.ack
+            previous = item
+        if previous is not None:
+            ends[previous.ack[0].identity.key] = previous.ack
+        kinds = Counter(map(_KIND, items))
+        reasons = Counter(reason for reason in map(_REASON, items) if reason is not None) if "deadletter" in kinds \
+            else Counter()
+        return cls(items, sum(map(len, map(_BODY, items))), ends, kinds, reasons)
 
 
 class ChunkQueue:

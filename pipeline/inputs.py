@@ -108,39 +108,43 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
     stamp: FileStamp | None = None
     items: list[Item] = []
     missing = 0  # lines of the current file without a response time
+    parse: ParseFn | None = None
+    shipped: ShipInput | None = None
     for line in lines:
-        if stamp is None or line.source is not stamp.source:
+        source, offset, raw = line.source, line.offset, line.raw
+        if stamp is None or source is not stamp.source:
             if missing and stamp is not None and no_duration is not None:
                 no_duration(stamp.shipped, stamp.file["path"], missing)
             missing = 0
-            stamp = file_stamp(line.source, inputs, host)
+            stamp = file_stamp(source, inputs, host)
+            shipped = stamp.shipped
+            parse = shipped.parse
+        assert shipped is not None and parse is not None
         if progress is not None:
-            progress(line.end - line.offset)
-        shipped = stamp.shipped
+            progress(line.end - offset)
         if line.too_long:
-            doc = shipped.dead_letter(
-                line.raw, f"line too long: {line.too_long} bytes > {max_line_bytes}", "line_too_long")
+            doc = shipped.dead_letter(raw, f"line too long: {line.too_long} bytes > {max_line_bytes}", "line_too_long")
         else:
-            doc = shipped.parse(line.raw)
-            if lacks_duration(doc):
+            doc = parse(raw)
+            event = doc["event"]
+            if "duration" not in event and lacks_duration(doc):  # the test without a call, most lines
                 missing += 1
         doc["event"]["ingested"] = ingested
-        where = {"log": {"file": stamp.file, "offset": line.offset}}
-        doc.update(where)
-        doc_id = stamp.id_prefix + format(line.offset, "x")  # document_id(), its hash made once per file
+        log_fields = {"file": stamp.file, "offset": offset}
+        doc["log"] = log_fields
+        where = {"log": log_fields}
+        doc_id = f"{stamp.id_prefix}{offset:x}"  # document_id(), its hash made once per file
         try:
-            item = make_item(doc, doc_id, line.raw,
-                             dead_letter=shipped.dead_letter, extra=where, ack=(line.source, line.end))
+            item = make_item(doc, doc_id, raw, dead_letter=shipped.dead_letter, extra=where, ack=(source, line.end))
         except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
             # A value no parser should let through (parsers/values.py): the line still ships.
-            log.error("unencodable_document", path=stamp.file["path"], offset=line.offset, error=str(exc))
-            doc = shipped.dead_letter(line.raw, f"document not encodable: {exc}"[:500], "unencodable")
+            log.error("unencodable_document", path=stamp.file["path"], offset=offset, error=str(exc))
+            doc = shipped.dead_letter(raw, f"document not encodable: {exc}"[:500], "unencodable")
             doc["event"]["ingested"] = ingested
             doc.update(where)
-            item = make_item(doc, doc_id, line.raw, extra=where, ack=(line.source, line.end))
-        if line.offset < line.source.verify_below:
-            item.verify = (stamp.file["fingerprint"], line.source.verify_below, line.offset,
-                           stamp.legacy_prefix + format(line.offset, "x"))
+            item = make_item(doc, doc_id, raw, extra=where, ack=(source, line.end))
+        if offset < source.verify_below:
+            item.verify = (stamp.file["fingerprint"], source.verify_below, offset, f"{stamp.legacy_prefix}{offset:x}")
         items.append(item)
     if missing and stamp is not None and no_duration is not None:
         no_duration(stamp.shipped, stamp.file["path"], missing)

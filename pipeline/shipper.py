@@ -290,7 +290,10 @@ class Shipper:
                     self._deliver(batch)
                 return
             if chunk is _CAUGHT_UP:
-                if batch:  # nothing more to wait for: send what there is now
+                # Nothing more to wait for: send what there is now. A marker with lines queued
+                # behind it is stale (they came while a request was out): they join this batch,
+                # and the marker after them sends it.
+                if batch and self.queue.empty():
                     if not self._deliver(batch):
                         return
                     batch, docs, size = [], 0, 0

@@ -112,3 +112,18 @@ def test_a_trickle_leaves_once_the_reader_caught_up_not_after_the_batch_wait(tmp
         shipper.stop()
         runner.join(timeout=10)
     assert not runner.is_alive()
+
+
+def test_lines_queued_behind_a_caught_up_marker_join_the_batch(tmp_path: Path) -> None:
+    """While a request is out, lines and markers pile up: the writer sends them as one batch,
+    not one request per marker (which fell behind a 400 lines/s trickle)."""
+    from pipeline.shipper import _CAUGHT_UP, _END
+
+    sink = RecordingSink()
+    shipper = Shipper(sink, [], CheckpointStore(str(tmp_path / "cp.json")),  # type: ignore[arg-type]
+                      ShipSettings(batch=BatchSettings(max_docs=2000, max_wait_s=3600), host_name="h",
+                                   heartbeat_every_s=None))
+    for item in (chunk(3, 10), _CAUGHT_UP, chunk(2, 10), _CAUGHT_UP, chunk(4, 10), _CAUGHT_UP, chunk(1, 10), _END):
+        shipper.queue.put(item)
+    shipper._write_loop()
+    assert sink.batches == [10]  # no marker found the queue empty: one request, not three
