@@ -34,11 +34,33 @@ DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _get(record: dict[str, Any], name: str, field_map: dict[str, str]) -> Any:
-    if name in field_map:
+Plan = dict[str, tuple[str, ...]]
+_PLAN_LIMIT = 256
+_plans: dict[tuple[str, ...], Plan] = {}
+
+
+def _plan(record: dict[str, Any]) -> Plan:
+    """Of each field's usual names, those this record's shape has, in order of preference.
+
+    The lines of one log_format share their keys: the plan is made once per shape (its keys in
+    order) instead of trying every usual name of every field on every line. Records of odd
+    shapes (hostile input) only cost a plan each, and the cache is bounded.
+    """
+    shape = tuple(record)
+    plan = _plans.get(shape)
+    if plan is None:
+        plan = {name: tuple(key for key in keys if key in record) for name, keys in DEFAULT_KEYS.items()}
+        if len(_plans) >= _PLAN_LIMIT:
+            _plans.clear()
+        _plans[shape] = plan
+    return plan
+
+
+def _get(record: dict[str, Any], name: str, field_map: dict[str, str], plan: Plan) -> Any:
+    if field_map and name in field_map:
         return record.get(field_map[name])
-    for key in DEFAULT_KEYS[name]:
-        value = record.get(key)
+    for key in plan[name]:
+        value = record[key]
         if value is not None and value != "" and value != "-":
             return value
     return None
@@ -71,46 +93,47 @@ def _text(value: Any, name: str) -> str | None:
 def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
     field_map: dict[str, str] = ctx.field_map
     record = load_json_object(text)
-    when = _get(record, "ts", field_map)
+    plan = _plan(record)
+    when = _get(record, "ts", field_map, plan)
     if when is None:
         raise ParseError("no timestamp key (time_iso8601, time_local, ...)", "missing_field")
     try:
         f: dict[str, Any] = {"ts": parse_any(when)}
     except (ValueError, KeyError, IndexError, OverflowError, OSError) as exc:
         raise ParseError(f"bad timestamp {when!r}: {exc}", "bad_timestamp") from None
-    status = _get(record, "status", field_map)
+    status = _get(record, "status", field_map, plan)
     if status is None:
         raise ParseError("no status key", "missing_field")
     f["status"] = status_code(status)
-    if (size := _int(_get(record, "bytes", field_map), "body_bytes_sent")) is not None:
+    if (size := _int(_get(record, "bytes", field_map, plan), "body_bytes_sent")) is not None:
         f["bytes"] = size
-    if (ip := _text(_get(record, "ip", field_map), "remote_addr")) is not None:
+    if (ip := _text(_get(record, "ip", field_map, plan), "remote_addr")) is not None:
         f["ip" if is_ip(ip) else "source_address"] = ip
-    if user := _text(_get(record, "user", field_map), "remote_user"):
+    if user := _text(_get(record, "user", field_map, plan), "remote_user"):
         f["user"] = user
-    if ua := _text(_get(record, "ua", field_map), "http_user_agent"):
+    if ua := _text(_get(record, "ua", field_map, plan), "http_user_agent"):
         f["ua"] = ua
-    if referrer := _text(_get(record, "referrer", field_map), "http_referer"):
+    if referrer := _text(_get(record, "referrer", field_map, plan), "http_referer"):
         f["referrer"] = referrer
-    timing = _get(record, "request_time", field_map)
+    timing = _get(record, "request_time", field_map, plan)
     if timing is None:
-        timing = _get(record, "upstream_time", field_map)
+        timing = _get(record, "upstream_time", field_map, plan)
     try:
         duration = seconds_to_ns(timing if not isinstance(timing, str) else timing.strip())
     except (ValueError, TypeError):
         raise ParseError(f"wrong field type: request_time={timing!r}", "wrong_type") from None
     if duration is not None:
         f["duration_ns"] = duration
-    body = _text(_get(record, "body", field_map), "request_body")
-    request = _text(_get(record, "request", field_map), "request")
+    body = _text(_get(record, "body", field_map, plan), "request_body")
+    request = _text(_get(record, "request", field_map, plan), "request")
     if request is not None:
         route, failed = _request(f, request, router) if not body else _with_body(f, request, router, body)
         return route, failed, f
-    method = _text(_get(record, "method", field_map), "request_method")
-    uri = _text(_get(record, "uri", field_map), "request_uri")
+    method = _text(_get(record, "method", field_map, plan), "request_method")
+    uri = _text(_get(record, "uri", field_map, plan), "request_uri")
     if method is None or uri is None:
         raise ParseError("no request (or request_method and request_uri) key", "missing_field")
-    args = _text(_get(record, "args", field_map), "args")
+    args = _text(_get(record, "args", field_map, plan), "args")
     target = uri if "?" in uri or not args else f"{uri}?{args}"
     route, failed = fill_request(f, method.upper(), target, router, body)
     return route, failed, f
