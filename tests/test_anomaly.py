@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -155,11 +156,13 @@ def test_the_series_starts_at_the_first_bucket_with_documents_and_a_metric_gap_r
                                        "learning": 2, "aggregate": {"function": "avg", "field": "x"},
                                        "notify": []})
     minute = 60_000
-    primary = [{"key": 0, "doc_count": 0}, {"key": minute, "doc_count": 2, "value": {"value": 5.0}},
+    primary: list[dict[str, Any]] = [
+               {"key": 0, "doc_count": 0}, {"key": minute, "doc_count": 2, "value": {"value": 5.0}},
                {"key": 2 * minute, "doc_count": 0, "value": {"value": None}},
                {"key": 3 * minute, "doc_count": 1, "value": {"value": 7.0}},
                {"key": 4 * minute, "doc_count": 0}, {"key": 5 * minute, "doc_count": 0}]
-    late = [{"key": 5 * minute, "doc_count": 1, "value": {"value": 9.0}}]  # placed by its fallback time
+    # a document placed by its fallback time
+    late: list[dict[str, Any]] = [{"key": 5 * minute, "doc_count": 1, "value": {"value": 9.0}}]
     assert points(rule, merged(primary, late), 0.0) == (5.0, 5.0, 7.0, 7.0, 9.0)
     counts = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "1m", "history": "6m",
                                          "learning": 2, "notify": []})
