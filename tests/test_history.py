@@ -128,11 +128,36 @@ def test_history_at_answers_exactly_what_champion_pointed_to_across_several_move
     assert done.stdout == (f"m@champion at {_iso(moment)}: version 1 or version 2: it changed between "
                            f"{moves[1]['modelregistry']['change']['observed_after']} and {moves[1]['@timestamp']} "
                            "(no registry records the moment)\n")
+    # docs/queries.md's two queries give the same answers
+    for moment, version in stable[1:]:
+        before, after = _doc_queries(es, namespace, moment)
+        assert before[0]["_source"]["modelregistry"]["change"].get("current") == version
+        assert not after or after[0]["_source"]["modelregistry"]["change"]["observed_after"] >= _iso(moment)
+    for moment, _, target in moving[1:]:
+        before, after = _doc_queries(es, namespace, moment)
+        assert after[0]["_source"]["modelregistry"]["change"]["observed_after"] < _iso(moment)
+        assert after[0]["_source"]["modelregistry"]["change"].get("current") == target
+
     timeline = _regwatch("history", "m", config=config, es_url=es_url).stdout.splitlines()
     assert len(timeline) == 1 + 3 + 5  # the model, its versions, champion's moves
     assert timeline[-1].split() == [moves[-1]["@timestamp"], "alias-removed", "champion", "->", "removed",
                                     "(was", "1;", "changed", "after",
                                     f"{moves[-1]['modelregistry']['change']['observed_after']})"]
+
+
+def _doc_queries(es: Elasticsearch, namespace: str, moment: float) -> tuple[list[dict], list[dict]]:
+    """The history section's queries of docs/queries.md, for model m at ``moment``."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "queries.md").read_text()
+    found = dict((name, (index, body)) for name, index, body in re.findall(
+        r"<!-- query:(\S+) index:(\S+) -->\s*```json\n(.*?)```", text, re.S))
+    answers = []
+    for name in ("alias-at", "alias-next"):
+        index, body = found[name]
+        request = json.loads(body.replace("fraud-detector", "m").replace("2026-11-25T12:00:00Z", _iso(moment)))
+        answers.append(es.search(index=index.replace("-default", f"-{namespace}"), **request)["hits"]["hits"])
+    return answers[0], answers[1]
 
 
 def test_history_says_in_one_line_what_it_cannot_answer(es: Elasticsearch, es_url: str, namespace: str,
