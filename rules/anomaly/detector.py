@@ -52,6 +52,7 @@ class Params:
     trend: int = 36  # buckets of the baseline the shift feature compares the run with
     slack: int = 2  # buckets either side of the same time yesterday / last week that count as the same time
     stuck: float = 2.0  # the deviation of a metric that stopped moving where it always moved
+    hysteresis: float = 0.2  # a period found is lost only under min_correlation less this
     seasons: int = 3  # periods whose same bucket make the typical value
     memory: int = 250  # buckets for a past peak to halve
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
@@ -155,7 +156,10 @@ class Detector:
     def update(self, value: float) -> Reading:
         p = self.p
         if self.count % p.recheck == 0 and self.count >= 3 * p.recheck:
-            period = periodicity.detect(list(self.values), p.step, p.min_correlation, 3)
+            values = list(self.values)
+            period = periodicity.detect(values, p.step, p.min_correlation, 3)
+            if not period and self.period and periodicity.holds(values, self.period, p.min_correlation - p.hysteresis):
+                period = self.period  # a period found is kept while it roughly holds: no flapping
             if period != self.period:
                 self.period = period
                 self._rebase()

@@ -47,6 +47,12 @@ def autocorrelation(values: Sequence[float], lag: int) -> float:
     return sab / math.sqrt(saa * sbb)
 
 
+def holds(values: Sequence[float], period: int, min_correlation: float) -> bool:
+    """Whether ``values`` still repeat every ``period`` points (over their last four periods)."""
+    tail = values[-min(len(values), 4 * period):]
+    return autocorrelation(tail, period) >= min_correlation
+
+
 def detect(values: Sequence[float], step: float, min_correlation: float, min_periods: int) -> int:
     """The period (in points) ``values`` repeats with, 0 for none. ``values`` are the most recent
     points, oldest first; a candidate needs ``min_periods`` whole periods of them."""
