@@ -429,3 +429,67 @@ def test_a_listing_cut_short_infers_no_deletion() -> None:
     gone = diff("reg", full, _snapshot({}, ("1",)), "ns", 2000, 1000, {}).changes
     assert [(c.action, c.version, c.at_ms, c.observed_after_ms) for c in gone] == [
         ("model-version-deleted", "2", 2000, 1000)]
+
+
+@pytest.mark.slow
+def test_the_request_budget_bounds_each_poll_and_lineage_is_read_over_the_next_ones(
+        registry: str, es: Elasticsearch, namespace: str) -> None:
+    """Three versions from three runs, a budget of 3 requests: the two listings and one run per
+    poll, until every version's metrics are known; a budget the listings do not fit writes nothing."""
+    mlflow.set_tracking_uri(registry)
+    client = mlflow.MlflowClient(registry)
+    client.create_registered_model("m")
+    for accuracy in (0.7, 0.8, 0.9):
+        run_id = _run(client, {"accuracy": accuracy}, {})
+        client.create_model_version("m", f"runs:/{run_id}/model", run_id)
+    starved = Collector(_settings(registry, max_requests_per_poll=2, page_size=1), es, namespace).cycle()[0]
+    assert (starved.outcome, starved.requests, starved.documents) == ("incomplete", 2, 0)
+    collector = Collector(_settings(registry, max_requests_per_poll=3), es, namespace)
+    known = []
+    for _ in range(4):
+        report = collector.cycle()[0]
+        assert (report.outcome, report.requests) == ("ok", 3 if len(known) < 3 else 2)
+        versions = collector.pollers[0].previous.versions.values()  # type: ignore[union-attr]
+        known.append(sorted(v.lineage.metrics["accuracy"] for v in versions if v.lineage is not None))
+    assert known == [[0.7], [0.7, 0.8], [0.7, 0.8, 0.9], [0.7, 0.8, 0.9]]
+    assert _documents(es, namespace, "inventory") != [] and _documents(es, namespace, "change") != []
+
+
+@pytest.mark.slow
+def test_the_daemon_polls_every_interval_serves_metrics_and_stops_on_sigterm(
+        registry: str, es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path, daemons) -> None:
+    """regwatch inventory as a daemon: each change written within a poll or two, /metrics, SIGTERM."""
+    import os
+    import sys
+    import urllib.request
+
+    import yaml
+
+    port = free_port()
+    config = tmp_path / "regwatch.yaml"
+    config.write_text(yaml.safe_dump({
+        "elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
+        "inventory": {"interval_s": 0.5, "metrics_port": port,
+                      "registries": [{"name": "reg", "url": registry}]}}))
+    daemon = daemons.start([sys.executable, "-m", "regwatch.cli", "inventory", "-c", str(config)],
+                           env={**os.environ, "ES_URL": es_url})
+    client = mlflow.MlflowClient(registry)
+    client.create_registered_model("m")
+
+    def changes() -> list[str]:
+        return [c["event"]["action"] for c in _documents(es, namespace, "change")]
+
+    deadline = time.monotonic() + 60
+    while "registered-model-created" not in changes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    client.set_registered_model_alias("m", "champion", client.create_model_version("m", "runs:/" + "b" * 32 + "/m",
+                                                                                  "b" * 32).version)
+    while "alias-set" not in changes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sorted(changes()) == ["alias-set", "model-version-created", "registered-model-created"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'regwatch_inventory_models{registry="reg"} 1.0' in metrics
+    assert 'regwatch_inventory_aliases{registry="reg"} 1.0' in metrics
+    assert 'regwatch_inventory_registry_up{registry="reg"} 1.0' in metrics
+    daemon.send_signal(15)
+    assert daemon.wait(timeout=20) == 0
