@@ -167,3 +167,17 @@ def test_the_series_starts_at_the_first_bucket_with_documents_and_a_metric_gap_r
     counts = AnomalyRule.model_validate({"name": "t", "type": "anomaly", "window": "1m", "history": "6m",
                                          "learning": 2, "notify": []})
     assert points(counts, merged(primary, late), 0.0) == (2.0, 0.0, 1.0, 0.0, 1.0)
+
+
+def test_the_built_in_anomaly_rules_load_and_are_not_in_the_default_set() -> None:
+    from pathlib import Path
+
+    from rules.model import load_rules
+
+    builtin = Path(__file__).resolve().parent.parent / "rules" / "builtin"
+    rules = [r for r in load_rules(builtin / "anomaly") if isinstance(r, AnomalyRule)]
+    assert [(r.name, r.type, r.points, r.direction) for r in rules] == [
+        ("registry-retrievals-unusual", "anomaly", 4032, "both"),
+        ("registry-writes-unusual", "anomaly", 4032, "both"),
+        ("registry-latency-unusual", "anomaly", 4032, "up")]
+    assert not any(r.type == "anomaly" for r in load_rules(builtin))  # named only: builtin/anomaly
