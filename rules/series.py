@@ -24,11 +24,13 @@ from rules.query import (
     NO_GROUP,
     Measurement,
     Window,
+    actions,
     filters,
     group_aggs,
     group_buckets,
     ms,
     ranges,
+    sources,
     time_range,
     totals,
 )
@@ -50,7 +52,7 @@ class _Series(Bounded[S]):
     def request(self, rule: S, window: Window) -> dict[str, Any]:
         spans = ranges(window, self.history(rule) + 1)
         wide = Window(spans[0]["from"] / 1000, window.end)
-        metric = self.metric(rule)
+        metric = {**self.metric(rule), **sources(rule)}
         series = {"series": {"filters": {"filters": [time_range(rule, s["from"] / 1000, s["to"] / 1000)
                                                      for s in spans]},
                              **({"aggs": metric} if metric else {})}}
@@ -63,7 +65,7 @@ class _Series(Bounded[S]):
 
     def value(self, rule: S, bucket: dict[str, Any], total: int) -> float:
         buckets = bucket["series"]["buckets"]
-        return self.score(rule, [b["doc_count"] for b in buckets], buckets)
+        return self.score(rule, [actions(b, b["doc_count"]) for b in buckets], buckets)
 
     def score(self, rule: S, counts: list[int], buckets: list[dict[str, Any]]) -> float:
         raise NotImplementedError
@@ -139,7 +141,7 @@ class Anomaly(_Series[AnomalyRule]):
         if rule.legacy:
             return super().request(rule, window)
         first, end = span(rule, window)
-        metric = metric_aggs(rule.aggregate)
+        metric = {**metric_aggs(rule.aggregate), **sources(rule)}
 
         def series(field: str) -> dict[str, Any]:
             bounds = {"min": ms(first), "max": ms(end - rule.step)}
@@ -241,6 +243,11 @@ def merged(primary: list[dict[str, Any]], fallback: list[dict[str, Any]]) -> lis
             out[key] = dict(bucket)
         else:
             out[key]["doc_count"] = out[key].get("doc_count", 0) + bucket.get("doc_count", 0)
+            if "sources" in out[key]:  # each source's count adds up too, so actions stay actions
+                parts = {name: {"doc_count": part["doc_count"] + bucket.get("sources", {}).get("buckets", {})
+                                .get(name, {}).get("doc_count", 0)}
+                         for name, part in out[key]["sources"]["buckets"].items()}
+                out[key]["sources"] = {"buckets": parts}
     return [out[key] for key in sorted(out)]
 
 
@@ -253,7 +260,7 @@ def points(rule: AnomalyRule, buckets: list[dict[str, Any]], first: float) -> tu
     for bucket in buckets:
         index = (int(bucket["key"]) - ms(first)) // step
         if 0 <= index < rule.points:
-            count = int(bucket.get("doc_count", 0))
+            count = actions(bucket, int(bucket.get("doc_count", 0)))
             values[index] = metric_value(rule.aggregate, bucket, count) if count else (
                 0.0 if rule.aggregate.function in ("count", "cardinality", "sum") else None)
     out: list[float] = []
