@@ -61,10 +61,10 @@ def inventory(
             if report.outcome == "ok":
                 err.print(Text.assemble(printable(report.registry), f": {len(report.changes)} changes, "
                                         f"{report.written} documents written ({report.duplicates} already there), "
-                                        f"{report.requests} requests"), highlight=False)
+                                        f"{report.requests} requests"), highlight=False, soft_wrap=True)
             else:
                 err.print(Text.assemble(printable(report.registry), ": ", (report.outcome.replace("_", " "), "red"),
-                                        f" {printable(report.message)}"), highlight=False)
+                                        f" {printable(report.message)}"), highlight=False, soft_wrap=True)
         if any(r.outcome != "ok" for r in reports):
             raise typer.Exit(1)
 
