@@ -493,3 +493,51 @@ def test_the_daemon_polls_every_interval_serves_metrics_and_stops_on_sigterm(
     assert 'regwatch_inventory_registry_up{registry="reg"} 1.0' in metrics
     daemon.send_signal(15)
     assert daemon.wait(timeout=20) == 0
+
+
+@pytest.mark.slow
+def test_two_collector_daemons_running_side_by_side_write_each_change_once(
+        registry: str, es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path, daemons) -> None:
+    """Two `regwatch inventory` daemons at once (for availability), polling every 0.3 s while the
+    registry changes: each change is one document, whichever collector wrote it first."""
+    import os
+    import sys
+
+    import yaml
+
+    client = mlflow.MlflowClient(registry)
+    client.create_registered_model("m")
+    for _ in range(3):
+        client.create_model_version("m", "runs:/" + "c" * 32 + "/m", "c" * 32)
+    config = tmp_path / "regwatch.yaml"
+    config.write_text(yaml.safe_dump({
+        "elasticsearch": {"hosts": [es_url]}, "namespace": namespace,
+        "inventory": {"interval_s": 0.3, "metrics_port": None, "registries": [{"name": "reg", "url": registry}]}}))
+    for _ in range(2):
+        daemons.start([sys.executable, "-m", "regwatch.cli", "inventory", "-c", str(config)],
+                      env={**os.environ, "ES_URL": es_url})
+
+    def observed() -> int:
+        return sum(1 for d in _documents(es, namespace, "inventory")
+                   if d["modelregistry"]["inventory"]["entity"] == "registry")
+
+    def settle() -> None:
+        """Until both collectors have polled twice since now (each poll writes registry-observed)."""
+        start, deadline = observed(), time.monotonic() + 60
+        while observed() < start + 4 and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+    settle()
+    for target in ("1", "2", "3", "1"):
+        client.set_registered_model_alias("m", "champion", target)
+        settle()
+    client.delete_registered_model_alias("m", "champion")
+    settle()
+    daemons.stop_all()
+    described = [(c["event"]["action"], c["modelregistry"]["model"].get("version"),
+                  c["modelregistry"].get("change", {}).get("previous")) for c in _documents(es, namespace, "change")]
+    assert sorted(described, key=str) == sorted([
+        ("registered-model-created", None, None), ("model-version-created", "1", None),
+        ("model-version-created", "2", None), ("model-version-created", "3", None),
+        ("alias-set", "1", None), ("alias-set", "2", "1"), ("alias-set", "3", "2"), ("alias-set", "1", "3"),
+        ("alias-removed", "1", "1")], key=str)
