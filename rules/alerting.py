@@ -29,6 +29,8 @@ from rules.states import ACTIVE
 from rules.types import rule_type
 
 log = structlog.get_logger(__name__)
+# ECS event.type of an alert history line, by the state it entered
+EVENT_TYPES = {"firing": "start", "resolved": "end"}
 
 CLAIM_KEYS = ("outbox_claimed_until", "outbox_claimed_by")  # an alert document's outbox lease
 
@@ -101,7 +103,9 @@ class Alerter:
         document = {
             "@timestamp": iso_from_epoch(now),
             "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
-            "event": {"kind": "alert", "dataset": dataset, "action": state, "outcome": "success",
+            # ECS: an alert's start and end (event.type), any other step of its life is info; an
+            # alert has no outcome (event.outcome says whether an action succeeded)
+            "event": {"kind": "alert", "dataset": dataset, "action": state, "type": [EVENT_TYPES.get(state, "info")],
                       "ingested": iso_from_epoch(time.time())},
             "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
                                                               "group": group, "state": state, "value": value,

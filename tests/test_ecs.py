@@ -18,6 +18,10 @@ from typing import Any
 import yaml
 
 from contract.fields import fields
+from pipeline.probe.check import CheckResult
+from pipeline.probe.documents import availability_document, resource_document
+from rules.alerting import EVENT_TYPES
+from support.parsing import parse_lines
 from test_queries import sample_docs
 
 ECS = Path(__file__).parent / "support" / "ecs" / "fields-9.4.0.yaml"
@@ -95,8 +99,21 @@ def _values(doc: dict[str, Any], dotted: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _probe_docs() -> list[dict[str, Any]]:
+    up = CheckResult("reg", "prod", "http://r/health", "health", True, 1.0, 0.01, 200)
+    down = CheckResult("reg", "prod", "http://r/health", "health", False, 2.0, 0.01, None, "timeout")
+    resources = resource_document({"host": {"cpu": {"usage": 0.5}}}, "default", "h", 3.0)[1]
+    return [availability_document(up, "default", "h")[1], availability_document(down, "default", "h")[1], resources]
+
+
+def _alert_docs() -> list[dict[str, Any]]:
+    return [{"event": {"kind": "alert", "type": [EVENT_TYPES.get(state, "info")]}}
+            for state in ("pending", "firing", "resolved", "silenced")]
+
+
 def test_every_categorization_value_a_document_carries_is_one_ecs_allows() -> None:
-    docs = sample_docs()
+    deadletters = parse_lines("nginx", [b"not an access line\n", b'{"json": "in the wrong format"}\n'])
+    docs = sample_docs() + deadletters + _probe_docs() + _alert_docs()
     assert len(docs) > 100
     allowed = {name: spec["allowed"] for name, spec in ecs().items() if "allowed" in spec}
     seen: dict[str, set[Any]] = {}
@@ -108,4 +125,6 @@ def test_every_categorization_value_a_document_carries_is_one_ecs_allows() -> No
         for category in _values(doc, "event.category"):  # each type one ECS expects with the category
             for kind in _values(doc, "event.type"):
                 assert kind in allowed["event.category"][category], (category, kind)
-    assert seen["event.kind"] >= {"event"} and seen["event.outcome"] == {"success", "failure"}
+    assert seen["event.kind"] >= {"event", "metric", "alert", "pipeline_error"}
+    assert seen["event.outcome"] == {"success", "failure"}
+    assert seen["event.category"] >= {"web", "host"} and seen["event.type"] >= {"info", "error", "start", "end"}

@@ -51,6 +51,17 @@ def test_threshold_is_pending_for_its_duration_fires_once_and_resolves(es, names
     es.indices.refresh(index=f"logs-modelregistry.alert-{namespace}")
     history = es.search(index=f"logs-modelregistry.alert-{namespace}", sort=[{"@timestamp": "asc"}])["hits"]["hits"]
     assert [h["_source"]["event"]["action"] for h in history] == ["pending", "firing", "resolved"]
+    ingested = [h["_source"]["event"].pop("ingested") for h in history]
+    assert all(isinstance(i, str) for i in ingested)
+    assert [h["_source"] for h in history] == [{
+        "@timestamp": at,
+        "data_stream": {"type": "logs", "dataset": "modelregistry.alert", "namespace": namespace},
+        "event": {"kind": "alert", "dataset": "modelregistry.alert", "action": state, "type": [ecs_type]},
+        "modelregistry": {"operation": "other", "alert": {"rule": "many-errors", "severity": "warning", "group": "*",
+                                                          "state": state, "value": value, "threshold": 5.0}},
+    } for at, state, ecs_type, value in (("2023-11-14T22:14:21.000Z", "pending", "info", 10.0),
+                                         ("2023-11-14T22:16:21.000Z", "firing", "start", 10.0),
+                                         ("2023-11-14T22:18:21.000Z", "resolved", "end", 0.0))]
 
 
 def test_two_runners_side_by_side_send_each_notification_once(es, namespace, tmp_path, webhook) -> None:

@@ -27,8 +27,9 @@ def _base(namespace: str, started: float, host_name: str | None) -> dict[str, An
 
 def availability_document(result: CheckResult, namespace: str, host_name: str | None) -> tuple[str, dict[str, Any]]:
     doc = _base(namespace, result.started, host_name)
+    # ECS: an HTTP check of the registry is web; one that failed is an error
     doc["event"].update(duration=int(result.duration_s * 1e9), outcome="success" if result.up else "failure",
-                        action=result.step)
+                        action=result.step, category=["web"], type=["info" if result.up else "error"])
     doc["url"] = {"full": redact_userinfo(result.url)}  # a user name or password is never stored
     doc["service"] = {"name": result.target, "environment": result.environment}
     doc["modelregistry"] = {"probe": {"up": result.up, "check": result.step, "target": result.target}}
@@ -47,7 +48,7 @@ def resource_document(fields: dict[str, Any], namespace: str, host_name: str | N
             doc.setdefault("host", {}).update(value)
         else:
             doc[key] = value
-    doc["event"]["action"] = "resources"
+    doc["event"].update(action="resources", category=["host"], type=["info"])  # ECS: the host's metrics
     doc["modelregistry"] = {"probe": {"check": "resources"}}
     mount = fields.get("system", {}).get("filesystem", {}).get("mount_point", "")
     return keyed_id("resources", host_name or "", mount, f"{started:.6f}"), doc
