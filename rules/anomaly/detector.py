@@ -54,7 +54,7 @@ class Params:
     stuck: float = 2.0  # the deviation of a metric that stopped moving where it always moved
     hysteresis: float = 0.2  # a period found is lost only under min_correlation less this
     seasons: int = 3  # periods whose same bucket make the typical value
-    memory: int = 250  # buckets for a past peak to halve
+    memory: int = 500  # buckets for a past peak to halve (500 at 5 minutes: about two days)
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
     recovery: float = 25.0  # an episode ends under this score
     direction: Direction = "both"
