@@ -78,6 +78,17 @@ def test_a_spike_alerts_once_at_the_spike() -> None:
     assert readings[at].observed == values[at] and readings[at].upper < values[at]
 
 
+def test_a_storm_pages_again_days_and_hours_after_the_last_one() -> None:
+    """What the last two weeks showed raises the bar for a new episode (half the long-run peak),
+    but a storm as large as the last one still pages, three days or thirteen hours later."""
+    values = daily_traffic(21)
+    storms = [14 * DAY + 150, 17 * DAY + 40, 17 * DAY + 200]
+    for at in storms:
+        values[at] += 1200
+    starts, _ = alerts(values)
+    assert starts == storms
+
+
 def test_a_dip_alerts_once() -> None:
     values = daily_traffic(10)
     at = 8 * DAY + 150  # mid-afternoon, busy

@@ -17,7 +17,12 @@ Per bucket it computes four features and scores each against its own recent past
 The deviation ``z`` is the largest of the features' deviations allowed by ``direction``. A new
 episode starts only when ``z`` exceeds what was already seen recently (``peak``, decaying by half
 every ``memory`` buckets): a level shift pages once, at its onset, and the baseline then adapts to
-the new level instead of paging every bucket. While an episode lasts the score follows ``z``; it
+the new level instead of paging every bucket. It must also exceed ``long_share`` of the long-run
+peak (halving every ``long_memory`` buckets): a series that bursts every few days (heavy-tailed
+request counts, a bimodal utilisation) has shown what its ordinary bursts look like, and only a
+burst well beyond those pages, while a quiet series still pages on its first moderate one
+(HTM's anomaly likelihood judges raw scores against the series' own score history likewise).
+While an episode lasts the score follows ``z``; it
 ends when the score falls under ``recovery``.
 
 The score is ``100 * z / (z + 1)``: 50 is a value as far beyond the band as the band is wide,
@@ -54,7 +59,9 @@ class Params:
     stuck: float = 2.0  # the deviation of a metric that stopped moving where it always moved
     hysteresis: float = 0.2  # a period found is lost only under min_correlation less this
     seasons: int = 3  # periods whose same bucket make the typical value
-    memory: int = 500  # buckets for a past peak to halve (500 at 5 minutes: about two days)
+    memory: int = 288  # buckets for a past peak to halve (a day at 5 minutes)
+    long_memory: int = 4032  # buckets for the long-run peak to halve (two weeks at 5 minutes)
+    long_share: float = 0.5  # a new episode must also exceed this share of the long-run peak
     threshold: float = 40.0  # a score at or above this starts an episode (the rule's bound)
     recovery: float = 25.0  # an episode ends under this score
     direction: Direction = "both"
@@ -106,6 +113,8 @@ class Detector:
         self.older_sum = 0.0
         self.shift = Window(p.window)
         self.peak = 0.0
+        self.long_peak = 0.0
+        self.long_decay = 0.5 ** (1.0 / p.long_memory)
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
         self.candidates = periodicity.candidates(p.step)
@@ -222,7 +231,8 @@ class Detector:
         learning = self.count <= p.learning
         if learning:
             return Reading(value, expected, lower, upper, 0.0, True, self.period)
-        novel = max(z - self.peak, 0.0)
+        novel = max(z - max(self.peak, p.long_share * self.long_peak), 0.0)
+        self.long_peak = max(self.long_peak * self.long_decay, z)
         onset = 100.0 * novel / (novel + 1.0)
         if self.episode:
             score = 100.0 * z / (z + 1.0)
