@@ -67,6 +67,18 @@ class TrialRow:
     state: str  # the alert's stored state
     next_state: str  # the state this window would give it
     notify: str | None  # the notification it would queue (firing, resolved, fired, changed)
+    # what the measurement says of its value where it explains it (the anomaly rule: observed,
+    # expected, lower, upper, score), as the alert and the notification carry it
+    detail: dict[str, Any] | None = None
+
+
+EXPLANATION = ("observed", "expected", "lower", "upper", "score")  # the keys of an explained value
+
+
+def _explained(measured: list[Measurement]) -> dict[str, dict[str, Any]]:
+    """Each group's explanation: its measurement's first event, when it carries one."""
+    return {m.group: dict(m.events[0]) for m in measured
+            if m.events and all(key in m.events[0] for key in EXPLANATION)}
 
 
 @dataclass(frozen=True)
@@ -127,10 +139,12 @@ class Stateful(Lifecycle):
     def trial(self, bounds: Bounds, rule: RuleBase, stored: Stored, measured: list[Measurement],
               now: float) -> list[TrialRow]:
         rows = []
+        details = _explained(measured)
         for group, value in sorted(_values(rule, stored, measured).items()):
             doc = stored.get(group, {})
             decided = self._step(bounds, rule, doc, value, now)
-            rows.append(TrialRow(group, value, doc.get("state", "ok"), decided.state, decided.notify))
+            rows.append(TrialRow(group, value, doc.get("state", "ok"), decided.state, decided.notify,
+                                 details.get(group)))
         return rows
 
     def readings(self, bounds: Bounds, rule: RuleBase, measured: list[Measurement]) -> list[Reading]:

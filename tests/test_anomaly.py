@@ -14,9 +14,12 @@ import pytest
 
 from rules.anomaly import Detector, Params, Reading
 from rules.anomaly.periodicity import detect
+from rules.lifecycle import TrialRow
 from rules.model import AnomalyRule
+from rules.query import Measurement
 from rules.series import params
 from rules.states import step
+from rules.types import rule_type
 
 DAY = 288  # 5-minute buckets
 RULE = AnomalyRule.model_validate({"name": "traffic", "type": "anomaly", "window": "5m", "notify": []})
@@ -192,3 +195,16 @@ def test_the_built_in_anomaly_rules_load_and_are_not_in_the_default_set() -> Non
         ("registry-writes-unusual", "anomaly", 4032, "both"),
         ("registry-latency-unusual", "anomaly", 4032, "up")]
     assert not any(r.type == "anomaly" for r in load_rules(builtin))  # named only: builtin/anomaly
+
+
+def test_a_trial_row_carries_the_explanation_of_an_explained_value_and_nothing_else() -> None:
+    rule = AnomalyRule.model_validate({"name": "traffic", "type": "anomaly", "window": "5m", "group_by": "model",
+                                       "max_groups": 10, "notify": []})
+    kind = rule_type(rule)
+    explained = {"observed": 1520.0, "expected": 300.0, "lower": 250.0, "upper": 420.0, "score": 87.0,
+                 "learning": False}
+    measured = [Measurement("a", 87.0, (explained,)), Measurement("b", 10.0, ({"_id": "x", "score": 3.0},)),
+                Measurement("c", 0.0)]
+    assert kind.lifecycle.trial(kind, rule, {}, measured, 1000.0) == [
+        TrialRow("a", 87.0, "ok", "firing", "firing", explained), TrialRow("b", 10.0, "ok", "ok", None),
+        TrialRow("c", 0.0, "ok", "ok", None)]

@@ -5,11 +5,15 @@ what was expected."""
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 
-from rules.backtest import backtest
+from rules.backtest import backtest, dry_run
 from rules.runner import Runner
 from support.rules import T0, Receiver, write_rules
+from support.shipping import write_config
 
 BASE = math.floor(T0 / 3600) * 3600  # buckets of a minute, on the minute
 SPIKE = 440  # the minute of the spike
@@ -69,3 +73,27 @@ def test_backtest_and_live_take_the_same_transitions_and_the_notification_explai
     assert event["score"] == payload["value"]
     assert event["bucket"]["end"].startswith("20")
     assert "90 where" in payload["message"] and "was expected" in payload["message"]
+
+
+def test_rules_test_shows_the_observed_value_against_the_expected_band_and_the_score(
+        es, es_url, namespace, tmp_path) -> None:
+    index_traffic(es, namespace, traffic())
+    rules = write_rules(tmp_path, RULE)
+    (tmp_path / "config").mkdir()
+    config = write_config(tmp_path / "config" / "c.yaml", es_url, namespace, [str(tmp_path / "*.log")],
+                          rules={"folder": str(tmp_path)})
+    at = BASE + (SPIKE + 1) * 60 + 5  # the spike's bucket is the last complete one
+    [row] = dry_run(es, rules[0], namespace, at).rows
+    detail = row.detail
+    assert detail is not None and detail["observed"] == 90.0 and detail["upper"] < 90.0 <= detail["observed"]
+    assert (row.group, row.value, row.state, row.next_state, row.notify) == ("*", detail["score"], "ok", "firing",
+                                                                              "firing")
+    env = {**os.environ, "COLUMNS": "400"}
+    env.pop("ES_URL", None)  # the config names the node
+    done = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "test", "odd-traffic", "-c", str(config),
+                           "--at", str(at)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    r = round
+    assert (f"group=* value={r(row.value, 4)} observed=90.0 expected={r(detail['expected'], 4)} "
+            f"band=[{r(detail['lower'], 4)}, {r(detail['upper'], 4)}] score={r(detail['score'], 4)} ok -> firing "
+            "(would notify firing to hook)") in done.stdout.splitlines(), done.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -287,9 +287,23 @@ def rules_test(
     echo(f"threshold {trial.threshold}")
     for row in trial.rows:
         arrow = f"{row.state} -> {row.next_state}"
-        echo(f"group={row.group} value={round(row.value, 4)} {arrow}"
+        echo(f"group={row.group} value={round(row.value, 4)}{_explained(row.detail)} {arrow}"
              + (f" (would notify {row.notify} to {', '.join(rule.notify) or 'nobody'})" if row.notify else ""))
     echo(f"{len(trial.rows)} groups; would notify {sum(1 for r in trial.rows if r.notify)}; nothing sent")
+
+
+def _explained(detail: dict[str, Any] | None) -> str:
+    """What the rule says of a value it explains (the anomaly rule), after the value:
+    `` observed=... expected=... band=[lower, upper] score=...``; nothing for other rules."""
+    if not detail:
+        return ""
+
+    def number(key: str) -> object:
+        value = detail.get(key)
+        return round(value, 4) if isinstance(value, int | float) else value
+
+    return (f" observed={number('observed')} expected={number('expected')} "
+            f"band=[{number('lower')}, {number('upper')}] score={number('score')}")
 
 
 @app.command("backtest")
