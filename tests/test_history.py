@@ -170,7 +170,7 @@ def test_history_says_in_one_line_what_it_cannot_answer(es: Elasticsearch, es_ur
                               "`regwatch inventory` running?)\n")
     bad = _regwatch("history", "m", "--at", "yesterday", config=config, es_url=es_url)
     assert bad.returncode == 2
-    assert bad.stderr == "error: --at 'yesterday': not an ISO time (2026-12-05T10:00:00Z) or epoch seconds\n"
+    assert bad.stderr == "error: --at 'yesterday': not an ISO time or epoch seconds\n"
     nothing = _regwatch("inventory", "--once", config=config, es_url=es_url)
     assert (nothing.returncode, nothing.stderr) == (2, f"error: {config}: inventory.registries: no registry to read\n")
 

@@ -65,22 +65,22 @@ def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def lineage_of_run(answer: dict[str, Any]) -> Lineage:
-    run = _object(answer, "run")
-    info, data = _object(run, "info"), _object(run, "data")
+def _lineage(answer: dict[str, Any], key: str, final: Any) -> Lineage:
+    """``runs/get``'s ``run`` or ``logged-models/<id>``'s ``model``: both hold ``info`` (its
+    artifact root and status) and ``data`` (metrics, params)."""
+    entity = _object(answer, key)
+    info, data = _object(entity, "info"), _object(entity, "data")
     uri = info.get("artifact_uri")
     return Lineage(metrics=metric_values(data.get("metrics")), params=pairs(data.get("params")),
-                   artifact_uri=bounded(uri, VALUE_BYTES) if uri else None,
-                   final=info.get("status") in FINAL_RUN_STATES)
+                   artifact_uri=bounded(uri, VALUE_BYTES) if uri else None, final=final(info.get("status")))
+
+
+def lineage_of_run(answer: dict[str, Any]) -> Lineage:
+    return _lineage(answer, "run", lambda status: status in FINAL_RUN_STATES)
 
 
 def lineage_of_logged_model(answer: dict[str, Any]) -> Lineage:
-    model = _object(answer, "model")
-    info, data = _object(model, "info"), _object(model, "data")
-    uri = info.get("artifact_uri")
-    return Lineage(metrics=metric_values(data.get("metrics")), params=pairs(data.get("params")),
-                   artifact_uri=bounded(uri, VALUE_BYTES) if uri else None,
-                   final=info.get("status") not in ("LOGGED_MODEL_PENDING", "PENDING"))
+    return _lineage(answer, "model", lambda status: status not in ("LOGGED_MODEL_PENDING", "PENDING"))
 
 
 def lineage_key(version: VersionState) -> tuple[str, str] | None:

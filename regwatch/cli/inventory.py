@@ -69,21 +69,6 @@ def inventory(
             raise typer.Exit(1)
 
 
-def _moment(text: str, option: str) -> float:
-    """ISO 8601 (UTC when it names no zone) or epoch seconds; a one-line error otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            fail(f"{option} {text!r}: not an ISO time (2026-12-05T10:00:00Z) or epoch seconds", code=2)
-        value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    if not 0 <= value < 253402300800:
-        fail(f"{option} {text!r}: not a time between 1970 and 9999", code=2)
-    return value
-
-
 def _iso(epoch: float | None) -> str:
     if epoch is None:
         return "-"
@@ -145,9 +130,10 @@ def history(
     """What happened to a model: versions registered, stages, aliases moved; with --at, what each alias
     (or --alias) pointed to at that moment, from what `regwatch inventory` recorded."""
     from pipeline.inventory.history import alias_at, alias_events, aliases_of, fetch_changes, of_alias, registries_of
+    from regwatch.cli.rules import _epoch  # ISO 8601 or epoch seconds, as rules test --at reads it
     from regwatch.esclient import client_from_config
 
-    moment = _moment(at, "--at") if at is not None else None
+    moment = _epoch(at, "--at") if at is not None else None
     settings = load(config)
     with elasticsearch_errors(settings):
         sources, more = fetch_changes(client_from_config(settings), settings.namespace, model, alias, registry)
