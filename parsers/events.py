@@ -83,8 +83,11 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
     get = f.get
     kind = event_kind(route, failed)
     dataset = "modelregistry." + kind
+    category, ecs_type = route.categorization(failed)
     event: dict[str, Any] = {
         "kind": "event",
+        "category": [category],
+        "type": [ecs_type],
         "dataset": dataset,
         "action": route.action,
         "outcome": "failure" if failed else "success",
@@ -214,6 +217,8 @@ class DataStreamFields(_Doc):
 
 class EventFields(_Doc):
     kind: str
+    category: list[Literal["api", "web", "iam"]] | None = None  # ECS (parsers.categorization)
+    type: list[Literal["access", "creation", "deletion", "change", "error", "info"]] | None = None
     dataset: str
     action: str
     outcome: Literal["success", "failure", "unknown"]

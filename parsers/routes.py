@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from contract.validation import StrictModel, problems
 from contract.yamlfile import YamlFileError, load_yaml
+from parsers.categorization import categorization
 
 Kind = Literal["registration", "retrieval", "version", "access"]
 Operation = Literal["registration", "retrieval", "version", "other"]
@@ -32,9 +33,15 @@ class Route(StrictModel):
     def operation(self) -> Operation:
         return self._operation  # type: ignore[attr-defined]
 
+    def categorization(self, failed: bool) -> tuple[str, str]:
+        """ECS (event.category, event.type) of this route's events (parsers.categorization)."""
+        return self._categorized[failed]  # type: ignore[attr-defined]
+
     def model_post_init(self, __context: object) -> None:
         # Precomputed: read once per line on the hot path.
         object.__setattr__(self, "_operation", "other" if self.kind == "access" else self.kind)
+        object.__setattr__(self, "_categorized", {failed: categorization(self.kind, self.action, failed)
+                                                  for failed in (False, True)})
 
 
 class HttpRoute(Route):

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from contract.fields import fields
+from parsers.categorization import categorization
+from parsers.routes import load_table
 from pipeline.probe.check import CheckResult
 from pipeline.probe.documents import availability_document, resource_document
 from rules.alerting import EVENT_TYPES
@@ -128,3 +130,30 @@ def test_every_categorization_value_a_document_carries_is_one_ecs_allows() -> No
     assert seen["event.kind"] >= {"event", "metric", "alert", "pipeline_error"}
     assert seen["event.outcome"] == {"success", "failure"}
     assert seen["event.category"] >= {"web", "host"} and seen["event.type"] >= {"info", "error", "start", "end"}
+
+
+def test_every_event_carries_its_category_and_type() -> None:
+    events = [d for d in sample_docs() if d["event"]["kind"] == "event"]
+    assert events and all(d["event"].get("category") and d["event"].get("type") for d in events)
+    seen = {(d["event"]["action"], d["event"]["outcome"]): (d["event"]["category"], d["event"]["type"])
+            for d in events}
+    assert seen[("registered-model-create", "success")] == (["api"], ["creation"])
+    assert seen[("registered-model-alias-set", "success")] == (["api"], ["change"])
+    assert seen[("model-version-get-download-uri", "success")] == (["api"], ["access"])
+
+
+def test_each_route_of_the_builtin_tables_has_an_ecs_categorization() -> None:
+    tables = [load_table(path) for path in (Path(__file__).parent.parent / "parsers" / "routes").glob("*.yaml")]
+    assert len(tables) == 3
+    actions = {route.action: route.kind for table in tables
+               for route in [*table.http.routes, *table.http.prefix_routes, *table.audit.values()]}
+    assert len(actions) > 30
+    expected = ecs()["event.category"]["allowed"]
+    for action, kind in actions.items():
+        for failed in (False, True):
+            category, ecs_type = categorization(kind, action, failed)
+            assert ecs_type in expected[category], (action, failed)
+    assert categorization("registration", "registered-model-delete", False) == ("api", "deletion")
+    assert categorization("version", "model-version-transition-stage", True) == ("api", "change")
+    assert categorization("access", "http-request", False) == ("web", "access")
+    assert categorization("access", "http-request", True) == ("web", "error")

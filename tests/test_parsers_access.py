@@ -21,7 +21,7 @@ def test_nginx_combined_with_timing_exact_document() -> None:
     assert doc == {
         "@timestamp": "2026-11-24T23:55:40.000Z",
         "data_stream": {"type": "logs", "dataset": "modelregistry.registration", "namespace": "default"},
-        "event": {"kind": "event", "dataset": "modelregistry.registration",
+        "event": {"kind": "event", "category": ["api"], "type": ["creation"], "dataset": "modelregistry.registration",
                   "action": "registered-model-create", "outcome": "success", "duration": 126_000_000},
         "http": {"request": {"method": "POST"}, "response": {"status_code": 200, "body": {"bytes": 183}},
                  "version": "1.1"},
@@ -40,7 +40,7 @@ def test_nginx_failed_retrieval_is_an_error_that_keeps_its_operation() -> None:
     (doc,) = parse_lines("nginx", [line], service_environment="prod", host_name="reg-1")
     assert doc["@timestamp"] == "2026-11-24T22:56:17.000Z"  # +0100 converted to UTC
     assert doc["data_stream"]["dataset"] == "modelregistry.error"
-    assert doc["event"] == {"kind": "event", "dataset": "modelregistry.error",
+    assert doc["event"] == {"kind": "event", "category": ["api"], "type": ["access"], "dataset": "modelregistry.error",
                             "action": "model-version-get-download-uri", "outcome": "failure",
                             "duration": 3_000_000}
     assert doc["modelregistry"]["operation"] == "retrieval"
@@ -153,8 +153,8 @@ def test_nginx_json_exact_document_and_custom_keys() -> None:
     assert doc == {
         "@timestamp": "2026-11-25T19:07:06.000Z",
         "data_stream": {"type": "logs", "dataset": "modelregistry.version", "namespace": "default"},
-        "event": {"kind": "event", "dataset": "modelregistry.version", "action": "registered-model-alias-set",
-                  "outcome": "success", "duration": 12_000_000},
+        "event": {"kind": "event", "category": ["api"], "type": ["change"], "dataset": "modelregistry.version",
+                  "action": "registered-model-alias-set", "outcome": "success", "duration": 12_000_000},
         "http": {"request": {"method": "POST"}, "response": {"status_code": 200, "body": {"bytes": 2}},
                  "version": "1.1"},
         "url": {"path": "/api/2.0/mlflow/registered-models/alias"},

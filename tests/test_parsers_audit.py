@@ -13,8 +13,8 @@ def test_databricks_records_field_by_field() -> None:
     assert create == {
         "@timestamp": "2026-11-25T20:07:06.412Z",
         "data_stream": {"type": "logs", "dataset": "modelregistry.registration", "namespace": "default"},
-        "event": {"kind": "event", "dataset": "modelregistry.registration", "action": "registered-model-create",
-                  "outcome": "success"},
+        "event": {"kind": "event", "category": ["api"], "type": ["creation"], "dataset": "modelregistry.registration",
+                  "action": "registered-model-create", "outcome": "success"},
         "http": {"response": {"status_code": 200}},
         "source": {"ip": "10.20.30.40"},
         "user": {"name": "alice@example.com", "email": "alice@example.com"},
