@@ -297,6 +297,7 @@ class RegistryFields(_Doc):
     workspace: str | None = None
     synthetic: Literal[True] | None = None  # the probe's own request; absent on users' events
     failure: str | None = None  # contract.traffic.FAILURE_KINDS, on failed calls only
+    attribution: str | None = None  # how a retrieval was named from the inventory (pipeline.attribution)
 
     @model_validator(mode="after")
     def _failure_kind(self) -> RegistryFields:

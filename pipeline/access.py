@@ -16,7 +16,7 @@ import yaml
 from elasticsearch import Elasticsearch
 
 KEY_PREFIX = "regwatch-"
-SERVICES = ("shipper", "probe", "rules", "viewer")  # the ones that run with a key of their own
+SERVICES = ("shipper", "probe", "inventory", "rules", "viewer")  # the ones that run with a key of their own
 
 
 def role_descriptors(namespace: str = "*") -> dict[str, dict[str, Any]]:

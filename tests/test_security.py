@@ -8,6 +8,7 @@ descriptors) are refused here with a one-line error, tested as such."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ LINE = ('10.0.0.1 - - [26/Nov/2026:10:00:{s:02d} +0000] "GET /api/2.0/mlflow/reg
         '{status} 10 "-" "client" rt=0.010 uct="0.000" urt="0.010"\n')
 
 
-SERVICES = ("shipper", "probe", "rules", "viewer", "setup")
+SERVICES = ("shipper", "probe", "inventory", "rules", "viewer", "setup")
 PASSWORDS = {service: f"pw-{service}-{os.urandom(6).hex()}" for service in SERVICES}
 
 
@@ -67,7 +68,7 @@ def test_the_setup_role_is_enough_for_setup(node: SecureNode, keys: Path, tmp_pa
     config = _config(tmp_path / "setup.yaml", node, keys / "setup.key")
     done = _run(["setup", "-c", str(config), "--namespace", "setupns"])
     assert done.returncode == 0, done.stderr
-    assert "created 8 empty data streams in namespace setupns" in done.stderr
+    assert "created 10 empty data streams in namespace setupns" in done.stderr  # 6 of lines, alerts, availability, inventory, changes
 
 
 def test_api_keys_are_refused_here_in_one_line(node: SecureNode, keys: Path, tmp_path: Path) -> None:
@@ -182,6 +183,43 @@ def test_the_probe_key_writes_availability_only(node: SecureNode, admin: Elastic
         probe.index(index=f"logs-modelregistry.access-{NAMESPACE}", document={"@timestamp": "2026-11-26"})
     with pytest.raises(AuthorizationException):
         probe.search(index=f"logs-modelregistry.access-{NAMESPACE}")
+
+
+def test_the_inventory_key_writes_the_inventory_only(node: SecureNode, admin: Elasticsearch, keys: Path,
+                                                    tmp_path: Path) -> None:
+    class Registry(BaseHTTPRequestHandler):
+        """An empty MLflow registry: no models, no versions."""
+
+        def do_GET(self) -> None:
+            listing = "registered_models" if "registered-models/search" in self.path else "model_versions"
+            body = json.dumps({listing: []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = _config(tmp_path / "inventory.yaml", node, keys / "inventory.key", inventory={
+            "metrics_port": None, "registries": [{"name": "reg", "url": f"http://127.0.0.1:{server.server_port}"}]})
+        done = _run(["inventory", "-c", str(config), "--once"])
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+    admin.indices.refresh(index=f"logs-modelregistry.inventory-{NAMESPACE}")
+    assert admin.count(index=f"logs-modelregistry.inventory-{NAMESPACE}")["count"] >= 1  # the poll's observation
+    inventory = _client(node, keys / "inventory.key")
+    with pytest.raises(AuthorizationException):
+        inventory.index(index=f"logs-modelregistry.retrieval-{NAMESPACE}", document={"@timestamp": "2026-11-26"})
+    with pytest.raises(AuthorizationException):
+        inventory.search(index=f"logs-modelregistry.access-{NAMESPACE}")
+    with pytest.raises(AuthorizationException):
+        inventory.index(index="logs-modelregistry.inventory-othernamespace", document={"@timestamp": "2026-11-26"})
 
 
 def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admin: Elasticsearch, keys: Path,
