@@ -68,7 +68,8 @@ def test_the_setup_role_is_enough_for_setup(node: SecureNode, keys: Path, tmp_pa
     config = _config(tmp_path / "setup.yaml", node, keys / "setup.key")
     done = _run(["setup", "-c", str(config), "--namespace", "setupns"])
     assert done.returncode == 0, done.stderr
-    assert "created 10 empty data streams in namespace setupns" in done.stderr  # 6 of lines, alerts, availability, inventory, changes
+    # the streams of lines (6), alerts, availability, the inventory and its changes
+    assert "created 10 empty data streams in namespace setupns" in done.stderr
 
 
 def test_api_keys_are_refused_here_in_one_line(node: SecureNode, keys: Path, tmp_path: Path) -> None:
