@@ -25,6 +25,9 @@ from pipeline.sink import DeadLetterFn, Item, make_item
 log = structlog.get_logger(__name__)
 
 ParseFn = Callable[[bytes], dict[str, Any]]
+# Names what a retrieval retrieved (pipeline.attribution), in place; never waits
+EnrichFn = Callable[[dict[str, Any]], None]
+RETRIEVALS = "modelregistry.retrieval"
 # Told, once per run of lines of one file, how many of them were requests without a response time.
 NoDurationFn = Callable[["ShipInput", str, int], None]
 
@@ -99,9 +102,10 @@ def file_stamp(source: FileSource, inputs: list[ShipInput], host: str) -> FileSt
 
 def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_bytes: int,
                progress: Callable[[int], None] | None = None,
-               no_duration: NoDurationFn | None = None) -> list[Item]:
+               no_duration: NoDurationFn | None = None, enrich: EnrichFn | None = None) -> list[Item]:
     """One encoded item per line; ``progress`` is told the bytes of each line, ``no_duration`` the
-    access lines of each file that carry no response time (:func:`lacks_duration`)."""
+    access lines of each file that carry no response time (:func:`lacks_duration`), ``enrich``
+    each retrieval (a failure of it leaves the line as parsed: it still ships)."""
     # When the shipper handed the line over; the ingest pipeline, where the node has one,
     # overwrites it with the node's own clock. Rules window on it: late events count once.
     ingested = now_iso()
@@ -129,6 +133,11 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
             event = doc["event"]
             if "duration" not in event and lacks_duration(doc):  # the test without a call, most lines
                 missing += 1
+            if enrich is not None and event.get("dataset") == RETRIEVALS:
+                try:
+                    enrich(doc)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    log.warning("retrieval_not_attributed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
         doc["event"]["ingested"] = ingested
         log_fields = {"file": stamp.file, "offset": offset}
         doc["log"] = log_fields

@@ -31,7 +31,7 @@ import structlog
 from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.chunks import QUEUE_CHUNK, Chunk, ChunkQueue, furthest_ends
 from pipeline.heartbeat import Heartbeat
-from pipeline.inputs import MissingDuration, ShipInput, line_items
+from pipeline.inputs import EnrichFn, MissingDuration, ShipInput, line_items
 from pipeline.interpreter import tune_interpreter
 from pipeline.metrics import ShipperMetrics
 from pipeline.reader import FileSource, Line
@@ -88,8 +88,9 @@ class Shipper:
                  reload: Callable[[], list[ShipInput] | None] | None = None,
                  config_changed: Callable[[], bool] | None = None,
                  heartbeat: Callable[[Shipper], Heartbeat] | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
-        """``progress`` is told the bytes of every line read (a progress bar's advance)."""
+                 progress: Callable[[int], None] | None = None, enrich: EnrichFn | None = None) -> None:
+        """``progress`` is told the bytes of every line read (a progress bar's advance); ``enrich``
+        names what each retrieval retrieved (pipeline.attribution), never waiting."""
         self.sink = sink
         self.inputs = inputs
         self.store = store
@@ -112,6 +113,7 @@ class Shipper:
         self._last_save = 0.0
         self._failure: str | None = None
         self.progress = progress
+        self.enrich = enrich
         self.missing_duration = MissingDuration(self.metrics.without_duration)
         self.heartbeat = heartbeat(self) if heartbeat is not None else None
 
@@ -232,7 +234,7 @@ class Shipper:
     def _items(self, lines: list[Line]) -> list[Item]:
         """One encoded item per line (:func:`line_items`, with this shipper's inputs and host)."""
         return line_items(lines, self.inputs, self.host, self.options.max_line_bytes, self.progress,
-                          self.missing_duration)
+                          self.missing_duration, self.enrich)
 
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from parsers import FORMATS, LineParser, ParseContext
 from parsers.routes import router_for
+from pipeline.attribution import Attributor
 from pipeline.checkpoint import CheckpointStore
 from pipeline.heartbeat import Heartbeat
 from pipeline.inputs import ShipInput
@@ -56,9 +57,16 @@ def build_shipper(config: Config, config_path: Path | None = None,
         return Heartbeat(sink.client, config.namespace, shipper_id(config), config.host(),
                          config.heartbeat_every_s or 10.0, shipper.report)
 
+    enrich = None
+    if config.inventory.registries:  # the inventory names what retrievals retrieved (#30)
+        attributor = Attributor(sink.client, config.namespace)
+        attributor.refresh()  # once before the first line (a failure is logged: lines go unnamed until the next)
+        attributor.start()  # then in its own thread: a line never waits for it
+        enrich = attributor.enrich
     return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config, metrics,
                    reload=reload, config_changed=config_changed,
-                   heartbeat=heartbeat if config.heartbeat_every_s is not None else None, progress=progress)
+                   heartbeat=heartbeat if config.heartbeat_every_s is not None else None, progress=progress,
+                   enrich=enrich)
 
 
 def shipper_id(config: Config) -> str:

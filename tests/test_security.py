@@ -277,7 +277,8 @@ def test_role_descriptors_narrow_the_writers_to_one_namespace() -> None:
     shipper_names = [name for entry in prod["shipper"]["indices"] for name in entry["names"]]
     assert shipper_names == [f"logs-modelregistry.{kind}-prod" for kind in
                              ("registration", "retrieval", "version", "error", "access", "deadletter")] + [
-        "regwatch-shipper-state-prod"]
+        "logs-modelregistry.inventory-prod", "logs-modelregistry.change-prod", "regwatch-shipper-state-prod"]
+    assert prod["shipper"]["indices"][1]["privileges"] == ["read", "view_index_metadata"]  # the inventory: read only
     assert prod["probe"]["indices"] == [{"names": ["metrics-modelregistry.availability-prod"],
                                          "privileges": ["create_doc", "auto_configure"]}]
     assert [e["names"] for e in prod["rules"]["indices"]][1:] == [["logs-modelregistry.alert-prod"],
