@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.traffic import COUNTED_FAILURES
+
 PATH = Path(__file__).with_name("regwatch.json")
 SCHEMA_VERSION = 39
 UID = "regwatch-prometheus"
@@ -35,6 +37,7 @@ MIN_GRAFANA = "10.0.0"  # schemaVersion 39 and data source references by uid: st
 COLUMNS = 24  # Grafana's grid (GRID_COLUMN_COUNT)
 
 REGISTRY_KINDS = "registration|retrieval|version|error"
+COUNTED = "|".join(COUNTED_FAILURES)  # what the error rule counts (contract.traffic)
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,18 @@ PANELS: tuple[Panel, ...] = (
         ('sum by (target, step, result) (rate(regwatch_probe_checks_total{target=~"$target"}[$__rate_interval]))',
          "{{target}} {{step}} {{result}}"),), unit="ops"),
     Panel("Registry operations per kind", "timeseries", (
-        (f'sum by (kind) (rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval]))',
-         "{{kind}}"),), unit="ops", description="Events indexed by the shipper, each counted once."),
+        ('max by (kind) (sum by (kind, source) '
+         f'(rate(regwatch_registry_calls_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval])))', "{{kind}}"),),
+          unit="ops", description="Users' registry calls indexed by the shipper (the probe's left out), each "
+                                  "counted once: an action both the access log and the audit trail record is "
+                                  "the larger of the two sources' rates."),
     Panel("Error ratio", "timeseries", (
-        ('sum(rate(regwatch_registry_events_total{kind="error"}[$__rate_interval])) / clamp_min(sum('
-         f'rate(regwatch_registry_events_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval])), 1e-9)',
+        (f'max(sum by (source) (rate(regwatch_registry_calls_total{{failure=~"{COUNTED}"}}[$__rate_interval]))) '
+         '/ clamp_min(max(sum by (source) '
+         f'(rate(regwatch_registry_calls_total{{kind=~"{REGISTRY_KINDS}"}}[$__rate_interval]))), 1e-9)',
          "error ratio"),),
-          unit="percentunit"),
+          unit="percentunit", description="Failed calls that mean something is wrong (5xx, 401, 403, 429) over "
+                                          "all calls, as the registry-error-ratio rule counts them."),
     Panel("Busiest models", "bargauge", (
         ('topk(10, sum by (model) (increase(regwatch_registry_events_total{model!=""}[$__range])))', "{{model}}"),),
           instant=True, options={"orientation": "horizontal", "displayMode": "gradient"}),

@@ -43,6 +43,11 @@ class ShipperMetrics:
         self.registry_events = Counter("regwatch_registry_events",
                                        "Registry events indexed, per kind and model (registration, retrieval, "
                                        "version, error...), each counted once", ["kind", "model"], registry=r)
+        self.registry_calls = Counter("regwatch_registry_calls",
+                                      "Users' registry calls indexed (the probe's left out), per kind, failure kind "
+                                      "(empty when it succeeded) and source (audit_trail or others): an action "
+                                      "both sources record is one, as max by (kind) (sum by (kind, source) (...))",
+                                      ["kind", "failure", "source"], registry=r)
         self.files_refused = Counter("regwatch_files_refused",
                                      "Files matching an input that were not read (a FIFO or device, a link, a "
                                      "file swapped after it was checked), by reason", ["reason"], registry=r)
@@ -58,6 +63,10 @@ class ShipperMetrics:
             if total > seen:
                 self.files_refused.labels(reason).inc(total - seen)
                 self._refused_seen[reason] = total
+
+    def count_calls(self, counts: Counter_[tuple[str, str, str]]) -> None:
+        for (kind, failure, source), count in counts.items():
+            self.registry_calls.labels(kind, failure, source).inc(count)
 
     def count_models(self, counts: Counter_[tuple[str, str]]) -> None:
         for (kind, name), count in counts.items():

@@ -33,9 +33,12 @@ from elastic_transport import TransportError  # noqa: E402
 from elasticsearch import ApiError, Elasticsearch  # noqa: E402
 
 from contract import streams  # noqa: E402
+from contract.traffic import AUDIT_TRAIL_FORMAT  # noqa: E402
 from pipeline.metrics import ShipperMetrics  # noqa: E402
 
 log = structlog.get_logger(__name__)
+# The kinds of registry calls (registrations, retrievals, version changes, failed calls)
+CALL_KINDS = frozenset({"registration", "retrieval", "version", "error"})
 
 # The bulk response without what we never read (_shards, _version, _seq_no, _id...).
 _BULK_FILTER = "errors,items.*.status,items.*.error"
@@ -62,6 +65,9 @@ class Item:
     # before host names were part of ids): look for it before indexing.
     verify: tuple[str, int, int, str] | None = None
     model: str | None = None  # modelregistry.model.name, for the per-model counters
+    # (failure kind or "", source) of a user's registry call, for the per-kind counters (None:
+    # not one: the probe's, a dead-letter, an alert); source "audit_trail" or "others" (contract.traffic)
+    call: tuple[str, str] | None = None
     family: str = ""  # every stream a line of its namespace can land in (its kind, or the dead-letters)
 
 
@@ -112,9 +118,14 @@ def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: Dead
     stream = _stream(data_stream["type"], data_stream["dataset"], data_stream["namespace"])
     kind = stream.kind
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
-    model = (doc.get("modelregistry") or {}).get("model") or {}
+    registry = doc.get("modelregistry") or {}
+    model = registry.get("model") or {}
+    call = None
+    if kind in CALL_KINDS and not registry.get("synthetic"):
+        call = (registry.get("failure") or "", "audit_trail" if registry.get("format") == AUDIT_TRAIL_FORMAT
+                else "others")
     return Item(stream.index, doc_id, encode(stream.index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
-                model=model.get("name") if isinstance(model, dict) else None, family=stream.family)
+                model=model.get("name") if isinstance(model, dict) else None, family=stream.family, call=call)
 
 
 @dataclass
@@ -310,6 +321,7 @@ class BulkSink:
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         self.metrics.count_models(Counter((item.kind, item.model) for item in acked if item.model is not None))
+        self.metrics.count_calls(Counter((item.kind, *item.call) for item in acked if item.call is not None))
         return retry, transient
 
     def _reject(self, item: Item, result: dict[str, Any]) -> Item | None:

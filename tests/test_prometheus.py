@@ -145,6 +145,16 @@ def test_prometheus_scrapes_probe_shipper_and_runner_and_every_panel_has_series(
                     result = prom.query(f'sum(regwatch_registry_events_total{{kind="{kind}"}})')
                     in_prom = float(result[0]["value"][1]) if result else 0.0
                     assert in_prom == in_es, kind
+                    # every user's call of the kind, once (one source here: max over sources is its count)
+                    users = {"bool": {"must_not": [{"term": {"modelregistry.synthetic": True}}]}}
+                    calls = es.count(index=f"logs-modelregistry.{kind}-{namespace}", query=users)["count"]
+                    result = prom.query(f'max(sum by (source) (regwatch_registry_calls_total{{kind="{kind}"}}))')
+                    assert (float(result[0]["value"][1]) if result else 0.0) == calls, kind
+                failed = es.count(index=f"logs-modelregistry.*-{namespace}", query={"bool": {
+                    "filter": [{"terms": {"modelregistry.failure": ["server", "auth", "throttled"]}}],
+                    "must_not": [{"term": {"modelregistry.synthetic": True}}]}})["count"]
+                result = prom.query('sum(regwatch_registry_calls_total{failure=~"server|auth|throttled"})')
+                assert (float(result[0]["value"][1]) if result else 0.0) == failed > 0
                 steps = {s["metric"]["step"] for s in prom.query("regwatch_probe_duration_seconds_count")}
                 assert steps == {"health", "search_registered_models", "get_latest_versions", "get_download_uri"}
                 firing = prom.query('regwatch_alerts_firing{rule="any-registry-error"}')
