@@ -74,7 +74,10 @@ def mlflow_spec(workdir: Path, port: int, env: dict[str, str] | None = None, acc
             "--artifacts-destination", str(workdir / "artifacts"), "--workers", str(workers)]
     if access_log is not None:
         argv += ["--gunicorn-opts", f"--access-logfile {access_log}"]
-    return Spec("mlflow", argv, {"MLFLOW_TRACKING_URI": "", **(env or {})})
+    # No server jobs (MLflow 3's huey consumers, for GenAI evaluation and trace rollups): a model
+    # registry does not use them, and they are seven more processes of 250 MB each.
+    return Spec("mlflow", argv, {"MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                 **(env or {})})
 
 
 def nginx_spec(workdir: Path, port: int, upstream_port: int, access_log: Path) -> Spec | None:
