@@ -189,6 +189,7 @@ def test_the_gateway_refuses_a_revoked_token_and_the_burst_records_each_refusal(
 
     for name in ("MLFLOW_TRACKING_AUTH", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", TAG_ENV):  # the Workload sets them
         monkeypatch.setenv(name, "")
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     processes = Processes(tmp_path)
     (tmp_path / "registry").mkdir()
     registry = Registry(tmp_path / "registry", processes, free_port(), free_port(), {})
@@ -204,6 +205,8 @@ def test_the_gateway_refuses_a_revoked_token_and_the_burst_records_each_refusal(
             workload.traffic(1.0, clients=1)
         finally:
             workload.close()
+        # the servers the fluent API reads are the test process's again (later tests' clients)
+        assert {name: os.environ.get(name) for name in before} == before
     finally:
         processes.stop_all()
     truth = read_truth(tmp_path / "truth.jsonl")[seeded:]

@@ -81,9 +81,13 @@ class Workload:
     def __init__(self, tracking_uri: str, truth_path: Path, run_id: str, seed: int = 7) -> None:
         # The client's retries would hide requests from the record (they happen below requests' hooks).
         # The fluent API (mlflow.register_model, mlflow.set_experiment) reads the server from env.
-        os.environ.update({"MLFLOW_TRACKING_AUTH": wire.NAME, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-                           wire.TAG_ENV: wire.user_agent_tag(run_id), "MLFLOW_TRACKING_URI": tracking_uri,
-                           "MLFLOW_REGISTRY_URI": tracking_uri})
+        # What was there before comes back at close(): a workload run inside another program (a
+        # test) leaves it the servers it had.
+        settings = {"MLFLOW_TRACKING_AUTH": wire.NAME, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                    wire.TAG_ENV: wire.user_agent_tag(run_id), "MLFLOW_TRACKING_URI": tracking_uri,
+                    "MLFLOW_REGISTRY_URI": tracking_uri}
+        self._environ_before = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
         from mlflow import MlflowClient
 
         self.uri = tracking_uri
@@ -100,6 +104,11 @@ class Workload:
     def close(self) -> None:
         wire.listen(lambda record: None)
         self.truth.close()
+        for name, value in self._environ_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -268,12 +277,16 @@ class Workload:
                 model.versions.append(version.version)
 
     def _set_experiment(self, client: int, rng: random.Random) -> None:
-        """What a training script does first: ``mlflow.set_experiment``; a name not seen before
-        answers 404 and is created, one seen before is found."""
-        import mlflow
-
+        """What a training script does first, ``mlflow.set_experiment``, as its calls reach the
+        server: the experiment by name (404 for a name not seen before), then created. Through the
+        client, not the fluent API: that would make it the process's active experiment."""
         name = f"regwatch-demo-{self.run_id}-team-{rng.randrange(20)}"
-        self._op(client, "set_experiment", None, lambda: mlflow.set_experiment(name))
+
+        def set_experiment() -> str:
+            found = self.client.get_experiment_by_name(name)
+            return found.experiment_id if found is not None else self.client.create_experiment(name)
+
+        self._op(client, "set_experiment", None, set_experiment)
 
     def _download(self, model: _Model, client: int) -> str:
         import mlflow.artifacts
