@@ -87,6 +87,9 @@ def test_every_download_of_a_registered_version_and_every_alias_lookup_is_attrib
         assert collector.cycle(stop)[0].outcome == "ok"
     mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes", dst_path=str(tmp_path / "dl"))
 
+    # what the last poll wrote is searchable (the node refreshes every second; a busy one later):
+    # the table's last look at the registry is that poll's, as the Attributor's next refresh sees it
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
     table = load_table(es, namespace)
     docs = [d for d in parse_file("gunicorn", access_log) if d["event"]["action"] in
             ("artifact-download", "registered-model-alias-get") and d["event"]["outcome"] == "success"]

@@ -61,6 +61,7 @@ def test_ship_names_each_download_by_the_version_its_files_belong_to(
         mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "dl"))
     mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes", dst_path=str(tmp_path / "dl"))
     time.sleep(0.5)  # gunicorn writes its line after the answer
+    es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")  # what the collector wrote is searchable
 
     config = write_config(tmp_path / "ship.yaml", es_url, namespace, [str(access_log)],
                           inputs=[{"paths": [str(access_log)], "format": "gunicorn"}],
