@@ -368,8 +368,72 @@ class ConsecutiveRule(RuleBase):
     successes: int = Field(2, ge=1, le=100)
 
 
+def _inventory_kinds() -> list[StreamKind]:
+    return ["change", "inventory"]
+
+
+def _usage_kinds() -> list[StreamKind]:
+    return ["change", "retrieval"]
+
+
+AliasName = Annotated[str, Field(min_length=1, max_length=256)]
+RegressionChange = Literal["moved", "registered"]
+
+
+def _all_changes() -> list[RegressionChange]:
+    return ["moved", "registered"]
+
+
+class RegressionRule(RuleBase):
+    """A version worse than the one it replaces (#30): when ``alias`` moves, or a version
+    is registered while ``alias`` points to another, the new version's run metric ``metric`` is
+    compared with the previous holder's as MLflow's ``MetricThreshold`` compares a candidate with
+    its baseline (rules.regression). Fires once per change; a change whose metrics the inventory
+    has not read yet is judged on a later cycle, for ``lookback``."""
+
+    type: Literal["regression"]
+    kinds: list[StreamKind] = Field(default_factory=_inventory_kinds)
+    alias: AliasName = "champion"
+    metric: str = Field(min_length=1, max_length=1024)
+    greater_is_better: bool = True
+    threshold: float | None = None
+    min_absolute_change: float | None = Field(None, gt=0)
+    min_relative_change: float | None = Field(None, ge=0, le=1)
+    changes: list[RegressionChange] = Field(default_factory=_all_changes, min_length=1)
+    lookback: Duration = 86400.0  # how long a change is judged again while its metrics are unknown
+    history: int = Field(20, ge=1, le=100)  # the alias's latest moves read per model (the holder before)
+    max_events: int = Field(200, ge=1, le=1000)  # changes per search
+    max_versions: int = Field(10_000, ge=1, le=65_000)  # versions whose metrics one search reads
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> float:
+        return seconds(value)
+
+
+class StaleUsageRule(RuleBase):
+    """Clients still pulling a version ``after`` the alias (``alias``) moved away from it (#30): one
+    alert per model and version, firing while any client pulls it (at least ``min_pulls`` in the
+    window) and resolving when they stop."""
+
+    type: Literal["stale_usage"]
+    kinds: list[StreamKind] = Field(default_factory=_usage_kinds)
+    alias: AliasName = "champion"
+    after: Duration = 3600.0  # the grace after a move: pulls of the old version before then are expected
+    min_pulls: int = Field(1, ge=1)
+    client_field: FieldName = "source.ip"
+    user_field: FieldName = "user.name"
+    history: int = Field(20, ge=1, le=100)  # the alias's latest moves read per model
+    max_clients: int = Field(20, ge=1, le=1000)  # clients and users named per version
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any) -> float:
+        return seconds(value)
+
+
 Rule = Annotated[ThresholdRule | RatioRule | AbsenceRule | MatchRule | SpikeRule | AnomalyRule | NewTermRule
-                 | ChangeRule | ConsecutiveRule, Field(discriminator="type")]
+                 | ChangeRule | ConsecutiveRule | RegressionRule | StaleUsageRule, Field(discriminator="type")]
 
 
 RULE_TYPE_NAMES = frozenset(get_args(model.model_fields["type"].annotation)[0]

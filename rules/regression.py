@@ -112,12 +112,19 @@ def _model(doc: dict[str, Any]) -> dict[str, Any]:
     return ((doc.get("modelregistry") or {}).get("model")) or {}
 
 
+MOVED, REGISTERED = "moved", "registered"  # the changes a regression rule judges
+
+
 def regressions(changes: list[tuple[str, dict[str, Any]]], metrics: dict[tuple[str, str], dict[str, float]],
-                check: MetricCheck, alias: str = "champion") -> list[Finding]:
+                check: MetricCheck, alias: str = "champion", judge: set[str] | None = None,
+                kinds: tuple[str, ...] = (MOVED, REGISTERED)) -> list[Finding]:
     """Regressions among ``changes`` ((id, document) of the change stream, oldest first):
-    ``alias`` moved to a version worse than the one it left, or a version registered worse than
-    the one ``alias`` then pointed to. ``metrics``: (model, version) -> its run's metrics."""
-    holder: dict[str, str] = {}  # model -> version alias points to, as the changes go
+    ``alias`` moved to a version worse than the one it left (``moved``), or a version registered
+    worse than the one ``alias`` then pointed to (``registered``). ``metrics``: (model, version)
+    -> its run's metrics. ``judge``: the ids of the changes to judge (None: all); the others only
+    say where the alias pointed. A model is a model of its registry (two registries may each
+    have an ``m``): documents with ``modelregistry.registry`` are told apart by it."""
+    holder: dict[tuple[str, str], str] = {}  # (registry, model) -> version alias points to, as the changes go
     found = []
     for change_id, doc in changes:
         action = (doc.get("event") or {}).get("action")
@@ -125,29 +132,37 @@ def regressions(changes: list[tuple[str, dict[str, Any]]], metrics: dict[tuple[s
         name, version = model.get("name"), model.get("version")
         if not name:
             continue
+        registry = str((doc.get("modelregistry") or {}).get("registry") or "")
         baseline_version = None
         if action == "alias-set" and model.get("alias") == alias:
             baseline_version = ((doc.get("modelregistry") or {}).get("change") or {}).get("previous")
             if version:
-                holder[name] = version
+                holder[(registry, name)] = version
+            if MOVED not in kinds:
+                continue
         elif action == "alias-removed" and model.get("alias") == alias:
-            holder.pop(name, None)
+            holder.pop((registry, name), None)
             continue
-        elif action == "model-version-created":
-            baseline_version = holder.get(name)
+        elif action == "model-version-created" and REGISTERED in kinds:
+            baseline_version = holder.get((registry, name))
         else:
+            continue
+        if judge is not None and change_id not in judge:
             continue
         if not version or not baseline_version or baseline_version == version:
             continue
         verdict = evaluate(check, metrics.get((name, version), {}).get(check.metric),
                            metrics.get((name, baseline_version), {}).get(check.metric))
         if verdict.failed:
-            what = f"{alias} moved to" if action == "alias-set" else "registered"
+            moved = action == "alias-set"
+            what = f"{alias} moved to" if moved else "registered"
             found.append(Finding(change_id, name, version,
                                  f"{name}: {what} version {version}, worse than version {baseline_version} "
                                  f"({alias}): {'; '.join(verdict.reasons)}", str(doc.get("@timestamp", "")),
                                  {"baseline_version": baseline_version, "candidate": verdict.candidate,
-                                  "baseline": verdict.baseline, "metric": check.metric}))
+                                  "baseline": verdict.baseline, "metric": check.metric, "alias": alias,
+                                  "change": MOVED if moved else REGISTERED, "registry": registry or None,
+                                  "reasons": list(verdict.reasons)}))
     return found
 
 
@@ -155,13 +170,29 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def stale_usage(alias_changes: list[dict[str, Any]], downloads: list[dict[str, Any]], grace_s: float,
-                alias: str = "champion", client_field: str = "source.ip") -> list[Finding]:
-    """Clients that pulled a version ``grace_s`` or more after ``alias`` moved away from it (and
-    before it came back): one finding per model, version and client, at its latest such pull.
-    ``alias_changes``: the alias's change documents; ``downloads``: retrieval documents that name
-    their model and version (attributed)."""
-    left: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (model, version) -> [(left at, back at)]
+Span = tuple[float, float]  # [from, until) epoch seconds
+
+
+@dataclass(frozen=True)
+class AliasTimeline:
+    """Where an alias pointed, per model, from its change documents: the versions it left and
+    when (until it came back), where it points now and since when."""
+
+    left: dict[tuple[str, str], list[Span]]  # (model, version) -> when the alias left it, until it came back
+    current: dict[str, tuple[str | None, float]]  # model -> (version now or None, since)
+
+    def stale_from(self, model: str, version: str, at: float, grace_s: float) -> float | None:
+        """When the alias left ``version`` if ``at`` is ``grace_s`` or more after that (and
+        before it came back); None when a pull at ``at`` is no stale one."""
+        for start, end in self.left.get((model, version), []):
+            if start + grace_s <= at < end:
+                return start
+        return None
+
+
+def alias_timeline(alias_changes: list[dict[str, Any]], alias: str = "champion") -> AliasTimeline:
+    """The timeline of ``alias`` from its ``alias-set``/``alias-removed`` documents (any order)."""
+    left: dict[tuple[str, str], list[Span]] = {}
     current: dict[str, tuple[str | None, float]] = {}
     for doc in sorted(alias_changes, key=lambda d: d.get("@timestamp", "")):
         model = _model(doc)
@@ -170,7 +201,11 @@ def stale_usage(alias_changes: list[dict[str, Any]], downloads: list[dict[str, A
         at = _epoch(doc["@timestamp"])
         name = model["name"]
         new = ((doc.get("modelregistry") or {}).get("change") or {}).get("current")
+        if (doc.get("event") or {}).get("action") == "alias-removed":
+            new = None
         previous = current.get(name, (None, 0.0))[0]
+        if previous is None:  # the first move seen: what it left, if the document says
+            previous = ((doc.get("modelregistry") or {}).get("change") or {}).get("previous")
         if previous is not None and previous != new:
             left.setdefault((name, previous), []).append((at, math.inf))
         if new is not None:
@@ -178,14 +213,24 @@ def stale_usage(alias_changes: list[dict[str, Any]], downloads: list[dict[str, A
             if spans and spans[-1][1] == math.inf:
                 spans[-1] = (spans[-1][0], at)
         current[name] = (new, at)
+    return AliasTimeline(left, current)
+
+
+def stale_usage(alias_changes: list[dict[str, Any]], downloads: list[dict[str, Any]], grace_s: float,
+                alias: str = "champion", client_field: str = "source.ip") -> list[Finding]:
+    """Clients that pulled a version ``grace_s`` or more after ``alias`` moved away from it (and
+    before it came back): one finding per model, version and client, at its latest such pull.
+    ``alias_changes``: the alias's change documents; ``downloads``: retrieval documents that name
+    their model and version (attributed)."""
+    timeline = alias_timeline(alias_changes, alias)
     latest: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
     for doc in downloads:
         model = _model(doc)
         name, version = model.get("name"), model.get("version")
-        if not name or not version or (name, version) not in left:
+        if not name or not version:
             continue
         at = _epoch(doc["@timestamp"])
-        if not any(start + grace_s <= at < end for start, end in left[(name, version)]):
+        if timeline.stale_from(name, version, at, grace_s) is None:
             continue
         client = doc
         for part in client_field.split("."):
@@ -197,3 +242,45 @@ def stale_usage(alias_changes: list[dict[str, Any]], downloads: list[dict[str, A
                     f"{name}: {client} still pulls version {version}, which {alias} no longer points to",
                     str(doc.get("@timestamp", "")), {"client": client})
             for (name, version, client), (_, doc) in sorted(latest.items())]
+
+
+@dataclass(frozen=True)
+class Puller:
+    """Who pulled one version in a window: a client (or a user), how often, and when last."""
+
+    name: str
+    pulls: int
+    last: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class StaleUse:
+    """One version still pulled after the alias left it: by whom, how often, since when."""
+
+    model: str
+    version: str
+    current: str | None  # where the alias points now (None: removed)
+    left_at: float  # when the alias left this version
+    pulls: int
+    clients: tuple[Puller, ...]
+    users: tuple[Puller, ...]
+
+
+def stale_uses(timeline: AliasTimeline, pulled: dict[tuple[str, str], tuple[list[Puller], list[Puller]]],
+               grace_s: float) -> list[StaleUse]:
+    """The versions ``pulled`` (``(model, version)`` -> its clients and its users in a window)
+    by a client whose last pull there came ``grace_s`` or more after the alias left them. The
+    pulls counted are the stale clients' pulls in the window; the users named, those whose last
+    pull was stale too."""
+    out = []
+    for (model, version), (clients, users) in sorted(pulled.items()):
+        stale = [c for c in clients if timeline.stale_from(model, version, c.last, grace_s) is not None]
+        if not stale:
+            continue
+        left_at = min(s for c in stale if (s := timeline.stale_from(model, version, c.last, grace_s)) is not None)
+        who = [u for u in users if timeline.stale_from(model, version, u.last, grace_s) is not None]
+        out.append(StaleUse(model, version, timeline.current.get(model, (None, 0.0))[0], left_at,
+                            sum(c.pulls for c in stale),
+                            tuple(sorted(stale, key=lambda c: (-c.pulls, c.name))),
+                            tuple(sorted(who, key=lambda u: (-u.pulls, u.name)))))
+    return out

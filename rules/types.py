@@ -16,12 +16,15 @@ from typing import Any
 from rules.counts import Absence, Consecutive, Ratio, Threshold
 from rules.model import Rule
 from rules.occurrences import Change, Match, NewTerm
+from rules.promotion import Regression
 from rules.query import Measurement, Window
 from rules.ruletype import RuleType
 from rules.series import Anomaly, Spike
+from rules.staleness import StaleUsage
 
 RULE_TYPES: dict[str, RuleType[Any]] = {
-    kind.name: kind() for kind in (Threshold, Ratio, Absence, Consecutive, Spike, Anomaly, Match, NewTerm, Change)
+    kind.name: kind() for kind in (Threshold, Ratio, Absence, Consecutive, Spike, Anomaly, Match, NewTerm, Change,
+                                   Regression, StaleUsage)
 }
 
 
