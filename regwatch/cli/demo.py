@@ -135,7 +135,7 @@ def up(
             "--run-id", "background", "--phase", "traffic", "--duration", "86400", "--clients", "1", "--pace", "0.5")))
         err.print(f"still running with light traffic: [bold]regwatch top --namespace {namespace}[/bold] to watch, "
                   "[bold]make demo-down[/bold] to stop", highlight=False)
-    if not summary["match"] or summary["audit_missing_models"]:
+    if not summary["match"] or summary["audit_missing_models"] or not summary["downloads_match"]:
         raise typer.Exit(1)
 
 
@@ -155,6 +155,13 @@ def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) ->
     out.print(f"every action matches too: {'[green]yes[/green]' if summary['match'] else '[red]NO[/red]'}; "
               f"dead letters: {stored['deadletters']}; other clients (probe, webhook registration): "
               + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in stored["other_clients"].items()))
+    downloads = summary["workload"]["downloads_by_version"]
+    named = stored["downloads_attribution"]
+    out.print(f"artifact downloads per model version: {sum(downloads.values())} made, "
+              f"{sum(stored['downloads_by_version'].values())} named in Elasticsearch "
+              f"({', '.join(f'{escape(k)} {v}' for k, v in sorted(named.items()))}): "
+              + ("[green]the same per version[/green]" if summary["downloads_match"] else "[red]NOT the same[/red]")
+              + "; " + ", ".join(f"{escape(k)} {v}" for k, v in downloads.items()))
     missing = summary["audit_missing_models"]
     out.print(f"audit trail: {stored['audit_events']} events naming "
               + ", ".join(f"{escape(m)} ({n})" for m, n in stored["audit_models"].items())
@@ -195,7 +202,10 @@ def workload(
     run_id: Annotated[str, typer.Option(help="tag in every request's User-Agent: run=<id>")] = "manual",
     phase: Annotated[str, typer.Option(
         help="seed (models, versions, aliases), traffic (the mix), burst (calls with a revoked bearer token: "
-             "refused with 401 where a gateway revoked it, as the demo's nginx does)")] = "traffic",
+             "refused with 401 where a gateway revoked it, as the demo's nginx does), promote (a worse version of "
+             "fraud-detector becomes champion; CLIENTS replicas keep pulling the one it replaced for DURATION, "
+             "as many load the champion)")
+    ] = "traffic",
     duration: Annotated[float, typer.Option(help="seconds of traffic or burst")] = 30.0,
     clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 4,
     pace: Annotated[float, typer.Option(min=0, help="seconds each client waits between operations")] = 0.0,
@@ -206,8 +216,8 @@ def workload(
 
     from regwatch.demo.workload import Workload
 
-    if phase not in ("seed", "traffic", "burst"):
-        fail(f"--phase {phase!r}: one of seed, traffic, burst", code=2)
+    if phase not in ("seed", "traffic", "burst", "promote"):
+        fail(f"--phase {phase!r}: one of seed, traffic, burst, promote", code=2)
     http_url("--tracking-uri", tracking_uri, "http://127.0.0.1:5000")
     if not (math.isfinite(duration) and duration >= 0):
         fail(f"--duration: {duration} is not a number of seconds", code=2)
@@ -223,6 +233,11 @@ def workload(
         if phase == "seed":
             generator.seed_models()
             err.print(f"seeded {len(generator.models)} models at {tracking_uri}")
+        elif phase == "promote":
+            previous, new = generator.promote_worse()
+            done = generator.replicas("fraud-detector", previous, duration, clients, pace)
+            err.print(f"champion of fraud-detector moved from version {previous} to the worse {new}; "
+                      f"{done} downloads of version {previous} by {clients} replicas still pinned to it")
         else:
             done = generator.traffic(duration, clients, failing=phase == "burst", pace_s=pace)
             err.print(f"{done} operations ({phase}) against {tracking_uri}")

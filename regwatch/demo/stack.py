@@ -60,6 +60,7 @@ class Ports:
     shipper_metrics: int
     probe_metrics: int
     rules_metrics: int
+    inventory_metrics: int
 
     @classmethod
     def pick(cls) -> Ports:
@@ -114,6 +115,11 @@ class Stack:
             ],
             "rules": {"folder": str(rules_folder), "runner_id": "demo", "metrics_port": self.ports.rules_metrics,
                       "notifiers": {NOTIFIER: {"type": "webhook", "url": f"http://127.0.0.1:{self.ports.sink}/notify"}}},
+            "inventory": {"interval_s": self.settings["inventory_interval_s"],
+                          "metrics_port": self.ports.inventory_metrics,
+                          "backoff_max_s": 5,
+                          "registries": [{"name": "demo", "url": self.registry.url, "page_size": 1000,
+                                          "max_requests_per_poll": 2000}]},
             "probe": {"interval_s": self.settings["probe_interval_s"], "metrics_port": self.ports.probe_metrics,
                       "targets": [{"name": "mlflow", "url": f"{self.registry.url}/health", "environment": "demo",
                                    "timeout_s": 3}],
@@ -154,8 +160,9 @@ class Stack:
         self.processes.start(Spec("shipper", regwatch_argv("ship", "-c", config)))
         self.processes.start(Spec("probe", regwatch_argv("probe", "-c", config)))
         self.processes.start(Spec("rule-runner", regwatch_argv("rules", "run", "-c", config)))
+        self.processes.start(Spec("inventory", regwatch_argv("inventory", "-c", config)))
         for name, port in (("shipper", self.ports.shipper_metrics), ("probe", self.ports.probe_metrics),
-                           ("rule-runner", self.ports.rules_metrics)):
+                           ("rule-runner", self.ports.rules_metrics), ("inventory", self.ports.inventory_metrics)):
             wait_healthy(f"http://127.0.0.1:{port}/metrics", self.processes, name, 60)
 
     def register_webhook(self) -> None:
@@ -168,5 +175,5 @@ class Stack:
 
     def check_alive(self) -> list[str]:
         """Services that should run and do not."""
-        wanted = ["webhook-sink", "audit-receiver", "shipper", "probe", "rule-runner"]
+        wanted = ["webhook-sink", "audit-receiver", "shipper", "probe", "rule-runner", "inventory"]
         return [name for name in wanted if self.processes.running(name) is None]

@@ -41,7 +41,15 @@ def workload_side(truth: list[dict[str, Any]]) -> dict[str, Any]:
         "by_kind": dict(sorted(kinds.items())),
         "by_action": dict(sorted(actions.items())),
         "written_models": sorted({r["model"] for r in operations if r["op"] in WRITES and r["ok"] and r["model"]}),
+        "downloads_by_version": downloads_by_version(operations),
     }
+
+
+def downloads_by_version(operations: list[dict[str, Any]]) -> dict[str, int]:
+    """Successful artifact downloads per ``model/version``, as the workload made them."""
+    found = Counter(f"{r['model']}/{r['version']}" for r in operations
+                    if r["op"] == "download_artifact" and r["ok"] and r.get("version"))
+    return dict(sorted(found.items()))
 
 
 def _terms(es: Elasticsearch, index: str, query: dict[str, Any], field: str, size: int = 200) -> dict[str, int]:
@@ -64,12 +72,21 @@ def elasticsearch_side(es: Elasticsearch, namespace: str, run_id: str, since: fl
         by_kind[kind] = bucket["doc_count"]
         for action in bucket["action"]["buckets"]:
             by_action[f"{kind}/{action['key']}"] = action["doc_count"]
+    downloads = {"bool": {"filter": [ours, {"term": {"event.action": "artifact-download"}},
+                                     {"term": {"event.outcome": "success"}}]}}
+    per_version = es.search(index=pattern, size=0, query=downloads, aggs={
+        "how": {"terms": {"field": "modelregistry.attribution", "size": 20, "missing": "none"}},
+        "m": {"terms": {"field": "modelregistry.model.name", "size": 100},
+              "aggs": {"v": {"terms": {"field": "modelregistry.model.version", "size": 1000}}}}})["aggregations"]
     audit = {"bool": {"filter": [from_run, {"term": {"modelregistry.format": "audit"}}]}}
     others = {"bool": {"filter": [from_run], "must_not": [ours, {"term": {"modelregistry.format": "audit"}}]}}
     return {
         "pattern": pattern,
         "by_kind": dict(sorted(by_kind.items())),
         "by_action": dict(sorted(by_action.items())),
+        "downloads_by_version": dict(sorted((f"{m['key']}/{v['key']}", v["doc_count"])
+                                            for m in per_version["m"]["buckets"] for v in m["v"]["buckets"])),
+        "downloads_attribution": {str(b["key"]): b["doc_count"] for b in per_version["how"]["buckets"]},
         "audit_events": es.count(index=pattern, query=audit)["count"],
         "audit_models": _terms(es, pattern, audit, "modelregistry.model.name"),
         "audit_actions": _terms(es, pattern, audit, "event.action"),
@@ -109,6 +126,7 @@ def summarise(es: Elasticsearch, namespace: str, run_id: str, since: float, trut
         "kinds": {k: {"workload": work["by_kind"].get(k, 0), "elasticsearch": stored["by_kind"].get(k, 0)}
                   for k in kinds},
         "match": work["by_kind"] == stored["by_kind"] and work["by_action"] == stored["by_action"],
+        "downloads_match": work["downloads_by_version"] == stored["downloads_by_version"],
         "audit_missing_models": sorted(set(work["written_models"]) - set(stored["audit_models"])),
         "alerts": alerts(notifications, since),
         "timeline": timeline,

@@ -40,14 +40,42 @@ MODELS = ("fraud-detector", "churn-predictor", "recsys-ranker", "demand-forecast
 STAGES = ("Staging", "Production", "Archived")
 
 
+SETTLE_S = 8.0  # a version is served (its alias moved to it) only this long after it was made
+WORSE = 0.5  # the third story's candidate: worse than every quality() a version gets otherwise
+
+
+def quality(version: str) -> float:
+    """The ``accuracy`` of version ``n``'s run: every version better than the one before (a team's
+    ordinary promotions pass the regression rule), approaching 0.99."""
+    return round(0.80 + 0.19 * (1 - 1 / max(int(version), 1)), 6)
+
+
 @dataclass
 class _Model:
     name: str
     run_id: str
-    source: str  # the artifact folder a version points at
-    artifact: str  # one file in it, for downloads
+    experiment: str | None  # where each version's run is logged
     versions: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # version -> one of its files, for downloads
+    born: dict[str, float] = field(default_factory=dict)  # version -> when it was made (time.time())
+    champion: str | None = None  # the version the alias pointed to last this process knows
     logged_model: str | None = None  # MLflow 3's logged model of the run: what register_model registers
+
+    def servable(self, now: float) -> str | None:
+        """The newest version with files of its own made at least SETTLE_S ago: what a team
+        promotes (the inventory has seen it by then, so its downloads are named)."""
+        ready = [v for v in self.versions if v in self.files and now - self.born.get(v, 0.0) >= SETTLE_S]
+        return max(ready, key=int) if ready else None
+
+
+def _succeeded(action: Callable[[], None]) -> Callable[[], bool]:
+    """``action`` returning True when it did not raise (for calls that return nothing)."""
+
+    def run() -> bool:
+        action()
+        return True
+
+    return run
 
 
 class Truth:
@@ -112,12 +140,15 @@ class Workload:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def _op(self, client: int, op: str, model: str | None, action: Callable[[], Any]) -> Any:
+    def _op(self, client: int, op: str, model: str | None, action: Callable[[], Any],
+            version: str | None = None) -> Any:
         from mlflow.exceptions import MlflowException
 
         wire.doing(client, op)
         record: dict[str, Any] = {"type": "operation", "t": time.time(), "client": client, "op": op,
                                   "model": model, "ok": True, "error": None}
+        if version is not None:
+            record["version"] = version
         try:
             return action()
         except MlflowException as exc:
@@ -132,25 +163,21 @@ class Workload:
     # -- phases ------------------------------------------------------------------------------
 
     def seed_models(self, names: tuple[str, ...] = MODELS) -> None:
-        """Each model: an experiment run holding an artifact, the model, version 1, alias champion."""
+        """Each model: an experiment run holding an artifact, the model, version 1 (a run of its
+        own with the artifact and an ``accuracy``), alias champion."""
         # A new experiment name each run: looking one up first would be a failed call (404).
         experiment = self._op(0, "create_experiment", None,
                               lambda: self.client.create_experiment(f"regwatch-demo-{self.run_id}"))
         for name in names:
             run = self._op(0, "create_run", None, lambda: self.client.create_run(experiment))
-            local = self._scratch / "model.txt"
-            local.write_text(f"weights of {name}\n")
             # Each action runs at once inside _op, in this iteration (B023 cannot see that).
-            self._op(0, "log_artifact", None,
-                     lambda: self.client.log_artifact(run.info.run_id, str(local), "model"))  # noqa: B023
             logged = self._op(0, "log_model", None, lambda: self._logged_model(experiment, run.info.run_id))  # noqa: B023
-            model = _Model(name, run.info.run_id, f"{run.info.artifact_uri}/model",
-                           f"{run.info.artifact_uri}/model/model.txt", logged_model=logged)
+            model = _Model(name, run.info.run_id, experiment, logged_model=logged)
             self._op(0, "create_model", name, lambda: self.client.create_registered_model(name))  # noqa: B023
             self.models[name] = model
-            self._new_version(0, model)
-            self._op(0, "set_alias", name,
-                     lambda: self.client.set_registered_model_alias(name, "champion", model.versions[-1]))  # noqa: B023
+            version = self._new_version(0, model)
+            if version is not None:
+                self._set_champion(0, model, version)
 
     def _logged_model(self, experiment: str, run_id: str) -> str:
         """The logged model a flavour's ``log_model`` leaves (MLflow 3), without a flavour: created
@@ -161,12 +188,44 @@ class Workload:
         self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return str(logged.model_id)
 
-    def _new_version(self, client: int, model: _Model) -> None:
-        version = self._op(client, "create_version", model.name,
-                           lambda: self.client.create_model_version(model.name, model.source, model.run_id))
-        if version is not None:
+    def _new_version(self, client: int, model: _Model, accuracy: float | None = None) -> str | None:
+        """A version as a training job makes one: a run of its own holding the model's file, the
+        version registered from it, the run's ``accuracy`` logged (``quality`` of the version's
+        number unless given) and the run ended. Its downloads name this version alone."""
+        c, experiment = self.client, model.experiment
+        if experiment is None:
+            return None
+        run = self._op(client, "create_run", model.name, lambda: c.create_run(experiment))
+        if run is None:
+            return None
+        local = self._scratch / f"upload-{client}" / "model.txt"
+        local.parent.mkdir(exist_ok=True)
+        local.write_text(f"weights of {model.name}, run {run.info.run_id}\n")
+        if not self._op(client, "log_artifact", model.name,
+                        _succeeded(lambda: c.log_artifact(run.info.run_id, str(local), "model"))):
+            return None
+        source = f"{run.info.artifact_uri}/model"
+        created = self._op(client, "create_version", model.name,
+                           lambda: c.create_model_version(model.name, source, run.info.run_id))
+        if created is not None:
+            version = str(created.version)
+            value = quality(version) if accuracy is None else accuracy
+            self._op(client, "log_metric", model.name, lambda: c.log_metric(run.info.run_id, "accuracy", value),
+                     version=version)
             with self._lock:
-                model.versions.append(version.version)
+                model.versions.append(version)
+                model.files[version] = f"{source}/model.txt"
+                model.born[version] = time.time()
+        self._op(client, "end_run", model.name, lambda: c.set_terminated(run.info.run_id))
+        return None if created is None else str(created.version)
+
+    def _set_champion(self, client: int, model: _Model, version: str) -> None:
+        name = model.name
+        if self._op(client, "set_alias", name,
+                    _succeeded(lambda: self.client.set_registered_model_alias(name, "champion", version)),
+                    version=version):
+            with self._lock:
+                model.champion = version
 
     def traffic(self, duration_s: float, clients: int = 4, failing: bool = False, pace_s: float = 0.0) -> int:
         """``clients`` threads for ``duration_s``; each does one random operation after another
@@ -179,14 +238,25 @@ class Workload:
         return sum(counts)
 
     def _adopt(self) -> None:
-        """Models already in the registry (a traffic phase after a seed in another process)."""
+        """Models already in the registry (a traffic phase after a seed in another process): every
+        version, its files, its age, where the champion points, and the experiment of its runs."""
         for registered in self.client.search_registered_models():
-            versions = sorted(registered.latest_versions or [], key=lambda v: int(v.version))
-            if registered.name in MODELS and versions:
-                latest = versions[-1]
-                self.models[registered.name] = _Model(registered.name, latest.run_id, latest.source,
-                                                      f"{latest.source}/model.txt",
-                                                      [v.version for v in versions])
+            if registered.name not in MODELS:
+                continue
+            found = self.client.search_model_versions(f"name='{registered.name}'")
+            versions = sorted(found, key=lambda v: int(v.version))
+            if not versions:
+                continue
+            latest = versions[-1]
+            run = self.client.get_run(latest.run_id) if latest.run_id else None
+            model = _Model(registered.name, latest.run_id or "", run.info.experiment_id if run else None,
+                           champion=(registered.aliases or {}).get("champion"))
+            for v in versions:
+                model.versions.append(str(v.version))
+                model.born[str(v.version)] = (v.creation_timestamp or 0) / 1000
+                if v.source and not v.source.startswith("models:/"):
+                    model.files[str(v.version)] = f"{v.source}/model.txt"
+            self.models[registered.name] = model
         if not self.models:
             raise RuntimeError(f"no demo models in {self.uri}: run the seed phase first")
 
@@ -220,14 +290,16 @@ class Workload:
         model = self.models[rng.choice(list(self.models))]
         name = model.name
         with self._lock:
-            versions = list(model.versions)
-        latest = versions[-1] if versions else "1"
+            latest = max(model.versions, key=int) if model.versions else "1"
         roll = rng.random()
         c = self.client
         if roll < 0.06:
             self._new_version(client, model)
         elif roll < 0.12:
-            self._op(client, "set_alias", name, lambda: c.set_registered_model_alias(name, "champion", latest))
+            with self._lock:
+                target = model.servable(time.time()) or model.champion
+            if target is not None:
+                self._set_champion(client, model, target)
         elif roll < 0.17:
             self._op(client, "set_version_tag", name, lambda: c.set_model_version_tag(name, latest, "validated", "yes"))
         elif roll < 0.21:
@@ -239,7 +311,7 @@ class Workload:
         elif roll < 0.45:
             self._op(client, "get_download_uri", name, lambda: c.get_model_version_download_uri(name, latest))
         elif roll < 0.60:
-            self._op(client, "download_artifact", name, lambda: self._download(model, client))
+            self._serve(client, model)
         elif roll < 0.75:
             self._op(client, "get_by_alias", name, lambda: c.get_model_version_by_alias(name, "champion"))
         elif roll < 0.85:
@@ -288,9 +360,59 @@ class Workload:
 
         self._op(client, "set_experiment", None, set_experiment)
 
-    def _download(self, model: _Model, client: int) -> str:
+    def _serve(self, client: int, model: _Model, version: str | None = None) -> None:
+        """What a serving replica does: ``load_model("models:/<name>@champion")`` (the alias looked up,
+        then that version's files downloaded), or, pinned to ``version`` (a replica that was not
+        redeployed: the third story), that version's files."""
+        if version is None:
+            found = self._op(client, "get_by_alias", model.name,
+                             lambda: self.client.get_model_version_by_alias(model.name, "champion"))
+            if found is None or not found.source or found.source.startswith("models:/"):
+                return
+            version, file = str(found.version), f"{found.source}/model.txt"
+        else:
+            with self._lock:
+                file = model.files.get(version, "")
+            if not file:
+                return
+        self._op(client, "download_artifact", model.name, lambda: self._download(file, client), version=version)
+
+    def promote_worse(self, name: str = MODELS[0]) -> tuple[str, str]:
+        """The third story: a version worse than the champion (``accuracy`` WORSE) is registered and,
+        once the inventory has seen it, ``champion`` moved to it. Returns (previous, new) version."""
+        if not self.models:
+            self._adopt()
+        model = self.models[name]
+        previous = model.champion
+        new = self._new_version(0, model, accuracy=WORSE)
+        if previous is None or new is None:
+            raise RuntimeError(f"{name}: no champion to replace or no version registered")
+        self.stop.wait(SETTLE_S)
+        self._set_champion(0, model, new)
+        return previous, new
+
+    def replicas(self, name: str, pinned_to: str, duration_s: float, clients: int, pace_s: float) -> int:
+        """``clients`` replicas still pulling ``pinned_to`` (never redeployed) beside ``clients`` that
+        load the champion as it is now; the number of downloads by pinned replicas."""
+        if not self.models:
+            self._adopt()
+        model = self.models[name]
+        deadline = time.monotonic() + duration_s
+
+        def replica(client: int, pinned: bool) -> int:
+            done = 0
+            while time.monotonic() < deadline and not self.stop.is_set():
+                self._serve(client, model, pinned_to if pinned else None)
+                done += pinned
+                self.stop.wait(pace_s)
+            return done
+
+        with ThreadPoolExecutor(2 * clients) as pool:
+            jobs = [pool.submit(replica, 100 + i, i < clients) for i in range(2 * clients)]
+            return sum(job.result() for job in jobs)
+
+    def _download(self, file: str, client: int) -> str:
         import mlflow.artifacts
 
         target = self._scratch / f"client{client}"
-        return mlflow.artifacts.download_artifacts(artifact_uri=model.artifact, tracking_uri=self.uri,
-                                                   dst_path=str(target))
+        return mlflow.artifacts.download_artifacts(artifact_uri=file, tracking_uri=self.uri, dst_path=str(target))
