@@ -27,6 +27,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from contract import streams
 from pipeline.inventory.history import AliasEvent, alias_at, alias_events, seconds
+from pipeline.metrics import ShipperMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +38,12 @@ BY_ALIAS = "alias"  # the alias pointed to that version at that moment
 BY_ALIAS_LATEST = "alias-latest"  # after the inventory's last look: the version it last saw
 AMBIGUOUS = "ambiguous"  # several versions share these files, or the alias moved around then
 UNATTRIBUTED = "unattributed"  # no registered version's files (a run's other artifacts, or unknown yet)
+NAMED = frozenset({BY_RUN, BY_LOGGED_MODEL, BY_ALIAS, BY_ALIAS_LATEST})  # a version was named
+
+
+def result_of(how: str) -> str:
+    """``attributed`` or ``unattributed`` (ambiguous too: nothing was named), the counter's label."""
+    return "attributed" if how in NAMED else "unattributed"
 
 _RUN_SOURCE = re.compile(r"^runs:/([^/]+)/?(.*)$")
 _LOGGED_MODEL_SOURCE = re.compile(r"^models:/(m-[0-9a-f]+)/?$")
@@ -220,8 +227,12 @@ class Attributor:
     """A table refreshed from Elasticsearch every ``refresh_s`` in a thread of its own; reading
     ``table`` never waits. Elasticsearch away: the last table stays, and is retried."""
 
-    def __init__(self, es: Elasticsearch, namespace: str, refresh_s: float = 30.0) -> None:
+    def __init__(self, es: Elasticsearch, namespace: str, refresh_s: float = 30.0,
+                 metrics: ShipperMetrics | None = None) -> None:
+        """``metrics``: the shipper's, whose ``regwatch_retrievals_attributed_total`` counts each
+        retrieval this was asked to name, by result."""
         self.es = es
+        self.metrics = metrics
         self.namespace = namespace
         self.refresh_s = refresh_s
         self.table = AttributionTable()
@@ -253,8 +264,38 @@ class Attributor:
         how = self.table.enrich(doc)
         if how is not None:
             self.counts[how] = self.counts.get(how, 0) + 1
+            if self.metrics is not None:
+                self.metrics.retrievals_attributed.labels(result_of(how)).inc()
 
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def attribution_counts(es: Elasticsearch, namespace: str, since_s: float = 86400.0) -> dict[str, int]:
+    """How the artifact downloads and alias lookups of the last ``since_s`` were named, by
+    ``modelregistry.attribution`` (one search; empty when there is no retrieval stream yet)."""
+    try:
+        answer = es.search(index=streams.data_stream_name("retrieval", namespace), size=0, ignore_unavailable=True,
+                           allow_no_indices=True, query={"bool": {"filter": [
+                               {"exists": {"field": "modelregistry.attribution"}},
+                               {"range": {"@timestamp": {"gte": f"now-{int(since_s)}s"}}}]}},
+                           aggs={"how": {"terms": {"field": "modelregistry.attribution", "size": 20}}})
+    except NotFoundError:
+        return {}
+    return {str(b["key"]): int(b["doc_count"]) for b in (answer.get("aggregations") or {}).get("how", {}).get(
+        "buckets", [])}
+
+
+def unnamed_line(counts: dict[str, int], since: str = "24h") -> str:
+    """One line for ``regwatch status``: how many retrievals of the last ``since`` could not be
+    named, and why. Pure."""
+    named = sum(n for how, n in counts.items() if how in NAMED)
+    unnamed = {how: n for how, n in sorted(counts.items()) if how not in NAMED and n}
+    total = named + sum(unnamed.values())
+    if not total:
+        return f"retrievals named by the inventory (last {since}): none to name yet"
+    why = ", ".join(f"{n} {how}" for how, n in unnamed.items())
+    return (f"retrievals named by the inventory (last {since}): {named} of {total}; "
+            f"{sum(unnamed.values())} could not be named" + (f" ({why})" if why else ""))

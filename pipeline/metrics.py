@@ -55,6 +55,13 @@ class ShipperMetrics:
                                         "Access lines of an input that carry no response time (event.duration): "
                                         "the log format records none, so latency panels and rules see nothing",
                                         ["input"], registry=r)
+        # result: attributed (named by the inventory) or unattributed (ambiguous included)
+        self.retrievals_attributed = Counter("regwatch_retrievals_attributed",
+                                             "Artifact downloads and alias lookups the inventory was asked to name, "
+                                             "by result: attributed (model and version named) or unattributed "
+                                             "(no registered version's files, or ambiguous)", ["result"], registry=r)
+        for result in ("attributed", "unattributed"):
+            self.retrievals_attributed.labels(result)
 
     def count_refused(self, totals: Mapping[str, int]) -> None:
         """Bring ``regwatch_files_refused_total`` up to the tailer's running totals per reason."""

@@ -111,7 +111,12 @@ def parse(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     from pipeline.interpreter import tune_interpreter
+    from regwatch.config import valid_namespace
 
+    try:  # the shipper's own check: a namespace it would refuse prints no documents either
+        namespace = valid_namespace(namespace)
+    except ValueError as exc:
+        fail(f"--namespace {namespace!r}: {exc}", code=2)
     parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
     tune_interpreter()  # the shipper's hot-path settings: rare garbage collections
     counts: Counter[str] = Counter()
@@ -198,7 +203,8 @@ def status(
     every: Annotated[bool, typer.Option("--all", help="every shipper of the namespace, from their heartbeat "
                                         "documents in Elasticsearch (exit 1 when one is stale)")] = False,
 ) -> None:
-    """Each known file: its path, acknowledged offset, size, and how far behind it is."""
+    """Each known file: its path, acknowledged offset, size, and how far behind it is; with an
+    inventory configured, how many retrievals of the last day could not be named."""
     from pipeline.checkpoint import CheckpointError, CheckpointStore, lag
     from pipeline.scanner import path_text
 
@@ -223,6 +229,27 @@ def status(
         table.add_row(Text(printable(path_text(row.path))), str(row.offset), "-" if row.size is None else str(row.size),
                       "rotated away" if row.behind is None else str(row.behind))
     Console().print(table)
+    _unnamed(settings)
+
+
+def _unnamed(settings) -> None:
+    """With an inventory configured: how many retrievals of the last day could not be named
+    (modelregistry.attribution), a line after the table; Elasticsearch away costs only the line."""
+    if not settings.inventory.registries:
+        return
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    from pipeline.attribution import attribution_counts, unnamed_line
+    from regwatch.esclient import client_from_config
+
+    try:
+        counts = attribution_counts(client_from_config(settings), settings.namespace)
+    except (ApiError, TransportError) as exc:
+        err.print(f"retrievals named by the inventory: not known (Elasticsearch: {type(exc).__name__})",
+                  markup=False)
+        return
+    typer.echo(unnamed_line(counts))
 
 
 def _status_all(settings, as_json: bool) -> None:
@@ -260,5 +287,6 @@ def _status_all(settings, as_json: bool) -> None:
         if not docs:
             err.print(f"no shipper has reported in namespace {settings.namespace} (heartbeats: regwatch-shipper-state-"
                       f"{settings.namespace})", markup=False)
+        _unnamed(settings)
     if any(doc["condition"] == "stale" for doc in docs):
         raise typer.Exit(1)
