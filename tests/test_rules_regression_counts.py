@@ -53,7 +53,8 @@ def test_each_retrieval_the_inventory_is_asked_to_name_is_counted_by_result() ->
 def test_the_status_line_says_how_many_retrievals_could_not_be_named_and_why() -> None:
     assert unnamed_line({"artifact-run": 7, "alias": 2, "unattributed": 3, "ambiguous": 1}) == (
         "retrievals named by the inventory (last 24h): 9 of 13; 4 could not be named (1 ambiguous, 3 unattributed)")
-    assert unnamed_line({"alias-latest": 2}) == "retrievals named by the inventory (last 24h): 2 of 2; 0 could not be named"
+    assert unnamed_line({"alias-latest": 2}) == (
+        "retrievals named by the inventory (last 24h): 2 of 2; 0 could not be named")
     assert unnamed_line({}) == "retrievals named by the inventory (last 24h): none to name yet"
 
 
