@@ -1,6 +1,7 @@
 """What ``stale_usage`` and the download counts rest on, counted (#30 items 2-3): each retrieval the
 inventory was asked to name is counted by result (``regwatch_retrievals_attributed_total``), and
-``regwatch status`` says how many of the last day's could not be named."""
+``regwatch status`` says how many of the last day's could not be named; the registry's size is
+gauged by the collector (models, versions by status, aliases)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,35 @@ def test_regwatch_status_shows_the_retrievals_that_could_not_be_named(
     run = subprocess.run([sys.executable, "-m", "regwatch.cli", "status", "-c", str(config)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "retrievals named" not in run.stdout
+
+
+def test_the_registry_s_size_is_gauged_and_a_status_no_version_has_any_more_reads_zero() -> None:
+    from pipeline.inventory.metrics import InventoryMetrics
+    from pipeline.inventory.model import ModelState, Snapshot, VersionState
+
+    metrics = InventoryMetrics()
+
+    def gauges() -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("status", "")): s.value for family in metrics.registry.collect()
+                if family.type == "gauge" and family.name != "regwatch_inventory_registry_up"
+                for s in family.samples if s.labels["registry"] == "reg"}
+
+    models = {"a": ModelState("a", aliases={"champion": "2", "challenger": "3"}), "b": ModelState("b")}
+    versions = {("a", "1"): VersionState("a", "1", "READY"), ("a", "2"): VersionState("a", "2", "READY"),
+                ("a", "3"): VersionState("a", "3", "PENDING_REGISTRATION"), ("b", "1"): VersionState("b", "1", "ODD")}
+    metrics.observe(Snapshot("reg", models, versions))
+    assert gauges() == {
+        ("regwatch_inventory_models", ""): 2.0, ("regwatch_inventory_aliases", ""): 2.0,
+        ("regwatch_inventory_model_versions", "READY"): 2.0,
+        ("regwatch_inventory_model_versions", "PENDING_REGISTRATION"): 1.0,
+        ("regwatch_inventory_model_versions", "FAILED_REGISTRATION"): 0.0,
+        ("regwatch_inventory_model_versions", "ODD"): 1.0}
+    del versions[("b", "1")]
+    versions[("a", "3")] = VersionState("a", "3", "READY")
+    metrics.observe(Snapshot("reg", {"a": models["a"]}, versions))
+    assert gauges() == {
+        ("regwatch_inventory_models", ""): 1.0, ("regwatch_inventory_aliases", ""): 2.0,
+        ("regwatch_inventory_model_versions", "READY"): 3.0,
+        ("regwatch_inventory_model_versions", "PENDING_REGISTRATION"): 0.0,
+        ("regwatch_inventory_model_versions", "FAILED_REGISTRATION"): 0.0,
+        ("regwatch_inventory_model_versions", "ODD"): 0.0}
