@@ -172,7 +172,7 @@ def _columns(vis: Vis) -> tuple[dict[str, Any], list[str], list[str], list[str]]
     if vis.x_time:
         columns["x"] = {"label": "@timestamp", "dataType": "date", "operationType": "date_histogram",
                         "sourceField": "@timestamp", "isBucketed": True, "scale": "interval",
-                        "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
+                        "params": {"interval": vis.interval, "includeEmptyRows": True, "dropPartials": False}}
         buckets.append("x")
     for column_id, metric in zip(metrics, vis.metrics, strict=True):
         columns.update(_metric_columns(column_id, metric))

@@ -43,6 +43,7 @@ class Vis:
     may_be_empty: str | None = None  # why an empty result is expected on the demo (said in the panel)
     description: str = ""
     query: str = ""  # KQL narrowing the whole panel (its query bar): USERS on every panel of registry events
+    interval: str = "auto"  # the date histogram's (x_time): "auto" follows the time range, "1d" one bar a day
 
 
 COUNT = Metric("count", label="Events")
@@ -125,6 +126,54 @@ ALERTS = [
         terms=("event.action",), may_be_empty="filled by the rule runner; empty until it runs"),
 ]
 
+# Which versions are in use (#30 item 3; rules/usage.py answers the same questions in the terminal:
+# regwatch downloads, stale, unused). A download named with its version (pipeline/attribution.py
+# names artifact downloads from the inventory) counts here as a file fetched: the query language
+# Kibana's objects are held to has no suffix match for "its MLmodel file", which the CLI counts as
+# whole models pulled.
+NAMED_DOWNLOADS = (f'event.action : "artifact-download" and event.outcome : "success" and '
+                   f'modelregistry.model.version : * and {USERS}')
+ALIAS_CHANGES = (f'data_stream.dataset : "{streams.dataset("change")}" and '
+                 '(event.action : "alias-set" or event.action : "alias-removed")')
+NOT_NAMED = f'(modelregistry.attribution : "unattributed" or modelregistry.attribution : "ambiguous") and {USERS}'
+INVENTORY_EMPTY = ("filled once `regwatch inventory` records the registry and the shipper names downloads from it "
+                   "(docs/inventory.md); empty until then")
+FILES = Metric("count", label="Files downloaded")
+
+VERSIONS_IN_USE = [
+    Vis("regwatch-usage-downloads-over-time", "Files downloaded per version over time", "bar_stacked",
+        "regwatch-retrieval", (FILES,), x_time=True, terms=("modelregistry.model.version",), size=20,
+        query=NAMED_DOWNLOADS, may_be_empty=INVENTORY_EMPTY,
+        description="Artifact files fetched, per version the inventory names them by: which versions clients "
+                    "actually pull, and when they switch. Pick a model above: versions of different models "
+                    "share numbers."),
+    Vis("regwatch-usage-downloads-per-day", "Downloads per version per day", "table", "regwatch-retrieval",
+        (FILES,), x_time=True, interval="1d", terms=("modelregistry.model.name", "modelregistry.model.version"),
+        size=50, query=NAMED_DOWNLOADS, may_be_empty=INVENTORY_EMPTY,
+        description="Files fetched per model version and day. `regwatch downloads` counts the same, with whole "
+                    "models pulled and by which hosts and users."),
+    Vis("regwatch-usage-alias-timeline", "Alias timeline", "table", "regwatch-events",
+        (Metric("count", label="Moves"),), x_time=True,
+        terms=("modelregistry.model.alias", "modelregistry.model.version", "event.action"), size=50,
+        query=ALIAS_CHANGES, may_be_empty="filled by `regwatch inventory`; empty until it runs",
+        description="Every alias set, moved or removed, with the version it then pointed to (on a removal, the "
+                    "version it left), when `regwatch inventory` saw it. `regwatch history MODEL --at TIME` says "
+                    "what an alias pointed to at any moment."),
+    Vis("regwatch-usage-unnamed", "Retrievals that could not be named", "metric", "regwatch-retrieval",
+        (Metric("count", label="Not named"),), query=NOT_NAMED, may_be_empty=INVENTORY_EMPTY,
+        description="Artifact downloads no registered version's files hold (unattributed), and downloads or alias "
+                    "lookups that could be one of several versions (ambiguous: files shared, or an alias that moved "
+                    "between two looks of the inventory). With a model picked above, only its alias lookups."),
+]
+
+VERSIONS_IN_USE_HELP = """**Model versions in use**
+
+Which versions clients really pull, from retrievals the shipper names by version with what
+`regwatch inventory` recorded of the registry (docs/inventory.md). In the terminal: `regwatch
+downloads [MODEL] [--by host|user]`, `regwatch stale` (versions still pulled after their alias
+moved on), `regwatch unused` (versions holding an alias nobody downloads), `regwatch history`.
+"""
+
 # (id, title, data view, columns, query): the errors search shows users' errors, with their kind
 SEARCHES = [
     ("regwatch-search-errors", "regwatch: errors", "regwatch-error",
@@ -163,6 +212,7 @@ DASHBOARDS = [
     ("regwatch-dashboard-model", "Model activity", MODEL_ACTIVITY,
      ("Pick a model with the control above: its versions, aliases, stages, who downloads it, and how fast "
       "its versions change."), True),
+    ("regwatch-dashboard-versions", "Model versions in use", VERSIONS_IN_USE, VERSIONS_IN_USE_HELP, True),
     ("regwatch-dashboard-alerts", "Alerts", ALERTS,
      "Alert history from `logs-modelregistry.alert-*`, written by the rule runner.", False),
 ]

@@ -80,7 +80,7 @@ def test_the_shipped_objects_break_no_kibana_rule() -> None:
     assert problems == [], "\n".join(map(str, problems))
     assert {o["type"] for o in objects()} == {"index-pattern", "search", "lens", "dashboard"}
     assert {d["attributes"]["title"] for d in by_type("dashboard")} == {"Model Registry Overview", "Model activity",
-                                                                         "Alerts"}
+                                                                         "Model versions in use", "Alerts"}
 
 
 def test_every_object_carries_the_version_fields_and_runs_no_migration() -> None:

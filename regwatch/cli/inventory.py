@@ -161,3 +161,185 @@ def history(
         typer.echo(f"{printable(model)} at {_iso(moment)}: no alias recorded")
     for answer in answers:
         typer.echo(_say(model, moment, answer).plain)
+
+
+# -- which versions are in use (rules/usage.py): downloads, stale, unused ------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _since(text: str, option: str) -> float:
+    """A time ago (``7d``, ``24h``, ``30m``) or a moment (ISO 8601, epoch seconds), as epoch seconds."""
+    import re
+    import time
+
+    from regwatch.cli.rules import _epoch
+
+    if found := re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip()):
+        return time.time() - float(found.group(1)) * _UNITS[found.group(2)]
+    return _epoch(text, option)
+
+
+def _duration(text: str, option: str) -> float:
+    import re
+
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if not found:
+        fail(f"{option} {text!r}: not a duration (30s, 10m, 2h, 7d)", code=2)
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _search(settings: Any, index: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer, or None when the data stream does not exist yet."""
+    from elasticsearch import NotFoundError
+
+    from regwatch.esclient import client_from_config
+
+    with elasticsearch_errors(settings):
+        try:
+            return dict(client_from_config(settings).search(index=index, **body))
+        except NotFoundError:
+            return None
+
+
+def _alias_changes(settings: Any, model: str | None, alias: str | None) -> list[dict[str, Any]]:
+    from rules.usage import MAX_CHANGES, alias_changes_search, change_index
+
+    answer = _search(settings, change_index(settings.namespace), alias_changes_search(model, alias))
+    hits = answer["hits"]["hits"] if answer else []
+    if not hits:
+        what = f" of model {model!r}" if model else ""
+        fail(f"no alias change{what} recorded in namespace {settings.namespace!r} (is `regwatch inventory` "
+             "running?)")
+    if answer and answer["hits"]["total"]["value"] > MAX_CHANGES:
+        err.print(f"warning: more than {MAX_CHANGES} alias changes; the oldest {MAX_CHANGES} are read", highlight=False)
+    return [hit["_source"] for hit in hits]
+
+
+def _table(*headers: str) -> Any:
+    from rich.table import Column, Table
+
+    return Table(*(Column(h, justify="right" if h in _NUMBERS else "left") for h in headers))
+
+
+_NUMBERS = {"downloads", "files", "hosts", "users"}
+
+
+def _cells(*values: object) -> list[Text]:
+    """Every value from data as text with its control codes shown, never sent."""
+    return [Text(printable("-" if v is None else v)) for v in values]
+
+
+def _show(table: Any) -> None:
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@app.command()
+def downloads(
+    model: Annotated[str | None, typer.Argument(help="one registered model; default: every model")] = None,
+    since: Annotated[str, typer.Option(
+        metavar="TIME", help="from this long ago (7d, 24h, 30m) or this moment (ISO 8601, epoch seconds)")] = "7d",
+    by: Annotated[str | None, typer.Option(
+        metavar="host|user", help="one row per client host (its address) or per user, for each version and day")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document, for scripts")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """How often each model version was downloaded, day by day, and by how many hosts and users
+    (--by host|user: by which). A download is a whole model pulled (its MLmodel file fetched); files
+    counts every file of it fetched. Downloads that could not be tied to a version are counted below."""
+    from rules.usage import BY_FIELDS, downloads_rows, downloads_search, iso, retrieval_index
+
+    if by is not None and by not in BY_FIELDS:
+        fail(f"--by {by!r}: one of {', '.join(BY_FIELDS)}", code=2)
+    start = _since(since, "--since")
+    settings = load(config)
+    answer = _search(settings, retrieval_index(settings.namespace), downloads_search(start, model, by))
+    rows, unnamed = downloads_rows(answer, by) if answer else ([], {})
+    if as_json:
+        typer.echo(json.dumps({"since": iso(start), "model": model, "by": by,
+                               "rows": [{**r.as_json(), **({by: r.client} if by else {})} for r in rows],
+                               "unnamed": unnamed}))
+        return
+    what = f"model {printable(model)}" if model else "any model"
+    if not rows:
+        typer.echo(f"no download of {what} since {iso(start)}")
+    else:
+        table = _table("day", "model", "version", *([by] if by else []), "downloads", "files",
+                       *([] if by else ["hosts", "users"]))
+        for row in rows:
+            counts = [row.downloads, row.files] + ([] if by else [row.hosts, row.users])
+            table.add_row(*_cells(row.day, row.model, row.version, *([row.client] if by else []), *counts))
+        _show(table)
+    if unnamed:
+        reasons = ", ".join(f"{printable(why)} {count}" for why, count in sorted(unnamed.items()))
+        typer.echo(f"{sum(unnamed.values())} downloaded files since {iso(start)} name no version ({reasons})")
+
+
+@app.command()
+def stale(
+    model: Annotated[str | None, typer.Argument(help="one registered model; default: every model")] = None,
+    alias: Annotated[str | None, typer.Option(help="one alias (champion); default: every alias")] = None,
+    grace: Annotated[str, typer.Option(
+        metavar="DURATION", help="leave out downloads this soon after the move (10m: clients given time to "
+                                 "reload)")] = "0s",
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document, for scripts")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """Versions still being downloaded after their alias moved on to another version (or was removed):
+    who still pulls them, how often and last when. Counted from the moment `regwatch inventory` saw
+    the alias move."""
+    from rules.usage import retrieval_index, stale_rows, stale_search, versions_left
+
+    grace_s = _duration(grace, "--grace")
+    settings = load(config)
+    left = versions_left(_alias_changes(settings, model, alias))
+    answer = _search(settings, retrieval_index(settings.namespace), stale_search(left, grace_s)) if left else None
+    rows = stale_rows(left, answer) if answer else []
+    if as_json:
+        typer.echo(json.dumps({"model": model, "alias": alias, "grace_s": grace_s,
+                               "stale": [r.as_json() for r in rows]}))
+        return
+    if not rows:
+        typer.echo("no version is downloaded after its alias moved on")
+        return
+    table = _table("model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts",
+                   "users", "last download")
+    for row in rows:
+        table.add_row(*_cells(row.model, row.alias, row.version, row.moved_at, row.now_points_to or "removed",
+                              row.downloads, row.files, ", ".join(row.hosts), ", ".join(row.users), row.last))
+    _show(table)
+
+
+@app.command()
+def unused(
+    model: Annotated[str | None, typer.Argument(help="one registered model; default: every model")] = None,
+    since: Annotated[str, typer.Option(
+        metavar="TIME", help="nobody downloaded it from this long ago (7d, 24h) or this moment (ISO 8601)")] = "7d",
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document, for scripts")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
+) -> None:
+    """Versions an alias points to that nobody downloaded since --since (or since the alias came to
+    them, if later): an alias serving no one, or clients pinned to something else."""
+    from rules.usage import holders, iso, retrieval_index, unused_rows, unused_search
+
+    start = _since(since, "--since")
+    settings = load(config)
+    held = holders(_alias_changes(settings, model, None))
+    answer = _search(settings, retrieval_index(settings.namespace), unused_search(held, start)) if held else None
+    rows = unused_rows(held, answer or _EMPTY)
+    if as_json:
+        typer.echo(json.dumps({"model": model, "since": iso(start), "unused": [r.as_json() for r in rows]}))
+        return
+    if not rows:
+        typer.echo(f"every version an alias points to was downloaded since {iso(start)}")
+        return
+    table = _table("model", "alias", "version", "alias since", "last download")
+    for row in rows:
+        table.add_row(*_cells(row.model, row.alias, row.version, row.since, row.last or "never"))
+    _show(table)
+
+
+_EMPTY: dict[str, Any] = {"aggregations": {"recent": {"buckets": {}}, "ever": {"buckets": {}}}}
