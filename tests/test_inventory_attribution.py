@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from pipeline.attribution import (
 from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
 from regwatch.demo.ports import free_port
-from regwatch.demo.registry import mlflow_server
+from support.mlflow_registry import mlflow_registry  # noqa: F401 - the real MLflow server fixture
 from support.parsing import parse_file
 
 mlflow = pytest.importorskip("mlflow")
@@ -39,16 +38,6 @@ mlflow = pytest.importorskip("mlflow")
 class _Echo(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: list[str]) -> list[str]:
         return model_input
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    before = mlflow.get_tracking_uri()
-    try:
-        with mlflow_server(tmp_path / "mlflow", gunicorn=True) as (url, access_log):
-            yield url, access_log
-    finally:
-        mlflow.set_tracking_uri(before)
 
 
 def _files(client, run_id: str, path: str) -> int:

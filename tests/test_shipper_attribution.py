@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,12 @@ from elasticsearch import Elasticsearch
 from pipeline.attribution import BY_RUN, UNATTRIBUTED
 from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
-from regwatch.demo.registry import mlflow_server
+from support.mlflow_registry import mlflow_registry  # noqa: F401 - the real MLflow server fixture
 from support.shipping import write_config
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = [pytest.mark.slow, pytest.mark.elasticsearch]
 CLI = [sys.executable, "-m", "regwatch.cli"]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    before = mlflow.get_tracking_uri()
-    try:
-        with mlflow_server(tmp_path / "mlflow", gunicorn=True) as (url, access_log):
-            yield url, access_log
-    finally:
-        mlflow.set_tracking_uri(before)
 
 
 def _downloads(es: Elasticsearch, namespace: str) -> list[dict]:
