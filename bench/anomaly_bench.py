@@ -16,11 +16,20 @@ Prints a table, the points per second of the detector (one core), and one line p
 mode: ``nab detector=<name> mode=<swept|alerted> standard=<s> low_fp=<f> low_fn=<n>
 points_per_s=<p>``. Goals (#29): swept standard >= 70 and low FP >= 67, alerted standard >= 50,
 no alert on artificialNoAnomaly, >= 20,000 points/s.
+
+Then a registry-shaped check that NAB does not make: four weeks of daily request counts (busy by
+day, quiet at night, Poisson-like noise) with a moderate burst at a random hour every few hours to
+a day and a half (0.6 to 1.6 times the daytime peak, 10 to 40 minutes), and a storm (15 times the
+peak) on day 25; three seeds. Bursts this common are the series' usual behaviour once it has
+shown them for a week: a burst paged after the first week is a false alarm, the storm a true one.
+Prints ``bursts paged after the first week: <k> of <n>`` (goal at most 10 %) and the storms caught.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import random
 import statistics
 import sys
 import time
@@ -38,6 +47,8 @@ from rules.states import step
 RULE = AnomalyRule.model_validate({"name": "nab", "type": "anomaly", "notify": []})
 GOALS = {("swept", "standard"): 70.0, ("swept", "reward_low_FP_rate"): 67.0, ("alerted", "standard"): 50.0}
 MIN_POINTS_PER_S = 20_000
+MAX_BURSTS_PAGED = 0.10  # of the bursts after the first week
+DAY = 288  # 5-minute buckets
 
 
 def step_of(series: nab.Series) -> float:
@@ -54,17 +65,57 @@ def run(series: nab.Series, params: Params) -> tuple[list[float], list[float], f
     readings = [update(v) for v in series.values]
     spent = time.perf_counter() - began
     swept = [reading.onset / 100.0 for reading in readings]
-    # The alert state machine of the rule (rules.states.step, for: 0): a detection is a bucket
-    # where the alert starts firing; it resolves when the score falls under the recovery bound.
+    return swept, fired([reading.score for reading in readings], params), spent
+
+
+def fired(scores: list[float], params: Params) -> list[float]:
+    """The alert state machine of the rule (rules.states.step, for: 0) over ``scores``: 1 where
+    the alert starts firing, else 0; it resolves when the score falls under the recovery bound."""
     rule = RULE.model_copy(update={"score": params.threshold, "recovery": params.recovery})
     alerted: list[float] = []
     state, since = "ok", None
-    for i, reading in enumerate(readings):
-        moved = step(rule, state, since, None, rule.condition.holds(reading.score),
-                     reading.score < rule.recovery, float(i))
+    for i, score in enumerate(scores):
+        moved = step(rule, state, since, None, rule.condition.holds(score), score < rule.recovery, float(i))
         alerted.append(1.0 if moved.notify == "firing" else 0.0)
         state, since = moved.state, moved.since
-    return swept, alerted, spent
+    return alerted
+
+
+def bursty_traffic(seed: int, days: int = 28) -> tuple[list[float], list[int], int]:
+    """(requests per 5 minutes, the bursts' first buckets, the storm's first bucket)."""
+    rng = random.Random(seed)
+    values = []
+    for i in range(days * DAY):
+        hour = (i % DAY) / 12
+        rate = 20 + 80 * max(0.0, math.sin(math.pi * (hour - 6) / 12)) if 6 <= hour <= 18 else 20
+        values.append(float(max(0, round(rng.gauss(rate, math.sqrt(rate))))))
+    bursts, at, storm = [], 2 * DAY, 25 * DAY + 77
+    while True:
+        at += rng.randint(100, 500)
+        if at >= days * DAY - 20:
+            break
+        size, length = rng.uniform(60, 160), rng.randint(2, 8)
+        for i in range(at, at + length):
+            values[i] += size
+        bursts.append(at)
+    for i in range(storm, storm + 6):
+        values[i] += 1500
+    return values, bursts, storm
+
+
+def bursts_check(params: Params) -> tuple[int, int, int, int]:
+    """(bursts paged after the first week, bursts after the first week, storms caught, storms)."""
+    paged = total = caught = 0
+    seeds = (1, 2, 3)
+    for seed in seeds:
+        values, bursts, storm = bursty_traffic(seed)
+        detector = Detector(replace(params, step=300.0))
+        alerts = fired([detector.update(v).score for v in values], params)
+        late = [at for at in bursts if at >= 7 * DAY and not storm - 10 <= at <= storm + 6]
+        total += len(late)
+        paged += sum(1 for at in late if any(alerts[at:at + 10]))
+        caught += 1 if any(alerts[storm:storm + 6]) else 0
+    return paged, total, caught, len(seeds)
 
 
 def parse_overrides(pairs: list[str]) -> Params:
@@ -119,6 +170,10 @@ def main() -> int:
     print(f"alerts on artificialNoAnomaly: {sum(quiet.values())} (goal 0) {quiet}")
     print(f"points/s (one core, detector only): {rate:,.0f} (goal >= {MIN_POINTS_PER_S:,}: "
           f"{'met' if rate >= MIN_POINTS_PER_S else 'NOT met'})")
+    paged, bursts, caught, storms = bursts_check(params)
+    print(f"registry-shaped: bursts paged after the first week: {paged} of {bursts} "
+          f"(goal <= {MAX_BURSTS_PAGED:.0%}: {'met' if paged <= MAX_BURSTS_PAGED * bursts else 'NOT met'}); "
+          f"storms caught: {caught} of {storms} (goal all: {'met' if caught == storms else 'NOT met'})")
     for mode, score in scores.items():
         print(f"nab detector=regwatch mode={mode} standard={score['standard']:.1f} "
               f"low_fp={score['reward_low_FP_rate']:.1f} low_fn={score['reward_low_FN_rate']:.1f} "
