@@ -25,9 +25,11 @@ from elasticsearch import Elasticsearch
 from parsers.events import event_kind
 from parsers.routes import builtin
 from regwatch.demo.processes import Processes
+from regwatch.demo.workload import quality
 from rules.backtest import backtest
 from rules.model import Rule, RuleFile, load_rules
 from rules.query import Window, header
+from rules.staleness import group_of
 from rules.types import RULE_TYPES
 from support.shipping import wait_for
 
@@ -166,9 +168,30 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         notes = [json.loads(line)["payload"] for line in (workdir / "notifications.jsonl").read_text().splitlines()]
         for rule in INCIDENT_RULES:
             assert [n["state"] for n in notes if n["rule"] == rule] == ["firing", "resolved"], notes
-        others = {n["rule"] for n in notes} - set(INCIDENT_RULES) - {"host-disk-filling"}
-        assert not others, notes
         timeline = [t["what"] for t in summary["timeline"]]
+        # Story 3 (#30): a worse version promoted to champion fires the regression once; the
+        # replicas still pinned to the version it replaced are stale usage, until they stop.
+        [story] = [t for t in truth if t["type"] == "story"]
+        previous, worse = story["previous"], story["version"]
+        [regression] = [n for n in notes if n["rule"] == "champion-regression"]
+        assert regression["state"] == "fired" and regression["severity"] == "warning"
+        assert regression["event"]["modelregistry"]["model"] == {"name": "fraud-detector", "alias": "champion",
+                                                                "version": worse}
+        judged = regression["event"]["modelregistry"]["regression"]
+        assert {k: judged[k] for k in ("change", "metric", "version", "value", "previous_version")} == {
+            "change": "moved", "metric": "accuracy", "version": worse, "value": 0.5, "previous_version": previous}
+        assert judged["previous_value"] == quality(previous) and judged["reasons"] == [
+            f"accuracy 0.5 is worse than {quality(previous):g}"]
+        stale = [n for n in notes if n["rule"] == "champion-stale-usage"]
+        assert [(n["state"], n["group"]) for n in stale] == [("firing", group_of("fraud-detector", previous)),
+                                                             ("resolved", group_of("fraud-detector", previous))]
+        pinned = stale[0]["event"]["modelregistry"]["stale_usage"]
+        assert pinned["version"] == previous and pinned["current_version"] == worse and pinned["pulls"] >= 2
+        assert timeline.index("worse version registered") < timeline.index("champion-regression fired") \
+            and timeline.index("champion-stale-usage firing") < timeline.index("champion-stale-usage resolved")
+        others = {n["rule"] for n in notes} - set(INCIDENT_RULES) - {"host-disk-filling", "champion-regression",
+                                                                    "champion-stale-usage"}
+        assert not others, notes
         assert timeline.index("registry stopped") < timeline.index("registry-down firing") \
             < timeline.index("registry restarted") < timeline.index("registry-down resolved")
         assert timeline.index("revoked token in use") < timeline.index("registry-error-ratio firing") \

@@ -89,7 +89,7 @@ def up(
     stack = Stack(workdir, namespace, use_nginx=nginx)
     stack.write_config()
     run_id = secrets.token_hex(4)
-    timings = Timings(warmup_s=15, burst_s=6, clients=3, burst_clients=5) if quick else Timings()
+    timings = Timings(warmup_s=15, burst_s=6, clients=3, burst_clients=5, promote_s=30) if quick else Timings()
     started = time.time()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the stack like Ctrl-C
     # Started in the background of a non-interactive shell (CI: `cmd &`), SIGINT arrives ignored

@@ -120,7 +120,7 @@ class Scenario:
         self.say.done("incident 1: registry-down fired and resolved")
 
         self.incident_revoked_token()
-        # self.story_worse_promotion()  # wired once the rule types land
+        self.story_worse_promotion()
         self.say.step("waiting for the shipper to acknowledge every line")
         self._wait_caught_up()
         self.mark("shipper caught up")
@@ -163,7 +163,7 @@ class Scenario:
         since = time.time()
         self._run_workload("promote", t.promote_s, t.replicas, t.replica_pace_s)
         self.mark("pinned replicas stopped")
-        self._wait_notified(REGRESSION_RULE, "firing", since)
+        self._wait_notified(REGRESSION_RULE, "fired", since)  # a finding: fired once, nothing to resolve
         self._wait_notified(STALE_RULE, "firing", since)
         self._wait_notified(STALE_RULE, "resolved", since)
         self.say.done(f"story 3: {REGRESSION_RULE} fired once, {STALE_RULE} fired and resolved")

@@ -389,6 +389,8 @@ class Workload:
             raise RuntimeError(f"{name}: no champion to replace or no version registered")
         self.stop.wait(SETTLE_S)
         self._set_champion(0, model, new)
+        self.truth.write({"type": "story", "t": time.time(), "story": "worse-promotion", "model": name,
+                          "previous": previous, "version": new, "accuracy": WORSE})
         return previous, new
 
     def replicas(self, name: str, pinned_to: str, duration_s: float, clients: int, pace_s: float) -> int:
