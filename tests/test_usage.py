@@ -326,3 +326,50 @@ def test_stale_and_unused_rows_keep_only_what_the_answer_says() -> None:
     assert [r.as_json() for r in unused_rows(held, answer)] == [
         {"model": "m", "alias": "shadow", "version": "3", "alias_since": "1970-01-01T00:00:00.000Z",
          "last_download": None}]
+
+
+HOSTILE = "m\x1b]8;;http://evil.example/\x07x\u202e"  # a link escape and a bidi override in a model name
+
+
+def test_names_from_the_registry_are_shown_escaped_and_bad_options_are_one_line(
+        es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path) -> None:
+    def change(at: str, version: str) -> dict[str, Any]:
+        return {"@timestamp": at, "event": {"kind": "event", "action": "alias-set"},
+                "modelregistry": {"model": {"name": HOSTILE, "alias": "champion\x1b[2J", "version": version},
+                                  "change": {"current": version}}}
+
+    def download(at: str, version: str) -> dict[str, Any]:
+        return {"@timestamp": at, "event": {"kind": "event", "action": "artifact-download", "outcome": "success"},
+                "source": {"ip": "10.0.0.7"}, "user": {"name": "eve\r"},
+                "modelregistry": {"model": {"name": HOSTILE, "version": version}, "attribution": "artifact-run",
+                                  "artifact": {"path": f"1/{'a' * 32}/artifacts/model/MLmodel"}}}
+
+    now = datetime.now(UTC)
+    today = now.strftime("%Y-%m-%d")
+    stamp = now.strftime("%Y-%m-%dT%H:%M")
+    for doc in (change(f"{stamp}:00.000Z", "1"), change(f"{stamp}:10.000Z", "2")):
+        es.index(index=f"logs-modelregistry.change-{namespace}", document=doc, op_type="create", refresh=True)
+    es.index(index=f"logs-modelregistry.retrieval-{namespace}", document=download(f"{stamp}:20.000Z", "1"),
+             op_type="create", refresh=True)
+    config = write_config(tmp_path / "c.yaml", es_url, namespace, [str(tmp_path / "none.log")])
+    usage = Usage(namespace, config, {}, "", today)
+    shown = r"m\x1b]8;;http://evil.example/\x07x\u202e"
+    assert _regwatch(usage, "downloads", "--by", "user") == _table(
+        ["day", "model", "version", "user", "downloads", "files"], [[today, shown, "1", r"eve\x0d", 1, 1]], COUNTS)
+    assert _regwatch(usage, "stale") == _table(
+        ["model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts", "users",
+         "last download"],
+        [[shown, r"champion\x1b[2J", "1", f"{stamp}:10.000Z", "2", 1, 1, "10.0.0.7", r"eve\x0d",
+          f"{stamp}:20.000Z"]], COUNTS)
+    assert _regwatch(usage, "unused") == _table(["model", "alias", "version", "alias since", "last download"],
+                                                [[shown, r"champion\x1b[2J", "2", f"{stamp}:10.000Z", "never"]], set())
+    for args, message in ((["downloads", "--by", "team"], "error: --by 'team': one of host, user\n"),
+                          (["downloads", "--since", "last week"],
+                           "error: --since 'last week': not an ISO time or epoch seconds\n"),
+                          (["stale", "--grace", "soon"], "error: --grace 'soon': not a duration (30s, 10m, 2h, 7d)\n"),
+                          (["stale", "nosuch"],
+                           f"error: no alias change of model 'nosuch' recorded in namespace '{namespace}' (is "
+                           "`regwatch inventory` running?)\n")):
+        done = subprocess.run([*CLI, *args, "-c", str(config)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": str(WIDTH)})
+        assert (done.returncode, done.stdout, done.stderr) == (2 if "nosuch" not in args else 1, "", message), args
