@@ -258,27 +258,51 @@ class StaleRow:
     hosts: tuple[str, ...]
     users: tuple[str, ...]
     last: str  # the latest of those downloads
+    held_by: tuple[str, ...] = ()  # other aliases that point to the version now: their clients may pull it
 
     def as_json(self) -> dict[str, Any]:
         return {"model": self.model, "alias": self.alias, "version": self.version, "moved_at": self.moved_at,
                 "alias_now": self.now_points_to, "downloads": self.downloads, "files": self.files,
-                "hosts": list(self.hosts), "users": list(self.users), "last_download": self.last}
+                "hosts": list(self.hosts), "users": list(self.users), "last_download": self.last,
+                "held_by": list(self.held_by)}
 
 
-def stale_rows(left: list[Left], response: dict[str, Any]) -> list[StaleRow]:
-    """The versions pulled after their alias left them, in the order of ``left``. Pure."""
+def stale_rows(left: list[Left], response: dict[str, Any], held: list[Holder] | None = None) -> list[StaleRow]:
+    """The versions pulled after their alias left them, in the order of ``left``; each with the
+    other aliases that point to it now (``held``: :func:`holders` of the same changes), since a
+    client of those pulls it rightly. Pure."""
     buckets = response["aggregations"]["spans"]["buckets"]
     rows = []
     for i, span in enumerate(left):
         bucket = buckets.get(str(i))
         if not bucket or not bucket["doc_count"]:
             continue
+        others = tuple(h.alias for h in held or [] if (h.model, h.version) == (span.model, span.version)
+                       and h.alias != span.alias)
         rows.append(StaleRow(span.model, span.alias, span.version, iso(span.at), span.to,
                              bucket["downloads"]["doc_count"], bucket["doc_count"],
                              tuple(str(b["key"]) for b in bucket["by_host"]["buckets"]),
                              tuple(str(b["key"]) for b in bucket["by_user"]["buckets"]),
-                             bucket["last"]["value_as_string"]))
+                             bucket["last"]["value_as_string"], others))
     return rows
+
+
+@dataclass(frozen=True)
+class VersionTotal:
+    model: str
+    version: str
+    downloads: int
+    files: int
+
+
+def per_version(rows: list[DayRow]) -> list[VersionTotal]:
+    """:func:`downloads_rows`'s rows summed over days (and clients), per model and version. Pure."""
+    totals: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in rows:
+        downloads, files = totals.get((row.model, row.version), (0, 0))
+        totals[(row.model, row.version)] = (downloads + row.downloads, files + row.files)
+    return [VersionTotal(model, version, downloads, files)
+            for (model, version), (downloads, files) in sorted(totals.items())]
 
 
 # -- unused: holding an alias, downloaded by nobody -----------------------------------------------

@@ -28,7 +28,17 @@ from kibana.lens_query import bucket_values, lens_request, metric_values
 from kibana.objects import all_objects
 from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
-from rules.usage import Holder, Left, downloads_rows, holders, stale_rows, unused_rows, versions_left
+from rules.usage import (
+    Holder,
+    Left,
+    VersionTotal,
+    downloads_rows,
+    holders,
+    per_version,
+    stale_rows,
+    unused_rows,
+    versions_left,
+)
 from support.mlflow_registry import running_registry
 from support.shipping import write_config
 
@@ -183,11 +193,13 @@ def test_stale_names_who_still_pulls_the_version_champion_left(usage: Usage) -> 
     answer = json.loads(_regwatch(usage, "stale", "--json"))
     assert answer == {"model": None, "alias": None, "grace_s": 0.0, "stale": [
         {"model": "churn", "alias": "champion", "version": "1", "moved_at": moved["@timestamp"], "alias_now": "2",
-         "downloads": 1, "files": 2, "hosts": ["127.0.0.1"], "users": ["carol"], "last_download": usage.carol_at}]}
+         "downloads": 1, "files": 2, "hosts": ["127.0.0.1"], "users": ["carol"], "last_download": usage.carol_at,
+         "held_by": []}]}
     assert _regwatch(usage, "stale", "churn", "--alias", "champion") == _table(
         ["model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts", "users",
-         "last download"],
-        [["churn", "champion", "1", moved["@timestamp"], "2", 1, 2, "127.0.0.1", "carol", usage.carol_at]], COUNTS)
+         "last download", "still held by"],
+        [["churn", "champion", "1", moved["@timestamp"], "2", 1, 2, "127.0.0.1", "carol", usage.carol_at, "-"]],
+        COUNTS)
     # alice's pulls of version 1 were before the move: a grace longer than carol's delay leaves nothing
     assert _regwatch(usage, "stale", "--grace", "1h") == "no version is downloaded after its alias moved on\n"
     assert json.loads(_regwatch(usage, "stale", "--alias", "shadow", "--json"))["stale"] == []
@@ -228,6 +240,7 @@ def test_the_queries_of_docs_queries_md_give_the_same_answers(es: Elasticsearch,
         (usage.day, "churn", "1", "alice", 3, 6), (usage.day, "churn", "1", "carol", 1, 2),
         (usage.day, "churn", "2", "bob", 2, 4)]
     assert unnamed == {"unattributed": 1}
+    assert per_version(rows) == [VersionTotal("churn", "1", 4, 8), VersionTotal("churn", "2", 2, 4)]
     changes = [h["_source"] for h in run("alias-changes", {"fraud-detector": "churn"})["hits"]["hits"]]
     left = versions_left(changes)
     moved = usage.moves["champion -> 2"]["@timestamp"]
@@ -315,10 +328,12 @@ def test_stale_and_unused_rows_keep_only_what_the_answer_says() -> None:
                    "by_user": {"buckets": [{"key": "-"}, {"key": "\x1b]8;;x"}]},
                    "last": {"value_as_string": "2026-12-05T00:00:09.000Z"}},
              "1": {"doc_count": 0}}
-    [row] = stale_rows(left, {"aggregations": {"spans": {"buckets": spans}}})
+    others = [Holder("m", "challenger", "1", 5.0), Holder("m", "champion", "2", 0.0), Holder("n", "shadow", "1", 0.0)]
+    [row] = stale_rows(left, {"aggregations": {"spans": {"buckets": spans}}}, others)
     assert row.as_json() == {"model": "m", "alias": "champion", "version": "1", "moved_at": "1970-01-01T00:00:00.000Z",
                              "alias_now": "2", "downloads": 2, "files": 4, "hosts": ["10.0.0.1"],
-                             "users": ["-", "\x1b]8;;x"], "last_download": "2026-12-05T00:00:09.000Z"}
+                             "users": ["-", "\x1b]8;;x"], "last_download": "2026-12-05T00:00:09.000Z",
+                             "held_by": ["challenger"]}
     held = [Holder("m", "champion", "2", 0.0), Holder("m", "shadow", "3", 0.0)]
     answer = {"aggregations": {"recent": {"buckets": {"0": {"doc_count": 1}, "1": {"doc_count": 0}}},
                                "ever": {"buckets": {"0": {"doc_count": 5, "last": {"value_as_string": "x"}},
@@ -358,9 +373,9 @@ def test_names_from_the_registry_are_shown_escaped_and_bad_options_are_one_line(
         ["day", "model", "version", "user", "downloads", "files"], [[today, shown, "1", r"eve\x0d", 1, 1]], COUNTS)
     assert _regwatch(usage, "stale") == _table(
         ["model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts", "users",
-         "last download"],
+         "last download", "still held by"],
         [[shown, r"champion\x1b[2J", "1", f"{stamp}:10.000Z", "2", 1, 1, "10.0.0.7", r"eve\x0d",
-          f"{stamp}:20.000Z"]], COUNTS)
+          f"{stamp}:20.000Z", "-"]], COUNTS)
     assert _regwatch(usage, "unused") == _table(["model", "alias", "version", "alias since", "last download"],
                                                 [[shown, r"champion\x1b[2J", "2", f"{stamp}:10.000Z", "never"]], set())
     for args, message in ((["downloads", "--by", "team"], "error: --by 'team': one of host, user\n"),

@@ -289,15 +289,16 @@ def stale(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
 ) -> None:
     """Versions still being downloaded after their alias moved on to another version (or was removed):
-    who still pulls them, how often and last when. Counted from the moment `regwatch inventory` saw
-    the alias move."""
-    from rules.usage import retrieval_index, stale_rows, stale_search, versions_left
+    who still pulls them, how often and last when, and which other aliases still point to them.
+    Counted from the moment `regwatch inventory` saw the alias move."""
+    from rules.usage import holders, retrieval_index, stale_rows, stale_search, versions_left
 
     grace_s = _duration(grace, "--grace")
     settings = load(config)
-    left = versions_left(_alias_changes(settings, model, alias))
+    changes = _alias_changes(settings, model, None)  # every alias: which others still hold a version
+    left = [span for span in versions_left(changes) if alias is None or span.alias == alias]
     answer = _search(settings, retrieval_index(settings.namespace), stale_search(left, grace_s)) if left else None
-    rows = stale_rows(left, answer) if answer else []
+    rows = stale_rows(left, answer, holders(changes)) if answer else []
     if as_json:
         typer.echo(json.dumps({"model": model, "alias": alias, "grace_s": grace_s,
                                "stale": [r.as_json() for r in rows]}))
@@ -306,10 +307,11 @@ def stale(
         typer.echo("no version is downloaded after its alias moved on")
         return
     table = _table("model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts",
-                   "users", "last download")
+                   "users", "last download", "still held by")
     for row in rows:
         table.add_row(*_cells(row.model, row.alias, row.version, row.moved_at, row.now_points_to or "removed",
-                              row.downloads, row.files, ", ".join(row.hosts), ", ".join(row.users), row.last))
+                              row.downloads, row.files, ", ".join(row.hosts), ", ".join(row.users), row.last,
+                              ", ".join(row.held_by) or "-"))
     _show(table)
 
 
