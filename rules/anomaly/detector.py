@@ -12,7 +12,7 @@ Per bucket it computes four features and scores each against its own recent past
 * the **shift**: the run minus the mean of the ``trend`` buckets before it: a step or a slope
   that stays inside the usual range (a temperature drifting down to its lowest ever, slowly);
 * the **activity**: the mean absolute change of the last ``run`` buckets; its low side catches a
-  metric that goes flat (a stuck exporter, a dead job).
+  metric that goes flat (a stuck exporter, a dead job: one value for ``still`` buckets).
 
 The deviation ``z`` is the largest of the features' deviations allowed by ``direction``. A new
 episode starts only when ``z`` exceeds what was already seen recently (``peak``, decaying by half
@@ -70,6 +70,7 @@ class Params:
     history: int = 4 * 2016  # buckets kept for the periodicity and the typical value
     spread: float = 1.0  # a band's half-width is at least this many standard deviations of its window
     minimum: float = 0.0  # ... and at least this (a count rule: 1, one event is never far)
+    still: int = 12  # buckets of one unchanged value before a metric that always moved counts as stopped
     cap: float = 4.0  # the largest deviation (score 80): one absurd value does not blind the memory
 
 
@@ -117,6 +118,7 @@ class Detector:
         self.long_decay = 0.5 ** (1.0 / p.long_memory)
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
+        self.still = 0
         self.candidates = periodicity.candidates(p.step)
         self.up = p.direction in ("up", "both")
         self.down = p.direction in ("down", "both")
@@ -189,6 +191,7 @@ class Detector:
             self.older_sum += leaving
         self.recent.append(residual)
         change = abs(value - previous)
+        self.still = self.still + 1 if change <= 1e-9 * abs(value) else 0
         self.changes.append(change)
         self.run_sum += residual
         self.change_sum += change
@@ -207,10 +210,12 @@ class Detector:
             rup, rdown = deviation(run, self.run.band(q, c), self._floor(self.run))
             # A metric cannot move less than not at all: the low side of the activity is scored
             # as any other, and a metric that stopped dead where it always moved (a stuck exporter,
-            # a dead job) scores ``stuck`` whatever its band.
+            # a dead job) scores ``stuck`` whatever its band, once it has held one value for
+            # ``still`` buckets: half an hour of zeros in a count that is quiet at night is no
+            # stopped metric (on NAB, 14 pages outside every window and 1 inside at 6 buckets).
             aband = self.activity.band(q, c)
             _aup, flat = deviation(activity, aband, self._floor(self.activity))
-            if activity <= 1e-9 * abs(aband[2]) and aband[0] > 0.0:
+            if self.still >= p.still and aband[0] > 0.0:
                 flat = max(flat, p.stuck)
             sup, sdown = deviation(shift, self.shift.band(q, c), self._floor(self.shift))
             if self.up:
