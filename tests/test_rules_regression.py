@@ -5,6 +5,9 @@ the attribution table, the rules run live (two runners), in ``rules backtest`` a
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +17,13 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
+from contract.timestamps import iso_from_epoch
 from pipeline.attribution import load_table
 from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
 from regwatch.demo.registry import mlflow_server
 from rules.backtest import backtest, dry_run
-from rules.model import RegressionRule, Rule, StaleUsageRule, load_rules
+from rules.model import RegressionRule, StaleUsageRule, load_rules
 from rules.promotion import Regression
 from rules.runner import Runner
 from rules.staleness import group_of
@@ -31,12 +35,27 @@ mlflow = pytest.importorskip("mlflow")
 BUILTIN = Path(__file__).resolve().parents[1] / "rules" / "builtin" / "models.yaml"
 
 
-def builtin_rules(tmp_path: Path, after: str = "2s") -> list[Rule]:
-    """The built-in rules as shipped, told to the test's receiver, with a grace of ``after``."""
+# A rule of one's own beside the built-ins: told when a version is registered worse than champion.
+REGISTERED = """
+rules:
+  - name: m-registered-worse
+    type: regression
+    alias: champion
+    metric: accuracy
+    changes: [registered]
+    terms: {modelregistry.model.name: m}
+    notify: [hook]
+"""
+
+
+def rule_folder(tmp_path: Path, after: str = "2s") -> Path:
+    """The built-in rules as shipped, told to the test's receiver, with a grace of ``after``, and
+    :data:`REGISTERED`."""
     text = BUILTIN.read_text().replace("notify: []", "notify: [hook]").replace("after: 1h", f"after: {after}")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "models.yaml").write_text(text)
-    return load_rules(tmp_path / "rules")
+    (tmp_path / "rules" / "registered.yaml").write_text(REGISTERED)
+    return tmp_path / "rules"
 
 
 def test_the_builtin_rules_load_as_documented() -> None:
@@ -129,12 +148,14 @@ def _notified(rule: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.elasticsearch
 def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_version_are_named(
-        registry: tuple[str, Path], es: Elasticsearch, namespace: str, tmp_path: Path,
+        registry: tuple[str, Path], es: Elasticsearch, es_url: str, namespace: str, tmp_path: Path,
         webhook: dict[str, Any]) -> None:  # noqa: F811
     """Versions from runs with accuracy 0.90, 0.95, 0.80; champion 1 -> 2 (better) -> 3 (worse);
-    a client pulls version 2 by number after the grace. Two runners: regression notifies once,
-    for 2 -> 3 only; stale_usage fires for version 2, naming the client and its pulls, and
-    resolves once nobody pulls it; the backtest and the dry run say the same."""
+    a client pulls version 2 by number after the grace; version 4 (0.70) is registered while
+    champion is 3. Two runners: the built-in regression notifies once, for 2 -> 3 only, a rule
+    judging registrations once, for 4 against 3; stale_usage fires for version 2, naming the
+    client and its pulls, and resolves once nobody pulls it; ``rules backtest`` and ``rules
+    test`` say the same."""
     url, access_log = registry
     client = mlflow.MlflowClient(url)
     client.create_registered_model("m")
@@ -153,6 +174,10 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     time.sleep(3.2)  # the grace (2 s) after champion left version 2, in the access log's whole seconds
     for _ in range(2):
         mlflow.artifacts.download_artifacts("models:/m/2", dst_path=str(tmp_path / "dl"))
+    with mlflow.start_run() as run:
+        mlflow.log_metric("accuracy", 0.70)
+    client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    assert collector.cycle(stop)[0].outcome == "ok"
     docs = _ship_retrievals(es, namespace, access_log)
     pulls_of_2 = [d for d in docs if d["event"]["action"] == "artifact-download"
                   and d["modelregistry"].get("model", {}).get("version") == "2"]
@@ -164,10 +189,17 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
         index=f"logs-modelregistry.change-{namespace}", size=100,
         query={"term": {"event.action": "alias-set"}})["hits"]["hits"]}
     move_to_3 = changes["3"]
-    rules = builtin_rules(tmp_path)
-    regression, stale = (next(r for r in rules if r.type == kind) for kind in ("regression", "stale_usage"))
+    [created_4] = es.search(index=f"logs-modelregistry.change-{namespace}", query={"bool": {"filter": [
+        {"term": {"event.action": "model-version-created"}}, {"term": {"modelregistry.model.version": "4"}}]}})[
+        "hits"]["hits"]
+    folder = rule_folder(tmp_path)
+    rules = load_rules(folder)
+    regression, stale = (next(r for r in rules if r.name == name)
+                         for name in ("champion-regression", "champion-stale-usage"))
     runners = [Runner(es, rules, namespace, targets=webhook, runner_id=f"runner-{i}") for i in (1, 2)]
-    now = time.time()
+    # the pulls' times are whole seconds (the access log's) and a window ends a second before the
+    # cycle: a cycle two seconds on has them all in its window
+    now = time.time() + 2.0
     try:
         for runner in runners:
             runner.cycle(now=now)
@@ -194,6 +226,20 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
                               "summary": "m: champion moved to version 3, worse than version 2 (champion): "
                                          "accuracy 0.8 is worse than 0.95"}}}
 
+    [registered] = _notified("m-registered-worse")
+    assert (registered["group"], registered["state"], registered["message"]) == (
+        created_4["_id"], "fired", "m-registered-worse: m: registered version 4, worse than version 3 (champion): "
+                                   "accuracy 0.7 is worse than 0.8")
+    assert registered["event"] == {
+        "@timestamp": created_4["_source"]["@timestamp"], "event": {"action": "model-version-created"},
+        "modelregistry": {"registry": "reg", "model": {"name": "m", "alias": "champion", "version": "4"},
+                          "regression": {
+                              "change": "registered", "metric": "accuracy", "greater_is_better": True,
+                              "version": "4", "value": 0.7, "previous_version": "3", "previous_value": 0.8,
+                              "reasons": ["accuracy 0.7 is worse than 0.8"],
+                              "summary": "m: registered version 4, worse than version 3 (champion): "
+                                         "accuracy 0.7 is worse than 0.8"}}}
+
     [firing] = _notified("champion-stale-usage")
     group = group_of("m", "2")
     assert {k: firing[k] for k in ("rule", "group", "state", "value", "threshold", "message")} == {
@@ -213,19 +259,36 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
         runner.stopped()
     states = [(p["rule"], p["state"]) for p, _ in Receiver.received]
     assert states.count(("champion-stale-usage", "resolved")) == 1
-    assert states.count(("champion-regression", "fired")) == 1
+    assert states.count(("champion-regression", "fired")) == 1 and states.count(("m-registered-worse", "fired")) == 1
+    assert len(states) == 4
     [resolved] = [p for p in _notified("champion-stale-usage") if p["state"] == "resolved"]
     assert resolved["message"] == "champion-stale-usage resolved: nobody pulls m version 2 any more"
 
-    # rules backtest: the same decisions, replayed
-    replay_from = started - 60
-    fired_back = backtest(es, regression, namespace, replay_from, now + 60)
-    assert [(t.group, t.state) for t in fired_back] == [(change_id, "fired")]
-    stale_back = backtest(es, stale, namespace, replay_from, later + 60)
+    # rules backtest and rules test, as a user runs them: the same decisions
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace}))
+
+    def cli(*args: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", *args, "-c", str(config),
+                              "--folder", str(folder)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.splitlines()
+
+    replay_from, stamp = f"{started - 60:.3f}", lambda at: iso_from_epoch(at, millis=False)
+    [replayed] = backtest(es, regression, namespace, started - 60, now + 60)
+    assert (replayed.group, replayed.state, replayed.value) == (change_id, "fired", 1.0)
+    assert cli("backtest", "champion-regression", "--from", replay_from, "--to", f"{now + 60:.3f}") == [
+        f"{stamp(replayed.at)} fired    group={change_id} value=1.0", "1 transitions; fired 1 times"]
+    stale_back = backtest(es, stale, namespace, started - 60, later + 60)
     assert [(t.group, t.state, t.value) for t in stale_back] == [(group, "firing", 2.0), (group, "resolved", 0.0)]
-    # rules test: what the runner would do now (the alerts are stored: nothing would notify)
+    assert cli("backtest", "champion-stale-usage", "--from", replay_from, "--to", f"{later + 60:.3f}") == [
+        f"{stamp(t.at)} {t.state:8} group={group} value={t.value}" for t in stale_back] + [
+        "2 transitions; fired 1 times"]
+    # what the runner would do now: the alerts are stored, nothing new would notify
+    tested = cli("test", "champion-regression", "--at", f"{now + 1:.3f}")
+    assert tested[-2:] == [f"group={change_id} value=1.0 fired -> fired", "1 groups; would notify 0; nothing sent"]
+    tested = cli("test", "champion-stale-usage", "--at", f"{now + 1:.3f}")
+    assert tested[-2:] == [f"group={group} value=2.0 resolved -> firing (would notify firing to hook)",
+                           "1 groups; would notify 1; nothing sent"]
     trial = dry_run(es, regression, namespace, now + 1)
     assert [(r.group, r.state, r.next_state, r.notify) for r in trial.rows] == [(change_id, "fired", "fired", None)]
-    trial = dry_run(es, stale, namespace, now + 1)
-    assert [(r.group, r.value, r.state, r.next_state, r.notify) for r in trial.rows] == [
-        (group, 2.0, "resolved", "firing", "firing")]
