@@ -146,7 +146,7 @@ def _regwatch(usage: Usage, *args: str) -> str:
 
 def _table(headers: list[str], rows: list[list[object]], numbers: set[str]) -> str:
     """The table as the commands print it (rich, the terminal's width)."""
-    table = Table(*(Column(h, justify="right" if h in numbers else "left") for h in headers))
+    table = Table(*(Column(h, justify="right" if h in numbers else "left", overflow="fold") for h in headers))
     for row in rows:
         table.add_row(*("-" if v is None else str(v) for v in row))
     out = io.StringIO()
@@ -155,6 +155,11 @@ def _table(headers: list[str], rows: list[list[object]], numbers: set[str]) -> s
 
 
 COUNTS = {"downloads", "files", "hosts", "users"}
+
+
+def _when(iso: str) -> str:
+    """A time as the tables show it: to the second, UTC (their headers say so)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @pytest.mark.slow
@@ -196,10 +201,11 @@ def test_stale_names_who_still_pulls_the_version_champion_left(usage: Usage) -> 
          "downloads": 1, "files": 2, "hosts": ["127.0.0.1"], "users": ["carol"], "last_download": usage.carol_at,
          "held_by": []}]}
     assert _regwatch(usage, "stale", "churn", "--alias", "champion") == _table(
-        ["model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts", "users",
-         "last download", "still held by"],
-        [["churn", "champion", "1", moved["@timestamp"], "2", 1, 2, "127.0.0.1", "carol", usage.carol_at, "-"]],
-        COUNTS)
+        ["model", "alias", "version", "alias moved on (UTC)", "alias now", "downloads", "last download (UTC)", "hosts",
+         "users", "still held by"],
+        [["churn", "champion", "1", _when(moved["@timestamp"]), "2", 1, _when(usage.carol_at), "127.0.0.1", "carol",
+          "-"]],
+        {"downloads"})
     # alice's pulls of version 1 were before the move: a grace longer than carol's delay leaves nothing
     assert _regwatch(usage, "stale", "--grace", "1h") == "no version is downloaded after its alias moved on\n"
     assert json.loads(_regwatch(usage, "stale", "--alias", "shadow", "--json"))["stale"] == []
@@ -214,8 +220,8 @@ def test_unused_names_the_alias_nobody_downloads(usage: Usage) -> None:
         {"model": "churn", "alias": "shadow", "version": "3", "alias_since": shadow["@timestamp"],
          "last_download": None}]}
     assert _regwatch(usage, "unused", "churn") == _table(
-        ["model", "alias", "version", "alias since", "last download"],
-        [["churn", "shadow", "3", shadow["@timestamp"], "never"]], set())
+        ["model", "alias", "version", "alias since (UTC)", "last download (UTC)"],
+        [["churn", "shadow", "3", _when(shadow["@timestamp"]), "never"]], set())
 
 
 def _doc_queries() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -372,12 +378,13 @@ def test_names_from_the_registry_are_shown_escaped_and_bad_options_are_one_line(
     assert _regwatch(usage, "downloads", "--by", "user") == _table(
         ["day", "model", "version", "user", "downloads", "files"], [[today, shown, "1", r"eve\x0d", 1, 1]], COUNTS)
     assert _regwatch(usage, "stale") == _table(
-        ["model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts", "users",
-         "last download", "still held by"],
-        [[shown, r"champion\x1b[2J", "1", f"{stamp}:10.000Z", "2", 1, 1, "10.0.0.7", r"eve\x0d",
-          f"{stamp}:20.000Z", "-"]], COUNTS)
-    assert _regwatch(usage, "unused") == _table(["model", "alias", "version", "alias since", "last download"],
-                                                [[shown, r"champion\x1b[2J", "2", f"{stamp}:10.000Z", "never"]], set())
+        ["model", "alias", "version", "alias moved on (UTC)", "alias now", "downloads", "last download (UTC)", "hosts",
+         "users", "still held by"],
+        [[shown, r"champion\x1b[2J", "1", _when(f"{stamp}:10.000Z"), "2", 1, _when(f"{stamp}:20.000Z"), "10.0.0.7",
+          r"eve\x0d", "-"]], {"downloads"})
+    assert _regwatch(usage, "unused") == _table(
+        ["model", "alias", "version", "alias since (UTC)", "last download (UTC)"],
+        [[shown, r"champion\x1b[2J", "2", _when(f"{stamp}:10.000Z"), "never"]], set())
     for args, message in ((["downloads", "--by", "team"], "error: --by 'team': one of host, user\n"),
                           (["downloads", "--since", "last week"],
                            "error: --since 'last week': not an ISO time or epoch seconds\n"),

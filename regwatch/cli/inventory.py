@@ -216,18 +216,21 @@ def _alias_changes(settings: Any, model: str | None, alias: str | None) -> list[
     return [hit["_source"] for hit in hits]
 
 
-def _table(*headers: str) -> Any:
+def _table(*headers: str, numbers: tuple[str, ...] = ()) -> Any:
     from rich.table import Column, Table
 
-    return Table(*(Column(h, justify="right" if h in _NUMBERS else "left") for h in headers))
-
-
-_NUMBERS = {"downloads", "files", "hosts", "users"}
+    # fold, never cut: a long model name or time on a narrow terminal is shown whole, on several lines
+    return Table(*(Column(h, justify="right" if h in numbers else "left", overflow="fold") for h in headers))
 
 
 def _cells(*values: object) -> list[Text]:
     """Every value from data as text with its control codes shown, never sent."""
     return [Text(printable("-" if v is None else v)) for v in values]
+
+
+def _when(iso: str | None) -> str | None:
+    """A time in a table cell: to the second, UTC (the header says so); --json has the full time."""
+    return iso[:19].replace("T", " ") if iso else iso
 
 
 def _show(table: Any) -> None:
@@ -268,7 +271,7 @@ def downloads(
         typer.echo(f"no download of {what} since {iso(start)}")
     else:
         table = _table("day", "model", "version", *([by] if by else []), "downloads", "files",
-                       *([] if by else ["hosts", "users"]))
+                       *([] if by else ["hosts", "users"]), numbers=("downloads", "files", "hosts", "users"))
         for row in rows:
             counts = [row.downloads, row.files] + ([] if by else [row.hosts, row.users])
             table.add_row(*_cells(row.day, row.model, row.version, *([row.client] if by else []), *counts))
@@ -306,11 +309,11 @@ def stale(
     if not rows:
         typer.echo("no version is downloaded after its alias moved on")
         return
-    table = _table("model", "alias", "version", "alias moved on", "alias now", "downloads", "files", "hosts",
-                   "users", "last download", "still held by")
+    table = _table("model", "alias", "version", "alias moved on (UTC)", "alias now", "downloads",
+                   "last download (UTC)", "hosts", "users", "still held by", numbers=("downloads",))
     for row in rows:
-        table.add_row(*_cells(row.model, row.alias, row.version, row.moved_at, row.now_points_to or "removed",
-                              row.downloads, row.files, ", ".join(row.hosts), ", ".join(row.users), row.last,
+        table.add_row(*_cells(row.model, row.alias, row.version, _when(row.moved_at), row.now_points_to or "removed",
+                              row.downloads, _when(row.last), ", ".join(row.hosts), ", ".join(row.users),
                               ", ".join(row.held_by) or "-"))
     _show(table)
 
@@ -338,9 +341,9 @@ def unused(
     if not rows:
         typer.echo(f"every version an alias points to was downloaded since {iso(start)}")
         return
-    table = _table("model", "alias", "version", "alias since", "last download")
+    table = _table("model", "alias", "version", "alias since (UTC)", "last download (UTC)")
     for row in rows:
-        table.add_row(*_cells(row.model, row.alias, row.version, row.since, row.last or "never"))
+        table.add_row(*_cells(row.model, row.alias, row.version, _when(row.since), _when(row.last) or "never"))
     _show(table)
 
 
