@@ -146,6 +146,18 @@ class RuleBase(StrictModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data: Any) -> Any:
+        """A key YAML 1.1 read as a boolean (``on:``, ``yes:``, unquoted) is named as such, not as
+        pydantic's "Keys should be strings"."""
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, bool):
+                    raise ValueError(f"a key read as {str(key).lower()}: YAML reads on, off, yes and no as "
+                                     "booleans (the alias a regression or stale_usage rule watches is alias:)")
+        return data
+
     @field_validator("window", "interval", "for_", "renotify", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:

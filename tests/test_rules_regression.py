@@ -23,12 +23,12 @@ from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
 from regwatch.demo.registry import mlflow_server
 from rules.backtest import backtest, dry_run
-from rules.model import RegressionRule, StaleUsageRule, load_rules
+from rules.model import RegressionRule, RuleError, StaleUsageRule, load_rules
 from rules.promotion import Regression
 from rules.runner import Runner
 from rules.staleness import group_of
 from support.parsing import parse_file
-from support.rules import Receiver, webhook  # noqa: F401  (a fixture)
+from support.rules import Receiver, Requests, webhook  # noqa: F401  (a fixture)
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -196,13 +196,19 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     rules = load_rules(folder)
     regression, stale = (next(r for r in rules if r.name == name)
                          for name in ("champion-regression", "champion-stale-usage"))
-    runners = [Runner(es, rules, namespace, targets=webhook, runner_id=f"runner-{i}") for i in (1, 2)]
+    requests = Requests()
+    counted = requests.client(es_url, request_timeout=60)
+    runners = [Runner(counted if i == 1 else es, rules, namespace, targets=webhook, runner_id=f"runner-{i}")
+               for i in (1, 2)]
     # the pulls' times are whole seconds (the access log's) and a window ends a second before the
     # cycle: a cycle two seconds on has them all in its window
     now = time.time() + 2.0
     try:
         for runner in runners:
             runner.cycle(now=now)
+        # the cycle that judged the three rules and queued three notifications asked one _msearch
+        # (the state and each rule's window), nothing else: the notifications carry what was measured
+        assert requests.searches() == 1 and ("POST", "/_msearch") in requests.paths
         for runner in runners:
             runner.cycle(now=now + 61)  # the next windows: nothing new
     finally:
@@ -292,3 +298,25 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
                            "1 groups; would notify 1; nothing sent"]
     trial = dry_run(es, regression, namespace, now + 1)
     assert [(r.group, r.state, r.next_state, r.notify) for r in trial.rows] == [(change_id, "fired", "fired", None)]
+
+
+def test_a_rule_file_that_mlflow_s_metric_threshold_would_refuse_is_refused_in_one_line_per_key(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("""
+rules:
+  - {name: a, type: regression, metric: accuracy, min_relative_change: 1.5, notify: []}
+  - {name: b, type: regression, metric: accuracy, min_absolute_change: 0, notify: []}
+  - {name: c, type: regression, notify: []}
+  - {name: d, type: stale_usage, after: 0.5y, notify: []}
+  - {name: e, type: stale_usage, on: champion, notify: []}
+""")
+    with pytest.raises(RuleError) as refused:
+        load_rules(tmp_path)
+    where = tmp_path / "r.yaml"
+    assert str(refused.value).splitlines() == [
+        f"{where}: rule 'a' min_relative_change: Input should be less than or equal to 1",
+        f"{where}: rule 'b' min_absolute_change: Input should be greater than 0",
+        f"{where}: rule 'c' metric: Field required",
+        f"{where}: rule 'd' after: not a duration: '0.5y' (use 30s, 5m, 1h, 2d)",
+        f"{where}: rule 'e' (rule): a key read as true: YAML reads on, off, yes and no as booleans (the alias "
+        "a regression or stale_usage rule watches is alias:)"]
