@@ -114,3 +114,64 @@ def test_regression_fires_once_for_a_worse_promotion_and_never_for_a_better_one(
     assert regressions(changes, metrics, MetricCheck("accuracy")) == found  # the same changes: the same key
 
 
+
+
+def _epoch_of(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_stale_uses_count_the_clients_whose_last_pull_came_after_the_grace_and_name_them() -> None:
+    from rules.regression import Puller, StaleUse, alias_timeline, stale_uses
+
+    # the history read starts at a move: the version it left is known from the document
+    moves = [_change("alias-set", "2026-12-05T11:00:00Z", "m", "2", "champion", "1"),
+             _change("alias-set", "2026-12-05T12:00:00Z", "m", "3", "champion", "2"),
+             _change("alias-removed", "2026-12-05T13:00:00Z", "m", None, "champion", "3"),
+             _change("alias-set", "2026-12-05T11:30:00Z", "m", "2", "challenger")]  # another alias
+    timeline = alias_timeline(moves)
+    assert timeline.current == {"m": (None, _epoch_of("2026-12-05T13:00:00Z"))}
+
+    def at(iso: str) -> float:
+        return _epoch_of(iso)
+
+    pulled = {
+        ("m", "1"): ([Puller("10.0.0.1", 5, at("2026-12-05T11:40:00Z")),  # 40 min after: stale
+                      Puller("10.0.0.2", 3, at("2026-12-05T11:10:00Z"))],  # within the grace
+                     [Puller("svc", 8, at("2026-12-05T11:40:00Z"))]),
+        ("m", "2"): ([Puller("10.0.0.3", 1, at("2026-12-05T12:10:00Z"))], []),  # within the grace
+        ("m", "3"): ([Puller("10.0.0.4", 2, at("2026-12-05T13:45:00Z"))], []),  # the alias was removed
+        ("m", "9"): ([Puller("10.0.0.5", 4, at("2026-12-05T13:45:00Z"))], []),  # never champion: not stale
+    }
+    assert stale_uses(timeline, pulled, grace_s=1800) == [
+        StaleUse("m", "1", None, at("2026-12-05T11:00:00Z"), 5, (Puller("10.0.0.1", 5, at("2026-12-05T11:40:00Z")),),
+                 (Puller("svc", 8, at("2026-12-05T11:40:00Z")),)),
+        StaleUse("m", "3", None, at("2026-12-05T13:00:00Z"), 2, (Puller("10.0.0.4", 2, at("2026-12-05T13:45:00Z")),),
+                 ())]
+
+
+def test_regressions_judge_only_the_changes_asked_and_tell_registries_apart() -> None:
+    def on(registry: str, change: dict[str, Any]) -> dict[str, Any]:
+        change["modelregistry"]["registry"] = registry
+        return change
+
+    changes = [
+        ("a", on("prod", _change("alias-set", "2026-12-05T10:00:00Z", "m", "1", "champion"))),
+        ("b", on("dev", _change("alias-set", "2026-12-05T10:00:00Z", "m", "5", "champion"))),
+        ("c", on("prod", _change("model-version-created", "2026-12-05T11:00:00Z", "m", "2"))),
+        ("d", on("prod", _change("alias-set", "2026-12-05T12:00:00Z", "m", "2", "champion", "1"))),
+    ]
+    metrics = {("m", "1"): {"acc": 0.9}, ("m", "2"): {"acc": 0.8}, ("m", "5"): {"acc": 0.1}}
+    check = MetricCheck("acc")
+    # registered 2 on prod is judged against prod's champion (1), not dev's (5)
+    assert [(f.key, f.details["baseline_version"], f.details["change"], f.details["registry"])
+            for f in regressions(changes, metrics, check)] == [("c", "1", "registered", "prod"),
+                                                              ("d", "1", "moved", "prod")]
+    assert [f.key for f in regressions(changes, metrics, check, kinds=("moved",))] == ["d"]
+    assert [f.key for f in regressions(changes, metrics, check, kinds=("registered",))] == ["c"]
+    assert [f.key for f in regressions(changes, metrics, check, judge={"d"})] == ["d"]  # the others: history
+    [found] = regressions(changes, metrics, check, judge={"c"})
+    assert found.details == {"baseline_version": "1", "candidate": 0.8, "baseline": 0.9, "metric": "acc",
+                             "alias": "champion", "change": "registered", "registry": "prod",
+                             "reasons": ["acc 0.8 is worse than 0.9"]}
