@@ -97,6 +97,4 @@ class LineParser:
         if len(raw) > DEADLETTER_RAW_LIMIT:
             kept += f"... [{len(raw) - DEADLETTER_RAW_LIMIT} more bytes]"
         ctx = self.ctx
-        doc = deadletter_document(ctx, kept, reason, error_type, read_at or now_iso())
-        doc["modelregistry"]["platform"] = self.platform
-        return doc
+        return deadletter_document(ctx, kept, reason, error_type, read_at or now_iso(), self.platform)

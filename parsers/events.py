@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
 from contract import streams
+from contract.ecs import ECS
 from contract.traffic import FAILURE_KINDS, failure_kind, is_synthetic
 from parsers.routes import Route
 
@@ -25,7 +26,7 @@ class ParseContext:
 
     namespace: str = "default"
     format: str = "nginx"
-    service_name: str | None = "mlflow"
+    service_name: str | None = None  # None: the platform's name (mlflow, databricks, sagemaker)
     service_environment: str | None = None
     host_name: str | None = None
     keep_original: bool = False
@@ -37,12 +38,15 @@ class ParseContext:
         return {"type": "logs", "dataset": streams.dataset(kind), "namespace": self.namespace}
 
 
-def _common_fields(ctx: ParseContext) -> dict[str, Any]:
-    """service.* and host.*: the same for every line of an input, built once and shared."""
-    common: dict[str, Any] = {}
+def _common_fields(ctx: ParseContext, platform: str) -> dict[str, Any]:
+    """ecs.*, service.* and host.*: the same for every line of an input and platform, built once
+    and shared. ``service.name`` is the input's, else the platform's: a SageMaker record is not
+    MLflow's."""
+    common: dict[str, Any] = {"ecs": ECS}
     service: dict[str, str] = {}
-    if ctx.service_name:
-        service["name"] = ctx.service_name
+    name = ctx.service_name or platform
+    if name:
+        service["name"] = name
     if ctx.service_environment:
         service["environment"] = ctx.service_environment
     if service:
@@ -52,18 +56,20 @@ def _common_fields(ctx: ParseContext) -> dict[str, Any]:
     return common
 
 
-def _put_common(doc: dict[str, Any], ctx: ParseContext) -> None:
-    common = ctx.__dict__.get("_common")
+def _put_common(doc: dict[str, Any], ctx: ParseContext, platform: str) -> None:
+    by_platform = ctx.__dict__.get("_common")
+    if by_platform is None:
+        by_platform = {}
+        object.__setattr__(ctx, "_common", by_platform)
+    common = by_platform.get(platform)
     if common is None:
-        common = _common_fields(ctx)
-        object.__setattr__(ctx, "_common", common)
-    if common:
-        doc.update(common)
+        common = by_platform[platform] = _common_fields(ctx, platform)
+    doc.update(common)
 
 
 # Fields most access-log lines lack: looked up only when one of them is present.
 _RARE_FIELDS = frozenset({"source_address", "original_request", "email", "artifact_path", "delivery_id",
-                          "entity", "workspace", "cloud"})
+                          "entity", "workspace", "cloud", "event_id", "provider", "timezone"})
 
 
 def event_kind(route: Route, failed: bool) -> str:
@@ -130,8 +136,7 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         doc["source"] = {"ip": ip}
     elif rare and (address := get("source_address")) is not None:
         doc["source"] = {"address": address}
-    if rare and (original_request := get("original_request")) is not None:
-        doc["url"] = {"original": original_request}
+    original_request = get("original_request") if rare else None
     name = get("user")
     email = get("email") if rare else None
     if name or email:
@@ -165,7 +170,17 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         cloud = get("cloud")
         if cloud:
             doc["cloud"] = cloud
+        if original_request is not None:  # a request line that is no HTTP request: not a URL
+            registry["request_line"] = original_request
+        event_id = get("event_id") or delivery
+        if event_id:
+            event["id"] = event_id
+        if provider := get("provider"):
+            event["provider"] = provider
+        if zone := get("timezone"):
+            event["timezone"] = zone
     doc["modelregistry"] = registry
+    doc["message"] = _message(route.action, method, path, original_request, status, model, failed)
     if failed:
         error: dict[str, Any] = {}
         if code := get("error_code"):
@@ -181,24 +196,46 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         doc["error"] = error
         # what kind of failure: the error-rate rule counts server, auth and throttled only
         registry["failure"] = failure_kind(status, get("error_code"))
-    if ctx.service_name or ctx.service_environment or ctx.host_name:
-        _put_common(doc, ctx)
+    _put_common(doc, ctx, platform)
     return doc
 
 
-def deadletter_document(ctx: ParseContext, raw: str, reason: str, error_type: str, read_at: str) -> dict[str, Any]:
-    """A line that could not become an event: the raw line and the reason, in its own stream."""
+def _message(action: str, method: str | None, path: str | None, request_line: str | None, status: int | None,
+             model: dict[str, Any] | None, failed: bool) -> str:
+    """The one line Discover and Logs show for an event: ``GET /path 200`` for an HTTP request (as
+    an access log prints it), the action, model and version, and the outcome for an audit record."""
+    if method is not None and path is not None:
+        return f"{method} {path} {status}" if status is not None else f"{method} {path}"
+    if request_line is not None:
+        return f"{request_line} {status}" if status is not None else request_line
+    parts = [action]
+    if model:
+        if name := model.get("name"):
+            parts.append(name)
+        if version := model.get("version"):
+            parts.append(f"version {version}")
+    if status is not None:
+        parts.append(str(status))
+    parts.append("failure" if failed else "success")
+    return " ".join(parts)
+
+
+def deadletter_document(ctx: ParseContext, raw: str, reason: str, error_type: str, read_at: str,
+                        platform: str | None = None) -> dict[str, Any]:
+    """A line that could not become an event: the raw line and the reason (``message`` too, what
+    Discover shows), in its own stream. No ``event.outcome``: the request the line records may
+    well have succeeded; reading it is what failed (``event.kind: pipeline_error``)."""
+    platform = platform or ctx.platform or "unknown"
     dataset = streams.dataset("deadletter")
     doc: dict[str, Any] = {
         "@timestamp": read_at,
         "data_stream": {"type": "logs", "dataset": dataset, "namespace": ctx.namespace},
-        "event": {"kind": "pipeline_error", "dataset": dataset, "action": "parse-failed",
-                  "outcome": "failure", "original": raw},
+        "event": {"kind": "pipeline_error", "dataset": dataset, "action": "parse-failed", "original": raw},
+        "message": reason,
         "error": {"message": reason, "type": error_type},
-        "modelregistry": {"operation": "other", "format": ctx.format,
-                          "platform": ctx.platform or "unknown"},
+        "modelregistry": {"operation": "other", "format": ctx.format, "platform": platform},
     }
-    _put_common(doc, ctx)
+    _put_common(doc, ctx, platform)
     return doc
 
 
@@ -221,7 +258,10 @@ class EventFields(_Doc):
     type: list[Literal["access", "creation", "deletion", "change", "error", "info"]] | None = None
     dataset: str
     action: str
-    outcome: Literal["success", "failure", "unknown"]
+    outcome: Literal["success", "failure", "unknown"] | None = None  # absent on dead-letters
+    id: str | None = None
+    provider: str | None = None
+    timezone: str | None = None
     duration: int | None = Field(None, ge=0)
     original: str | None = None
     ingested: datetime | None = None
@@ -250,7 +290,6 @@ class HttpFields(_Doc):
 class UrlFields(_Doc):
     path: str | None = None
     query: str | None = None
-    original: str | None = None
 
 
 class SourceFields(_Doc):
@@ -298,6 +337,7 @@ class RegistryFields(_Doc):
     synthetic: Literal[True] | None = None  # the probe's own request; absent on users' events
     failure: str | None = None  # contract.traffic.FAILURE_KINDS, on failed calls only
     attribution: str | None = None  # how a retrieval was named from the inventory (pipeline.attribution)
+    request_line: str | None = None  # a request line that is no HTTP request (not a URL)
 
     @model_validator(mode="after")
     def _failure_kind(self) -> RegistryFields:
@@ -323,6 +363,8 @@ class EventDocument(_Doc):
 
     kind: ClassVar[str] = ""
     timestamp: datetime = Field(alias="@timestamp")
+    ecs: dict[str, str]
+    message: str
     data_stream: DataStreamFields
     event: EventFields
     http: HttpFields | None = None
@@ -336,9 +378,12 @@ class EventDocument(_Doc):
     host: dict[str, str] | None = None
     log: LogFields | None = None
     cloud: dict[str, Any] | None = None
+    agent: dict[str, str] | None = None  # the shipper that read the line
 
     @model_validator(mode="after")
     def _dataset_matches_kind(self) -> EventDocument:
+        if self.event.outcome is None and self.kind != "deadletter":
+            raise ValueError("an event says its event.outcome")
         expected = streams.dataset(self.kind)
         if self.data_stream.dataset != expected or self.event.dataset != expected:
             raise ValueError(f"dataset must be {expected}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
@@ -30,6 +32,19 @@ EnrichFn = Callable[[dict[str, Any]], None]
 RETRIEVALS = "modelregistry.retrieval"
 # Told, once per run of lines of one file, how many of them were requests without a response time.
 NoDurationFn = Callable[["ShipInput", str, int], None]
+AGENT_TYPE = "regwatch"
+
+
+@cache
+def agent_fields(host: str, agent_id: str | None = None) -> dict[str, str]:
+    """ECS ``agent.*``: the shipper that read a line (Filebeat writes its own the same way: type,
+    version, id, name). One shared object per shipper, not one per line. The id is the shipper's
+    (its host name unless one is configured); the name is the host's."""
+    try:
+        ours = version("regwatch")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"type": AGENT_TYPE, "version": ours, "id": agent_id or host, "name": host}
 
 # What to change when an access log records no response time: the shipper knows no format names,
 # so the advice names the log's own setting and the page that gives the recommended one.
@@ -102,13 +117,15 @@ def file_stamp(source: FileSource, inputs: list[ShipInput], host: str) -> FileSt
 
 def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_bytes: int,
                progress: Callable[[int], None] | None = None,
-               no_duration: NoDurationFn | None = None, enrich: EnrichFn | None = None) -> list[Item]:
+               no_duration: NoDurationFn | None = None, enrich: EnrichFn | None = None,
+               agent: dict[str, str] | None = None) -> list[Item]:
     """One encoded item per line; ``progress`` is told the bytes of each line, ``no_duration`` the
     access lines of each file that carry no response time (:func:`lacks_duration`), ``enrich``
     each retrieval (a failure of it leaves the line as parsed: it still ships)."""
     # When the shipper handed the line over; the ingest pipeline, where the node has one,
     # overwrites it with the node's own clock. Rules window on it: late events count once.
     ingested = now_iso()
+    agent = agent or agent_fields(host)
     stamp: FileStamp | None = None
     items: list[Item] = []
     missing = 0  # lines of the current file without a response time
@@ -141,7 +158,8 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
         doc["event"]["ingested"] = ingested
         log_fields = {"file": stamp.file, "offset": offset}
         doc["log"] = log_fields
-        where = {"log": log_fields}
+        doc["agent"] = agent
+        where = {"log": log_fields, "agent": agent}
         doc_id = f"{stamp.id_prefix}{offset:x}"  # document_id(), its hash made once per file
         try:
             item = make_item(doc, doc_id, raw, dead_letter=shipped.dead_letter, extra=where, ack=(source, line.end))

@@ -1,7 +1,14 @@
-"""Index templates for the regwatch data streams, installed idempotently by ``regwatch setup``."""
+"""Index templates for the regwatch data streams, installed idempotently by ``regwatch setup``.
+
+The mapping uses ECS's own field types (``wildcard``, ``match_only_text``, ``constant_keyword``,
+``scaled_float``). They live in modules a node may lack (the integ-test zip has none of them): the
+installer asks the node which it knows and maps each missing one to its nearest type, saying so in
+one log line, rather than failing the setup.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import structlog
@@ -16,6 +23,66 @@ MAPPINGS_COMPONENT = "modelregistry@mappings"
 SETTINGS_COMPONENT = "modelregistry@settings"
 TEMPLATE_PRIORITY = 250  # above the stack's built-in logs-*-* / metrics-*-* (100)
 DEFAULT_RETENTION = "90d"
+
+
+# ECS types a node may lack (their module absent), and the nearest type every node has
+DEGRADED = {"wildcard": "keyword", "match_only_text": "text", "constant_keyword": "keyword", "scaled_float": "float"}
+# parameters only the ECS type takes, dropped with it
+_ONLY_ON = {"scaled_float": ("scaling_factor",), "constant_keyword": ("value",)}
+_SAMPLE_PARAMS: dict[str, dict[str, Any]] = {"scaled_float": {"scaling_factor": 1000}}
+
+
+def missing_types(client: Elasticsearch) -> set[str]:
+    """The types of :data:`DEGRADED` the node cannot map, found by simulating a template with a
+    field of each (the same privilege as installing templates; no index is made)."""
+    missing = set()
+    for es_type in DEGRADED:
+        field = {"type": es_type, **_SAMPLE_PARAMS.get(es_type, {})}
+        try:
+            client.indices.simulate_template(index_patterns=["regwatch-type-probe-*"],
+                                             template={"mappings": {"properties": {"probe": field}}})
+        except ApiError as exc:
+            if exc.status_code != 400:
+                raise
+            missing.add(es_type)
+    return missing
+
+
+def degrade(mapping: dict[str, Any], missing: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The mapping with each field of a missing type given its nearest one (:data:`DEGRADED`), and
+    what changed (``{"url.path": "wildcard->keyword"}``). Pure: the input is not changed."""
+    out = copy.deepcopy(mapping)
+    changed: dict[str, str] = {}
+
+    def visit(properties: dict[str, Any], prefix: str) -> None:
+        for name, spec in properties.items():
+            path = prefix + name
+            if "properties" in spec:
+                visit(spec["properties"], path + ".")
+                continue
+            for field, field_spec in [(path, spec), *((f"{path}.{sub}", sub_spec)
+                                                      for sub, sub_spec in spec.get("fields", {}).items())]:
+                es_type = field_spec.get("type")
+                if es_type in missing:
+                    field_spec["type"] = DEGRADED[es_type]
+                    for param in _ONLY_ON.get(es_type, ()):
+                        field_spec.pop(param, None)
+                    changed[field] = f"{es_type}->{DEGRADED[es_type]}"
+
+    visit(out["properties"], "")
+    return out, changed
+
+
+def node_mappings(client: Elasticsearch) -> dict[str, Any]:
+    """The mapping as this node can hold it: :func:`degrade` d where a type's module is absent,
+    with one log line naming what was degraded."""
+    missing = missing_types(client)
+    mapping, changed = degrade(mappings(), missing)
+    if changed:
+        log.info("field_types_degraded", missing=",".join(sorted(missing)),
+                 fields=", ".join(f"{name} {what}" for name, what in changed.items()),
+                 hint="this node lacks the modules of ECS's own types: each field gets its nearest type")
+    return mapping
 
 
 def index_template_body(kind_type: str, kind: str, retention: str | None) -> dict[str, Any]:
@@ -95,13 +162,14 @@ def apply_replicas(client: Elasticsearch, replicas: int) -> None:
 FAMILIES = "logs-modelregistry.*,metrics-modelregistry.*"
 
 
-def apply_mappings(client: Elasticsearch) -> bool:
+def apply_mappings(client: Elasticsearch, mapping: dict[str, Any] | None = None) -> bool:
     """The mapping's fields on every existing regwatch backing index too (the template only reaches
     indices made after it): a field added since (``modelregistry.failure``) is searchable at once,
     not after the next rollover. False when a node refuses it (a field whose type changed): then
     the new mapping reaches the streams at their next backing index."""
     try:
-        client.indices.put_mapping(index=FAMILIES, properties=mappings()["properties"], allow_no_indices=True,
+        mapping = mapping or node_mappings(client)
+        client.indices.put_mapping(index=FAMILIES, properties=mapping["properties"], allow_no_indices=True,
                                    ignore_unavailable=True, expand_wildcards="all")
     except ApiError as exc:
         log.warning("mappings_not_applied", reason=str(exc)[:300],
@@ -124,7 +192,7 @@ def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, re
         name=SETTINGS_COMPONENT, template={"settings": settings}, meta={"managed_by": "regwatch"}
     )
     client.cluster.put_component_template(
-        name=MAPPINGS_COMPONENT, template={"mappings": mappings()}, meta={"managed_by": "regwatch"}
+        name=MAPPINGS_COMPONENT, template={"mappings": node_mappings(client)}, meta={"managed_by": "regwatch"}
     )
     if retention and not lifecycle_supported(client):
         retention = None

@@ -17,6 +17,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, ConflictError, Elasticsearch
 
 from contract import streams
+from contract.ecs import ECS
 from contract.timestamps import iso_from_epoch
 from rules.compose import Composer
 from rules.cycle import CycleReport, Known
@@ -31,6 +32,9 @@ from rules.types import rule_type
 log = structlog.get_logger(__name__)
 # ECS event.type of an alert history line, by the state it entered
 EVENT_TYPES = {"firing": "start", "resolved": "end"}
+# ECS event.severity is a number; Elastic Security's own scale for low, medium and critical
+SEVERITIES = {"info": 21, "warning": 47, "critical": 99}
+RULESET = "regwatch"
 
 CLAIM_KEYS = ("outbox_claimed_until", "outbox_claimed_by")  # an alert document's outbox lease
 
@@ -95,18 +99,27 @@ class Alerter:
         self.known.put(written)
         if decision.transition is not None:
             report.transitions.append((rule.name, group, decision.transition))
-            self._history(rule, group, decision.transition, decision.value, decision.since, now)
+            self._history(rule, group, decision.transition, decision.value, decision.since, now, window,
+                          decision.event)
 
-    def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float) -> None:
+    def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
+                 window: Window, event: dict[str, Any] | None) -> None:
         dataset = streams.dataset("alert")
         doc_id = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
+        # the rule's own words, as its notification says them (composed without reading anything)
+        message = self.composer.entry(rule, group, state, value, since, now, window, event,
+                                      samples=False)["payload"]["message"]
         document = {
             "@timestamp": iso_from_epoch(now),
+            "ecs": ECS,
+            "message": message,
             "data_stream": {"type": "logs", "dataset": dataset, "namespace": self.namespace},
             # ECS: an alert's start and end (event.type), any other step of its life is info; an
             # alert has no outcome (event.outcome says whether an action succeeded)
             "event": {"kind": "alert", "dataset": dataset, "action": state, "type": [EVENT_TYPES.get(state, "info")],
+                      "severity": SEVERITIES[rule.severity], "reason": message,
                       "ingested": iso_from_epoch(time.time())},
+            "rule": {"id": rule.name, "name": rule.name, "ruleset": RULESET},
             "modelregistry": {"operation": "other", "alert": {"rule": rule.name, "severity": rule.severity,
                                                               "group": group, "state": state, "value": value,
                                                               "threshold": rule_type(rule).threshold(rule)}},

@@ -12,18 +12,22 @@ with its source; every categorization value a document carries is one ECS allows
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from contract.ecs import ECS_VERSION
 from contract.fields import fields
 from parsers.categorization import categorization
 from parsers.routes import load_table
+from pipeline.inputs import agent_fields
 from pipeline.probe.check import CheckResult
 from pipeline.probe.documents import availability_document, resource_document
-from rules.alerting import EVENT_TYPES
-from support.parsing import parse_lines
+from pipeline.templates import DEGRADED, degrade
+from rules.alerting import EVENT_TYPES, SEVERITIES
+from support.parsing import SAMPLES, parse_file, parse_lines
 from test_queries import sample_docs
 
 ECS = Path(__file__).parent / "support" / "ecs" / "fields-9.4.0.yaml"
@@ -109,8 +113,8 @@ def _probe_docs() -> list[dict[str, Any]]:
 
 
 def _alert_docs() -> list[dict[str, Any]]:
-    return [{"event": {"kind": "alert", "type": [EVENT_TYPES.get(state, "info")]}}
-            for state in ("pending", "firing", "resolved", "silenced")]
+    return [{"event": {"kind": "alert", "type": [EVENT_TYPES.get(state, "info")], "severity": SEVERITIES[severity]}}
+            for state in ("pending", "firing", "resolved", "silenced") for severity in ("info", "critical")]
 
 
 def test_every_categorization_value_a_document_carries_is_one_ecs_allows() -> None:
@@ -157,3 +161,87 @@ def test_each_route_of_the_builtin_tables_has_an_ecs_categorization() -> None:
     assert categorization("version", "model-version-transition-stage", True) == ("api", "change")
     assert categorization("access", "http-request", False) == ("web", "access")
     assert categorization("access", "http-request", True) == ("web", "error")
+
+
+def _line_docs() -> list[dict[str, Any]]:
+    deadletters = parse_lines("nginx", [b"not an access line\n", b'{"json": "in the wrong format"}\n'])
+    return sample_docs() + deadletters
+
+
+def test_every_document_says_its_ecs_version_and_a_message() -> None:
+    """ECS requires ecs.version (mapped: dynamic is false); Discover and Logs show message."""
+    assert fields()["ecs.version"].es_type == "keyword" and fields()["message"].es_type == ecs()["message"]["type"]
+    assert ECS_VERSION == yaml.safe_load(ECS.read_text())["version"]
+    for doc in _line_docs() + _probe_docs():
+        assert doc["ecs"] == {"version": ECS_VERSION}
+        assert isinstance(doc["message"], str) and doc["message"] and "\n" not in doc["message"], doc
+
+
+def test_the_message_of_each_kind_says_what_happened() -> None:
+    (access,) = parse_lines("nginx", [b'127.0.0.1 - - [24/Nov/2026:23:55:40 +0000] "GET /api/2.0/mlflow/'
+                                      b'registered-models/get?name=m HTTP/1.1" 200 10 "-" "x"'])
+    assert access["message"] == "GET /api/2.0/mlflow/registered-models/get 200"
+    (dead,) = parse_lines("nginx", [b"not an access line"])
+    assert dead["message"] == dead["error"]["message"] == "not an access log line (combined / gunicorn format)"
+    up, down, resources = _probe_docs()
+    assert (up["message"], down["message"]) == ("reg health up 200 in 0.010 s", "reg health down: timeout in 0.010 s")
+    assert resources["message"] == "resources of h"
+
+
+def test_a_dead_letter_says_no_outcome_and_services_are_their_platforms() -> None:
+    """A line that could not be read says nothing of the request's outcome (#28)."""
+    (dead,) = parse_lines("cloudtrail", [b"{}"])
+    assert dead["event"]["kind"] == "pipeline_error" and "outcome" not in dead["event"]
+    assert dead["service"] == {"name": "sagemaker"}
+    cloudtrail = parse_file("cloudtrail", SAMPLES / "audit" / "cloudtrail.jsonl")
+    databricks = parse_file("databricks-audit", SAMPLES / "audit" / "databricks.jsonl")
+    assert {d["service"]["name"] for d in cloudtrail} == {"sagemaker"}
+    assert {d["service"]["name"] for d in databricks} == {"databricks"}
+    (named,) = parse_lines("nginx", [b"x"], service_name="registry-eu")
+    assert named["service"] == {"name": "registry-eu"}
+
+
+def test_audit_records_carry_their_event_id_and_provider() -> None:
+    cloudtrail = parse_file("cloudtrail", SAMPLES / "audit" / "cloudtrail.jsonl")
+    assert cloudtrail[0]["event"]["id"] == "e0000000-0000-4000-8000-000000000001"
+    assert {d["event"]["provider"] for d in cloudtrail} >= {"sagemaker.amazonaws.com"}
+    databricks = parse_file("databricks-audit", SAMPLES / "audit" / "databricks.jsonl")
+    assert databricks[0]["event"]["id"] == "0a1b2c3d-0000-4000-8000-000000000001"
+    assert databricks[0]["event"]["provider"] == "mlflowModelRegistry"
+    (row,) = parse_lines("databricks-audit", [b'{"event_time": "2026-11-25T20:07:10Z", "event_id": "ev-1", '
+                                              b'"request_id": "rq-1", "service_name": "unityCatalog", '
+                                              b'"action_name": "getModelVersion", "request_params": {}}'])
+    assert (row["event"]["id"], row["modelregistry"]["audit"]["delivery_id"]) == ("ev-1", "rq-1")
+    (webhook,) = parse_lines("audit", [b'{"@timestamp": "2026-11-25T20:07:06Z", "entity": "model_version", '
+                                       b'"action": "created", "delivery_id": "d-7", '
+                                       b'"model": {"name": "m", "version": 2}}'])
+    assert webhook["event"]["id"] == "d-7"
+    assert webhook["message"] == "model-version-create m version 2 success"
+
+
+def test_the_shipper_says_it_read_the_line() -> None:
+    agent = agent_fields("host-1")
+    assert agent == {"type": "regwatch", "version": version("regwatch"), "id": "host-1", "name": "host-1"}
+    assert agent_fields("host-1") is agent  # one object per shipper, not one per line
+    assert {f"agent.{k}" for k in agent} <= set(fields())
+
+
+def test_the_probe_says_where_it_checks_from() -> None:
+    up = _probe_docs()[0]
+    assert up["observer"] == {"hostname": "h", "name": "h", "type": "probe", "product": "regwatch"}
+    assert {f"observer.{k}" for k in up["observer"]} <= set(fields())
+
+
+def test_a_node_lacking_a_module_gets_each_missing_type_degraded_to_its_nearest() -> None:
+    mapping = {"properties": {"url": {"properties": {
+        "original": {"type": "wildcard", "ignore_above": 1024, "fields": {"text": {"type": "match_only_text"}}}}},
+        "data_stream": {"properties": {"type": {"type": "constant_keyword", "value": "logs"}}},
+        "p": {"type": "scaled_float", "scaling_factor": 1000}, "k": {"type": "keyword"}}}
+    degraded, changed = degrade(mapping, set(DEGRADED))
+    assert degraded == {"properties": {"url": {"properties": {
+        "original": {"type": "keyword", "ignore_above": 1024, "fields": {"text": {"type": "text"}}}}},
+        "data_stream": {"properties": {"type": {"type": "keyword"}}},
+        "p": {"type": "float"}, "k": {"type": "keyword"}}}
+    assert changed == {"url.original": "wildcard->keyword", "url.original.text": "match_only_text->text",
+                       "data_stream.type": "constant_keyword->keyword", "p": "scaled_float->float"}
+    assert degrade(mapping, set()) == (mapping, {}) and mapping["properties"]["p"]["type"] == "scaled_float"

@@ -30,6 +30,8 @@ def test_nginx_combined_with_timing_exact_document() -> None:
         "user_agent": {"original": "mlflow-python-client/3.17.2"},
         "modelregistry": {"operation": "registration", "platform": "mlflow", "format": "nginx"},
         "service": {"name": "mlflow"},
+        "ecs": {"version": "9.4.0"},
+        "message": "POST /api/2.0/mlflow/registered-models/create 200",
     }
 
 
@@ -95,7 +97,10 @@ def test_unknown_api_path_is_access_with_a_bounded_action() -> None:
     assert [d["event"]["action"] for d in docs] == ["mlflow-logged-models", "http-request", "invalid-request"]
     assert [d["data_stream"]["dataset"] for d in docs] == ["modelregistry.access", "modelregistry.error",
                                                            "modelregistry.error"]
-    assert docs[2]["url"] == {"original": "\\x16\\x03\\x01\\x02\\x00\\x01"}
+    # a request line that is no HTTP request is not a URL (#28): it stays under modelregistry.*
+    assert "url" not in docs[2]
+    assert docs[2]["modelregistry"]["request_line"] == "\\x16\\x03\\x01\\x02\\x00\\x01"
+    assert docs[2]["message"] == "\\x16\\x03\\x01\\x02\\x00\\x01 400"
 
 
 @pytest.mark.parametrize("path,fmt,expected", [
@@ -164,6 +169,8 @@ def test_nginx_json_exact_document_and_custom_keys() -> None:
         "modelregistry": {"operation": "version", "platform": "mlflow", "format": "nginx-json",
                           "model": {"name": "fraud-detector", "alias": "champion", "version": "2"}},
         "service": {"name": "mlflow"},
+        "ecs": {"version": "9.4.0"},
+        "message": "POST /api/2.0/mlflow/registered-models/alias 200",
     }
     other_site = (b'{"ts":"2026-11-25T20:07:06Z","client":"10.0.0.9","method":"get",'
                   b'"path":"/api/2.0/mlflow/registered-models/get","args":"name=m1","code":"404","took":"0.5"}')

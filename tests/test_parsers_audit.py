@@ -14,7 +14,10 @@ def test_databricks_records_field_by_field() -> None:
         "@timestamp": "2026-11-25T20:07:06.412Z",
         "data_stream": {"type": "logs", "dataset": "modelregistry.registration", "namespace": "default"},
         "event": {"kind": "event", "category": ["api"], "type": ["creation"], "dataset": "modelregistry.registration",
-                  "action": "registered-model-create", "outcome": "success"},
+                  "action": "registered-model-create", "outcome": "success",
+                  "id": "0a1b2c3d-0000-4000-8000-000000000001", "provider": "mlflowModelRegistry"},
+        "message": "registered-model-create fraud-detector 200 success",
+        "ecs": {"version": "9.4.0"},
         "http": {"response": {"status_code": 200}},
         "source": {"ip": "10.20.30.40"},
         "user": {"name": "alice@example.com", "email": "alice@example.com"},
@@ -23,7 +26,7 @@ def test_databricks_records_field_by_field() -> None:
                           "model": {"name": "fraud-detector"},
                           "audit": {"delivery_id": "0a1b2c3d-0000-4000-8000-000000000001"},
                           "workspace": "1234567890123456"},
-        "service": {"name": "mlflow"},
+        "service": {"name": "databricks"},  # not MLflow's: the platform's (#28)
     }
     assert transition["event"]["action"] == "model-version-transition-stage"
     assert transition["modelregistry"]["model"] == {"name": "fraud-detector", "version": "2", "stage": "Production"}

@@ -182,6 +182,9 @@ def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
         f["workspace"] = workspace
     if request_id := _str_or_none(_pick(record, "requestId", "request_id", "RequestId"), "requestId"):
         f["delivery_id"] = request_id
+    if event_id := _str_or_none(_pick(record, "event_id", "eventId"), "event_id"):
+        f["event_id"] = event_id  # system.access.audit's own id (event.id; else the request id)
+    f["provider"] = service  # ECS event.provider: the Databricks service that logged it
     failed = (f.get("status") or 0) >= 400 or bool(message)
     if failed and "status" not in f:
         f["error_type"] = "audit_failure"
@@ -233,6 +236,8 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None) -> Parsed:
         f["ua"] = ua
     if event_id := _str_or_none(record.get("eventID"), "eventID"):
         f["delivery_id"] = event_id
+    if source:
+        f["provider"] = source  # ECS event.provider: the AWS service, as Elastic's AWS integration says it
     cloud: dict[str, Any] = {"provider": "aws"}
     if region := _str_or_none(record.get("awsRegion"), "awsRegion"):
         cloud["region"] = region
