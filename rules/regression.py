@@ -249,8 +249,9 @@ class Puller:
     """Who pulled one version in a window: a client (or a user), how often, and when last."""
 
     name: str
-    pulls: int
+    pulls: int  # retrievals naming the version: files, lookups
     last: float  # epoch seconds
+    downloads: int = 0  # whole models pulled (its MLmodel fetched: once per pull, as regwatch downloads counts)
 
 
 @dataclass(frozen=True)
@@ -264,14 +265,15 @@ class StaleUse:
     pulls: int
     clients: tuple[Puller, ...]
     users: tuple[Puller, ...]
+    downloads: int = 0
 
 
 def stale_uses(timeline: AliasTimeline, pulled: dict[tuple[str, str], tuple[list[Puller], list[Puller]]],
                grace_s: float) -> list[StaleUse]:
     """The versions ``pulled`` (``(model, version)`` -> its clients and its users in a window)
     by a client whose last pull there came ``grace_s`` or more after the alias left them. The
-    pulls counted are the stale clients' pulls in the window; the users named, those whose last
-    pull was stale too."""
+    pulls (and whole-model downloads) counted are the stale clients' in the window; the users
+    named, those whose last pull was stale too."""
     out = []
     for (model, version), (clients, users) in sorted(pulled.items()):
         stale = [c for c in clients if timeline.stale_from(model, version, c.last, grace_s) is not None]
@@ -282,5 +284,5 @@ def stale_uses(timeline: AliasTimeline, pulled: dict[tuple[str, str], tuple[list
         out.append(StaleUse(model, version, timeline.current.get(model, (None, 0.0))[0], left_at,
                             sum(c.pulls for c in stale),
                             tuple(sorted(stale, key=lambda c: (-c.pulls, c.name))),
-                            tuple(sorted(who, key=lambda u: (-u.pulls, u.name)))))
+                            tuple(sorted(who, key=lambda u: (-u.pulls, u.name))), sum(c.downloads for c in stale)))
     return out

@@ -61,13 +61,19 @@ def moves_query(rule: StaleUsageRule, window: Window) -> dict[str, Any]:
                                 {"range": {"@timestamp": {"lt": ms(window.end), "format": "epoch_millis"}}}]}}
 
 
+# A model's MLmodel file: MLflow's client fetches it once each time it downloads or loads a model,
+# so its fetches count whole models pulled (as regwatch downloads and regwatch stale count them).
+MODEL_FILE = {"wildcard": {"modelregistry.artifact.path": {"value": "*/MLmodel"}}}
+
+
 def _pullers(rule: StaleUsageRule, field: str) -> dict[str, Any]:
     return {"terms": {"field": field, "size": rule.max_clients},
-            "aggs": {"last": {"max": {"field": "@timestamp"}}}}
+            "aggs": {"last": {"max": {"field": "@timestamp"}}, "downloads": {"filter": MODEL_FILE}}}
 
 
 def _read(buckets: list[dict[str, Any]]) -> list[Puller]:
-    return [Puller(str(b["key"]), int(b["doc_count"]), float(b["last"]["value"]) / 1000) for b in buckets
+    return [Puller(str(b["key"]), int(b["doc_count"]), float(b["last"]["value"]) / 1000,
+                   int((b.get("downloads") or {}).get("doc_count", 0))) for b in buckets
             if b.get("last", {}).get("value") is not None]
 
 
@@ -133,19 +139,22 @@ class StaleUsage(RuleType[StaleUsageRule]):
 
 
 def _pullers_out(pullers: tuple[Puller, ...]) -> list[dict[str, Any]]:
-    return [{"name": p.name, "pulls": p.pulls, "last": iso_from_epoch(p.last)} for p in pullers]
+    return [{"name": p.name, "pulls": p.pulls, "downloads": p.downloads, "last": iso_from_epoch(p.last)}
+            for p in pullers]
 
 
 def notified(rule: StaleUsageRule, use: StaleUse) -> dict[str, Any]:
     """What the notification carries: the model, the alias, the version it points to and the one
-    still pulled, and who pulls it, how often."""
+    still pulled, and who pulls it, how often: ``pulls``, the retrievals that name it (each file,
+    each lookup); ``downloads``, the whole models among them (MLmodel fetches)."""
     return {
         "_id": group_of(use.model, use.version),
         "modelregistry": {
             "model": {"name": use.model, "alias": rule.alias, "version": use.version},
             "stale_usage": {
                 "version": use.version, "current_version": use.current, "left_at": iso_from_epoch(use.left_at),
-                "pulls": use.pulls, "clients": _pullers_out(use.clients), "users": _pullers_out(use.users),
+                "pulls": use.pulls, "downloads": use.downloads, "clients": _pullers_out(use.clients),
+                "users": _pullers_out(use.users),
                 "client_field": rule.client_field, "user_field": rule.user_field,
             },
         },

@@ -163,6 +163,7 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
         with mlflow.start_run() as run:
             mlflow.log_metric("accuracy", accuracy)
             mlflow.log_text("weights", "model/weights.txt")
+            mlflow.log_text("flavors: {}", "model/MLmodel")  # what MLflow's client fetches once per model pulled
         client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
     collector = Collector(InventorySettings.model_validate(
         {"registries": [{"name": "reg", "url": url}], "metrics_port": None}), es, namespace)
@@ -181,7 +182,7 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     docs = _ship_retrievals(es, namespace, access_log)
     pulls_of_2 = [d for d in docs if d["event"]["action"] == "artifact-download"
                   and d["modelregistry"].get("model", {}).get("version") == "2"]
-    assert len(pulls_of_2) == 2  # one file each time (model/weights.txt), named by its run
+    assert len(pulls_of_2) == 4  # two files each time (MLmodel, weights.txt), named by their run
     last_pull = max(d["@timestamp"] for d in pulls_of_2)
     ip = pulls_of_2[0]["source"]["ip"]
 
@@ -249,13 +250,14 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     [firing] = _notified("champion-stale-usage")
     group = group_of("m", "2")
     assert {k: firing[k] for k in ("rule", "group", "state", "value", "threshold", "message")} == {
-        "rule": "champion-stale-usage", "group": group, "state": "firing", "value": 2.0, "threshold": 1.0,
-        "message": "champion-stale-usage: m version 2 is still pulled (2 pulls), 2s or more after champion "
+        "rule": "champion-stale-usage", "group": group, "state": "firing", "value": 4.0, "threshold": 1.0,
+        "message": "champion-stale-usage: m version 2 is still pulled (4 pulls), 2s or more after champion "
                    "moved away from it"}
     assert firing["event"] == {"modelregistry": {
         "model": {"name": "m", "alias": "champion", "version": "2"},
         "stale_usage": {"version": "2", "current_version": "3", "left_at": move_to_3["_source"]["@timestamp"],
-                        "pulls": 2, "clients": [{"name": ip, "pulls": 2, "last": last_pull}], "users": [],
+                        "pulls": 4, "downloads": 2,
+                        "clients": [{"name": ip, "pulls": 4, "downloads": 2, "last": last_pull}], "users": [],
                         "client_field": "source.ip", "user_field": "user.name"}}}
 
     # nobody pulls version 2 any more: one window later, it resolves (once, for both runners)
@@ -286,7 +288,7 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     assert cli("backtest", "champion-regression", "--from", replay_from, "--to", f"{now + 60:.3f}") == [
         f"{stamp(replayed.at)} fired    group={change_id} value=1.0", "1 transitions; fired 1 times"]
     stale_back = backtest(es, stale, namespace, started - 60, later + 60)
-    assert [(t.group, t.state, t.value) for t in stale_back] == [(group, "firing", 2.0), (group, "resolved", 0.0)]
+    assert [(t.group, t.state, t.value) for t in stale_back] == [(group, "firing", 4.0), (group, "resolved", 0.0)]
     assert cli("backtest", "champion-stale-usage", "--from", replay_from, "--to", f"{later + 60:.3f}") == [
         f"{stamp(t.at)} {t.state:8} group={group} value={t.value}" for t in stale_back] + [
         "2 transitions; fired 1 times"]
@@ -294,7 +296,7 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     tested = cli("test", "champion-regression", "--at", f"{now + 1:.3f}")
     assert tested[-2:] == [f"group={change_id} value=1.0 fired -> fired", "1 groups; would notify 0; nothing sent"]
     tested = cli("test", "champion-stale-usage", "--at", f"{now + 1:.3f}")
-    assert tested[-2:] == [f"group={group} value=2.0 resolved -> firing (would notify firing to hook)",
+    assert tested[-2:] == [f"group={group} value=4.0 resolved -> firing (would notify firing to hook)",
                            "1 groups; would notify 1; nothing sent"]
     trial = dry_run(es, regression, namespace, now + 1)
     assert [(r.group, r.state, r.next_state, r.notify) for r in trial.rows] == [(change_id, "fired", "fired", None)]
