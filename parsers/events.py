@@ -33,6 +33,8 @@ class ParseContext:
     platform: str | None = None  # overrides the route table's platform
     max_line_bytes: int = 1024 * 1024
     field_map: dict[str, str] = field(default_factory=dict)  # JSON formats: our key -> theirs
+    # the zone of times a log writes without one (uvicorn's logging prefix): an IANA name; None: UTC
+    timezone: str | None = None
 
     def data_stream(self, kind: str) -> dict[str, str]:
         return {"type": "logs", "dataset": streams.dataset(kind), "namespace": self.namespace}

@@ -10,6 +10,8 @@ parsing the same ISO string again).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
+from zoneinfo import ZoneInfo
 
 from contract.timestamps import to_iso
 
@@ -85,3 +87,30 @@ def _parse_any(value: object) -> str:
             return parse_clf(stripped)
         return parse_iso(stripped.replace(" ", "T", 1) if stripped[10:11] == " " else stripped)
     raise ValueError(f"timestamp of type {type(value).__name__}")
+
+
+_local_cache: dict[tuple[str, str], str] = {}
+
+
+@cache
+def zone_info(name: str) -> ZoneInfo:
+    """An IANA zone by name (``Europe/Amsterdam``, ``UTC``); ValueError names an unknown one."""
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def parse_local(text: str, zone: str) -> str:
+    """A zone-less ``2026-11-25 20:06:27.123`` read as a time of ``zone`` (as Filebeat's
+    ``timestamp`` processor's ``timezone``), to UTC ISO; cached like the other forms."""
+    key = (text, zone)
+    cached = _local_cache.get(key)
+    if cached is not None:
+        return cached
+    moment = datetime.fromisoformat(text.replace(" ", "T", 1)).replace(tzinfo=zone_info(zone))
+    result = to_iso(moment)
+    if len(_local_cache) >= _CACHE_LIMIT:
+        _local_cache.clear()
+    _local_cache[key] = result
+    return result

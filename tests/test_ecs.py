@@ -245,3 +245,16 @@ def test_a_node_lacking_a_module_gets_each_missing_type_degraded_to_its_nearest(
     assert changed == {"url.original": "wildcard->keyword", "url.original.text": "match_only_text->text",
                        "data_stream.type": "constant_keyword->keyword", "p": "scaled_float->float"}
     assert degrade(mapping, set()) == (mapping, {}) and mapping["properties"]["p"]["type"] == "scaled_float"
+
+
+def test_a_zone_less_uvicorn_time_is_read_in_the_inputs_zone_and_says_which() -> None:
+    line = b'2026-11-25 20:07:06,123 INFO uvicorn.access: 10.0.0.5:40000 - "GET /health HTTP/1.1" 200'
+    (utc,) = parse_lines("uvicorn", [line])
+    assert (utc["@timestamp"], utc["event"]["timezone"]) == ("2026-11-25T20:07:06.123Z", "UTC")
+    (amsterdam,) = parse_lines("uvicorn", [line], timezone="Europe/Amsterdam")
+    assert (amsterdam["@timestamp"], amsterdam["event"]["timezone"]) == ("2026-11-25T19:07:06.123Z", "Europe/Amsterdam")
+    zoned = line.replace(b"06,123 ", b"06,123+02:00 ")
+    (said,) = parse_lines("uvicorn", [zoned], timezone="Europe/Amsterdam")
+    assert said["@timestamp"] == "2026-11-25T18:07:06.123Z" and "timezone" not in said["event"]
+    (no_time,) = parse_lines("uvicorn", [line.split(b" INFO ")[1]])
+    assert "timezone" not in no_time["event"]

@@ -17,7 +17,7 @@ from typing import Any
 from parsers.errors import ParseError
 from parsers.formats.http import INVALID_REQUEST, fill_request, is_ip, seconds_to_ns, split_request_line
 from parsers.routes import Route, Router
-from parsers.timestamps import parse_any, parse_clf
+from parsers.timestamps import parse_any, parse_clf, parse_local
 from parsers.values import digits, status_code
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
@@ -124,8 +124,14 @@ def parse_uvicorn(text: str, router: Router, ctx: Any = None) -> Parsed:
     when, client, request, status = m.groups()
     f: dict[str, Any] = {"status": status_code(status)}
     if when is not None:
+        when = when.replace(",", ".").replace("/", "-", 2)
         try:
-            f["ts"] = parse_any(when.replace(",", ".").replace("/", "-", 2))
+            if when[-1] == "Z" or when[-5] in "+-" or when[-6] in "+-":  # the line says its zone
+                f["ts"] = parse_any(when)
+            else:  # a zone-less time: the input's zone (ECS event.timezone says which), else UTC
+                zone = ctx.timezone if ctx is not None and ctx.timezone else "UTC"
+                f["ts"] = parse_local(when, zone)
+                f["timezone"] = zone
         except ValueError as exc:
             raise ParseError(f"bad timestamp {when!r}: {exc}") from None
     host = client
