@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from contract.timestamps import iso_from_epoch
 from pipeline.attribution import load_table
 from pipeline.inventory.collector import Collector
 from pipeline.inventory.settings import InventorySettings
-from regwatch.demo.registry import mlflow_server
 from rules.backtest import backtest, dry_run
 from rules.model import RegressionRule, RuleError, StaleUsageRule, load_rules
 from rules.promotion import Regression
 from rules.runner import Runner
 from rules.staleness import group_of
+from support.mlflow_registry import mlflow_registry  # noqa: F401  (the registry fixture)
 from support.parsing import parse_file
 from support.rules import Receiver, Requests, webhook  # noqa: F401  (a fixture)
 
@@ -115,17 +114,6 @@ def test_a_registration_is_judged_against_the_version_the_alias_held_before_the_
     assert kind.measure(rule, _regression_response([], [moved], {"1": 0.99, "2": 0.9}), window) == []
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    before = mlflow.get_tracking_uri()
-    try:
-        with mlflow_server(tmp_path / "mlflow", gunicorn=True) as (url, access_log):
-            mlflow.set_tracking_uri(url)
-            yield url, access_log
-    finally:
-        mlflow.set_tracking_uri(before)
-
-
 def _ship_retrievals(es: Elasticsearch, namespace: str, access_log: Path) -> list[dict[str, Any]]:
     """The access log's retrievals, named by the attribution table as the shipper names them,
     written into the retrieval stream."""
@@ -157,6 +145,7 @@ def test_a_worse_promotion_fires_once_and_the_clients_still_pulling_the_old_vers
     client and its pulls, and resolves once nobody pulls it; ``rules backtest`` and ``rules
     test`` say the same."""
     url, access_log = registry
+    mlflow.set_tracking_uri(url)  # the fixture puts it back
     client = mlflow.MlflowClient(url)
     client.create_registered_model("m")
     for accuracy in (0.90, 0.95, 0.80):
