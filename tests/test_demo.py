@@ -125,21 +125,25 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         assert summary["audit_missing_models"] == []
 
         # Every artifact download of a registered version is named by the shipper from the
-        # inventory (#30): per version, Elasticsearch's downloads equal the workload's own record.
+        # inventory (#30): per version, the models pulled (MLmodel fetches, as `regwatch downloads`
+        # counts) equal the workload's own record, and each of their files is named.
         made = Counter(f"{o['model']}/{o['version']}" for o in operations if o["op"] == "download_artifact" and o["ok"])
         assert len(made) >= 4 and sum(made.values()) >= 20
-        downloads = {"bool": {"filter": [tagged, {"term": {"event.action": "artifact-download"}},
-                                         {"term": {"event.outcome": "success"}}]}}
-        per = es.search(index=pattern, size=0, query=downloads, aggs={
+        files = {"bool": {"filter": [tagged, {"term": {"event.action": "artifact-download"}},
+                                     {"term": {"event.outcome": "success"}}]}}
+        per = es.search(index=pattern, size=0, query=files, aggs={
             "how": {"terms": {"field": "modelregistry.attribution", "missing": "none"}},
             "m": {"terms": {"field": "modelregistry.model.name"},
-                  "aggs": {"v": {"terms": {"field": "modelregistry.model.version", "size": 1000}}}}})["aggregations"]
-        stored_downloads = {f"{m['key']}/{v['key']}": v["doc_count"]
-                            for m in per["m"]["buckets"] for v in m["v"]["buckets"]}
-        assert stored_downloads == dict(made)
-        assert {b["key"]: b["doc_count"] for b in per["how"]["buckets"]} == {"artifact-run": sum(made.values())}
+                  "aggs": {"v": {"terms": {"field": "modelregistry.model.version", "size": 1000},
+                                 "aggs": {"models": {"filter": {"wildcard": {
+                                     "modelregistry.artifact.path": {"value": "*/MLmodel"}}}}}}}}})["aggregations"]
+        pulled = {f"{m['key']}/{v['key']}": (v["models"]["doc_count"], v["doc_count"])
+                  for m in per["m"]["buckets"] for v in m["v"]["buckets"]}
+        assert pulled == {key: (count, 2 * count) for key, count in made.items()}  # MLmodel and model.txt
+        assert {b["key"]: b["doc_count"] for b in per["how"]["buckets"]} == {"artifact-run": 2 * sum(made.values())}
         assert summary["workload"]["downloads_by_version"] == summary["elasticsearch"]["downloads_by_version"] \
             == dict(sorted(made.items()))
+        assert summary["elasticsearch"]["downloads_unnamed"] == {}
         assert summary["downloads_match"] is True
 
         # Each registry action once, with both sources shipped (#27): per minute, the registrations

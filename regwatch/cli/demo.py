@@ -156,10 +156,10 @@ def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) ->
               f"dead letters: {stored['deadletters']}; other clients (probe, webhook registration): "
               + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in stored["other_clients"].items()))
     downloads = summary["workload"]["downloads_by_version"]
-    named = stored["downloads_attribution"]
-    out.print(f"artifact downloads per model version: {sum(downloads.values())} made, "
-              f"{sum(stored['downloads_by_version'].values())} named in Elasticsearch "
-              f"({', '.join(f'{escape(k)} {v}' for k, v in sorted(named.items()))}): "
+    named = stored["files_attribution"]
+    out.print(f"models downloaded, per version: {sum(downloads.values())} by the workload, "
+              f"{sum(stored['downloads_by_version'].values())} in Elasticsearch (`regwatch downloads`; their "
+              f"files named: {', '.join(f'{escape(k)} {v}' for k, v in sorted(named.items()))}): "
               + ("[green]the same per version[/green]" if summary["downloads_match"] else "[red]NOT the same[/red]")
               + "; " + ", ".join(f"{escape(k)} {v}" for k, v in downloads.items()))
     missing = summary["audit_missing_models"]

@@ -19,6 +19,7 @@ from parsers.events import event_kind
 from parsers.routes import builtin
 from regwatch.demo.webhook_sink import received
 from regwatch.demo.workload import read_truth
+from rules.usage import downloads_rows, downloads_search, per_version, retrieval_index
 
 WRITES = {"create_model", "create_version", "set_alias", "set_version_tag"}
 
@@ -74,19 +75,21 @@ def elasticsearch_side(es: Elasticsearch, namespace: str, run_id: str, since: fl
             by_action[f"{kind}/{action['key']}"] = action["doc_count"]
     downloads = {"bool": {"filter": [ours, {"term": {"event.action": "artifact-download"}},
                                      {"term": {"event.outcome": "success"}}]}}
-    per_version = es.search(index=pattern, size=0, query=downloads, aggs={
-        "how": {"terms": {"field": "modelregistry.attribution", "size": 20, "missing": "none"}},
-        "m": {"terms": {"field": "modelregistry.model.name", "size": 100},
-              "aggs": {"v": {"terms": {"field": "modelregistry.model.version", "size": 1000}}}}})["aggregations"]
+    how = es.search(index=pattern, size=0, query=downloads, aggs={
+        "how": {"terms": {"field": "modelregistry.attribution", "size": 20, "missing": "none"}}})["aggregations"]
+    rows, unnamed = downloads_rows(dict(es.search(index=retrieval_index(namespace), **downloads_search(since))))
+    totals = per_version(rows)
     audit = {"bool": {"filter": [from_run, {"term": {"modelregistry.format": "audit"}}]}}
     others = {"bool": {"filter": [from_run], "must_not": [ours, {"term": {"modelregistry.format": "audit"}}]}}
     return {
         "pattern": pattern,
         "by_kind": dict(sorted(by_kind.items())),
         "by_action": dict(sorted(by_action.items())),
-        "downloads_by_version": dict(sorted((f"{m['key']}/{v['key']}", v["doc_count"])
-                                            for m in per_version["m"]["buckets"] for v in m["v"]["buckets"])),
-        "downloads_attribution": {str(b["key"]): b["doc_count"] for b in per_version["how"]["buckets"]},
+        # as `regwatch downloads` counts them: whole models (MLmodel fetches) and files, per version
+        "downloads_by_version": {f"{t.model}/{t.version}": t.downloads for t in totals},
+        "files_by_version": {f"{t.model}/{t.version}": t.files for t in totals},
+        "downloads_unnamed": unnamed,
+        "files_attribution": {str(b["key"]): b["doc_count"] for b in how["how"]["buckets"]},
         "audit_events": es.count(index=pattern, query=audit)["count"],
         "audit_models": _terms(es, pattern, audit, "modelregistry.model.name"),
         "audit_actions": _terms(es, pattern, audit, "event.action"),

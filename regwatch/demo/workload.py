@@ -56,7 +56,7 @@ class _Model:
     run_id: str
     experiment: str | None  # where each version's run is logged
     versions: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)  # version -> one of its files, for downloads
+    files: dict[str, str] = field(default_factory=dict)  # version -> its model folder (MLmodel, model.txt)
     born: dict[str, float] = field(default_factory=dict)  # version -> when it was made (time.time())
     champion: str | None = None  # the version the alias pointed to last this process knows
     logged_model: str | None = None  # MLflow 3's logged model of the run: what register_model registers
@@ -198,11 +198,12 @@ class Workload:
         run = self._op(client, "create_run", model.name, lambda: c.create_run(experiment))
         if run is None:
             return None
-        local = self._scratch / f"upload-{client}" / "model.txt"
-        local.parent.mkdir(exist_ok=True)
-        local.write_text(f"weights of {model.name}, run {run.info.run_id}\n")
-        if not self._op(client, "log_artifact", model.name,
-                        _succeeded(lambda: c.log_artifact(run.info.run_id, str(local), "model"))):
+        local = self._scratch / f"upload-{client}"
+        local.mkdir(exist_ok=True)
+        (local / "MLmodel").write_text(f"artifact_path: model\nflavors: {{}}\nrun_id: {run.info.run_id}\n")
+        (local / "model.txt").write_text(f"weights of {model.name}, run {run.info.run_id}\n")
+        if not self._op(client, "log_artifacts", model.name,
+                        _succeeded(lambda: c.log_artifacts(run.info.run_id, str(local), "model"))):
             return None
         source = f"{run.info.artifact_uri}/model"
         created = self._op(client, "create_version", model.name,
@@ -214,7 +215,7 @@ class Workload:
                      version=version)
             with self._lock:
                 model.versions.append(version)
-                model.files[version] = f"{source}/model.txt"
+                model.files[version] = source
                 model.born[version] = time.time()
         self._op(client, "end_run", model.name, lambda: c.set_terminated(run.info.run_id))
         return None if created is None else str(created.version)
@@ -255,7 +256,7 @@ class Workload:
                 model.versions.append(str(v.version))
                 model.born[str(v.version)] = (v.creation_timestamp or 0) / 1000
                 if v.source and not v.source.startswith("models:/"):
-                    model.files[str(v.version)] = f"{v.source}/model.txt"
+                    model.files[str(v.version)] = v.source
             self.models[registered.name] = model
         if not self.models:
             raise RuntimeError(f"no demo models in {self.uri}: run the seed phase first")
@@ -369,7 +370,7 @@ class Workload:
                              lambda: self.client.get_model_version_by_alias(model.name, "champion"))
             if found is None or not found.source or found.source.startswith("models:/"):
                 return
-            version, file = str(found.version), f"{found.source}/model.txt"
+            version, file = str(found.version), found.source
         else:
             with self._lock:
                 file = model.files.get(version, "")
