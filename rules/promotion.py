@@ -68,8 +68,9 @@ class Regression(RuleType[RegressionRule]):
     def request(self, rule: RegressionRule, window: Window) -> dict[str, Any]:
         changes, history, versions = judged(rule, window), moves(rule, window), states(window)
         return {
-            "size": rule.max_events, "track_total_hits": False,
-            "sort": [{"@timestamp": {"order": "asc", "unmapped_type": "date"}}],
+            # the newest changes: a busy alias (more than max_events moves within lookback) has its
+            # latest move judged; the older ones were judged by the cycles they were new in
+            "size": rule.max_events, "track_total_hits": False, "sort": _NEWEST,
             "query": {"bool": {"should": [changes, history, versions], "minimum_should_match": 1}},
             "post_filter": changes,
             "aggs": {

@@ -311,3 +311,33 @@ rules:
         f"{where}: rule 'd' after: not a duration: '0.5y' (use 30s, 5m, 1h, 2d)",
         f"{where}: rule 'e' (rule): a key read as true: YAML reads on, off, yes and no as booleans (the alias "
         "a regression or stale_usage rule watches is alias:)"]
+
+
+@pytest.mark.elasticsearch
+def test_the_newest_moves_are_judged_when_more_arrived_than_one_search_brings(
+        es: Elasticsearch, namespace: str) -> None:
+    """An alias moved back and forth more than ``max_events`` times within ``lookback``: the
+    newest move (a regression) is judged, whatever came before it."""
+    now = time.time()
+    operations: list[dict[str, Any]] = []
+    accuracy = {str(v): 0.90 + v / 100 for v in range(1, 9)} | {"9": 0.5}  # each better, but 9
+    for version, value in accuracy.items():
+        operations += [{"create": {"_index": f"logs-modelregistry.inventory-{namespace}"}}, {
+            "@timestamp": iso_from_epoch(now - 600), "event": {"action": "model-version-observed"},
+            "modelregistry": {"registry": "reg", "model": {"name": "m", "version": version},
+                              "inventory": {"key": f"m/{version}", "entity": "model_version",
+                                            "metrics": {"accuracy": value}}}}]
+    moves = [(str(v), str(v + 1)) for v in range(1, 9)]  # 1 -> 2 ... 8 -> 9: only the last is worse
+    for n, (previous, current) in enumerate(moves):
+        at = iso_from_epoch(now - 300 + n)
+        operations += [{"create": {"_index": f"logs-modelregistry.change-{namespace}", "_id": f"move-{n}"}}, {
+            "@timestamp": at, "event": {"action": "alias-set", "ingested": at},
+            "modelregistry": {"registry": "reg", "model": {"name": "m", "version": current, "alias": "champion"},
+                              "change": {"previous": previous, "current": current}}}]
+    es.bulk(operations=operations, refresh=True)
+    rule = RegressionRule.model_validate({"name": "r", "type": "regression", "metric": "accuracy",
+                                          "max_events": 3, "changes": ["moved"], "notify": []})
+    trial = dry_run(es, rule, namespace, now)
+    assert [(row.group, row.next_state, row.notify) for row in trial.rows] == [("move-7", "fired", "fired")]  # 8 -> 9
+    # the backtest replays one window a minute: the move is judged once, by the window it fell in
+    assert [(t.group, t.state) for t in backtest(es, rule, namespace, now - 400, now)] == [("move-7", "fired")]
