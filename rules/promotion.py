@@ -106,8 +106,9 @@ class Regression(RuleType[RegressionRule]):
         return value > 0
 
     def windows(self, rule: RegressionRule, last_end: float, end: float, catch_up: int) -> list[Window]:
-        """One window per cycle: it reaches back ``lookback`` whatever the last one was."""
-        return [Window(end - rule.lookback, end)]
+        """One window per cycle, reaching back ``lookback``, or to the last one's end when that is
+        further (the runners were away longer: what changed meanwhile is judged, once)."""
+        return [Window(min(last_end, end - rule.lookback), end)]
 
     def window_at(self, rule: RegressionRule, end: float) -> Window:
         return Window(end - rule.lookback, end)

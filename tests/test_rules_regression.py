@@ -23,6 +23,7 @@ from pipeline.inventory.settings import InventorySettings
 from rules.backtest import backtest, dry_run
 from rules.model import RegressionRule, RuleError, StaleUsageRule, load_rules
 from rules.promotion import Regression
+from rules.query import Window
 from rules.runner import Runner
 from rules.staleness import group_of
 from support.mlflow_registry import mlflow_registry  # noqa: F401  (the registry fixture)
@@ -341,3 +342,12 @@ def test_the_newest_moves_are_judged_when_more_arrived_than_one_search_brings(
     assert [(row.group, row.next_state, row.notify) for row in trial.rows] == [("move-7", "fired", "fired")]  # 8 -> 9
     # the backtest replays one window a minute: the move is judged once, by the window it fell in
     assert [(t.group, t.state) for t in backtest(es, rule, namespace, now - 400, now)] == [("move-7", "fired")]
+
+
+def test_a_cycle_judges_the_lookback_or_all_since_the_last_cycle_when_the_runners_were_away_longer() -> None:
+    rule = RegressionRule.model_validate({"name": "r", "type": "regression", "metric": "accuracy", "lookback": "1h",
+                                          "notify": []})
+    kind = Regression()
+    assert kind.windows(rule, 10_000.0, 10_060.0, 60) == [kind.window_at(rule, 10_060.0)] == [
+        Window(10_060.0 - 3600, 10_060.0)]
+    assert kind.windows(rule, 10_000.0, 20_000.0, 60) == [Window(10_000.0, 20_000.0)]  # away 2.8 h
