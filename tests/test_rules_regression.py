@@ -351,3 +351,26 @@ def test_a_cycle_judges_the_lookback_or_all_since_the_last_cycle_when_the_runner
     assert kind.windows(rule, 10_000.0, 10_060.0, 60) == [kind.window_at(rule, 10_060.0)] == [
         Window(10_060.0 - 3600, 10_060.0)]
     assert kind.windows(rule, 10_000.0, 20_000.0, 60) == [Window(10_000.0, 20_000.0)]  # away 2.8 h
+
+
+def test_a_hostile_model_name_from_the_registry_is_data_in_the_message_never_a_template() -> None:
+    """A model name holding template braces and markup is carried as it is (the notifiers escape it
+    as they escape names from logs); it never expands into the rule's fields."""
+    from rules.compose import Composer
+    from rules.cycle import Known
+
+    name = "{rule} {severity} <!channel> \x1b[31m"
+    rule = RegressionRule.model_validate({"name": "r", "type": "regression", "metric": "accuracy", "notify": []})
+    moved = _change_hit("c1", "2026-12-05T00:00:00Z", "alias-set", "2", "champion", "1")
+    moved["_source"]["modelregistry"]["model"]["name"] = name
+    response = _regression_response([moved], [], {"1": 0.9, "2": 0.8})
+    for bucket in response["aggregations"]["versions"]["keys"]["buckets"]:
+        bucket["latest"]["hits"]["hits"][0]["_source"]["modelregistry"]["model"]["name"] = name
+    kind = Regression()
+    window = kind.window_at(rule, 1_800_000_000.0)
+    [measured] = kind.measure(rule, response, window)
+    entry = Composer(None, "default", "state", Known()).entry(  # type: ignore[arg-type]
+        rule, measured.group, "fired", 1.0, 1.0, 2.0, window, measured.events[0])
+    assert entry["payload"]["message"] == (f"r: {name}: champion moved to version 2, worse than version 1 "
+                                           "(champion): accuracy 0.8 is worse than 0.9")
+    assert entry["payload"]["event"]["modelregistry"]["model"]["name"] == name
