@@ -24,6 +24,10 @@ KIBANA_TYPES = {
 }
 
 
+# Types Kibana cannot aggregate on (a wildcard field can: it keeps doc values)
+UNAGGREGATABLE = frozenset({"text", "match_only_text"})
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -44,11 +48,11 @@ def flatten(properties: dict[str, Any], prefix: str = "") -> dict[str, Field]:
             out.update(flatten(spec["properties"], path + "."))
             continue
         es_type = spec.get("type", "object")
-        aggregatable = es_type != "text" and spec.get("doc_values", True) is not False
+        aggregatable = es_type not in UNAGGREGATABLE and spec.get("doc_values", True) is not False
         out[path] = Field(path, es_type, aggregatable)
         for sub, sub_spec in spec.get("fields", {}).items():
             sub_type = sub_spec["type"]
-            out[f"{path}.{sub}"] = Field(f"{path}.{sub}", sub_type, sub_type != "text")
+            out[f"{path}.{sub}"] = Field(f"{path}.{sub}", sub_type, sub_type not in UNAGGREGATABLE)
     return out
 
 

@@ -125,8 +125,9 @@ class Router:
                     if len(self._slug_cache) > 2048:
                         self._slug_cache.clear()
                     # Ids in paths (logged-models/m-4b6a...) would make actions unbounded:
-                    # keep the words, drop anything with a digit.
-                    slug = "-".join(s for s in suffix.split("/")[:3] if _WORD.fullmatch(s))
+                    # keep the words, drop anything with a digit, and any "word" longer than an
+                    # API's (a 40 KB path segment is no operation's name).
+                    slug = "-".join(s for s in suffix.split("/")[:3] if len(s) <= 64 and _WORD.fullmatch(s))
                     route = Route(kind="access", action=f"mlflow-{slug}" if slug else "mlflow-api")
                     self._slug_cache[suffix] = route
                 return route

@@ -29,6 +29,7 @@ DEFAULT_RETENTION = "90d"
 DEGRADED = {"wildcard": "keyword", "match_only_text": "text", "constant_keyword": "keyword", "scaled_float": "float"}
 # parameters only the ECS type takes, dropped with it
 _ONLY_ON = {"scaled_float": ("scaling_factor",), "constant_keyword": ("value",)}
+KEYWORD_LIMIT = 8191  # characters: at most 4 bytes each, within a keyword's 32766-byte term
 _SAMPLE_PARAMS: dict[str, dict[str, Any]] = {"scaled_float": {"scaling_factor": 1000}}
 
 
@@ -67,6 +68,8 @@ def degrade(mapping: dict[str, Any], missing: set[str]) -> tuple[dict[str, Any],
                     field_spec["type"] = DEGRADED[es_type]
                     for param in _ONLY_ON.get(es_type, ()):
                         field_spec.pop(param, None)
+                    if es_type == "wildcard":  # a keyword holds at most 32766 bytes: longer, unindexed
+                        field_spec.setdefault("ignore_above", KEYWORD_LIMIT)
                     changed[field] = f"{es_type}->{DEGRADED[es_type]}"
 
     visit(out["properties"], "")
@@ -162,6 +165,49 @@ def apply_replicas(client: Elasticsearch, replicas: int) -> None:
 FAMILIES = "logs-modelregistry.*,metrics-modelregistry.*"
 
 
+def field_types(properties: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{dotted name: type}`` of a mapping's fields, multi-fields included."""
+    out: dict[str, str] = {}
+    for name, spec in properties.items():
+        path = prefix + name
+        if "properties" in spec:
+            out.update(field_types(spec["properties"], path + "."))
+            continue
+        out[path] = spec.get("type", "object")
+        for sub, sub_spec in spec.get("fields", {}).items():
+            out[f"{path}.{sub}"] = sub_spec.get("type", "object")
+    return out
+
+
+def changed_types(have: dict[str, Any], want: dict[str, Any]) -> dict[str, str]:
+    """Fields whose type an index maps otherwise than the template (``{"url.path": "keyword->wildcard"}``):
+    a put-mapping cannot change them, only a new backing index can."""
+    had, wanted = field_types(have.get("properties", {})), field_types(want.get("properties", {}))
+    return {name: f"{had[name]}->{es_type}" for name, es_type in wanted.items()
+            if name in had and had[name] != es_type}
+
+
+def roll_over_changed(client: Elasticsearch, mapping: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Roll over every regwatch data stream whose write index maps a field's type otherwise than
+    ``mapping`` (the one just installed): its next documents go to a backing index made from the
+    new template, the earlier ones stay where they are and are read with them (a data stream's name
+    covers all its backing indices), so each is counted once. The streams rolled, with what changed."""
+    resolved = client.indices.resolve_index(name=FAMILIES, expand_wildcards="all")
+    rolled: dict[str, dict[str, str]] = {}
+    for stream in resolved.get("data_streams", []):
+        write = stream["backing_indices"][-1]
+        found = client.indices.get_mapping(index=write)
+        changed = changed_types(found[write]["mappings"], mapping)
+        if changed:
+            client.indices.rollover(alias=stream["name"])
+            rolled[stream["name"]] = changed
+    if rolled:
+        log.info("streams_rolled_over", streams=",".join(sorted(rolled)),
+                 fields=",".join(sorted({f for changed in rolled.values() for f in changed})),
+                 reason="field types changed: the new mapping reaches a new backing index")
+    return rolled
+
+
 def apply_mappings(client: Elasticsearch, mapping: dict[str, Any] | None = None) -> bool:
     """The mapping's fields on every existing regwatch backing index too (the template only reaches
     indices made after it): a field added since (``modelregistry.failure``) is searchable at once,
@@ -176,6 +222,24 @@ def apply_mappings(client: Elasticsearch, mapping: dict[str, Any] | None = None)
                     hint="the new fields reach each stream at its next backing index (a rollover)")
         return False
     return True
+
+
+def update_streams(client: Elasticsearch) -> tuple[dict[str, dict[str, str]], bool]:
+    """After :func:`install`: roll over the streams whose field types changed, then give every
+    existing backing index the fields added since (a field whose type changed keeps its old type
+    on the indices before the rollover: put on the write indices only). The streams rolled, and
+    whether every backing index took the mapping."""
+    found = client.cluster.get_component_template(name=MAPPINGS_COMPONENT)
+    mapping = found["component_templates"][0]["component_template"]["template"]["mappings"]
+    rolled = roll_over_changed(client, mapping)
+    if apply_mappings(client, mapping):
+        return rolled, True
+    try:
+        client.indices.put_mapping(index=FAMILIES, properties=mapping["properties"], allow_no_indices=True,
+                                   ignore_unavailable=True, expand_wildcards="all", write_index_only=True)
+    except ApiError as exc:
+        log.warning("mappings_not_applied", reason=str(exc)[:300], scope="write indices")
+    return rolled, False
 
 
 def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None,

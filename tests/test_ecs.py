@@ -20,6 +20,7 @@ import yaml
 
 from contract.ecs import ECS_VERSION
 from contract.fields import fields
+from contract.mappings import mappings
 from parsers.categorization import categorization
 from parsers.routes import load_table
 from pipeline.inputs import agent_fields
@@ -32,39 +33,31 @@ from test_queries import sample_docs
 
 ECS = Path(__file__).parent / "support" / "ecs" / "fields-9.4.0.yaml"
 
-# ECS field -> (our type, why it differs): #28 item 3 changes them (setup rolls the streams over).
-DEVIATIONS = {
-    "data_stream.type": "keyword",  # ECS constant_keyword: the local test node lacks the module
-    "data_stream.dataset": "keyword",
-    "data_stream.namespace": "keyword",
-    "error.message": "text",  # ECS match_only_text (mapper-extras, absent on the local node)
-    "host.cpu.usage": "float",  # ECS scaled_float (mapper-extras)
-    "url.full": "keyword",  # ECS wildcard (x-pack-wildcard, absent on the local node)
-    "url.original": "keyword",
-    "url.path": "keyword",
-}
+# ECS field -> (our type, why it differs). Empty since #28 item 3: every ECS field has ECS's type in
+# the template; a node lacking a type's module holds the degraded form (pipeline/templates.py).
+DEVIATIONS: dict[str, str] = {}
 # Fields outside ECS that Beats modules and integrations define, with the type we map them to and
-# where they come from. Metricbeat maps the ``*.pct`` ones as ``scaled_float`` (mapper-extras, absent
-# on the local node): #28 item 5 maps them exactly so, or moves them under modelregistry.*.
+# where they come from (checked against elastic/beats: filebeat/_meta/fields.common.yml, the
+# filestream input's file identity, metricbeat/module/system/_meta/fields.yml: ``*.pct`` scaled_float).
 BEATS = {
     "log.offset": ("long", "Filebeat (filebeat/_meta/fields.common.yml)"),
     "log.file.device_id": ("keyword", "Filebeat filestream (file identity)"),
     "log.file.inode": ("keyword", "Filebeat filestream (file identity)"),
     "log.file.fingerprint": ("keyword", "Filebeat filestream (fingerprint identity)"),
-    "process.cpu.pct": ("float", "Metricbeat system module (system.process)"),
-    "process.memory.pct": ("float", "Metricbeat system module (system.process)"),
+    "process.cpu.pct": ("scaled_float", "Metricbeat system module (system.process)"),
+    "process.memory.pct": ("scaled_float", "Metricbeat system module (system.process)"),
     "process.memory.rss.bytes": ("long", "Metricbeat system module (system.process)"),
     "system.filesystem.free": ("long", "Metricbeat system module (system.filesystem)"),
     "system.filesystem.mount_point": ("keyword", "Metricbeat system module (system.filesystem)"),
     "system.filesystem.total": ("long", "Metricbeat system module (system.filesystem)"),
     "system.filesystem.used.bytes": ("long", "Metricbeat system module (system.filesystem)"),
-    "system.filesystem.used.pct": ("float", "Metricbeat system module (system.filesystem)"),
+    "system.filesystem.used.pct": ("scaled_float", "Metricbeat system module (system.filesystem)"),
     "system.memory.actual.used.bytes": ("long", "Metricbeat system module (system.memory)"),
-    "system.memory.actual.used.pct": ("float", "Metricbeat system module (system.memory)"),
+    "system.memory.actual.used.pct": ("scaled_float", "Metricbeat system module (system.memory)"),
     "system.memory.total": ("long", "Metricbeat system module (system.memory)"),
 }
-# Multi-fields of our own on ECS fields (ECS defines none there)
-OWN_MULTI_FIELDS = {"error.message.keyword", "user_agent.original.text"}
+# Multi-fields of our own on ECS fields (ECS defines none there): none since #28
+OWN_MULTI_FIELDS: set[str] = set()
 
 
 @cache
@@ -88,9 +81,43 @@ def test_every_ecs_field_we_map_has_the_ecs_type_or_is_a_listed_deviation() -> N
         assert ours[name].es_type == ours_type
 
 
+def _multi_fields() -> dict[str, str]:
+    return {f"{name}.{sub}": sub_type for name, spec in ecs().items()
+            for sub, sub_type in spec.get("multi_fields", {}).items()}
+
+
+def test_ecs_multi_fields_and_ignore_above_are_ecs() -> None:
+    """ECS's multi-fields (url.full.text, user_agent.original.text) with ECS's type, and ECS's
+    ignore_above on every keyword (an oversized value leaves the field unindexed, the event stands)."""
+    ours = fields()
+    assert {name: ours[name].es_type for name in _multi_fields() if name in ours} == \
+        {name: t for name, t in _multi_fields().items() if name in ours}
+    assert {"url.full.text", "url.original.text", "user_agent.original.text"} <= set(ours)
+    spec_of = _specs(mappings()["properties"])
+    wrong = {name: spec_of[name].get("ignore_above") for name in ours
+             if name in ecs() and ecs()[name]["type"] == "keyword"
+             and spec_of[name].get("ignore_above") != ecs()[name].get("ignore_above")
+             and spec_of[name].get("index") is not False}
+    assert wrong == {}
+    unbounded = [name for name, spec in spec_of.items() if spec.get("type") == "keyword"
+                 and "ignore_above" not in spec and spec.get("index") is not False]
+    assert unbounded == []
+
+
+def _specs(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in properties.items():
+        if "properties" in spec:
+            out.update(_specs(spec["properties"], f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = spec
+    return out
+
+
 def test_every_other_field_is_ours_or_a_beats_field_with_its_type() -> None:
     outside = {name: f.es_type for name, f in fields().items()
-               if name not in ecs() and not name.startswith("modelregistry.") and name not in OWN_MULTI_FIELDS}
+               if name not in ecs() and not name.startswith("modelregistry.") and name not in OWN_MULTI_FIELDS
+               and name not in _multi_fields()}
     assert outside == {name: es_type for name, (es_type, _) in BEATS.items()}
 
 

@@ -60,7 +60,7 @@ def setup(
         installed = templates.install(client, retention=retention or None, replicas=chosen, shards=shards)
         created = datastreams.create_empty(client, namespace)
         templates.apply_replicas(client, chosen)
-        mapped = templates.apply_mappings(client)
+        rolled, mapped = templates.update_streams(client)
         heartbeat.ensure(client, namespace)
         stamped = templates.pipeline_in_place(client)
         keys = access.create_keys(client, api_keys, namespace=namespace) if api_keys is not None else {}
@@ -69,9 +69,14 @@ def setup(
               markup=False, soft_wrap=True)
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace "
               f"{namespace}")
+    if rolled:
+        fields = sorted({name for changed in rolled.values() for name in changed})
+        err.print(f"rolled over {len(rolled)} data stream(s) whose field types changed ({', '.join(fields)}): "
+                  "new documents take the new types, earlier ones stay searchable beside them",
+                  markup=False, soft_wrap=True)
     if not mapped:
-        err.print("warning: the existing streams kept their mapping (a field's type changed): new fields are "
-                  "searchable from each stream's next backing index", markup=False, soft_wrap=True)
+        err.print("note: the backing indices before the rollover keep their earlier field types; new fields are "
+                  "searchable from each stream's current backing index", markup=False, soft_wrap=True)
     if stamped:
         err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: in place (the node stamps event.ingested)",
                   markup=False)
