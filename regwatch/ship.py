@@ -61,7 +61,8 @@ def build_shipper(config: Config, config_path: Path | None = None,
     if config.inventory.registries:  # the inventory names what retrievals retrieved (#30)
         # As often as the inventory looks (at most every 30 s): a new version's downloads are named
         # once the inventory has seen it and this table has read that.
-        attributor = Attributor(sink.client, config.namespace, refresh_s=min(30.0, config.inventory.interval_s))
+        attributor = Attributor(sink.client, config.namespace, refresh_s=min(30.0, config.inventory.interval_s),
+                                metrics=metrics)
         attributor.refresh()  # once before the first line (a failure is logged: lines go unnamed until the next)
         attributor.start()  # then in its own thread: a line never waits for it
         enrich = attributor.enrich

@@ -187,13 +187,13 @@ def test_builtin_rules_validate_and_run_one_cycle(es_url: str, namespace: str, t
 
     ok = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "validate", "rules/builtin"],
                         capture_output=True, text=True, cwd=Path(__file__).parent.parent)
-    assert ok.returncode == 0 and "8 rules valid" in ok.stdout
+    assert ok.returncode == 0 and "10 rules valid" in ok.stdout
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"elasticsearch": {"hosts": [es_url]}, "namespace": namespace}))
     run = subprocess.run([sys.executable, "-m", "regwatch.cli", "rules", "run", "--once", "-c", str(config)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-1000:]
-    assert "evaluated=8" in run.stdout  # one _msearch over the whole default set, the probe's rules included
+    assert "evaluated=10" in run.stdout  # one _msearch over the whole default set, the probe's rules included
 
 
 def test_catch_up_after_an_absence_evaluates_each_missed_window_once(es, namespace, tmp_path, webhook) -> None:

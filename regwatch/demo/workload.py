@@ -84,6 +84,7 @@ class Truth:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._moving = threading.Lock()  # held while an alias is chosen and moved
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
 
@@ -127,6 +128,7 @@ class Workload:
         self.stop = threading.Event()  # set: every client finishes the operation it is in, then stops
         self.models: dict[str, _Model] = {}
         self._lock = threading.Lock()
+        self._moving = threading.Lock()  # held while an alias is chosen and moved
         self._scratch = Path(tempfile.mkdtemp(prefix="regwatch-workload-"))
 
     def close(self) -> None:
@@ -297,10 +299,13 @@ class Workload:
         if roll < 0.06:
             self._new_version(client, model)
         elif roll < 0.12:
-            with self._lock:
-                target = model.servable(time.time()) or model.champion
-            if target is not None:
-                self._set_champion(client, model, target)
+            # One move at a time: two clients each choosing the newest version, the later one seen
+            # first, would move champion back to an older (worse) version.
+            with self._moving:
+                with self._lock:
+                    target = model.servable(time.time()) or model.champion
+                if target is not None:
+                    self._set_champion(client, model, target)
         elif roll < 0.17:
             self._op(client, "set_version_tag", name, lambda: c.set_model_version_tag(name, latest, "validated", "yes"))
         elif roll < 0.21:
