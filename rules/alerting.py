@@ -4,17 +4,22 @@ transitions kept in the alert history.
 Each write is conditional on the document's version as read: of two runners that decide the same
 transition, one writes it (and queues its notification), the other finds the document changed
 and does nothing. So a transition is notified once, however many runners run.
+
+A cycle's writes go in one bulk request (``refresh``: one refresh for the cycle, not one per
+transition, searchable for the next cycle's one search) and the history lines of the transitions
+written in one more; each write keeps its own outcome, so a write refused fails only its rule.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from elastic_transport import TransportError
-from elasticsearch import ApiError, ConflictError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from contract import streams
 from contract.ecs import ECS
@@ -25,7 +30,7 @@ from rules.lifecycle import Decision
 from rules.model import Rule
 from rules.notification import OutboxEntry
 from rules.query import Measurement, Window
-from rules.state import StateStore, Versioned, alert_id
+from rules.state import StateStore, StateWriteError, Versioned, alert_id
 from rules.states import ACTIVE
 from rules.types import rule_type
 
@@ -39,6 +44,19 @@ RULESET = "regwatch"
 CLAIM_KEYS = ("outbox_claimed_until", "outbox_claimed_by")  # an alert document's outbox lease
 
 
+@dataclass
+class Pending:
+    """One alert write decided and not sent yet: the document to store over ``item``."""
+
+    rule: Rule
+    decision: Decision
+    item: Versioned
+    doc: dict[str, Any]
+    now: float
+    window: Window
+    report: CycleReport
+
+
 class Alerter:
     def __init__(self, client: Elasticsearch, store: StateStore, known: Known, composer: Composer,
                  namespace: str) -> None:
@@ -47,26 +65,48 @@ class Alerter:
         self.known = known
         self.composer = composer
         self.namespace = namespace
+        self._pending: list[Pending] = []  # decided by ``apply(defer=True)``, written by ``flush``
 
     def apply(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport,
-              window: Window | None = None) -> None:
+              window: Window | None = None, defer: bool = False) -> None:
         """Decide what ``measured`` (at ``now``, over ``window``) does to the rule's alerts, and
-        write it."""
+        write it; with ``defer`` the writes wait for :meth:`flush` (one bulk request for a cycle's
+        rules, not a request per transition). The rule's alerts as known do not change until
+        then: a rule is not applied again before its writes are flushed."""
         kind = rule_type(rule)
         window = window or Window(now - rule.window, now)
         current = self.known.alerts_of(rule.name)
         stored = {group: item.doc for group, item in current.items()}
+        writes = []
         for decision in kind.lifecycle.decide(kind, rule, stored, measured, now):
             item = current.get(decision.group) if not decision.once else None
-            self._write(rule, decision, item or Versioned(alert_id(rule.name, decision.group), {}), now, report,
-                        window)
+            item = item or Versioned(alert_id(rule.name, decision.group), {})
+            writes.append(self._pending_write(rule, decision, item, now, report, window))
+        if defer:
+            self._pending += writes
+            return
+        for _rule, _window, exc in self._commit(writes):
+            raise exc
+
+    def pending(self, rule: str) -> bool:
+        """Whether writes of ``rule`` wait for :meth:`flush`."""
+        return any(write.rule.name == rule for write in self._pending)
+
+    def flush(self) -> list[tuple[Rule, Window, Exception]]:
+        """Write the deferred alert writes in one bulk request (searchable when it returns), and
+        their transitions' history lines in one more. Returns the rules whose writes failed (not
+        lost to another runner: refused, or the request failed), each with its window and
+        error: nothing of theirs that failed is known as written nor notified, and the rule is
+        to be evaluated again."""
+        writes, self._pending = self._pending, []
+        return self._commit(writes)
 
     def retire(self, rule: Rule, now: float, report: CycleReport) -> bool:
         """End the active alerts of a rule that no longer exists (reloaded away): a firing one
         resolves, notified as such (as Alertmanager resolves an alert Prometheus stopped sending),
         a pending one goes back to ok. True while any is left (a write lost to another runner is
         tried again next cycle)."""
-        left = False
+        writes = []
         for group, item in self.known.alerts_of(rule.name).items():
             state = item.doc.get("state")
             if state not in ACTIVE:
@@ -75,12 +115,13 @@ class Alerter:
             ended = "resolved" if state == "firing" else "ok"
             decision = Decision(group, {"state": ended, "since": since, "value": value, "notified": now}, value, since,
                                 "resolved" if ended == "resolved" else None, ended)
-            self._write(rule, decision, item, now, report, Window(now - rule.window, now))
-            left = left or self.known.alerts_of(rule.name)[group].doc.get("state") in ACTIVE
-        return left
+            writes.append(self._pending_write(rule, decision, item, now, report, Window(now - rule.window, now)))
+        for _rule, _window, exc in self._commit(writes):
+            raise exc
+        return any(item.doc.get("state") in ACTIVE for item in self.known.alerts_of(rule.name).values())
 
-    def _write(self, rule: Rule, decision: Decision, item: Versioned, now: float, report: CycleReport,
-               window: Window) -> None:
+    def _pending_write(self, rule: Rule, decision: Decision, item: Versioned, now: float, report: CycleReport,
+                       window: Window) -> Pending:
         group = decision.group
         doc: dict[str, Any] = {"type": "alert", "rule": rule.name, "group": group, **decision.fields,
                                "updated": now}
@@ -89,21 +130,66 @@ class Alerter:
             if key in item.doc:
                 doc[key] = item.doc[key]
         if decision.notify:
+            # the sample events are a search each: only for a notification someone will read
             queued.append(self.composer.entry(rule, group, decision.notify, decision.value, decision.since, now,
-                                              window, decision.event, reminder=decision.reminder))
+                                              window, decision.event, reminder=decision.reminder,
+                                              samples=bool(rule.notify)))
         if queued:
             doc["outbox"] = queued
-        written = self.store.write(item, doc)
-        if written is None:
-            return  # another runner changed it first (or created it: an event fires once): it notifies, not us
-        self.known.put(written)
-        if decision.transition is not None:
-            report.transitions.append((rule.name, group, decision.transition))
-            self._history(rule, group, decision.transition, decision.value, decision.since, now, window,
-                          decision.event)
+        return Pending(rule, decision, item, doc, now, window, report)
+
+    def _commit(self, writes: list[Pending]) -> list[tuple[Rule, Window, Exception]]:
+        """Write ``writes`` in one bulk request; then the history lines of the transitions
+        written. A write another runner beat (a conflict) is theirs to notify, not ours."""
+        if not writes:
+            return []
+        failed: dict[str, tuple[Rule, Window, Exception]] = {}
+        try:
+            outcomes = self.store.write_each([(write.item, write.doc) for write in writes], refresh=True)
+        except Exception as exc:  # nothing is known of any of them: each rule is evaluated again
+            for write in writes:
+                failed.setdefault(write.rule.name, (write.rule, write.window, exc))
+            return list(failed.values())
+        lines: list[tuple[str, dict[str, Any], str]] = []
+        for write, written in zip(writes, outcomes, strict=True):
+            if isinstance(written, StateWriteError):
+                failed.setdefault(write.rule.name, (write.rule, write.window, written))
+                continue
+            if written is None:
+                continue  # another runner changed it first (or created it: an event fires once): it notifies, not us
+            self.known.put(written)
+            decision = write.decision
+            if decision.transition is not None:
+                write.report.transitions.append((write.rule.name, decision.group, decision.transition))
+                lines.append(self._history(write.rule, decision.group, decision.transition, decision.value,
+                                           decision.since, write.now, write.window, decision.event))
+        self._write_history(lines)
+        return list(failed.values())
+
+    def _write_history(self, lines: list[tuple[str, dict[str, Any], str]]) -> None:
+        """The history lines (id, document, rule) in one bulk request; a line written already (a
+        409: by us, or a runner beside us) is fine. History is best effort: the alert state is
+        the truth."""
+        if not lines:
+            return
+        index = streams.data_stream_name("alert", self.namespace)
+        operations: list[dict[str, Any]] = []
+        for doc_id, document, _rule in lines:
+            operations += [{"create": {"_index": index, "_id": doc_id}}, document]
+        try:
+            items = self.client.bulk(operations=operations)["items"]
+        except (ApiError, TransportError) as exc:
+            log.warning("history_failed", rules=sorted({rule for _, _, rule in lines}), error=str(exc)[:200])
+            return
+        for (_doc_id, _document, rule), item in zip(lines, items, strict=True):
+            outcome = next(iter(item.values()))
+            if outcome.get("status") not in (200, 201, 409):
+                log.warning("history_failed", rule=rule, error=str(outcome.get("error"))[:200])
 
     def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
-                 window: Window, event: dict[str, Any] | None) -> None:
+                 window: Window, event: dict[str, Any] | None) -> tuple[str, dict[str, Any], str]:
+        """A transition's history line: its id (one per alert, state and episode), the document
+        and the rule."""
         dataset = streams.dataset("alert")
         doc_id = hashlib.sha1(f"{rule.name}\x00{group}\x00{state}\x00{since}".encode()).hexdigest()
         # the rule's own words, as its notification says them (composed without reading anything)
@@ -124,9 +210,4 @@ class Alerter:
                                                               "group": group, "state": state, "value": value,
                                                               "threshold": rule_type(rule).threshold(rule)}},
         }
-        try:
-            self.client.create(index=streams.data_stream_name("alert", self.namespace), id=doc_id, document=document)
-        except ConflictError:
-            pass  # a 409: this history line was written already (by us, or a runner beside us)
-        except (ApiError, TransportError) as exc:  # history is best effort: the alert state is the truth
-            log.warning("history_failed", rule=rule.name, error=str(exc)[:200])
+        return doc_id, document, rule.name

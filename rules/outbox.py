@@ -31,7 +31,7 @@ from rules.metrics import RunnerMetrics
 from rules.notification import Claim, Job, OutboxEntry, Outcome
 from rules.notify import Target
 from rules.silences import Silences
-from rules.state import StateStore, Versioned
+from rules.state import StateStore, StateWriteError, Versioned
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,7 @@ class Outbox:
         self.due = math.inf
         now = cycle.now
         work: list[Claim] = []
+        wanted: list[Versioned] = []
         for item in self.known.with_outbox():
             queued = item.doc["outbox"]
             if item.id in self._held:  # ours, a send for it still running: recorded when it answers
@@ -72,10 +73,17 @@ class Outbox:
             if all(e["due"] > now for e in queued):
                 self.due = min(self.due, *(e["due"] for e in queued))
                 continue
-            # The lease runs from the claim, not from the cycle's start: the sends begin now.
-            until = now + (time.monotonic() - cycle.started) + self.lease_s
-            claimed = self.store.write(item, item.doc | {"outbox_claimed_until": until,
-                                                         "outbox_claimed_by": self.runner_id})
+            wanted.append(item)
+        # One bulk claims them all. The lease runs from the claim, not from the cycle's start:
+        # the sends begin now.
+        until = now + (time.monotonic() - cycle.started) + self.lease_s
+        lease = {"outbox_claimed_until": until, "outbox_claimed_by": self.runner_id}
+        outcomes = self.store.write_each([(item, item.doc | lease) for item in wanted], refresh=True)
+        for item, claimed in zip(wanted, outcomes, strict=True):
+            if isinstance(claimed, StateWriteError):  # not claimed: tried again shortly
+                log.warning("outbox_claim_failed", alert=item.id, error=str(claimed)[:300])
+                self.due = min(self.due, now + RETRY_BASE_S)
+                continue
             if claimed is not None:  # else another runner is delivering it
                 self.known.put(claimed)
                 claim = Claim(claimed, [cast(OutboxEntry, dict(e)) for e in claimed.doc["outbox"]])
@@ -146,15 +154,30 @@ class Outbox:
     def settle(self, cycle: Cycle) -> None:
         """Write how the targets fared, and finish each held claim whose sends all answered."""
         self._fared(cycle.now)
+        now = cycle.now
+        finished: list[tuple[str, Claim, list[OutboxEntry], tuple[Versioned, dict[str, Any]]]] = []
         for doc_id, claim in list(self._held.items()):
             if claim.jobs:
                 continue
-            self._finish(claim, cycle.now, cycle.report)
+            remaining = self._finish(claim, now, cycle.report)
+            planned = self._planned(claim, now, release=True, entries=remaining)
+            if planned is None:  # the claim was lost: nothing of ours to write
+                del self._held[doc_id]
+                continue
+            finished.append((doc_id, claim, remaining, planned))
+        # The releases in one bulk; a claim whose release failed stays held, released next time.
+        outcomes = self.store.write_each([planned for *_, planned in finished], refresh=True)
+        for (doc_id, claim, remaining, _planned), written in zip(finished, outcomes, strict=True):
+            if isinstance(written, StateWriteError):
+                log.warning("outbox_not_released", alert=doc_id, error=str(written)[:300])
+                continue
+            self._written(claim, remaining, written)
             del self._held[doc_id]
 
-    def _finish(self, claim: Claim, now: float, report: CycleReport) -> None:
+    def _finish(self, claim: Claim, now: float, report: CycleReport) -> list[OutboxEntry]:
         """End a claim whose sends all answered: the entries tried and still owed to a target back
-        off, the others are sent (or silenced, or dropped), and the claim is released."""
+        off, the others are sent (or silenced, or dropped). Returns the outbox to leave on the
+        document when the claim is released."""
         remaining: list[OutboxEntry] = []
         for entry in claim.entries:
             if entry["key"] not in claim.tried:  # not due when claimed: left as it was
@@ -169,7 +192,7 @@ class Outbox:
             elif entry["key"] not in claim.quiet:
                 report.sent.append(entry["key"])
         self.due = min([self.due] + [e["due"] for e in remaining])
-        self._record(claim, now, release=True, entries=remaining)
+        return remaining
 
     def backoff(self, attempts: int) -> float:
         """Seconds to the next try after ``attempts`` failed ones: doubling from
@@ -208,15 +231,23 @@ class Outbox:
                 continue
             self.known.put(Versioned(doc_id, doc))
 
-    def _record(self, claim: Claim, now: float, release: bool = False,
-                entries: list[OutboxEntry] | None = None) -> None:
-        """Write a claimed document's outbox as it stands now: a target that took an entry is off
-        it. With ``release`` the claim ends too (``entries``: the outbox to leave). Entries queued
-        on the document since the claim (a later cycle's transition) are kept."""
+    def _record(self, claim: Claim, now: float) -> None:
+        """Write a claimed document's outbox as it stands now (a target that took an entry is
+        off it), the claim held."""
+        planned = self._planned(claim, now)
+        if planned is not None:
+            self._written(claim, claim.entries, self.store.write(*planned))
+
+    def _planned(self, claim: Claim, now: float, release: bool = False,
+                 entries: list[OutboxEntry] | None = None) -> tuple[Versioned, dict[str, Any]] | None:
+        """The write that records a claimed document's outbox as it stands now: a target that
+        took an entry is off it. With ``release`` the claim ends too (``entries``: the outbox to
+        leave). Entries queued on the document since the claim (a later cycle's transition) are
+        kept. None when the claim is no longer ours."""
         base = self._claimed(claim)
         if base is None:
             log.warning("outbox_claim_lost", alert=claim.item.id, why="the lease ran out and another runner took it")
-            return
+            return None
         entries = claim.entries if entries is None else entries
         doc: dict[str, Any] = {k: v for k, v in base.doc.items() if k != "outbox"}
         if release:
@@ -230,7 +261,9 @@ class Outbox:
             self.due = min([self.due] + [e["due"] for e in newer])
         if kept:
             doc["outbox"] = kept
-        written = self.store.write(base, doc)
+        return base, doc
+
+    def _written(self, claim: Claim, entries: list[OutboxEntry], written: Versioned | None) -> None:
         if written is None:
             log.warning("outbox_write_conflict", alert=claim.item.id)
             return

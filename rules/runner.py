@@ -6,8 +6,9 @@ passes the cycle (:class:`~rules.cycle.Cycle`) from one to the next:
 1. :mod:`rules.claims` claims the rules that are due (two runners side by side: one wins);
 2. one ``_msearch`` reads the state index and every claimed window; each rule type
    (:mod:`rules.types`) measures its window and its lifecycle (:mod:`rules.lifecycle`) decides;
-3. :mod:`rules.alerting` writes the alerts, queues notifications composed by :mod:`rules.compose`
-   and keeps the history; :mod:`rules.liveness` does the same for regwatch's own alerts;
+3. :mod:`rules.alerting` writes the alerts (one bulk request for the cycle's rules), queues
+   notifications composed by :mod:`rules.compose` and keeps the history; :mod:`rules.liveness`
+   does the same for regwatch's own alerts;
 4. :mod:`rules.outbox` claims what is due to be sent, :mod:`rules.silences` mutes, and
    :mod:`rules.dispatch` sends, a thread per target, each with a deadline;
 5. :mod:`rules.refresh` re-posts firing alerts to targets that hold alert state.
@@ -151,17 +152,23 @@ class Runner:
             asked.append((rule, window))
         responses = self.client.msearch(searches=searches)["responses"]
         self.known.reset(self.store.documents(responses[0]))
+        applied: list[str] = []  # rules applied, their writes not flushed yet
         for (rule, window), response in zip(asked, responses[1:], strict=True):
             if rule.name in failed:
                 continue  # its later windows wait for the failed one, next cycle
+            if self.alerter.pending(rule.name):  # a window caught up reads what the one before wrote
+                self._flush(applied, failed, report)
+                if rule.name in failed:
+                    continue
             try:
-                self.alerter.apply(rule, measure(rule, response, window), window.end + SETTLE_S, report, window)
+                self.alerter.apply(rule, measure(rule, response, window), window.end + SETTLE_S, report, window,
+                                   defer=True)
             except Exception as exc:
                 failed.add(rule.name)
                 self._rule_failed(rule, window, exc, report)
                 continue
-            if rule.name not in report.evaluated:
-                report.evaluated.append(rule.name)
+            applied.append(rule.name)
+        self._flush(applied, failed, report)
         self._retired = [rule for rule in self._retired if self.alerter.retire(rule, now, report)]
         self.liveness.check_runners(now, report)
         self.liveness.check_notifiers(now, report)
@@ -172,6 +179,17 @@ class Runner:
                 self._send(refresh, cycle)
         self.liveness.beat(now, max((now - w.end for _, w in due), default=0.0), len(self.rules))
         return report
+
+    def _flush(self, applied: list[str], failed: set[str], report: CycleReport) -> None:
+        """Write the alerts the rules ``applied`` decided, in one bulk request: a rule whose write
+        failed fails as if its evaluation had (:meth:`_rule_failed`), the others are evaluated."""
+        for rule, window, exc in self.alerter.flush():
+            failed.add(rule.name)
+            self._rule_failed(rule, window, exc, report)
+        for name in applied:
+            if name not in failed and name not in report.evaluated:
+                report.evaluated.append(name)
+        applied.clear()
 
     def _rule_failed(self, rule: Rule, window: Window, exc: Exception, report: CycleReport) -> None:
         """Log and count one rule's failure, and give its claim back from ``window`` on, so the

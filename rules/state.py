@@ -28,6 +28,16 @@ STATE_MAPPINGS = {
 }
 
 
+class StateWriteError(RuntimeError):
+    """One write of a bulk refused for another reason than a conflict (a full queue, a shard
+    unavailable...): nothing was written for that document."""
+
+    def __init__(self, doc_id: str, status: int | None, error: Any) -> None:
+        super().__init__(f"state write of {doc_id} failed ({status}): {str(error)[:300]}")
+        self.doc_id = doc_id
+        self.status = status
+
+
 @dataclass
 class Versioned:
     id: str
@@ -61,8 +71,25 @@ class StateStore:
         return [Versioned(d["_id"], d["_source"], d["_seq_no"], d["_primary_term"]) if d.get("found")
                 else Versioned(d["_id"], {}) for d in found]
 
-    def write_many(self, writes: list[tuple[Versioned, dict[str, Any]]]) -> list[Versioned | None]:
-        """Like ``write`` for many documents in one bulk request; None where another runner won."""
+    def write_many(self, writes: list[tuple[Versioned, dict[str, Any]]],
+                   refresh: bool = False) -> list[Versioned | None]:
+        """Like ``write`` for many documents in one bulk request; None where another runner won.
+        A write that failed otherwise raises (:class:`StateWriteError`, the first one)."""
+        out: list[Versioned | None] = []
+        for outcome in self.write_each(writes, refresh):
+            if isinstance(outcome, StateWriteError):
+                raise outcome
+            out.append(outcome)
+        return out
+
+    def write_each(self, writes: list[tuple[Versioned, dict[str, Any]]],
+                   refresh: bool = False) -> list[Versioned | StateWriteError | None]:
+        """Many conditional writes in one bulk request, each with its own outcome: the document
+        as written, None where another runner changed (or created) it first, or the error that
+        refused it. Each write keeps ``write``'s concurrency (``create``, or ``if_seq_no`` /
+        ``if_primary_term``). With ``refresh`` the writes are searchable when it returns, at the
+        cost of one refresh for the whole bulk instead of one per document. An error of the
+        request itself (transport, node down) raises: nothing is known of any write then."""
         if not writes:
             return []
         operations: list[dict[str, Any]] = []
@@ -72,8 +99,8 @@ class StateStore:
             else:
                 operations += [{"index": {"_index": self.index, "_id": item.id, "if_seq_no": item.seq_no,
                                           "if_primary_term": item.primary_term}}, doc]
-        results = self.client.bulk(operations=operations)["items"]
-        out: list[Versioned | None] = []
+        results = self.client.bulk(operations=operations, refresh=refresh)["items"]
+        out: list[Versioned | StateWriteError | None] = []
         for (item, doc), result in zip(writes, results, strict=True):
             outcome = next(iter(result.values()))
             if outcome.get("status") in (200, 201):
@@ -81,7 +108,7 @@ class StateStore:
             elif outcome.get("status") == 409:
                 out.append(None)
             else:
-                raise RuntimeError(f"state write of {item.id} failed: {outcome.get('error')}")
+                out.append(StateWriteError(item.id, outcome.get("status"), outcome.get("error")))
         return out
 
     def cycle_search(self, rules: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
