@@ -66,6 +66,7 @@ class Alerter:
         self.composer = composer
         self.namespace = namespace
         self._pending: list[Pending] = []  # decided by ``apply(defer=True)``, written by ``flush``
+        self._pending_rules: set[str] = set()
 
     def apply(self, rule: Rule, measured: list[Measurement], now: float, report: CycleReport,
               window: Window | None = None, defer: bool = False) -> None:
@@ -84,13 +85,14 @@ class Alerter:
             writes.append(self._pending_write(rule, decision, item, now, report, window))
         if defer:
             self._pending += writes
+            self._pending_rules.update(write.rule.name for write in writes)
             return
         for _rule, _window, exc in self._commit(writes):
             raise exc
 
     def pending(self, rule: str) -> bool:
         """Whether writes of ``rule`` wait for :meth:`flush`."""
-        return any(write.rule.name == rule for write in self._pending)
+        return rule in self._pending_rules
 
     def flush(self) -> list[tuple[Rule, Window, Exception]]:
         """Write the deferred alert writes in one bulk request (searchable when it returns), and
@@ -99,6 +101,7 @@ class Alerter:
         error: nothing of theirs that failed is known as written nor notified, and the rule is
         to be evaluated again."""
         writes, self._pending = self._pending, []
+        self._pending_rules.clear()
         return self._commit(writes)
 
     def retire(self, rule: Rule, now: float, report: CycleReport) -> bool:
