@@ -145,6 +145,33 @@ class Registry:
         self.processes.stop("mlflow")
 
 
+_TEMPLATE: list[Path] = []  # an empty database at the installed MLflow's schema, made once per process
+
+
+def _migrated_database() -> Path | None:
+    """An empty MLflow database with every migration applied (``mlflow db upgrade``), made once per
+    process in a folder of its own (0700): a new server that starts from a copy skips the
+    migrations, several seconds each time (a test run starts dozens). None when it cannot be made:
+    the server then migrates a fresh database itself, as before."""
+    import subprocess
+    import tempfile
+
+    if _TEMPLATE:
+        return _TEMPLATE[0]
+    folder = Path(tempfile.mkdtemp(prefix="regwatch-mlflow-schema-"))
+    database = folder / "mlflow.db"
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    try:
+        done = subprocess.run([str(mlflow_bin), "db", "upgrade", f"sqlite:///{database}"], capture_output=True,
+                              timeout=300, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0 or not database.exists():
+        return None
+    _TEMPLATE.append(database)
+    return database
+
+
 @contextmanager
 def mlflow_server(workdir: Path, port: int | None = None, env: dict[str, str] | None = None, gunicorn: bool = True):
     """A real ``mlflow server`` for the length of a block; yields (url, access_log_path).
@@ -154,6 +181,8 @@ def mlflow_server(workdir: Path, port: int | None = None, env: dict[str, str] | 
     from regwatch.demo.ports import free_port
 
     workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "mlflow.db").exists() and (template := _migrated_database()) is not None:
+        shutil.copyfile(template, workdir / "mlflow.db")
     port = port or free_port()
     processes = Processes(workdir)
     access_log = workdir / "mlflow_access.log"
