@@ -187,14 +187,20 @@ def changed_types(have: dict[str, Any], want: dict[str, Any]) -> dict[str, str]:
             if name in had and had[name] != es_type}
 
 
-def roll_over_changed(client: Elasticsearch, mapping: dict[str, Any]) -> dict[str, dict[str, str]]:
+def _streams(client: Elasticsearch) -> list[dict[str, Any]]:
+    """Every regwatch data stream, with its backing indices (the write index last)."""
+    resolved = client.indices.resolve_index(name=FAMILIES, expand_wildcards="all")
+    return list(resolved.get("data_streams", []))
+
+
+def roll_over_changed(client: Elasticsearch, mapping: dict[str, Any],
+                      streams: list[dict[str, Any]] | None = None) -> dict[str, dict[str, str]]:
     """Roll over every regwatch data stream whose write index maps a field's type otherwise than
     ``mapping`` (the one just installed): its next documents go to a backing index made from the
     new template, the earlier ones stay where they are and are read with them (a data stream's name
     covers all its backing indices), so each is counted once. The streams rolled, with what changed."""
-    resolved = client.indices.resolve_index(name=FAMILIES, expand_wildcards="all")
     rolled: dict[str, dict[str, str]] = {}
-    for stream in resolved.get("data_streams", []):
+    for stream in _streams(client) if streams is None else streams:
         write = stream["backing_indices"][-1]
         found = client.indices.get_mapping(index=write)
         changed = changed_types(found[write]["mappings"], mapping)
@@ -211,35 +217,41 @@ def roll_over_changed(client: Elasticsearch, mapping: dict[str, Any]) -> dict[st
 def apply_mappings(client: Elasticsearch, mapping: dict[str, Any] | None = None) -> bool:
     """The mapping's fields on every existing regwatch backing index too (the template only reaches
     indices made after it): a field added since (``modelregistry.failure``) is searchable at once,
-    not after the next rollover. False when a node refuses it (a field whose type changed): then
-    the new mapping reaches the streams at their next backing index."""
+    not after the next rollover. One request for all; when a backing index refuses it (it holds a
+    field whose type changed since, kept until retention removes it), stream by stream and then
+    index by index, so every other index still gets the new fields. False when any index refused."""
+    mapping = mapping or node_mappings(client)
+    options: dict[str, Any] = {"allow_no_indices": True, "ignore_unavailable": True, "expand_wildcards": "all"}
     try:
-        mapping = mapping or node_mappings(client)
-        client.indices.put_mapping(index=FAMILIES, properties=mapping["properties"], allow_no_indices=True,
-                                   ignore_unavailable=True, expand_wildcards="all")
+        client.indices.put_mapping(index=FAMILIES, properties=mapping["properties"], **options)
+        return True
     except ApiError as exc:
-        log.warning("mappings_not_applied", reason=str(exc)[:300],
-                    hint="the new fields reach each stream at its next backing index (a rollover)")
-        return False
-    return True
+        log.info("mappings_not_applied_at_once", reason=str(exc)[:300],
+                 hint="an earlier backing index keeps a field type that changed: applied index by index")
+    complete = True
+    for stream in _streams(client):
+        try:
+            client.indices.put_mapping(index=stream["name"], properties=mapping["properties"], **options)
+            continue
+        except ApiError:
+            pass
+        for index in stream["backing_indices"]:
+            try:
+                client.indices.put_mapping(index=index, properties=mapping["properties"], **options)
+            except ApiError as exc:
+                complete = False
+                log.info("mappings_not_applied", index=index, reason=str(exc)[:300])
+    return complete
 
 
 def update_streams(client: Elasticsearch) -> tuple[dict[str, dict[str, str]], bool]:
     """After :func:`install`: roll over the streams whose field types changed, then give every
-    existing backing index the fields added since (a field whose type changed keeps its old type
-    on the indices before the rollover: put on the write indices only). The streams rolled, and
-    whether every backing index took the mapping."""
+    existing backing index the fields added since (:func:`apply_mappings`). The streams rolled,
+    and whether every backing index took the mapping."""
     found = client.cluster.get_component_template(name=MAPPINGS_COMPONENT)
     mapping = found["component_templates"][0]["component_template"]["template"]["mappings"]
     rolled = roll_over_changed(client, mapping)
-    if apply_mappings(client, mapping):
-        return rolled, True
-    try:
-        client.indices.put_mapping(index=FAMILIES, properties=mapping["properties"], allow_no_indices=True,
-                                   ignore_unavailable=True, expand_wildcards="all", write_index_only=True)
-    except ApiError as exc:
-        log.warning("mappings_not_applied", reason=str(exc)[:300], scope="write indices")
-    return rolled, False
+    return rolled, apply_mappings(client, mapping)
 
 
 def install(client: Elasticsearch, retention: str | None = DEFAULT_RETENTION, replicas: int | None = None,

@@ -55,13 +55,18 @@ def test_threshold_is_pending_for_its_duration_fires_once_and_resolves(es, names
     assert all(isinstance(i, str) for i in ingested)
     assert [h["_source"] for h in history] == [{
         "@timestamp": at,
+        "ecs": {"version": "9.4.0"},
+        "message": message,
         "data_stream": {"type": "logs", "dataset": "modelregistry.alert", "namespace": namespace},
-        "event": {"kind": "alert", "dataset": "modelregistry.alert", "action": state, "type": [ecs_type]},
+        "event": {"kind": "alert", "dataset": "modelregistry.alert", "action": state, "type": [ecs_type],
+                  "severity": 47, "reason": message},  # ECS: a number (warning: medium, Elastic Security's 47)
+        "rule": {"id": "many-errors", "name": "many-errors", "ruleset": "regwatch"},
         "modelregistry": {"operation": "other", "alert": {"rule": "many-errors", "severity": "warning", "group": "*",
                                                           "state": state, "value": value, "threshold": 5.0}},
-    } for at, state, ecs_type, value in (("2023-11-14T22:14:21.000Z", "pending", "info", 10.0),
-                                         ("2023-11-14T22:16:21.000Z", "firing", "start", 10.0),
-                                         ("2023-11-14T22:18:21.000Z", "resolved", "end", 0.0))]
+    } for at, state, ecs_type, value, message in (
+        ("2023-11-14T22:14:21.000Z", "pending", "info", 10.0, "many-errors is pending: 10 (bound 5)"),
+        ("2023-11-14T22:16:21.000Z", "firing", "start", 10.0, "many-errors is firing: 10 (bound 5)"),
+        ("2023-11-14T22:18:21.000Z", "resolved", "end", 0.0, "many-errors resolved: 0 (bound 5)"))]
 
 
 def test_two_runners_side_by_side_send_each_notification_once(es, namespace, tmp_path, webhook) -> None:

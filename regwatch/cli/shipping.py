@@ -36,6 +36,7 @@ def setup(
     """
     import re
 
+    from contract.mappings import mappings
     from pipeline import access, datastreams, heartbeat, templates
     from regwatch.config import valid_namespace
     from regwatch.esclient import client_from_config
@@ -61,6 +62,7 @@ def setup(
         created = datastreams.create_empty(client, namespace)
         templates.apply_replicas(client, chosen)
         rolled, mapped = templates.update_streams(client)
+        _, degraded = templates.degrade(mappings(), templates.missing_types(client))
         heartbeat.ensure(client, namespace)
         stamped = templates.pipeline_in_place(client)
         keys = access.create_keys(client, api_keys, namespace=namespace) if api_keys is not None else {}
@@ -69,14 +71,19 @@ def setup(
               markup=False, soft_wrap=True)
     err.print(f"installed {len(installed)} templates; created {len(created)} empty data streams in namespace "
               f"{namespace}")
+    if degraded:
+        kinds = sorted(set(degraded.values()))
+        err.print(f"note: this node lacks the modules of some ECS field types: {len(degraded)} fields mapped to the "
+                  f"nearest type ({', '.join(kinds)})",
+                  markup=False, soft_wrap=True)
     if rolled:
         fields = sorted({name for changed in rolled.values() for name in changed})
         err.print(f"rolled over {len(rolled)} data stream(s) whose field types changed ({', '.join(fields)}): "
                   "new documents take the new types, earlier ones stay searchable beside them",
                   markup=False, soft_wrap=True)
     if not mapped:
-        err.print("note: the backing indices before the rollover keep their earlier field types; new fields are "
-                  "searchable from each stream's current backing index", markup=False, soft_wrap=True)
+        err.print("note: backing indices written before a field's type changed keep their earlier type; new fields "
+                  "are searchable from each stream's current backing index", markup=False, soft_wrap=True)
     if stamped:
         err.print(f"ingest pipeline {templates.INGEST_PIPELINE}: in place (the node stamps event.ingested)",
                   markup=False)
