@@ -15,7 +15,10 @@ LINE_KINDS = (*EVENT_KINDS, "deadletter")
 # What the inventory collector writes (regwatch inventory, docs/inventory.md): the registry's state
 # as it changes (one document per model version and per registered model) and its change events.
 INVENTORY_KINDS = ("inventory", "change")
-LOG_KINDS = (*LINE_KINDS, "alert", *INVENTORY_KINDS)
+# What the rule runner's anomaly rules found, bucket by bucket (rules/results.py): as Elastic ML's
+# results index, actual against expected and the band, and the score.
+RESULT_KINDS = ("anomaly",)
+LOG_KINDS = (*LINE_KINDS, "alert", *INVENTORY_KINDS, *RESULT_KINDS)
 METRIC_KINDS = ("availability",)
 PRODUCT = "modelregistry"
 

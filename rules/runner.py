@@ -42,6 +42,7 @@ from rules.notify import Target
 from rules.outbox import RETRY_MAX_S, Outbox
 from rules.query import Window, header
 from rules.refresh import Refresher
+from rules.results import Results
 from rules.silences import Silences
 from rules.state import StateStore
 from rules.types import measure, request
@@ -84,6 +85,7 @@ class Runner:
         self.liveness = Liveness(self.store, known, self.alerter, self.metrics, runner_id, stale_after,
                                  stale_notify or [], list(self.targets), failing_after, failing_notify)
         self._retired: list[Rule] = []  # rules reloaded away whose alerts are still active
+        self.results = Results(client, namespace)  # the anomaly rules' buckets, one bulk a cycle
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -161,14 +163,16 @@ class Runner:
                 if rule.name in failed:
                     continue
             try:
-                self.alerter.apply(rule, measure(rule, response, window), window.end + SETTLE_S, report, window,
-                                   defer=True)
+                measured = measure(rule, response, window)
+                self.alerter.apply(rule, measured, window.end + SETTLE_S, report, window, defer=True)
+                self.results.add(rule, measured)
             except Exception as exc:
                 failed.add(rule.name)
                 self._rule_failed(rule, window, exc, report)
                 continue
             applied.append(rule.name)
         self._flush(applied, failed, report)
+        self.results.flush()
         self._retired = [rule for rule in self._retired if self.alerter.retire(rule, now, report)]
         self.liveness.check_runners(now, report)
         self.liveness.check_notifiers(now, report)

@@ -1,0 +1,96 @@
+"""The anomaly rules' results on a real node: a runner cycle over indexed events writes, per
+bucket, the actual value against the expected band and the score to
+``logs-modelregistry.anomaly-<namespace>``, each bucket once whoever evaluates it and however often."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from contract.ecs import ECS
+from contract.timestamps import iso_from_epoch
+from rules.anomaly import Detector, Reading
+from rules.query import NO_GROUP, Window
+from rules.results import Results, direction, result_id
+from rules.runner import Runner
+from rules.series import params
+from rules.types import measure, request, rule_type
+from support.rules import write_rules
+from test_anomaly_es import BASE, RULE, SPIKE, index_traffic, traffic
+
+STREAM = "logs-modelregistry.anomaly-{}"
+
+
+def _stored(es, namespace: str) -> list[dict[str, Any]]:
+    es.indices.refresh(index=STREAM.format(namespace))
+    hits = es.search(index=STREAM.format(namespace), size=100, sort=[{"@timestamp": "asc"}])["hits"]["hits"]
+    out = []
+    for hit in hits:
+        document = hit["_source"]
+        document["event"].pop("ingested", None)  # the node's clock, where its ingest pipeline runs
+        out.append({"_id": hit["_id"], **document})
+    return out
+
+
+def _expected(rule, namespace: str, minute: int, counts: list[int]) -> dict[str, Any]:
+    """The result of the bucket that ends at ``minute``, from a detector fed the counts before it."""
+    detector = Detector(params(rule))
+    reading = Reading(0.0, 0.0, 0.0, 0.0, 0.0, True, 0)
+    for value in counts[:minute]:
+        reading = detector.update(float(value))
+    start, end = iso_from_epoch(BASE + (minute - 1) * 60), iso_from_epoch(BASE + minute * 60)
+    explained = {"observed": reading.observed, "expected": reading.expected, "lower": reading.lower,
+                 "upper": reading.upper, "score": reading.score, "learning": reading.learning}
+    began = datetime.fromtimestamp(BASE + (minute - 1) * 60, UTC)
+    return {
+        "_id": result_id("odd-traffic", NO_GROUP, start),
+        "@timestamp": start,
+        "ecs": ECS,
+        "message": f"odd-traffic: score {rule_type(rule).shown_value(rule, reading.score, explained)}",
+        "data_stream": {"type": "logs", "dataset": "modelregistry.anomaly", "namespace": namespace},
+        "event": {"kind": "metric", "dataset": "modelregistry.anomaly", "type": ["info"], "start": start, "end": end},
+        "rule": {"id": "odd-traffic", "name": "odd-traffic", "ruleset": "regwatch"},
+        "modelregistry": {"operation": "other", "anomaly": {
+            "rule": "odd-traffic", "group": NO_GROUP, "bucket_span_s": 60.0, "actual": reading.observed,
+            "expected": reading.expected, "lower": reading.lower, "upper": reading.upper, "score": reading.score,
+            "threshold": 40.0, "learning": reading.learning,
+            "direction": direction(reading.observed, reading.lower, reading.upper),
+            "period_s": float(reading.period * 60), "typical": {"hour": began.hour, "weekday": began.isoweekday()},
+        }},
+    }
+
+
+def test_a_cycle_writes_each_bucket_actual_against_the_expected_band_and_the_score(es, namespace, tmp_path) -> None:
+    rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []"))
+    counts = traffic()
+    index_traffic(es, namespace, counts)
+    runner = Runner(es, rules, namespace)
+    minutes = range(SPIKE - 1, SPIKE + 3)
+    for minute in minutes:
+        runner.cycle(now=BASE + minute * 60 + 5)
+    stored = _stored(es, namespace)
+    assert stored == [_expected(rules[0], namespace, minute, counts) for minute in minutes]
+    spike = stored[2]["modelregistry"]["anomaly"]  # the bucket of minute SPIKE (complete at SPIKE + 1)
+    assert spike["actual"] == 90 and spike["direction"] == "up" and spike["score"] >= 40
+    assert spike["learning"] is False
+
+
+def test_two_runners_and_a_window_evaluated_again_write_each_bucket_once(es, namespace, tmp_path) -> None:
+    rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []"))
+    counts = traffic()
+    index_traffic(es, namespace, counts)
+    first, second = Runner(es, rules, namespace, runner_id="a"), Runner(es, rules, namespace, runner_id="b")
+    minutes = range(SPIKE, SPIKE + 3)
+    for minute in minutes:
+        now = BASE + minute * 60 + 5
+        first.cycle(now=now)
+        second.cycle(now=now)
+    # the same windows evaluated again (a runner restarted, a claim given back): written already
+    again = Results(es, namespace)
+    for minute in minutes:
+        window = Window(BASE + (minute - 1) * 60 + 5, BASE + minute * 60 + 5)
+        response = es.search(index=STREAM.format(namespace).replace("anomaly", "access"),
+                             body=request(rules[0], window))
+        again.add(rules[0], measure(rules[0], dict(response), window))
+    assert again.flush() == 0
+    assert _stored(es, namespace) == [_expected(rules[0], namespace, minute, counts) for minute in minutes]
