@@ -1,8 +1,10 @@
 """The registry at a glance, from Elasticsearch: what ``regwatch top`` shows.
 
-One ``_msearch`` per refresh (events, availability, alert state), over the last ``minutes``:
+One ``_msearch`` per refresh (events, availability, alert state, anomaly results), over the last ``minutes``:
 operations per kind per minute, the error ratio of registry calls, p50/p95 latency, availability
-per probe target, the busiest models, firing alerts, notifiers that fail, and the shipper's lag
+per probe target, the busiest models, firing alerts, the highest current anomaly scores (each
+rule and group's newest result of the last :data:`ANOMALY_LOOKBACK`: a result is written per
+bucket, an hour long perhaps), notifiers that fail, and the shipper's lag
 (how old the newest line was when Elasticsearch got it, and how long ago that was). Windows select on ``@timestamp``
 here: this is a view of what happened when, not an alert that must count late data once.
 
@@ -27,6 +29,10 @@ from rules.query import SOURCES, actions
 from rules.states import ACTIVE
 
 REGISTRY_KINDS = ("registration", "retrieval", "version", "error")
+ANOMALY_LOOKBACK = "2d"  # a series whose newest result is older than this is not "current"
+ANOMALY_SERIES = 500  # rule and group pairs read; the top ones shown
+TOP_ANOMALIES = 10
+RESULTS = streams.dataset("anomaly")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Overview:
     availability: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> up ratio, last state
     models: dict[str, int] = field(default_factory=dict)
     firing: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)  # newest result per rule and group, top score first
     newest_ingested_s_ago: float | None = None
     newest_delay_s: float | None = None
     notifiers: list[NotifierHealth] = field(default_factory=list)  # those with no success lately
@@ -127,8 +134,11 @@ def requests(namespace: str, minutes: int, synthetic: bool = False) -> list[dict
                                # counts): the 20 most recorded, of which the 5 with most actions
                                "models": {"terms": {"field": "modelregistry.model.name", "size": 20},
                                           "aggs": SOURCES}}},
-            "newest": {"top_hits": {"size": 1, "sort": [{"event.ingested": {"order": "desc", "unmapped_type": "date"}}],
-                                    "_source": ["@timestamp", "event.ingested"]}},
+            # what the shippers sent: not the anomaly results (their @timestamp is a bucket's start)
+            "newest": {"filter": {"bool": {"must_not": [{"term": {"data_stream.dataset": RESULTS}}]}},
+                       "aggs": {"hit": {"top_hits": {"size": 1, "sort": [{"event.ingested": {"order": "desc",
+                                                                                             "unmapped_type": "date"}}],
+                                                     "_source": ["@timestamp", "event.ingested"]}}}},
         },
     }
     health = {
@@ -144,8 +154,36 @@ def requests(namespace: str, minutes: int, synthetic: bool = False) -> list[dict
               "_source": ["rule", "group", "state", "since", "value"]}
     header = {"ignore_unavailable": True, "allow_no_indices": True}
     notifiers = {"size": 100, "query": {"term": {"type": "notifier"}}}
+    anomalies = {
+        "size": 0, "query": {"range": {"@timestamp": {"gte": f"now-{ANOMALY_LOOKBACK}"}}},
+        # composite, not multi_terms: the latter is a licensed module some nodes lack
+        "aggs": {"series": {"composite": {"sources": [{"rule": {"terms": {"field": "modelregistry.anomaly.rule"}}},
+                                                      {"group": {"terms": {"field": "modelregistry.anomaly.group"}}}],
+                                          "size": ANOMALY_SERIES},
+                            "aggs": {"newest": {"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}],
+                                                             "_source": ["@timestamp", "modelregistry.anomaly"]}}}}},
+    }
     return [{"index": events, **header}, per_minute, {"index": availability, **header}, health,
-            {"index": state, **header}, firing, {"index": state, **header}, notifiers]
+            {"index": state, **header}, firing, {"index": state, **header}, notifiers,
+            {"index": streams.pattern(namespace, "anomaly"), **header}, anomalies]
+
+
+def top_anomalies(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The newest result of each rule and group, highest score first (then rule, group): what
+    is unusual now, alerting or not."""
+    out = []
+    for bucket in (response.get("aggregations") or {}).get("series", {}).get("buckets", []):
+        hit = bucket["newest"]["hits"]["hits"][0]["_source"]
+        found = hit.get("modelregistry", {}).get("anomaly", {})
+        score = found.get("score")
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            continue  # a damaged or forged document says nothing we can rank
+        out.append({"rule": str(found.get("rule", "")), "group": str(found.get("group", "")), "score": float(score),
+                    "actual": found.get("actual"), "expected": found.get("expected"), "lower": found.get("lower"),
+                    "upper": found.get("upper"), "learning": bool(found.get("learning")),
+                    "bucket": hit.get("@timestamp")})
+    out.sort(key=lambda a: (-a["score"], a["rule"], a["group"]))
+    return out[:TOP_ANOMALIES]
 
 
 def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: float | None = None,
@@ -153,7 +191,7 @@ def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: flo
     now = time.time() if now is None else now
     found = client.msearch(searches=requests(namespace, minutes, synthetic))["responses"]
     view = Overview(minutes, synthetic=synthetic)
-    events, health, state, notifiers = found
+    events, health, state, notifiers, anomalies = found
     for response in found:
         if "error" in response and response.get("status") != 404:
             raise RuntimeError(f"overview query failed: {response['error'].get('reason') or response['error']}")
@@ -174,7 +212,7 @@ def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: flo
         by_model = sorted(((actions(b, b["doc_count"]), b["key"]) for b in calls["models"]["buckets"]),
                           key=lambda pair: (-pair[0], pair[1]))
         view.models = {name: count for count, name in by_model[:5]}
-        hits = aggs["newest"]["hits"]["hits"]
+        hits = aggs["newest"]["hit"]["hits"]["hits"]
         if hits and "event" in hits[0]["_source"]:
             source = hits[0]["_source"]
             ingested = _epoch(source["event"]["ingested"])
@@ -187,6 +225,7 @@ def read(client: Elasticsearch, namespace: str = "*", minutes: int = 5, now: flo
                                             "up_now": bool(last.get("modelregistry", {}).get("probe", {}).get("up")),
                                             "reason": last.get("error", {}).get("type")}
     view.firing = [hit["_source"] for hit in (state.get("hits") or {}).get("hits", [])]
+    view.anomalies = top_anomalies(anomalies)
     view.notifiers = notifier_health([hit["_source"] for hit in (notifiers.get("hits") or {}).get("hits", [])],
                                      notifier_failing_after, now)
     return view

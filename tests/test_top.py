@@ -161,3 +161,55 @@ def test_a_namespace_that_is_not_one_is_refused(tmp_path: Path) -> None:
         assert result.stderr.splitlines() == [f"error: --namespace {value!r}: lowercase, no '-', spaces or "
                                               "\\/*?\"<>|,#:"], result.stderr
         assert "\x1b" not in result.stderr
+
+
+def _explained(start: float, observed: float, score: float, learning: bool = False) -> dict:
+    from contract.timestamps import iso_from_epoch
+
+    return {"observed": observed, "expected": 10.0, "lower": 8.0, "upper": 12.0, "score": score, "learning": learning,
+            "period_s": 0.0, "bucket": {"start": iso_from_epoch(start), "end": iso_from_epoch(start + 300)}}
+
+
+def test_top_shows_the_highest_current_anomaly_scores(es: Elasticsearch, es_url: str, namespace: str,
+                                                      tmp_path: Path) -> None:
+    """Each anomaly rule and group's newest result, highest score first: a series that was unusual
+    an hour ago and is usual now shows its score of now."""
+    from rules.model import load_rules
+    from rules.query import Measurement
+    from rules.results import Results
+
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n"
+        "  - {name: odd-traffic, type: anomaly, kinds: [access], window: 5m, history: 2d, notify: []}\n"
+        "  - {name: by-model, type: anomaly, kinds: [retrieval], window: 5m, history: 2d, notify: [],\n"
+        "     group_by: modelregistry.model.name}\n")
+    odd, by_model = load_rules(tmp_path)
+    bucket = (time.time() // 300 - 1) * 300
+    writer = Results(es, namespace)
+    writer.add(odd, [Measurement("*", 90.0, (_explained(bucket - 3600, 55.0, 90.0),))])
+    writer.add(odd, [Measurement("*", 10.0, (_explained(bucket, 11.0, 10.0),))])
+    writer.add(by_model, [Measurement("fraud", 70.0, (_explained(bucket, 40.0, 70.0),)),
+                          Measurement("churn", 0.0, (_explained(bucket, 3.0, 0.0, learning=True),))])
+    assert writer.flush() == 4
+    es.indices.refresh(index=f"logs-modelregistry.anomaly-{namespace}")
+    env = {"ES_URL": es_url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    result = subprocess.run([*CLI, "top", "--json", "--namespace", namespace], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    now_iso = datetime.fromtimestamp(bucket, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert view["anomalies"] == [
+        {"rule": "by-model", "group": "fraud", "score": 70.0, "actual": 40.0, "expected": 10.0, "lower": 8.0,
+         "upper": 12.0, "learning": False, "bucket": now_iso},
+        {"rule": "odd-traffic", "group": "*", "score": 10.0, "actual": 11.0, "expected": 10.0, "lower": 8.0,
+         "upper": 12.0, "learning": False, "bucket": now_iso},
+        {"rule": "by-model", "group": "churn", "score": 0.0, "actual": 3.0, "expected": 10.0, "lower": 8.0,
+         "upper": 12.0, "learning": True, "bucket": now_iso},
+    ]
+    assert view["calls"] == 0 and view["newest_ingested_s_ago"] is None  # results are no shipped lines
+    frame = subprocess.run([*CLI, "top", "--once", "--namespace", namespace], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert frame.returncode == 0, frame.stderr
+    rows = [line for line in frame.stdout.splitlines() if "by-model" in line or "odd-traffic" in line]
+    assert [line.replace("│", " ").split()[:3] for line in rows] == [
+        ["by-model", "fraud", "70"], ["odd-traffic", "*", "10"], ["by-model", "churn", "learning"]]

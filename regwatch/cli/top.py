@@ -59,7 +59,24 @@ def render(view, namespace: str) -> Group:
                        Text(printable(alert.get("state", "")), "red"), since)
     if not view.firing:
         firing.add_row("none firing", "", "", "")
-    return Group(head, kinds, availability, models, firing)
+    anomalies = Table("rule", "group", "score", "actual", "expected", "usual", "bucket",
+                      title="anomaly scores, highest first", title_justify="left")
+    for found in view.anomalies:
+        score = Text("learning", "dim") if found["learning"] else \
+            Text(f"{found['score']:.0f}", "red" if found["score"] >= 40 else "")
+        anomalies.add_row(Text(printable(found["rule"])), Text(printable(found["group"])), score,
+                          _number(found["actual"]), _number(found["expected"]),
+                          f"{_number(found['lower'])} to {_number(found['upper'])}",
+                          Text(printable(str(found["bucket"] or "-"))))
+    if not view.anomalies:
+        anomalies.add_row("no anomaly results", "", "", "", "", "", "")
+    return Group(head, kinds, availability, models, firing, anomalies)
+
+
+def _number(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 @app.command()
@@ -74,7 +91,9 @@ def top(
     config: Annotated[typer.FileText | None, typer.Option("--config", "-c", help="regwatch YAML config")] = None,
 ) -> None:
     """The registry live: operations per kind per minute, error ratio, latency, availability,
-    busiest models, firing alerts, shipper lag (works against any regwatch cluster).
+    busiest models, firing alerts, the highest current anomaly scores (each anomaly rule and
+    group's latest bucket: its value against the usual band), shipper lag (works against any
+    regwatch cluster).
 
     The error ratio counts server errors, refused credentials and throttling (5xx, 401, 403, 429),
     as the registry-error-ratio rule does; the probe's own requests are left out unless
