@@ -68,8 +68,8 @@ def test_the_setup_role_is_enough_for_setup(node: SecureNode, keys: Path, tmp_pa
     config = _config(tmp_path / "setup.yaml", node, keys / "setup.key")
     done = _run(["setup", "-c", str(config), "--namespace", "setupns"])
     assert done.returncode == 0, done.stderr
-    # the streams of lines (6), alerts, availability, the inventory and its changes
-    assert "created 10 empty data streams in namespace setupns" in done.stderr
+    # the streams of lines (6), alerts, availability, the inventory and its changes, anomaly results
+    assert "created 11 empty data streams in namespace setupns" in done.stderr
 
 
 def test_api_keys_are_refused_here_in_one_line(node: SecureNode, keys: Path, tmp_path: Path) -> None:
@@ -230,7 +230,9 @@ def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admi
     (rules / "r.yaml").write_text(yaml.safe_dump({"rules": [{
         "name": "any-error", "type": "threshold", "kinds": ["error"], "window": "1h", "interval": "1m",
         "condition": {"op": ">=", "value": 1}, "severity": "critical", "notify": ["hook"],
-        "time_field": "@timestamp"}]}))
+        "time_field": "@timestamp"}, {
+        "name": "odd-errors", "type": "anomaly", "kinds": ["error"], "window": "1m", "history": "1h",
+        "learning": 10, "notify": [], "time_field": "@timestamp"}]}))
     received: list[bytes] = []
 
     class Hook(BaseHTTPRequestHandler):
@@ -261,6 +263,9 @@ def test_the_rules_key_evaluates_notifies_and_keeps_state(node: SecureNode, admi
         assert status.returncode == 0 and "any-error" in status.stdout + status.stderr
     finally:
         server.shutdown()
+    results = f"logs-modelregistry.anomaly-{NAMESPACE}"  # the anomaly rule's result of its bucket
+    admin.indices.refresh(index=results)
+    assert admin.count(index=results, query={"term": {"rule.name": "odd-errors"}})["count"] == 1
     rules_client = _client(node, keys / "rules.key")
     with pytest.raises(AuthorizationException):
         rules_client.index(index=f"logs-modelregistry.access-{NAMESPACE}", document={"@timestamp": "2026-11-26"})
@@ -281,8 +286,8 @@ def test_role_descriptors_narrow_the_writers_to_one_namespace() -> None:
     assert prod["shipper"]["indices"][1]["privileges"] == ["read", "view_index_metadata"]  # the inventory: read only
     assert prod["probe"]["indices"] == [{"names": ["metrics-modelregistry.availability-prod"],
                                          "privileges": ["create_doc", "auto_configure"]}]
-    assert [e["names"] for e in prod["rules"]["indices"]][1:] == [["logs-modelregistry.alert-prod"],
-                                                                 ["regwatch-alert-state-prod"]]
+    assert [e["names"] for e in prod["rules"]["indices"]][1:] == [
+        ["logs-modelregistry.alert-prod", "logs-modelregistry.anomaly-prod"], ["regwatch-alert-state-prod"]]
     every = role_descriptors()
     assert every["shipper"]["indices"][0]["names"][0] == "logs-modelregistry.registration-*"
     assert not any("alert" in name for entry in every["shipper"]["indices"] for name in entry["names"])
