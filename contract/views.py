@@ -10,7 +10,7 @@ from contract import streams
 
 _TITLES = {"registration": "registrations", "retrieval": "retrievals", "version": "version changes",
            "error": "errors", "access": "access", "deadletter": "dead-letters", "alert": "alerts",
-           "availability": "availability"}
+           "availability": "availability", "anomaly": "anomaly results"}
 DATA_VIEWS = {
     "regwatch-events": ("regwatch: all events", f"logs-{streams.PRODUCT}.*"),
     **{f"regwatch-{kind}": (f"regwatch: {_TITLES[kind]}", streams.pattern(kind=kind, kind_type=kind_type))

@@ -1,5 +1,5 @@
-"""A dashboard as Kibana saves it: a help panel, then the Lens panels two by two, and an optional
-model control."""
+"""A dashboard as Kibana saves it: a help panel, then the Lens panels two by two, and optional
+controls (an options list each: the model, or an anomaly rule and its group)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from kibana.saved_object import saved_object
-from kibana.specs import Vis
+from kibana.specs import Control, Vis
 
 
 def _markdown_panel(text: str, index: int, y: int) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def _markdown_panel(text: str, index: int, y: int) -> dict[str, Any]:
 
 
 def dashboard_object(dashboard_id: str, title: str, visuals: list[Vis], help_text: str,
-                     model_control: bool) -> dict[str, Any]:
+                     controls: tuple[Control, ...]) -> dict[str, Any]:
     panels: list[dict[str, Any]] = [_markdown_panel(help_text, 0, 0)]
     references: list[dict[str, Any]] = []
     y = 8
@@ -42,14 +42,16 @@ def dashboard_object(dashboard_id: str, title: str, visuals: list[Vis], help_tex
         "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"},
                                                                   "filter": []})},
     }
-    if model_control:
-        control = {"order": 0, "width": "large", "grow": True, "type": "optionsListControl",
-                   "explicitInput": {"id": "model", "fieldName": "modelregistry.model.name", "title": "Model",
-                                     "singleSelect": True}}
+    if controls:
+        # chained (HIERARCHICAL): a group control lists the groups of the rule picked before it
+        panels_of = {c.id: {"order": order, "width": "large", "grow": True, "type": "optionsListControl",
+                            "explicitInput": {"id": c.id, "fieldName": c.field, "title": c.title,
+                                              "singleSelect": True}}
+                     for order, c in enumerate(controls)}
         attributes["controlGroupInput"] = {"controlStyle": "oneLine", "chainingSystem": "HIERARCHICAL",
                                            "ignoreParentSettingsJSON": json.dumps({"ignoreFilters": False}),
-                                           "panelsJSON": json.dumps({"model": control})}
-        references.append({"name": "controlGroup_model:optionsListDataView", "type": "index-pattern",
-                           "id": "regwatch-events"})
+                                           "panelsJSON": json.dumps(panels_of)}
+        references += [{"name": f"controlGroup_{c.id}:optionsListDataView", "type": "index-pattern", "id": c.view}
+                       for c in controls]
     return saved_object("dashboard", dashboard_id, attributes, references)
 

@@ -31,7 +31,12 @@ PERCENT = {"id": "percent", "params": {"decimals": 1}}
 BYTES = {"id": "bytes", "params": {"decimals": 1}}
 # humanizePrecise: the largest unit in which the value is at least 1, "48.0 milliseconds"
 NANOSECONDS = {"id": "duration", "params": {"fromUnit": "nanoseconds", "toUnit": "humanizePrecise", "decimals": 1}}
-FIELD_FORMATS = {"event.duration": NANOSECONDS}  # ECS: event.duration is in nanoseconds
+# an anomaly rule's series: a count or any metric of its rule's, read to one decimal; the score
+# 0-100 as a whole number
+SERIES_VALUE = {"id": "number", "params": {"decimals": 1}}
+FIELD_FORMATS = {"event.duration": NANOSECONDS,  # ECS: event.duration is in nanoseconds
+                 "modelregistry.anomaly.score": NUMBER,
+                 **{f"modelregistry.anomaly.{name}": SERIES_VALUE for name in ("actual", "expected", "lower", "upper")}}
 
 
 def value_format(metric: Metric) -> dict[str, Any]:

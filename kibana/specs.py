@@ -46,6 +46,16 @@ class Vis:
     interval: str = "auto"  # the date histogram's (x_time): "auto" follows the time range, "1d" one bar a day
 
 
+@dataclass(frozen=True)
+class Control:
+    """An options list above a dashboard's panels: pick one value of ``field`` (from ``view``)."""
+
+    id: str
+    field: str
+    title: str
+    view: str
+
+
 COUNT = Metric("count", label="Events")
 # Panels over the kinds the audit trail writes too (registrations, version changes, errors) count
 # actions: an action seen in the access log and the audit trail is one. Retrievals are in the
@@ -207,12 +217,53 @@ The panels over registry events leave the probe's own requests out (their query
 Dead-letters (lines that could not be parsed) are in the saved search *regwatch: dead-letters*.
 """
 
+# The anomaly rules' results (rules/results.py), as Elastic ML's Single Metric Viewer shows a
+# job's: per rule and group (picked above), the actual value of each bucket against the expected
+# value and the band of usual values, and the score. A bucket is one point: max and min of one
+# value per series are that value; over a wider interval, the highest actual and upper bound and
+# the lowest lower bound of its buckets (Lens's ``min`` and ``max`` operations: minOperation and
+# maxOperation of x-pack/platform/plugins/shared/lens/public/datasources/form_based/operations/
+# definitions/metrics.tsx).
+ANOMALY_EMPTY = "filled by the rule runner's anomaly rules (one result per bucket); empty until one runs"
+ANOMALY_CONTROLS = (Control("rule", "modelregistry.anomaly.rule", "Anomaly rule", "regwatch-anomaly"),
+                    Control("group", "modelregistry.anomaly.group", "Group", "regwatch-anomaly"))
+ANOMALIES = [
+    Vis("regwatch-anomaly-band", "Actual against the expected band", "line", "regwatch-anomaly",
+        (Metric("max", "modelregistry.anomaly.actual", "Actual"),
+         Metric("max", "modelregistry.anomaly.expected", "Expected"),
+         Metric("min", "modelregistry.anomaly.lower", "Usual from"),
+         Metric("max", "modelregistry.anomaly.upper", "Usual to")), x_time=True, may_be_empty=ANOMALY_EMPTY,
+        description="Pick a rule and a group above: each bucket's value against what was expected for that time "
+                    "of day and week, and the band of usual values. Outside the band is unusual; how unusual is "
+                    "the score."),
+    Vis("regwatch-anomaly-score", "Anomaly score over time", "line", "regwatch-anomaly",
+        (Metric("max", "modelregistry.anomaly.score", "Score"),), x_time=True,
+        terms=("modelregistry.anomaly.rule",), may_be_empty=ANOMALY_EMPTY,
+        description="0 to 100, the highest of the interval per rule; a rule fires at its score bound (40 by "
+                    "default) and resolves under its recovery bound."),
+    Vis("regwatch-anomaly-top", "Highest anomaly scores", "table", "regwatch-anomaly",
+        (Metric("max", "modelregistry.anomaly.score", "Highest score"),),
+        terms=("modelregistry.anomaly.rule", "modelregistry.anomaly.group"), size=20, may_be_empty=ANOMALY_EMPTY,
+        description="The rules and groups most unusual in the time range. `regwatch top` shows the scores of now."),
+]
+
+ANOMALIES_HELP = """**Anomalies**
+
+What the anomaly rules saw, bucket by bucket (`logs-modelregistry.anomaly-*`, written by the rule
+runner): the actual value against the expected value and the band of usual values, learnt from
+the rule's history with its daily and weekly rhythm, and the score (0-100). Pick a rule and a
+group above. `regwatch top` lists the highest scores of now; `regwatch rules test` explains one rule.
+"""
+
+MODEL_CONTROL = (Control("model", "modelregistry.model.name", "Model", "regwatch-events"),)
+
 DASHBOARDS = [
-    ("regwatch-dashboard-overview", "Model Registry Overview", OVERVIEW, OVERVIEW_HELP, False),
+    ("regwatch-dashboard-overview", "Model Registry Overview", OVERVIEW, OVERVIEW_HELP, ()),
     ("regwatch-dashboard-model", "Model activity", MODEL_ACTIVITY,
      ("Pick a model with the control above: its versions, aliases, stages, who downloads it, and how fast "
-      "its versions change."), True),
-    ("regwatch-dashboard-versions", "Model versions in use", VERSIONS_IN_USE, VERSIONS_IN_USE_HELP, True),
+      "its versions change."), MODEL_CONTROL),
+    ("regwatch-dashboard-versions", "Model versions in use", VERSIONS_IN_USE, VERSIONS_IN_USE_HELP, MODEL_CONTROL),
     ("regwatch-dashboard-alerts", "Alerts", ALERTS,
-     "Alert history from `logs-modelregistry.alert-*`, written by the rule runner.", False),
+     "Alert history from `logs-modelregistry.alert-*`, written by the rule runner.", ()),
+    ("regwatch-dashboard-anomalies", "Anomalies", ANOMALIES, ANOMALIES_HELP, ANOMALY_CONTROLS),
 ]

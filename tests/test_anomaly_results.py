@@ -9,6 +9,8 @@ from typing import Any
 
 from contract.ecs import ECS
 from contract.timestamps import iso_from_epoch
+from kibana.lens_query import bucket_values, lens_request
+from kibana.objects import all_objects
 from rules.anomaly import Detector, Reading
 from rules.query import NO_GROUP, Window
 from rules.results import Results, direction, result_id
@@ -94,3 +96,39 @@ def test_two_runners_and_a_window_evaluated_again_write_each_bucket_once(es, nam
         again.add(rules[0], measure(rules[0], dict(response), window))
     assert again.flush() == 0
     assert _stored(es, namespace) == [_expected(rules[0], namespace, minute, counts) for minute in minutes]
+
+
+def _panel(es, namespace: str, lens_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A panel's search, derived from its own Lens state, over this test's namespace."""
+    objects = all_objects()
+    views = {o["id"]: o for o in objects if o["type"] == "index-pattern"}
+    obj = next(o for o in objects if o["type"] == "lens" and o["id"] == lens_id)
+    request = lens_request(obj, views)
+    assert request.index == "logs-modelregistry.anomaly-*"
+    return obj, es.search(index=request.index[:-1] + namespace, **request.body)
+
+
+def test_the_anomalies_dashboard_draws_the_actual_against_the_band_and_ranks_the_scores(
+        es, namespace, tmp_path) -> None:
+    """The Anomalies dashboard's panels, their requests derived from their Lens state, on the
+    results a runner wrote: each minute's actual, expected and band as the detector said, the score
+    per rule, and the highest score in the range."""
+    rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []"))
+    counts = traffic()
+    index_traffic(es, namespace, counts)
+    runner = Runner(es, rules, namespace)
+    minutes = range(SPIKE - 1, SPIKE + 3)
+    for minute in minutes:
+        runner.cycle(now=BASE + minute * 60 + 5)
+    es.indices.refresh(index=STREAM.format(namespace))
+    expected = [_expected(rules[0], namespace, minute, counts)["modelregistry"]["anomaly"] for minute in minutes]
+    obj, answer = _panel(es, namespace, "regwatch-anomaly-band")
+    assert bucket_values(obj, answer) == [
+        ((iso_from_epoch(BASE + (minute - 1) * 60),),
+         {"m0": e["actual"], "m1": e["expected"], "m2": e["lower"], "m3": e["upper"]})
+        for minute, e in zip(minutes, expected, strict=True)]
+    obj, answer = _panel(es, namespace, "regwatch-anomaly-score")
+    assert bucket_values(obj, answer) == [(("odd-traffic", iso_from_epoch(BASE + (minute - 1) * 60)),
+                                           {"m0": e["score"]}) for minute, e in zip(minutes, expected, strict=True)]
+    obj, answer = _panel(es, namespace, "regwatch-anomaly-top")
+    assert bucket_values(obj, answer) == [(("odd-traffic", NO_GROUP), {"m0": max(e["score"] for e in expected)})]

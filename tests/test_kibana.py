@@ -80,7 +80,8 @@ def test_the_shipped_objects_break_no_kibana_rule() -> None:
     assert problems == [], "\n".join(map(str, problems))
     assert {o["type"] for o in objects()} == {"index-pattern", "search", "lens", "dashboard"}
     assert {d["attributes"]["title"] for d in by_type("dashboard")} == {"Model Registry Overview", "Model activity",
-                                                                         "Model versions in use", "Alerts"}
+                                                                         "Model versions in use", "Alerts",
+                                                                         "Anomalies"}
 
 
 def test_every_object_carries_the_version_fields_and_runs_no_migration() -> None:
@@ -307,6 +308,8 @@ READABLE = {  # the unit of what a column measures -> the format a person reads 
     "nanoseconds": {"id": "duration", "params": {"fromUnit": "nanoseconds", "toUnit": "humanizePrecise",
                                                  "decimals": 1}},
     "ratio": {"id": "percent", "params": {"decimals": 1}},
+    "score": {"id": "number", "params": {"decimals": 0}},  # an anomaly score, 0-100
+    "series value": {"id": "number", "params": {"decimals": 1}},  # an anomaly rule's count or metric
 }
 
 
@@ -315,6 +318,10 @@ def _unit(column: dict[str, Any]) -> str:
         return "count"
     if column["operationType"] == "formula":  # actions (pick_max of two counts), or failed over all actions
         return "ratio" if " / " in column["params"]["formula"] else "count"
+    if column["sourceField"] == "modelregistry.anomaly.score":
+        return "score"
+    if column["sourceField"].startswith("modelregistry.anomaly."):
+        return "series value"
     assert column["sourceField"] == "event.duration", f"no unit known for {column['sourceField']}"
     return "nanoseconds"  # ECS: event.duration is in nanoseconds
 
