@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -90,6 +91,28 @@ def test_a_storm_pages_again_days_and_hours_after_the_last_one() -> None:
         values[at] += 1200
     starts, _ = alerts(values)
     assert starts == storms
+
+
+def test_a_spike_whose_context_recurs_scores_less_each_time_and_a_new_one_still_pages() -> None:
+    """The same one-bucket spike every day and a half: each time its context (the deviation
+    classes of the last buckets) has been seen before it counts for less than without the context
+    gate (context 0), where it keeps scoring the same; a storm of a size never seen still pages."""
+    values = daily_traffic(14)
+    spikes = [2 * DAY + 40 + k * (DAY + DAY // 2 + 7) for k in range(8)]
+    for at in spikes:
+        values[at] += 300
+    storm = 13 * DAY + 100
+    values[storm] += 1500
+    gated, plain = Detector(params(RULE)), Detector(replace(params(RULE), context=0))
+    onsets = [(gated.update(v).onset, plain.update(v).onset) for v in values]
+    first, last = onsets[spikes[0]], onsets[spikes[-1]]
+    assert first[0] == first[1] > RULE.score
+    assert last[0] < 0.85 * last[1]
+    later = [onsets[at][0] for at in spikes[2:]]
+    assert later == sorted(later, reverse=True)
+    assert onsets[storm][0] >= RULE.score
+    starts, _ = alerts(values)
+    assert starts[-1] == storm
 
 
 def test_a_dip_alerts_once() -> None:

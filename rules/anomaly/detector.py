@@ -22,6 +22,13 @@ peak (halving every ``long_memory`` buckets): a series that bursts every few day
 request counts, a bimodal utilisation) has shown what its ordinary bursts look like, and only a
 burst well beyond those pages, while a quiet series still pages on its first moderate one
 (HTM's anomaly likelihood judges raw scores against the series' own score history likewise).
+The onset also counts for less the more often its **context** was seen before: the classes of
+the level's deviation over the last ``context`` buckets (0 under ``gate_floor``, then one class
+per doubling, signed, at most ``levels``), counted in a table; an onset whose context was seen
+``familiar`` times counts half. A burst of a shape the series keeps showing (Twitter's bursts, a
+registry's batch client at random hours) stops paging, a shape never seen still pages: the known
+context of NAB's contextOSE, kept as a gate on the onset, not as the score. On NAB it lowered the
+false alerts from 179 to 143 for the same 89 windows hit.
 While an episode lasts the score follows ``z``; it
 ends when the score falls under ``recovery``.
 
@@ -72,6 +79,10 @@ class Params:
     minimum: float = 0.0  # ... and at least this (a count rule: 1, one event is never far)
     still: int = 12  # buckets of one unchanged value before a metric that always moved counts as stopped
     cap: float = 4.0  # the largest deviation (score 80): one absurd value does not blind the memory
+    context: int = 3  # buckets whose deviation classes make an onset's context (0: no context gate)
+    levels: int = 8  # deviation classes per side: from ``gate_floor``, each twice the one before
+    gate_floor: float = 0.5  # the smallest deviation of a class (under it: class 0, no excursion)
+    familiar: int = 5  # an onset whose context was seen this many times before counts half
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,8 @@ class Detector:
         self.episode = False
         self.still = 0
         self.candidates = periodicity.candidates(p.step)
+        self.contexts: dict[tuple[int, ...], int] = {}
+        self.quantized: deque[int] = deque([0] * max(p.context, 1), maxlen=max(p.context, 1))
         self.up = p.direction in ("up", "both")
         self.down = p.direction in ("down", "both")
 
@@ -200,11 +213,13 @@ class Detector:
         shift = run - self.older_sum / len(self.older) if self.older else 0.0
 
         z = 0.0
+        signed = 0.0
         lower = upper = expected = value
         if len(self.level) >= min(p.learning, p.window) // 2:
             q, c = p.quantile, p.scale
             band = self.level.band(q, c)
             up, down = deviation(residual, band, self._floor(self.level))
+            signed = up - down
             base = typical if typical is not None else 0.0
             expected, lower, upper = base + band[2], base + band[0], base + band[4]
             rup, rdown = deviation(run, self.run.band(q, c), self._floor(self.run))
@@ -233,11 +248,24 @@ class Detector:
         self.activity.add(activity)
         self.shift.add(shift)
 
+        a = abs(signed)
+        level = 0
+        if a >= p.gate_floor:
+            level = min(int(math.log2(a / p.gate_floor)) + 1, p.levels)
+            if signed < 0:
+                level = -level
+        self.quantized.append(level)
         learning = self.count <= p.learning
+        seen = 0
+        if p.context and level:
+            key = tuple(self.quantized)
+            seen = self.contexts.get(key, 0)
+            self.contexts[key] = seen + 1
         if learning:
             return Reading(value, expected, lower, upper, 0.0, True, self.period)
         novel = max(z - max(self.peak, p.long_share * self.long_peak), 0.0)
         self.long_peak = max(self.long_peak * self.long_decay, z)
+        novel *= p.familiar / (p.familiar + seen)
         onset = 100.0 * novel / (novel + 1.0)
         if self.episode:
             score = 100.0 * z / (z + 1.0)
