@@ -30,6 +30,7 @@ from rules.types import rule_type
 log = structlog.get_logger(__name__)
 
 KIND = "anomaly"
+SERIES_REMEMBERED = 10_000  # rule and group pairs whose last bucket written is remembered
 
 
 def result_id(rule: str, group: str, start: str) -> str:
@@ -89,15 +90,23 @@ def results(rule: Rule, measured: list[Measurement], namespace: str) -> list[tup
 
 class Results:
     """The results of a cycle, gathered while its rules are evaluated and written in one bulk
-    request at its end."""
+    request at its end.
+
+    A rule evaluated more often than its bucket (``interval: 1m``, ``bucket: 5m``) reads the same
+    last bucket several times: the bucket this process wrote last per rule and group is
+    remembered, so those evaluations ask nothing more of Elasticsearch (what another runner wrote
+    is refused by its id instead)."""
 
     def __init__(self, client: Elasticsearch, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
         self._waiting: dict[str, tuple[dict[str, Any], str]] = {}
+        self._last: dict[tuple[str, str], str] = {}  # (rule, group) -> the start of the bucket written last
 
     def add(self, rule: Rule, measured: list[Measurement]) -> None:
         for doc_id, document in results(rule, measured, self.namespace):
+            if self._last.get(_series(document)) == document["@timestamp"]:
+                continue  # written already by this process
             self._waiting.setdefault(doc_id, (document, rule.name))  # windows caught up: each bucket once
 
     def flush(self) -> int:
@@ -106,6 +115,8 @@ class Results:
         results written now."""
         if not self._waiting:
             return 0
+        if len(self._last) > SERIES_REMEMBERED:
+            self._last.clear()  # groups come and go: a forgotten one costs one refused write
         waiting, self._waiting = self._waiting, {}
         index = streams.data_stream_name(KIND, self.namespace)
         operations: list[dict[str, Any]] = []
@@ -118,11 +129,19 @@ class Results:
                         error=str(exc)[:200])
             return 0
         written = 0
-        for (_document, rule), item in zip(waiting.values(), items, strict=True):
+        for (document, rule), item in zip(waiting.values(), items, strict=True):
             outcome = next(iter(item.values()))
             status = outcome.get("status")
-            if status in (200, 201):
-                written += 1
-            elif status != 409:
+            if status in (200, 201, 409):
+                written += status != 409
+                series = _series(document)
+                if document["@timestamp"] > self._last.get(series, ""):  # ISO UTC: ordered as text
+                    self._last[series] = document["@timestamp"]
+            else:
                 log.warning("anomaly_results_failed", rule=rule, error=str(outcome.get("error"))[:200])
         return written
+
+
+def _series(document: dict[str, Any]) -> tuple[str, str]:
+    found = document["modelregistry"]["anomaly"]
+    return found["rule"], found["group"]

@@ -132,3 +132,26 @@ def test_the_anomalies_dashboard_draws_the_actual_against_the_band_and_ranks_the
                                            {"m0": e["score"]}) for minute, e in zip(minutes, expected, strict=True)]
     obj, answer = _panel(es, namespace, "regwatch-anomaly-top")
     assert bucket_values(obj, answer) == [(("odd-traffic", NO_GROUP), {"m0": max(e["score"] for e in expected)})]
+
+
+def test_evaluations_within_one_bucket_write_it_once_and_ask_nothing_more(es, namespace, tmp_path) -> None:
+    """A rule evaluated every minute over 5-minute buckets reads the same last bucket five times:
+    the first evaluation writes it, the next four send no request."""
+    rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []").replace("window: 60s", "window: 5m")
+                        .replace("history: 8h", "history: 2d").replace("learning: 120", "learning: 24"))
+    index_traffic(es, namespace, traffic())
+    runner = Runner(es, rules, namespace)
+    bulks: list[int] = []
+    original = es.bulk
+
+    def counted(**kwargs):
+        bulks.append(sum(1 for op in kwargs["operations"] if "create" in op and "anomaly" in op["create"]["_index"]))
+        return original(**kwargs)
+
+    runner.results.client = type("Counted", (), {"bulk": staticmethod(counted)})()
+    start = BASE + 300 * 60  # on the 5-minute grid
+    for minute in range(5):
+        runner.cycle(now=start + minute * 60 + 5)
+    assert bulks == [1]
+    stored = _stored(es, namespace)
+    assert [d["@timestamp"] for d in stored] == [iso_from_epoch(start - 300)]
