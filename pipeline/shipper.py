@@ -31,7 +31,7 @@ import structlog
 from pipeline.checkpoint import CheckpointStore, lag
 from pipeline.chunks import QUEUE_CHUNK, Chunk, ChunkQueue, furthest_ends
 from pipeline.heartbeat import Heartbeat
-from pipeline.inputs import EnrichFn, MissingDuration, ShipInput, line_items
+from pipeline.inputs import EnrichFn, MissingDuration, ShipInput, agent_fields, line_items
 from pipeline.interpreter import tune_interpreter
 from pipeline.metrics import ShipperMetrics
 from pipeline.reader import FileSource, Line
@@ -88,9 +88,12 @@ class Shipper:
                  reload: Callable[[], list[ShipInput] | None] | None = None,
                  config_changed: Callable[[], bool] | None = None,
                  heartbeat: Callable[[Shipper], Heartbeat] | None = None,
-                 progress: Callable[[int], None] | None = None, enrich: EnrichFn | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, enrich: EnrichFn | None = None,
+                 agent_id: str | None = None) -> None:
         """``progress`` is told the bytes of every line read (a progress bar's advance); ``enrich``
-        names what each retrieval retrieved (pipeline.attribution), never waiting."""
+        names what each retrieval retrieved (pipeline.attribution), never waiting; ``agent_id`` is
+        this shipper's ``agent.id`` on every document (its heartbeat's id; default: the host)."""
+        self.agent_id = agent_id
         self.sink = sink
         self.inputs = inputs
         self.store = store
@@ -234,7 +237,7 @@ class Shipper:
     def _items(self, lines: list[Line]) -> list[Item]:
         """One encoded item per line (:func:`line_items`, with this shipper's inputs and host)."""
         return line_items(lines, self.inputs, self.host, self.options.max_line_bytes, self.progress,
-                          self.missing_duration, self.enrich)
+                          self.missing_duration, self.enrich, agent_fields(self.host, self.agent_id))
 
     def _update_behind(self) -> None:
         for path, behind in self.tailer.behind().items():

@@ -16,6 +16,7 @@ from pydantic import Field, FilePath, ValidationError, field_validator, model_va
 from contract.secrets import redact_userinfo
 from contract.validation import StrictModel, problems
 from contract.yamlfile import YamlFileError, load_yaml
+from parsers.timestamps import zone_info
 from pipeline.inventory.settings import InventorySettings
 from pipeline.probe.settings import ProbeSettings
 from pipeline.settings import ShipSettings
@@ -93,8 +94,10 @@ class InputConfig(StrictModel):
     paths: list[str]
     format: FormatName
     routes: FilePath | None = None  # a route table replacing the built-in MLflow one
-    service_name: str = "mlflow"
+    service_name: str | None = None  # None: the platform's name (mlflow, databricks, sagemaker)
     service_environment: str | None = None
+    # the zone of times the log writes without one (uvicorn's prefix): an IANA name; None: UTC
+    timezone: str | None = None
     platform: str | None = None  # None: the route table's platform (mlflow, databricks, sagemaker)
     start_at: Literal["beginning", "end"] = "beginning"
     keep_original: bool = False
@@ -110,6 +113,13 @@ class InputConfig(StrictModel):
         if not paths:
             raise ValueError("at least one path or glob")
         return paths
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            zone_info(zone)  # ValueError: unknown time zone 'Mars/Olympus'
+        return zone
 
 
 BUILTIN = "builtin"

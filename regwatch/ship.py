@@ -28,7 +28,7 @@ def build_inputs(config: Config) -> list[ShipInput]:
             namespace=config.namespace, format=spec.format, service_name=spec.service_name,
             service_environment=spec.service_environment, host_name=config.host(),
             keep_original=spec.keep_original, platform=spec.platform, max_line_bytes=config.max_line_bytes,
-            field_map=dict(spec.field_map),
+            field_map=dict(spec.field_map), timezone=spec.timezone,
         )
         parser = LineParser(ctx, router_for(spec.routes, FORMATS[spec.format][1]))
         inputs.append(ShipInput(
@@ -69,7 +69,7 @@ def build_shipper(config: Config, config_path: Path | None = None,
     return Shipper(sink, build_inputs(config), CheckpointStore(config.checkpoint_file), config, metrics,
                    reload=reload, config_changed=config_changed,
                    heartbeat=heartbeat if config.heartbeat_every_s is not None else None, progress=progress,
-                   enrich=enrich)
+                   enrich=enrich, agent_id=shipper_id(config))
 
 
 def shipper_id(config: Config) -> str:

@@ -115,7 +115,7 @@ def test_the_collector_writes_every_model_version_alias_and_their_lineage_as_doc
     registry_key = entity_key("registry", "reg")
     assert seen == {"_id": keyed_id("inventory", "reg", "observed", int(_seconds(observed) * 1000),
                                     seen["modelregistry"]["inventory"]["digest"]),
-                    "@timestamp": observed,
+                    "@timestamp": observed, "ecs": {"version": "9.4.0"},
                     "data_stream": {"type": "logs", "dataset": "modelregistry.inventory", "namespace": namespace},
                     "event": {"kind": "state", "dataset": "modelregistry.inventory", "action": "registry-observed"},
                     "modelregistry": {"registry": "reg", "inventory": {
@@ -124,7 +124,7 @@ def test_the_collector_writes_every_model_version_alias_and_their_lineage_as_doc
                         "models": 1, "versions": 2, "alias_count": 2}}}
     assert started <= _seconds(observed) <= time.time()
     base = {"data_stream": {"type": "logs", "dataset": "modelregistry.inventory", "namespace": namespace},
-            "@timestamp": observed}
+            "@timestamp": observed, "ecs": {"version": "9.4.0"}}
     changes = _documents(es, namespace, "change")
     head = {c["modelregistry"]["inventory"]["key"]: c["_id"] for c in changes}
     model_key, v1_key, v2_key = (entity_key("registered_model", "fraud"), entity_key("model_version", "fraud", "1"),
@@ -167,7 +167,8 @@ def test_the_collector_writes_every_model_version_alias_and_their_lineage_as_doc
     assert len(states) == 3
 
     def change(at: str, action: str, model: dict[str, str], key: str, **what: str) -> dict[str, Any]:
-        doc = {"@timestamp": at, "event": {"kind": "event", "dataset": "modelregistry.change", "action": action},
+        doc = {"@timestamp": at, "ecs": {"version": "9.4.0"},
+               "event": {"kind": "event", "dataset": "modelregistry.change", "action": action},
                "data_stream": {"type": "logs", "dataset": "modelregistry.change", "namespace": namespace},
                "modelregistry": {"registry": "reg", "model": {"name": "fraud", **model}, "inventory": {"key": key}}}
         if what:

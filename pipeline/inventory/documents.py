@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract import streams
+from contract.ecs import ECS
 from contract.timestamps import iso_from_epoch, now_iso
 from pipeline.docid import keyed_id
 from pipeline.inventory.model import Lineage, ModelState, Snapshot, VersionState, digest_of, entity_key
@@ -22,6 +23,7 @@ def _base(kind: str, namespace: str, at_ms: int | float, event_kind: str, action
     dataset = streams.dataset(kind)
     return {
         "@timestamp": iso_from_epoch(at_ms / 1000),
+        "ecs": ECS,
         "data_stream": {"type": streams.stream_type(kind), "dataset": dataset, "namespace": namespace},
         "event": {"kind": event_kind, "dataset": dataset, "action": action, "ingested": now_iso()},
     }
