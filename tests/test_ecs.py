@@ -285,3 +285,32 @@ def test_a_zone_less_uvicorn_time_is_read_in_the_inputs_zone_and_says_which() ->
     assert said["@timestamp"] == "2026-11-25T18:07:06.123Z" and "timezone" not in said["event"]
     (no_time,) = parse_lines("uvicorn", [line.split(b" INFO ")[1]])
     assert "timezone" not in no_time["event"]
+
+
+def _leaves(value: Any, prefix: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for key, inner in value.items() for leaf in _leaves(inner, f"{prefix}{key}.")]
+    return [prefix[:-1]]
+
+
+def _result_doc() -> dict[str, Any]:
+    from rules.model import RuleFile
+    from rules.results import result
+
+    (rule,) = RuleFile.model_validate({"rules": [{"name": "unusual", "type": "anomaly", "kinds": ["retrieval"],
+                                                   "window": "5m", "history": "14d", "notify": []}]}).rules
+    explained = {"bucket": {"start": "2026-11-25T10:00:00+00:00", "end": "2026-11-25T10:05:00+00:00"},
+                 "observed": 12.0, "expected": 4.0, "lower": 1.0, "upper": 7.0, "score": 80.0, "learning": False,
+                 "period_s": 86400.0}
+    return result(rule, "m", explained, "default")[1]  # type: ignore[arg-type]
+
+
+def test_every_field_of_every_document_kind_is_mapped() -> None:
+    """The streams map with ``dynamic: false``: a field a document carries and the mapping lacks is
+    kept in _source but can be neither searched nor aggregated. Every kind the rooms write: parsed
+    lines of every format, dead letters, probe checks and resources, anomaly results."""
+    mapped = set(fields())
+    deadletters = parse_lines("nginx", [b"not an access line\n", b'{"json": "in the wrong format"}\n'])
+    docs = sample_docs() + deadletters + _probe_docs() + [_result_doc()]
+    unmapped = {leaf for doc in docs for leaf in _leaves(doc) if leaf not in mapped}
+    assert unmapped == set()
