@@ -62,7 +62,9 @@ def _expected(rule, namespace: str, minute: int, counts: list[int]) -> dict[str,
     }
 
 
-def test_a_cycle_writes_each_bucket_actual_against_the_expected_band_and_the_score(es, namespace, tmp_path) -> None:
+def _spike_evaluated(es, namespace: str, tmp_path) -> tuple[list, list[int], range]:
+    """One runner's cycles over the minutes around the spike, on indexed traffic: the rules, the
+    per-minute counts indexed and the minutes evaluated."""
     rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []"))
     counts = traffic()
     index_traffic(es, namespace, counts)
@@ -70,6 +72,11 @@ def test_a_cycle_writes_each_bucket_actual_against_the_expected_band_and_the_sco
     minutes = range(SPIKE - 1, SPIKE + 3)
     for minute in minutes:
         runner.cycle(now=BASE + minute * 60 + 5)
+    return rules, counts, minutes
+
+
+def test_a_cycle_writes_each_bucket_actual_against_the_expected_band_and_the_score(es, namespace, tmp_path) -> None:
+    rules, counts, minutes = _spike_evaluated(es, namespace, tmp_path)
     stored = _stored(es, namespace)
     assert stored == [_expected(rules[0], namespace, minute, counts) for minute in minutes]
     spike = stored[2]["modelregistry"]["anomaly"]  # the bucket of minute SPIKE (complete at SPIKE + 1)
@@ -113,13 +120,7 @@ def test_the_anomalies_dashboard_draws_the_actual_against_the_band_and_ranks_the
     """The Anomalies dashboard's panels, their requests derived from their Lens state, on the
     results a runner wrote: each minute's actual, expected and band as the detector said, the score
     per rule, and the highest score in the range."""
-    rules = write_rules(tmp_path, RULE.replace("notify: [hook]", "notify: []"))
-    counts = traffic()
-    index_traffic(es, namespace, counts)
-    runner = Runner(es, rules, namespace)
-    minutes = range(SPIKE - 1, SPIKE + 3)
-    for minute in minutes:
-        runner.cycle(now=BASE + minute * 60 + 5)
+    rules, counts, minutes = _spike_evaluated(es, namespace, tmp_path)
     es.indices.refresh(index=STREAM.format(namespace))
     expected = [_expected(rules[0], namespace, minute, counts)["modelregistry"]["anomaly"] for minute in minutes]
     obj, answer = _panel(es, namespace, "regwatch-anomaly-band")
