@@ -1,9 +1,10 @@
-"""A second local node with security on: TLS on HTTP (a CA and certificate made by the
-distribution's own ``elasticsearch-certutil``) and the ``elastic`` user's password set through the
+"""A second local node with security on: TLS on HTTP (a CA and the node's certificate,
+made by openssl) and the ``elastic`` user's password set through the
 keystore's ``bootstrap.password``, as an operator would. Run by the node's unprivileged user."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -13,7 +14,6 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-import zipfile
 from base64 import b64encode
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,11 +40,53 @@ def _tool(home: Path, env: dict[str, str], *args: str, stdin: str | None = None)
         raise RuntimeError(f"{args[0]} exited {done.returncode}: {done.stderr[-1000:] or done.stdout[-1000:]}")
 
 
+def _openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} exited {done.returncode}: {done.stderr[-1000:]}")
+
+
+def _certificates(work: Path, certs: Path) -> None:
+    """A CA (work/ca/ca.crt, ca.key) and the node's certificate for 127.0.0.1 and localhost signed by
+    it (certs/node/node.crt, node.key), as ``elasticsearch-certutil ca`` and ``cert`` would lay
+    them out; the CA copied to certs/ca.crt."""
+    ca, node = work / "ca", certs / "node"
+    ca.mkdir(parents=True)
+    node.mkdir(parents=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3", "-subj", "/CN=regwatch test CA",
+             "-keyout", str(ca / "ca.key"), "-out", str(ca / "ca.crt"),
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=node", "-keyout", str(node / "node.key"),
+             "-out", str(work / "node.csr"))
+    extensions = work / "node.ext"
+    extensions.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                          "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                          "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    _openssl("x509", "-req", "-in", str(work / "node.csr"), "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
+             "-CAcreateserial", "-days", "3", "-extfile", str(extensions), "-out", str(node / "node.crt"))
+    shutil.copy(ca / "ca.crt", certs / "ca.crt")
+
+
+def _file_realm_users(config: Path, users: dict[str, tuple[str, list[str]]]) -> None:
+    """The file realm's ``users`` (PBKDF2-SHA512 hashes, a format the realm reads, as
+    ``elasticsearch-users useradd`` writes them) and ``users_roles``."""
+    by_role: dict[str, list[str]] = {}
+    rows = []
+    for name, (user_password, user_roles) in users.items():
+        salt = secrets.token_bytes(32)
+        digest = hashlib.pbkdf2_hmac("sha512", user_password.encode(), salt, 10_000, 32)
+        rows.append(f"{name}:{{PBKDF2}}10000${b64encode(salt).decode()}${b64encode(digest).decode()}\n")
+        for role in user_roles:
+            by_role.setdefault(role, []).append(name)
+    (config / "users").write_text("".join(rows))
+    (config / "users_roles").write_text("".join(f"{role}:{','.join(names)}\n" for role, names in by_role.items()))
+
+
 @contextmanager
 def secure_node(roles: dict | None = None,
                 users: dict[str, tuple[str, list[str]]] | None = None) -> Iterator[SecureNode]:
     """``roles``: written to the file realm's roles.yml; ``users``: name -> (password, roles),
-    added with ``elasticsearch-users`` (the native realm needs the .security index, whose mapping
+    written to the file realm's ``users`` and ``users_roles`` (the native realm needs the .security index, whose mapping
     uses analysis-common's pattern_capture filter, absent from the integ-test distribution)."""
     home = install_distribution(None)
     java = find_java_home()
@@ -58,22 +100,16 @@ def secure_node(roles: dict | None = None,
     port = free_port()
     process = None
     try:
-        _tool(home, env, "elasticsearch-certutil", "ca", "--pem", "--silent", "--out", str(work / "ca.zip"))
-        zipfile.ZipFile(work / "ca.zip").extractall(work)
-        _tool(home, env, "elasticsearch-certutil", "cert", "--pem", "--silent",
-              "--ca-cert", str(work / "ca" / "ca.crt"),
-              "--ca-key", str(work / "ca" / "ca.key"), "--ip", "127.0.0.1", "--dns", "localhost", "--name", "node",
-              "--out", str(work / "node.zip"))
-        zipfile.ZipFile(work / "node.zip").extractall(config / "certs")
-        shutil.copy(work / "ca" / "ca.crt", config / "certs" / "ca.crt")
-        _tool(home, env, "elasticsearch-keystore", "create")
-        _tool(home, env, "elasticsearch-keystore", "add", "-x", "bootstrap.password", stdin=password)
+        # The CA and the node's certificate by openssl, the users straight into the file realm's
+        # files, one keystore command: each of the distribution's own tools starts a JVM (5-9 s
+        # apiece on a busy runner, ten of them once), and what the node reads is the same.
+        _certificates(work, config / "certs")
+        _tool(home, env, "elasticsearch-keystore", "add", "-f", "-x", "bootstrap.password", stdin=password)
         if roles:
             import yaml
 
             (config / "roles.yml").write_text(yaml.safe_dump(roles))
-        for name, (user_password, user_roles) in (users or {}).items():
-            _tool(home, env, "elasticsearch-users", "useradd", name, "-p", user_password, "-r", ",".join(user_roles))
+        _file_realm_users(config, users or {})
         settings = {
             "cluster.name": "regwatch-secure", "node.name": "regwatch-secure", "discovery.type": "single-node",
             "network.host": "127.0.0.1", "http.port": port, "transport.port": free_port(),
