@@ -5,7 +5,7 @@ for ever, a threshold rule could never fire, and start-up said "valid". The runn
 ``_has_privileges`` for ``read`` on each rule's indices and refuses in one line naming the rule and
 the index; ``rules test`` and ``rules status`` warn. On a node without security every index is
 readable and nothing is said. The secured node is real (TLS, the file realm, regwatch's own
-``rules`` role) and started once for the module.
+``rules`` role) and started once for the run (shared with test_security).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,12 @@ from elasticsearch import Elasticsearch
 
 from rules.model import load_rules
 from rules.query import check_privileges
-from support.secure_node import SecureNode, secure_node
+from support.secure_node import SecureNode, shared_secure_node
 
 CLI = [sys.executable, "-m", "regwatch.cli"]
 NAMESPACE = "priv"
 PASSWORD = f"pw-rules-{os.urandom(6).hex()}"
+ROLE, USER = "priv_rules", "priv_rules"  # test_security has regwatch_rules, of one namespace
 RULES = [
     {"name": "errors-seen", "type": "threshold", "kinds": ["error"], "condition": {"op": ">", "value": 5},
      "notify": []},
@@ -35,12 +35,12 @@ RULES = [
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[SecureNode]:
+def node(pytestconfig: pytest.Config) -> SecureNode:
+    """The run's secured node (test_security's too), with regwatch's ``rules`` role over every
+    namespace as a role and a user of this module's own."""
     from pipeline.access import role_descriptors
 
-    with secure_node({"regwatch_rules": role_descriptors()["rules"]},
-                     {"regwatch_rules": (PASSWORD, ["regwatch_rules"])}) as found:
-        yield found
+    return shared_secure_node(pytestconfig, {ROLE: role_descriptors()["rules"]}, {USER: (PASSWORD, [ROLE])})
 
 
 def _config(tmp_path: Path, node: SecureNode, rules: list[dict]) -> Path:
@@ -49,7 +49,7 @@ def _config(tmp_path: Path, node: SecureNode, rules: list[dict]) -> Path:
     (folder / "r.yaml").write_text(yaml.safe_dump({"rules": rules}))
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({
-        "elasticsearch": {"hosts": [node.url], "ca_file": str(node.ca_file), "username": "regwatch_rules",
+        "elasticsearch": {"hosts": [node.url], "ca_file": str(node.ca_file), "username": USER,
                           "password_env": "PW_RULES"},
         "namespace": NAMESPACE, "metrics_port": None, "rules": {"folder": str(folder), "metrics_port": None}}))
     return path
@@ -100,7 +100,7 @@ def test_check_privileges_names_each_rule_and_index(node: SecureNode, tmp_path: 
     _config(tmp_path, node, [*RULES, {"name": "two", "type": "absence", "index": "logs-modelregistry.x-priv,secret",
                                       "notify": []}])
     rules = load_rules(tmp_path / "rules")
-    client = Elasticsearch(node.url, ca_certs=str(node.ca_file), basic_auth=("regwatch_rules", PASSWORD))
+    client = Elasticsearch(node.url, ca_certs=str(node.ca_file), basic_auth=(USER, PASSWORD))
     assert check_privileges(client, rules, NAMESPACE) == [
         "rule 'payments-quiet': index 'payments-*': the credentials cannot read it (this rule would read nothing "
         "there): grant the read privilege on it",

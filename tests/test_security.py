@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from elasticsearch import AuthorizationException, Elasticsearch
 
-from support.secure_node import SecureNode, secure_node
+from support.secure_node import SecureNode, shared_secure_node
 
 pytestmark = [pytest.mark.slow, pytest.mark.elasticsearch]
 
@@ -36,13 +35,13 @@ PASSWORDS = {service: f"pw-{service}-{os.urandom(6).hex()}" for service in SERVI
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[SecureNode]:
+def node(pytestconfig: pytest.Config) -> SecureNode:
+    """The run's secured node (test_rule_privileges' too), with this module's roles and users."""
     from pipeline.access import role_descriptors
 
     roles = {f"regwatch_{name}": descriptor for name, descriptor in role_descriptors(NAMESPACE).items()}
     users = {f"regwatch_{s}": (PASSWORDS[s], [f"regwatch_{s}"]) for s in SERVICES}
-    with secure_node(roles, users) as found:
-        yield found
+    return shared_secure_node(pytestconfig, roles, users)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,10 @@ import time
 import urllib.request
 from base64 import b64encode
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regwatch.demo.ports import free_port
 from regwatch.localnode.distribution import install_distribution
@@ -31,6 +32,7 @@ class SecureNode:
     url: str
     ca_file: Path
     password: str  # the elastic user's
+    config: Path | None = None  # its ES_PATH_CONF: roles.yml, users, users_roles
 
 
 def _tool(home: Path, env: dict[str, str], *args: str, stdin: str | None = None) -> None:
@@ -78,8 +80,16 @@ def _file_realm_users(config: Path, users: dict[str, tuple[str, list[str]]]) -> 
         rows.append(f"{name}:{{PBKDF2}}10000${b64encode(salt).decode()}${b64encode(digest).decode()}\n")
         for role in user_roles:
             by_role.setdefault(role, []).append(name)
-    (config / "users").write_text("".join(rows))
-    (config / "users_roles").write_text("".join(f"{role}:{','.join(names)}\n" for role, names in by_role.items()))
+    _replace(config / "users", "".join(rows))
+    _replace(config / "users_roles", "".join(f"{role}:{','.join(names)}\n" for role, names in by_role.items()))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Whole or not at all: a running node rereads the file when it changes."""
+    staged = path.with_name(path.name + ".new")
+    staged.write_text(text)
+    staged.chmod(0o644)
+    os.replace(staged, path)
 
 
 @contextmanager
@@ -115,6 +125,9 @@ def secure_node(roles: dict | None = None,
             "network.host": "127.0.0.1", "http.port": port, "transport.port": free_port(),
             "path.data": str(work / "data"), "path.logs": str(work / "logs"),
             "cluster.routing.allocation.disk.threshold_enabled": False,
+            # How often the file realm and roles.yml are reread: users added to a running node
+            # (shared_secure_node) are known within a second.
+            "resource.reload.interval.high": "1s",
             "xpack.security.enabled": True, "xpack.security.http.ssl.enabled": True,
             "xpack.security.http.ssl.key": "certs/node/node.key",
             "xpack.security.http.ssl.certificate": "certs/node/node.crt",
@@ -150,8 +163,8 @@ def secure_node(roles: dict | None = None,
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("the secure node did not answer within 180 s")
-            time.sleep(1)
-        yield SecureNode(url, ca_file, password)
+            time.sleep(0.25)
+        yield SecureNode(url, ca_file, password, config)
     finally:
         if process is not None:
             os.killpg(process.pid, 15)
@@ -160,3 +173,61 @@ def secure_node(roles: dict | None = None,
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
         shutil.rmtree(work, ignore_errors=True)
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def shared_secure_node(pytest_config: Any, roles: dict, users: dict[str, tuple[str, list[str]]]) -> SecureNode:
+    """One secured node for the whole run, for every test module that asks for one: a node start is
+    the slowest part of these modules. A module's roles and users are added to the running node's
+    file realm (it rereads its files; each new user is checked to authenticate with its roles in
+    force) next to those of earlier modules; each module keeps to names of its own, and a name
+    asked again with another definition is an error. Stopped when the run ends, pass or fail
+    (``pytest_config.add_cleanup``)."""
+    if not _SHARED:
+        stack = ExitStack()
+        pytest_config.add_cleanup(stack.close)
+        node = stack.enter_context(secure_node(roles, users))
+        _SHARED.update(node=node, roles=dict(roles), users=dict(users))
+        return node
+    node, known_roles, known_users = _SHARED["node"], _SHARED["roles"], _SHARED["users"]
+    assert node.config is not None
+    clashes = [name for name, value in roles.items() if known_roles.get(name, value) != value]
+    clashes += [name for name, value in users.items() if known_users.get(name, value) != value]
+    assert not clashes, f"the shared secure node already has {clashes} defined otherwise"
+    new_users = {name: value for name, value in users.items() if name not in known_users}
+    if set(roles) - set(known_roles):
+        import yaml
+
+        known_roles.update(roles)
+        _replace(node.config / "roles.yml", yaml.safe_dump(known_roles))
+    if new_users:
+        known_users.update(new_users)
+        _file_realm_users(node.config, known_users)
+    for name, (user_password, user_roles) in new_users.items():
+        _wait_in_force(node, name, user_password, [known_roles[role] for role in user_roles if role in known_roles])
+    return node
+
+
+def _wait_in_force(node: SecureNode, name: str, user_password: str, descriptors: list[dict],
+                   timeout: float = 30) -> None:
+    """Until ``name`` authenticates and holds the index privileges its roles name (the node has
+    reread users, users_roles and roles.yml)."""
+    wanted = {index for descriptor in descriptors for entry in descriptor.get("indices", [])
+              for index in entry["names"]}
+    context = ssl.create_default_context(cafile=str(node.ca_file))
+    auth = "Basic " + b64encode(f"{name}:{user_password}".encode()).decode()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request = urllib.request.Request(f"{node.url}/_security/user/_privileges", headers={"Authorization": auth})
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                held = {index for entry in json.loads(response.read())["indices"] for index in entry["names"]}
+                if held >= wanted:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the secure node did not take user {name} within {timeout:.0f} s")
+        time.sleep(0.25)
