@@ -96,14 +96,17 @@ def test_a_storm_pages_again_days_and_hours_after_the_last_one() -> None:
 def test_a_spike_whose_context_recurs_scores_less_each_time_and_a_new_one_still_pages() -> None:
     """The same one-bucket spike every day and a half: each time its context (the deviation
     classes of the last buckets) has been seen before it counts for less than without the context
-    gate (context 0), where it keeps scoring the same; a storm of a size never seen still pages."""
+    gate (context 0), where it keeps scoring the same; a storm of a size never seen still pages.
+    The record gate is left out (ordinary 1): whether a spike tops the noise of the last ones is
+    chance here, and is the next test's subject."""
     values = daily_traffic(14)
     spikes = [2 * DAY + 40 + k * (DAY + DAY // 2 + 7) for k in range(8)]
     for at in spikes:
         values[at] += 300
     storm = 13 * DAY + 100
     values[storm] += 1500
-    gated, plain = Detector(params(RULE)), Detector(replace(params(RULE), context=0))
+    base = replace(params(RULE), ordinary=1.0)
+    gated, plain = Detector(base), Detector(replace(base, context=0))
     onsets = [(gated.update(v).onset, plain.update(v).onset) for v in values]
     first, last = onsets[spikes[0]], onsets[spikes[-1]]
     assert first[0] == first[1] > RULE.score
@@ -113,6 +116,29 @@ def test_a_spike_whose_context_recurs_scores_less_each_time_and_a_new_one_still_
     assert onsets[storm][0] >= RULE.score
     starts, _ = alerts(values)
     assert starts[-1] == storm
+
+
+def test_a_burst_inside_the_range_of_the_last_two_weeks_counts_less_than_a_record() -> None:
+    """A burst no higher than one the series showed in the last ``window`` buckets is less news
+    than a record: its onset counts ``ordinary`` (0.4) of what it would without the record gate,
+    and it does not page; a burst higher than any before counts in full and pages."""
+    values = daily_traffic(14)
+    first, again, record = 3 * DAY + 100, 7 * DAY + 100, 11 * DAY + 100
+    values[first] += 400
+    values[again] += 150
+    values[record] += 800
+    gated, plain = Detector(params(RULE)), Detector(replace(params(RULE), ordinary=1.0))
+    onsets = [(gated.update(v).onset, plain.update(v).onset) for v in values]
+
+    def novel(onset: float) -> float:
+        return onset / (100.0 - onset)
+
+    assert onsets[first][0] == onsets[first][1] >= RULE.score
+    assert novel(onsets[again][0]) == pytest.approx(0.4 * novel(onsets[again][1]))
+    assert onsets[again][1] >= RULE.score > onsets[again][0]
+    assert onsets[record][0] == onsets[record][1] >= RULE.score
+    starts, _ = alerts(values)
+    assert starts == [first, record]
 
 
 def test_a_dip_alerts_once() -> None:
