@@ -42,6 +42,10 @@ class Route(StrictModel):
         object.__setattr__(self, "_operation", "other" if self.kind == "access" else self.kind)
         object.__setattr__(self, "_categorized", {failed: categorization(self.kind, self.action, failed)
                                                   for failed in (False, True)})
+        # (dataset, event.category, event.type, event.outcome) of its events, by whether they failed
+        object.__setattr__(self, "_heads", tuple(
+            ("modelregistry." + ("error" if failed else self.kind), *categorization(self.kind, self.action, failed),
+             "failure" if failed else "success") for failed in (False, True)))
 
 
 class HttpRoute(Route):
@@ -74,6 +78,17 @@ class RouteTable(StrictModel):
     event_source: str | None = None
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def kebab(*parts: str) -> str:
+    """``createRegisteredModel``, ``model_version.created`` -> kebab-case words joined by ``-``."""
+    words = []
+    for part in parts:
+        words.extend(_CAMEL.sub("-", part).replace("_", "-").replace(".", "-").lower().split("-"))
+    return "-".join(w for w in words if w)
+
+
 class RouteTableError(ValueError):
     pass
 
@@ -99,6 +114,7 @@ class Router:
         self._api_prefixes = tuple(table.http.api_prefixes)
         self._default = Route(kind="access", action=table.http.default_action)
         self._slug_cache: dict[str, Route] = {}
+        self._unknown_audit: dict[tuple[str, ...], Route] = {}
         self._audit = dict(table.audit)
         for alias, service in table.services.items():
             for key, audit_route in table.audit.items():
@@ -135,6 +151,17 @@ class Router:
 
     def audit(self, key: str) -> Route | None:
         return self._audit.get(key)
+
+    def unknown_audit(self, *parts: str) -> Route:
+        """The route of an audit action the table does not know: an access event named by its
+        parts in kebab case (``registered_model`` + ``created`` -> ``registered-model-created``).
+        Made once per distinct action; bounded (cleared past 2048 actions, as the slug cache)."""
+        route = self._unknown_audit.get(parts)
+        if route is None:
+            if len(self._unknown_audit) >= 2048:
+                self._unknown_audit.clear()
+            route = self._unknown_audit[parts] = Route(kind="access", action=kebab(*parts))
+        return route
 
 
 def load_table(path: Path) -> RouteTable:

@@ -15,7 +15,7 @@ from contract.validation import first_problem
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import is_ip, load_json_object, model_fields
-from parsers.routes import Route, Router
+from parsers.routes import Router, kebab
 from parsers.timestamps import parse_any
 from parsers.values import json_loads, status_code
 
@@ -29,12 +29,7 @@ def _timestamp(value: Any) -> str:
         raise ParseError(f"bad timestamp {value!r}: {exc}", "bad_timestamp") from None
 
 
-def _kebab(*parts: str) -> str:
-    words = []
-    for part in parts:
-        kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", part).replace("_", "-").replace(".", "-")
-        words.extend(kebab.lower().split("-"))
-    return "-".join(w for w in words if w)
+_kebab = kebab  # an action the route table does not know: Router.unknown_audit names it
 
 
 # -- canonical ---------------------------------------------------------------------------------
@@ -78,37 +73,106 @@ class CanonicalAudit(BaseModel):
         return value
 
 
+_LONG = 2**63
+_CANONICAL_TEXT = ("platform", "delivery_id", "user", "user_email", "source_ip", "user_agent", "workspace",
+                   "error_code", "error_message")
+_MODEL_TEXT = ("name", "alias", "stage", "new_name")
+_NO_MODEL: dict[str, Any] = {}
+
+
+def _plain_int(value: Any) -> bool:
+    return value.__class__ is int and -_LONG < value < _LONG
+
+
+def _canonical_fast(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The record and its model when every field already has the type the schema asks for (what
+    nearly every line of a real audit log has), as ``CanonicalAudit`` would give them; None for
+    anything else, which pydantic then validates (and names the problem of)."""
+    ts = raw.get("@timestamp")
+    if not (ts.__class__ is str or ts.__class__ is float or _plain_int(ts)):
+        return None
+    entity, action = raw.get("entity"), raw.get("action")
+    if entity.__class__ is not str or action.__class__ is not str or not entity or not action:
+        return None
+    get = raw.get
+    for key in _CANONICAL_TEXT:
+        value = get(key)
+        if value is not None and value.__class__ is not str:
+            return None
+    outcome = get("outcome", "success")
+    if outcome != "success" and outcome != "failure":
+        return None
+    status = get("status_code")
+    if status is not None and not _plain_int(status):
+        return None
+    tags = get("tags")
+    if tags is not None:
+        if tags.__class__ is not dict:
+            return None
+        for value in tags.values():
+            if value.__class__ is not str:
+                return None
+    if "model" in raw:
+        model = raw["model"]
+        if model.__class__ is not dict:
+            return None
+        for key in _MODEL_TEXT:
+            value = model.get(key)
+            if value is not None and value.__class__ is not str:
+                return None
+        version = model.get("version")
+        if not (version is None or version.__class__ is str or _plain_int(version)):
+            return None
+    else:
+        model = _NO_MODEL
+    return raw, model
+
+
 def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
     raw = _load(text)
     if "@timestamp" not in raw and "timestamp" in raw:
         raw["@timestamp"] = raw.pop("timestamp")
-    try:
-        record = CanonicalAudit.model_validate(raw)
-    except ValidationError as exc:
-        raise ParseError(f"wrong field type: {first_problem(exc)}", "wrong_type") from None
-    key = f"{record.entity}.{record.action}"
-    route = router.audit(key) or Route(kind="access", action=_kebab(record.entity, record.action))
-    f: dict[str, Any] = {"ts": _timestamp(record.timestamp), "entity": record.entity}
-    named = record.model  # read field by field: a model_dump per line cost more than the parse of the rest
-    model: dict[str, Any] = {k: str(v) for k, v in (("name", named.name), ("version", named.version),
-                                                    ("alias", named.alias), ("stage", named.stage),
-                                                    ("new_name", named.new_name)) if v is not None}
-    if record.tags:
-        tag_key, tag_value = next(iter(record.tags.items()))
+    fast = _canonical_fast(raw)
+    if fast is not None:
+        record, named = fast
+        get = record.get
+        ts, entity, action = record["@timestamp"], record["entity"], record["action"]
+        tags, status, source_ip = get("tags"), get("status_code"), get("source_ip")
+        outcome, error_code = get("outcome", "success"), get("error_code")
+    else:
+        try:
+            validated = CanonicalAudit.model_validate(raw)
+        except ValidationError as exc:
+            raise ParseError(f"wrong field type: {first_problem(exc)}", "wrong_type") from None
+        get = validated.__dict__.get
+        named = validated.model.__dict__
+        ts, entity, action = validated.timestamp, validated.entity, validated.action
+        tags, status, source_ip = validated.tags, validated.status_code, validated.source_ip
+        outcome, error_code = validated.outcome, validated.error_code
+    route = router.audit(f"{entity}.{action}") or router.unknown_audit(entity, action)
+    f: dict[str, Any] = {"ts": _timestamp(ts), "entity": entity}
+    model: dict[str, Any] = {}
+    if named:
+        for key in ("name", "version", "alias", "stage", "new_name"):
+            value = named.get(key)
+            if value is not None:
+                model[key] = str(value)
+    if tags:
+        tag_key, tag_value = next(iter(tags.items()))
         model["tag"] = {"key": tag_key, "value": tag_value}
     if model:
         f["model"] = model
-    for ours, value in (("delivery_id", record.delivery_id), ("user", record.user),
-                        ("email", record.user_email), ("ua", record.user_agent),
-                        ("workspace", record.workspace), ("error_code", record.error_code),
-                        ("error_message", record.error_message), ("platform", record.platform)):
+    for ours, key in (("delivery_id", "delivery_id"), ("user", "user"), ("email", "user_email"),
+                      ("ua", "user_agent"), ("workspace", "workspace"), ("error_code", "error_code"),
+                      ("error_message", "error_message"), ("platform", "platform")):
+        value = get(key)
         if value is not None:
             f[ours] = value
-    if record.status_code is not None:
-        f["status"] = status_code(record.status_code, "status_code")
-    if record.source_ip:
-        f["ip" if is_ip(record.source_ip) else "source_address"] = record.source_ip
-    failed = record.outcome == "failure" or (record.status_code or 0) >= 400 or bool(record.error_code)
+    if status is not None:
+        f["status"] = status_code(status, "status_code")
+    if source_ip:
+        f["ip" if is_ip(source_ip) else "source_address"] = source_ip
+    failed = outcome == "failure" or (status or 0) >= 400 or bool(error_code)
     if failed and "error_code" not in f and "status" not in f:
         f["error_type"] = "audit_failure"
     return route, failed, f
@@ -153,7 +217,7 @@ def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
     when = _pick(record, "timestamp", "event_time", "eventTime", "TimeGenerated")
     if not service or not action or when is None:
         raise ParseError("not a Databricks audit record (serviceName, actionName, timestamp)", "missing_field")
-    route = router.audit(f"{service}.{action}") or Route(kind="access", action=_kebab(service, action))
+    route = router.audit(f"{service}.{action}") or router.unknown_audit(service, action)
     f: dict[str, Any] = {"ts": _timestamp(when)}
     params = _dict(_pick(record, "requestParams", "request_params", "RequestParams"), "requestParams")
     model = model_fields(params, router.audit_params)
@@ -209,7 +273,7 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None) -> Parsed:
     route = None
     if router.table.event_source is None or source == router.table.event_source:
         route = router.audit(name)
-    route = route or Route(kind="access", action=_kebab(name))
+    route = route or router.unknown_audit(name)
     f: dict[str, Any] = {"ts": _timestamp(when)}
     params = _dict(record.get("requestParameters"), "requestParameters")
     model = model_fields(params, router.audit_params)
