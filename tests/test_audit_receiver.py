@@ -212,17 +212,25 @@ def test_receiver_killed_between_write_and_answer_gives_one_event(es: Elasticsea
             name = "crashy-" + uuid.uuid4().hex[:6]
             MlflowClient(mlflow_url).create_registered_model(name)
             wait_for(lambda: marker.exists(), timeout=30)
-            time.sleep(8.0)  # MLflow's retries (1 s, 2 s, 4 s backoff) reach the restarted receiver
+            # MLflow's retries (1 s, 2 s, 4 s backoff) reach the restarted receiver, which answers
+            # the delivery it already wrote as a duplicate.
+            wait_for(lambda: set(_retried(log)) & {r["delivery_id"] for r in records(log)
+                                                   if r["model"].get("name") == name}, timeout=30)
             assert crashing.starts >= 2
     mine = [r for r in records(log) if r["model"].get("name") == name]
     assert len(mine) == 1
-    receiver_log = log.with_name(log.name + ".receiver-stderr").read_text()
-    retried = [json.loads(line) for line in receiver_log.splitlines() if "delivery_duplicate" in line]
-    assert mine[0]["delivery_id"] in {r["delivery_id"] for r in retried}, "MLflow's retry must reach the receiver"
+    assert mine[0]["delivery_id"] in _retried(log), "MLflow's retry must reach the receiver"
     ship_audit(log, es_url, namespace, tmp_path)
     es.indices.refresh(index=f"logs-modelregistry.*-{namespace}")
     assert es.count(index=f"logs-modelregistry.*-{namespace}", query={"term": {"modelregistry.model.name": name}})[
         "count"] == 1
+
+
+def _retried(log: Path) -> list[str]:
+    """The delivery ids the receiver answered as duplicates (from its log's whole lines)."""
+    receiver_log = log.with_name(log.name + ".receiver-stderr").read_text()
+    whole = receiver_log[:receiver_log.rfind("\n") + 1]
+    return [json.loads(line)["delivery_id"] for line in whole.splitlines() if "delivery_duplicate" in line]
 
 
 def test_audit_log_follows_rotation_and_is_fsynced_per_line(tmp_path: Path) -> None:
