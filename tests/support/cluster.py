@@ -102,6 +102,8 @@ class LossRun:
     cluster: Cluster
     pattern: str
     killed_at: float = 0.0
+    indexed_at_kill: int = 0  # events indexed when the node was killed
+    written_at_kill: int = 0  # lines the writers had written by then
     done_at: float = 0.0
     started_at: float = 0.0
     samples: list[tuple[float, int | None]] = field(default_factory=list)
@@ -144,10 +146,13 @@ class LossRun:
 
 
 def ship_through_node_loss(cluster: Cluster, tmp: Path, namespace: str, victim: str | None,
-                           total: int = 200_000, kill_at: float = 0.25, write_s: float = 20.0) -> LossRun:
+                           total: int = 200_000, kill_at: float = 0.25, write_s: float = 20.0,
+                           hold_at: float | None = None) -> LossRun:
     """Three shippers (three host names, three files) ship ``total`` lines between them while
     the ``victim`` node (``data``: not the master; ``master``: the elected one; None: none) is
-    killed with SIGKILL once ``kill_at`` of the lines are indexed."""
+    killed with SIGKILL once ``kill_at`` of the lines are indexed. ``hold_at``: the writers stop
+    at that share of their lines until the kill, so that the rest is written, and shipped, after
+    it however fast or slow the machine."""
     files = [tmp / f"{host}.log" for host in HOSTS]
     configs = []
     for i, (host, path) in enumerate(zip(HOSTS, files, strict=True)):
@@ -179,13 +184,20 @@ def ship_through_node_loss(cluster: Cluster, tmp: Path, namespace: str, victim: 
             run.samples.append((time.monotonic(), count()))
             stop.wait(0.25)
 
+    written = [0] * len(files)
+    killed = threading.Event()
+
     def write(index: int) -> None:
         seqs = range(index, total, len(files))
         step = 1000
         with files[index].open("ab") as handle:
             for start in range(0, len(seqs), step):
-                handle.write(b"".join(cluster_line(s) for s in seqs[start:start + step]))
+                if hold_at is not None and start >= len(seqs) * hold_at:
+                    killed.wait(timeout=180)
+                chunk = seqs[start:start + step]
+                handle.write(b"".join(cluster_line(s) for s in chunk))
                 handle.flush()
+                written[index] += len(chunk)
                 time.sleep(write_s * step / len(seqs))
 
     writers = [threading.Thread(target=write, args=(i,)) for i in range(len(files))]
@@ -195,15 +207,19 @@ def ship_through_node_loss(cluster: Cluster, tmp: Path, namespace: str, victim: 
         for thread in [*writers, sampler]:
             thread.start()
         if victim is not None:
-            wait_for(lambda: (count() or 0) >= total * kill_at, timeout=120, what=f"{kill_at:.0%} indexed")
+            run.indexed_at_kill = wait_for(lambda: (n := count() or 0) >= total * kill_at and n, timeout=120,
+                                           every=0.1, what=f"{kill_at:.0%} indexed")
             run.victim = cluster.node_index(victim)
+            run.written_at_kill = sum(written)
             run.killed_at = cluster.kill(run.victim)
+        killed.set()
         for thread in writers:
             thread.join()
         wait_for(lambda: count() == total, timeout=300, every=0.5, what=f"{total} events indexed")
         run.done_at = time.monotonic()
     finally:
         stop.set()
+        killed.set()
         for shipper in shippers:
             shipper.send_signal(signal.SIGTERM)
         run.exit_codes = [shipper.wait(timeout=60) for shipper in shippers]
