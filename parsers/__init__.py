@@ -19,13 +19,16 @@ from parsers.events import ParseContext, deadletter_document, event_document, ki
 from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
 from parsers.formats.audit import parse_canonical, parse_cloudtrail, parse_databricks
 from parsers.formats.json_access import parse_nginx_json
+from parsers.http_documents import HttpDocuments
 from parsers.routes import Router, router_for
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["FORMATS", "LineParser", "ParseContext", "ParseError", "kind_of"]
 
-FormatFn = Callable[[str, Router, ParseContext], Parsed]
+# A format's function: the fields of a line, or (given the input's HttpDocuments, for the HTTP
+# access formats) the line's finished document
+FormatFn = Callable[..., Parsed | dict[str, Any]]
 
 # format name -> (parse function, built-in route table)
 FORMATS: dict[str, tuple[FormatFn, str]] = {
@@ -37,6 +40,8 @@ FORMATS: dict[str, tuple[FormatFn, str]] = {
     "databricks-audit": (parse_databricks, "databricks"),
     "cloudtrail": (parse_cloudtrail, "sagemaker"),
 }
+
+HTTP_FORMATS = frozenset({"nginx", "gunicorn", "uvicorn", "nginx-json"})
 
 # Dead-letters keep the raw line, but not a 1 GiB one: this much of it, and its length.
 DEADLETTER_RAW_LIMIT = 32 * 1024
@@ -52,6 +57,9 @@ class LineParser:
         self._parse, default_table = FORMATS[ctx.format]
         self.router = router or router_for(None, default_table)
         self.platform = ctx.platform or self.router.platform
+        # HTTP access lines of the usual shape: documents built in one step (parsers.http_documents)
+        self.docs: HttpDocuments | None = (HttpDocuments(ctx, self.platform, self.router)
+                                           if ctx.format in HTTP_FORMATS else None)
 
     def parse(self, raw: bytes, read_at: str | None = None) -> dict[str, Any]:
         """One line (with or without its newline) to one document. Never raises."""
@@ -66,7 +74,10 @@ class LineParser:
         if not text or text.isspace():
             return self._dead(line, "empty line", "empty_line", read_at)
         try:
-            route, failed, fields = self._parse(text, self.router, ctx)
+            parsed: Any = self._parse(text, self.router, ctx, self.docs)
+            if parsed.__class__ is dict:  # the finished document
+                return parsed
+            route, failed, fields = parsed
             if "ts" not in fields:
                 fields["ts"] = read_at or now_iso()
             platform = fields.pop("platform", None) or self.platform

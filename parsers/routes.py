@@ -115,6 +115,8 @@ class Router:
         self._default = Route(kind="access", action=table.http.default_action)
         self._slug_cache: dict[str, Route] = {}
         self._unknown_audit: dict[tuple[str, ...], Route] = {}
+        # parsers.formats.http.fill_request's cache of what each request line gives (bounded there)
+        self.requests: dict[tuple[str, str, bool], tuple] = {}
         self._audit = dict(table.audit)
         for alias, service in table.services.items():
             for key, audit_route in table.audit.items():

@@ -12,13 +12,16 @@ logging prefix with a timestamp; a line without one is stamped with the time it 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parsers.errors import ParseError
 from parsers.formats.http import INVALID_REQUEST, fill_request, is_ip, seconds_to_ns, split_request_line
 from parsers.routes import Route, Router
 from parsers.timestamps import parse_any, parse_clf, parse_local
 from parsers.values import digits, status_code
+
+if TYPE_CHECKING:
+    from parsers.http_documents import HttpDocuments
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _COMBINED_SHAPE = (r"(\S+) \S+ (\S+) \[([^\]]+)\] {q} (\d{{3}}) (\d+|-)(?: {q} {q})?(.*)")
@@ -62,8 +65,30 @@ def _request(f: dict[str, Any], request: str, router: Router) -> tuple[Route, bo
     return fill_request(f, method, target, router)
 
 
-def parse_combined(text: str, router: Router, ctx: Any = None) -> Parsed:
+def parse_combined(text: str, router: Router, ctx: Any = None, docs: HttpDocuments | None = None
+                   ) -> Parsed | dict[str, Any]:
+    """A line's fields (or, given ``docs``, its finished document when the line has the usual shape)."""
     fast = COMBINED_FAST.fullmatch(text)
+    if fast is not None and docs is not None:
+        ip, user, when, method, target, version, status, size, referrer, agent, rt, rest = fast.groups()
+        try:
+            ts = parse_clf(when)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise ParseError(f"bad timestamp {when!r}: {exc}") from None
+        code = status_code(status)
+        nbytes = None if size == "-" else digits(size, "bytes")
+        duration = None
+        if rt is not None:
+            seconds = float(rt)  # digits.digits: never negative or NaN
+            if seconds >= 9e9:  # nanoseconds beyond a long
+                raise ParseError(f"value out of range: rt={rt[:40]} seconds", "out_of_range")
+            duration = round(seconds * 1e9)
+        elif rest:
+            duration = _duration(rest)
+        return docs.document(ts, method, target, version, code, nbytes,
+                             None if ip == "-" else ip, None if user == "-" else user,
+                             referrer if referrer and referrer != "-" else None,
+                             agent if agent and agent != "-" else None, duration, text)
     if fast is not None:
         ip, user, when, method, target, version, status, size, referrer, agent, rt, rest = fast.groups()
         request = None
@@ -117,12 +142,15 @@ _UVICORN = re.compile(
 )
 
 
-def parse_uvicorn(text: str, router: Router, ctx: Any = None) -> Parsed:
+def parse_uvicorn(text: str, router: Router, ctx: Any = None, docs: HttpDocuments | None = None
+                  ) -> Parsed | dict[str, Any]:
     m = _UVICORN.fullmatch(text)
     if m is None:
         raise ParseError("not a uvicorn access log line")
     when, client, request, status = m.groups()
-    f: dict[str, Any] = {"status": status_code(status)}
+    code = status_code(status)
+    f: dict[str, Any] = {"status": code}
+    zone = None
     if when is not None:
         when = when.replace(",", ".").replace("/", "-", 2)
         try:
@@ -139,6 +167,12 @@ def parse_uvicorn(text: str, router: Router, ctx: Any = None) -> Parsed:
         host = client[1:].partition("]")[0]
     elif client.count(":") == 1:
         host = client.partition(":")[0]
+    if docs is not None and when is not None:
+        split = split_request_line(request)
+        if split is not None:
+            method, target, version = split
+            return docs.document(f["ts"], method, target, version, code, None, None if host == "-" else host,
+                                 None, None, None, None, text, zone)
     if is_ip(host):
         f["ip"] = host
     elif host != "-":

@@ -128,7 +128,7 @@ def _canonical_fast(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return raw, model
 
 
-def parse_canonical(text: str, router: Router, ctx: Any = None) -> Parsed:
+def parse_canonical(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
     raw = _load(text)
     if "@timestamp" not in raw and "timestamp" in raw:
         raw["@timestamp"] = raw.pop("timestamp")
@@ -209,7 +209,7 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
+def parse_databricks(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
     """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
     record = _load(text)
     service = _str_or_none(_pick(record, "serviceName", "service_name", "ServiceName"), "serviceName")
@@ -260,7 +260,7 @@ def parse_databricks(text: str, router: Router, ctx: Any = None) -> Parsed:
 _PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:[^:]*:model-package/([^/]+)/(\d+)$")
 
 
-def parse_cloudtrail(text: str, router: Router, ctx: Any = None) -> Parsed:
+def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
     record = _load(text)
     if "Records" in record and "eventName" not in record:
         raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",

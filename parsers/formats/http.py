@@ -80,22 +80,63 @@ def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: Mapping[
     return model
 
 
+# What a request line gives, by (method, target, failed): the route, path, query, artifact path
+# and model its target names. Registries answer the same few hundred requests all day (the same
+# model fetched, the same health check), so they are worked out once; a bounded cache (cleared
+# past REQUEST_CACHE_LIMIT entries, targets longer than REQUEST_CACHE_TARGET not kept): at most
+# about 4096 * 1.5 KB = 6 MB, typically well under 1 MB, per route table.
+REQUEST_CACHE_LIMIT = 4096
+REQUEST_CACHE_TARGET = 512
+_Request = tuple[Route, str, str | None, str | None, dict[str, Any] | None]
+
+
+def _copy_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A cached model as a document's own: its ``tag`` object too (documents never share them)."""
+    copied = dict(model)
+    if "tag" in copied:
+        copied["tag"] = dict(copied["tag"])
+    return copied
+
+
 def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
                  body: str | None = None) -> tuple[Route, bool]:
     """Split the request target, route it, and pull model fields from query and body.
 
     Returns the route and whether the request failed (status >= 400).
     """
-    path, sep, query = target.partition("?")
+    status = f.get("status")
+    failed = status is not None and status >= 400
+    if body and body[:1] == "{":  # the body names the model: not cached
+        request = _request(method, target, router, failed, body)
+    else:
+        cache: dict[tuple[str, str, bool], _Request] = router.requests
+        key = (method, target, failed)
+        request = cache.get(key)  # type: ignore[assignment]
+        if request is None:
+            request = _request(method, target, router, failed, None)
+            if len(target) <= REQUEST_CACHE_TARGET:
+                if len(cache) >= REQUEST_CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = request
+    route, path, query, artifact, model = request
     f["method"] = method
     f["path"] = path
-    if sep:
+    if query is not None:
         f["query"] = query
+    if artifact is not None:
+        f["artifact_path"] = artifact
+    if model:
+        f["model"] = _copy_model(model)
+    return route, failed
+
+
+def _request(method: str, target: str, router: Router, failed: bool, body: str | None) -> _Request:
+    path, sep, query = target.partition("?")
     route, artifact = router.http(method, path)
     if artifact is not None:
-        f["artifact_path"] = unquote(artifact)
-    if route.kind != "access" or f.get("status", 0) >= 400:
-        model: dict[str, Any] = {}
+        artifact = unquote(artifact)
+    model: dict[str, Any] = {}
+    if route.kind != "access" or failed:
         if body and body[:1] == "{":
             try:
                 parsed = json_loads(body)  # a body with a lone surrogate names no model
@@ -110,10 +151,7 @@ def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
                     model.setdefault(key, value)
             else:
                 model = from_query
-        if model:
-            f["model"] = model
-    status = f.get("status")
-    return route, status is not None and status >= 400
+    return route, path, query if sep else None, artifact, model or None
 
 
 def query_pairs(query: str, wanted: Mapping[str, str] | None = None) -> list[tuple[str, str]]:

@@ -7,14 +7,17 @@ model on writes (``{"name": "fraud-detector", "version": "2"}``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed, _request
-from parsers.formats.http import fill_request, is_ip, load_json_object, seconds_to_ns
+from parsers.formats.http import fill_request, is_ip, load_json_object, seconds_to_ns, split_request_line
 from parsers.routes import Router
 from parsers.timestamps import parse_any
 from parsers.values import long_value, status_code
+
+if TYPE_CHECKING:
+    from parsers.http_documents import HttpDocuments
 
 DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
     "ts": ("time_iso8601", "@timestamp", "timestamp", "time", "time_local", "msec"),
@@ -90,50 +93,112 @@ def _text(value: Any, name: str) -> str | None:
     raise ParseError(f"wrong field type: {name} is a {type(value).__name__}", "wrong_type")
 
 
-def parse_nginx_json(text: str, router: Router, ctx: Any) -> Parsed:
-    field_map: dict[str, str] = ctx.field_map
+# The fields in the order a line's values are read (an error names the first bad one)
+_FIELDS = ("ts", "status", "bytes", "ip", "user", "ua", "referrer", "request_time", "upstream_time", "body",
+           "request", "method", "uri", "args")
+Steps = tuple[tuple[str | None, tuple[str, ...]], ...]
+
+
+def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps:
+    """For each field (``_FIELDS``), the key the input's ``field_map`` names for it, else the usual
+    names this record's shape has: made once per shape and input (``_plan``), kept on the context."""
+    shape = tuple(record)
+    steps_by_shape = ctx.__dict__.get("_json_steps")
+    if steps_by_shape is None:
+        steps_by_shape = {}
+        object.__setattr__(ctx, "_json_steps", steps_by_shape)
+    steps = steps_by_shape.get(shape)
+    if steps is None:
+        plan = _plan(record)
+        steps = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
+        if len(steps_by_shape) >= _PLAN_LIMIT:
+            steps_by_shape.clear()
+        steps_by_shape[shape] = steps
+    return steps
+
+
+def _values(record: dict[str, Any], steps: Steps) -> list[Any]:
+    """Each field's value (``_get`` for every field at once)."""
+    values: list[Any] = []
+    for mapped, keys in steps:
+        if mapped is not None:
+            values.append(record.get(mapped))
+            continue
+        for key in keys:
+            value = record[key]
+            if value is not None and value != "" and value != "-":
+                values.append(value)
+                break
+        else:
+            values.append(None)
+    return values
+
+
+def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | None = None
+                     ) -> Parsed | dict[str, Any]:
+    """A line's fields (or, given ``docs``, its finished document when the line has the usual shape)."""
     record = load_json_object(text)
-    plan = _plan(record)
-    when = _get(record, "ts", field_map, plan)
+    (when, status, size, ip, user, ua, referrer, timing, upstream, body, request, method, uri,
+     args) = _values(record, _steps(record, ctx.field_map, ctx))
     if when is None:
         raise ParseError("no timestamp key (time_iso8601, time_local, ...)", "missing_field")
     try:
-        f: dict[str, Any] = {"ts": parse_any(when)}
+        ts = parse_any(when)
     except (ValueError, KeyError, IndexError, OverflowError, OSError) as exc:
         raise ParseError(f"bad timestamp {when!r}: {exc}", "bad_timestamp") from None
-    status = _get(record, "status", field_map, plan)
     if status is None:
         raise ParseError("no status key", "missing_field")
-    f["status"] = status_code(status)
-    if (size := _int(_get(record, "bytes", field_map, plan), "body_bytes_sent")) is not None:
-        f["bytes"] = size
-    if (ip := _text(_get(record, "ip", field_map, plan), "remote_addr")) is not None:
-        f["ip" if is_ip(ip) else "source_address"] = ip
-    if user := _text(_get(record, "user", field_map, plan), "remote_user"):
-        f["user"] = user
-    if ua := _text(_get(record, "ua", field_map, plan), "http_user_agent"):
-        f["ua"] = ua
-    if referrer := _text(_get(record, "referrer", field_map, plan), "http_referer"):
-        f["referrer"] = referrer
-    timing = _get(record, "request_time", field_map, plan)
+    code = status_code(status)
+    size = _int(size, "body_bytes_sent")
+    if ip is not None and ip.__class__ is not str:
+        ip = _text(ip, "remote_addr")
+    if user is not None and user.__class__ is not str:
+        user = _text(user, "remote_user")
+    if ua is not None and ua.__class__ is not str:
+        ua = _text(ua, "http_user_agent")
+    if referrer is not None and referrer.__class__ is not str:
+        referrer = _text(referrer, "http_referer")
     if timing is None:
-        timing = _get(record, "upstream_time", field_map, plan)
+        timing = upstream
     try:
         duration = seconds_to_ns(timing if not isinstance(timing, str) else timing.strip())
     except (ValueError, TypeError):
         raise ParseError(f"wrong field type: request_time={timing!r}", "wrong_type") from None
+    if body is not None and body.__class__ is not str:
+        body = _text(body, "request_body")
+    if request is not None and request.__class__ is not str:
+        request = _text(request, "request")
+    if docs is not None:
+        if request is not None:
+            if not body and (split := split_request_line(request)) is not None:
+                return docs.document(ts, split[0], split[1], split[2], code, size, ip, user, referrer or None, ua,
+                                     duration, text)
+        elif (method.__class__ is str and uri.__class__ is str and (args is None or args.__class__ is str)
+              and not (body and body[:1] == "{")):  # (a body that names no model is not read)
+            target = uri if "?" in uri or not args else f"{uri}?{args}"
+            return docs.document(ts, method.upper(), target, None, code, size, ip, user, referrer or None, ua,
+                                 duration, text)
+    f: dict[str, Any] = {"ts": ts, "status": code}
+    if size is not None:
+        f["bytes"] = size
+    if ip is not None:
+        f["ip" if is_ip(ip) else "source_address"] = ip
+    if user:
+        f["user"] = user
+    if ua:
+        f["ua"] = ua
+    if referrer:
+        f["referrer"] = referrer
     if duration is not None:
         f["duration_ns"] = duration
-    body = _text(_get(record, "body", field_map, plan), "request_body")
-    request = _text(_get(record, "request", field_map, plan), "request")
     if request is not None:
         route, failed = _request(f, request, router) if not body else _with_body(f, request, router, body)
         return route, failed, f
-    method = _text(_get(record, "method", field_map, plan), "request_method")
-    uri = _text(_get(record, "uri", field_map, plan), "request_uri")
+    method = _text(method, "request_method")
+    uri = _text(uri, "request_uri")
     if method is None or uri is None:
         raise ParseError("no request (or request_method and request_uri) key", "missing_field")
-    args = _text(_get(record, "args", field_map, plan), "args")
+    args = _text(args, "args")
     target = uri if "?" in uri or not args else f"{uri}?{args}"
     route, failed = fill_request(f, method.upper(), target, router, body)
     return route, failed, f

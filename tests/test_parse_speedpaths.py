@@ -1,0 +1,141 @@
+"""The parsers' fast paths give byte for byte the documents of their reference paths (#31).
+
+HTTP access lines of the usual shape are built in one step from cached request signatures
+(``parsers.http_documents``), canonical audit records of the schema's own types skip pydantic.
+Each test parses generated lines both ways: the fast side is one parser whose caches have seen
+every earlier example (a cache that let one line's value into another line's document would
+show here), the reference a fresh parser with fresh caches and no fast path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import parsers.formats.audit as audit_format
+from parsers import LineParser, ParseContext
+from parsers.routes import Router, builtin
+
+PROBE_UA = "regwatch-probe/1.0"
+TARGETS = ["/health", "/", "/api/2.0/mlflow/registered-models/get?name=m", "/api/2.0/mlflow/registered-models/get",
+           "/api/2.0/mlflow/model-versions/get?name=m&version=2", "/api/2.0/mlflow/model-versions/create",
+           "/api/2.0/mlflow/registered-models/alias?name=m&alias=champion", "/api/2.0/mlflow/runs/get?run_id=1",
+           "/ajax-api/2.0/mlflow/registered-models/search?filter=a%20b", "/api/2.0/mlflow/logged-models/m-4b6a",
+           "/get-artifact?path=model%2FMLmodel&run_uuid=1", "/api/2.0/mlflow/model-versions/get-download-uri?name=x",
+           "/model-versions/get-artifact?path=MLmodel&name=m&version=1", "/x?", "/api/2.0/mlflow/registered-models/"
+           "set-tag?name=m&key=k&value=v", "/api/2.0/mlflow-artifacts/artifacts/1/model/MLmodel"]
+word = st.text(st.sampled_from("abcXYZ09.-_/:@ %é"), min_size=1, max_size=12)
+optional = st.one_of(st.none(), st.just("-"), word)
+ip = st.sampled_from(["127.0.0.1", "10.0.0.5", "::1", "2001:db8::1", "-", "host.example", "300.1.1.1"])
+status = st.sampled_from([200, 201, 204, 301, 400, 401, 403, 404, 429, 500, 502, 503])
+target = st.one_of(st.sampled_from(TARGETS), st.builds(lambda a, b: f"{a}?{b}", st.sampled_from(TARGETS), word))
+method = st.sampled_from(["GET", "POST", "DELETE", "PATCH", "PUT"])
+agent = st.one_of(st.just("-"), st.just(PROBE_UA), st.just("mlflow-python-client/3.17.2"), word)
+second = st.integers(min_value=0, max_value=59)
+
+
+def _encoded(parser: LineParser, line: bytes) -> bytes:
+    return orjson.dumps(parser.parse(line, read_at="2026-11-25T00:00:00.000Z"))
+
+
+def _reference(fmt: str, **ctx: Any) -> LineParser:
+    table = {"nginx": "mlflow", "gunicorn": "mlflow", "uvicorn": "mlflow", "nginx-json": "mlflow", "audit": "mlflow"}
+    parser = LineParser(ParseContext(format=fmt, **ctx), Router(builtin(table[fmt]).table))  # caches of its own
+    parser.docs = None  # the general path: fields, then events.event_document
+    return parser
+
+
+FAST: dict[tuple[str, bool], LineParser] = {}
+
+
+def _fast(fmt: str, keep_original: bool) -> LineParser:
+    key = (fmt, keep_original)
+    if key not in FAST:  # one per format for the whole module: its caches see every example
+        FAST[key] = LineParser(ParseContext(format=fmt, keep_original=keep_original, namespace="prod"))
+    return FAST[key]
+
+
+@pytest.mark.parametrize("fmt", ["nginx", "gunicorn"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), keep=st.booleans())
+def test_access_lines_built_in_one_step_are_the_reference_documents(fmt: str, data: st.DataObject,
+                                                                     keep: bool) -> None:
+    tail = data.draw(st.sampled_from(["", ' rt=0.126 uct="0.000" urt="0.125"', " rt=1.5", ' urt="0.1, 0.2"',
+                                      ' request_time="0.3"', " extra"]))
+    size = data.draw(st.one_of(st.just("-"), st.integers(min_value=0, max_value=10**6).map(str)))
+    line = (f'{data.draw(ip)} - {data.draw(optional) or "-"} [24/Nov/2026:23:55:{data.draw(second):02d} +0100] '
+            f'"{data.draw(method)} {data.draw(target)} HTTP/1.1" {data.draw(status)} {size} '
+            f'"{data.draw(optional) or "-"}" "{data.draw(agent)}"{tail}').encode()
+    assert _encoded(_fast(fmt, keep), line) == _encoded(_reference(fmt, keep_original=keep, namespace="prod"), line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), keep=st.booleans())
+def test_uvicorn_lines_built_in_one_step_are_the_reference_documents(data: st.DataObject, keep: bool) -> None:
+    prefix = data.draw(st.sampled_from(["", "2026-11-25 20:07:06,123 INFO uvicorn.access: ",
+                                        "2026-11-25T20:07:06Z [1] [INFO] ", "2026/11/25 21:09:23 INFO:     "]))
+    client = data.draw(st.sampled_from(["127.0.0.1:5", "[::1]:40001", "-", "host:1", "10.0.0.1"]))
+    line = (f'{prefix}{client} - "{data.draw(method)} {data.draw(target)} HTTP/1.1" {data.draw(status)} OK').encode()
+    assert _encoded(_fast("uvicorn", keep), line) == _encoded(_reference("uvicorn", keep_original=keep,
+                                                                          namespace="prod"), line)
+
+
+json_value = st.one_of(st.none(), st.just(""), st.just("-"), word, st.integers(min_value=-5, max_value=10**6),
+                       st.booleans(), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), keep=st.booleans())
+def test_nginx_json_lines_built_in_one_step_are_the_reference_documents(data: st.DataObject, keep: bool) -> None:
+    record: dict[str, Any] = {"time_iso8601": f"2026-11-25T20:07:{data.draw(second):02d}+00:00",
+                              "status": data.draw(st.one_of(status, status.map(str)))}
+    if data.draw(st.booleans()):
+        record["request"] = f"{data.draw(method)} {data.draw(target)} HTTP/1.1"
+    else:
+        record["request_method"] = data.draw(st.one_of(method, method.map(str.lower), json_value))
+        record["request_uri"] = data.draw(st.one_of(target, json_value))
+        record["args"] = data.draw(st.one_of(json_value, st.just("name=m")))
+    for key in ("remote_addr", "remote_user", "http_user_agent", "http_referer", "body_bytes_sent", "request_time",
+                "upstream_response_time", "request_body"):
+        if data.draw(st.booleans()):
+            record[key] = data.draw(st.one_of(json_value, ip, agent, st.just('{"name": "m", "version": "3"}')))
+    line = json.dumps(record).encode()
+    assert _encoded(_fast("nginx-json", keep), line) == _encoded(_reference("nginx-json", keep_original=keep,
+                                                                             namespace="prod"), line)
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=st.fixed_dictionaries(
+    {"@timestamp": st.one_of(st.just("2026-11-25T20:07:06Z"), st.integers(min_value=0, max_value=2**64),
+                             st.floats(min_value=0, max_value=2e12), json_value),
+     "entity": st.one_of(st.just("model_version"), st.just(""), json_value),
+     "action": st.one_of(st.just("created"), json_value)},
+    optional={key: json_value for key in ("platform", "delivery_id", "user", "user_email", "source_ip", "user_agent",
+                                         "workspace", "error_code", "error_message", "status_code", "outcome")}
+    | {"model": st.one_of(json_value, st.dictionaries(st.sampled_from(["name", "version", "alias", "stage", "x"]),
+                                                      json_value, max_size=4)),
+       "tags": st.one_of(json_value, st.dictionaries(word, st.one_of(word, json_value), max_size=2))}))
+def test_canonical_records_of_the_schemas_types_skip_pydantic_with_the_same_document(
+        record: dict[str, Any]) -> None:
+    line = json.dumps(record).encode()
+    fast = _encoded(_fast("audit", False), line)
+    real = audit_format._canonical_fast
+    audit_format._canonical_fast = lambda raw: None  # every record through CanonicalAudit
+    try:
+        reference = _encoded(_reference("audit", namespace="prod"), line)
+    finally:
+        audit_format._canonical_fast = real
+    assert fast == reference
+
+
+@pytest.mark.parametrize("args", [True, 0, 7, 1.5, "", "name=m", None, {"a": 1}])
+@pytest.mark.parametrize("uri", ["/api/2.0/mlflow/registered-models/get", "/api/2.0/mlflow/registered-models/get?x=1"])
+def test_nginx_json_method_and_uri_with_args_of_any_type_are_the_reference_documents(args: Any, uri: str) -> None:
+    line = json.dumps({"time_iso8601": "2026-11-25T20:07:06+00:00", "status": 200, "request_method": "get",
+                       "request_uri": uri, "args": args}).encode()
+    assert _encoded(_fast("nginx-json", False), line) == _encoded(_reference("nginx-json", namespace="prod"), line)
