@@ -10,7 +10,14 @@
    line. Goals (issue #31): >= 0.95, <= 7 us per line.
 2. Latency: line written to event searchable, p50 and p99, daemon mode, 400 lines/s for 15 s.
    Goal: p99 < 1.1 s (the node refreshes every second).
-3. Peak RSS of ``regwatch ship --once`` over each backlog of ``--backlogs`` lines, and its growth
+3. Against rsyslog's ``omelasticsearch`` (Debian's ``rsyslog`` and ``rsyslog-elasticsearch``), which
+   parses nothing: the same lines, the same node, bulk mode with the same batch size, ``rsyslogd -n``
+   run by the bench itself (its own configuration, pid file and work folder; the system service is
+   left alone), imfile reading the bench's file from its start. Timed from its start to its last
+   line searchable, before and after the shipper's runs (rsyslog, shipper, shipper, rsyslog);
+   printed with the worse of the two ratios (goal: >= 1.0 in every run). Skipped, saying so, when
+   rsyslogd or its omelasticsearch module is not installed.
+4. Peak RSS of ``regwatch ship --once`` over each backlog of ``--backlogs`` lines, and its growth
    from the smallest backlog to the largest. Goals: < 100 MB, flat (growth <= 1.1). A backlog of
    10,000,000 lines (2 GB of log) takes minutes to write and ship: pass it when there is time.
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +36,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from workload import access_line, config_file, config_for
 
@@ -73,7 +82,70 @@ def ceiling(client, bodies: list[bytes]) -> float:
     return docs / (time.perf_counter() - started)
 
 
-def throughput(es_url: str, workdir: Path, count: int) -> None:
+RSYSLOG_MODULE = Path("/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so")
+RSYSLOG_CONF = """
+global(workDirectory="{work}")
+module(load="imfile" mode="inotify")
+module(load="omelasticsearch")
+template(name="bench_doc" type="string"
+         string="{{\\"@timestamp\\":\\"%timereported:::date-rfc3339%\\",\\"message\\":\\"%msg:::json%\\"}}")
+ruleset(name="to_es") {{
+  action(type="omelasticsearch" server="{host}" serverport="{port}" template="bench_doc" searchIndex="{index}"
+         bulkmode="on" maxbytes="5m" esVersion.major="8" queue.type="linkedList" queue.size="20000"
+         queue.dequeueBatchSize="{batch}" action.resumeRetryCount="-1" errorFile="{work}/errors.json")
+}}
+input(type="imfile" File="{log}" Tag="bench" ruleset="to_es" freshStartTail="off")
+"""
+
+
+def rsyslog_available() -> str | None:
+    """Why rsyslog cannot be compared here; None when it can."""
+    if shutil.which("rsyslogd") is None:
+        return "rsyslogd not installed (apt-get install rsyslog rsyslog-elasticsearch)"
+    if not RSYSLOG_MODULE.exists() and not list(Path("/usr/lib").glob("*/rsyslog/omelasticsearch.so")):
+        return "omelasticsearch not installed (apt-get install rsyslog-elasticsearch)"
+    return None
+
+
+def rsyslog_rate(client, es_url: str, workdir: Path, log: Path, count: int, timeout_s: float = 600) -> float:
+    """Lines/s of rsyslogd (imfile -> omelasticsearch, bulk mode) from its start to the last line searchable.
+
+    Its own process, configuration, pid file and work folder (imfile's state): the system service,
+    if any, is not touched. The index is the bench's own and is deleted afterwards.
+    """
+    work = workdir / ("rsyslog-" + uuid.uuid4().hex[:8])
+    work.mkdir()
+    index = "regwatch-bench-rsyslog-" + uuid.uuid4().hex[:8]
+    url = urlsplit(es_url)
+    conf = work / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(work=work, host=url.hostname, port=url.port or 9200, index=index,
+                                        batch=BATCH, log=log))
+    started = time.perf_counter()
+    child = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = 0
+    try:
+        while time.perf_counter() - started < timeout_s and child.poll() is None:
+            try:
+                client.indices.refresh(index=index)
+                done = client.count(index=index)["count"]
+            except Exception:  # noqa: BLE001 - the index appears with rsyslog's first bulk
+                done = 0
+            if done >= count:
+                break
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+    finally:
+        child.terminate()
+        output = child.communicate(timeout=30)[0].decode(errors="replace")
+        client.options(ignore_status=404).indices.delete(index=index)
+    errors = work / "errors.json"
+    assert done >= count, (f"rsyslog indexed {done} of {count} lines: {output[-500:]} "
+                           f"{errors.read_text()[:500] if errors.exists() else ''}")
+    return count / elapsed
+
+
+def throughput(es_url: str, workdir: Path, count: int, rsyslog: bool = True) -> None:
     log = workdir / "throughput.log"
     write_lines(log, count, start=10_000_000)
     client = client_from_config(config_for(workdir, es_url, "bench", [str(log)]), bulk=True)
@@ -83,6 +155,10 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
     for warmup in warmups:  # the JVM warms up (a fresh node runs the first set at 3/4 of its pace)
         ceiling(client, warmup)
     before = ceiling(client, first)
+    why_not = rsyslog_available() if rsyslog else "--skip-rsyslog"
+    rsyslog_rates: list[float] = []
+    if why_not is None:
+        rsyslog_rates.append(rsyslog_rate(client, es_url, workdir, log, count))
     ship_rates: list[float] = []
     cpu_us: list[float] = []  # the shipper's CPU (all its threads) per line
     for attempt in range(2):  # the shipper, like the node, gets its best of two runs
@@ -94,6 +170,8 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
         ship_rates.append(count / (time.perf_counter() - started))
         cpu_us.append((time.process_time() - cpu) / count * 1e6)
         assert summary.events == count, summary.line()
+    if why_not is None:
+        rsyslog_rates.append(rsyslog_rate(client, es_url, workdir, log, count))
     after = ceiling(client, second)
     # Node, shipper, shipper, node (ABBA): a node still speeding up (or slowing down) over the
     # run weighs the same on both sides of the ratio of the means.
@@ -104,6 +182,16 @@ def throughput(es_url: str, workdir: Path, count: int) -> None:
           f"  shipper_mean={ship_rate:,.0f} events/s ({', '.join(f'{r:,.0f}' for r in ship_rates)})"
           f"  ratio={ship_rate / bulk_rate:.2f} (goal >= 0.95)"
           f"  shipper_cpu={min(cpu_us):.1f} us/line (goal <= 7)", flush=True)
+    if why_not is not None:
+        print(f"rsyslog: skipped ({why_not})", flush=True)
+        return
+    # rsyslog, shipper, shipper, rsyslog: each shipper run against the rsyslog run next to it,
+    # the worse pair is the figure (the goal holds in every run).
+    ratios = [ship_rates[0] / rsyslog_rates[0], ship_rates[1] / rsyslog_rates[1]]
+    print(f"rsyslog: lines={count} omelasticsearch bulkmode={', '.join(f'{r:,.0f}' for r in rsyslog_rates)} lines/s"
+          f"  shipper={', '.join(f'{r:,.0f}' for r in ship_rates)} events/s  ratios="
+          f"{', '.join(f'{r:.2f}' for r in ratios)}  worst_ratio={min(ratios):.2f} (goal >= 1.0 in every run)",
+          flush=True)
 
 
 def latency(es_url: str, workdir: Path, rate: int = 400, seconds: int = 15) -> None:
@@ -201,13 +289,14 @@ def main() -> None:
     args.add_argument("--skip-rss", action="store_true")
     args.add_argument("--skip-latency", action="store_true")
     args.add_argument("--skip-throughput", action="store_true")
+    args.add_argument("--skip-rsyslog", action="store_true", help="no comparison with rsyslog's omelasticsearch")
     options = args.parse_args()
     configure("WARNING", json=True)
     node = localnode.up()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not options.skip_throughput:
-            throughput(node.url, workdir, options.lines)
+            throughput(node.url, workdir, options.lines, rsyslog=not options.skip_rsyslog)
         if not options.skip_latency:
             latency(node.url, workdir)
         if not options.skip_rss:
