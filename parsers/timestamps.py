@@ -20,6 +20,7 @@ _MONTHS = {m: i for i, m in enumerate(
 _CACHE_LIMIT = 4096
 _clf_cache: dict[str, str] = {}
 _iso_cache: dict[str, str] = {}
+_epoch_cache: dict[float, str] = {}
 
 
 def parse_clf(text: str) -> str:
@@ -61,15 +62,28 @@ def parse_epoch(value: float | int) -> str:
 
 
 def parse_any(value: object) -> str:
-    """A timestamp field of a JSON record: number (epoch) or ISO string."""
-    if value.__class__ is str:
-        cached = _iso_cache.get(value)
+    """A timestamp field of a JSON record: number (epoch) or ISO string.
+
+    Strings and numbers are cached alike (a Databricks record's epoch milliseconds repeat as an
+    ISO string does): numbers apart, as 1 and 1.0 are one key (and one instant)."""
+    cls = value.__class__
+    if cls is str:
+        cached = _iso_cache.get(value)  # type: ignore[call-overload]
         if cached is not None:
             return cached
         result = _parse_any(value)
         if len(_iso_cache) >= _CACHE_LIMIT:
             _iso_cache.clear()
-        _iso_cache[value] = result
+        _iso_cache[value] = result  # type: ignore[index]
+        return result
+    if cls is int or cls is float:
+        cached = _epoch_cache.get(value)  # type: ignore[call-overload]
+        if cached is not None:
+            return cached
+        result = _parse_any(value)
+        if len(_epoch_cache) >= _CACHE_LIMIT:
+            _epoch_cache.clear()
+        _epoch_cache[value] = result  # type: ignore[index]
         return result
     return _parse_any(value)
 
