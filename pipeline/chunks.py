@@ -20,9 +20,11 @@ from operator import attrgetter
 from typing import Any
 
 from pipeline.reader import FileSource
-from pipeline.sink import Item
+from pipeline.sink import Expected, Item
 
-_KIND, _REASON, _BODY = attrgetter("kind"), attrgetter("reason"), attrgetter("body")
+_BODY = attrgetter("body")
+# What the counters of a delivered line depend on: one tuple per line, counted in C.
+_TALLY = attrgetter("kind", "reason", "model", "call", "verify")
 QUEUE_CHUNK = 250  # items travel the queue in lists: one lock round trip per chunk, not per line
 
 
@@ -35,6 +37,9 @@ class Chunk:
     ends: dict[str, tuple[FileSource, int]]
     kinds: Counter[str]
     reasons: Counter[str]
+    models: Counter[tuple[str, str]]  # (kind, model name) of the lines naming a model
+    calls: Counter[tuple[str, str, str]]  # (kind, failure, source) of users' registry calls
+    verify: bool  # some line was read again after a restart: look for it before indexing
 
     @classmethod
     def of(cls, items: list[Item]) -> Chunk:
@@ -46,10 +51,23 @@ class Chunk:
             previous = item
         if previous is not None:
             ends[previous.ack[0].identity.key] = previous.ack
-        kinds = Counter(map(_KIND, items))
-        reasons = Counter(reason for reason in map(_REASON, items) if reason is not None) if "deadletter" in kinds \
-            else Counter()
-        return cls(items, sum(map(len, map(_BODY, items))), ends, kinds, reasons)
+        # The reader thread counts what the writer reports once the batch is acknowledged: the
+        # writer then walks no item (it waits for the node meanwhile, the node for it after).
+        kinds: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        models: Counter[tuple[str, str]] = Counter()
+        calls: Counter[tuple[str, str, str]] = Counter()
+        verify = False
+        for (kind, reason, model, call, check), count in Counter(map(_TALLY, items)).items():
+            kinds[kind] += count
+            if reason is not None:
+                reasons[reason] += count
+            if model is not None:
+                models[kind, model] += count
+            if call is not None:
+                calls[(kind, *call)] += count
+            verify = verify or check is not None
+        return cls(items, sum(map(len, map(_BODY, items))), ends, kinds, reasons, models, calls, verify)
 
 
 class ChunkQueue:
@@ -106,6 +124,20 @@ class ChunkQueue:
     def empty(self) -> bool:
         with self._lock:
             return not self._items
+
+
+def expected(batch: list[Chunk]) -> Expected:
+    """What a batch of chunks holds, from their counts: the sink's report if it is taken whole."""
+    kinds: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    models: Counter[tuple[str, str]] = Counter()
+    calls: Counter[tuple[str, str, str]] = Counter()
+    for chunk in batch:
+        kinds.update(chunk.kinds)
+        reasons.update(chunk.reasons)
+        models.update(chunk.models)
+        calls.update(chunk.calls)
+    return Expected(kinds, reasons, models, calls, any(chunk.verify for chunk in batch))
 
 
 def furthest_ends(batch: list[Chunk]) -> dict[str, tuple[FileSource, int]]:

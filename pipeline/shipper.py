@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pipeline.checkpoint import CheckpointStore, lag
-from pipeline.chunks import QUEUE_CHUNK, Chunk, ChunkQueue, furthest_ends
+from pipeline.chunks import QUEUE_CHUNK, Chunk, ChunkQueue, expected, furthest_ends
 from pipeline.heartbeat import Heartbeat
 from pipeline.inputs import EnrichFn, MissingDuration, ShipInput, agent_fields, line_items
 from pipeline.interpreter import tune_interpreter
@@ -321,18 +321,15 @@ class Shipper:
                 return
 
     def _deliver(self, batch: list[Chunk]) -> bool:
-        items = [item for chunk in batch for item in chunk.items]
-        kinds: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
+        items: list[Item] = []
         for chunk in batch:
-            kinds.update(chunk.kinds)
-            reasons.update(chunk.reasons)
+            items.extend(chunk.items)
         ends = furthest_ends(batch)
         reserved = [self.store.reserve(source.identity, end, source.path, SENT_AHEAD_BYTES)
                     for source, end in ends.values()]
         if any(reserved):  # on disk before the request leaves: a crash after it knows what to verify
             self.store.save()
-        report = self.sink.deliver(items, give_up=self._give_up, expected=(kinds, reasons))
+        report = self.sink.deliver(items, give_up=self._give_up, expected=expected(batch))
         summary = self.summary
         summary.indexed.update(report.indexed)
         summary.deadletters.update(report.deadletters)
