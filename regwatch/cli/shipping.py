@@ -123,12 +123,14 @@ def parse(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     from pipeline.interpreter import tune_interpreter
-    from regwatch.config import valid_namespace
 
-    try:  # the shipper's own check: a namespace it would refuse prints no documents either
-        namespace = valid_namespace(namespace)
-    except ValueError as exc:
-        fail(f"--namespace {namespace!r}: {exc}", code=2)
+    if namespace != "default":  # (the default is valid: its check would cost a quarter of start-up)
+        from regwatch.config import valid_namespace
+
+        try:  # the shipper's own check: a namespace it would refuse prints no documents either
+            namespace = valid_namespace(namespace)
+        except ValueError as exc:
+            fail(f"--namespace {namespace!r}: {exc}", code=2)
     parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
     tune_interpreter()  # the shipper's hot-path settings: rare garbage collections
     counts: Counter[str] = Counter()
@@ -140,12 +142,14 @@ def parse(
             fail(f"{path}: {exc.strerror or exc}", code=2)
         with stream:
             block: list[bytes] = []
+            append = block.append
+            parse_encoded = parser.parse_encoded
             for line in stream:
-                doc, encoded = parser.parse_encoded(line)
+                doc, encoded = parse_encoded(line)
                 if validate:
                     validate_document(doc)
                 counts[doc["data_stream"]["dataset"]] += 1
-                block.append(encoded)
+                append(encoded)
                 if len(block) == 128:  # larger joins cost more than they save (fresh pages each)
                     out.write(b"".join(block))
                     block.clear()
