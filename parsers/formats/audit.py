@@ -313,19 +313,27 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
     if "Records" in record and "eventName" not in record:
         raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",
                          "bundle")
-    name = _str_or_none(record.get("eventName"), "eventName")
+    name = record.get("eventName")
+    if name is not None and name.__class__ is not str:
+        name = _str_or_none(name, "eventName")
     when = record.get("eventTime")
     if not name or when is None:
         raise ParseError("not a CloudTrail record (eventName, eventTime)", "missing_field")
-    source = _str_or_none(record.get("eventSource"), "eventSource")
+    source = record.get("eventSource")
+    if source is not None and source.__class__ is not str:
+        source = _str_or_none(source, "eventSource")
     route = None
     if router.table.event_source is None or source == router.table.event_source:
         route = router.audit(name)
     route = route or router.unknown_audit(name)
     f: dict[str, Any] = {"ts": _timestamp(when)}
-    params = _dict(record.get("requestParameters"), "requestParameters")
-    model = model_fields(params, router.audit_params)
-    response = _dict(record.get("responseElements"), "responseElements")
+    params = record.get("requestParameters")
+    if params.__class__ is not dict:
+        params = _dict(params, "requestParameters")
+    model = model_fields(params, router.audit_params) if params else {}
+    response = record.get("responseElements")
+    if response.__class__ is not dict:
+        response = _dict(response, "responseElements")
     package = model.pop("package", None) or _str_or_none(response.get("modelPackageArn"), "modelPackageArn")
     if package:
         if m := _PACKAGE_ARN.match(package):
@@ -335,31 +343,57 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
             model["name"] = package
     if model:
         f["model"] = model
-    identity = _dict(record.get("userIdentity"), "userIdentity")
-    user = _str_or_none(identity.get("userName"), "userIdentity.userName")
-    arn = _str_or_none(identity.get("arn"), "userIdentity.arn")
+    identity = record.get("userIdentity")
+    if identity.__class__ is not dict:
+        identity = _dict(identity, "userIdentity")
+    user = identity.get("userName")
+    if user is not None and user.__class__ is not str:
+        user = _str_or_none(user, "userIdentity.userName")
+    arn = identity.get("arn")
+    if arn is not None and arn.__class__ is not str:
+        arn = _str_or_none(arn, "userIdentity.arn")
     if not user and arn:
         user = arn.rsplit("/", 1)[-1]
     if user:
         f["user"] = user
-    if ip := _str_or_none(record.get("sourceIPAddress"), "sourceIPAddress"):
+    ip = record.get("sourceIPAddress")
+    if ip is not None and ip.__class__ is not str:
+        ip = _str_or_none(ip, "sourceIPAddress")
+    if ip:
         f["ip" if is_ip(ip) else "source_address"] = ip
-    if ua := _str_or_none(record.get("userAgent"), "userAgent"):
+    ua = record.get("userAgent")
+    if ua is not None and ua.__class__ is not str:
+        ua = _str_or_none(ua, "userAgent")
+    if ua:
         f["ua"] = ua
-    if event_id := _str_or_none(record.get("eventID"), "eventID"):
+    event_id = record.get("eventID")
+    if event_id is not None and event_id.__class__ is not str:
+        event_id = _str_or_none(event_id, "eventID")
+    if event_id:
         f["delivery_id"] = event_id
     if source:
         f["provider"] = source  # ECS event.provider: the AWS service, as Elastic's AWS integration says it
     cloud: dict[str, Any] = {"provider": "aws"}
-    if region := _str_or_none(record.get("awsRegion"), "awsRegion"):
+    region = record.get("awsRegion")
+    if region is not None and region.__class__ is not str:
+        region = _str_or_none(region, "awsRegion")
+    if region:
         cloud["region"] = region
-    if account := _str_or_none(record.get("recipientAccountId"), "recipientAccountId"):
+    account = record.get("recipientAccountId")
+    if account is not None and account.__class__ is not str:
+        account = _str_or_none(account, "recipientAccountId")
+    if account:
         cloud["account"] = {"id": account}
     f["cloud"] = cloud
-    code = _str_or_none(record.get("errorCode"), "errorCode")
+    code = record.get("errorCode")
+    if code is not None and code.__class__ is not str:
+        code = _str_or_none(code, "errorCode")
     if code:
         f["error_code"] = code
         f["error_type"] = "aws_error"
-        if message := _str_or_none(record.get("errorMessage"), "errorMessage"):
+        message = record.get("errorMessage")
+        if message is not None and message.__class__ is not str:
+            message = _str_or_none(message, "errorMessage")
+        if message:
             f["error_message"] = message
     return route, bool(code), f
