@@ -22,7 +22,7 @@ from contract.timestamps import now_iso
 from pipeline.docid import id_prefix
 from pipeline.reader import FileSource, Line
 from pipeline.scanner import InputSpec, path_text
-from pipeline.sink import DeadLetterFn, Item, make_item
+from pipeline.sink import DeadLetterFn, Item, item_of
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,8 @@ RETRIEVALS = "modelregistry.retrieval"
 # Told, once per run of lines of one file, how many of them were requests without a response time.
 NoDurationFn = Callable[["ShipInput", str, int], None]
 AGENT_TYPE = "regwatch"
+# What a line's replacement dead-letter (a document Elasticsearch refused) keeps of the document
+WHERE_FIELDS = ("log", "agent")
 
 
 @cache
@@ -156,20 +158,19 @@ def line_items(lines: list[Line], inputs: list[ShipInput], host: str, max_line_b
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     log.warning("retrieval_not_attributed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
         doc["event"]["ingested"] = ingested
-        log_fields = {"file": stamp.file, "offset": offset}
-        doc["log"] = log_fields
+        doc["log"] = {"file": stamp.file, "offset": offset}
         doc["agent"] = agent
-        where = {"log": log_fields, "agent": agent}
         doc_id = f"{stamp.id_prefix}{offset:x}"  # document_id(), its hash made once per file
         try:
-            item = make_item(doc, doc_id, raw, dead_letter=shipped.dead_letter, extra=where, ack=(source, line.end))
+            item = item_of(doc, doc_id, raw, shipped.dead_letter, WHERE_FIELDS, (source, line.end))
         except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
             # A value no parser should let through (parsers/values.py): the line still ships.
             log.error("unencodable_document", path=stamp.file["path"], offset=offset, error=str(exc))
             doc = shipped.dead_letter(raw, f"document not encodable: {exc}"[:500], "unencodable")
             doc["event"]["ingested"] = ingested
-            doc.update(where)
-            item = make_item(doc, doc_id, raw, extra=where, ack=(source, line.end))
+            doc["log"] = {"file": stamp.file, "offset": offset}
+            doc["agent"] = agent
+            item = item_of(doc, doc_id, raw, None, WHERE_FIELDS, (source, line.end))
         if offset < source.verify_below:
             item.verify = (stamp.file["fingerprint"], source.verify_below, offset, f"{stamp.legacy_prefix}{offset:x}")
         items.append(item)

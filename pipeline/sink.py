@@ -102,7 +102,9 @@ class Item:
     kind: str
     raw: bytes
     dead_letter: DeadLetterFn | None = None
-    extra: dict[str, Any] | None = None  # fields a replacement dead-letter keeps (log.*)
+    # Fields a replacement dead-letter keeps (log.*): the fields themselves, or the names of the
+    # top-level fields to take from the encoded document (a shipped line's: no dict per line).
+    extra: dict[str, Any] | tuple[str, ...] | None = None
     reason: str | None = None  # error.type of a dead-letter
     ack: Any = None  # opaque to the sink: what to checkpoint once acknowledged
     # Read again after a restart (or adopted by a copy): (file identity, the offset below which
@@ -131,6 +133,7 @@ class _Stream:
     index: str
     kind: str
     family: str
+    action: bytes  # the bulk action line up to the document's id
 
 
 _streams: dict[tuple[str, str, str], _Stream] = {}
@@ -152,17 +155,26 @@ def _stream(kind_type: str, dataset: str, namespace: str) -> _Stream:
     if stream is None:
         if len(_streams) > 1024:  # a handful in practice: kinds times namespaces
             _streams.clear()
-        stream = _streams[key] = _Stream(f"{kind_type}-{dataset}-{namespace}", streams.kind_of_dataset(dataset),
-                                         streams.pattern(namespace, kind_type=kind_type))
+        index = f"{kind_type}-{dataset}-{namespace}"
+        stream = _streams[key] = _Stream(index, streams.kind_of_dataset(dataset),
+                                         streams.pattern(namespace, kind_type=kind_type), _action(index))
     return stream
 
 
 def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: DeadLetterFn | None = None,
-              extra: dict[str, Any] | None = None, ack: Any = None) -> Item:
+              extra: dict[str, Any] | tuple[str, ...] | None = None, ack: Any = None) -> Item:
     """The item of a document, addressed to the data stream the document names (its
     ``data_stream`` fields, as the event contract has them)."""
+    return item_of(doc, doc_id, raw, dead_letter, extra, ack)
+
+
+def item_of(doc: dict[str, Any], doc_id: str, raw: bytes, dead_letter: DeadLetterFn | None,
+            extra: dict[str, Any] | tuple[str, ...] | None, ack: Any) -> Item:
+    """:func:`make_item` with positional arguments, for the shipper's loop over lines (a call with
+    keywords and the helpers it made cost a line more than its encoding)."""
     data_stream = doc["data_stream"]
-    stream = _stream(data_stream["type"], data_stream["dataset"], data_stream["namespace"])
+    key = (data_stream["type"], data_stream["dataset"], data_stream["namespace"])
+    stream = _streams.get(key) or _stream(*key)
     kind = stream.kind
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
     registry = doc.get("modelregistry") or {}
@@ -171,8 +183,9 @@ def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: Dead
     if kind in CALL_KINDS and not registry.get("synthetic"):
         call = (registry.get("failure") or "", "audit_trail" if registry.get("format") == AUDIT_TRAIL_FORMAT
                 else "others")
-    return Item(stream.index, doc_id, encode(stream.index, doc_id, doc), kind, raw, dead_letter, extra, reason, ack,
-                model=model.get("name") if isinstance(model, dict) else None, family=stream.family, call=call)
+    body = b"".join((stream.action, doc_id.encode(), b'"}}\n', orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)))
+    return Item(stream.index, doc_id, body, kind, raw, dead_letter, extra, reason, ack,
+                None, model.get("name") if isinstance(model, dict) else None, call, stream.family)
 
 
 @dataclass
@@ -389,6 +402,9 @@ class BulkSink:
                       raw=item.raw[:2048].decode("utf-8", "backslashreplace"))
             return None
         doc = item.dead_letter(item.raw, f"rejected by Elasticsearch: {reason}"[:2000], "index_rejected")
-        if item.extra:
+        if isinstance(item.extra, tuple):  # names: taken from the document as it was sent
+            sent = orjson.loads(item.body.partition(b"\n")[2])
+            doc.update({name: sent[name] for name in item.extra if name in sent})
+        elif item.extra:
             doc.update(item.extra)
         return make_item(doc, item.id, item.raw, ack=item.ack)

@@ -146,6 +146,37 @@ def test_mapping_rejection_becomes_a_deadletter_with_the_reason(es: Elasticsearc
     assert "status_code" in hit["_source"]["error"]["message"]
 
 
+def test_a_shipped_line_rejected_by_the_mapping_keeps_its_file_offset_and_agent(es: Elasticsearch,
+                                                                                namespace: str) -> None:
+    """The shipper's items name the fields a replacement dead-letter keeps instead of carrying a
+    copy of them per line (#31): they are taken from the document as it was sent."""
+    from parsers import LineParser, ParseContext
+    from pipeline.inputs import ShipInput, line_items
+    from pipeline.reader import FileSource, Line
+    from pipeline.scanner import InputSpec
+
+    parser = LineParser(ParseContext(namespace=namespace, format="nginx"))
+
+    def parse(raw: bytes) -> dict:
+        doc = parser.parse(raw)
+        doc["http"]["response"]["status_code"] = "not-a-number"  # will never map to a long
+        return doc
+
+    source = FileSource(0, "/var/log/nginx/access.log", 7, 8, Identity("ab" * 8, 7, 8))
+    shipped = ShipInput(InputSpec(index=0, paths=(source.path,)), parse, parser.dead_letter, "0:nginx")
+    (item,) = line_items([Line(source, 4096, 4096 + len(line(9)), line(9))], [shipped], "host-a", 1 << 20,
+                         agent={"type": "regwatch", "version": "1", "id": "shipper-a", "name": "host-a"})
+    report = BulkSink(es, ShipperMetrics()).deliver([item])
+    assert report.complete and report.deadletters == {"index_rejected": 1}
+    es.indices.refresh(index=f"logs-modelregistry.deadletter-{namespace}")
+    (hit,) = es.search(index=f"logs-modelregistry.deadletter-{namespace}",
+                       query={"ids": {"values": [item.id]}})["hits"]["hits"]
+    assert hit["_source"]["log"] == {"offset": 4096, "file": {
+        "path": "/var/log/nginx/access.log", "device_id": "7", "inode": "8", "fingerprint": source.identity.key}}
+    assert hit["_source"]["agent"] == {"type": "regwatch", "version": "1", "id": "shipper-a", "name": "host-a"}
+    assert hit["_source"]["error"]["type"] == "index_rejected"
+
+
 def test_replayed_lines_indexed_before_a_rollover_are_not_indexed_again(es: Elasticsearch, namespace: str) -> None:
     from parsers import LineParser, ParseContext
 
