@@ -46,14 +46,14 @@ class HttpDocuments:
         self.router = router
         self.format = ctx.format
         self.keep_original = ctx.keep_original
-        self._signatures: dict[tuple[str, str, int], _Signature] = {}
+        self._signatures: dict[tuple[Any, ...], _Signature] = {}
         self._agents: dict[str, tuple[dict[str, str], bool]] = {}
         self._sources: dict[str, dict[str, str]] = {}
         self._common: dict[str, Any] | None = None
 
-    def _signature(self, method: str, target: str, status: int) -> _Signature:
+    def _signature(self, method: str, target: str, status: int, body: str | None) -> _Signature:
         failed = status >= 400
-        route, path, query, artifact, model = _request(method, target, self.router, failed, None)
+        route, path, query, artifact, model = _request(method, target, self.router, failed, body)
         dataset, category, ecs_type, outcome = route._heads[failed]  # type: ignore[attr-defined]
         data_stream = {"type": "logs", "dataset": dataset, "namespace": self.ctx.namespace}
         url = {"path": path, "query": query} if query else {"path": path}
@@ -85,15 +85,17 @@ class HttpDocuments:
 
     def document(self, ts: str, method: str, target: str, version: str | None, status: int, size: int | None,
                  client: str | None, user: str | None, referrer: str | None, ua: str | None,
-                 duration: int | None, raw: str, zone: str | None = None) -> dict[str, Any]:
+                 duration: int | None, raw: str, zone: str | None = None, body: str | None = None
+                 ) -> dict[str, Any]:
         """The document of one request. ``client``: the address as logged (an IP or a name, None
         for none); ``user``, ``referrer``, ``ua``: None or empty when the line has none; ``zone``:
-        the input's time zone a zone-less time was read in (``event.timezone``)."""
-        key = (method, target, status)
+        the input's time zone a zone-less time was read in (``event.timezone``); ``body``: a
+        logged request body that is a JSON object (it names the model of a write)."""
+        key = (method, target, status) if body is None else (method, target, status, body)
         signature = self._signatures.get(key)
         if signature is None:
-            signature = self._signature(method, target, status)
-            if len(target) <= REQUEST_CACHE_TARGET:
+            signature = self._signature(method, target, status, body)
+            if len(target) + (0 if body is None else len(body)) <= REQUEST_CACHE_TARGET:
                 if len(self._signatures) >= CACHE_LIMIT:
                     self._signatures.clear()
                 self._signatures[key] = signature

@@ -170,9 +170,16 @@ def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | 
         request = _text(request, "request")
     if docs is not None:
         if request is not None:
-            if not body and (split := split_request_line(request)) is not None:
-                return docs.document(ts, split[0], split[1], split[2], code, size, ip, user, referrer or None, ua,
-                                     duration, text)
+            if not body:
+                if (split := split_request_line(request)) is not None:
+                    return docs.document(ts, split[0], split[1], split[2], code, size, ip, user, referrer or None, ua,
+                                         duration, text)
+            else:  # as _with_body reads it
+                parts = request.split(" ")
+                if len(parts) >= 2 and parts[0].isalpha() and parts[1].startswith("/"):
+                    version = parts[2][5:] if len(parts) == 3 and parts[2].startswith("HTTP/") else None
+                    return docs.document(ts, parts[0], parts[1], version, code, size, ip, user, referrer or None, ua,
+                                         duration, text, body=body if body[:1] == "{" else None)
         elif (method.__class__ is str and uri.__class__ is str and (args is None or args.__class__ is str)
               and not (body and body[:1] == "{")):  # (a body that names no model is not read)
             target = uri if "?" in uri or not args else f"{uri}?{args}"
