@@ -15,9 +15,11 @@ attribution a model); the other objects (``data_stream``, ``url``, ``user_agent`
 ``error``, ``modelregistry.artifact``, ``ecs``, ``service``, ``host``) are shared between
 documents and are never changed.
 
-Memory: each cache is cleared past ``CACHE_LIMIT`` entries and keeps no request target longer
-than ``http.REQUEST_CACHE_TARGET``: at most about 4096 * 1.5 KB = 6 MB for requests and
-2 * 4096 * 300 B = 2.5 MB for user agents and addresses per input, typically far less.
+Memory: each cache is cleared past ``CACHE_LIMIT`` entries and keeps no request target (with
+its body) longer than ``http.REQUEST_CACHE_TARGET`` and no agent or address longer than
+``VALUE_CACHE_LENGTH``. Measured with tracemalloc, the worst these bounds allow (4096 distinct
+requests of 250-character targets, as many distinct 250-character agents and addresses) is 12 MB
+per input; a registry's log, a few hundred distinct requests and agents, well under 1 MB.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from parsers.formats.http import REQUEST_CACHE_TARGET, _copy_model, _request, is
 from parsers.routes import Router
 
 CACHE_LIMIT = 4096
+VALUE_CACHE_LENGTH = 256  # longer user agents and addresses are not kept (a hostile line's 40 KB agent)
 
 # (category, type, dataset, action, outcome, data_stream, url, operation, model, artifact, message,
 #  error, failure): what a (method, target, status) gives every document of its lines
@@ -69,18 +72,20 @@ class HttpDocuments:
         source = self._sources.get(client)
         if source is None:
             source = {"ip": client} if is_ip(client) else {"address": client}
-            if len(self._sources) >= CACHE_LIMIT:
-                self._sources.clear()
-            self._sources[client] = source
+            if len(client) <= VALUE_CACHE_LENGTH:
+                if len(self._sources) >= CACHE_LIMIT:
+                    self._sources.clear()
+                self._sources[client] = source
         return source
 
     def _agent(self, ua: str) -> tuple[dict[str, str], bool]:
         agent = self._agents.get(ua)
         if agent is None:
             agent = ({"original": ua}, ua.startswith(PROBE_USER_AGENT_PREFIX))
-            if len(self._agents) >= CACHE_LIMIT:
-                self._agents.clear()
-            self._agents[ua] = agent
+            if len(ua) <= VALUE_CACHE_LENGTH:
+                if len(self._agents) >= CACHE_LIMIT:
+                    self._agents.clear()
+                self._agents[ua] = agent
         return agent
 
     def document(self, ts: str, method: str, target: str, version: str | None, status: int, size: int | None,

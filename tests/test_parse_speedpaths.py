@@ -139,3 +139,22 @@ def test_nginx_json_method_and_uri_with_args_of_any_type_are_the_reference_docum
     line = json.dumps({"time_iso8601": "2026-11-25T20:07:06+00:00", "status": 200, "request_method": "get",
                        "request_uri": uri, "args": args}).encode()
     assert _encoded(_fast("nginx-json", False), line) == _encoded(_reference("nginx-json", namespace="prod"), line)
+
+
+def test_the_caches_of_the_fast_path_stay_bounded_whatever_the_lines() -> None:
+    from parsers.http_documents import CACHE_LIMIT, VALUE_CACHE_LENGTH
+
+    parser = LineParser(ParseContext(format="nginx"))
+    long_agent = "x" * (VALUE_CACHE_LENGTH + 1)
+    for i in range(CACHE_LIMIT + 10):
+        line = (f'10.0.{i // 250 % 250}.{i % 250} - - [24/Nov/2026:23:55:28 +0000] "GET /api/2.0/mlflow/registered-'
+                f'models/get?name=m{i} HTTP/1.1" 200 1 "-" "agent {i}"').encode()
+        parser.parse(line)
+    parser.parse(f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /{"y" * 300} HTTP/1.1" 200 1 "-" "{long_agent}"'
+                 .encode())
+    docs = parser.docs
+    assert docs is not None
+    assert 0 < len(docs._signatures) <= CACHE_LIMIT
+    assert 0 < len(docs._agents) <= CACHE_LIMIT and long_agent not in docs._agents
+    assert 0 < len(docs._sources) <= CACHE_LIMIT
+    assert not any(len(key[1]) > 256 for key in docs._signatures)  # long targets are not kept

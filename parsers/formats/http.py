@@ -84,9 +84,9 @@ def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: Mapping[
 # and model its target names. Registries answer the same few hundred requests all day (the same
 # model fetched, the same health check), so they are worked out once; a bounded cache (cleared
 # past REQUEST_CACHE_LIMIT entries, targets longer than REQUEST_CACHE_TARGET not kept): at most
-# about 4096 * 1.5 KB = 6 MB, typically well under 1 MB, per route table.
+# 4.6 MB per route table (measured: 4096 distinct 250-character targets), typically under 1 MB.
 REQUEST_CACHE_LIMIT = 4096
-REQUEST_CACHE_TARGET = 512
+REQUEST_CACHE_TARGET = 256
 _Request = tuple[Route, str, str | None, str | None, dict[str, Any] | None]
 
 
