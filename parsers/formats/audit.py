@@ -76,7 +76,13 @@ class CanonicalAudit(BaseModel):
 _LONG = 2**63
 _CANONICAL_TEXT = ("platform", "delivery_id", "user", "user_email", "source_ip", "user_agent", "workspace",
                    "error_code", "error_message")
+_CANONICAL_TEXT_KEYS = frozenset(_CANONICAL_TEXT)
 _MODEL_TEXT = ("name", "alias", "stage", "new_name")
+# record key -> the field of a line it gives (event_document's names)
+_CANONICAL_OURS = {"delivery_id": "delivery_id", "user": "user", "user_email": "email", "user_agent": "ua",
+                   "workspace": "workspace", "error_code": "error_code", "error_message": "error_message",
+                   "platform": "platform"}
+_CANONICAL_OURS_KEYS = frozenset(_CANONICAL_OURS)
 _NO_MODEL: dict[str, Any] = {}
 
 
@@ -95,8 +101,8 @@ def _canonical_fast(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     if entity.__class__ is not str or action.__class__ is not str or not entity or not action:
         return None
     get = raw.get
-    for key in _CANONICAL_TEXT:
-        value = get(key)
+    for key in _CANONICAL_TEXT_KEYS.intersection(raw):  # the ones present only (set algebra in C)
+        value = raw[key]
         if value is not None and value.__class__ is not str:
             return None
     outcome = get("outcome", "success")
@@ -162,12 +168,10 @@ def parse_canonical(text: str, router: Router, ctx: Any = None, docs: Any = None
         model["tag"] = {"key": tag_key, "value": tag_value}
     if model:
         f["model"] = model
-    for ours, key in (("delivery_id", "delivery_id"), ("user", "user"), ("email", "user_email"),
-                      ("ua", "user_agent"), ("workspace", "workspace"), ("error_code", "error_code"),
-                      ("error_message", "error_message"), ("platform", "platform")):
+    for key in (_CANONICAL_OURS_KEYS.intersection(record) if fast is not None else _CANONICAL_OURS):
         value = get(key)
         if value is not None:
-            f[ours] = value
+            f[_CANONICAL_OURS[key]] = value
     if status is not None:
         f["status"] = status_code(status, "status_code")
     if source_ip:
