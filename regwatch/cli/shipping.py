@@ -108,8 +108,6 @@ def parse(
     keep_original: Annotated[bool, typer.Option(help="keep the raw line in event.original")] = False,
 ) -> None:
     """Print, one JSON line each, the documents that would be indexed (no Elasticsearch)."""
-    from collections import Counter
-
     from parsers import FORMATS, LineParser, ParseContext
     from parsers.events import validate_document
     from parsers.routes import Router, RouteTableError, load_table
@@ -133,7 +131,7 @@ def parse(
             fail(f"--namespace {namespace!r}: {exc}", code=2)
     parser = LineParser(ParseContext(namespace=namespace, format=format, keep_original=keep_original), router)
     tune_interpreter()  # the shipper's hot-path settings: rare garbage collections
-    counts: Counter[str] = Counter()
+    counts: dict[str, int] = {}  # documents by dataset (a plain dict: a Counter's += costs twice as much)
     out = sys.stdout.buffer
     for path in files:
         try:
@@ -151,7 +149,11 @@ def parse(
                     doc, encoded = parse_encoded(line)
                     if validate:
                         validate_document(doc)
-                    counts[doc["data_stream"]["dataset"]] += 1
+                    dataset = doc["data_stream"]["dataset"]
+                    try:
+                        counts[dataset] += 1
+                    except KeyError:
+                        counts[dataset] = 1
                     append(encoded)
                 out.write(b"".join(block))
     out.flush()
