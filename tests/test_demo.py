@@ -25,10 +25,14 @@ from elasticsearch import Elasticsearch
 from parsers.events import event_kind
 from parsers.routes import builtin
 from regwatch.demo.processes import Processes
-from regwatch.demo.workload import quality
+from regwatch.demo.scenario import STORM_RULE
+from regwatch.demo.stack import anomaly_rule_names
+from regwatch.demo.workload import STORM_CLIENT, STORM_MODEL, quality
+from rules.anomaly import Detector
 from rules.backtest import backtest
-from rules.model import Rule, RuleFile, load_rules
+from rules.model import AnomalyRule, Rule, RuleFile, load_rules
 from rules.query import Window, header
+from rules.series import merged, params, points
 from rules.staleness import group_of
 from rules.types import RULE_TYPES
 from support.shipping import wait_for
@@ -46,9 +50,11 @@ def _env(es_url: str, home: Path) -> dict[str, str]:
 
 
 def _rule(kind: str) -> Rule:
-    """A count of one kind's actions in a minute, users' traffic only, by the time they happened."""
+    """A count of one kind's actions in a minute, users' traffic only (not the registry's past the
+    demo wrote before it started), by the time they happened."""
     (rule,) = RuleFile.model_validate({"rules": [{
-        "name": f"{kind}s", "type": "threshold", "kinds": [kind], "kql": "not modelregistry.synthetic : true",
+        "name": f"{kind}s", "type": "threshold", "kinds": [kind],
+        "kql": "not modelregistry.synthetic : true and not user_agent.original : *regwatch-history*",
         "window": "60s", "time_field": "@timestamp", "condition": {"op": ">", "value": 1e9}, "notify": []}]}).rules
     return rule
 
@@ -58,6 +64,23 @@ def _measure(es: Elasticsearch, rule: Rule, namespace: str, window: Window) -> d
     response = es.search(index=header(rule, namespace)["index"], ignore_unavailable=True, allow_no_indices=True,
                          **kind.request(rule, window))
     return {m.group: m.value for m in kind.measure(rule, response, window)}
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _series(es: Elasticsearch, rule: AnomalyRule, namespace: str, end: float) -> list[float]:
+    """The rule's series up to the bucket ending at ``end``, as Elasticsearch holds it now."""
+    kind = RULE_TYPES[rule.type]
+    window = Window(end - rule.step, end)
+    response = es.search(index=header(rule, namespace)["index"], **kind.request(rule, window))
+    first = end - rule.points * rule.step
+    aggregations = response["aggregations"]
+    late = aggregations.get("fallback", {}).get("series", {}).get("buckets", [])
+    return list(points(rule, merged(aggregations["series"]["buckets"], late), first))
 
 
 def _closed(port: int) -> bool:
@@ -193,8 +216,78 @@ def test_demo_summary_equals_what_the_workload_did(es: Elasticsearch, es_url: st
         assert pinned["version"] == previous and pinned["current_version"] == worse and pinned["pulls"] >= 2
         assert timeline.index("worse version registered") < timeline.index("champion-regression fired") \
             and timeline.index("champion-stale-usage firing") < timeline.index("champion-stale-usage resolved")
+        # The anomaly rules (#29): the runaway client's storm is caught by registry-retrievals-unusual,
+        # which fires once and resolves once ordinary buckets follow; no other anomaly notification,
+        # during the history, the normal traffic, the outage, the revoked token or the promotion.
+        anomaly_rules = set(anomaly_rule_names())
+        assert anomaly_rules == {"registry-retrievals-unusual", "registry-writes-unusual", "registry-latency-unusual"}
+        anomalous = [n for n in notes if n["rule"] in anomaly_rules]
+        assert [(n["rule"], n["state"]) for n in anomalous] == [(STORM_RULE, "firing"), (STORM_RULE, "resolved")], \
+            anomalous
+        fired, resolved = anomalous
+        [demo_rule] = [r for r in load_rules(workdir / "rules") if r.name == STORM_RULE]
+        assert isinstance(demo_rule, AnomalyRule) and demo_rule.step == 10 and demo_rule.time_field == "@timestamp"
+        runaway_calls = [t["t"] for t in requests if t["client"] == STORM_CLIENT]
+        storm_started, storm_stopped = min(runaway_calls), max(runaway_calls)
+        for note, state in ((fired, "firing"), (resolved, "resolved")):
+            seen = note["event"]
+            start, end = _epoch(seen["bucket"]["start"]), _epoch(seen["bucket"]["end"])
+            assert end - start == 10 and end % 10 == 0
+            # What the detector made of the bucket, replayed here from Elasticsearch's series with
+            # the bucket's value as the runner counted it (calls shipped after its evaluation are
+            # in Elasticsearch now, not in its decision): every figure the same.
+            series = _series(es, demo_rule, namespace, end)
+            # the history is there: 5 h of 10 s points (from the first with a call: the night is quiet)
+            assert demo_rule.points - 60 <= len(series) <= demo_rule.points == 1800
+            detector = Detector(params(demo_rule))
+            for value in [*series[:-1], seen["observed"]]:
+                reading = detector.update(value)
+            assert seen == {"observed": seen["observed"], "expected": reading.expected, "lower": reading.lower,
+                            "upper": reading.upper, "score": reading.score, "learning": False, "period_s": 0.0,
+                            "bucket": seen["bucket"]}
+            assert seen["observed"] <= series[-1]
+            # The evaluation's window ends when the runner looked, within the bucket after this one.
+            window_end = _epoch(note["window"]["end"])
+            assert end <= window_end < end + 10 and _epoch(note["window"]["start"]) == window_end - 10
+            shown = (f"{seen['score']:.0f}: {seen['observed']:g} where {seen['expected']:g} was expected "
+                     f"(usual {seen['lower']:g} to {seen['upper']:g})")
+            assert note == {
+                **{k: note[k] for k in ("alert", "key", "since", "at", "query", "events", "dashboard", "discover")
+                   if k in note},
+                "rule": STORM_RULE, "group": "*", "group_by": None, "state": state, "value": seen["score"],
+                "threshold": 40.0, "severity": "warning", "labels": {}, "groups": {},
+                "window": {**note["window"], "time_field": "@timestamp"},
+                "index": f"logs-modelregistry.retrieval-{namespace}",
+                "message": (f"{STORM_RULE}: retrievals, anomaly score {shown} (bound 40.00)" if state == "firing"
+                            else note["message"]),
+                "shown": {"group": "*", "threshold": "40.00", "value": shown}, "event": seen}, note
+            assert note["alert"] == fired["alert"] and note["at"] >= note["since"]
+            assert shown in note["message"]
+        # It fired on a bucket of the storm, far above the band, and resolved on an ordinary one after it.
+        fired_seen, resolved_seen = fired["event"], resolved["event"]
+        assert storm_started - 10 <= _epoch(fired_seen["bucket"]["start"]) <= storm_stopped
+        assert fired_seen["observed"] > fired_seen["upper"] and fired["value"] >= 40
+        runaway = sum(1 for t in truth if t["type"] == "request" and t["client"] == STORM_CLIENT
+                      and t["op"] == "get_by_alias" and _epoch(fired_seen["bucket"]["start"]) <= t["t"]
+                      < _epoch(fired_seen["bucket"]["end"]))
+        assert runaway > fired_seen["upper"]  # the runaway client alone is beyond the band
+        assert _epoch(resolved_seen["bucket"]["start"]) >= storm_stopped - 1 and resolved["value"] < 25
+        assert resolved_seen["observed"] <= resolved_seen["upper"]
+        assert {r["model"] for r in operations if r["client"] == STORM_CLIENT} == {STORM_MODEL}
+        assert timeline.index("runaway client started") < timeline.index(f"{STORM_RULE} firing") \
+            < timeline.index("runaway client stopped") < timeline.index(f"{STORM_RULE} resolved")
+        assert [(a["rule"], a["state"]) for a in summary["anomalies"]] == [(STORM_RULE, "firing"),
+                                                                           (STORM_RULE, "resolved")]
+        assert "the runaway client's storm and nothing else" in result.stdout
+
+        # The registry's past: every line written was shipped (the anomaly rules' history).
+        history_log = workdir / "registry" / "history" / "access.log.1"
+        assert summary["history"]["lines"] == history_log.read_bytes().count(b"\n") \
+            == summary["elasticsearch"]["history_events"] > 1000
+        assert summary["history"]["hours"] == 5
+
         others = {n["rule"] for n in notes} - set(INCIDENT_RULES) - {"host-disk-filling", "champion-regression",
-                                                                    "champion-stale-usage"}
+                                                                    "champion-stale-usage", STORM_RULE}
         assert not others, notes
         assert timeline.index("registry stopped") < timeline.index("registry-down firing") \
             < timeline.index("registry restarted") < timeline.index("registry-down resolved")

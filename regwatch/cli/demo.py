@@ -24,7 +24,8 @@ from rich.text import Text
 from regwatch.cli.common import elasticsearch_errors, err, fail, http_url, load
 
 app = typer.Typer(no_args_is_help=True,
-                  help="The whole system through two incidents on this machine: up, down, workload, webhook-sink.")
+                  help="The whole system through its incidents on this machine: up, down, workload, history, "
+                       "webhook-sink.")
 out = Console()
 WORKDIR = Path(".regwatch/demo")
 
@@ -61,7 +62,7 @@ def up(
     from pipeline import datastreams, templates
     from regwatch.config import valid_namespace
     from regwatch.demo.processes import Processes, Spec
-    from regwatch.demo.scenario import Scenario, ScenarioError, Timings
+    from regwatch.demo.scenario import STORM_RULE, Scenario, ScenarioError, Timings
     from regwatch.demo.stack import Stack, regwatch_argv
     from regwatch.demo.summary import summarise
     from regwatch.esclient import client_from_config
@@ -89,7 +90,9 @@ def up(
     stack = Stack(workdir, namespace, use_nginx=nginx)
     stack.write_config()
     run_id = secrets.token_hex(4)
-    timings = Timings(warmup_s=15, burst_s=6, clients=3, burst_clients=5, promote_s=30) if quick else Timings()
+    timings = Timings(warmup_s=15, burst_s=6, burst_clients=5, promote_s=30) if quick else Timings()
+    # The registry's past ends before the run starts: what the summary counts from the start is the run's.
+    stack.write_history(timings.clients / timings.pace_s, timings.history_h)
     started = time.time()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the stack like Ctrl-C
     # Started in the background of a non-interactive shell (CI: `cmd &`), SIGINT arrives ignored
@@ -112,7 +115,7 @@ def up(
             scenario.run()
         with elasticsearch_errors(settings):
             summary = summarise(es, namespace, run_id, started, scenario.truth, stack.notifications,
-                                scenario.timeline, stack.registry.front)
+                                scenario.timeline, stack.registry.front, scenario.history)
     except (ScenarioError, RuntimeError) as exc:
         stack.processes.stop_all()
         fail(f"{exc}")
@@ -132,14 +135,17 @@ def up(
     else:
         stack.processes.start(Spec("workload-traffic", regwatch_argv(
             "demo", "workload", "--tracking-uri", stack.registry.url, "--truth", str(workdir / "background.jsonl"),
-            "--run-id", "background", "--phase", "traffic", "--duration", "86400", "--clients", "1", "--pace", "0.5")))
+            "--run-id", "background", "--phase", "traffic", "--duration", "86400", "--clients", str(timings.clients),
+            "--pace", str(timings.pace_s))))  # the team's ordinary rate: nothing unusual while it runs
         err.print(f"still running with light traffic: [bold]regwatch top --namespace {namespace}[/bold] to watch, "
                   "[bold]make demo-down[/bold] to stop", highlight=False)
-    if not summary["match"] or summary["audit_missing_models"] or not summary["downloads_match"]:
+    storm_alone = [a["rule"] for a in summary["anomalies"] if a["state"] == "firing"] == [STORM_RULE]
+    if not summary["match"] or summary["audit_missing_models"] or not summary["downloads_match"] or not storm_alone:
         raise typer.Exit(1)
 
 
 def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) -> None:
+    from regwatch.demo.scenario import STORM_RULE
     from regwatch.demo.summary import queries
 
     work, stored = summary["workload"], summary["elasticsearch"]
@@ -173,6 +179,20 @@ def _render(summary: dict[str, Any], stack: Any, es_url: str, namespace: str) ->
         alerts.add_row(f"{alert['after_s']:.1f} s", Text(alert["rule"] or ""), Text(alert["group"] or ""),
                        f"[{colour}]{alert['state']}[/{colour}]")
     out.print(alerts)
+    past = summary["history"]
+    if past:
+        out.print(f"the registry's past: {past['lines']} requests over {past['hours']:.0f} hours, written in "
+                  f"{past['written_s']} s and shipped in {past['shipped_s']} s ({stored['history_events']} events)",
+                  highlight=False)
+    for anomaly in summary["anomalies"]:
+        seen = (f": {anomaly['observed']:g} where {anomaly['expected']:g} was expected (usual {anomaly['lower']:g} "
+                f"to {anomaly['upper']:g}), score {anomaly['score']:.0f}") if anomaly["observed"] is not None else ""
+        out.print(f"anomaly: {anomaly['rule']} {anomaly['state']} after {anomaly['after_s']:.1f} s{seen}",
+                  highlight=False, markup=False)
+    firing = [a["rule"] for a in summary["anomalies"] if a["state"] == "firing"]
+    out.print(f"anomaly notifications: {len(firing)} firing ({', '.join(firing) or 'none'}): "
+              + ("[green]the runaway client's storm and nothing else[/green]" if firing == [STORM_RULE]
+                 else "[red]not the storm alone[/red]"))
     out.print("timeline: " + "; ".join(f"{t['after_s']:.0f} s {t['what']}" for t in summary["timeline"]),
               highlight=False)
     out.print(f"payloads: {stack.notifications}  summary: {stack.workdir / 'summary.json'}  "
@@ -204,20 +224,24 @@ def workload(
         help="seed (models, versions, aliases), traffic (the mix), burst (calls with a revoked bearer token: "
              "refused with 401 where a gateway revoked it, as the demo's nginx does), promote (a worse version of "
              "fraud-detector becomes champion; CLIENTS replicas keep pulling the one it replaced for DURATION, "
-             "as many load the champion)")
+             "as many load the champion), rollout (the team's day starting: each model's champion loaded once, a "
+             "training script registering a version), "
+             "storm (one runaway client loading the champion of churn-predictor "
+             "in a tight loop for DURATION)")
     ] = "traffic",
     duration: Annotated[float, typer.Option(help="seconds of traffic or burst")] = 30.0,
     clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 4,
     pace: Annotated[float, typer.Option(min=0, help="seconds each client waits between operations")] = 0.0,
+    seed: Annotated[int, typer.Option(help="the clients' choices: the same seed makes the same operations")] = 7,
 ) -> None:
     """Concurrent MLflow clients doing what a team does, recording every operation and request."""
     import math
     import threading
 
-    from regwatch.demo.workload import Workload
+    from regwatch.demo.workload import STORM_MODEL, Workload
 
-    if phase not in ("seed", "traffic", "burst", "promote"):
-        fail(f"--phase {phase!r}: one of seed, traffic, burst, promote", code=2)
+    if phase not in ("seed", "traffic", "burst", "promote", "rollout", "storm"):
+        fail(f"--phase {phase!r}: one of seed, traffic, burst, promote, rollout, storm", code=2)
     http_url("--tracking-uri", tracking_uri, "http://127.0.0.1:5000")
     if not (math.isfinite(duration) and duration >= 0):
         fail(f"--duration: {duration} is not a number of seconds", code=2)
@@ -226,7 +250,7 @@ def workload(
     _quiet_mlflow()
     from mlflow.exceptions import MlflowException
 
-    generator = Workload(tracking_uri, truth, run_id)
+    generator = Workload(tracking_uri, truth, run_id, seed=seed)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: generator.stop.set())
     try:
@@ -238,6 +262,11 @@ def workload(
             done = generator.replicas("fraud-detector", previous, duration, clients, pace)
             err.print(f"champion of fraud-detector moved from version {previous} to the worse {new}; "
                       f"{done} downloads of version {previous} by {clients} replicas still pinned to it")
+        elif phase == "rollout":
+            err.print(f"{generator.rollout()} models loaded at {tracking_uri}")
+        elif phase == "storm":
+            done = generator.storm(STORM_MODEL, duration)
+            err.print(f"{done} loads of {STORM_MODEL} by one runaway client against {tracking_uri}")
         else:
             done = generator.traffic(duration, clients, failing=phase == "burst", pace_s=pace)
             err.print(f"{done} operations ({phase}) against {tracking_uri}")
@@ -245,6 +274,31 @@ def workload(
         fail(" ".join(str(exc).split())[:500])
     finally:
         generator.close()
+
+
+@app.command("history")
+def history(
+    out_file: Annotated[Path, typer.Option("--out", help="the access log to write (nginx's format), for a shipper "
+                                                         "input to read")],
+    days: Annotated[float, typer.Option(min=0.01, max=60, help="how far back the traffic goes, ending now")] = 14.0,
+    rate: Annotated[float, typer.Option(min=0.001, max=100, help="operations a second in working hours; a tenth "
+                                                                 "of it at night, a third on weekends")] = 0.5,
+    seed: Annotated[int, typer.Option(help="the same seed writes the same traffic")] = 7,
+) -> None:
+    """Weeks of a team's past registry traffic, for the anomaly rules to learn from before they judge.
+
+    The requests the workload makes, with their daily and weekly rhythm and a nightly training job
+    registering a version of every model, as nginx logs them with their past times. Add the file
+    to a shipper's inputs (format nginx): it is shipped at the shipper's start, and the anomaly
+    rules (rules/builtin/anomaly) learn from it at once instead of during their first day."""
+    from regwatch.demo import history as past
+
+    started = time.monotonic()
+    try:
+        lines = past.write(out_file, time.time(), days * 86400, rate, seed)
+    except OSError as exc:
+        fail(f"--out {out_file}: {exc.strerror or exc}", code=2)
+    err.print(f"{lines} requests of {days:g} days written to {out_file} in {time.monotonic() - started:.1f} s")
 
 
 def _quiet_mlflow() -> None:

@@ -1,5 +1,7 @@
-"""The demo's story: normal traffic, the registry stopped until registry-down fires and restarted
-until it resolves; clients whose token was revoked at the gateway (nginx answers 401) calling until
+"""The demo's story: the registry's past hours shipped, normal traffic, a runaway client
+loading a model in a tight loop until registry-retrievals-unusual fires (it resolves while the
+rest runs), the registry stopped until registry-down fires and restarted until it resolves;
+clients whose token was revoked at the gateway (nginx answers 401) calling until
 registry-error-ratio fires, and normal traffic until it resolves; a version worse than the champion
 promoted while replicas keep pulling the one it replaced (regression and stale usage); then the
 shipper catches up and the summary is taken. Without nginx there is no gateway to revoke a token: incident 2 is skipped.
@@ -21,9 +23,11 @@ from pipeline.checkpoint import CheckpointStore, lag
 from regwatch.demo.processes import Spec
 from regwatch.demo.stack import Stack, regwatch_argv
 from regwatch.demo.webhook_sink import received
+from regwatch.demo.workload import STORM_MODEL
 
 REGRESSION_RULE = "champion-regression"  # rules/builtin/models.yaml
 STALE_RULE = "champion-stale-usage"
+STORM_RULE = "registry-retrievals-unusual"  # rules/builtin/anomaly
 
 
 class Reporter(Protocol):
@@ -37,13 +41,18 @@ class Timings:
     """How long each phase lasts (seconds): the test runs a shorter story than ``make demo``."""
 
     warmup_s: float = 40.0
-    clients: int = 4
+    # Normal traffic: a team's working morning, the rate the history's working hours have
+    # (history.requests at clients / pace_s operations a second), so that it is usual for the
+    # anomaly rules and the runaway client is not.
+    clients: int = 2
+    pace_s: float = 4.0
+    history_h: float = 5.0  # what the anomaly rules at demo speed read (regwatch/demo/demo.yaml)
     burst_s: float = 10.0
     burst_clients: int = 6
     burst_pace_s: float = 0.05  # each revoked client's pause between calls (nginx answers at once)
     promote_s: float = 45.0  # the third story: how long replicas pinned to the replaced version keep pulling it
-    replicas: int = 2  # pinned replicas, and as many that load the champion as it is now
-    replica_pace_s: float = 0.5
+    replicas: int = 1  # pinned replicas, and as many that load the champion as it is now
+    replica_pace_s: float = 2.0  # as often as the team's clients: a rollout is no retrieval storm
     alert_timeout_s: float = 120.0
     catch_up_timeout_s: float = 120.0
 
@@ -61,14 +70,20 @@ class Scenario:
         self.truth = stack.workdir / "truth.jsonl"
         self.started = time.time()
         self.timeline: list[dict[str, Any]] = []
+        self.history: dict[str, Any] = {}
+        self.phases = 0
 
     def mark(self, what: str) -> None:
         self.timeline.append({"what": what, "after_s": round(time.time() - self.started, 1)})
 
     def _workload(self, phase: str, duration_s: float = 0.0, clients: int = 1, pace_s: float = 0.0) -> list[str]:
+        # Each phase's clients go on where the last ones stopped, not from the same first choices:
+        # at the team's pace a phase makes a few operations per client, and the same few each time
+        # would never download a model.
+        self.phases += 1
         return regwatch_argv("demo", "workload", "--tracking-uri", self.stack.registry.url, "--truth", str(self.truth),
                              "--run-id", self.run_id, "--phase", phase, "--duration", str(duration_s),
-                             "--clients", str(clients), "--pace", str(pace_s))
+                             "--clients", str(clients), "--pace", str(pace_s), "--seed", str(7 + self.phases))
 
     def _run_workload(self, phase: str, duration_s: float = 0.0, clients: int = 1, pace_s: float = 0.0) -> None:
         log = self.stack.processes.log_of("workload")
@@ -100,13 +115,18 @@ class Scenario:
 
     def run(self) -> None:
         t = self.timings
+        if self.stack.history_written is not None:
+            self.ship_history(*self.stack.history_written)
         self.say.step("seeding the registry: models, runs, artifacts, versions, aliases")
         self._run_workload("seed")
         self._wait_inventory(aliases=4)
-        self.say.done(f"seeded {self.stack.registry.url}")
+        self._run_workload("rollout")  # the team's day starts: each champion loaded, a training script registers
+        self.say.done(f"seeded {self.stack.registry.url}; the serving replicas loaded each model")
         self.say.step(f"normal traffic: {t.clients} clients for {t.warmup_s:.0f} s")
-        self._run_workload("traffic", t.warmup_s, t.clients)
+        self._run_workload("traffic", t.warmup_s, t.clients, t.pace_s)
         self.say.done(f"{t.warmup_s:.0f} s of normal traffic")
+
+        storm = self.incident_storm()
 
         self.say.step("incident 1: the registry is stopped; waiting for registry-down")
         self.mark("registry stopped")
@@ -121,10 +141,43 @@ class Scenario:
 
         self.incident_revoked_token()
         self.story_worse_promotion()
+        self._wait_notified(STORM_RULE, "resolved", storm)
         self.say.step("waiting for the shipper to acknowledge every line")
         self._wait_caught_up()
         self.mark("shipper caught up")
         self.say.done("every line acknowledged by Elasticsearch")
+
+    def ship_history(self, lines: int, written_s: float) -> None:
+        """Until the shipper has acknowledged the registry's past (written before it started)."""
+        started = time.monotonic()
+        self.say.step(f"the registry's past: {lines} requests of {self.timings.history_h:.0f} hours written in "
+                      f"{written_s:.1f} s; shipping them")
+        self._wait_caught_up({str(self.stack.history_log)})
+        self.history = {"lines": lines, "hours": self.timings.history_h, "written_s": round(written_s, 1),
+                        "shipped_s": round(time.monotonic() - started, 1)}
+        self.mark("history shipped")
+        self.say.done(f"{self.timings.history_h:.0f} hours of history shipped in {self.history['shipped_s']:.1f} s: "
+                      "the anomaly rules have a rhythm to learn from")
+
+    def incident_storm(self) -> float:
+        """A runaway client loads one model in a tight loop among the team's ordinary traffic,
+        until registry-retrievals-unusual fires; its resolution is waited for at the end (a
+        minute of ordinary buckets later, while the other incidents run). Returns its start."""
+        t = self.timings
+        self.say.step(f"incident: a runaway client loads {STORM_MODEL} in a tight loop; waiting for {STORM_RULE}")
+        traffic = self.stack.processes.start(Spec("workload-traffic", self._workload("traffic", 3600, t.clients,
+                                                                                     t.pace_s)))
+        self.mark("runaway client started")
+        since = time.time()
+        runaway = self.stack.processes.start(Spec("workload-storm", self._workload("storm", t.alert_timeout_s)))
+        try:
+            self._wait_notified(STORM_RULE, "firing", since)
+        finally:
+            self._stop_traffic(runaway, "workload-storm")
+            self.mark("runaway client stopped")
+            self._stop_traffic(traffic)
+        self.say.done(f"{STORM_RULE} fired; it resolves once its buckets are ordinary again")
+        return since
 
     def incident_revoked_token(self) -> None:
         """Incident 2: a token revoked at the gateway, its clients still calling (401s from nginx).
@@ -139,13 +192,15 @@ class Scenario:
             return
         self.say.step(f"incident 2: the gateway revoked a deploy token; {t.burst_clients} clients still using it "
                       f"get 401 ({t.burst_s:.0f} s)")
-        self.mark("revoked token in use")
-        incident = time.time()
-        self._run_workload("burst", t.burst_s, t.burst_clients, t.burst_pace_s)
-        self.mark("revoked token no longer used")
-        self.say.step("normal traffic until registry-error-ratio has fired and resolved")
-        traffic = self.stack.processes.start(Spec("workload-traffic", self._workload("traffic", 3600, t.clients)))
+        # The team's traffic goes on beside the revoked token's calls, and until the rule resolves.
+        traffic = self.stack.processes.start(Spec("workload-traffic", self._workload("traffic", 3600, t.clients,
+                                                                                     t.pace_s)))
         try:
+            self.mark("revoked token in use")
+            incident = time.time()
+            self._run_workload("burst", t.burst_s, t.burst_clients, t.burst_pace_s)
+            self.mark("revoked token no longer used")
+            self.say.step("normal traffic until registry-error-ratio has fired and resolved")
             self._wait_notified("registry-error-ratio", "firing", incident)
             self._wait_notified("registry-error-ratio", "resolved", incident)
         finally:
@@ -168,7 +223,7 @@ class Scenario:
         self._wait_notified(STALE_RULE, "resolved", since)
         self.say.done(f"story 3: {REGRESSION_RULE} fired once, {STALE_RULE} fired and resolved")
 
-    def _stop_traffic(self, pid: int) -> None:
+    def _stop_traffic(self, pid: int, name: str = "workload-traffic") -> None:
         """SIGTERM: the clients finish the call they are in (so the record holds every request)."""
         import os
 
@@ -177,9 +232,9 @@ class Scenario:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + 120
-        while self.stack.processes.running("workload-traffic") is not None and time.monotonic() < deadline:
+        while self.stack.processes.running(name) is not None and time.monotonic() < deadline:
             time.sleep(0.2)
-        self.stack.processes.stop("workload-traffic")
+        self.stack.processes.stop(name)
 
     def _wait_inventory(self, aliases: int) -> None:
         """Until the inventory has read the seeded registry (its ``champion`` aliases) and the
@@ -203,14 +258,23 @@ class Scenario:
         raise ScenarioError(f"the inventory did not read the registry within {self.timings.alert_timeout_s:.0f} s: "
                             f"see {self.stack.processes.logs}")
 
-    def _wait_caught_up(self) -> None:
+    def _wait_caught_up(self, wanted: set[str] | None = None) -> None:
+        """Until the shipper has acknowledged every byte the files held when the wait began.
+
+        Not "nothing behind" at one instant: the probe's health checks go through nginx every
+        2 s, and on a loaded machine the shipper's acknowledgement trails the next line by more
+        than that, so the access log could be behind at every look while nothing is lost."""
+        import os
+
         store_path = Path(self.stack.workdir / "checkpoints.json")
-        wanted = {str(self.stack.registry.access_log), str(self.stack.audit_log)}
+        wanted = wanted or {str(self.stack.registry.access_log), str(self.stack.audit_log)}
+        sizes = {path: os.stat(path).st_size if os.path.exists(path) else 0 for path in wanted}
         deadline = time.monotonic() + self.timings.catch_up_timeout_s
         while time.monotonic() < deadline:
             if store_path.exists():
                 rows = {row.path: row for row in lag(CheckpointStore(store_path))}
-                if wanted <= set(rows) and all(rows[p].behind == 0 for p in wanted):
+                if wanted <= set(rows) and all(rows[p].size is not None and rows[p].offset >= sizes[p]
+                                               for p in wanted):
                     return
             time.sleep(0.5)
         raise ScenarioError(f"the shipper did not catch up within {self.timings.catch_up_timeout_s:.0f} s: "

@@ -67,11 +67,21 @@ class Ports:
         return cls(**{name: free_port() for name in cls.__dataclass_fields__})
 
 
+ANOMALY_RULES = BUILTIN_RULES / "anomaly"  # loaded when named (rules.folders: [builtin, builtin/anomaly])
+
+
+def anomaly_rule_names() -> list[str]:
+    """The built-in anomaly rules the demo runs (rules/builtin/anomaly)."""
+    return [rule["name"] for path in sorted(ANOMALY_RULES.glob("*.y*ml"))
+            for rule in yaml.safe_load(path.read_text())["rules"]]
+
+
 def demo_rules(target: Path, settings: dict[str, Any]) -> Path:
-    """The built-in rules with the demo's timings, every one notifying the demo's receiver."""
+    """The built-in rules and the built-in anomaly rules with the demo's timings, every one
+    notifying the demo's receiver."""
     timings = settings["rules"]
     rules = []
-    for path in sorted(BUILTIN_RULES.glob("*.y*ml")):
+    for path in [*sorted(BUILTIN_RULES.glob("*.y*ml")), *sorted(ANOMALY_RULES.glob("*.y*ml"))]:
         for rule in yaml.safe_load(path.read_text())["rules"]:
             rule.update(timings.get("default", {}), **timings.get(rule["name"], {}), notify=[NOTIFIER])
             rules.append(rule)
@@ -96,9 +106,12 @@ class Stack:
                                  env=mlflow_env(workdir / "registry"), use_nginx=use_nginx)
         self.settings = yaml.safe_load(DEMO_SETTINGS.read_text())
         self.audit_log = workdir / "audit" / "mlflow-audit.log"
+        # the registry's past, as a rotated access log the shipper finds on its first start
+        self.history_log = workdir / "registry" / "history" / "access.log.1"
         self.notifications = workdir / "notifications.jsonl"
         self.config_path = workdir / "regwatch.yaml"
         self.mlflow_pid_file = workdir / "registry" / "mlflow.pid"
+        self.history_written: tuple[int, float] | None = None
 
     def write_config(self) -> Path:
         rules_folder = demo_rules(self.workdir / "rules", self.settings)
@@ -112,6 +125,7 @@ class Stack:
                 {"paths": [str(self.registry.access_log)], "format": self.registry.log_format,
                  "service_environment": "demo"},
                 {"paths": [str(self.audit_log)], "format": "audit", "service_environment": "demo"},
+                {"paths": [str(self.history_log)], "format": "nginx", "service_environment": "demo"},
             ],
             "rules": {"folder": str(rules_folder), "runner_id": "demo", "metrics_port": self.ports.rules_metrics,
                       "notifiers": {NOTIFIER: {"type": "webhook", "url": f"http://127.0.0.1:{self.ports.sink}/notify"}}},
@@ -130,6 +144,18 @@ class Stack:
         (self.workdir / "stack.json").write_text(json.dumps({"namespace": self.namespace, "ports": asdict(self.ports),
                                                              "front": self.registry.front, "url": self.registry.url}))
         return self.config_path
+
+    def write_history(self, ops_per_s: float, hours: float) -> tuple[int, float]:
+        """The registry's past (:mod:`regwatch.demo.history`) up to now, for the shipper to find on
+        its first start: (lines, seconds it took to write them)."""
+        import time
+
+        from regwatch.demo import history
+
+        started = time.monotonic()
+        lines = history.write(self.history_log, time.time(), hours * 3600, ops_per_s)
+        self.history_written = (lines, time.monotonic() - started)
+        return self.history_written
 
     # -- services ------------------------------------------------------------------------------
 

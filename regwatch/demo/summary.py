@@ -17,11 +17,14 @@ from elasticsearch import Elasticsearch
 from contract import streams
 from parsers.events import event_kind
 from parsers.routes import builtin
+from regwatch.demo.history import USER_AGENT
+from regwatch.demo.stack import anomaly_rule_names
 from regwatch.demo.webhook_sink import received
 from regwatch.demo.workload import read_truth
 from rules.usage import downloads_rows, downloads_search, per_version, retrieval_index
 
 WRITES = {"create_model", "create_version", "set_alias", "set_version_tag"}
+HISTORY_TAG = USER_AGENT.rsplit(" ", 1)[-1]  # run=history: the past's requests
 
 
 def workload_side(truth: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,7 +83,8 @@ def elasticsearch_side(es: Elasticsearch, namespace: str, run_id: str, since: fl
     rows, unnamed = downloads_rows(dict(es.search(index=retrieval_index(namespace), **downloads_search(since))))
     totals = per_version(rows)
     audit = {"bool": {"filter": [from_run, {"term": {"modelregistry.format": "audit"}}]}}
-    others = {"bool": {"filter": [from_run], "must_not": [ours, {"term": {"modelregistry.format": "audit"}}]}}
+    past = {"wildcard": {"user_agent.original": {"value": f"*{HISTORY_TAG}"}}}
+    others = {"bool": {"filter": [from_run], "must_not": [ours, past, {"term": {"modelregistry.format": "audit"}}]}}
     return {
         "pattern": pattern,
         "by_kind": dict(sorted(by_kind.items())),
@@ -90,6 +94,7 @@ def elasticsearch_side(es: Elasticsearch, namespace: str, run_id: str, since: fl
         "files_by_version": {f"{t.model}/{t.version}": t.files for t in totals},
         "downloads_unnamed": unnamed,
         "files_attribution": {str(b["key"]): b["doc_count"] for b in how["how"]["buckets"]},
+        "history_events": es.count(index=pattern, query=past)["count"],
         "audit_events": es.count(index=pattern, query=audit)["count"],
         "audit_models": _terms(es, pattern, audit, "modelregistry.model.name"),
         "audit_actions": _terms(es, pattern, audit, "event.action"),
@@ -115,8 +120,24 @@ def alerts(notifications: Path, since: float) -> list[dict[str, Any]]:
     return found
 
 
+def anomalies(notifications: Path, since: float) -> list[dict[str, Any]]:
+    """The anomaly rules' notifications: rule, state, seconds after the start, and what the
+    detector saw (observed, expected, band, score) for the bucket it judged."""
+    names = set(anomaly_rule_names())
+    found = []
+    for record in received(notifications):
+        payload = record["payload"]
+        if payload.get("rule") in names:
+            seen = payload.get("event") or {}
+            found.append({"rule": payload["rule"], "state": payload.get("state"),
+                          "after_s": round(record["received"] - since, 1),
+                          **{k: seen.get(k) for k in ("observed", "expected", "lower", "upper", "score", "bucket")}})
+    return found
+
+
 def summarise(es: Elasticsearch, namespace: str, run_id: str, since: float, truth_path: Path,
-              notifications: Path, timeline: list[dict[str, Any]], front: str) -> dict[str, Any]:
+              notifications: Path, timeline: list[dict[str, Any]], front: str,
+              history: dict[str, Any] | None = None) -> dict[str, Any]:
     work = workload_side(read_truth(truth_path))
     stored = elasticsearch_side(es, namespace, run_id, since)
     kinds = sorted(set(work["by_kind"]) | set(stored["by_kind"]))
@@ -132,6 +153,8 @@ def summarise(es: Elasticsearch, namespace: str, run_id: str, since: float, trut
         "downloads_match": work["downloads_by_version"] == stored["downloads_by_version"],
         "audit_missing_models": sorted(set(work["written_models"]) - set(stored["audit_models"])),
         "alerts": alerts(notifications, since),
+        "anomalies": anomalies(notifications, since),
+        "history": history or {},
         "timeline": timeline,
     }
 

@@ -13,7 +13,10 @@ failure), and what MLflow's own fluent API asks as a matter of course: ``mlflow.
 on a model that exists (its ``create registered model`` answers 400 RESOURCE_ALREADY_EXISTS before
 the version is created) and ``mlflow.set_experiment`` of a new experiment (a 404 from
 ``get-experiment-by-name`` before it is created); ``burst`` is clients whose token was revoked
-at the gateway and who keep calling the registry as before (the demo's nginx answers 401: the error-ratio incident).
+at the gateway and who keep calling the registry as before (the demo's nginx answers 401: the error-ratio incident);
+``rollout`` is the team's day starting (each serving replica loads its model's champion once, a
+training script sets its experiment and registers a version); ``storm`` is
+a runaway client loading one model in a tight loop (the anomaly rule's incident).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ MODELS = ("fraud-detector", "churn-predictor", "recsys-ranker", "demand-forecast
 STAGES = ("Staging", "Production", "Archived")
 
 
+STORM_CLIENT = 99  # the runaway client's number in the truth file
+STORM_MODEL = "churn-predictor"  # what it loads
 SETTLE_S = 8.0  # a version is served (its alias moved to it) only this long after it was made
 WORSE = 0.5  # the third story's candidate: worse than every quality() a version gets otherwise
 
@@ -418,6 +423,34 @@ class Workload:
         with ThreadPoolExecutor(2 * clients) as pool:
             jobs = [pool.submit(replica, 100 + i, i < clients) for i in range(2 * clients)]
             return sum(job.result() for job in jobs)
+
+    def rollout(self) -> int:
+        """The team's day starting: each serving replica loads its model's champion, and a training
+        script sets its experiment and registers a version with MLflow's fluent API (the 404 and
+        the 400 those calls meet as a matter of course). Returns the number of models loaded."""
+        if not self.models:
+            self._adopt()
+        for client, model in enumerate(self.models.values(), start=1):
+            self._serve(client, model)
+        rng = random.Random(self.seed)
+        self._set_experiment(len(self.models) + 1, rng)
+        self._register_existing(len(self.models) + 1, self.models[MODELS[-1]])
+        return len(self.models)
+
+    def storm(self, name: str, duration_s: float) -> int:
+        """A runaway client: one process loading ``name``'s champion (``load_model``: the alias
+        looked up, the files downloaded) again and again, no pause, for ``duration_s``. Returns
+        the number of loads."""
+        if not self.models:
+            self._adopt()
+        model = self.models[name]
+        wire.presenting(None)
+        deadline = time.monotonic() + duration_s
+        done = 0
+        while time.monotonic() < deadline and not self.stop.is_set():
+            self._serve(STORM_CLIENT, model)
+            done += 1
+        return done
 
     def _download(self, file: str, client: int) -> str:
         import mlflow.artifacts
