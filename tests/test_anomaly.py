@@ -240,8 +240,8 @@ def test_the_built_in_anomaly_rules_load_and_are_not_in_the_default_set() -> Non
     builtin = Path(__file__).resolve().parent.parent / "rules" / "builtin"
     rules = [r for r in load_rules(builtin / "anomaly") if isinstance(r, AnomalyRule)]
     assert [(r.name, r.type, r.points, r.direction) for r in rules] == [
-        ("registry-retrievals-unusual", "anomaly", 4032, "both"),
-        ("registry-writes-unusual", "anomaly", 4032, "both"),
+        ("registry-retrievals-unusual", "anomaly", 4032, "up"),
+        ("registry-writes-unusual", "anomaly", 4032, "down"),
         ("registry-latency-unusual", "anomaly", 4032, "up")]
     assert not any(r.type == "anomaly" for r in load_rules(builtin))  # named only: builtin/anomaly
 
