@@ -100,7 +100,7 @@ class HttpDocuments:
         signature = self._signatures.get(key)
         if signature is None:
             signature = self._signature(method, target, status, body)
-            if len(target) + (0 if body is None else len(body)) <= REQUEST_CACHE_TARGET:
+            if len(method) + len(target) + (0 if body is None else len(body)) <= REQUEST_CACHE_TARGET:
                 if len(self._signatures) >= CACHE_LIMIT:
                     self._signatures.clear()
                 self._signatures[key] = signature

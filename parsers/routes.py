@@ -78,6 +78,8 @@ class RouteTable(StrictModel):
     event_source: str | None = None
 
 
+# The longest entity + action an unknown audit action may have to be kept for the next record.
+UNKNOWN_AUDIT_KEPT = 256
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -157,12 +159,15 @@ class Router:
     def unknown_audit(self, *parts: str) -> Route:
         """The route of an audit action the table does not know: an access event named by its
         parts in kebab case (``registered_model`` + ``created`` -> ``registered-model-created``).
-        Made once per distinct action; bounded (cleared past 2048 actions, as the slug cache)."""
+        Made once per distinct action; bounded (cleared past 2048 actions, as the slug cache; parts
+        longer than a real action's, a hostile record's, are not kept)."""
         route = self._unknown_audit.get(parts)
         if route is None:
-            if len(self._unknown_audit) >= 2048:
-                self._unknown_audit.clear()
-            route = self._unknown_audit[parts] = Route(kind="access", action=kebab(*parts))
+            route = Route(kind="access", action=kebab(*parts))
+            if sum(map(len, parts)) <= UNKNOWN_AUDIT_KEPT:
+                if len(self._unknown_audit) >= 2048:
+                    self._unknown_audit.clear()
+                self._unknown_audit[parts] = route
         return route
 
 

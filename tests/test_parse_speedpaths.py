@@ -40,7 +40,11 @@ second = st.integers(min_value=0, max_value=59)
 
 
 def _encoded(parser: LineParser, line: bytes) -> bytes:
-    return orjson.dumps(parser.parse(line, read_at="2026-11-25T00:00:00.000Z"))
+    """The line's document as shipped; never a parser bug's dead letter (code shared by both paths
+    that raised would make both sides the same dead letter, and the comparison pass)."""
+    encoded = orjson.dumps(parser.parse(line, read_at="2026-11-25T00:00:00.000Z"))
+    assert b'"parser_bug"' not in encoded, encoded[:500]
+    return encoded
 
 
 def _reference(fmt: str, **ctx: Any) -> LineParser:
@@ -158,3 +162,45 @@ def test_the_caches_of_the_fast_path_stay_bounded_whatever_the_lines() -> None:
     assert 0 < len(docs._agents) <= CACHE_LIMIT and long_agent not in docs._agents
     assert 0 < len(docs._sources) <= CACHE_LIMIT
     assert not any(len(key[1]) > 256 for key in docs._signatures)  # long targets are not kept
+
+
+def _hostile_lines(fmt: str, i: int, size: int) -> bytes:
+    """A line whose one odd part (a method, an entity, a record's keys) is ``size`` long and new."""
+    odd = "".join(chr(65 + int(digit)) for digit in f"{i:06d}") + "Q" * size  # letters: a method too
+    if fmt == "nginx":
+        return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "{odd} /x HTTP/1.1" 200 1 "-" "-"'.encode()
+    if fmt == "uvicorn":  # no time prefix: the general path and its request cache
+        return f'127.0.0.1:1 - "{odd} /health HTTP/1.1" 200 OK'.encode()
+    if fmt == "audit":
+        return orjson.dumps({"@timestamp": "2026-11-25T20:07:06.250Z", "platform": "mlflow", "entity": odd,
+                             "action": "created", "delivery_id": f"d-{i}", "model": {"name": "m"}})
+    extra = {f"k{i}_{n}_{'z' * 20}": n for n in range(size // 30)}
+    if fmt == "nginx-json":
+        return orjson.dumps({"time_iso8601": "2026-11-25T20:06:27+00:00", "remote_addr": "127.0.0.1",
+                             "request": "GET /health HTTP/1.1", "status": 200, **extra})
+    return orjson.dumps({"timestamp": 1795637226412, "serviceName": "mlflowModelRegistry",
+                         "actionName": "getRegisteredModel", "requestParams": {"name": "m"},
+                         "response": {"statusCode": 200}, **extra})
+
+
+@pytest.mark.parametrize("fmt", ["nginx", "uvicorn", "audit", "nginx-json", "databricks-audit"])
+def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(fmt: str) -> None:
+    """Each new, oversized method, audit entity or key set would be kept by a cache keyed on it
+    (hundreds of MB from a few hundred 1 MB lines); what the parser holds after 40 lines of 50 KB
+    each stays far below what they weigh (2 MB)."""
+    import gc
+    import tracemalloc
+
+    parser = LineParser(ParseContext(format=fmt))
+    parser.parse(_hostile_lines(fmt, 0, 10))  # the ordinary caches warmed by a small one
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1, 41):
+            assert parser.parse(_hostile_lines(fmt, i, 50_000))["event"]["kind"] == "event"  # not a dead letter
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 500_000, f"{fmt}: {kept} bytes kept after 40 lines of 50 KB"

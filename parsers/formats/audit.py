@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from contract.validation import first_problem
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
-from parsers.formats.http import is_ip, load_json_object, model_fields
+from parsers.formats.http import PLAN_SHAPE_KEPT, is_ip, load_json_object, model_fields
 from parsers.routes import Router, kebab
 from parsers.timestamps import parse_any
 from parsers.values import json_loads, status_code
@@ -233,9 +233,10 @@ def _databricks_values(record: dict[str, Any]) -> list[Any]:
     plan = _databricks_plans.get(shape)
     if plan is None:
         plan = tuple(tuple(key for key in keys if key in record) for keys in _DATABRICKS_KEYS)
-        if len(_databricks_plans) >= _PLAN_LIMIT:
-            _databricks_plans.clear()
-        _databricks_plans[shape] = plan
+        if len(shape) <= PLAN_SHAPE_KEPT:
+            if len(_databricks_plans) >= _PLAN_LIMIT:
+                _databricks_plans.clear()
+            _databricks_plans[shape] = plan
     values: list[Any] = []
     for keys in plan:
         for key in keys:

@@ -83,11 +83,15 @@ def model_fields(pairs: list[tuple[str, str]] | dict[str, Any], params: Mapping[
 # What a request line gives, by (method, target, failed): the route, path, query, artifact path
 # and model its target names. Registries answer the same few hundred requests all day (the same
 # model fetched, the same health check), so they are worked out once; a bounded cache (cleared
-# past REQUEST_CACHE_LIMIT entries, targets longer than REQUEST_CACHE_TARGET not kept): at most
+# past REQUEST_CACHE_LIMIT entries, a method and target longer than REQUEST_CACHE_TARGET not kept): at most
 # 4.6 MB per route table (measured: 4096 distinct 250-character targets), typically under 1 MB.
 REQUEST_CACHE_LIMIT = 4096
 REQUEST_CACHE_TARGET = 256
 _Request = tuple[Route, str, str | None, str | None, dict[str, Any] | None]
+# JSON records are read through a plan made once per shape (their keys in order); a record of
+# more keys than any real log's (a hostile one) gets its plan made and not kept, so a few hundred
+# such lines cannot keep their key tuples alive.
+PLAN_SHAPE_KEPT = 64
 
 
 def _copy_model(model: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def fill_request(f: dict[str, Any], method: str, target: str, router: Router,
         request = cache.get(key)  # type: ignore[assignment]
         if request is None:
             request = _request(method, target, router, failed, None)
-            if len(target) <= REQUEST_CACHE_TARGET:
+            if len(method) + len(target) <= REQUEST_CACHE_TARGET:
                 if len(cache) >= REQUEST_CACHE_LIMIT:
                     cache.clear()
                 cache[key] = request

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed, _request
-from parsers.formats.http import fill_request, is_ip, load_json_object, seconds_to_ns, split_request_line
+from parsers.formats.http import (
+    PLAN_SHAPE_KEPT,
+    fill_request,
+    is_ip,
+    load_json_object,
+    seconds_to_ns,
+    split_request_line,
+)
 from parsers.routes import Router
 from parsers.timestamps import parse_any
 from parsers.values import long_value, status_code
@@ -53,9 +60,10 @@ def _plan(record: dict[str, Any]) -> Plan:
     plan = _plans.get(shape)
     if plan is None:
         plan = {name: tuple(key for key in keys if key in record) for name, keys in DEFAULT_KEYS.items()}
-        if len(_plans) >= _PLAN_LIMIT:
-            _plans.clear()
-        _plans[shape] = plan
+        if len(shape) <= PLAN_SHAPE_KEPT:
+            if len(_plans) >= _PLAN_LIMIT:
+                _plans.clear()
+            _plans[shape] = plan
     return plan
 
 
@@ -111,9 +119,10 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps
     if steps is None:
         plan = _plan(record)
         steps = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
-        if len(steps_by_shape) >= _PLAN_LIMIT:
-            steps_by_shape.clear()
-        steps_by_shape[shape] = steps
+        if len(shape) <= PLAN_SHAPE_KEPT:
+            if len(steps_by_shape) >= _PLAN_LIMIT:
+                steps_by_shape.clear()
+            steps_by_shape[shape] = steps
     return steps
 
 
