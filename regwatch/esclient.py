@@ -35,7 +35,7 @@ def client_from_config(config: Config, *, bulk: bool = False, **overrides) -> El
     try:
         return Elasticsearch(**options)
     except (SniffingError, TransportError) as error:
-        log.warning("elasticsearch nodes not learned at start; looking again before requests",
+        log.warning("elasticsearch_nodes_not_learned_at_start", then="looking again before requests",
                     hosts=[redact_userinfo(host) for host in config.elasticsearch.hosts],
                     reason=type(error).__name__)
         return Elasticsearch(**{**options, "sniff_on_start": False, "sniff_before_requests": True})

@@ -85,7 +85,8 @@ def test_a_client_built_while_its_node_is_down_waits_for_it_and_learns_the_clust
     with structlog.testing.capture_logs() as logged:
         client = client_from_config(config, bulk=True)
     assert logged == [{
-        "event": "elasticsearch nodes not learned at start; looking again before requests",
+        "event": "elasticsearch_nodes_not_learned_at_start",
+        "then": "looking again before requests",
         "hosts": [f"{scheme}://127.0.0.1:{closed_port_forwarder.port}"],
         "reason": "SniffingError",
         "log_level": "warning",
