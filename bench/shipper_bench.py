@@ -137,7 +137,11 @@ def rsyslog_rate(client, es_url: str, workdir: Path, log: Path, count: int, time
         elapsed = time.perf_counter() - started
     finally:
         child.terminate()
-        output = child.communicate(timeout=30)[0].decode(errors="replace")
+        try:
+            output = child.communicate(timeout=30)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:  # rsyslogd that does not stop on SIGTERM is killed
+            child.kill()
+            output = child.communicate()[0].decode(errors="replace")
         client.options(ignore_status=404).indices.delete(index=index)
     errors = work / "errors.json"
     assert done >= count, (f"rsyslog indexed {done} of {count} lines: {output[-500:]} "
