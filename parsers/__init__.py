@@ -14,6 +14,7 @@ import orjson
 import structlog
 
 from contract.timestamps import now_iso
+from parsers.audit_documents import AuditDocuments
 from parsers.errors import ParseError
 from parsers.events import ParseContext, deadletter_document, event_document, kind_of
 from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
@@ -26,8 +27,8 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["FORMATS", "LineParser", "ParseContext", "ParseError", "kind_of"]
 
-# A format's function: the fields of a line, or (given the input's HttpDocuments, for the HTTP
-# access formats) the line's finished document
+# A format's function: the fields of a line, or (given the input's HttpDocuments or AuditDocuments)
+# the line's finished document
 FormatFn = Callable[..., Parsed | dict[str, Any]]
 
 # format name -> (parse function, built-in route table)
@@ -57,9 +58,11 @@ class LineParser:
         self._parse, default_table = FORMATS[ctx.format]
         self.router = router or router_for(None, default_table)
         self.platform = ctx.platform or self.router.platform
-        # HTTP access lines of the usual shape: documents built in one step (parsers.http_documents)
-        self.docs: HttpDocuments | None = (HttpDocuments(ctx, self.platform, self.router)
-                                           if ctx.format in HTTP_FORMATS else None)
+        # HTTP access lines of the usual shape and audit records: documents built in one step
+        # (parsers.http_documents, parsers.audit_documents)
+        self.docs: HttpDocuments | AuditDocuments | None = (
+            HttpDocuments(ctx, self.platform, self.router) if ctx.format in HTTP_FORMATS
+            else AuditDocuments(ctx, self.platform, self.router))
 
     def parse(self, raw: bytes, read_at: str | None = None) -> dict[str, Any]:
         """One line (with or without its newline) to one document. Never raises."""

@@ -58,15 +58,35 @@ def _common_fields(ctx: ParseContext, platform: str) -> dict[str, Any]:
     return common
 
 
-def _put_common(doc: dict[str, Any], ctx: ParseContext, platform: str) -> None:
+def context_cache(ctx: ParseContext, name: str) -> dict[Any, Any]:
+    """A cache kept on the input's context (frozen: set once, past its ``__setattr__``), so that
+    every parser of one input shares it and it goes with the context."""
+    cache = ctx.__dict__.get(name)
+    if cache is None:
+        cache = {}
+        object.__setattr__(ctx, name, cache)
+    return cache
+
+
+# Platforms an input's records name (an audit record's own ``platform``): a few in any real log;
+# a hostile stream of new long ones is used, not kept.
+_COMMON_LIMIT = 256
+_COMMON_KEPT_LENGTH = 256
+
+
+def common_fields(ctx: ParseContext, platform: str) -> dict[str, Any]:
+    """``_common_fields`` of this context and platform, made once (shared, never changed)."""
     by_platform = ctx.__dict__.get("_common")
     if by_platform is None:
-        by_platform = {}
-        object.__setattr__(ctx, "_common", by_platform)
+        by_platform = context_cache(ctx, "_common")
     common = by_platform.get(platform)
     if common is None:
-        common = by_platform[platform] = _common_fields(ctx, platform)
-    doc.update(common)
+        common = _common_fields(ctx, platform)
+        if len(platform) <= _COMMON_KEPT_LENGTH:
+            if len(by_platform) >= _COMMON_LIMIT:
+                by_platform.clear()
+            by_platform[platform] = common
+    return common
 
 
 # Fields most access-log lines lack: looked up only when one of them is present.
@@ -200,11 +220,7 @@ def event_document(ctx: ParseContext, route: Route, failed: bool, f: dict[str, A
         doc["error"] = error
         # what kind of failure: the error-rate rule counts server, auth and throttled only
         registry["failure"] = failure_kind(status, error_code)
-    common = ctx.__dict__.get("_common")
-    if common is not None and platform in common:
-        doc.update(common[platform])
-    else:
-        _put_common(doc, ctx, platform)
+    doc.update(common_fields(ctx, platform))
     return doc
 
 
@@ -243,7 +259,7 @@ def deadletter_document(ctx: ParseContext, raw: str, reason: str, error_type: st
         "error": {"message": reason, "type": error_type},
         "modelregistry": {"operation": "other", "format": ctx.format, "platform": platform},
     }
-    _put_common(doc, ctx, platform)
+    doc.update(common_fields(ctx, platform))
     return doc
 
 

@@ -17,7 +17,7 @@ documents and are never changed.
 
 Memory: each cache is cleared past ``CACHE_LIMIT`` entries and keeps no request target (with
 its body) longer than ``http.REQUEST_CACHE_TARGET`` and no agent or address longer than
-``VALUE_CACHE_LENGTH``. Measured with tracemalloc, the worst these bounds allow (4096 distinct
+``VALUE_CACHE_LENGTH`` (``document_caches``). Measured with tracemalloc, the worst these bounds allow (4096 distinct
 requests of 250-character targets, as many distinct 250-character agents and addresses) is 12 MB
 per input; a registry's log, a few hundred distinct requests and agents, well under 1 MB.
 """
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract.traffic import PROBE_USER_AGENT_PREFIX, failure_kind
-from parsers.events import ParseContext, _put_common
-from parsers.formats.http import REQUEST_CACHE_TARGET, _copy_model, _request, is_ip
+from contract.traffic import failure_kind
+from parsers.document_caches import CACHE_LIMIT, VALUE_CACHE_LENGTH, DocumentCaches
+from parsers.events import ParseContext
+from parsers.formats.http import REQUEST_CACHE_TARGET, _copy_model, _request, split_request_line
 from parsers.routes import Router
 
-CACHE_LIMIT = 4096
-VALUE_CACHE_LENGTH = 256  # longer user agents and addresses are not kept (a hostile line's 40 KB agent)
+__all__ = ["CACHE_LIMIT", "VALUE_CACHE_LENGTH", "HttpDocuments"]
 
 # (category, type, dataset, action, outcome, data_stream, url, operation, model, artifact, message,
 #  error, failure): what a (method, target, status) gives every document of its lines
@@ -40,19 +40,27 @@ _Signature = tuple[list[str], list[str], str, str, str, dict[str, str], dict[str
                    dict[str, Any] | None, dict[str, str] | None, str, dict[str, str] | None, str | None]
 
 
-class HttpDocuments:
+class HttpDocuments(DocumentCaches):
     """Builds the documents of one input's HTTP access lines (one context, platform and route table)."""
 
     def __init__(self, ctx: ParseContext, platform: str, router: Router) -> None:
-        self.ctx = ctx
-        self.platform = platform
+        super().__init__(ctx, platform)
         self.router = router
-        self.format = ctx.format
-        self.keep_original = ctx.keep_original
         self._signatures: dict[tuple[Any, ...], _Signature] = {}
-        self._agents: dict[str, tuple[dict[str, str], bool]] = {}
-        self._sources: dict[str, dict[str, str]] = {}
-        self._common: dict[str, Any] | None = None
+        self._request_lines: dict[str, tuple[str, str, str | None] | None] = {}
+
+    def request_line(self, request: str) -> tuple[str, str, str | None] | None:
+        """``http.split_request_line``, worked out once per distinct request line (nginx JSON's
+        ``request``: a log repeats its few hundred)."""
+        lines = self._request_lines
+        if request in lines:
+            return lines[request]
+        split = split_request_line(request)
+        if len(request) <= REQUEST_CACHE_TARGET:
+            if len(lines) >= CACHE_LIMIT:
+                lines.clear()
+            lines[request] = split
+        return split
 
     def _signature(self, method: str, target: str, status: int, body: str | None) -> _Signature:
         failed = status >= 400
@@ -67,26 +75,6 @@ class HttpDocuments:
         return ([category], [ecs_type], dataset, route.action, outcome, data_stream, url,
                 route._operation,  # type: ignore[attr-defined]
                 model, None if artifact is None else {"path": artifact}, f"{method} {path} {status}", error, failure)
-
-    def _source(self, client: str) -> dict[str, str]:
-        source = self._sources.get(client)
-        if source is None:
-            source = {"ip": client} if is_ip(client) else {"address": client}
-            if len(client) <= VALUE_CACHE_LENGTH:
-                if len(self._sources) >= CACHE_LIMIT:
-                    self._sources.clear()
-                self._sources[client] = source
-        return source
-
-    def _agent(self, ua: str) -> tuple[dict[str, str], bool]:
-        agent = self._agents.get(ua)
-        if agent is None:
-            agent = ({"original": ua}, ua.startswith(PROBE_USER_AGENT_PREFIX))
-            if len(ua) <= VALUE_CACHE_LENGTH:
-                if len(self._agents) >= CACHE_LIMIT:
-                    self._agents.clear()
-                self._agents[ua] = agent
-        return agent
 
     def document(self, ts: str, method: str, target: str, version: str | None, status: int, size: int | None,
                  client: str | None, user: str | None, referrer: str | None, ua: str | None,
@@ -140,10 +128,5 @@ class HttpDocuments:
         if error is not None:
             doc["error"] = error
             registry["failure"] = failure
-        common = self._common
-        if common is None:
-            _put_common(doc, self.ctx, self.platform)
-            self._common = self.ctx.__dict__["_common"][self.platform]
-        else:
-            doc.update(common)
+        doc.update(self._common or self.common())
         return doc

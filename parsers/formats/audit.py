@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contract.validation import first_problem
+from parsers.audit_documents import AuditDocuments, audit_result
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
-from parsers.formats.http import PLAN_SHAPE_KEPT, is_ip, load_json_object, model_fields
+from parsers.formats.http import PLAN_SHAPE_KEPT, load_json_object, model_fields
 from parsers.routes import Router, kebab
 from parsers.timestamps import parse_any
 from parsers.values import json_loads, status_code
@@ -74,15 +75,11 @@ class CanonicalAudit(BaseModel):
 
 
 _LONG = 2**63
+# The text fields of a record, in the order parse_canonical reads them
 _CANONICAL_TEXT = ("platform", "delivery_id", "user", "user_email", "source_ip", "user_agent", "workspace",
                    "error_code", "error_message")
-_CANONICAL_TEXT_KEYS = frozenset(_CANONICAL_TEXT)
+_MODEL_KEYS = ("name", "version", "alias", "stage", "new_name")
 _MODEL_TEXT = ("name", "alias", "stage", "new_name")
-# record key -> the field of a line it gives (event_document's names)
-_CANONICAL_OURS = {"delivery_id": "delivery_id", "user": "user", "user_email": "email", "user_agent": "ua",
-                   "workspace": "workspace", "error_code": "error_code", "error_message": "error_message",
-                   "platform": "platform"}
-_CANONICAL_OURS_KEYS = frozenset(_CANONICAL_OURS)
 _NO_MODEL: dict[str, Any] = {}
 
 
@@ -90,19 +87,20 @@ def _plain_int(value: Any) -> bool:
     return value.__class__ is int and -_LONG < value < _LONG
 
 
-def _canonical_fast(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The record and its model when every field already has the type the schema asks for (what
-    nearly every line of a real audit log has), as ``CanonicalAudit`` would give them; None for
-    anything else, which pydantic then validates (and names the problem of)."""
-    ts = raw.get("@timestamp")
+def _canonical_fast(raw: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The record's values (timestamp, entity, action, ``_CANONICAL_TEXT``, outcome, status, tags,
+    model) when every field already has the type the schema asks for (what nearly every line of a
+    real audit log has), as ``CanonicalAudit`` would give them; None for anything else, which
+    pydantic then validates (and names the problem of)."""
+    get = raw.get
+    ts = get("@timestamp")
     if not (ts.__class__ is str or ts.__class__ is float or _plain_int(ts)):
         return None
-    entity, action = raw.get("entity"), raw.get("action")
+    entity, action = get("entity"), get("action")
     if entity.__class__ is not str or action.__class__ is not str or not entity or not action:
         return None
-    get = raw.get
-    for key in _CANONICAL_TEXT_KEYS.intersection(raw):  # the ones present only (set algebra in C)
-        value = raw[key]
+    texts = tuple(map(get, _CANONICAL_TEXT))
+    for value in texts:  # (a loop: cheaper than a set of their types)
         if value is not None and value.__class__ is not str:
             return None
     outcome = get("outcome", "success")
@@ -131,55 +129,43 @@ def _canonical_fast(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
             return None
     else:
         model = _NO_MODEL
-    return raw, model
+    return ts, entity, action, texts, outcome, status, tags, model
 
 
-def parse_canonical(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
+def parse_canonical(text: str, router: Router, ctx: Any = None, docs: AuditDocuments | None = None
+                    ) -> Parsed | dict[str, Any]:
+    """A record's fields (or, given ``docs``, its finished document)."""
     raw = _load(text)
     if "@timestamp" not in raw and "timestamp" in raw:
         raw["@timestamp"] = raw.pop("timestamp")
     fast = _canonical_fast(raw)
-    if fast is not None:
-        record, named = fast
-        get = record.get
-        ts, entity, action = record["@timestamp"], record["entity"], record["action"]
-        tags, status, source_ip = get("tags"), get("status_code"), get("source_ip")
-        outcome, error_code = get("outcome", "success"), get("error_code")
-    else:
+    if fast is None:
         try:
             validated = CanonicalAudit.model_validate(raw)
         except ValidationError as exc:
             raise ParseError(f"wrong field type: {first_problem(exc)}", "wrong_type") from None
-        get = validated.__dict__.get
-        named = validated.model.__dict__
-        ts, entity, action = validated.timestamp, validated.entity, validated.action
-        tags, status, source_ip = validated.tags, validated.status_code, validated.source_ip
-        outcome, error_code = validated.outcome, validated.error_code
+        values = validated.__dict__
+        fast = (validated.timestamp, validated.entity, validated.action, tuple(map(values.get, _CANONICAL_TEXT)),
+                validated.outcome, validated.status_code, validated.tags, validated.model.__dict__)
+    ts, entity, action, texts, outcome, status, tags, named = fast
+    platform, delivery, user, email, source_ip, ua, workspace, error_code, error_message = texts
     route = router.audit(f"{entity}.{action}") or router.unknown_audit(entity, action)
-    f: dict[str, Any] = {"ts": _timestamp(ts), "entity": entity}
+    ts = _timestamp(ts)
     model: dict[str, Any] = {}
     if named:
-        for key in ("name", "version", "alias", "stage", "new_name"):
+        for key in _MODEL_KEYS:
             value = named.get(key)
             if value is not None:
-                model[key] = str(value)
+                model[key] = value if value.__class__ is str else str(value)
     if tags:
         tag_key, tag_value = next(iter(tags.items()))
         model["tag"] = {"key": tag_key, "value": tag_value}
-    if model:
-        f["model"] = model
-    for key in (_CANONICAL_OURS_KEYS.intersection(record) if fast is not None else _CANONICAL_OURS):
-        value = get(key)
-        if value is not None:
-            f[_CANONICAL_OURS[key]] = value
-    if status is not None:
-        f["status"] = status_code(status, "status_code")
-    if source_ip:
-        f["ip" if is_ip(source_ip) else "source_address"] = source_ip
     failed = outcome == "failure" or (status or 0) >= 400 or bool(error_code)
-    if failed and "error_code" not in f and "status" not in f:
-        f["error_type"] = "audit_failure"
-    return route, failed, f
+    if status is not None:
+        status = status_code(status, "status_code")
+    error_type = "audit_failure" if failed and error_code is None and status is None else None
+    return audit_result(docs, route, failed, ts, status, source_ip, user, email, ua, model, delivery, entity,
+                        workspace, None, None, None, error_code, error_message, error_type, platform, text)
 
 
 # -- Databricks --------------------------------------------------------------------------------
@@ -249,7 +235,8 @@ def _databricks_values(record: dict[str, Any]) -> list[Any]:
     return values
 
 
-def parse_databricks(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
+def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocuments | None = None
+                     ) -> Parsed | dict[str, Any]:
     """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
     record = _load(text)
     (service, action, when, params, response, identity, ip, ua, workspace, request_id,
@@ -261,51 +248,36 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: Any = Non
     if not service or not action or when is None:
         raise ParseError("not a Databricks audit record (serviceName, actionName, timestamp)", "missing_field")
     route = router.audit(f"{service}.{action}") or router.unknown_audit(service, action)
-    f: dict[str, Any] = {"ts": _timestamp(when)}
+    ts = _timestamp(when)
     params = params if params.__class__ is dict else _dict(params, "requestParams")
     model = model_fields(params, router.audit_params) if params else {}
     if "catalog" in model or "schema" in model:
         catalog, schema = model.pop("catalog", None), model.pop("schema", None)
         if catalog and schema and "name" in model and model["name"].count(".") < 2:
             model["name"] = f"{catalog}.{schema}.{model['name']}"  # Unity Catalog: the three-level name
-    if model:
-        f["model"] = model
     response = response if response.__class__ is dict else _dict(response, "response")
     status = _pick(response, "statusCode", "status_code")
     if status is not None:
-        f["status"] = status_code(status, "response.statusCode")
+        status = status_code(status, "response.statusCode")
     message = _str_or_none(_pick(response, "errorMessage", "error_message"), "response.errorMessage")
-    if message:
-        f["error_message"] = message
     identity = identity if identity.__class__ is dict else _dict(identity, "userIdentity")
-    if email := _str_or_none(identity.get("email"), "userIdentity.email"):
-        f["email"] = email
-        f["user"] = email
+    email = _str_or_none(identity.get("email"), "userIdentity.email")
     if ip is not None and ip.__class__ is not str:
         ip = _str_or_none(ip, "sourceIPAddress")
-    if ip:
-        f["ip" if is_ip(ip) else "source_address"] = ip
     if ua is not None and ua.__class__ is not str:
         ua = _str_or_none(ua, "userAgent")
-    if ua:
-        f["ua"] = ua
     if workspace is not None and workspace.__class__ is not str:
         workspace = _str_or_none(workspace, "workspaceId")
-    if workspace:
-        f["workspace"] = workspace
     if request_id is not None and request_id.__class__ is not str:
         request_id = _str_or_none(request_id, "requestId")
-    if request_id:
-        f["delivery_id"] = request_id
     if event_id is not None and event_id.__class__ is not str:
         event_id = _str_or_none(event_id, "event_id")
-    if event_id:
-        f["event_id"] = event_id  # system.access.audit's own id (event.id; else the request id)
-    f["provider"] = service  # ECS event.provider: the Databricks service that logged it
-    failed = (f.get("status") or 0) >= 400 or bool(message)
-    if failed and "status" not in f:
-        f["error_type"] = "audit_failure"
-    return route, failed, f
+    failed = (status or 0) >= 400 or bool(message)
+    # event.id: system.access.audit's own id, else the request id; event.provider: the Databricks
+    # service that logged it
+    return audit_result(docs, route, failed, ts, status, ip, email, email, ua, model, request_id, None,
+                        workspace, event_id, service, None, None, message,
+                        "audit_failure" if failed and status is None else None, None, text)
 
 
 # -- CloudTrail (SageMaker) --------------------------------------------------------------------
@@ -313,7 +285,8 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: Any = Non
 _PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:[^:]*:model-package/([^/]+)/(\d+)$")
 
 
-def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = None) -> Parsed:
+def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocuments | None = None
+                     ) -> Parsed | dict[str, Any]:
     record = _load(text)
     if "Records" in record and "eventName" not in record:
         raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",
@@ -331,7 +304,7 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
     if router.table.event_source is None or source == router.table.event_source:
         route = router.audit(name)
     route = route or router.unknown_audit(name)
-    f: dict[str, Any] = {"ts": _timestamp(when)}
+    ts = _timestamp(when)
     params = record.get("requestParameters")
     if params.__class__ is not dict:
         params = _dict(params, "requestParameters")
@@ -346,8 +319,6 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
             model.setdefault("version", m.group(2))
         elif "name" not in model:
             model["name"] = package
-    if model:
-        f["model"] = model
     identity = record.get("userIdentity")
     if identity.__class__ is not dict:
         identity = _dict(identity, "userIdentity")
@@ -359,25 +330,15 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
         arn = _str_or_none(arn, "userIdentity.arn")
     if not user and arn:
         user = arn.rsplit("/", 1)[-1]
-    if user:
-        f["user"] = user
     ip = record.get("sourceIPAddress")
     if ip is not None and ip.__class__ is not str:
         ip = _str_or_none(ip, "sourceIPAddress")
-    if ip:
-        f["ip" if is_ip(ip) else "source_address"] = ip
     ua = record.get("userAgent")
     if ua is not None and ua.__class__ is not str:
         ua = _str_or_none(ua, "userAgent")
-    if ua:
-        f["ua"] = ua
     event_id = record.get("eventID")
     if event_id is not None and event_id.__class__ is not str:
         event_id = _str_or_none(event_id, "eventID")
-    if event_id:
-        f["delivery_id"] = event_id
-    if source:
-        f["provider"] = source  # ECS event.provider: the AWS service, as Elastic's AWS integration says it
     cloud: dict[str, Any] = {"provider": "aws"}
     region = record.get("awsRegion")
     if region is not None and region.__class__ is not str:
@@ -389,16 +350,15 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: Any = Non
         account = _str_or_none(account, "recipientAccountId")
     if account:
         cloud["account"] = {"id": account}
-    f["cloud"] = cloud
     code = record.get("errorCode")
     if code is not None and code.__class__ is not str:
         code = _str_or_none(code, "errorCode")
+    message = None
     if code:
-        f["error_code"] = code
-        f["error_type"] = "aws_error"
         message = record.get("errorMessage")
         if message is not None and message.__class__ is not str:
             message = _str_or_none(message, "errorMessage")
-        if message:
-            f["error_message"] = message
-    return route, bool(code), f
+    # the record's eventID: its delivery id and event.id; event.provider: the AWS service, as
+    # Elastic's AWS integration says it
+    return audit_result(docs, route, bool(code), ts, None, ip, user, None, ua, model, event_id, None, None, None,
+                        source, cloud, code or None, message, "aws_error" if code else None, None, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from parsers.errors import ParseError
+from parsers.events import context_cache
 from parsers.formats.access import Parsed, _request
 from parsers.formats.http import (
     PLAN_SHAPE_KEPT,
@@ -17,11 +18,10 @@ from parsers.formats.http import (
     is_ip,
     load_json_object,
     seconds_to_ns,
-    split_request_line,
 )
 from parsers.routes import Router
 from parsers.timestamps import parse_any
-from parsers.values import long_value, status_code
+from parsers.values import LONG_MAX, long_value, status_code
 
 if TYPE_CHECKING:
     from parsers.http_documents import HttpDocuments
@@ -113,8 +113,7 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps
     shape = tuple(record)
     steps_by_shape = ctx.__dict__.get("_json_steps")
     if steps_by_shape is None:
-        steps_by_shape = {}
-        object.__setattr__(ctx, "_json_steps", steps_by_shape)
+        steps_by_shape = context_cache(ctx, "_json_steps")
     steps = steps_by_shape.get(shape)
     if steps is None:
         plan = _plan(record)
@@ -157,8 +156,10 @@ def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | 
         raise ParseError(f"bad timestamp {when!r}: {exc}", "bad_timestamp") from None
     if status is None:
         raise ParseError("no status key", "missing_field")
-    code = status_code(status)
-    size = _int(size, "body_bytes_sent")
+    # (the usual values' checks inline: a number nginx logs unquoted, as status_code and _int see it)
+    code = status if status.__class__ is int and 100 <= status <= 999 else status_code(status)
+    if size is not None and not (size.__class__ is int and 0 <= size <= LONG_MAX):
+        size = _int(size, "body_bytes_sent")  # (None or an int that fits: the usual value as it is)
     if ip is not None and ip.__class__ is not str:
         ip = _text(ip, "remote_addr")
     if user is not None and user.__class__ is not str:
@@ -169,10 +170,14 @@ def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | 
         referrer = _text(referrer, "http_referer")
     if timing is None:
         timing = upstream
-    try:
-        duration = seconds_to_ns(timing if not isinstance(timing, str) else timing.strip())
-    except (ValueError, TypeError):
-        raise ParseError(f"wrong field type: request_time={timing!r}", "wrong_type") from None
+    duration: int | None
+    if timing.__class__ is float and 0.0 <= timing < 9e9:  # seconds_to_ns's result, inline
+        duration = round(timing * 1e9)
+    else:
+        try:
+            duration = seconds_to_ns(timing if not isinstance(timing, str) else timing.strip())
+        except (ValueError, TypeError):
+            raise ParseError(f"wrong field type: request_time={timing!r}", "wrong_type") from None
     if body is not None and body.__class__ is not str:
         body = _text(body, "request_body")
     if request is not None and request.__class__ is not str:
@@ -180,7 +185,7 @@ def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | 
     if docs is not None:
         if request is not None:
             if not body:
-                if (split := split_request_line(request)) is not None:
+                if (split := docs.request_line(request)) is not None:
                     return docs.document(ts, split[0], split[1], split[2], code, size, ip, user, referrer or None, ua,
                                          duration, text)
             else:  # as _with_body reads it
