@@ -197,14 +197,36 @@ class DeliveryReport:
     complete: bool = True
 
 
+def _error_text(result: dict[str, Any]) -> str:
+    """``type: reason`` of one bulk item's error, as Elasticsearch gave it, without the request
+    some reasons end with (``, request: [BulkShardRequest ... source[{the whole document}]]``):
+    a log line names the problem, it does not copy the registry's traffic."""
+    error = result.get("error") or {}
+    if not isinstance(error, dict):
+        return str(error)
+    reason = str(error.get("reason", "")).split(", request: [", 1)[0]
+    return f"{error.get('type', 'rejected')}: {reason}"
+
+
 class BulkSink:
+    """Delivers items to Elasticsearch, each exactly once.
+
+    ``shard_wait_s``: how long Elasticsearch may hold a bulk request waiting for a shard to
+    become active or a mapping to be updated (the bulk API's ``timeout``; its own default is a
+    minute). Kept below the client's request timeout, a shard with no active copy (its node lost
+    while its replica was still copying) is answered per line with a 503 that names the shard,
+    logged and retried, instead of every request timing out with nothing said about why.
+    """
+
     def __init__(self, client: Elasticsearch, metrics: ShipperMetrics, *,
-                 initial_backoff_s: float = 0.2, max_backoff_s: float = 5.0) -> None:
+                 initial_backoff_s: float = 0.2, max_backoff_s: float = 5.0,
+                 shard_wait_s: float | None = None) -> None:
         self.client = client
         send_encoded_bodies(client)
         self.metrics = metrics
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
+        self._shard_wait = None if shard_wait_s is None else f"{int(shard_wait_s * 1000)}ms"
         # (file identity, its sent mark when resumed) -> the highest offset an earlier run indexed
         self._frontier: dict[tuple[str, int], int] = {}
 
@@ -329,7 +351,8 @@ class BulkSink:
         started = time.perf_counter()
         try:
             # the client sends bytes as they are; its annotation names only a sequence of mappings
-            response = self.client.bulk(operations=body, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
+            response = self.client.bulk(operations=body, filter_path=_BULK_FILTER,  # type: ignore[arg-type]
+                                        timeout=self._shard_wait)
         except ApiError as exc:  # the whole request refused: 429, 5xx, 413...
             log.warning("bulk_refused", status=exc.meta.status, error=str(exc)[:200], docs=len(pending))
             return pending, True
@@ -342,7 +365,8 @@ class BulkSink:
         deadletters: Counter[str] = Counter()
         duplicates = 0
         retry: list[Item] = []
-        transient = False
+        first_transient: dict[str, Any] | None = None  # the first line Elasticsearch asked to send again
+        transients = 0
         acked: list[Item] | None = pending
         if not response.get("errors"):
             if expected is not None:
@@ -370,13 +394,17 @@ class BulkSink:
                     duplicates += 1
                 elif status is None or status == 429 or status >= 500:
                     retry.append(item)
-                    transient = True
+                    transients += 1
+                    first_transient = first_transient or outcome
                 else:
                     replacement = self._reject(item, outcome)
                     if replacement is not None:
                         retry.append(replacement)
                     else:
                         report.rejected += 1
+        if first_transient is not None:
+            log.warning("bulk_items_retried", docs=transients, status=first_transient.get("status"),
+                        error=_error_text(first_transient)[:300])
         report.indexed.update(indexed)
         report.deadletters.update(deadletters)
         report.duplicates += duplicates
@@ -389,12 +417,10 @@ class BulkSink:
         if acked is not None:
             self.metrics.count_models(Counter((item.kind, item.model) for item in acked if item.model is not None))
             self.metrics.count_calls(Counter((item.kind, *item.call) for item in acked if item.call is not None))
-        return retry, transient
+        return retry, transients > 0
 
     def _reject(self, item: Item, result: dict[str, Any]) -> Item | None:
-        error = result.get("error") or {}
-        reason = (f"{error.get('type', 'rejected')}: {error.get('reason', '')}" if isinstance(error, dict)
-                  else str(error))
+        reason = _error_text(result)
         if item.kind == "deadletter" or item.dead_letter is None:
             # Nothing further to fall back to: say so loudly, with the line.
             self.metrics.rejected.inc()

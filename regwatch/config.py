@@ -69,6 +69,12 @@ class ElasticsearchConfig(StrictModel):
                 found.append(f"{redact_userinfo(host, keep_user=True)}: a user name without a password")
         return found
 
+    @property
+    def shard_wait_s(self) -> float:
+        """How long a bulk request may wait inside Elasticsearch for a shard or a mapping: half
+        the request timeout, so that the node answers (naming the shard) before the client gives up."""
+        return min(60.0, self.request_timeout_s / 2)
+
     def client_options(self) -> dict:
         """Keyword arguments for ``elasticsearch.Elasticsearch``; secrets read from env here."""
         options: dict = {

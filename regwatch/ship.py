@@ -41,7 +41,7 @@ def build_inputs(config: Config) -> list[ShipInput]:
 def build_shipper(config: Config, config_path: Path | None = None,
                   progress: Callable[[int], None] | None = None) -> Shipper:
     metrics = ShipperMetrics()
-    sink = BulkSink(client_from_config(config, bulk=True), metrics)
+    sink = BulkSink(client_from_config(config, bulk=True), metrics, shard_wait_s=config.elasticsearch.shard_wait_s)
     seen = {"mtime": _mtime(config_path)}
 
     def config_changed() -> bool:

@@ -55,6 +55,15 @@ def cluster() -> Iterator[Cluster]:
         stop_cluster(cluster)
 
 
+@pytest.fixture(autouse=True)
+def whole_cluster(cluster: Cluster) -> Iterator[None]:
+    """Every test ends with all three nodes running: one that fails after killing a node, before
+    it brings it back, must not leave the next test a cluster of two (whose next loss is quorum)."""
+    yield
+    if cluster.nodes_answering() < NODES:
+        cluster.bring_back()
+
+
 def test_es_up_status_and_down_manage_exactly_the_clusters_nodes(cluster: Cluster, monkeypatch) -> None:
     monkeypatch.delenv("ES_URL", raising=False)  # `es status` would describe that node instead
     status = localnode.status(base=cluster.base)
@@ -150,7 +159,7 @@ def test_two_runners_on_different_nodes_notify_and_resolve_once_while_a_node_die
     # is the one whose node dies.
     probe = Runner(cluster.client, rules, namespace, {}, "probe")
     probe.store.ensure()
-    cluster.client.cluster.health(index=probe.store.index, wait_for_status="green", timeout="30s")
+    cluster.settle(namespace)
     victim = cluster.node_of_primary(probe.store.index)
     other = (victim + 1) % NODES
 
@@ -182,6 +191,7 @@ def test_two_runners_on_different_nodes_notify_and_resolve_once_while_a_node_die
         while not Receiver.received and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [p["state"] for p in Receiver.received] == ["firing"]
+        cluster.settle(namespace)  # the alert stream the firing made has its replica too
         cluster.kill(victim)
         deadline = time.monotonic() + 90
         while [p["state"] for p in Receiver.received] != ["firing", "resolved"] and time.monotonic() < deadline:
@@ -229,7 +239,7 @@ def test_the_probe_writes_every_check_once_while_the_node_it_names_dies(cluster:
     finally:
         warm.writer.close()
     stream = f"metrics-modelregistry.availability-{namespace}"
-    cluster.client.cluster.health(index=stream, wait_for_status="green", timeout="30s")
+    cluster.settle(namespace)
     victim = cluster.node_of_primary(stream)
     probe = Probe(settings, client_from_config(_config(cluster.urls[victim]), bulk=True), namespace, "probe-host")
     try:

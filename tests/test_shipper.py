@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import ConnectionTimeout, Elasticsearch
 
 from pipeline.checkpoint import CheckpointStore
 from pipeline.docid import document_id
@@ -416,3 +417,57 @@ def test_setup_gives_existing_streams_the_fields_added_since(es, namespace) -> N
     templates.install(es, replicas=0)
     assert templates.apply_mappings(es) is True
     assert failure_field() == templates.node_mappings(es)["properties"]["modelregistry"]["properties"]["failure"]
+
+
+def test_a_shard_with_no_active_copy_is_answered_and_named_not_timed_out(es: Elasticsearch, namespace: str) -> None:
+    """A stream whose only copy is on a lost node (here: a primary that may be allocated nowhere)
+    holds every write to it. The shipper lets Elasticsearch wait ``shard_wait_s``, less than its
+    request timeout: each attempt is answered with the shard named (not the document), logged,
+    retried, nothing lost."""
+    from structlog.testing import capture_logs
+
+    from parsers import LineParser, ParseContext
+
+    stream = f"logs-modelregistry.retrieval-{namespace}"
+    (real,) = es.indices.get_index_template(name="logs-modelregistry.retrieval")["index_templates"]
+    template = {**real["index_template"], "index_patterns": [stream], "priority": 1000}
+    template["template"] = {**template.get("template", {}), "settings": {
+        **template.get("template", {}).get("settings", {}),
+        "index.routing.allocation.require._name": "no-such-node", "index.number_of_replicas": 0}}
+    es.indices.put_index_template(name=f"nowhere-{namespace}", **template)
+    try:
+        try:  # made at once; the request itself waits half a minute for a shard that never starts
+            es.options(request_timeout=1, max_retries=0).index(index=stream, document={"@timestamp": 0})
+        except ConnectionTimeout:
+            pass
+        wait_for(lambda: es.indices.exists(index=stream), what="the stream made")
+        item = make_item(LineParser(ParseContext(namespace=namespace, format="nginx")).parse(line(1)),
+                         "nowhere-1", line(1))
+        sink = BulkSink(es, ShipperMetrics(), shard_wait_s=1.0)
+        give_up, reports = threading.Event(), []
+        with capture_logs() as logs:
+            sender = threading.Thread(target=lambda: reports.append(sink.deliver([item], give_up)))
+            sender.start()
+            try:
+                wait_for(lambda: sum(e["event"] == "bulk_items_retried" for e in logs) >= 2, timeout=90,
+                         what="two attempts answered")
+            finally:
+                give_up.set()
+                sender.join(60)
+        (report,) = reports
+        assert (report.complete, report.indexed, report.rejected, report.duplicates) == (False, {}, 0, 0)
+        events = [e for e in logs if e["log_level"] != "debug"]
+        assert {e["event"] for e in events} == {"bulk_items_retried"}, events  # answered, never timed out
+        for event in events:
+            assert set(event) == {"event", "log_level", "docs", "status", "error"}
+            assert (event["docs"], event["status"]) == (1, 503)
+            assert re.fullmatch(r"unavailable_shards_exception: \[\.ds-logs-modelregistry\.retrieval-"
+                                + namespace + r"-[0-9.]+-000001\]\[0\] primary shard is not active Timeout: \[1s\]",
+                                event["error"]), event["error"]
+    finally:
+        es.indices.delete_index_template(name=f"nowhere-{namespace}")
+        # The node has no data-stream API to delete it with: the stream's shard may go anywhere
+        # again, so that the node is green for the tests after this one.
+        es.indices.put_settings(index=stream, settings={"index.routing.allocation.require._name": None},
+                                expand_wildcards="all", allow_no_indices=True)
+        es.cluster.health(index=stream, wait_for_status="green", timeout="30s")

@@ -17,7 +17,7 @@ from pathlib import Path
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from regwatch import localnode
-from regwatch.localnode.common import _port_in_use, cluster_nodes
+from regwatch.localnode.common import _port_in_use, cluster_health, cluster_nodes
 from regwatch.localnode.process import local_up, start_time
 from support.shipping import line, seq_counts, wait_for, write_config
 
@@ -53,6 +53,27 @@ class Cluster:
         """Start the lost node again (``regwatch es up --nodes 3``) and wait for green."""
         local_up(None, nodes=NODES, base=self.base)
         self.client.options(request_timeout=130).cluster.health(wait_for_status="green", timeout="120s")
+
+    def nodes_answering(self) -> int:
+        """How many nodes the cluster has, as any node that answers sees it (0: none answers)."""
+        for url in self.urls:
+            if (health := cluster_health(url)) is not None:
+                return int(health.get("number_of_nodes", 0))
+        return 0
+
+    def settle(self, namespace: str, timeout_s: float = 120.0) -> dict:
+        """Wait until every shard of the namespace's indices has all its copies started.
+
+        A replica made moments ago is still copying its primary: kill the primary's node then and
+        the only complete copy goes with it, and Elasticsearch holds every write to that shard
+        until the node returns (seen on a loaded machine: a stream created five seconds before the
+        kill, every bulk timing out for six minutes). That is the cluster's rule, not regwatch's
+        behaviour under test, so a test kills a node only once its namespace is green."""
+        health = self.client.options(request_timeout=timeout_s + 10, ignore_status=408).cluster.health(
+            index=f"*{namespace}*", expand_wildcards="all", wait_for_status="green",
+            wait_for_no_initializing_shards=True, wait_for_no_relocating_shards=True, timeout=f"{timeout_s:.0f}s")
+        assert health["status"] == "green" and not health["timed_out"], health
+        return dict(health)
 
 
 def free_base(start: int = 19400) -> int:
@@ -209,6 +230,8 @@ def ship_through_node_loss(cluster: Cluster, tmp: Path, namespace: str, victim: 
         if victim is not None:
             run.indexed_at_kill = wait_for(lambda: (n := count() or 0) >= total * kill_at and n, timeout=120,
                                            every=0.1, what=f"{kill_at:.0%} indexed")
+            cluster.settle(namespace)
+            run.indexed_at_kill = count() or run.indexed_at_kill
             run.victim = cluster.node_index(victim)
             run.written_at_kill = sum(written)
             run.killed_at = cluster.kill(run.victim)
