@@ -1,7 +1,9 @@
 """The parsers' fast paths give byte for byte the documents of their reference paths (#31).
 
 HTTP access lines of the usual shape are built in one step from cached request signatures
-(``parsers.http_documents``), canonical audit records of the schema's own types skip pydantic.
+(``parsers.http_documents``), audit records in one step too (``parsers.audit_documents``),
+canonical audit records of the schema's own types skip pydantic, and the usual uvicorn line is
+read by a pattern without optional parts.
 Each test parses generated lines both ways: the fast side is one parser whose caches have seen
 every earlier example (a cache that let one line's value into another line's document would
 show here), the reference a fresh parser with fresh caches and no fast path.
@@ -48,7 +50,8 @@ def _encoded(parser: LineParser, line: bytes) -> bytes:
 
 
 def _reference(fmt: str, **ctx: Any) -> LineParser:
-    table = {"nginx": "mlflow", "gunicorn": "mlflow", "uvicorn": "mlflow", "nginx-json": "mlflow", "audit": "mlflow"}
+    table = {"nginx": "mlflow", "gunicorn": "mlflow", "uvicorn": "mlflow", "nginx-json": "mlflow", "audit": "mlflow",
+             "databricks-audit": "databricks", "cloudtrail": "sagemaker"}
     parser = LineParser(ParseContext(format=fmt, **ctx), Router(builtin(table[fmt]).table))  # caches of its own
     parser.docs = None  # the general path: fields, then events.event_document
     return parser
@@ -137,6 +140,74 @@ def test_canonical_records_of_the_schemas_types_skip_pydantic_with_the_same_docu
     assert fast == reference
 
 
+identity = st.one_of(json_value, st.fixed_dictionaries({}, optional={
+    "email": st.one_of(json_value, st.just("alice@example.com")), "userName": json_value,
+    "arn": st.one_of(json_value, st.just("arn:aws:iam::1:user/bob"))}))
+params = st.one_of(json_value, st.just('{"name": "m"}'), st.dictionaries(
+    st.sampled_from(["name", "version", "stage", "catalog_name", "schema_name", "full_name_arg", "modelPackageGroupName",
+                     "modelPackageArn", "key", "value", "x"]),
+    st.one_of(json_value, st.just("arn:aws:sagemaker:eu-west-1:1:model-package/fraud/3"), st.just("a.b")), max_size=4))
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=st.fixed_dictionaries(
+    {"serviceName": st.one_of(st.just("mlflowModelRegistry"), st.just("modelRegistry"), json_value),
+     "actionName": st.one_of(st.just("createRegisteredModel"), st.just("getModelVersion"), st.just("oddAction"),
+                             json_value),
+     "timestamp": st.one_of(st.just(1795637226412), st.just("2026-11-25T20:07:06Z"), json_value)},
+    optional={"requestParams": params, "response": st.one_of(json_value, st.fixed_dictionaries({}, optional={
+        "statusCode": st.one_of(status, json_value), "errorMessage": json_value})), "userIdentity": identity,
+        "sourceIPAddress": st.one_of(ip, json_value), "userAgent": st.one_of(agent, json_value),
+        "workspaceId": json_value, "requestId": json_value, "event_id": json_value}),
+    keep=st.booleans())
+def test_databricks_records_built_in_one_step_are_the_reference_documents(record: dict[str, Any],
+                                                                           keep: bool) -> None:
+    line = json.dumps(record).encode()
+    assert _encoded(_fast("databricks-audit", keep), line) == _encoded(
+        _reference("databricks-audit", keep_original=keep, namespace="prod"), line)
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=st.fixed_dictionaries(
+    {"eventName": st.one_of(st.just("CreateModelPackage"), st.just("DescribeModelPackage"), st.just("OddCall"),
+                            json_value),
+     "eventTime": st.one_of(st.just("2026-11-25T20:07:06Z"), json_value)},
+    optional={"eventSource": st.one_of(st.just("sagemaker.amazonaws.com"), json_value),
+              "requestParameters": params, "responseElements": params, "userIdentity": identity,
+              "sourceIPAddress": st.one_of(ip, json_value), "userAgent": st.one_of(agent, json_value),
+              "eventID": json_value, "awsRegion": json_value, "recipientAccountId": json_value,
+              "errorCode": st.one_of(st.just("AccessDenied"), json_value), "errorMessage": json_value}),
+    keep=st.booleans())
+def test_cloudtrail_records_built_in_one_step_are_the_reference_documents(record: dict[str, Any],
+                                                                          keep: bool) -> None:
+    line = json.dumps(record).encode()
+    assert _encoded(_fast("cloudtrail", keep), line) == _encoded(
+        _reference("cloudtrail", keep_original=keep, namespace="prod"), line)
+
+
+uvicorn_part = st.sampled_from([" ", "  ", "\t", " - ", ' - "', '"', "\\", "[", "]", "[1]", "[INFO]", "INFO", "INFO:",
+                                "uvicorn.access:", "2026-11-25 20:07:06", "2026-11-25T20:07:06.5+01:00", ",123", "Z",
+                                "127.0.0.1:5", "[::1]:4", "-", "GET /x HTTP/1.1", "200", "OK", "x", "\u00a0"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(parts=st.lists(uvicorn_part, max_size=14), usual=st.booleans())
+def test_the_usual_uvicorn_pattern_reads_what_the_full_one_reads(parts: list[str], usual: bool) -> None:
+    """Wherever the usual-line pattern is taken (one ' - "' in the line), its groups are the full
+    pattern's: a time of the same extent, the same client, request and status."""
+    from parsers.formats.access import _UVICORN, _UVICORN_USUAL
+
+    text = "".join(parts)
+    if usual:  # around a line of the usual shape, so that both patterns match often
+        text = f'2026-11-25 20:07:06,123 {"".join(parts[:3])}127.0.0.1:5 - "GET /x{"".join(parts[3:6])} HTTP/1.1" 200 OK'
+    if text.count(' - "') != 1:
+        return
+    usual_match = _UVICORN_USUAL.fullmatch(text)
+    if usual_match is not None:
+        full = _UVICORN.fullmatch(text)
+        assert full is not None and full.groups() == usual_match.groups(), text
+
+
 @pytest.mark.parametrize("args", [True, 0, 7, 1.5, "", "name=m", None, {"a": 1}])
 @pytest.mark.parametrize("uri", ["/api/2.0/mlflow/registered-models/get", "/api/2.0/mlflow/registered-models/get?x=1"])
 def test_nginx_json_method_and_uri_with_args_of_any_type_are_the_reference_documents(args: Any, uri: str) -> None:
@@ -164,43 +235,61 @@ def test_the_caches_of_the_fast_path_stay_bounded_whatever_the_lines() -> None:
     assert not any(len(key[1]) > 256 for key in docs._signatures)  # long targets are not kept
 
 
-def _hostile_lines(fmt: str, i: int, size: int) -> bytes:
-    """A line whose one odd part (a method, an entity, a record's keys) is ``size`` long and new."""
+def _hostile_lines(kind: str, i: int, size: int) -> bytes:
+    """A line whose one odd part (a method, an entity, a record's keys, a platform, an agent and
+    address, a request line, an event name) is ``size`` long and new. ``kind``: the format, or the
+    format and which part is odd."""
     odd = "".join(chr(65 + int(digit)) for digit in f"{i:06d}") + "Q" * size  # letters: a method too
-    if fmt == "nginx":
+    if kind == "nginx":
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "{odd} /x HTTP/1.1" 200 1 "-" "-"'.encode()
-    if fmt == "uvicorn":  # no time prefix: the general path and its request cache
+    if kind == "uvicorn":  # no time prefix: the general path and its request cache
         return f'127.0.0.1:1 - "{odd} /health HTTP/1.1" 200 OK'.encode()
-    if fmt == "audit":
-        return orjson.dumps({"@timestamp": "2026-11-25T20:07:06.250Z", "platform": "mlflow", "entity": odd,
-                             "action": "created", "delivery_id": f"d-{i}", "model": {"name": "m"}})
+    if kind.startswith("audit"):
+        record = {"@timestamp": "2026-11-25T20:07:06.250Z", "platform": "mlflow", "entity": odd, "action": "created",
+                  "delivery_id": f"d-{i}", "model": {"name": "m"}}
+        if kind == "audit/platform":  # the record's own platform: service.name of its common fields
+            record.update(entity="model_version", platform=odd)
+        elif kind == "audit/agent":
+            record.update(entity="model_version", user_agent=odd, source_ip=odd.lower())
+        return orjson.dumps(record)
+    if kind == "cloudtrail":
+        return orjson.dumps({"eventTime": "2026-11-25T20:07:06Z", "eventSource": "sagemaker.amazonaws.com",
+                             "eventName": odd, "eventID": f"e-{i}", "userAgent": "Boto3/1.35.0"})
+    if kind == "nginx-json/request":
+        return orjson.dumps({"time_iso8601": "2026-11-25T20:06:27+00:00", "remote_addr": "127.0.0.1",
+                             "request": f"GET /{odd} HTTP/1.1", "status": 200})
     extra = {f"k{i}_{n}_{'z' * 20}": n for n in range(size // 30)}
-    if fmt == "nginx-json":
+    if kind == "nginx-json":
         return orjson.dumps({"time_iso8601": "2026-11-25T20:06:27+00:00", "remote_addr": "127.0.0.1",
                              "request": "GET /health HTTP/1.1", "status": 200, **extra})
+    if kind == "databricks-audit/action":
+        return orjson.dumps({"timestamp": 1795637226412, "serviceName": "mlflowModelRegistry", "actionName": odd,
+                             "requestParams": {"name": "m"}, "response": {"statusCode": 200}})
     return orjson.dumps({"timestamp": 1795637226412, "serviceName": "mlflowModelRegistry",
                          "actionName": "getRegisteredModel", "requestParams": {"name": "m"},
                          "response": {"statusCode": 200}, **extra})
 
 
-@pytest.mark.parametrize("fmt", ["nginx", "uvicorn", "audit", "nginx-json", "databricks-audit"])
-def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(fmt: str) -> None:
-    """Each new, oversized method, audit entity or key set would be kept by a cache keyed on it
-    (hundreds of MB from a few hundred 1 MB lines); what the parser holds after 40 lines of 50 KB
-    each stays far below what they weigh (2 MB)."""
+@pytest.mark.parametrize("kind", ["nginx", "uvicorn", "audit", "audit/platform", "audit/agent", "nginx-json",
+                                  "nginx-json/request", "databricks-audit", "databricks-audit/action", "cloudtrail"])
+def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(kind: str) -> None:
+    """Each new, oversized method, audit entity or action, key set, platform, agent or request
+    line would be kept by a cache keyed on it (hundreds of MB from a few hundred 1 MB lines); what
+    the parser holds after 40 lines of 50 KB each stays far below what they weigh (2 MB)."""
     import gc
     import tracemalloc
 
+    fmt = kind.partition("/")[0]
     parser = LineParser(ParseContext(format=fmt))
-    parser.parse(_hostile_lines(fmt, 0, 10))  # the ordinary caches warmed by a small one
+    parser.parse(_hostile_lines(kind, 0, 10))  # the ordinary caches warmed by a small one
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(1, 41):
-            assert parser.parse(_hostile_lines(fmt, i, 50_000))["event"]["kind"] == "event"  # not a dead letter
+            assert parser.parse(_hostile_lines(kind, i, 50_000))["event"]["kind"] == "event"  # not a dead letter
         gc.collect()
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert kept < 500_000, f"{fmt}: {kept} bytes kept after 40 lines of 50 KB"
+    assert kept < 500_000, f"{kind}: {kept} bytes kept after 40 lines of 50 KB"

@@ -26,6 +26,11 @@ def load_json_object(text: str) -> dict[str, Any]:
     return record
 
 
+# The longest text is_ip keeps its answer for: an IPv6 address with a zone is well under it, and a
+# hostile line's 50 KB "address" is answered, not kept.
+IP_CACHE_TEXT = 64
+
+
 def is_ip(text: str) -> bool:
     known = _ip_cache.get(text)
     if known is None:
@@ -34,9 +39,10 @@ def is_ip(text: str) -> bool:
             known = True
         except ValueError:
             known = False
-        if len(_ip_cache) > 4096:
-            _ip_cache.clear()
-        _ip_cache[text] = known
+        if len(text) <= IP_CACHE_TEXT:
+            if len(_ip_cache) > 4096:
+                _ip_cache.clear()
+            _ip_cache[text] = known
     return known
 
 
