@@ -144,8 +144,8 @@ identity = st.one_of(json_value, st.fixed_dictionaries({}, optional={
     "email": st.one_of(json_value, st.just("alice@example.com")), "userName": json_value,
     "arn": st.one_of(json_value, st.just("arn:aws:iam::1:user/bob"))}))
 params = st.one_of(json_value, st.just('{"name": "m"}'), st.dictionaries(
-    st.sampled_from(["name", "version", "stage", "catalog_name", "schema_name", "full_name_arg", "modelPackageGroupName",
-                     "modelPackageArn", "key", "value", "x"]),
+    st.sampled_from(["name", "version", "stage", "catalog_name", "schema_name", "full_name_arg",
+                     "modelPackageGroupName", "modelPackageArn", "key", "value", "x"]),
     st.one_of(json_value, st.just("arn:aws:sagemaker:eu-west-1:1:model-package/fraud/3"), st.just("a.b")), max_size=4))
 
 
@@ -185,7 +185,8 @@ def test_cloudtrail_records_built_in_one_step_are_the_reference_documents(record
         _reference("cloudtrail", keep_original=keep, namespace="prod"), line)
 
 
-uvicorn_part = st.sampled_from([" ", "  ", "\t", " - ", ' - "', '"', "\\", "[", "]", "[1]", "[INFO]", "INFO", "INFO:",
+uvicorn_part = st.sampled_from([" ", "  ", "\t", " - ", ' - "', '"', "\\", "[", "]", "[1]", "[INFO]", "INFO",
+                                "INFO:",
                                 "uvicorn.access:", "2026-11-25 20:07:06", "2026-11-25T20:07:06.5+01:00", ",123", "Z",
                                 "127.0.0.1:5", "[::1]:4", "-", "GET /x HTTP/1.1", "200", "OK", "x", "\u00a0"])
 
@@ -199,7 +200,8 @@ def test_the_usual_uvicorn_pattern_reads_what_the_full_one_reads(parts: list[str
 
     text = "".join(parts)
     if usual:  # around a line of the usual shape, so that both patterns match often
-        text = f'2026-11-25 20:07:06,123 {"".join(parts[:3])}127.0.0.1:5 - "GET /x{"".join(parts[3:6])} HTTP/1.1" 200 OK'
+        text = (f'2026-11-25 20:07:06,123 {"".join(parts[:3])}127.0.0.1:5 - "GET /x{"".join(parts[3:6])} HTTP/1.1" '
+                '200 OK')
     if text.count(' - "') != 1:
         return
     usual_match = _UVICORN_USUAL.fullmatch(text)
