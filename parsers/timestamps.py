@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from contract.timestamps import to_iso
@@ -18,9 +19,22 @@ from contract.timestamps import to_iso
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _CACHE_LIMIT = 4096
+_KEPT_LENGTH = 64  # the longest time any format writes is well under it
 _clf_cache: dict[str, str] = {}
 _iso_cache: dict[str, str] = {}
-_epoch_cache: dict[float, str] = {}
+_epoch_cache: dict[float, str] = {}  # numbers apart from strings: 1 and 1.0 are one key
+
+
+def _remember(cache: dict[Any, str], key: Any, result: str) -> str:
+    """Keep ``result`` for ``key`` (every cache here: cleared past ``_CACHE_LIMIT`` entries, and
+    no text longer than ``_KEPT_LENGTH`` kept: a hostile line's time padded to 50 KB is read, not
+    kept)."""
+    if key.__class__ is str and len(key) > _KEPT_LENGTH:
+        return result
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = result
+    return result
 
 
 def parse_clf(text: str) -> str:
@@ -36,11 +50,7 @@ def parse_clf(text: str) -> str:
     offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
     moment = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss),
                       tzinfo=timezone(offset))
-    result = to_iso(moment)
-    if len(_clf_cache) >= _CACHE_LIMIT:
-        _clf_cache.clear()
-    _clf_cache[text] = result
-    return result
+    return _remember(_clf_cache, text, to_iso(moment))
 
 
 def parse_iso(text: str) -> str:
@@ -67,25 +77,13 @@ def parse_any(value: object) -> str:
     Strings and numbers are cached alike (a Databricks record's epoch milliseconds repeat as an
     ISO string does): numbers apart, as 1 and 1.0 are one key (and one instant)."""
     cls = value.__class__
-    if cls is str:
-        cached = _iso_cache.get(value)  # type: ignore[call-overload]
-        if cached is not None:
-            return cached
-        result = _parse_any(value)
-        if len(_iso_cache) >= _CACHE_LIMIT:
-            _iso_cache.clear()
-        _iso_cache[value] = result  # type: ignore[index]
-        return result
-    if cls is int or cls is float:
-        cached = _epoch_cache.get(value)  # type: ignore[call-overload]
-        if cached is not None:
-            return cached
-        result = _parse_any(value)
-        if len(_epoch_cache) >= _CACHE_LIMIT:
-            _epoch_cache.clear()
-        _epoch_cache[value] = result  # type: ignore[index]
-        return result
-    return _parse_any(value)
+    if not (cls is str or cls is int or cls is float):
+        return _parse_any(value)
+    cache: dict[Any, str] = _iso_cache if cls is str else _epoch_cache
+    cached = cache.get(value)
+    if cached is not None:
+        return cached
+    return _remember(cache, value, _parse_any(value))
 
 
 def _parse_any(value: object) -> str:
@@ -123,8 +121,4 @@ def parse_local(text: str, zone: str) -> str:
     if cached is not None:
         return cached
     moment = datetime.fromisoformat(text.replace(" ", "T", 1)).replace(tzinfo=zone_info(zone))
-    result = to_iso(moment)
-    if len(_local_cache) >= _CACHE_LIMIT:
-        _local_cache.clear()
-    _local_cache[key] = result
-    return result
+    return _remember(_local_cache, key, to_iso(moment))

@@ -10,6 +10,7 @@ strict UTF-8 decoding, and JSON is read with orjson, which refuses lone surrogat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -56,6 +57,7 @@ def seconds_as_ns(seconds: float, name: str = "duration") -> int | None:
     return round(seconds * 1e9)
 
 
-def json_loads(text: str | bytes) -> Any:
-    """JSON as orjson reads it: no lone surrogates, no NaN, integers beyond 64 bits as floats."""
-    return orjson.loads(text)
+# JSON as orjson reads it: no lone surrogates, no NaN, integers beyond 64 bits as floats. orjson's
+# own function, not a wrapper: every JSON line goes through it, and a Python frame around it cost
+# 2 % of a record's time.
+json_loads: Callable[[str | bytes], Any] = orjson.loads

@@ -75,8 +75,9 @@ def parse_combined(text: str, router: Router, ctx: Any = None, docs: HttpDocumen
             ts = parse_clf(when)
         except (ValueError, KeyError, IndexError) as exc:
             raise ParseError(f"bad timestamp {when!r}: {exc}") from None
-        code = status_code(status)
-        nbytes = None if size == "-" else digits(size, "bytes")
+        # (status_code and digits inline for the usual values: three ASCII digits, a short size)
+        code = int(status) if "100" <= status <= "999" else status_code(status)
+        nbytes = None if size == "-" else int(size) if len(size) <= 18 else digits(size, "bytes")
         duration = None
         if rt is not None:
             seconds = float(rt)  # digits.digits: never negative or NaN

@@ -257,7 +257,7 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocu
             model["name"] = f"{catalog}.{schema}.{model['name']}"  # Unity Catalog: the three-level name
     response = response if response.__class__ is dict else _dict(response, "response")
     status = _pick(response, "statusCode", "status_code")
-    if status is not None:
+    if status is not None and not (status.__class__ is int and 100 <= status <= 999):  # (the usual: as it is)
         status = status_code(status, "response.statusCode")
     message = _str_or_none(_pick(response, "errorMessage", "error_message"), "response.errorMessage")
     identity = identity if identity.__class__ is dict else _dict(identity, "userIdentity")

@@ -21,7 +21,7 @@ def load_json_object(text: str) -> dict[str, Any]:
         record = json_loads(text)
     except ValueError as exc:
         raise ParseError(f"invalid JSON: {exc}", "invalid_json") from None
-    if not isinstance(record, dict):
+    if record.__class__ is not dict:
         raise ParseError(f"JSON line is a {type(record).__name__}, not an object", "invalid_json")
     return record
 
