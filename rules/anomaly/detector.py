@@ -41,6 +41,12 @@ An onset must also beat the last one (halving every ``rearm`` buckets, half a da
 minutes), or it counts 0: a burst that comes back a few hours after one that paged, or rises in
 steps, is the same story told again (HTM's and contextOSE's scores likewise stay low for the
 rest of an event once it was flagged). On NAB: swept 67.3 / 60.0 / 71.6 to 67.8 / 61.0 / 71.9.
+A metric **climbing** to new highs step by step (a leak, a runaway client, a drift into
+failure) shows each step small beside its band once the baseline has adapted to the last one:
+a value beyond every one the history holds (its maximum, or its minimum, over ``history``
+buckets) that comes more than ``run`` and at most ``escalation`` buckets after the last such
+value scores at least ``climbing`` (30: shown as unusual, under the rule's 40, so it does not
+page again by itself). On NAB: swept 67.8 / 61.0 / 71.9 to 71.5 / 63.9 / 75.8, alerted unchanged.
 While an episode lasts the score follows ``z``; it
 ends when the score falls under ``recovery``.
 
@@ -97,6 +103,8 @@ class Params:
     familiar: int = 5  # an onset whose context was seen this many times before counts half
     ordinary: float = 0.4  # an onset that sets no record (level, shift) in ``window`` counts this much (1: no gate)
     rearm: int = 144  # buckets for the last onset to halve: an onset no higher counts 0 (0: no such gate)
+    escalation: int = 144  # a new extreme of the history within this many buckets of the last one (0: off) ...
+    climbing: float = 30.0  # ... scores at least this: a metric climbing to new highs step by step
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,9 @@ class Detector:
         self.older: deque[float] = deque(maxlen=p.trend)  # the residuals before the run
         self.older_sum = 0.0
         self.shift = Window(p.window)
+        self.highs: deque[tuple[int, float]] = deque()  # the history's maximum and its rivals
+        self.lows: deque[tuple[int, float]] = deque()
+        self.last_extreme = -1  # the bucket of the last new extreme of the history (-1: none)
         self.peak = 0.0
         self.last_onset = 0.0  # the highest recent onset, halving every ``rearm`` buckets
         self.rearm = 0.5 ** (1.0 / p.rearm) if p.rearm else 0.0
@@ -197,6 +208,31 @@ class Detector:
                     nearest = min(nearest, abs(value - values[k]))
         return nearest
 
+    def _extreme(self, value: float) -> bool:
+        """Whether ``value`` is a new extreme of the history (above its maximum or under its
+        minimum, on a side ``direction`` watches) that comes more than ``run`` and at most
+        ``escalation`` buckets after the last one: a metric that keeps setting new highs, a step
+        at a time, is escalating (a leak, a runaway client, a drift into failure) even while each
+        step is small beside its own band. Constant time: the history's maximum and minimum are
+        kept in monotonic queues."""
+        p, now = self.p, self.count
+        highs, lows = self.highs, self.lows
+        for queue in (highs, lows):
+            while queue and queue[0][0] < now - p.history:
+                queue.popleft()
+        new = bool(highs) and ((self.up and value > highs[0][1]) or (self.down and value < lows[0][1]))
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        highs.append((now, value))
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        lows.append((now, value))
+        if not new:
+            return False
+        climbing = self.last_extreme >= 0 and p.run < now - self.last_extreme <= p.escalation
+        self.last_extreme = now
+        return climbing
+
     def _floor(self, window: Window) -> float:
         return max(self.p.spread * window.spread(), self.p.minimum, 1e-9)
 
@@ -213,6 +249,7 @@ class Detector:
         typical = self._typical() if self.period else None
         residual = value - typical if typical is not None else value
         previous = self.values[-1] if self.values else value
+        climbing = self._extreme(value)
         self.values.append(value)
         self.count += 1
 
@@ -305,6 +342,8 @@ class Detector:
             self.last_onset = max(recent * self.rearm, onset)
             if onset <= recent:
                 onset = 0.0
+        if climbing and p.escalation:
+            onset = max(onset, p.climbing)
         if self.episode:
             score = 100.0 * z / (z + 1.0)
             if score < p.recovery:
