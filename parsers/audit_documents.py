@@ -83,12 +83,7 @@ class AuditDocuments(DocumentCaches):
             else:
                 doc["user"] = {"name": user, "email": email}
         platform = platform or self.platform
-        registry: dict[str, Any] = {"operation": operation, "platform": platform, "format": self.format}
-        if ua:
-            agent, synthetic = self._agent(ua)
-            doc["user_agent"] = agent
-            if synthetic:  # the probe's request: not a user's (contract.traffic)
-                registry["synthetic"] = True
+        registry = self._registry(doc, operation, platform, ua)
         if model:
             registry["model"] = model
         if delivery:

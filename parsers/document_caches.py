@@ -53,6 +53,17 @@ class DocumentCaches:
                 self._agents[ua] = agent
         return agent
 
+    def _registry(self, doc: dict[str, Any], operation: str, platform: str, ua: str | None) -> dict[str, Any]:
+        """``modelregistry``'s first fields, and ``user_agent`` when the line names one (the
+        probe's request: not a user's, ``modelregistry.synthetic``, contract.traffic)."""
+        registry: dict[str, Any] = {"operation": operation, "platform": platform, "format": self.format}
+        if ua:
+            agent, synthetic = self._agent(ua)
+            doc["user_agent"] = agent
+            if synthetic:
+                registry["synthetic"] = True
+        return registry
+
     def common(self, platform: str | None = None) -> dict[str, Any]:
         """ecs.*, service.* and host.* of the input's platform, or of the one a record names
         (``events.common_fields``)."""

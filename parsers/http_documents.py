@@ -113,12 +113,7 @@ class HttpDocuments(DocumentCaches):
             doc["source"] = self._source(client)
         if user:
             doc["user"] = {"name": user}
-        registry: dict[str, Any] = {"operation": operation, "platform": self.platform, "format": self.format}
-        if ua:
-            agent, synthetic = self._agent(ua)
-            doc["user_agent"] = agent
-            if synthetic:  # the probe's request: not a user's (contract.traffic)
-                registry["synthetic"] = True
+        registry = self._registry(doc, operation, self.platform, ua)
         if model:
             registry["model"] = _copy_model(model)
         if artifact is not None:
