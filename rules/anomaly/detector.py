@@ -47,6 +47,8 @@ a value beyond every one the history holds (its maximum, or its minimum, over ``
 buckets) that comes more than ``run`` and at most ``escalation`` buckets after the last such
 value scores at least ``climbing`` (30: shown as unusual, under the rule's 40, so it does not
 page again by itself). On NAB: swept 67.8 / 61.0 / 71.9 to 71.5 / 63.9 / 75.8, alerted unchanged.
+So does the first new extreme after ``settled`` buckets (two weeks) without one: a metric that
+leaves the range it held for two weeks (swept 71.5 / 63.9 / 75.8 to 72.2 / 64.6 / 76.6).
 While an episode lasts the score follows ``z``; it
 ends when the score falls under ``recovery``.
 
@@ -104,6 +106,7 @@ class Params:
     ordinary: float = 0.4  # an onset that sets no record (level, shift) in ``window`` counts this much (1: no gate)
     rearm: int = 144  # buckets for the last onset to halve: an onset no higher counts 0 (0: no such gate)
     escalation: int = 144  # a new extreme of the history within this many buckets of the last one (0: off) ...
+    settled: int = 4032  # ... or the first after this many buckets without one (0: off) ...
     climbing: float = 30.0  # ... scores at least this: a metric climbing to new highs step by step
 
 
@@ -211,9 +214,10 @@ class Detector:
     def _extreme(self, value: float) -> bool:
         """Whether ``value`` is a new extreme of the history (above its maximum or under its
         minimum, on a side ``direction`` watches) that comes more than ``run`` and at most
-        ``escalation`` buckets after the last one: a metric that keeps setting new highs, a step
-        at a time, is escalating (a leak, a runaway client, a drift into failure) even while each
-        step is small beside its own band. Constant time: the history's maximum and minimum are
+        ``escalation`` buckets after the last one, or more than ``settled`` after it: a metric
+        that keeps setting new highs, a step at a time, is escalating (a leak, a runaway client,
+        a drift into failure) even while each step is small beside its own band, and one that
+        leaves the range it held for two weeks is news even inside its band. Constant time: the history's maximum and minimum are
         kept in monotonic queues."""
         p, now = self.p, self.count
         highs, lows = self.highs, self.lows
@@ -229,7 +233,8 @@ class Detector:
         lows.append((now, value))
         if not new:
             return False
-        climbing = self.last_extreme >= 0 and p.run < now - self.last_extreme <= p.escalation
+        since = now - self.last_extreme
+        climbing = self.last_extreme >= 0 and (p.run < since <= p.escalation or 0 < p.settled < since)
         self.last_extreme = now
         return climbing
 
