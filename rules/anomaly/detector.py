@@ -217,8 +217,8 @@ class Detector:
         ``escalation`` buckets after the last one, or more than ``settled`` after it: a metric
         that keeps setting new highs, a step at a time, is escalating (a leak, a runaway client,
         a drift into failure) even while each step is small beside its own band, and one that
-        leaves the range it held for two weeks is news even inside its band. Constant time: the history's maximum and minimum are
-        kept in monotonic queues."""
+        leaves the range it held for two weeks is news even inside its band. Constant time: the
+        history's maximum and minimum are kept in monotonic queues."""
         p, now = self.p, self.count
         highs, lows = self.highs, self.lows
         for queue in (highs, lows):
