@@ -112,7 +112,8 @@ class AuditDocuments(DocumentCaches):
                 error["type"] = "server_error" if status >= 500 else "client_error"
             doc["error"] = error
             registry["failure"] = failure_kind(status, error_code)
-        doc.update(self.common(platform))
+        common = self._common  # the input's platform (nearly every record): no call
+        doc.update(common if platform is self.platform and common is not None else self.common(platform))
         return doc
 
 

@@ -79,8 +79,6 @@ _LONG = 2**63
 _CANONICAL_TEXT = ("platform", "delivery_id", "user", "user_email", "source_ip", "user_agent", "workspace",
                    "error_code", "error_message")
 _MODEL_KEYS = ("name", "version", "alias", "stage", "new_name")
-_MODEL_TEXT = ("name", "alias", "stage", "new_name")
-_NO_MODEL: dict[str, Any] = {}
 
 
 def _plain_int(value: Any) -> bool:
@@ -89,9 +87,9 @@ def _plain_int(value: Any) -> bool:
 
 def _canonical_fast(raw: dict[str, Any]) -> tuple[Any, ...] | None:
     """The record's values (timestamp, entity, action, ``_CANONICAL_TEXT``, outcome, status, tags,
-    model) when every field already has the type the schema asks for (what nearly every line of a
-    real audit log has), as ``CanonicalAudit`` would give them; None for anything else, which
-    pydantic then validates (and names the problem of)."""
+    ``modelregistry.model`` without its tag) when every field already has the type the schema asks
+    for (what nearly every line of a real audit log has), as ``CanonicalAudit`` would give them;
+    None for anything else, which pydantic then validates (and names the problem of)."""
     get = raw.get
     ts = get("@timestamp")
     if not (ts.__class__ is str or ts.__class__ is float or _plain_int(ts)):
@@ -116,19 +114,20 @@ def _canonical_fast(raw: dict[str, Any]) -> tuple[Any, ...] | None:
         for value in tags.values():
             if value.__class__ is not str:
                 return None
+    model: dict[str, Any] = {}  # modelregistry.model, read as it is checked
     if "model" in raw:
-        model = raw["model"]
-        if model.__class__ is not dict:
+        named = raw["model"]
+        if named.__class__ is not dict:
             return None
-        for key in _MODEL_TEXT:
-            value = model.get(key)
-            if value is not None and value.__class__ is not str:
-                return None
-        version = model.get("version")
-        if not (version is None or version.__class__ is str or _plain_int(version)):
-            return None
-    else:
-        model = _NO_MODEL
+        for key in _MODEL_KEYS:
+            value = named.get(key)
+            if value is not None:
+                if value.__class__ is str:
+                    model[key] = value
+                elif key == "version" and _plain_int(value):
+                    model[key] = str(value)
+                else:
+                    return None
     return ts, entity, action, texts, outcome, status, tags, model
 
 
@@ -145,18 +144,14 @@ def parse_canonical(text: str, router: Router, ctx: Any = None, docs: AuditDocum
         except ValidationError as exc:
             raise ParseError(f"wrong field type: {first_problem(exc)}", "wrong_type") from None
         values = validated.__dict__
+        named = validated.model.__dict__
         fast = (validated.timestamp, validated.entity, validated.action, tuple(map(values.get, _CANONICAL_TEXT)),
-                validated.outcome, validated.status_code, validated.tags, validated.model.__dict__)
-    ts, entity, action, texts, outcome, status, tags, named = fast
+                validated.outcome, validated.status_code, validated.tags,
+                {key: str(named[key]) for key in _MODEL_KEYS if named.get(key) is not None})
+    ts, entity, action, texts, outcome, status, tags, model = fast
     platform, delivery, user, email, source_ip, ua, workspace, error_code, error_message = texts
     route = router.audit(f"{entity}.{action}") or router.unknown_audit(entity, action)
     ts = _timestamp(ts)
-    model: dict[str, Any] = {}
-    if named:
-        for key in _MODEL_KEYS:
-            value = named.get(key)
-            if value is not None:
-                model[key] = value if value.__class__ is str else str(value)
     if tags:
         tag_key, tag_value = next(iter(tags.items()))
         model["tag"] = {"key": tag_key, "value": tag_value}
@@ -312,7 +307,11 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocu
     response = record.get("responseElements")
     if response.__class__ is not dict:
         response = _dict(response, "responseElements")
-    package = model.pop("package", None) or _str_or_none(response.get("modelPackageArn"), "modelPackageArn")
+    package = model.pop("package", None)
+    if not package:
+        package = response.get("modelPackageArn")
+        if package is not None and package.__class__ is not str:
+            package = _str_or_none(package, "modelPackageArn")
     if package:
         if m := _PACKAGE_ARN.match(package):
             model.setdefault("name", m.group(1))
