@@ -9,7 +9,7 @@ depends only on the route (dataset, categorization, action, operation, ``data_st
 out once per distinct route and failure.
 
 The document is byte for byte what ``event_document`` gives for the same values
-(``audit_result`` without ``docs`` gives the fields it would be given; ``tests/test_parse_speedpaths.py`` compares the
+(``AuditFields`` gives the fields it would be given; ``tests/test_parse_speedpaths.py`` compares the
 two on generated records). Its top level and its ``event`` and ``modelregistry`` objects are its
 own; ``data_stream``, the event's category and type lists, ``http``, ``source``, ``user_agent``,
 ``ecs``, ``service`` and ``host`` are shared between documents and never changed.
@@ -62,7 +62,10 @@ class AuditDocuments(DocumentCaches):
                  entity: str | None, workspace: str | None, event_id: str | None, provider: str | None,
                  cloud: dict[str, Any] | None, error_code: str | None, error_message: str | None,
                  error_type: str | None, platform: str | None, raw: str) -> dict[str, Any]:
-        """The document of one record; each value as ``audit_result`` takes it."""
+        """The document of one record. Each value as the document carries it, None (or empty)
+        when the record has none: ``ip`` the client's address or name, ``delivery`` the record's id
+        (``modelregistry.audit.delivery_id``, and ``event.id`` unless ``event_id`` names another),
+        ``entity`` what the action was done to, ``platform`` the record's own (else the input's)."""
         template, data_stream, operation, action = self._route_heads(route, failed)
         event = template.copy()
         if self.keep_original:
@@ -117,28 +120,26 @@ class AuditDocuments(DocumentCaches):
         return doc
 
 
-def audit_result(docs: AuditDocuments | None, route: Route, failed: bool, ts: str, status: int | None,
-                 ip: str | None, user: str | None, email: str | None, ua: str | None, model: dict[str, Any] | None,
-                 delivery: str | None, entity: str | None, workspace: str | None, event_id: str | None,
-                 provider: str | None, cloud: dict[str, Any] | None, error_code: str | None,
-                 error_message: str | None, error_type: str | None, platform: str | None,
-                 raw: str) -> dict[str, Any] | tuple[Route, bool, dict[str, Any]]:
-    """What an audit format returns for a record's values: its document, given the input's
-    ``docs``; else the route, whether it failed, and the fields ``events.event_document`` takes.
+class AuditFields:
+    """The general path: the same values as the fields ``events.event_document`` builds the
+    document from (a parser without ``docs``; the reference the one-step documents are compared
+    with). A format hands its values to ``(docs or FIELDS).document``."""
 
-    Each value as the document carries it, None (or empty) when the record has none: ``ip`` the
-    client's address or name, ``delivery`` the record's id (``modelregistry.audit.delivery_id``,
-    and ``event.id`` unless ``event_id`` names another), ``entity`` what the action was done to,
-    ``platform`` the record's own (else the input's)."""
-    if docs is not None:
-        return docs.document(ts, route, failed, status, ip, user, email, ua, model, delivery, entity, workspace,
-                             event_id, provider, cloud, error_code, error_message, error_type, platform, raw)
-    f: dict[str, Any] = {"ts": ts}
-    named = {"status": status, "user": user, "email": email, "ua": ua, "model": model, "delivery_id": delivery,
-             "entity": entity, "workspace": workspace, "event_id": event_id, "provider": provider, "cloud": cloud,
-             "error_code": error_code, "error_message": error_message, "error_type": error_type,
-             "platform": platform}
-    f.update((key, value) for key, value in named.items() if value is not None)
-    if ip:
-        f["ip" if is_ip(ip) else "source_address"] = ip
-    return route, failed, f
+    def document(self, ts: str, route: Route, failed: bool, status: int | None, ip: str | None, user: str | None,
+                 email: str | None, ua: str | None, model: dict[str, Any] | None, delivery: str | None,
+                 entity: str | None, workspace: str | None, event_id: str | None, provider: str | None,
+                 cloud: dict[str, Any] | None, error_code: str | None, error_message: str | None,
+                 error_type: str | None, platform: str | None, raw: str) -> tuple[Route, bool, dict[str, Any]]:
+        """The route, whether the record failed, and its fields (``AuditDocuments.document``'s values)."""
+        f: dict[str, Any] = {"ts": ts}
+        named = {"status": status, "user": user, "email": email, "ua": ua, "model": model, "delivery_id": delivery,
+                 "entity": entity, "workspace": workspace, "event_id": event_id, "provider": provider,
+                 "cloud": cloud, "error_code": error_code, "error_message": error_message, "error_type": error_type,
+                 "platform": platform}
+        f.update((key, value) for key, value in named.items() if value is not None)
+        if ip:
+            f["ip" if is_ip(ip) else "source_address"] = ip
+        return route, failed, f
+
+
+FIELDS = AuditFields()

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contract.validation import first_problem
-from parsers.audit_documents import AuditDocuments, audit_result
+from parsers.audit_documents import FIELDS, AuditDocuments
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import PLAN_SHAPE_KEPT, load_json_object, model_fields
@@ -159,8 +159,9 @@ def parse_canonical(text: str, router: Router, ctx: Any = None, docs: AuditDocum
     if status is not None:
         status = status_code(status, "status_code")
     error_type = "audit_failure" if failed and error_code is None and status is None else None
-    return audit_result(docs, route, failed, ts, status, source_ip, user, email, ua, model, delivery, entity,
-                        workspace, None, None, None, error_code, error_message, error_type, platform, text)
+    return (docs or FIELDS).document(ts, route, failed, status, source_ip, user, email, ua, model, delivery, entity,
+                                     workspace, None, None, None, error_code, error_message, error_type, platform,
+                                     text)
 
 
 # -- Databricks --------------------------------------------------------------------------------
@@ -270,9 +271,9 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocu
     failed = (status or 0) >= 400 or bool(message)
     # event.id: system.access.audit's own id, else the request id; event.provider: the Databricks
     # service that logged it
-    return audit_result(docs, route, failed, ts, status, ip, email, email, ua, model, request_id, None,
-                        workspace, event_id, service, None, None, message,
-                        "audit_failure" if failed and status is None else None, None, text)
+    return (docs or FIELDS).document(ts, route, failed, status, ip, email, email, ua, model, request_id, None,
+                                     workspace, event_id, service, None, None, message,
+                                     "audit_failure" if failed and status is None else None, None, text)
 
 
 # -- CloudTrail (SageMaker) --------------------------------------------------------------------
@@ -359,5 +360,6 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocu
             message = _str_or_none(message, "errorMessage")
     # the record's eventID: its delivery id and event.id; event.provider: the AWS service, as
     # Elastic's AWS integration says it
-    return audit_result(docs, route, bool(code), ts, None, ip, user, None, ua, model, event_id, None, None, None,
-                        source, cloud, code or None, message, "aws_error" if code else None, None, text)
+    return (docs or FIELDS).document(ts, route, bool(code), None, ip, user, None, ua, model, event_id, None, None,
+                                     None, source, cloud, code or None, message, "aws_error" if code else None, None,
+                                     text)
