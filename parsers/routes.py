@@ -78,7 +78,8 @@ class RouteTable(StrictModel):
     event_source: str | None = None
 
 
-# The longest entity + action an unknown audit action may have to be kept for the next record.
+# The longest entity + action an unknown audit action, or path an unknown API call, may have to be
+# kept for the next line.
 UNKNOWN_AUDIT_KEPT = 256
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -142,14 +143,15 @@ class Router:
                 suffix = path[len(prefix):]
                 route = self._slug_cache.get(suffix)
                 if route is None:
-                    if len(self._slug_cache) > 2048:
-                        self._slug_cache.clear()
                     # Ids in paths (logged-models/m-4b6a...) would make actions unbounded:
                     # keep the words, drop anything with a digit, and any "word" longer than an
                     # API's (a 40 KB path segment is no operation's name).
                     slug = "-".join(s for s in suffix.split("/")[:3] if len(s) <= 64 and _WORD.fullmatch(s))
                     route = Route(kind="access", action=f"mlflow-{slug}" if slug else "mlflow-api")
-                    self._slug_cache[suffix] = route
+                    if len(suffix) <= UNKNOWN_AUDIT_KEPT:  # a hostile line's 50 KB path: routed, not kept
+                        if len(self._slug_cache) > 2048:
+                            self._slug_cache.clear()
+                        self._slug_cache[suffix] = route
                 return route
         return self._default
 

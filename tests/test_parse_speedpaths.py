@@ -239,6 +239,8 @@ def _hostile_lines(kind: str, i: int, size: int) -> bytes:
     odd = "".join(chr(65 + int(digit)) for digit in f"{i:06d}") + "Q" * size  # letters: a method too
     if kind == "nginx":
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "{odd} /x HTTP/1.1" 200 1 "-" "-"'.encode()
+    if kind == "nginx/path":  # an API call of no known route: its action made from its path
+        return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /api/2.0/mlflow/{odd} HTTP/1.1" 200 1 "-" "-"'.encode()
     if kind == "nginx/time":  # a time the parser reads, with a long tail after its zone
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000 {odd}] "GET /x HTTP/1.1" 200 1 "-" "-"'.encode()
     if kind == "nginx-json/time":  # an ISO time padded with spaces
@@ -272,9 +274,9 @@ def _hostile_lines(kind: str, i: int, size: int) -> bytes:
                          "response": {"statusCode": 200}, **extra})
 
 
-@pytest.mark.parametrize("kind", ["nginx", "nginx/time", "nginx-json/time", "uvicorn", "audit", "audit/platform",
-                                  "audit/agent", "nginx-json", "nginx-json/request", "databricks-audit",
-                                  "databricks-audit/action", "cloudtrail"])
+@pytest.mark.parametrize("kind", ["nginx", "nginx/path", "nginx/time", "nginx-json/time", "uvicorn", "audit",
+                                  "audit/platform", "audit/agent", "nginx-json", "nginx-json/request",
+                                  "databricks-audit", "databricks-audit/action", "cloudtrail"])
 def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(kind: str) -> None:
     """Each new, oversized method, audit entity or action, key set, platform, agent or request
     line would be kept by a cache keyed on it (hundreds of MB from a few hundred 1 MB lines); what
