@@ -210,6 +210,19 @@ def test_the_first_value_out_of_the_range_held_for_two_weeks_scores_without_pagi
     assert alerts(values)[0] == []
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_plain_noise_does_not_page_in_its_first_days_after_learning(seed: int) -> None:
+    """Gaussian noise around 50 (sd 5), three days: the peaks follow the deviations scored
+    during the cold start, so the first value a little beyond the short baseline's band right
+    after learning is not news. The old code paged on seed 0 at bucket 601 and seed 5 at 344,
+    because the peaks started at 0 when learning ended."""
+    rng = random.Random(seed)
+    starts, readings = alerts([rng.gauss(50.0, 5.0) for _ in range(3 * DAY)])
+
+    assert starts == []
+    assert max(r.score for r in readings) < RULE.score
+
+
 def test_a_dip_alerts_once() -> None:
     values = daily_traffic(10)
     at = 8 * DAY + 150  # mid-afternoon, busy

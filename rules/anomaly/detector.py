@@ -55,7 +55,9 @@ ends when the score falls under ``recovery``.
 The score is ``100 * z / (z + 1)``: 50 is a value as far beyond the band as the band is wide,
 40 (the default threshold) two thirds as far.
 For the first ``learning`` buckets the reading says learning and the score is 0: no page before
-the detector has seen enough to tell the usual from the unusual.
+the detector has seen enough to tell the usual from the unusual; the peaks follow ``z`` during
+those buckets too, so the first stray value of plain noise after them is not news (Gaussian
+noise paged a day in; NAB swept 72.2 / 64.6 / 76.6 to 72.5 / 65.0 / 76.8).
 """
 
 from __future__ import annotations
@@ -332,10 +334,15 @@ class Detector:
             key = tuple(self.quantized)
             seen = self.contexts.get(key, 0)
             self.contexts[key] = seen + 1
-        if learning:
-            return Reading(value, expected, lower, upper, 0.0, True, self.period)
-        novel = max(z - max(self.peak, p.long_share * self.long_peak), 0.0)
+        gate = max(self.peak, p.long_share * self.long_peak)
         self.long_peak = max(self.long_peak * self.long_decay, z)
+        if learning:
+            # the cold start learns how far the series' ordinary values stray as well as the
+            # values themselves: the peaks follow z from the first deviation scored, so the first
+            # stray value of plain noise after learning is not news (it paged a day in)
+            self.peak = max(self.peak * self.decay, z)
+            return Reading(value, expected, lower, upper, 0.0, True, self.period)
+        novel = max(z - gate, 0.0)
         novel *= p.familiar / (p.familiar + seen)
         if not record:
             novel *= p.ordinary
