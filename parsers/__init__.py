@@ -15,6 +15,7 @@ import structlog
 
 from contract.timestamps import now_iso
 from parsers.audit_documents import AuditDocuments
+from parsers.encoded_access import EncodedAccessLines
 from parsers.errors import ParseError
 from parsers.events import ParseContext, deadletter_document, event_document, kind_of
 from parsers.formats.access import Parsed, parse_combined, parse_uvicorn
@@ -43,6 +44,7 @@ FORMATS: dict[str, tuple[FormatFn, str]] = {
 }
 
 HTTP_FORMATS = frozenset({"nginx", "gunicorn", "uvicorn", "nginx-json"})
+COMBINED_FORMATS = frozenset({"nginx", "gunicorn"})
 
 # Dead-letters keep the raw line, but not a 1 GiB one: this much of it, and its length.
 DEADLETTER_RAW_LIMIT = 32 * 1024
@@ -63,6 +65,10 @@ class LineParser:
         self.docs: HttpDocuments | AuditDocuments | None = (
             HttpDocuments(ctx, self.platform, self.router) if ctx.format in HTTP_FORMATS
             else AuditDocuments(ctx, self.platform, self.router))
+        # nginx and gunicorn lines encoded without their dicts, for encode_block (parsers.encoded_access)
+        self._encoded: EncodedAccessLines | None = (
+            EncodedAccessLines(self, self.docs) if ctx.format in COMBINED_FORMATS and not ctx.keep_original
+            and isinstance(self.docs, HttpDocuments) else None)
 
     def parse(self, raw: bytes, read_at: str | None = None) -> dict[str, Any]:
         """One line (with or without its newline) to one document. Never raises."""
@@ -101,6 +107,39 @@ class LineParser:
             log.error("unencodable_document", format=self.ctx.format, error=str(exc))
             doc = self.dead_letter(raw, f"document not encodable: {exc}"[:500], "unencodable")
             return doc, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+
+    def encode_block(self, lines: list[bytes], counts: dict[str, int]) -> bytes:
+        """The JSON lines of ``parse_encoded`` for a block of lines, joined, each document's
+        dataset counted in ``counts`` (``regwatch parse``: one call per block, not per line).
+        nginx and gunicorn lines of the usual shape are encoded without their documents
+        (``parsers.encoded_access``), every other line through ``parse_encoded``."""
+        encoded_line = self._encoded.line if self._encoded is not None else None
+        parse_encoded = self.parse_encoded
+        max_line = self.ctx.max_line_bytes
+        block: list[bytes] = []
+        append = block.append
+        for raw in lines:
+            if encoded_line is not None and len(raw) <= max_line:
+                try:
+                    done = encoded_line(raw.rstrip(b"\r\n").decode("utf-8"))
+                except Exception:  # a bad value: parse_encoded gives its dead-letter
+                    done = None
+                if done is not None:
+                    encoded, dataset = done
+                    try:
+                        counts[dataset] += 1
+                    except KeyError:
+                        counts[dataset] = 1
+                    append(encoded)
+                    continue
+            doc, encoded = parse_encoded(raw)
+            dataset = doc["data_stream"]["dataset"]
+            try:
+                counts[dataset] += 1
+            except KeyError:
+                counts[dataset] = 1
+            append(encoded)
+        return b"".join(block)
 
     def dead_letter(self, raw: bytes, reason: str, error_type: str) -> dict[str, Any]:
         """A dead-letter for a line judged bad outside the parser (too long, refused by the sink)."""

@@ -224,12 +224,82 @@ def test_the_caches_of_the_fast_path_stay_bounded_whatever_the_lines() -> None:
         parser.parse(line)
     parser.parse(f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /{"y" * 300} HTTP/1.1" 200 1 "-" "{long_agent}"'
                  .encode())
+    from parsers.http_documents import HttpDocuments
+
     docs = parser.docs
-    assert docs is not None
+    assert isinstance(docs, HttpDocuments)
     assert 0 < len(docs._signatures) <= CACHE_LIMIT
     assert 0 < len(docs._agents) <= CACHE_LIMIT and long_agent not in docs._agents
     assert 0 < len(docs._sources) <= CACHE_LIMIT
     assert not any(len(key[1]) > 256 for key in docs._signatures)  # long targets are not kept
+
+
+def test_the_caches_of_encoded_blocks_stay_bounded_whatever_the_lines() -> None:
+    from parsers.http_documents import CACHE_LIMIT, VALUE_CACHE_LENGTH
+
+    parser = LineParser(ParseContext(format="nginx"))
+    long_agent = "x" * (VALUE_CACHE_LENGTH + 1)
+    lines = [(f'10.0.{i // 250 % 250}.{i % 250} - - [24/Nov/2026:23:55:28 +0000] "GET /api/2.0/mlflow/registered-'
+              f'models/get?name=m{i} HTTP/1.{i}" 200 1 "-" "agent {i}"').encode() for i in range(CACHE_LIMIT + 10)]
+    lines.append(f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /{"y" * 300} HTTP/1.1" 200 1 "-" "{long_agent}"'
+                 .encode())
+    counts: dict[str, int] = {}
+    parser.encode_block(lines, counts)
+    assert sum(counts.values()) == len(lines) and "modelregistry.deadletter" not in counts
+    encoded = parser._encoded
+    assert encoded is not None
+    assert 0 < len(encoded._fragments) <= CACHE_LIMIT
+    assert not any(len(key[1]) > 256 for key in encoded._fragments)  # long targets are not kept
+    assert 0 < len(encoded._agents) <= CACHE_LIMIT and long_agent not in encoded._agents
+    assert 0 < len(encoded._sources) <= CACHE_LIMIT
+    assert 0 < len(encoded._versions) <= CACHE_LIMIT
+
+
+JUNK = [b"", b"\n", b"   \r\n", b"\xff\xfe not utf-8", b"GET / HTTP/1.1", b'{"not": "nginx"}',
+        b'1.2.3.4 - - [99/Nov/2026:23:55:28 +0000] "GET / HTTP/1.1" 200 1 "-" "-"',
+        b'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET / HTTP/1.1" 099 1 "-" "-"',
+        b'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET / HTTP/1.1" 200 1234567890123456789012 "-" "-"',
+        b'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET / HTTP/1.1" 200 1 "-" "-" rt=99999999999.0',
+        b'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET / HTTP/1.1" 200 1 "a \\"q\\" b" "ua \\"x\\""',
+        b'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "\x16\x03\x01" 400 0 "-" "-"',
+        "1.2.3.4 - bob [24/Nov/2026:23:55:28 +0000] \"GET /\u00e9\u2028 HTTP/1.1\" 200 1 \"\u0000\" \"\u00e9\""
+        .encode()]
+
+
+@pytest.mark.parametrize("fmt", ["nginx", "gunicorn"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_encoded_blocks_are_the_documents_of_parse_encoded_byte_for_byte(fmt: str, data: st.DataObject,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``regwatch parse``'s blocks (``LineParser.encode_block``: the usual lines encoded without
+    their dicts) are the JSON lines ``parse_encoded`` gives, line by line, with the same counts."""
+    import parsers
+
+    monkeypatch.setattr(parsers, "now_iso", lambda: "2026-11-25T00:00:00.000Z")  # dead letters' time
+    lines = []
+    for _ in range(data.draw(st.integers(min_value=1, max_value=8))):
+        tail = data.draw(st.sampled_from(["", ' rt=0.126 uct="0.000" urt="0.125"', " rt=1.5", ' urt="0.1, 0.2"',
+                                          ' request_time="0.3"', " extra", "\r"]))
+        size = data.draw(st.one_of(st.just("-"), st.integers(min_value=0, max_value=10**6).map(str)))
+        version = data.draw(st.sampled_from(["1.1", "1.0", "2", "2.0"]))
+        lines.append((f'{data.draw(ip)} - {data.draw(optional) or "-"} [24/Nov/2026:23:55:{data.draw(second):02d} '
+                      f'+0100] "{data.draw(method)} {data.draw(target)} HTTP/{version}" {data.draw(status)} {size} '
+                      f'"{data.draw(optional) or "-"}" "{data.draw(agent)}"{tail}\n').encode())
+        if data.draw(st.booleans()):
+            lines.append(data.draw(st.sampled_from(JUNK)))
+    reference = _reference(fmt, namespace="prod")
+    expected_counts: dict[str, int] = {}
+    expected = []
+    for line in lines:
+        doc, encoded = reference.parse_encoded(line)
+        assert b'"parser_bug"' not in encoded, encoded[:500]
+        expected.append(encoded)
+        dataset = doc["data_stream"]["dataset"]
+        expected_counts[dataset] = expected_counts.get(dataset, 0) + 1
+    counts: dict[str, int] = {}
+    got = _fast(fmt, False).encode_block(lines, counts)
+    assert got.splitlines(keepends=True) == expected
+    assert counts == expected_counts
 
 
 def _hostile_lines(kind: str, i: int, size: int) -> bytes:
@@ -241,6 +311,10 @@ def _hostile_lines(kind: str, i: int, size: int) -> bytes:
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "{odd} /x HTTP/1.1" 200 1 "-" "-"'.encode()
     if kind == "nginx/path":  # an API call of no known route: its action made from its path
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /api/2.0/mlflow/{odd} HTTP/1.1" 200 1 "-" "-"'.encode()
+    if kind == "nginx/agent":  # an agent and an address (encode_block keeps their fragments)
+        return f'{odd.lower()} - - [24/Nov/2026:23:55:28 +0000] "GET /x HTTP/1.1" 200 1 "-" "{odd}"'.encode()
+    if kind == "nginx/version":  # an HTTP version (encode_block keeps its fragment)
+        return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000] "GET /x HTTP/1.{i}{"1" * size}" 200 1 "-" "-"'.encode()
     if kind == "nginx/time":  # a time the parser reads, with a long tail after its zone
         return f'1.2.3.4 - - [24/Nov/2026:23:55:28 +0000 {odd}] "GET /x HTTP/1.1" 200 1 "-" "-"'.encode()
     if kind == "nginx-json/time":  # an ISO time padded with spaces
@@ -274,7 +348,8 @@ def _hostile_lines(kind: str, i: int, size: int) -> bytes:
                          "response": {"statusCode": 200}, **extra})
 
 
-@pytest.mark.parametrize("kind", ["nginx", "nginx/path", "nginx/time", "nginx-json/time", "uvicorn", "audit",
+@pytest.mark.parametrize("kind", ["nginx", "nginx/path", "nginx/agent", "nginx/version", "nginx/time",
+                                  "nginx-json/time", "uvicorn", "audit",
                                   "audit/platform", "audit/agent", "nginx-json", "nginx-json/request",
                                   "databricks-audit", "databricks-audit/action", "cloudtrail"])
 def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(kind: str) -> None:
@@ -287,12 +362,18 @@ def test_hostile_lines_keep_nothing_of_their_size_in_any_cache(kind: str) -> Non
     fmt = kind.partition("/")[0]
     parser = LineParser(ParseContext(format=fmt))
     parser.parse(_hostile_lines(kind, 0, 10))  # the ordinary caches warmed by a small one
+    parser.encode_block([_hostile_lines(kind, 0, 10)], {})
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
+        counts: dict[str, int] = {}
         for i in range(1, 41):
-            assert parser.parse(_hostile_lines(kind, i, 50_000))["event"]["kind"] == "event"  # not a dead letter
+            line = _hostile_lines(kind, i, 50_000)
+            assert parser.parse(line)["event"]["kind"] == "event"  # not a dead letter
+            parser.encode_block([line + b"\n"], counts)  # regwatch parse's way (parsers.encoded_access)
+        del line  # (the test's own last line is not what the parser keeps)
+        assert "modelregistry.deadletter" not in counts
         gc.collect()
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:

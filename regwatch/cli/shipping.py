@@ -143,6 +143,9 @@ def parse(
             # Lines a few hundred at a time (readlines splits as iterating does, on b"\n" only),
             # their documents written in one call per batch: the shipper's own reading and batching
             while lines := stream.readlines(64 * 1024):
+                if not validate:  # the block's documents encoded in one call (LineParser.encode_block)
+                    out.write(parser.encode_block(lines, counts))
+                    continue
                 block: list[bytes] = []
                 append = block.append
                 for line in lines:
