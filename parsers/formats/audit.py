@@ -16,6 +16,7 @@ from parsers.audit_documents import FIELDS, AuditDocuments
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import PLAN_SHAPE_KEPT, load_json_object, model_fields
+from parsers.formats.json_access import ABSENT
 from parsers.routes import Router, kebab
 from parsers.timestamps import parse_any
 from parsers.values import json_loads, status_code
@@ -205,7 +206,10 @@ _DATABRICKS_KEYS = (("serviceName", "service_name", "ServiceName"), ("actionName
                     ("userAgent", "user_agent", "UserAgent"),
                     ("workspaceId", "workspace_id"), ("requestId", "request_id", "RequestId"), ("event_id", "eventId"))
 _PLAN_LIMIT = 256
-_databricks_plans: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+# A shape's plan: the keys of each field it has and, when it has at most one of each, those keys
+# (``ABSENT`` for a field it lacks): its values read in one ``map``
+_DatabricksPlan = tuple[tuple[tuple[str, ...], ...], tuple[Any, ...] | None]
+_databricks_plans: dict[tuple[str, ...], _DatabricksPlan] = {}
 
 
 def _databricks_values(record: dict[str, Any]) -> list[Any]:
@@ -214,13 +218,18 @@ def _databricks_values(record: dict[str, Any]) -> list[Any]:
     shape = tuple(record)
     plan = _databricks_plans.get(shape)
     if plan is None:
-        plan = tuple(tuple(key for key in keys if key in record) for keys in _DATABRICKS_KEYS)
+        fields = tuple(tuple(key for key in keys if key in record) for keys in _DATABRICKS_KEYS)
+        single = all(len(keys) <= 1 for keys in fields)
+        plan = (fields, tuple(keys[0] if keys else ABSENT for keys in fields) if single else None)
         if len(shape) <= PLAN_SHAPE_KEPT:
             if len(_databricks_plans) >= _PLAN_LIMIT:
                 _databricks_plans.clear()
             _databricks_plans[shape] = plan
+    fields, names = plan
+    if names is not None:  # (a key's value, None included, is _pick's when the shape has no other)
+        return list(map(record.get, names))
     values: list[Any] = []
-    for keys in plan:
+    for keys in fields:
         for key in keys:
             value = record[key]
             if value is not None:

@@ -105,11 +105,15 @@ def _text(value: Any, name: str) -> str | None:
 _FIELDS = ("ts", "status", "bytes", "ip", "user", "ua", "referrer", "request_time", "upstream_time", "body",
            "request", "method", "uri", "args")
 Steps = tuple[tuple[str | None, tuple[str, ...]], ...]
+# The key a field absent from a record's shape is read under: no record has it (not a string)
+ABSENT: Any = object()
 
 
-def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps:
+def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> tuple[Steps, tuple[Any, ...] | None]:
     """For each field (``_FIELDS``), the key the input's ``field_map`` names for it, else the usual
-    names this record's shape has: made once per shape and input (``_plan``), kept on the context."""
+    names this record's shape has: made once per shape and input (``_plan``), kept on the context.
+    With them, when no field is mapped and the shape has at most one name of each, those names
+    (``ABSENT`` for a field it lacks): the record's values read in one ``map`` (``_values``)."""
     shape = tuple(record)
     steps_by_shape = ctx.__dict__.get("_json_steps")
     if steps_by_shape is None:
@@ -117,7 +121,9 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps
     steps = steps_by_shape.get(shape)
     if steps is None:
         plan = _plan(record)
-        steps = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
+        fields = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
+        single = all(mapped is None and len(keys) <= 1 for mapped, keys in fields)
+        steps = (fields, tuple(keys[0] if keys else ABSENT for _, keys in fields) if single else None)
         if len(shape) <= PLAN_SHAPE_KEPT:
             if len(steps_by_shape) >= _PLAN_LIMIT:
                 steps_by_shape.clear()
@@ -125,9 +131,16 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps
     return steps
 
 
-def _values(record: dict[str, Any], steps: Steps) -> list[Any]:
+def _values(record: dict[str, Any], plan: tuple[Steps, tuple[Any, ...] | None]) -> list[Any]:
     """Each field's value (``_get`` for every field at once)."""
-    values: list[Any] = []
+    steps, names = plan
+    if names is not None:  # a name (or none) per field: its value, None for empty or "-" (as _get)
+        values = list(map(record.get, names))
+        for at, value in enumerate(values):
+            if value == "" or value == "-":
+                values[at] = None
+        return values
+    values = []
     for mapped, keys in steps:
         if mapped is not None:
             values.append(record.get(mapped))
