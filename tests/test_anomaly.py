@@ -223,6 +223,23 @@ def test_plain_noise_does_not_page_in_its_first_days_after_learning(seed: int) -
     assert max(r.score for r in readings) < RULE.score
 
 
+def test_plain_noise_does_not_page_on_its_next_maximum_weeks_in() -> None:
+    """Gaussian noise around 50 (sd 5), three weeks: at bucket 3571 it sets a new maximum (68.7,
+    3.7 standard deviations, the one before was 67.7 at bucket 344): a record, as far beyond its
+    band as the noise's earlier records were, so no news. The old code paged on it (score 40.6):
+    a record was judged against the decayed peaks only; now a lone one (its run inside its band)
+    also against the records before it (``record_share``)."""
+    rng = random.Random(5)
+    values = [rng.gauss(50.0, 5.0) for _ in range(21 * DAY)]
+    starts, readings = alerts(values)
+
+    assert max(values) == values[3571]
+    assert starts == []
+    assert max(r.score for r in readings) < RULE.score
+    plain = Detector(replace(params(RULE), record_share=0.0))
+    assert max(plain.update(v).score for v in values) >= RULE.score
+
+
 def test_a_dip_alerts_once() -> None:
     values = daily_traffic(10)
     at = 8 * DAY + 150  # mid-afternoon, busy

@@ -57,7 +57,13 @@ The score is ``100 * z / (z + 1)``: 50 is a value as far beyond the band as the 
 For the first ``learning`` buckets the reading says learning and the score is 0: no page before
 the detector has seen enough to tell the usual from the unusual; the peaks follow ``z`` during
 those buckets too, so the first stray value of plain noise after them is not news (Gaussian
-noise paged a day in; NAB swept 72.2 / 64.6 / 76.6 to 72.5 / 65.0 / 76.8).
+noise paged a day in; NAB swept 72.2 / 64.6 / 76.6 to 72.5 / 65.0 / 76.8). A lone record (the
+run still inside its band) must also beat ``record_share`` of the highest ``z`` of the records
+before it (halving every ``long_memory``): plain noise sets a new maximum every few thousand
+buckets, each about as far beyond its band as the last, and paged on them (Gaussian noise around
+50, 3.7 standard deviations at bucket 3571); a record well beyond the last ones still pages, and
+so does one whose run left its band too (a step, a leak). NAB unchanged swept, alerted
+56.6 / 53.9 / 59.0 to 56.7 / 54.0 / 59.1.
 """
 
 from __future__ import annotations
@@ -110,6 +116,7 @@ class Params:
     escalation: int = 144  # a new extreme of the history within this many buckets of the last one (0: off) ...
     settled: int = 4032  # ... or the first after this many buckets without one (0: off) ...
     climbing: float = 30.0  # ... scores at least this: a metric climbing to new highs step by step
+    record_share: float = 0.6  # a lone record must also beat this share of the records' peak (0: off)
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,7 @@ class Detector:
         self.last_onset = 0.0  # the highest recent onset, halving every ``rearm`` buckets
         self.rearm = 0.5 ** (1.0 / p.rearm) if p.rearm else 0.0
         self.long_peak = 0.0
+        self.record_peak = 0.0  # the highest z of a recent record, halving every ``long_memory`` buckets
         self.long_decay = 0.5 ** (1.0 / p.long_memory)
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
@@ -282,6 +290,7 @@ class Detector:
         z = 0.0
         signed = 0.0
         lower = upper = expected = value
+        lone = True  # the run of the last buckets is inside its band: at most one stray value
         if len(self.level) >= min(p.learning, p.window) // 2:
             q, c = p.quantile, p.scale
             band = self.level.band(q, c)
@@ -290,6 +299,7 @@ class Detector:
             base = typical if typical is not None else 0.0
             expected, lower, upper = base + band[2], base + band[0], base + band[4]
             rup, rdown = deviation(run, self.run.band(q, c), self._floor(self.run))
+            lone = rup == 0.0 and rdown == 0.0
             # A metric cannot move less than not at all: the low side of the activity is scored
             # as any other, and a metric that stopped dead where it always moved (a stuck exporter,
             # a dead job) scores ``stuck`` whatever its band, once it has held one value for
@@ -335,6 +345,16 @@ class Detector:
             seen = self.contexts.get(key, 0)
             self.contexts[key] = seen + 1
         gate = max(self.peak, p.long_share * self.long_peak)
+        self.record_peak *= self.long_decay
+        if record and z > 0.0:
+            # a lone record is judged against the records before it: plain noise sets one now
+            # and then, each a little beyond the last (a new maximum of thousands of buckets of
+            # noise is as far out as the last one was), so one no further out than
+            # ``record_share`` of the last ones is the noise's own; one well beyond them is news,
+            # and so is one whose run left its band too (a step, a leak)
+            if lone:
+                gate = max(gate, p.record_share * self.record_peak)
+            self.record_peak = max(self.record_peak, z)
         self.long_peak = max(self.long_peak * self.long_decay, z)
         if learning:
             # the cold start learns how far the series' ordinary values stray as well as the
