@@ -240,6 +240,21 @@ def test_plain_noise_does_not_page_on_its_next_maximum_weeks_in() -> None:
     assert max(plain.update(v).score for v in values) >= RULE.score
 
 
+def test_plain_noise_does_not_page_on_a_record_as_far_out_as_the_records_weeks_before() -> None:
+    """Gaussian noise around 50 (sd 5, seed 4), three weeks: at bucket 5978 it sets a new
+    minimum (28.1, 4.4 standard deviations under), about as far beyond its band as its records
+    of the weeks before. The records' peak now halves every ``history`` buckets (four weeks):
+    halving every two weeks, it had nearly halved since the last record and the old code paged
+    (score 43.2). Nothing pages after the second day."""
+    rng = random.Random(4)
+    values = [rng.gauss(50.0, 5.0) for _ in range(21 * DAY)]
+    starts, readings = alerts(values)
+
+    assert min(values) == values[5978]
+    assert [start for start in starts if start >= 2 * DAY] == []
+    assert max(r.score for r in readings[2 * DAY:]) < RULE.score
+
+
 def test_a_dip_alerts_once() -> None:
     values = daily_traffic(10)
     at = 8 * DAY + 150  # mid-afternoon, busy

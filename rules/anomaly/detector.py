@@ -59,11 +59,13 @@ the detector has seen enough to tell the usual from the unusual; the peaks follo
 those buckets too, so the first stray value of plain noise after them is not news (Gaussian
 noise paged a day in; NAB swept 72.2 / 64.6 / 76.6 to 72.5 / 65.0 / 76.8). A lone record (the
 run still inside its band) must also beat ``record_share`` of the highest ``z`` of the records
-before it (halving every ``long_memory``): plain noise sets a new maximum every few thousand
-buckets, each about as far beyond its band as the last, and paged on them (Gaussian noise around
-50, 3.7 standard deviations at bucket 3571); a record well beyond the last ones still pages, and
-so does one whose run left its band too (a step, a leak). NAB unchanged swept, alerted
-56.6 / 53.9 / 59.0 to 56.7 / 54.0 / 59.1.
+before it (halving every ``history``, four weeks: noise sets a record every few thousand buckets
+once its window is full, and a peak halving every two weeks had nearly halved by the next):
+plain noise sets a new maximum every few thousand buckets, each about as far beyond its band as
+the last, and paged on them (Gaussian noise around 50, 3.7 standard deviations at bucket 3571;
+4.4 under at 5978 with seed 4); a record well beyond the last ones still pages, and so does one
+whose run left its band too (a step, a leak). NAB swept 72.5 / 65.0 / 76.8 to 72.6 / 65.2 / 76.8,
+alerted 56.6 / 53.9 / 59.0 to 56.7 / 54.0 / 59.1; registry bursts paged 10 to 9 of 63.
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ class Detector:
         self.last_onset = 0.0  # the highest recent onset, halving every ``rearm`` buckets
         self.rearm = 0.5 ** (1.0 / p.rearm) if p.rearm else 0.0
         self.long_peak = 0.0
-        self.record_peak = 0.0  # the highest z of a recent record, halving every ``long_memory`` buckets
+        self.record_peak = 0.0  # the highest z of a recent record, halving every ``history`` buckets
+        self.record_decay = 0.5 ** (1.0 / p.history)
         self.long_decay = 0.5 ** (1.0 / p.long_memory)
         self.decay = 0.5 ** (1.0 / p.memory)
         self.episode = False
@@ -345,7 +348,7 @@ class Detector:
             seen = self.contexts.get(key, 0)
             self.contexts[key] = seen + 1
         gate = max(self.peak, p.long_share * self.long_peak)
-        self.record_peak *= self.long_decay
+        self.record_peak *= self.record_decay
         if record and z > 0.0:
             # a lone record is judged against the records before it: plain noise sets one now
             # and then, each a little beyond the last (a new maximum of thousands of buckets of
