@@ -16,7 +16,6 @@ from parsers.audit_documents import FIELDS, AuditDocuments
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import PLAN_SHAPE_KEPT, load_json_object, model_fields
-from parsers.formats.json_access import ABSENT
 from parsers.routes import Router, kebab
 from parsers.timestamps import parse_any
 from parsers.values import json_loads, status_code
@@ -208,6 +207,7 @@ _DATABRICKS_KEYS = (("serviceName", "service_name", "ServiceName"), ("actionName
 _PLAN_LIMIT = 256
 # A shape's plan: the keys of each field it has and, when it has at most one of each, those keys
 # (``ABSENT`` for a field it lacks): its values read in one ``map``
+ABSENT: Any = object()  # the key a field the shape lacks is read under: no record has it (not a string)
 _DatabricksPlan = tuple[tuple[tuple[str, ...], ...], tuple[Any, ...] | None]
 _databricks_plans: dict[tuple[str, ...], _DatabricksPlan] = {}
 

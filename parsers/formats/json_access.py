@@ -105,15 +105,11 @@ def _text(value: Any, name: str) -> str | None:
 _FIELDS = ("ts", "status", "bytes", "ip", "user", "ua", "referrer", "request_time", "upstream_time", "body",
            "request", "method", "uri", "args")
 Steps = tuple[tuple[str | None, tuple[str, ...]], ...]
-# The key a field absent from a record's shape is read under: no record has it (not a string)
-ABSENT: Any = object()
 
 
-def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> tuple[Steps, tuple[Any, ...] | None]:
+def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> Steps:
     """For each field (``_FIELDS``), the key the input's ``field_map`` names for it, else the usual
-    names this record's shape has: made once per shape and input (``_plan``), kept on the context.
-    With them, when no field is mapped and the shape has at most one name of each, those names
-    (``ABSENT`` for a field it lacks): the record's values read in one ``map`` (``_values``)."""
+    names this record's shape has: made once per shape and input (``_plan``), kept on the context."""
     shape = tuple(record)
     steps_by_shape = ctx.__dict__.get("_json_steps")
     if steps_by_shape is None:
@@ -121,9 +117,7 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> tuple
     steps = steps_by_shape.get(shape)
     if steps is None:
         plan = _plan(record)
-        fields = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
-        single = all(mapped is None and len(keys) <= 1 for mapped, keys in fields)
-        steps = (fields, tuple(keys[0] if keys else ABSENT for _, keys in fields) if single else None)
+        steps = tuple((field_map.get(name) if field_map else None, plan[name]) for name in _FIELDS)
         if len(shape) <= PLAN_SHAPE_KEPT:
             if len(steps_by_shape) >= _PLAN_LIMIT:
                 steps_by_shape.clear()
@@ -131,16 +125,9 @@ def _steps(record: dict[str, Any], field_map: dict[str, str], ctx: Any) -> tuple
     return steps
 
 
-def _values(record: dict[str, Any], plan: tuple[Steps, tuple[Any, ...] | None]) -> list[Any]:
+def _values(record: dict[str, Any], steps: Steps) -> list[Any]:
     """Each field's value (``_get`` for every field at once)."""
-    steps, names = plan
-    if names is not None:  # a name (or none) per field: its value, None for empty or "-" (as _get)
-        values = list(map(record.get, names))
-        for at, value in enumerate(values):
-            if value == "" or value == "-":
-                values[at] = None
-        return values
-    values = []
+    values: list[Any] = []
     for mapped, keys in steps:
         if mapped is not None:
             values.append(record.get(mapped))
