@@ -37,6 +37,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import nab
+import nab_files
 
 from rules.anomaly import Detector, Params
 from rules.model import AnomalyRule
@@ -118,6 +119,54 @@ def bursts_check(params: Params) -> tuple[int, int, int, int]:
     return paged, total, caught, len(seeds)
 
 
+PER_FILE_PROFILE = "reward_low_FP_rate"
+OTHER = "contextOSE"  # the best published low-FP detector
+
+
+def per_file_report(root: Path, corpus: list[nab.Series], swept: list[list[float]], alerted: list[list[float]],
+                    scores: dict[str, dict[str, float]], params: Params, detail: int) -> list[str]:
+    """Per file, on the low-FP profile: ours (swept at its best threshold, and as it alerts) beside
+    contextOSE's published results at its own best threshold; then, for the ``detail`` files that
+    lose most (swept), every false positive of ours with what the detector saw there."""
+    weights = nab.profiles(root)[PER_FILE_PROFILE]
+    theirs_scores = nab.published_scores(root, OTHER, corpus)
+    ours_at, _ = nab_files.best_threshold(nab.prepare(corpus, swept), weights)
+    theirs_at, _ = nab_files.best_threshold(nab.prepare(corpus, theirs_scores), weights)
+    theirs = nab_files.per_file(corpus, theirs_scores, weights, theirs_at)
+    nab_files.check(theirs, nab.score(root, corpus, theirs_scores)[PER_FILE_PROFILE])
+    ours = nab_files.per_file(corpus, swept, weights, ours_at)
+    nab_files.check(ours, scores["swept"][PER_FILE_PROFILE])
+    ours_alerted = nab_files.per_file(corpus, alerted, weights, 0.5)
+    nab_files.check(ours_alerted, scores["alerted"][PER_FILE_PROFILE])
+    lines = [""]
+    lines += nab_files.table(f"per file, low FP, swept: ours at threshold {ours_at * 100:.2f} (score 0-100), "
+                             f"{OTHER} at {theirs_at:.4f}; points: the file's share of the score", ours, theirs, OTHER)
+    lines.append("")
+    lines += nab_files.table(f"per file, low FP, alerted (alert starts) beside {OTHER} swept at {theirs_at:.4f}",
+                             ours_alerted, theirs, OTHER)
+    worst = sorted(range(len(corpus)), key=lambda k: ours[k].points - theirs[k].points)[:detail]
+    for k in worst:
+        series = corpus[k]
+        detector = Detector(replace(params, step=step_of(series)))
+        readings = [detector.update(v) for v in series.values]
+        lines.append("")
+        lines.append(f"{series.name}: gap {ours[k].points - theirs[k].points:.2f}, windows {series.windows} "
+                     f"(hit {ours[k].hit}/{ours[k].windows}; {OTHER} {theirs[k].hit}), "
+                     f"period {readings[-1].period}, probation until {nab.probation(len(series.values))}; "
+                     f"{OTHER} false positives at {list(theirs[k].fp_at)}")
+        hits = [i for i, s in enumerate(swept[k]) if s >= ours_at and i not in ours[k].fp_at
+                and i >= nab.probation(len(series.values))]
+        lines.append(f"  our detections in windows at {hits}")
+        for i in ours[k].fp_at:
+            r = readings[i]
+            before = series.values[max(0, i - 6):i]
+            lines.append(f"  fp {i} {series.timestamps[i]:%Y-%m-%d %H:%M} value={r.observed:g} "
+                         f"expected={r.expected:.4g} band=[{r.lower:.4g}, {r.upper:.4g}] onset={r.onset:.1f} "
+                         f"score={r.score:.1f} cost={nab_files.where(series, i)} "
+                         f"before={[round(v, 3) for v in before]}")
+    return lines
+
+
 def parse_overrides(pairs: list[str]) -> Params:
     types = {f.name: f.type for f in fields(Params)}
     values: dict[str, object] = {}
@@ -134,6 +183,13 @@ def main() -> int:
     parser.add_argument("--nab", type=Path, required=True, help="the NAB corpus folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="try a setting other than the shipped default (the figures are then not the shipped ones)")
+    parser.add_argument("--per-file", action="store_true",
+                        help="also print, file by file, the windows hit, the false positives and the score each "
+                             "file earns on the low-FP profile (at its best swept threshold, and as it alerts), "
+                             "beside contextOSE's published results, the files that lose most first")
+    parser.add_argument("--per-file-detail", type=int, default=10, metavar="N",
+                        help="with --per-file: list the false positives of the N files that lose most "
+                             "(default 10)")
     parser.add_argument("--skip-reproduce", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     corpus = nab.load_corpus(args.nab)
@@ -178,6 +234,9 @@ def main() -> int:
         print(f"nab detector=regwatch mode={mode} standard={score['standard']:.1f} "
               f"low_fp={score['reward_low_FP_rate']:.1f} low_fn={score['reward_low_FN_rate']:.1f} "
               f"points_per_s={rate:.0f}")
+    if args.per_file:
+        for line in per_file_report(args.nab, corpus, swept, alerted, scores, params, args.per_file_detail):
+            print(line)
     return 0
 
 
