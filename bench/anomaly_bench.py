@@ -157,12 +157,21 @@ def per_file_report(root: Path, corpus: list[nab.Series], swept: list[list[float
         hits = [i for i, s in enumerate(swept[k]) if s >= ours_at and i not in ours[k].fp_at
                 and i >= nab.probation(len(series.values))]
         lines.append(f"  our detections in windows at {hits}")
+        for left, right in series.windows:
+            if left < nab.probation(len(series.values)) or any(left <= i <= right for i in hits):
+                continue
+            best = max(range(left, right + 1), key=lambda i: readings[i].onset)
+            r = readings[best]
+            first = next((i for i in range(left, right + 1) if theirs_scores[k][i] >= theirs_at), None)
+            lines.append(f"  missed window {left}-{right}: our highest onset {r.onset:.1f} at {best} "
+                         f"value={r.observed:g} band=[{r.lower:.4g}, {r.upper:.4g}]; {OTHER} first detection "
+                         + (f"at {first} value={series.values[first]:g}" if first is not None else "none"))
         for i in ours[k].fp_at:
             r = readings[i]
             before = series.values[max(0, i - 6):i]
             lines.append(f"  fp {i} {series.timestamps[i]:%Y-%m-%d %H:%M} value={r.observed:g} "
                          f"expected={r.expected:.4g} band=[{r.lower:.4g}, {r.upper:.4g}] onset={r.onset:.1f} "
-                         f"score={r.score:.1f} cost={nab_files.where(series, i)} "
+                         f"score={r.score:.1f} at={nab_files.where(series, i)} "
                          f"before={[round(v, 3) for v in before]}")
     return lines
 
