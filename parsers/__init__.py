@@ -108,12 +108,14 @@ class LineParser:
             doc = self.dead_letter(raw, f"document not encodable: {exc}"[:500], "unencodable")
             return doc, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
-    def encode_block(self, lines: list[bytes], counts: dict[str, int]) -> bytes:
+    def encode_block(self, lines: list[bytes], counts: dict[str, int],
+                     check: Callable[[dict[str, Any]], Any] | None = None) -> bytes:
         """The JSON lines of ``parse_encoded`` for a block of lines, joined, each document's
         dataset counted in ``counts`` (``regwatch parse``: one call per block, not per line).
         nginx and gunicorn lines of the usual shape are encoded without their documents
-        (``parsers.encoded_access``), every other line through ``parse_encoded``."""
-        encoded_line = self._encoded.line if self._encoded is not None else None
+        (``parsers.encoded_access``), every other line through ``parse_encoded``; with ``check``
+        (``--validate``) every line is, and ``check`` is given each document."""
+        encoded_line = self._encoded.line if self._encoded is not None and check is None else None
         parse_encoded = self.parse_encoded
         max_line = self.ctx.max_line_bytes
         block: list[bytes] = []
@@ -133,6 +135,8 @@ class LineParser:
                     append(encoded)
                     continue
             doc, encoded = parse_encoded(raw)
+            if check is not None:
+                check(doc)
             dataset = doc["data_stream"]["dataset"]
             try:
                 counts[dataset] += 1

@@ -139,26 +139,10 @@ def parse(
         except OSError as exc:
             fail(f"{path}: {exc.strerror or exc}", code=2)
         with stream:
-            parse_encoded = parser.parse_encoded
             # Lines a few hundred at a time (readlines splits as iterating does, on b"\n" only),
             # their documents written in one call per batch: the shipper's own reading and batching
             while lines := stream.readlines(64 * 1024):
-                if not validate:  # the block's documents encoded in one call (LineParser.encode_block)
-                    out.write(parser.encode_block(lines, counts))
-                    continue
-                block: list[bytes] = []
-                append = block.append
-                for line in lines:
-                    doc, encoded = parse_encoded(line)
-                    if validate:
-                        validate_document(doc)
-                    dataset = doc["data_stream"]["dataset"]
-                    try:
-                        counts[dataset] += 1
-                    except KeyError:
-                        counts[dataset] = 1
-                    append(encoded)
-                out.write(b"".join(block))
+                out.write(parser.encode_block(lines, counts, validate_document if validate else None))
     out.flush()
     total = sum(counts.values())
     summary = " ".join(f"{kind.removeprefix('modelregistry.')}={counts[kind]}" for kind in sorted(counts))
