@@ -130,8 +130,8 @@ def per_file_report(root: Path, corpus: list[nab.Series], swept: list[list[float
     lose most (swept), every false positive of ours with what the detector saw there."""
     weights = nab.profiles(root)[PER_FILE_PROFILE]
     theirs_scores = nab.published_scores(root, OTHER, corpus)
-    ours_at, _ = nab_files.best_threshold(nab.prepare(corpus, swept), weights)
-    theirs_at, _ = nab_files.best_threshold(nab.prepare(corpus, theirs_scores), weights)
+    ours_at, _ = nab.best_threshold(nab.prepare(corpus, swept), weights)
+    theirs_at, _ = nab.best_threshold(nab.prepare(corpus, theirs_scores), weights)
     theirs = nab_files.per_file(corpus, theirs_scores, weights, theirs_at)
     nab_files.check(theirs, nab.score(root, corpus, theirs_scores)[PER_FILE_PROFILE])
     ours = nab_files.per_file(corpus, swept, weights, ours_at)

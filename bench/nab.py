@@ -35,6 +35,7 @@ import json
 import math
 import sys
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -156,13 +157,13 @@ def prepare(corpus: list[Series], scores: list[list[float]]) -> Scored:
     return Scored([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], len(windows))
 
 
-def sweep(scored: Scored, weights: Weights, threshold: float | None = None) -> float:
-    """The corpus's raw total at the best threshold (``threshold`` None) or at ``threshold``."""
+def _totals(scored: Scored, weights: Weights, threshold: float | None = None) -> Iterator[tuple[float, float]]:
+    """(level, the corpus's raw total detecting at every score >= level), level by level from the
+    highest score down (to ``threshold`` when given)."""
     best_in: dict[int, float] = {}
     missed = -weights.fn * scored.windows
     fp = 0.0
     tp = 0.0
-    best = missed
     scores, window, weight = scored.scores, scored.window, scored.weight
     n = len(scores)
     i = 0
@@ -184,12 +185,25 @@ def sweep(scored: Scored, weights: Weights, threshold: float | None = None) -> f
                     best_in[w] = value
                     tp += value - old
             i += 1
-        total = missed + tp + fp * weights.fp
-        if threshold is None and total > best:
-            best = total
-    if threshold is not None:
-        return missed + tp + fp * weights.fp
-    return best
+        yield level, missed + tp + fp * weights.fp
+
+
+def best_threshold(scored: Scored, weights: Weights) -> tuple[float, float]:
+    """(the threshold of the best total, that total): a threshold above every score (never
+    detect) when nothing beats the null detector."""
+    best, at = -weights.fn * scored.windows, float("inf")
+    for level, total in _totals(scored, weights):
+        if total > best:
+            best, at = total, level
+    return at, best
+
+
+def sweep(scored: Scored, weights: Weights, threshold: float | None = None) -> float:
+    """The corpus's raw total at the best threshold (``threshold`` None) or at ``threshold``."""
+    if threshold is None:
+        return best_threshold(scored, weights)[1]
+    totals = [total for _, total in _totals(scored, weights, threshold)]
+    return totals[-1] if totals else -weights.fn * scored.windows
 
 
 def profiles(root: Path) -> dict[str, Weights]:

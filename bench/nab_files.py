@@ -32,39 +32,6 @@ class FileScore:
     fp_at: tuple[int, ...]  # the indexes of the false-positive detections
 
 
-def best_threshold(scored: nab.Scored, weights: nab.Weights) -> tuple[float, float]:
-    """(the threshold at which the sweep of bench/nab.py finds its best total, that total).
-
-    The same walk as ``nab.sweep``, remembering the level: a threshold above every score (never
-    detect) when nothing beats the null detector."""
-    best_in: dict[int, float] = {}
-    missed = -weights.fn * scored.windows
-    fp = tp = 0.0
-    best, at = missed, float("inf")
-    scores, window, weight = scored.scores, scored.window, scored.weight
-    i, n = 0, len(scores)
-    while i < n:
-        level = scores[i]
-        while i < n and scores[i] == level:
-            w = window[i]
-            if w < 0:
-                fp += weight[i]
-            else:
-                value = weight[i] * weights.tp
-                old = best_in.get(w)
-                if old is None:
-                    best_in[w] = value
-                    tp += value + weights.fn
-                elif value > old:
-                    best_in[w] = value
-                    tp += value - old
-            i += 1
-        total = missed + tp + fp * weights.fp
-        if total > best:
-            best, at = total, level
-    return at, best
-
-
 def per_file(corpus: list[nab.Series], scores: list[list[float]], weights: nab.Weights,
              threshold: float) -> list[FileScore]:
     """Each file's share of the corpus total of ``scores`` at ``threshold`` (detections: scores at
