@@ -65,16 +65,8 @@ class EncodedAccessLines:
 
     def _signature_fragments(self, method: str, target: str, status: int) -> _Fragments:
         docs = self.docs
-        key = (method, target, status)
-        signature = docs._signatures.get(key)
-        if signature is None:
-            signature = docs._signature(method, target, status, None)
-            if len(method) + len(target) <= REQUEST_CACHE_TARGET:
-                if len(docs._signatures) >= CACHE_LIMIT:
-                    docs._signatures.clear()
-                docs._signatures[key] = signature
         (category, ecs_type, dataset, action, outcome, data_stream, url, operation, model, artifact, message, error,
-         failure) = signature
+         failure) = docs.signature(method, target, status)
         event = _dumps({"kind": "event", "category": category, "type": ecs_type, "dataset": dataset,
                         "action": action, "outcome": outcome})[:-1]
         head = b',"data_stream":' + _dumps(data_stream) + b',"event":' + event
@@ -93,7 +85,7 @@ class EncodedAccessLines:
         closing = (b"," + members if members else b"") + b'},"message":' + _dumps(message)
         if error is not None:
             closing += b',"error":' + _dumps(error)
-        common = _members(docs._common or docs.common())
+        common = _members(docs.common())
         closing += (b"," + common if common else b"") + b"}\n"
         return (head, request, response, b'},"url":' + _dumps(url), registry + closing,
                 registry + b',"synthetic":true' + closing, dataset)

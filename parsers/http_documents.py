@@ -76,14 +76,10 @@ class HttpDocuments(DocumentCaches):
                 route._operation,  # type: ignore[attr-defined]
                 model, None if artifact is None else {"path": artifact}, f"{method} {path} {status}", error, failure)
 
-    def document(self, ts: str, method: str, target: str, version: str | None, status: int, size: int | None,
-                 client: str | None, user: str | None, referrer: str | None, ua: str | None,
-                 duration: int | None, raw: str, zone: str | None = None, body: str | None = None
-                 ) -> dict[str, Any]:
-        """The document of one request. ``client``: the address as logged (an IP or a name, None
-        for none); ``user``, ``referrer``, ``ua``: None or empty when the line has none; ``zone``:
-        the input's time zone a zone-less time was read in (``event.timezone``); ``body``: a
-        logged request body that is a JSON object (it names the model of a write)."""
+    def signature(self, method: str, target: str, status: int, body: str | None = None) -> _Signature:
+        """What a request determines (route, dataset, URL, model, message, error, failure), kept
+        for the next line of the same request unless the request is longer than
+        ``REQUEST_CACHE_TARGET`` (a hostile line's 400 KB method is used, not kept)."""
         key = (method, target, status) if body is None else (method, target, status, body)
         signature = self._signatures.get(key)
         if signature is None:
@@ -92,6 +88,19 @@ class HttpDocuments(DocumentCaches):
                 if len(self._signatures) >= CACHE_LIMIT:
                     self._signatures.clear()
                 self._signatures[key] = signature
+        return signature
+
+    def document(self, ts: str, method: str, target: str, version: str | None, status: int, size: int | None,
+                 client: str | None, user: str | None, referrer: str | None, ua: str | None,
+                 duration: int | None, raw: str, zone: str | None = None, body: str | None = None
+                 ) -> dict[str, Any]:
+        """The document of one request. ``client``: the address as logged (an IP or a name, None
+        for none); ``user``, ``referrer``, ``ua``: None or empty when the line has none; ``zone``:
+        the input's time zone a zone-less time was read in (``event.timezone``); ``body``: a
+        logged request body that is a JSON object (it names the model of a write)."""
+        signature = self._signatures.get((method, target, status) if body is None else (method, target, status, body))
+        if signature is None:
+            signature = self.signature(method, target, status, body)
         (category, ecs_type, dataset, action, outcome, data_stream, url, operation, model, artifact, message, error,
          failure) = signature
         event: dict[str, Any] = {"kind": "event", "category": category, "type": ecs_type, "dataset": dataset,
