@@ -14,9 +14,13 @@ front end to the variable's current value (``public/app/features/plugins/datasou
 ``getInstanceSettings``), and a ``datasource`` variable with nothing chosen takes the default
 Prometheus data source: the same file works imported and provisioned.
 
-Kept to what Grafana 10.x to 12.x load without a migration changing it: ``schemaVersion`` 39 (the
-newest the 10.x/11.x front end's ``DashboardMigrator.ts`` knows); later migrations (v40 ``refresh``
-as a string, v41 no ``timepicker.time_options``, v42 ``hideFrom`` overrides) find nothing to change.
+Kept to what Grafana 10.0 to 12.x load without a migration changing it: ``schemaVersion`` 38, the
+newest Grafana 10.0's front end knows (``DashboardMigrator.ts``; v39, the ``timeSeriesTable``
+transformation's options, came with grafana/grafana#76801 in 10.3). A file at 39 is read by 10.0
+to 10.2 all the same (their migrator runs only steps above the file's version), but saying 38 is
+saying what the oldest supported release writes. The later steps (v39 ``timeSeriesTable``, v40
+``refresh`` as a string, v41 no ``timepicker.time_options``, v42 ``hideFrom`` overrides) find
+nothing to change here.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from typing import Any
 from contract.traffic import COUNTED_FAILURES
 
 PATH = Path(__file__).with_name("regwatch.json")
-SCHEMA_VERSION = 39
+SCHEMA_VERSION = 38
 UID = "regwatch-prometheus"
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = {"type": "prometheus", "uid": "${" + DATASOURCE_VARIABLE + "}"}
-MIN_GRAFANA = "10.0.0"  # schemaVersion 39 and data source references by uid: stated in docs/monitoring.md
+MIN_GRAFANA = "10.0.0"  # schemaVersion 38 and data source references by uid: stated in docs/monitoring.md
 COLUMNS = 24  # Grafana's grid (GRID_COLUMN_COUNT)
 
 REGISTRY_KINDS = "registration|retrieval|version|error"

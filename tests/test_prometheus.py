@@ -80,9 +80,10 @@ def test_the_checker_refuses_what_grafana_would_change_or_break() -> None:
     bad["panels"][1]["gridPos"]["x"] = 20
     bad["panels"][2]["id"] = bad["panels"][3]["id"]
     bad["panels"][4]["targets"].append(dict(bad["panels"][4]["targets"][0]))
+    bad["panels"][5]["transformations"] = [{"id": "timeSeriesTable", "options": {"refIdToStat": {"A": "mean"}}}]
     found = " | ".join(problems(bad))
     for expected in ("schemaVersion 20", "refresh is not a string", "time_options", "${DS_OTHER}", "> 24 columns",
-                     "used twice", "refIds"):
+                     "used twice", "refIds", "timeSeriesTable transformation"):
         assert expected in found
 
 

@@ -11,8 +11,10 @@ No Grafana runs here (no registry we reach carries it), so the dashboard is held
   So every ``${...}`` must name a dashboard variable, or a provisioned dashboard breaks.
 * ``apps/dashboard/pkg/migration/schemaversion/migrations.go``: ``schemaVersion`` is at least
   ``MIN_VERSION`` (21), else the backend refuses to migrate the dashboard.
-* ``public/app/features/dashboard/state/DashboardMigrator.ts``: the 10.x/11.x front end's newest
-  schema is 39; a dashboard at 39 runs no front-end migration.
+* ``public/app/features/dashboard/state/DashboardMigrator.ts``: Grafana 10.0's newest schema is 38
+  (39 came in 10.3, grafana/grafana#76801); a dashboard at 38 runs no migration on 10.0, and the
+  newer steps below must find no work.
+* ``schemaversion/v39.go``: a ``timeSeriesTable`` transformation's ``refIdToStat`` is rewritten.
 * ``schemaversion/v40.go`` (``refresh`` made a string), ``v41.go`` (``timepicker.time_options``
   removed), ``v42.go`` (``custom.hideFrom`` overrides with ``viz`` get ``tooltip``): for our
   dashboard to come out of the newer back end unchanged, none of them may find work.
@@ -27,7 +29,7 @@ import re
 from typing import Any
 
 MIN_VERSION = 21
-FRONTEND_SCHEMA_VERSION = 39
+FRONTEND_SCHEMA_VERSION = 38  # Grafana 10.0, the oldest release regwatch supports
 GRID_COLUMN_COUNT = 24
 CORE_PANELS = {"timeseries", "stat", "table", "bargauge", "gauge", "text", "row", "piechart", "barchart"}
 _INPUT = re.compile(r"\$\{(.+?)\}")
@@ -69,6 +71,10 @@ def problems(dashboard: dict[str, Any]) -> list[str]:
         found.append(f"schemaVersion {version!r} is outside {MIN_VERSION}..{FRONTEND_SCHEMA_VERSION}")
     if not isinstance(dashboard.get("refresh"), str):
         found.append("refresh is not a string (v40 would rewrite it to '')")
+    for panel in dashboard.get("panels", []):
+        for transformation in panel.get("transformations") or []:
+            if transformation.get("id") == "timeSeriesTable":
+                found.append(f"panel {panel.get('title')!r}: timeSeriesTable transformation (v39 would rewrite it)")
     if "time_options" in (dashboard.get("timepicker") or {}):
         found.append("timepicker.time_options (v41 would remove it)")
     ids: set[int] = set()
