@@ -8,8 +8,9 @@ rules (threshold, percentile, ratio, absence, spike, anomaly, new term, change, 
 and not). Prints:
 
 * the time of a full cycle of ``--rules`` rules (claim, one _msearch, transitions, delivery;
-  goal under 0.3 s, #31) and the requests it sends (a bulk per cycle for the alert writes, not
-  one request per transition);
+  goal under 0.3 s, #31), the requests it sends (a bulk per cycle for the alert writes, not
+  one request per transition) and the searches its _msearch carries (rules reading the same
+  streams over the same window share one);
 * for 50 and 500 rules, the requests a steady cycle sends (all of them and the searches among them;
   goal: one search) and the requests of an idle wake-up (goal: none);
 * the exposure of 200 notifications to a local webhook: from the send to its outcome recorded,
@@ -68,10 +69,13 @@ class Counting:
 
     def __init__(self, client: Elasticsearch) -> None:
         self.paths: list[tuple[str, str]] = []
+        self.packed: list[int] = []  # the searches each _msearch carried (rules sharing one are one)
         original = client.perform_request
 
         def counted(method, path, **kwargs):
             self.paths.append((method, path))
+            if path.endswith("/_msearch") and isinstance(kwargs.get("body"), list):
+                self.packed.append(len(kwargs["body"]) // 2)
             return original(method, path, **kwargs)
 
         client.perform_request = counted
@@ -178,19 +182,23 @@ def main() -> None:
     client = Elasticsearch(node.url, request_timeout=60)
     runner = Runner(client, rule_file(options.rules), namespace)
     counting = Counting(client)
-    timings, sent, transitions = [], [], []
+    timings, sent, transitions, packed = [], [], [], []
     for cycle in range(5):
         counting.paths.clear()
+        counting.packed.clear()
         started = time.perf_counter()
         report = runner.cycle(now=now + 60 * cycle)
         timings.append(time.perf_counter() - started)
         sent.append(len(counting.paths))
+        packed.append(sum(counting.packed))
         transitions.append(len(report.transitions))
         assert len(report.evaluated) == options.rules, report
     print(f"rules: {options.rules} rules over {options.events} events, one cycle (claim, one _msearch, transitions, "
           f"delivery): median {statistics.median(timings):.2f}s, max {max(timings):.2f}s over {len(timings)} cycles "
           f"(goal < 0.3 s); requests per cycle: median {statistics.median(sent):.0f}, max {max(sent)} "
-          f"(transitions per cycle: median {statistics.median(transitions):.0f}, max {max(transitions)})")
+          f"(transitions per cycle: median {statistics.median(transitions):.0f}, max {max(transitions)}); searches "
+          f"in the cycle's _msearch: median {statistics.median(packed):.0f} (the state and the rules' windows, rules "
+          f"reading the same streams and window in one)")
     requests(node.url, namespace, now)
     exposure(node.url, namespace, now)
 

@@ -5,9 +5,10 @@ Each write is conditional on the document's version as read: of two runners that
 transition, one writes it (and queues its notification), the other finds the document changed
 and does nothing. So a transition is notified once, however many runners run.
 
-A cycle's writes go in one bulk request (``refresh``: one refresh for the cycle, not one per
-transition, searchable for the next cycle's one search) and the history lines of the transitions
-written in one more; each write keeps its own outcome, so a write refused fails only its rule.
+A cycle's writes go in one bulk request (searchable for the next cycle's one search, after the
+refresh of its claims) and the history lines of the transitions written go with the cycle's last
+request (:mod:`rules.tail`); each write keeps its own outcome, so a write refused fails only its
+rule.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rules.notification import OutboxEntry
 from rules.query import Measurement, Window
 from rules.state import StateStore, StateWriteError, Versioned, alert_id
 from rules.states import ACTIVE
+from rules.tail import Outcome, Tail
 from rules.types import rule_type
 
 log = structlog.get_logger(__name__)
@@ -59,8 +61,9 @@ class Pending:
 
 class Alerter:
     def __init__(self, client: Elasticsearch, store: StateStore, known: Known, composer: Composer,
-                 namespace: str) -> None:
+                 namespace: str, tail: Tail | None = None) -> None:
         self.client = client
+        self.tail = tail  # where the history lines wait for the cycle's end; None: written at once
         self.store = store
         self.known = known
         self.composer = composer
@@ -134,9 +137,10 @@ class Alerter:
                 doc[key] = item.doc[key]
         if decision.notify:
             # the sample events are a search each: only for a notification someone will read
-            queued.append(self.composer.entry(rule, group, decision.notify, decision.value, decision.since, now,
-                                              window, decision.event, reminder=decision.reminder,
-                                              samples=bool(rule.notify)))
+            entry = self.composer.entry(rule, group, decision.notify, decision.value, decision.since, now, window,
+                                        decision.event, reminder=decision.reminder, samples=bool(rule.notify))
+            if entry["targets"]:  # a notification for no target is not queued: nothing to claim nor send
+                queued.append(entry)
         if queued:
             doc["outbox"] = queued
         return Pending(rule, decision, item, doc, now, window, report)
@@ -148,7 +152,7 @@ class Alerter:
             return []
         failed: dict[str, tuple[Rule, Window, Exception]] = {}
         try:
-            outcomes = self.store.write_each([(write.item, write.doc) for write in writes], refresh=True)
+            outcomes = self.store.write_each([(write.item, write.doc) for write in writes])
         except Exception as exc:  # nothing is known of any of them: each rule is evaluated again
             for write in writes:
                 failed.setdefault(write.rule.name, (write.rule, write.window, exc))
@@ -170,24 +174,38 @@ class Alerter:
         return list(failed.values())
 
     def _write_history(self, lines: list[tuple[str, dict[str, Any], str]]) -> None:
-        """The history lines (id, document, rule) in one bulk request; a line written already (a
-        409: by us, or a runner beside us) is fine. History is best effort: the alert state is
-        the truth."""
+        """The history lines (id, document, rule) with the cycle's last request (in one bulk
+        request of their own without a tail); a line written already (a 409: by us, or a runner
+        beside us) is fine. History is best effort: the alert state is the truth."""
         if not lines:
             return
         index = streams.data_stream_name("alert", self.namespace)
         operations: list[dict[str, Any]] = []
         for doc_id, document, _rule in lines:
             operations += [{"create": {"_index": index, "_id": doc_id}}, document]
+
+        def done(outcome: Outcome) -> None:
+            self._history_written(lines, outcome)
+
+        if self.tail is not None:
+            self.tail.add(operations, done)
+            return
         try:
             items = self.client.bulk(operations=operations)["items"]
         except (ApiError, TransportError) as exc:
-            log.warning("history_failed", rules=sorted({rule for _, _, rule in lines}), error=str(exc)[:200])
+            done(exc)
             return
-        for (_doc_id, _document, rule), item in zip(lines, items, strict=True):
-            outcome = next(iter(item.values()))
-            if outcome.get("status") not in (200, 201, 409):
-                log.warning("history_failed", rule=rule, error=str(outcome.get("error"))[:200])
+        done(items)
+
+    @staticmethod
+    def _history_written(lines: list[tuple[str, dict[str, Any], str]], outcome: Outcome) -> None:
+        if isinstance(outcome, Exception):
+            log.warning("history_failed", rules=sorted({rule for _, _, rule in lines}), error=str(outcome)[:200])
+            return
+        for (_doc_id, _document, rule), item in zip(lines, outcome, strict=True):
+            result = next(iter(item.values()))
+            if result.get("status") not in (200, 201, 409):
+                log.warning("history_failed", rule=rule, error=str(result.get("error"))[:200])
 
     def _history(self, rule: Rule, group: str, state: str, value: float, since: float, now: float,
                  window: Window, event: dict[str, Any] | None) -> tuple[str, dict[str, Any], str]:

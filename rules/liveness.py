@@ -15,7 +15,8 @@ from rules.cycle import NOTIFIER_RULE, STALE_RULE, CycleReport, Known
 from rules.metrics import RunnerMetrics
 from rules.model import ThresholdRule
 from rules.query import Measurement
-from rules.state import StateStore
+from rules.state import StateStore, StateWriteError
+from rules.tail import Outcome, Tail
 
 FAILING_AFTER_S = 600.0
 
@@ -53,11 +54,26 @@ class Liveness:
         """How often the heartbeat is written: a third of ``stale_after``, at least once a second."""
         return max(self.stale_after / 3, 1.0)
 
-    def beat(self, now: float, lag: float, rules: int, state: str = "running") -> None:
-        self.store.beat(f"runner:{self.runner_id}", {
-            "type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": rules,
-            "updated": now, "state": state, "host": self.host, "pid": self.pid})
-        self.last_beat = now
+    def beat(self, now: float, lag: float, rules: int, state: str = "running", tail: Tail | None = None) -> None:
+        """Write the heartbeat: at once, or with the cycle's last request (``tail``), where a
+        heartbeat refused fails the cycle as its own request would."""
+        doc_id = f"runner:{self.runner_id}"
+        doc = {"type": "runner", "runner": self.runner_id, "last_cycle": now, "lag": lag, "rules": rules,
+               "updated": now, "state": state, "host": self.host, "pid": self.pid}
+        if tail is None:
+            self.store.beat(doc_id, doc)
+            self.last_beat = now
+            return
+
+        def done(outcome: Outcome) -> None:
+            if isinstance(outcome, Exception):
+                raise outcome
+            result = next(iter(outcome[0].values()))
+            if result.get("status") not in (200, 201):
+                raise StateWriteError(doc_id, result.get("status"), result.get("error"))
+            self.last_beat = now
+
+        tail.add(self.store.beat_operations(doc_id, doc), done)
 
     def retire_dead_runners(self) -> list[str]:
         """Mark as stopped the heartbeats of runners of this host whose process is gone (a runner

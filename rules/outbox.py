@@ -78,7 +78,7 @@ class Outbox:
         # the sends begin now.
         until = now + (time.monotonic() - cycle.started) + self.lease_s
         lease = {"outbox_claimed_until": until, "outbox_claimed_by": self.runner_id}
-        outcomes = self.store.write_each([(item, item.doc | lease) for item in wanted], refresh=True)
+        outcomes = self.store.write_each([(item, item.doc | lease) for item in wanted])
         for item, claimed in zip(wanted, outcomes, strict=True):
             if isinstance(claimed, StateWriteError):  # not claimed: tried again shortly
                 log.warning("outbox_claim_failed", alert=item.id, error=str(claimed)[:300])
@@ -166,7 +166,7 @@ class Outbox:
                 continue
             finished.append((doc_id, claim, remaining, planned))
         # The releases in one bulk; a claim whose release failed stays held, released next time.
-        outcomes = self.store.write_each([planned for *_, planned in finished], refresh=True)
+        outcomes = self.store.write_each([planned for *_, planned in finished])
         for (doc_id, claim, remaining, _planned), written in zip(finished, outcomes, strict=True):
             if isinstance(written, StateWriteError):
                 log.warning("outbox_not_released", alert=doc_id, error=str(written)[:300])

@@ -4,7 +4,8 @@ The runner wires stages that each decide one thing (as Alertmanager's notify pip
 passes the cycle (:class:`~rules.cycle.Cycle`) from one to the next:
 
 1. :mod:`rules.claims` claims the rules that are due (two runners side by side: one wins);
-2. one ``_msearch`` reads the state index and every claimed window; each rule type
+2. one ``_msearch`` reads the state index and every claimed window (rules that read the same
+   streams over the same window share a search: :mod:`rules.packing`); each rule type
    (:mod:`rules.types`) measures its window and its lifecycle (:mod:`rules.lifecycle`) decides;
 3. :mod:`rules.alerting` writes the alerts (one bulk request for the cycle's rules), queues
    notifications composed by :mod:`rules.compose` and keeps the history; :mod:`rules.liveness`
@@ -24,7 +25,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
 
 import structlog
 from elasticsearch import Elasticsearch
@@ -40,11 +40,13 @@ from rules.model import Rule
 from rules.notification import Job, Outcome
 from rules.notify import Target
 from rules.outbox import RETRY_MAX_S, Outbox
+from rules.packing import Search, msearch
 from rules.query import Window, header
 from rules.refresh import Refresher
 from rules.results import Results
 from rules.silences import Silences
 from rules.state import StateStore
+from rules.tail import Tail
 from rules.types import measure, request
 
 __all__ = ["CycleReport", "Runner"]
@@ -75,7 +77,8 @@ class Runner:
         self._ready = False  # the state index exists
         known = self.known = Known()
         composer = Composer(client, namespace, self.store.index, known, kibana_url)
-        self.alerter = Alerter(client, self.store, known, composer, namespace)
+        self.tail = Tail(client)  # the cycle's last request: history lines, anomaly results, heartbeat
+        self.alerter = Alerter(client, self.store, known, composer, namespace, self.tail)
         self.silences = Silences(self.store, known)
         self.claims = RuleClaims(self.store, rules, runner_id)
         self.outbox = Outbox(self.store, known, self.silences, self.targets, self.metrics, runner_id, lease_s,
@@ -133,26 +136,28 @@ class Runner:
         self.outbox.settle(cycle)
         due: list[tuple[Rule, Window]] = []
         claimed = self.claims.claim(now)
+        if not self.claims.refreshed:  # no claim written (nothing due): the search reads after a refresh all the same
+            self.store.refresh()
         for rule in self.rules:
             windows = claimed.get(rule.name, [])
             if not windows:
                 report.skipped.append(rule.name)
             due += [(rule, window) for window in windows]
         names = sorted({rule.name for rule, _ in due} | {rule.name for rule in self._retired} | set(SYNTHETIC))
-        searches: list[dict[str, Any]] = list(self.store.cycle_search(names))
+        searches: list[Search] = [self.store.cycle_search(names)]
         asked: list[tuple[Rule, Window]] = []
         failed: set[str] = set()
         for rule, window in due:
             if rule.name in failed:
                 continue
             try:
-                searches += [header(rule, self.namespace), request(rule, window)]
+                searches.append((header(rule, self.namespace), request(rule, window)))
             except Exception as exc:
                 failed.add(rule.name)
                 self._rule_failed(rule, window, exc, report)
                 continue
             asked.append((rule, window))
-        responses = self.client.msearch(searches=searches)["responses"]
+        responses = msearch(self.client, searches)  # rules reading the same streams and window share a search
         self.known.reset(self.store.documents(responses[0]))
         applied: list[str] = []  # rules applied, their writes not flushed yet
         for (rule, window), response in zip(asked, responses[1:], strict=True):
@@ -181,7 +186,8 @@ class Runner:
             refresh = self.refresher.jobs(now)
             if refresh and not self._stop.is_set():
                 self._send(refresh, cycle)
-        self.liveness.beat(now, max((now - w.end for _, w in due), default=0.0), len(self.rules))
+        self.liveness.beat(now, max((now - w.end for _, w in due), default=0.0), len(self.rules), tail=self.tail)
+        self.tail.flush()
         return report
 
     def _flush(self, applied: list[str], failed: set[str], report: CycleReport) -> None:

@@ -131,7 +131,15 @@ class StateStore:
 
     def beat(self, doc_id: str, doc: dict[str, Any]) -> None:
         """A document only its writer changes (a runner's heartbeat): no read, no concurrency."""
-        self.client.index(index=self.index, id=doc_id, document=doc, refresh=True)
+        self.client.index(index=self.index, id=doc_id, document=doc)
+
+    def beat_operations(self, doc_id: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """:meth:`beat` as bulk operations, to go with other writes in one request."""
+        return [{"index": {"_index": self.index, "_id": doc_id}}, doc]
+
+    def refresh(self) -> None:
+        """Make every write made so far searchable (a write of ours or another runner's)."""
+        self.client.indices.refresh(index=self.index)
 
     def alerts_of_rules(self, rules: list[str]) -> dict[str, list[Versioned]]:
         self.client.indices.refresh(index=self.index)
@@ -162,15 +170,14 @@ class StateStore:
     def write(self, item: Versioned, doc: dict[str, Any]) -> Versioned | None:
         """Store ``doc`` if nobody changed ``item`` meanwhile; None when another runner did.
 
-        The write is searchable when it returns (``refresh``): the next cycle's one search reads
-        state instead of an explicit refresh per cycle, and such writes are rare (transitions,
-        deliveries)."""
+        The write is not refreshed: a cycle's one search comes after the refresh of its claims
+        (:mod:`rules.claims`), which makes every write before it searchable, ours or another
+        runner's, for the price of one refresh a cycle instead of one per write."""
         try:
             if item.seq_no is None:
-                result = self.client.index(index=self.index, id=item.id, document=doc, op_type="create",
-                                           refresh=True)
+                result = self.client.index(index=self.index, id=item.id, document=doc, op_type="create")
             else:
-                result = self.client.index(index=self.index, id=item.id, document=doc, refresh=True,
+                result = self.client.index(index=self.index, id=item.id, document=doc,
                                            if_seq_no=item.seq_no, if_primary_term=item.primary_term)
         except ConflictError:
             return None
@@ -178,6 +185,7 @@ class StateStore:
 
     def firing(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The alerts firing now (their state documents)."""
+        self.client.indices.refresh(index=self.index)
         hits = self.client.search(index=self.index, size=limit, query={"bool": {"filter": [
             {"term": {"type": "alert"}}, {"term": {"state": "firing"}}]}})["hits"]["hits"]
         return [hit["_source"] for hit in hits]
