@@ -225,7 +225,7 @@ class Outbox:
                        "dropped": old.get("dropped", 0) + sum(1 for e in errors if not e.retryable),
                        "updated": now, "runner": self.runner_id}
             try:
-                self.store.beat(doc_id, doc)
+                self.store.beat(doc_id, doc, refresh=True)  # rare (a failure, a recovery); `rules status` reads it
             except (ApiError, TransportError) as exc:  # the next failure writes it again
                 log.warning("notifier_state_not_written", target=name, error=type(exc).__name__)
                 continue

@@ -129,9 +129,11 @@ class StateStore:
             raise RuntimeError(f"alert state search failed: {response['error']}")
         return [Versioned(h["_id"], h["_source"], h["_seq_no"], h["_primary_term"]) for h in response["hits"]["hits"]]
 
-    def beat(self, doc_id: str, doc: dict[str, Any]) -> None:
-        """A document only its writer changes (a runner's heartbeat): no read, no concurrency."""
-        self.client.index(index=self.index, id=doc_id, document=doc)
+    def beat(self, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
+        """A document only its writer changes (a runner's heartbeat): no read, no concurrency.
+        With ``refresh`` it is searchable when this returns (a rare change others read at once:
+        a notifier failing)."""
+        self.client.index(index=self.index, id=doc_id, document=doc, refresh=refresh)
 
     def beat_operations(self, doc_id: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
         """:meth:`beat` as bulk operations, to go with other writes in one request."""
