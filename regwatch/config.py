@@ -7,14 +7,18 @@ the file names the environment variable that holds them.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import stat
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, FilePath, ValidationError, field_validator, model_validator
 
 from contract.secrets import redact_userinfo
-from contract.validation import StrictModel, problems
+from contract.validation import StrictModel, location
 from contract.yamlfile import YamlFileError, load_yaml
 from parsers.timestamps import zone_info
 from pipeline.inventory.settings import InventorySettings
@@ -241,6 +245,15 @@ class Config(ShipSettings):
     def _namespace(cls, value: str) -> str:
         return valid_namespace(value)
 
+    @field_validator("checkpoint_file")
+    @classmethod
+    def _checkpoint_file(cls, path: Path) -> Path:
+        """A folder here (``/var/lib/regwatch``) is a file name forgotten, told at load, not as the
+        checkpoint store's failure to open it."""
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder: name the file in it (e.g. {path / 'checkpoints.json'})")
+        return path
+
 
 def valid_namespace(value: str) -> str:
     """A data stream namespace by Elasticsearch's naming rules, as Fleet enforces them (else ValueError)."""
@@ -255,10 +268,169 @@ class ConfigError(ValueError):
     """A config file that cannot be read or does not validate; the message names the key."""
 
 
+MAX_SECONDS = 7 * 86400  # any setting in seconds (a *_s key): a week, or timers overflow ("1e300")
+SHOWN_PROBLEMS = 5  # a file wrong in a thousand places is told by its first few
+
+
+def _kind_of(raw: object) -> str:
+    if isinstance(raw, list):
+        return "a list"
+    if isinstance(raw, str):
+        return "text"
+    if isinstance(raw, bool):
+        return "a yes/no value"
+    if isinstance(raw, int | float):
+        return "a number"
+    return "a value"
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation allows: ``X | None`` and ``Annotated[X, ...]`` unwrapped."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg) if m is not type(None)]
+    return [annotation]
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    args = get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
+def _step(annotation: Any, part: int | str) -> tuple[Any, bool]:
+    """The type at ``part`` of a value of ``annotation``, and whether ``part`` is a union's tag
+    (``webhook`` in ``notifiers.h.webhook.url``: in pydantic's location, not in the file)."""
+    members = _members(annotation)
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    for model in models:
+        if len(models) > 1 and part == _tag(model):
+            return model, True
+    for model in models:
+        if isinstance(part, str) and part in model.model_fields:
+            return model.model_fields[part].annotation, False
+    for member in members:
+        origin, args = get_origin(member), get_args(member)
+        if origin is list and isinstance(part, int) and args:
+            return args[0], False
+        if origin is dict and isinstance(part, str) and len(args) == 2:
+            return args[1], False
+    return None, False
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], Any]:
+    """The location as the file writes it (no union tags) and the type that holds its last key."""
+    shown: list[int | str] = []
+    annotation: Any = Config
+    holder: Any = None
+    for part in loc:
+        holder = annotation
+        annotation, is_tag = _step(annotation, part) if annotation is not None else (None, False)
+        if is_tag:
+            holder = annotation
+        else:
+            shown.append(part)
+    return tuple(shown), holder
+
+
+def _problem(err: Any) -> str:
+    """One pydantic error as a person reads it: the keys of the file, not our class names."""
+    try:
+        loc, holder = _walk(tuple(err["loc"]))
+    except Exception:  # a location this walk does not know: told as pydantic gives it
+        loc, holder = tuple(err["loc"]), None
+    kind, given = err["type"], err.get("input")
+    if isinstance(given, float) and not math.isfinite(given):  # pydantic: "less than or equal to 86400"
+        return f"{location(loc)}: {given} is not a finite number"
+    if kind == "missing":
+        return f"{location(loc)}: required, and missing"
+    if kind == "extra_forbidden":
+        models = [m for m in _members(holder) if isinstance(m, type) and issubclass(m, BaseModel)]
+        keys = [name for m in models for name in m.model_fields]
+        close = difflib.get_close_matches(str(loc[-1]), keys, n=1) if loc else []
+        return f"{location(loc)}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{location(loc)}: should be a mapping of keys (key: value), not {_kind_of(err.get('input'))}"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        return (f"{location((*loc, ctx.get('discriminator', 'type').strip(chr(39))))}: {ctx.get('tag')!r} is not "
+                f"one of {ctx.get('expected_tags', '').replace(chr(39), '')}")
+    if kind == "union_tag_not_found":
+        ctx = err.get("ctx") or {}
+        return f"{location((*loc, ctx.get('discriminator', 'type').strip(chr(39))))}: required, and missing"
+    return f"{location(loc)}: {err['msg']}"
+
+
+def config_problems(exc: ValidationError) -> str:
+    """Every error (the first :data:`SHOWN_PROBLEMS`), ``; ``-separated, on one line."""
+    errors = exc.errors()
+    told = "; ".join(_problem(err) for err in errors[:SHOWN_PROBLEMS])
+    return told + (f"; and {len(errors) - SHOWN_PROBLEMS} more" if len(errors) > SHOWN_PROBLEMS else "")
+
+
+def _unbounded(value: object, loc: tuple[int | str, ...] = ()) -> str | None:
+    """The first number no timer can hold: a float that is not finite (``.inf``, ``.nan``,
+    ``1e400``), or a setting in seconds (``*_s``) of more than :data:`MAX_SECONDS`."""
+    if isinstance(value, BaseModel):
+        items: list[tuple[int | str, object]] = [(name, getattr(value, name)) for name in type(value).model_fields]
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    elif isinstance(value, dict):
+        items = [(key, item) for key, item in value.items() if isinstance(key, str)]
+    else:
+        return None
+    for key, item in items:
+        where = location((*loc, key))
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{where}: {item} is not a finite number"
+        if isinstance(item, float | int) and not isinstance(item, bool) and str(key).endswith("_s") \
+                and item > MAX_SECONDS:
+            return f"{where}: {item:g} s is more than {MAX_SECONDS // 86400} days"
+        if (found := _unbounded(item, (*loc, key))) is not None:
+            return found
+    return None
+
+
+def others_can_change(path: Path, euid: int | None = None) -> str | None:
+    """Run as root: why a user other than root could change what ``path`` says (the file, or a
+    folder on its way, theirs or writable by them), or None. Such a file decides what root reads,
+    where it sends the API key, which certificate authority it trusts; so it is refused, as
+    Filebeat's ``strict.perms`` and sshd's ``StrictModes`` refuse theirs."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        return None
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a loop of links: the reader says so
+        return None
+    for item in (real, *real.parents):
+        try:
+            info = item.stat()
+        except OSError:
+            return None
+        mode, sticky = stat.S_IMODE(info.st_mode), bool(info.st_mode & stat.S_ISVTX)
+        what = "file" if item == real else "folder"
+        if info.st_uid not in (0, euid):
+            return f"the {what} {item} belongs to uid {info.st_uid}, not root"
+        if mode & stat.S_IWOTH and not (what == "folder" and sticky):
+            return f"the {what} {item} is writable by every user (mode {mode:04o})"
+        if mode & stat.S_IWGRP and info.st_gid != 0 and not (what == "folder" and sticky):
+            return f"the {what} {item} is writable by group {info.st_gid} (mode {mode:04o})"
+    return None
+
+
+def _refuse_if_others_can_change(path: Path, key: str, config_path: Path) -> None:
+    if (why := others_can_change(path)) is not None:
+        where = f"{config_path}: {key}: " if key else f"{config_path}: "
+        raise ConfigError(f"{where}{why}: run as root, regwatch reads only files root alone can change")
+
+
 def load_config(path: Path | None) -> Config:
     """The configuration in ``path``; every default when no file is named."""
     if path is None:
         return Config()
+    _refuse_if_others_can_change(Path(path), "", path)
     try:
         raw = load_yaml(path)
     except YamlFileError as exc:
@@ -266,8 +438,17 @@ def load_config(path: Path | None) -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of keys")
+        raise ConfigError(f"{path}: the file holds {_kind_of(raw)}, not a mapping of keys (such as namespace: "
+                          "default)")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {problems(exc)}") from None
+        raise ConfigError(f"{path}: {config_problems(exc)}") from None
+    if (problem := _unbounded(config)) is not None:
+        raise ConfigError(f"{path}: {problem}")
+    for key, named in (("elasticsearch.ca_file", config.elasticsearch.ca_file),
+                       ("elasticsearch.api_key_file", config.elasticsearch.api_key_file),
+                       *((f"inputs.{i}.routes", spec.routes) for i, spec in enumerate(config.inputs))):
+        if named is not None:
+            _refuse_if_others_can_change(Path(named), key, path)
+    return config

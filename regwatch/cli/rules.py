@@ -270,9 +270,9 @@ def rules_test(
     from regwatch.esclient import client_from_config
     from rules.backtest import dry_run
 
+    moment = _epoch(at, "--at") if at is not None else time.time()  # the command line first (exit 2)
     settings = load(config)
     rule = _one_rule(settings, folder, rule_name)
-    moment = _epoch(at, "--at") if at is not None else time.time()
     client = client_from_config(settings)
     with elasticsearch_errors(settings):
         _unreadable_warnings(client, [rule], settings)
@@ -320,11 +320,11 @@ def rules_backtest(
     from rules.backtest import MAX_WINDOWS, backtest, window_count
     from rules.model import duration_text
 
-    settings = load(config)
-    rule = _one_rule(settings, folder, rule_name)
-    start, end = _epoch(since, "--from"), _epoch(until, "--to")
+    start, end = _epoch(since, "--from"), _epoch(until, "--to")  # the command line first (exit 2)
     if start >= end:
         fail(f"--from {since!r} is not before --to {until!r}", code=2)
+    settings = load(config)
+    rule = _one_rule(settings, folder, rule_name)
     if (count := window_count(rule, start, end)) > MAX_WINDOWS:
         fail(f"--from {since!r} --to {until!r}: {count} windows at the interval of rule {rule.name} "
              f"({duration_text(rule.interval)}); a backtest replays at most {MAX_WINDOWS}: shorten the range",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.console import Console
@@ -113,13 +114,11 @@ def parse(
     from parsers.routes import Router, RouteTableError, load_table
 
     if format not in FORMATS:
-        err.print(f"[red]error:[/red] unknown format {format!r}; one of: {', '.join(FORMATS)}")
-        raise typer.Exit(2)
+        fail(f"--format {format!r}: not a format regwatch reads; one of: {', '.join(FORMATS)}", code=2)
     try:
         router = Router(load_table(routes)) if routes else None
     except RouteTableError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(str(exc), code=2)
     from pipeline.interpreter import tune_interpreter
 
     if namespace != "default":  # (the default is valid: its check would cost a quarter of start-up)
@@ -139,14 +138,45 @@ def parse(
         except OSError as exc:
             fail(f"{path}: {exc.strerror or exc}", code=2)
         with stream:
-            # Lines a few hundred at a time (readlines splits as iterating does, on b"\n" only),
-            # their documents written in one call per batch: the shipper's own reading and batching
-            while lines := stream.readlines(64 * 1024):
+            # Lines a few hundred at a time, their documents written in one call per batch: the
+            # shipper's own reading and batching, and its bound on a line (/dev/zero is no line)
+            for lines in line_blocks(stream):
                 out.write(parser.encode_block(lines, counts, validate_document if validate else None))
     out.flush()
     total = sum(counts.values())
     summary = " ".join(f"{kind.removeprefix('modelregistry.')}={counts[kind]}" for kind in sorted(counts))
     err.print(f"lines={total} {summary}", highlight=False, markup=False)
+
+
+PARSE_BLOCK_BYTES = 64 * 1024
+PARSE_MAX_LINE_BYTES = 1024 * 1024  # the shipper's default max_line_bytes
+
+
+def line_blocks(stream: BinaryIO, block_bytes: int = PARSE_BLOCK_BYTES,
+                max_line_bytes: int = PARSE_MAX_LINE_BYTES) -> Iterator[list[bytes]]:
+    """``stream`` cut into lines (on b"\\n" only, each kept with its newline; the last one may
+    lack it), a block's worth at a time. Memory stays bounded whatever the input: a line longer
+    than ``max_line_bytes`` is cut to its first ``max_line_bytes`` and the rest skipped to the
+    next newline (``readlines`` would hold a file without newlines, or a device, whole)."""
+    pending = b""
+    skipping = False  # inside a line already cut: its bytes are dropped up to the next newline
+    while chunk := stream.read(block_bytes):
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            skipping, chunk = False, chunk[newline + 1:]
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n") + 1
+        lines = [part + b"\n" for part in data[:cut].split(b"\n")[:-1]] if cut else []
+        pending = data[cut:]
+        if len(pending) > max_line_bytes:
+            lines.append(pending[:max_line_bytes])
+            pending, skipping = b"", True
+        if lines:
+            yield lines
+    if pending:
+        yield [pending]
 
 
 @app.command()
