@@ -127,7 +127,7 @@ def encode(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class _Stream:
+class Stream:
     """What every document of one data stream shares, worked out once per stream, not per line."""
 
     index: str
@@ -136,7 +136,7 @@ class _Stream:
     action: bytes  # the bulk action line up to the document's id
 
 
-_streams: dict[tuple[str, str, str], _Stream] = {}
+_streams: dict[tuple[str, str, str], Stream] = {}
 _actions: dict[str, bytes] = {}
 
 
@@ -149,16 +149,29 @@ def _action(index: str) -> bytes:
     return action
 
 
-def _stream(kind_type: str, dataset: str, namespace: str) -> _Stream:
+def _stream(kind_type: str, dataset: str, namespace: str) -> Stream:
     key = (kind_type, dataset, namespace)
     stream = _streams.get(key)
     if stream is None:
         if len(_streams) > 1024:  # a handful in practice: kinds times namespaces
             _streams.clear()
         index = f"{kind_type}-{dataset}-{namespace}"
-        stream = _streams[key] = _Stream(index, streams.kind_of_dataset(dataset),
+        stream = _streams[key] = Stream(index, streams.kind_of_dataset(dataset),
                                          streams.pattern(namespace, kind_type=kind_type), _action(index))
     return stream
+
+
+def stream_of(kind_type: str, dataset: str, namespace: str) -> Stream:
+    """What every document of the data stream ``{kind_type}-{dataset}-{namespace}`` shares (kept)."""
+    return _streams.get((kind_type, dataset, namespace)) or _stream(kind_type, dataset, namespace)
+
+
+def call_of(kind: str, failure: str | None, synthetic: bool, fmt: str | None) -> tuple[str, str] | None:
+    """(failure kind or "", source) of a user's registry call, for the per-kind counters; None for
+    a document that is not one (another kind, or the probe's request)."""
+    if kind in CALL_KINDS and not synthetic:
+        return failure or "", "audit_trail" if fmt == AUDIT_TRAIL_FORMAT else "others"
+    return None
 
 
 def make_item(doc: dict[str, Any], doc_id: str, raw: bytes, *, dead_letter: DeadLetterFn | None = None,
@@ -179,10 +192,7 @@ def item_of(doc: dict[str, Any], doc_id: str, raw: bytes, dead_letter: DeadLette
     reason = doc.get("error", {}).get("type", "unknown") if kind == "deadletter" else None
     registry = doc.get("modelregistry") or {}
     model = registry.get("model") or {}
-    call = None
-    if kind in CALL_KINDS and not registry.get("synthetic"):
-        call = (registry.get("failure") or "", "audit_trail" if registry.get("format") == AUDIT_TRAIL_FORMAT
-                else "others")
+    call = call_of(kind, registry.get("failure"), bool(registry.get("synthetic")), registry.get("format"))
     body = b"".join((stream.action, doc_id.encode(), b'"}}\n', orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)))
     return Item(stream.index, doc_id, body, kind, raw, dead_letter, extra, reason, ack,
                 None, model.get("name") if isinstance(model, dict) else None, call, stream.family)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parsers import FORMATS, LineParser, ParseContext
+from parsers.encoded_access import encoded_parts
 from parsers.routes import router_for
 from pipeline.attribution import Attributor
 from pipeline.checkpoint import CheckpointStore
@@ -34,7 +35,8 @@ def build_inputs(config: Config) -> list[ShipInput]:
         inputs.append(ShipInput(
             spec=InputSpec(index=index, paths=tuple(spec.paths), exclude=tuple(spec.exclude or DEFAULT_EXCLUDE),
                            start_at=spec.start_at, follow_symlinks=spec.follow_symlinks),
-            parse=parser.parse, dead_letter=parser.dead_letter, name=f"{index}:{spec.format}"))
+            parse=parser.parse, dead_letter=parser.dead_letter, name=f"{index}:{spec.format}",
+            encode=encoded_parts(parser)))
     return inputs
 
 
