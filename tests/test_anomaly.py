@@ -354,10 +354,38 @@ def test_the_built_in_anomaly_rules_load_and_are_not_in_the_default_set() -> Non
     builtin = Path(__file__).resolve().parent.parent / "rules" / "builtin"
     rules = [r for r in load_rules(builtin / "anomaly") if isinstance(r, AnomalyRule)]
     assert [(r.name, r.type, r.points, r.direction) for r in rules] == [
-        ("registry-retrievals-unusual", "anomaly", 4032, "up"),
-        ("registry-writes-unusual", "anomaly", 4032, "down"),
-        ("registry-latency-unusual", "anomaly", 4032, "up")]
+        ("registry-retrievals-unusual", "anomaly", 8064, "up"),
+        ("registry-writes-unusual", "anomaly", 8064, "down"),
+        ("registry-latency-unusual", "anomaly", 8064, "up")]
     assert not any(r.type == "anomaly" for r in load_rules(builtin))  # named only: builtin/anomaly
+
+
+def test_the_built_in_rules_history_holds_three_weeks_so_a_weekday_as_quiet_as_a_sunday_is_seen() -> None:
+    """Writes on working days (a morning-to-evening curve), a trickle at weekends; the last day, a
+    Wednesday, is as quiet as a Sunday. The built-in writes rule, replaying its history as the runner
+    does, learns the week and scores that day; the same rule with two weeks of history only ever
+    learns the day (the week needs three whole weeks), and Wednesday looks like any weekend day."""
+    from pathlib import Path
+
+    from rules.model import load_rules
+
+    builtin = Path(__file__).resolve().parent.parent / "rules" / "builtin" / "anomaly"
+    (writes,) = [r for r in load_rules(builtin) if r.name == "registry-writes-unusual"]
+    assert isinstance(writes, AnomalyRule)
+    rng = random.Random(3)
+    days = 31  # day 30 is a Wednesday (day 0 a Monday)
+
+    def rate(i: int) -> float:
+        hour = (i % DAY) / 12
+        weekend = (i // DAY) % 7 >= 5 or i // DAY == days - 1
+        return 2.0 if weekend or not 7 <= hour <= 18 else 2.0 + 40.0 * math.sin(math.pi * (hour - 7) / 11)
+
+    series = [max(0.0, rng.gauss(rate(i), math.sqrt(rate(i)) + 0.5)) for i in range(days * DAY)]
+    for points, period in ((writes.points, 7 * DAY), (14 * DAY, DAY)):
+        detector = Detector(params(writes))
+        readings = [detector.update(value) for value in series[-points:]]
+        wednesday = max(r.score for r in readings[-DAY:])
+        assert (detector.period, wednesday > 20.0) == (period, period == 7 * DAY), (points, wednesday)
 
 
 def test_a_trial_row_carries_the_explanation_of_an_explained_value_and_nothing_else() -> None:
