@@ -67,6 +67,9 @@ class ElasticsearchConfig(StrictModel):
             found.append("basic auth over plain http: the password crosses the network in clear (use https)")
         if self.username is not None and not os.environ.get(self.password_env) and not os.environ.get(self.api_key_env):
             found.append(f"username {self.username!r} but no password in {self.password_env}")
+        if "api_key_env" in self.model_fields_set and not os.environ.get(self.api_key_env) \
+                and self.api_key_file is None:  # named on purpose, then not set: no key is sent
+            found.append(f"api_key_env: {self.api_key_env} is not set or empty: requests go without an API key")
         for host in self.hosts:
             user, sep, _ = host.partition("://")[2].partition("/")[0].rpartition("@")
             if sep and ":" not in user:

@@ -165,10 +165,25 @@ def test_a_route_table_that_does_not_load_is_one_line(tmp_path: Path, capsys, mo
      "--from 'yesterday': not an ISO time or epoch seconds"),
     (["rules", "backtest", "r", "--from", "10", "--to", "5"], "--from '10' is not before --to '5'"),
     (["rules", "test", "r", "--at", "1e400"], "--at '1e400': not a time between 1970 and 9999"),
+    (["kibana", "import", "--url", "http://u:s3cretpw@kib ana:5601"],
+     "--url 'http://u:***@kib ana:5601': not an http or https URL (e.g. http://127.0.0.1:5601)"),
+    (["kibana", "import", "--url", "http://u:s3cretpw@kibana:99999"],
+     "--url 'http://u:***@kibana:99999': not a URL (Port out of range 0-65535)"),
 ])
 def test_a_bad_command_line_is_one_line_and_exit_2(capsys, monkeypatch, args: list[str], line: str) -> None:
     code, err = regwatch(capsys, monkeypatch, *args)
     assert (code, err) == (2, f"error: {line}\n")
+
+
+def test_an_api_key_variable_named_but_not_set_is_a_warning(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``api_key_env: REGWATCH_KEY`` with the variable unset sent every request without a key, in silence."""
+    monkeypatch.delenv("REGWATCH_TEST_UNSET_KEY", raising=False)
+    config = _file(tmp_path, "elasticsearch: {hosts: ['http://127.0.0.1:9'], api_key_env: REGWATCH_TEST_UNSET_KEY, "
+                             "request_timeout_s: 1}\n")
+    code, err = regwatch(capsys, monkeypatch, "setup", "-c", str(config))
+    assert code == 1 and err.splitlines()[0] == ("warning: api_key_env: REGWATCH_TEST_UNSET_KEY is not set or empty: "
+                                                 "requests go without an API key")
+    assert err.splitlines()[1].startswith("error: Elasticsearch at http://127.0.0.1:9: ConnectionError")
 
 
 def test_an_unknown_format_is_one_line_naming_the_formats(tmp_path: Path, capsys, monkeypatch) -> None:

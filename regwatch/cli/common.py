@@ -92,12 +92,13 @@ def http_url(option: str, url: str, example: str = "http://host:port") -> str:
     malformed one reached the HTTP libraries, whose errors are not one line)."""
     from urllib.parse import urlsplit
 
+    shown = redact_userinfo(url, keep_user=True)[:200]  # a URL given with user:password is told without it
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        fail(f"{option} {url[:200]!r}: not a URL ({exc})", code=2)
+        fail(f"{option} {shown!r}: not a URL ({exc})", code=2)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or not c.isprintable()
                                                                           for c in url):
-        fail(f"{option} {url[:200]!r}: not an http or https URL (e.g. {example})", code=2)
+        fail(f"{option} {shown!r}: not an http or https URL (e.g. {example})", code=2)
     return url
