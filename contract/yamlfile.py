@@ -12,11 +12,14 @@ or an alias inside the very node it names, is refused before anything is built f
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+MAX_BYTES = 16 * 1024 * 1024  # a configuration, a route table or a rule file; the largest we ship is 500 KB
 MAX_DEPTH = 100  # nested mappings and lists; the deepest file we ship is a dozen levels deep
 MAX_NODES = 200_000  # values once every alias is expanded; the largest file we ship holds 15,000
 
@@ -128,10 +131,26 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     return f"{where}{context + ': ' if context else ''}{problem}"
 
 
+def _read(path: Path) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_BYTES`: a pipe would block the read, a
+    device (``/dev/zero``) never end it. Opened without blocking, so a FIFO is refused, not waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file (a pipe, socket or device)")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise OSError(0, f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
 def load_yaml(path: Path | str) -> Any:
     """The document in ``path`` (None for an empty file)."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = _read(Path(path)).decode("utf-8")
     except IsADirectoryError:
         raise YamlFileError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:

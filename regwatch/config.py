@@ -405,6 +405,8 @@ def others_can_change(path: Path, euid: int | None = None) -> str | None:
         return None
     try:
         real = path.resolve(strict=True)
+        if not stat.S_ISREG(real.stat().st_mode):  # a folder, a pipe, a device: the reader refuses it
+            return None
     except (OSError, RuntimeError):  # missing, or a loop of links: the reader says so
         return None
     for item in (real, *real.parents):

@@ -114,6 +114,20 @@ def test_a_hostile_config_is_one_line_naming_the_file_and_the_key(tmp_path: Path
     assert "hunter2" not in err
 
 
+def test_a_config_that_is_a_pipe_a_device_or_huge_is_refused_unread(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A FIFO blocked the read for good, /dev/zero filled the memory."""
+    fifo = tmp_path / "regwatch.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        assert regwatch(capsys, monkeypatch, "status", "-c", str(path)) == (
+            1, f"error: {path}: not a regular file (a pipe, socket or device)\n")
+    fifo.unlink()
+    huge = _file(tmp_path, b"#" * (16 * 1024 * 1024 + 1))
+    assert regwatch(capsys, monkeypatch, "status", "-c", str(huge)) == (1, f"error: {huge}: larger than 16 MiB\n")
+    assert regwatch(capsys, monkeypatch, "status", "-c", str(tmp_path)) == (
+        1, f"error: {tmp_path}: is a folder, not a file\n")
+
+
 def test_a_checkpoint_file_that_is_a_folder_is_named_at_load(tmp_path: Path, capsys, monkeypatch) -> None:
     config = _file(tmp_path, f"checkpoint_file: {tmp_path}\n")
     code, err = regwatch(capsys, monkeypatch, "status", "-c", str(config))
