@@ -227,7 +227,10 @@ def _rule_folder(entry: str) -> Path:
         return BUILTIN_RULES
     if entry.startswith(BUILTIN + "/"):
         return BUILTIN_RULES / entry.removeprefix(BUILTIN + "/")
-    return Path(entry).expanduser()
+    try:
+        return Path(entry).expanduser()
+    except RuntimeError:  # ~name of no user on this host (pathlib raises RuntimeError, not ValueError)
+        raise ValueError(f"{entry!r}: {entry.split('/')[0]} is no user's home on this host") from None
 
 
 class Config(ShipSettings):

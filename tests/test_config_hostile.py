@@ -102,6 +102,8 @@ DEEP = "a: " + "[" * 5000 + "]" * 5000 + "\n"
     ("batch: {max_wait_s: 1e300}\n", "batch.max_wait_s: 1e+300 s is more than 7 days"),
     ("poll_interval_s: 604801\n", "poll_interval_s: 604801 s is more than 7 days"),
     ("probe: {interval_s: .nan}\n", "probe.interval_s: nan is not a finite number"),
+    ("rules: {folders: ['~nosuchuser/rules']}\n",
+     "rules.folders: Value error, '~nosuchuser/rules': ~nosuchuser is no user's home on this host"),
     # a file wrong in many places: the first five
     ("".join(f"k{i}: 1\n" for i in range(8)),
      "k0: unknown key; k1: unknown key; k2: unknown key; k3: unknown key; k4: unknown key; and 3 more"),
