@@ -10,10 +10,10 @@ per stream set and window instead of a hundred; the node's work per cycle falls 
 Each rule is given the response its own search would have had: its aggregations, and its count
 of documents (``hits.total``, exact) from its filter's. Only searches that ask for no hits are
 packed (``size: 0``, a ``bool`` query of filters, aggregations): a search that reads events (a
-match rule's) or asks anything else goes alone, as it was. A packed search the node refuses (a
-rule's query string it cannot parse) is asked again unpacked, one search per rule, in one more
-request: a rule that fails still fails alone (a shard failure too, which would make the others'
-counts miss that shard's documents).
+match rule's) or asks anything else goes alone, as it was (the same search of two rules, once).
+A packed search the node refuses (a rule's query string it cannot parse) is asked again
+unpacked, one search per rule, in one more request: a rule that fails still fails alone (a
+shard failure too, which would make the others' counts miss that shard's documents).
 """
 
 from __future__ import annotations
@@ -68,13 +68,17 @@ def pack(searches: list[Search]) -> tuple[list[Search], list[Slot]]:
         members.setdefault(key, []).append(i)
     out: list[Search] = []
     slots: list[Slot | None] = [None] * len(searches)
+    alone: dict[str, int] = {}  # a search sent alone, by its text: the same search twice is asked once
     for i, (header, body) in enumerate(searches):
         group = keys[i]
         if slots[i] is not None:
             continue
         if group is None or len(members[group]) == 1:
-            slots[i] = Slot(len(out))
-            out.append((header, body))
+            text = json.dumps([header, body], sort_keys=True, default=str)
+            if text not in alone:
+                alone[text] = len(out)
+                out.append((header, body))
+            slots[i] = Slot(alone[text])
             continue
         aggs: dict[str, Any] = {}
         for n, j in enumerate(members[group]):

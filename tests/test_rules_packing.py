@@ -28,7 +28,8 @@ def test_searches_of_one_stream_set_and_window_are_one_search_each_rule_a_filter
     events = {"size": 5, "sort": [{"@timestamp": "desc"}], "query": {"bool": {"filter": [WINDOW]}}}
     other = {**HEADER, "index": "logs-modelregistry.access-x"}
     searches = [(HEADER, body(aggs=terms)), (HEADER, events), (HEADER, body({"term": {"a": 1}})),
-                (other, body(aggs=terms)), (HEADER, {**body(aggs=terms), "track_total_hits": False})]
+                (other, body(aggs=terms)), (HEADER, {**body(aggs=terms), "track_total_hits": False}),
+                (HEADER, events)]
     packed, slots = pack(searches)
     assert packed == [
         (HEADER, {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": [WINDOW]}}, "aggs": {
@@ -38,7 +39,8 @@ def test_searches_of_one_stream_set_and_window_are_one_search_each_rule_a_filter
         (other, body(aggs=terms)),  # another stream: alone, unchanged
         (HEADER, {**body(aggs=terms), "track_total_hits": False}),  # asks otherwise: alone
     ]
-    assert slots == [Slot(0, "r0", True), Slot(1), Slot(0, "r1", False), Slot(2), Slot(3)]
+    assert slots == [Slot(0, "r0", True), Slot(1), Slot(0, "r1", False), Slot(2), Slot(3),
+                     Slot(1)]  # the same search twice: asked once
 
 
 def test_a_packed_answer_is_given_back_as_each_rules_own() -> None:
