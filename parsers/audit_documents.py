@@ -12,10 +12,12 @@ The document is byte for byte what ``event_document`` gives for the same values
 (``AuditFields`` gives the fields it would be given; ``tests/test_parse_speedpaths.py`` compares the
 two on generated records). Its top level and its ``event`` and ``modelregistry`` objects are its
 own; ``data_stream``, the event's category and type lists, ``http``, ``source``, ``user_agent``,
-``ecs``, ``service`` and ``host`` are shared between documents and never changed.
+``cloud`` (CloudTrail's, one a region and account), ``ecs``, ``service`` and ``host`` are shared
+between documents and never changed.
 
 Memory: the route cache keeps at most ``CACHE_LIMIT`` routes, none whose action is longer than
-``VALUE_CACHE_LENGTH`` (an unknown action of a hostile record); sources and agents as
+``VALUE_CACHE_LENGTH`` (an unknown action of a hostile record); the message cache as many, none
+of an action, model name and version longer than that together; sources and agents as
 ``document_caches`` says.
 """
 
@@ -41,6 +43,7 @@ class AuditDocuments(DocumentCaches):
         self.router = router
         self._heads: dict[tuple[str, str, bool], _Heads] = {}
         self._responses: dict[int, dict[str, Any]] = {}
+        self._messages: dict[tuple[str, Any, Any, int | None, bool], str] = {}
 
     def _route_heads(self, route: Route, failed: bool) -> _Heads:
         key = (route.kind, route.action, failed)
@@ -66,7 +69,8 @@ class AuditDocuments(DocumentCaches):
         when the record has none: ``ip`` the client's address or name, ``delivery`` the record's id
         (``modelregistry.audit.delivery_id``, and ``event.id`` unless ``event_id`` names another),
         ``entity`` what the action was done to, ``platform`` the record's own (else the input's)."""
-        template, data_stream, operation, action = self._route_heads(route, failed)
+        heads = self._heads.get((route.kind, route.action, failed))
+        template, data_stream, operation, action = heads if heads is not None else self._route_heads(route, failed)
         event = template.copy()
         if self.keep_original:
             event["original"] = raw
@@ -77,7 +81,7 @@ class AuditDocuments(DocumentCaches):
                 response = self._responses[status] = {"response": {"status_code": status}}
             doc["http"] = response
         if ip:
-            doc["source"] = self._source(ip)
+            doc["source"] = self._sources.get(ip) or self._source(ip)
         if user or email:
             if not email:
                 doc["user"] = {"name": user}
@@ -86,9 +90,16 @@ class AuditDocuments(DocumentCaches):
             else:
                 doc["user"] = {"name": user, "email": email}
         platform = platform or self.platform
-        registry = self._registry(doc, operation, platform, ua)
+        registry: dict[str, Any] = {"operation": operation, "platform": platform, "format": self.format}
+        if ua:  # (DocumentCaches._registry, inline)
+            agent = self._agents.get(ua) or self._agent(ua)
+            doc["user_agent"] = agent[0]
+            if agent[1]:
+                registry["synthetic"] = True
+        name = version = None
         if model:
             registry["model"] = model
+            name, version = model.get("name"), model.get("version")
         if delivery:
             registry["audit"] = {"delivery_id": delivery, "entity": entity} if entity else {"delivery_id": delivery}
         if workspace:
@@ -100,7 +111,11 @@ class AuditDocuments(DocumentCaches):
         if provider:
             event["provider"] = provider
         doc["modelregistry"] = registry
-        doc["message"] = _message(action, None, None, None, status, model, failed)
+        key = (action, name, version, status, failed)
+        message = self._messages.get(key)
+        if message is None:
+            message = self._message(key, model)
+        doc["message"] = message
         if failed:
             error: dict[str, Any] = {}
             if error_code:
@@ -118,6 +133,19 @@ class AuditDocuments(DocumentCaches):
         common = self._common  # the input's platform (nearly every record): no call
         doc.update(common if platform is self.platform and common is not None else self.common(platform))
         return doc
+
+
+    def _message(self, key: tuple[str, Any, Any, int | None, bool], model: dict[str, Any] | None) -> str:
+        """``events._message`` of a record, kept for the next of the same action, model name and
+        version, status and outcome (a registry's records repeat a few hundred); not kept for a
+        name or version longer than ``VALUE_CACHE_LENGTH`` (the action is bounded as the route's)."""
+        action, name, version, status, failed = key
+        message = _message(action, None, None, None, status, model, failed)
+        if len(action) + len(str(name or "")) + len(str(version or "")) <= VALUE_CACHE_LENGTH:
+            if len(self._messages) >= CACHE_LIMIT:
+                self._messages.clear()
+            self._messages[key] = message
+        return message
 
 
 class AuditFields:

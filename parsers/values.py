@@ -37,8 +37,8 @@ def digits(text: str, name: str) -> int:
 
 def status_code(value: Any, name: str = "status") -> int:
     """An HTTP status: an integer (or digits) from 100 to 999."""
-    if value.__class__ is str and len(value) == 3 and "100" <= value <= "999":  # the common case, fast
-        return int(value)
+    if value.__class__ is str and len(value) == 3 and "100" <= value <= "999" and value.isdigit() and value.isascii():
+        return int(value)  # the common case, fast ("10:" sorts between "100" and "999" too)
     if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not (
             value.isascii() and value.isdigit())):
         raise ParseError(f"wrong field type: {name}={str(value)[:40]!r} is not an integer", "wrong_type")

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import parsers.formats.audit as audit_format
+import parsers.formats.json_access as json_access
 from parsers import LineParser, ParseContext
 from parsers.routes import Router, builtin
 
@@ -147,6 +148,54 @@ params = st.one_of(json_value, st.just('{"name": "m"}'), st.dictionaries(
     st.sampled_from(["name", "version", "stage", "catalog_name", "schema_name", "full_name_arg",
                      "modelPackageGroupName", "modelPackageArn", "key", "value", "x"]),
     st.one_of(json_value, st.just("arn:aws:sagemaker:eu-west-1:1:model-package/fraud/3"), st.just("a.b")), max_size=4))
+
+nginx_json_key = st.sampled_from([key for keys in json_access.DEFAULT_KEYS.values() for key in keys] + ["extra", ""])
+hostile_value = st.one_of(json_value, st.text(max_size=8), st.just("\x00\u2028\u00e9\U0001f600"),
+                          st.just("x" * 70_000), st.lists(st.integers(min_value=-9, max_value=9), max_size=2),
+                          st.dictionaries(st.text(max_size=3), st.integers(min_value=-9, max_value=9), max_size=2),
+                          st.just(1.2e21))
+
+
+@settings(max_examples=600, deadline=None)
+@given(record=st.dictionaries(nginx_json_key, hostile_value, max_size=16), mapped=st.booleans())
+def test_nginx_json_records_read_in_c_give_the_values_of_the_field_loop(record: dict[str, Any],
+                                                                         mapped: bool) -> None:
+    """The one-call reader of a shape's fields (``json_access._read``) and the loop over each
+    field's usual keys (``_values``) read the same values from any record: keys missing, extra or
+    several for one field, values "" or "-", of any type, unicode, control characters, 70 KB. The
+    one-step documents are compared with a reference that reads through ``_read`` too, so this is
+    the check of the reader itself."""
+    record = orjson.loads(orjson.dumps(record))  # as a line is read (orjson's strings and numbers)
+    ctx = ParseContext(format="nginx-json", field_map={"ua": "extra"} if mapped else {})
+    expected = json_access._values(record, json_access._steps(record, ctx.field_map, ctx))
+    assert list(json_access._read(record, ctx)) == expected
+    assert list(json_access._read(record, ctx)) == expected  # the shape's reader, now kept
+
+
+databricks_key = st.sampled_from([key for keys in audit_format._DATABRICKS_KEYS for key in keys] + ["extra", ""])
+
+
+@settings(max_examples=600, deadline=None)
+@given(record=st.dictionaries(databricks_key, st.one_of(st.none(), hostile_value), max_size=16))
+def test_databricks_records_read_in_one_call_give_each_fields_first_value(record: dict[str, Any]) -> None:
+    """Each field of a Databricks record is the value of its first key with one (not None), whatever
+    the shape: keys missing anywhere, several for one field, extra, values of any type; read the
+    first time (the shape's plan made) and again (the plan kept). The reference path reads through
+    the same plans, so this is the check of the plans themselves."""
+    record = orjson.loads(orjson.dumps(record))
+    expected = [next((record[key] for key in keys if record.get(key) is not None), None)
+                for keys in audit_format._DATABRICKS_KEYS]
+    assert list(audit_format._databricks_values(record)) == expected
+    assert list(audit_format._databricks_values(record)) == expected
+
+
+def test_the_readers_of_nginx_json_shapes_stay_bounded_whatever_the_keys() -> None:
+    parser = LineParser(ParseContext(format="nginx-json"))
+    for i in range(json_access._PLAN_LIMIT + 50):
+        parser.parse(orjson.dumps({"time_iso8601": "2026-11-25T20:06:27+00:00", "status": 200,
+                                   "request": "GET /health HTTP/1.1", f"extra{i}": 1}))
+    assert 0 < len(json_access._readers) <= json_access._PLAN_LIMIT
+
 
 
 AUDIT_RECORDS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,3 +103,14 @@ def test_lines_equal_events_plus_deadletters_on_mixed_input() -> None:
     events = [d for d in docs if kind_of(d) != "deadletter"]
     assert len(docs) == len(lines) == len(dead) + len(events)
     assert len(dead) == sum(1 for i in range(600) if i % 3 == 0)
+
+
+@pytest.mark.parametrize("status", ["10:", "1٣٣", "9.9"])
+def test_a_three_character_status_that_sorts_among_the_codes_is_not_one(status: str) -> None:
+    """"10:" sorts between "100" and "999" (":" follows "9") and "1٣٣" is digits, not ASCII: each
+    is a status that is no HTTP status, the line a dead-letter saying so (it was a parser bug)."""
+    line = orjson.dumps({"time_iso8601": "2026-11-25T20:07:06+00:00", "request": "GET /health HTTP/1.1",
+                         "status": status})
+    doc = check_line(LineParser(ParseContext(format="nginx-json")), line)
+    assert doc["error"] == {"message": f"wrong field type: status={status!r} is not an integer",
+                            "type": "wrong_type"}

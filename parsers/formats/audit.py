@@ -7,12 +7,15 @@ so they are routed by the route table's ``audit`` section.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contract.validation import first_problem
 from parsers.audit_documents import FIELDS, AuditDocuments
+from parsers.document_caches import CACHE_LIMIT, VALUE_CACHE_LENGTH
 from parsers.errors import ParseError
 from parsers.formats.access import Parsed
 from parsers.formats.http import PLAN_SHAPE_KEPT, load_json_object, model_fields
@@ -167,13 +170,6 @@ def parse_canonical(text: str, router: Router, ctx: Any = None, docs: AuditDocum
 # -- Databricks --------------------------------------------------------------------------------
 
 
-def _pick(record: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in record and record[key] is not None:
-            return record[key]
-    return None
-
-
 def _str_or_none(value: Any, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -196,37 +192,55 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
 
 
 # The keys of each field a Databricks record may carry (delivered logs in camelCase, system table
-# rows in snake_case, Azure's in PascalCase), in the order they are read
+# rows in snake_case, Azure's in PascalCase), those a record may well lack (an agent, a system
+# table row's own id) last
 _DATABRICKS_KEYS = (("serviceName", "service_name", "ServiceName"), ("actionName", "action_name", "ActionName"),
                     ("timestamp", "event_time", "eventTime", "TimeGenerated"),
                     ("requestParams", "request_params", "RequestParams"), ("response", "Response"),
                     ("userIdentity", "user_identity", "Identity"),
                     ("sourceIPAddress", "source_ip_address", "SourceIPAddress"),
-                    ("userAgent", "user_agent", "UserAgent"),
-                    ("workspaceId", "workspace_id"), ("requestId", "request_id", "RequestId"), ("event_id", "eventId"))
+                    ("workspaceId", "workspace_id"), ("requestId", "request_id", "RequestId"),
+                    ("userAgent", "user_agent", "UserAgent"), ("event_id", "eventId"))
 _PLAN_LIMIT = 256
-# A shape's plan: the keys of each field it has and, when it has at most one of each, those keys
-# (``ABSENT`` for a field it lacks): its values read in one ``map``
+# A shape's plan: the keys of each field it has and, when it has at most one of each, how its
+# values are read in one call: an ``itemgetter`` of its keys and the Nones of the fields it lacks
+# when those are the last ones, else its keys (``ABSENT`` for a field it lacks) read in one ``map``
 ABSENT: Any = object()  # the key a field the shape lacks is read under: no record has it (not a string)
-_DatabricksPlan = tuple[tuple[tuple[str, ...], ...], tuple[Any, ...] | None]
+_DatabricksPlan = tuple[tuple[tuple[str, ...], ...], tuple[Any, ...] | None,
+                        Callable[[dict[str, Any]], tuple[Any, ...]] | None, tuple[None, ...]]
 _databricks_plans: dict[tuple[str, ...], _DatabricksPlan] = {}
 
 
-def _databricks_values(record: dict[str, Any]) -> list[Any]:
-    """``_pick`` of every field at once, through the keys this record's shape has (a plan made
-    once per shape: the records of one source share theirs; bounded as nginx JSON's)."""
+def _databricks_plan(shape: tuple[str, ...], record: dict[str, Any]) -> _DatabricksPlan:
+    fields = tuple(tuple(key for key in keys if key in record) for keys in _DATABRICKS_KEYS)
+    plan: _DatabricksPlan = (fields, None, None, ())
+    if all(len(keys) <= 1 for keys in fields):
+        names = tuple(keys[0] if keys else ABSENT for keys in fields)
+        present = tuple(name for name in names if name is not ABSENT)
+        lacking = len(names) - len(present)
+        if len(present) >= 2 and names[len(present):] == (ABSENT,) * lacking:  # (one key: not a tuple)
+            plan = (fields, names, itemgetter(*present), (None,) * lacking)
+        else:
+            plan = (fields, names, None, ())
+    if len(shape) <= PLAN_SHAPE_KEPT:
+        if len(_databricks_plans) >= _PLAN_LIMIT:
+            _databricks_plans.clear()
+        _databricks_plans[shape] = plan
+    return plan
+
+
+def _databricks_values(record: dict[str, Any]) -> tuple[Any, ...] | list[Any]:
+    """Each field's value (that of its first key with one not None), every field at once, through
+    the keys this record's shape has (a plan made once per shape: the records of one source share
+    theirs; bounded as nginx JSON's)."""
     shape = tuple(record)
     plan = _databricks_plans.get(shape)
     if plan is None:
-        fields = tuple(tuple(key for key in keys if key in record) for keys in _DATABRICKS_KEYS)
-        single = all(len(keys) <= 1 for keys in fields)
-        plan = (fields, tuple(keys[0] if keys else ABSENT for keys in fields) if single else None)
-        if len(shape) <= PLAN_SHAPE_KEPT:
-            if len(_databricks_plans) >= _PLAN_LIMIT:
-                _databricks_plans.clear()
-            _databricks_plans[shape] = plan
-    fields, names = plan
-    if names is not None:  # (a key's value, None included, is _pick's when the shape has no other)
+        plan = _databricks_plan(shape, record)
+    fields, names, getter, lacking = plan
+    if getter is not None:  # (a key's value, None included, is the field's when the shape has no other)
+        return getter(record) + lacking
+    if names is not None:
         return list(map(record.get, names))
     values: list[Any] = []
     for keys in fields:
@@ -244,7 +258,7 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocu
                      ) -> Parsed | dict[str, Any]:
     """Databricks audit log delivery (camelCase) or ``system.access.audit`` rows (snake_case)."""
     record = _load(text)
-    (service, action, when, params, response, identity, ip, ua, workspace, request_id,
+    (service, action, when, params, response, identity, ip, workspace, request_id, ua,
      event_id) = _databricks_values(record)
     if service is not None and service.__class__ is not str:
         service = _str_or_none(service, "serviceName")
@@ -261,12 +275,21 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocu
         if catalog and schema and "name" in model and model["name"].count(".") < 2:
             model["name"] = f"{catalog}.{schema}.{model['name']}"  # Unity Catalog: the three-level name
     response = response if response.__class__ is dict else _dict(response, "response")
-    status = _pick(response, "statusCode", "status_code")
+    get = response.get  # (the first of each field's keys with a value)
+    status = get("statusCode")
+    if status is None:
+        status = get("status_code")
     if status is not None and not (status.__class__ is int and 100 <= status <= 999):  # (the usual: as it is)
         status = status_code(status, "response.statusCode")
-    message = _str_or_none(_pick(response, "errorMessage", "error_message"), "response.errorMessage")
+    message = get("errorMessage")
+    if message is None:
+        message = get("error_message")
+    if message is not None and message.__class__ is not str:
+        message = _str_or_none(message, "response.errorMessage")
     identity = identity if identity.__class__ is dict else _dict(identity, "userIdentity")
-    email = _str_or_none(identity.get("email"), "userIdentity.email")
+    email = identity.get("email")
+    if email is not None and email.__class__ is not str:
+        email = _str_or_none(email, "userIdentity.email")
     if ip is not None and ip.__class__ is not str:
         ip = _str_or_none(ip, "sourceIPAddress")
     if ua is not None and ua.__class__ is not str:
@@ -290,19 +313,58 @@ def parse_databricks(text: str, router: Router, ctx: Any = None, docs: AuditDocu
 _PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:[^:]*:model-package/([^/]+)/(\d+)$")
 
 
+# The fields of a CloudTrail record, read in one ``map`` (then checked in the order they always were)
+_CLOUDTRAIL_KEYS = ("eventName", "eventTime", "eventSource", "requestParameters", "responseElements", "userIdentity",
+                    "sourceIPAddress", "userAgent", "eventID", "awsRegion", "recipientAccountId", "errorCode",
+                    "errorMessage")
+# ``cloud`` of a region and account (a trail's records name a few: shared between documents, never
+# changed) and the model name and version of a package ARN (no regular expression a record):
+# each cleared past CACHE_LIMIT entries, none of a text longer than VALUE_CACHE_LENGTH kept
+_clouds: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+_packages: dict[str, tuple[str, str] | None] = {}
+
+
+def _cloud(region: str | None, account: str | None) -> dict[str, Any]:
+    key = (region, account)
+    cloud = _clouds.get(key)
+    if cloud is None:
+        cloud = {"provider": "aws"}
+        if region:
+            cloud["region"] = region
+        if account:
+            cloud["account"] = {"id": account}
+        if len(region or "") + len(account or "") <= VALUE_CACHE_LENGTH:
+            if len(_clouds) >= CACHE_LIMIT:
+                _clouds.clear()
+            _clouds[key] = cloud
+    return cloud
+
+
+def _package(arn: str) -> tuple[str, str] | None:
+    """The model name and version a model package's ARN names, None for another text."""
+    if arn in _packages:
+        return _packages[arn]
+    m = _PACKAGE_ARN.match(arn)
+    named = (m.group(1), m.group(2)) if m else None
+    if len(arn) <= VALUE_CACHE_LENGTH:
+        if len(_packages) >= CACHE_LIMIT:
+            _packages.clear()
+        _packages[arn] = named
+    return named
+
+
 def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocuments | None = None
                      ) -> Parsed | dict[str, Any]:
     record = _load(text)
     if "Records" in record and "eventName" not in record:
         raise ParseError("a CloudTrail file bundle ({\"Records\": [...]}) : ship one record per line",
                          "bundle")
-    name = record.get("eventName")
+    (name, when, source, params, response, identity, ip, ua, event_id, region, account, code,
+     message) = map(record.get, _CLOUDTRAIL_KEYS)
     if name is not None and name.__class__ is not str:
         name = _str_or_none(name, "eventName")
-    when = record.get("eventTime")
     if not name or when is None:
         raise ParseError("not a CloudTrail record (eventName, eventTime)", "missing_field")
-    source = record.get("eventSource")
     if source is not None and source.__class__ is not str:
         source = _str_or_none(source, "eventSource")
     route = None
@@ -310,11 +372,9 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocu
         route = router.audit(name)
     route = route or router.unknown_audit(name)
     ts = _timestamp(when)
-    params = record.get("requestParameters")
     if params.__class__ is not dict:
         params = _dict(params, "requestParameters")
     model = model_fields(params, router.audit_params) if params else {}
-    response = record.get("responseElements")
     if response.__class__ is not dict:
         response = _dict(response, "responseElements")
     package = model.pop("package", None)
@@ -323,12 +383,11 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocu
         if package is not None and package.__class__ is not str:
             package = _str_or_none(package, "modelPackageArn")
     if package:
-        if m := _PACKAGE_ARN.match(package):
-            model.setdefault("name", m.group(1))
-            model.setdefault("version", m.group(2))
+        if (named := _package(package)) is not None:
+            model.setdefault("name", named[0])
+            model.setdefault("version", named[1])
         elif "name" not in model:
             model["name"] = package
-    identity = record.get("userIdentity")
     if identity.__class__ is not dict:
         identity = _dict(identity, "userIdentity")
     user = identity.get("userName")
@@ -339,34 +398,23 @@ def parse_cloudtrail(text: str, router: Router, ctx: Any = None, docs: AuditDocu
         arn = _str_or_none(arn, "userIdentity.arn")
     if not user and arn:
         user = arn.rsplit("/", 1)[-1]
-    ip = record.get("sourceIPAddress")
     if ip is not None and ip.__class__ is not str:
         ip = _str_or_none(ip, "sourceIPAddress")
-    ua = record.get("userAgent")
     if ua is not None and ua.__class__ is not str:
         ua = _str_or_none(ua, "userAgent")
-    event_id = record.get("eventID")
     if event_id is not None and event_id.__class__ is not str:
         event_id = _str_or_none(event_id, "eventID")
-    cloud: dict[str, Any] = {"provider": "aws"}
-    region = record.get("awsRegion")
     if region is not None and region.__class__ is not str:
         region = _str_or_none(region, "awsRegion")
-    if region:
-        cloud["region"] = region
-    account = record.get("recipientAccountId")
     if account is not None and account.__class__ is not str:
         account = _str_or_none(account, "recipientAccountId")
-    if account:
-        cloud["account"] = {"id": account}
-    code = record.get("errorCode")
+    cloud = _cloud(region, account)
     if code is not None and code.__class__ is not str:
         code = _str_or_none(code, "errorCode")
-    message = None
-    if code:
-        message = record.get("errorMessage")
-        if message is not None and message.__class__ is not str:
-            message = _str_or_none(message, "errorMessage")
+    if not code:
+        message = None
+    elif message is not None and message.__class__ is not str:
+        message = _str_or_none(message, "errorMessage")
     # the record's eventID: its delivery id and event.id; event.provider: the AWS service, as
     # Elastic's AWS integration says it
     return (docs or FIELDS).document(ts, route, bool(code), None, ip, user, None, ua, model, event_id, None, None,

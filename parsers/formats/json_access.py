@@ -7,6 +7,8 @@ model on writes (``{"name": "fraud-detector", "version": "2"}``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from parsers.errors import ParseError
@@ -142,12 +144,63 @@ def _values(record: dict[str, Any], steps: Steps) -> list[Any]:
     return values
 
 
+# How the usual shape (at most one of each field's usual keys, nearly every log) is read, for an
+# input without a ``field_map`` (its plan is then the shape's alone, so kept here for every input):
+# an ``itemgetter`` of its keys in ``_FIELDS`` order and the Nones of the fields it lacks, when those
+# are the last ones (one C call), else the keys with ``ABSENT`` for a lacking field (one ``map``);
+# None for a shape with several keys for one field (read by ``_values``, which tries each).
+ABSENT: Any = object()  # the key a field the shape lacks is read under: no record has it (not a string)
+_Reader = tuple[Callable[[dict[str, Any]], tuple[Any, ...]] | None, tuple[None, ...], tuple[Any, ...]] | None
+_readers: dict[tuple[str, ...], _Reader] = {}
+_NO_READER: Any = object()
+# What ``_values`` reads as no value: nginx writes "" (escape=json) or "-" for an empty variable
+_EMPTY: dict[Any, None] = {"": None, "-": None}
+
+
+def _reader(shape: tuple[str, ...], record: dict[str, Any]) -> _Reader:
+    plan = _plan(record)
+    steps = [plan[name] for name in _FIELDS]
+    reader: _Reader = None
+    if all(len(keys) <= 1 for keys in steps):
+        names = tuple(keys[0] if keys else ABSENT for keys in steps)
+        present = tuple(name for name in names if name is not ABSENT)
+        lacking = len(names) - len(present)
+        if len(present) >= 2 and names[len(present):] == (ABSENT,) * lacking:  # (one key: not a tuple)
+            reader = (itemgetter(*present), (None,) * lacking, names)
+        else:
+            reader = (None, (), names)
+    if len(shape) <= PLAN_SHAPE_KEPT:
+        if len(_readers) >= _PLAN_LIMIT:
+            _readers.clear()
+        _readers[shape] = reader
+    return reader
+
+
+def _read(record: dict[str, Any], ctx: Any) -> tuple[Any, ...] | list[Any]:
+    """``_values`` of the record, for the usual shape in C (its keys' values, then "" and "-" as
+    None) instead of a loop a field. A value that is a JSON object or array (unhashable: no key of
+    ``_EMPTY``) is read by ``_values`` as before."""
+    if not ctx.field_map:
+        shape = tuple(record)
+        reader = _readers.get(shape, _NO_READER)
+        if reader is _NO_READER:
+            reader = _reader(shape, record)
+        if reader is not None:
+            getter, lacking, names = reader
+            raw = getter(record) + lacking if getter is not None else tuple(map(record.get, names))
+            try:
+                return tuple(map(_EMPTY.get, raw, raw))
+            except TypeError:
+                pass
+    return _values(record, _steps(record, ctx.field_map, ctx))
+
+
 def parse_nginx_json(text: str, router: Router, ctx: Any, docs: HttpDocuments | None = None
                      ) -> Parsed | dict[str, Any]:
     """A line's fields (or, given ``docs``, its finished document when the line has the usual shape)."""
     record = load_json_object(text)
     (when, status, size, ip, user, ua, referrer, timing, upstream, body, request, method, uri,
-     args) = _values(record, _steps(record, ctx.field_map, ctx))
+     args) = _read(record, ctx)
     if when is None:
         raise ParseError("no timestamp key (time_iso8601, time_local, ...)", "missing_field")
     try:
