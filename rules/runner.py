@@ -182,7 +182,10 @@ class Runner:
         self.liveness.check_runners(now, report)
         self.liveness.check_notifiers(now, report)
         if not self._stop.is_set():
-            self._send(self.outbox.collect(cycle), cycle)
+            jobs = self.outbox.collect(cycle)
+            if jobs:  # what this cycle stored (history lines) is written before a send can be cut short by kill -9
+                self.tail.flush()
+            self._send(jobs, cycle)
             refresh = self.refresher.jobs(now)
             if refresh and not self._stop.is_set():
                 self._send(refresh, cycle)
