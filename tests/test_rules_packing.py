@@ -139,3 +139,54 @@ rules:
     assert "error" in broken and "error" not in fine and "error" not in fine_too
     assert [(m.group, m.value) for m in measure(rules[0], fine, window)] == [("*", 4.0)]
     assert [(m.group, m.value) for m in measure(rules[2], fine_too, window)] == [("*", 4.0)]
+
+
+BIG = """
+rules:
+  - {name: all, type: threshold, kinds: [error], window: 5m, interval: 1m, condition: {op: '>', value: 1},
+     notify: []}
+  - {name: alice, type: threshold, kinds: [error], filter: 'user.name:alice', window: 5m, interval: 1m,
+     condition: {op: '>', value: 1}, notify: []}
+  - {name: p95, type: threshold, kinds: [error], window: 5m, interval: 1m,
+     aggregate: {function: percentile, field: event.duration, percentile: 95}, condition: {op: '>', value: 1},
+     notify: []}
+  - {name: users, type: threshold, kinds: [error], window: 5m, interval: 1m,
+     aggregate: {function: cardinality, field: user.name}, condition: {op: '>', value: 1}, notify: []}
+  - {name: avg-by-model, type: threshold, kinds: [error], group_by: modelregistry.model.name, window: 5m,
+     interval: 1m, aggregate: {function: avg, field: event.duration}, condition: {op: '>', value: 1}, notify: []}
+  - {name: by-user, type: threshold, kinds: [error], group_by: user.name, window: 5m, interval: 1m,
+     condition: {op: '>', value: 1}, notify: []}
+  - {name: by-timestamp, type: threshold, kinds: [error], time_field: '@timestamp', window: 5m, interval: 1m,
+     condition: {op: '>', value: 1}, notify: []}
+"""
+
+
+def test_past_ten_thousand_documents_every_aggregate_is_the_same_packed_as_alone(es, es_url, namespace,
+                                                                                  tmp_path) -> None:
+    """Counts above 10,000 are exact both ways (track_total_hits), and a percentile, a cardinality, an
+    average by group and the terms of a group measure the same inside a filter aggregation; a rule on
+    another time field is another search."""
+    rules = write_rules(tmp_path, BIG)
+    operations: list[dict[str, Any]] = []
+    for n in range(12_345):
+        operations += [{"create": {"_index": f"logs-modelregistry.error-{namespace}"}}, {
+            "@timestamp": int((T0 - 200 + n % 150) * 1000),
+            "event": {"ingested": int((T0 - 250 + n % 200) * 1000), "duration": (n * 7919) % 1_000_003,
+                      "action": "artifact-download", "outcome": "failure"},
+            "modelregistry": {"model": {"name": f"m{n % 13}"}}, "user": {"name": f"u{n % 37}" if n % 5 else "alice"}}]
+    for at in range(0, len(operations), 5000):
+        es.bulk(operations=operations[at:at + 5000])
+    es.indices.refresh(index=f"logs-modelregistry.error-{namespace}")
+    window = Window(T0 - 300, T0)
+    searches = [(header(rule, namespace), request(rule, window)) for rule in rules]
+    assert len(pack(searches)[0]) == 2  # the rules on event.ingested share one search; @timestamp's its own
+    packed = msearch(es, searches)
+    alone = es.msearch(searches=[part for search in searches for part in search])["responses"]
+    for rule, mine, own in zip(rules, packed, alone, strict=True):
+        assert "error" not in own, own
+        assert measure(rule, mine, window) == measure(rule, own, window), rule.name
+    measured = {rule.name: measure(rule, mine, window) for rule, mine in zip(rules, packed, strict=True)}
+    assert [(m.group, m.value) for m in measured["all"]] == [("*", 12_345.0)]
+    assert [(m.group, m.value) for m in measured["by-timestamp"]] == [("*", 12_345.0)]
+    assert [(m.group, m.value) for m in measured["alice"]] == [("*", 2469.0)]
+    assert [(m.group, m.value) for m in measured["users"]] == [("*", 38.0)]  # u0-u36 and alice
