@@ -190,3 +190,23 @@ def test_past_ten_thousand_documents_every_aggregate_is_the_same_packed_as_alone
     assert [(m.group, m.value) for m in measured["by-timestamp"]] == [("*", 12_345.0)]
     assert [(m.group, m.value) for m in measured["alice"]] == [("*", 2469.0)]
     assert [(m.group, m.value) for m in measured["users"]] == [("*", 38.0)]  # u0-u36 and alice
+
+
+def test_anomaly_rules_of_one_history_measure_the_same_packed_as_alone(es, namespace, tmp_path) -> None:
+    """Their date histograms (extended bounds, empty buckets) inside a filter aggregation are the
+    same buckets as in their own searches."""
+    rules = write_rules(tmp_path, """
+rules:
+  - {name: odd, type: anomaly, kinds: [error], window: 5m, history: 2d, notify: []}
+  - {name: odd-bob, type: anomaly, kinds: [error], filter: 'user.name:bob', window: 5m, history: 2d, notify: []}
+""")
+    for hour in range(0, 47, 3):
+        index_events(es, namespace, "error", T0 - 3600 * hour - 100, 1 + hour % 4, user="bob" if hour % 2 else "al")
+    window = Window(T0 - 300, T0)
+    searches = [(header(rule, namespace), request(rule, window)) for rule in rules]
+    assert len(pack(searches)[0]) == 1
+    packed = msearch(es, searches)
+    alone = es.msearch(searches=[part for search in searches for part in search])["responses"]
+    for rule, mine, own in zip(rules, packed, alone, strict=True):
+        assert "error" not in own, own
+        assert measure(rule, mine, window) == measure(rule, own, window), rule.name
