@@ -254,6 +254,7 @@ class Runner:
             self.dispatcher.wait(last + GRACE_S, cycle)
         self.dispatcher.drain(cycle, final=True)
         self.outbox.settle(cycle)
+        self.tail.flush()  # history lines a failed cycle left for the next one: there is none
         self.liveness.beat(time.time(), 0.0, len(self.rules), state="stopped")
 
     def retire_dead_runners(self) -> list[str]:

@@ -63,3 +63,26 @@ def test_a_transitions_history_line_is_stored_before_its_notification_is_sent(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_history_lines_of_a_cycle_that_failed_after_its_writes_are_written_at_a_clean_stop(
+        es: Elasticsearch, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cycle that fails after its alerts were written (a search of the runners refused) leaves
+    their history lines for the next cycle's last request; a clean stop before it writes them."""
+    rules = write_rules(tmp_path, RULE.replace("notify: [probe]", "notify: []"))
+    runner = Runner(es, rules, namespace, {}, "a")
+    index_events(es, namespace, "error", time.time() - 5, 3)
+
+    def refused(*_args: object) -> None:
+        raise RuntimeError("runners search refused")
+
+    monkeypatch.setattr(runner.liveness, "check_runners", refused)
+    with pytest.raises(RuntimeError, match="runners search refused"):
+        runner.cycle()
+    monkeypatch.undo()
+    runner.stopped()
+    history = streams.data_stream_name("alert", namespace)
+    es.indices.refresh(index=history, ignore_unavailable=True, allow_no_indices=True)
+    hits = es.search(index=history, ignore_unavailable=True, allow_no_indices=True, size=10)["hits"]["hits"]
+    assert [(hit["_source"]["rule"]["name"], hit["_source"]["event"]["action"]) for hit in hits] == [
+        ("errors-now", "firing")]
