@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, FilePath, ValidationError, field_validator, model_validator
 
 from contract.secrets import redact_userinfo
-from contract.validation import StrictModel, location
+from contract.validation import Port, StrictModel, location, message
 from contract.yamlfile import YamlFileError, load_yaml
 from parsers.timestamps import zone_info
 from pipeline.inventory.settings import InventorySettings
@@ -153,7 +153,7 @@ class RulesConfig(StrictModel):
     # How long a runner holds an outbox it is delivering: longer than any notifier's timeout. A
     # runner killed mid-send leaves the in-flight notification to the next runner after this.
     lease_s: float = Field(30.0, ge=1, le=3600, allow_inf_nan=False)
-    metrics_port: int | None = Field(9466, ge=1, le=65535)  # the runner's /metrics (None: off)
+    metrics_port: Port | None = 9466  # the runner's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
     # A failed delivery that may pass (timeout, connection, 429, 5xx) is retried after 2 s, 4 s,
     # 8 s... (with jitter) up to this; one that will not (any other 4xx) is dropped and shown.
@@ -240,7 +240,7 @@ class Config(ShipSettings):
     namespace: str = "default"
     inputs: list[InputConfig] = Field(default_factory=list)
     checkpoint_file: Path = Path("/var/lib/regwatch/checkpoints.json")
-    metrics_port: int | None = Field(9464, ge=1, le=65535)  # the shipper's /metrics (None: off)
+    metrics_port: Port | None = 9464  # the shipper's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
     rules: RulesConfig = Field(default_factory=RulesConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
@@ -365,7 +365,7 @@ def _problem(err: Any) -> str:
     if kind == "union_tag_not_found":
         ctx = err.get("ctx") or {}
         return f"{location((*loc, ctx.get('discriminator', 'type').strip(chr(39))))}: required, and missing"
-    return f"{location(loc)}: {err['msg']}"
+    return f"{location(loc)}: {message(err)}"
 
 
 def config_problems(exc: ValidationError) -> str:

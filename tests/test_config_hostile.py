@@ -103,7 +103,14 @@ DEEP = "a: " + "[" * 5000 + "]" * 5000 + "\n"
     ("poll_interval_s: 604801\n", "poll_interval_s: 604801 s is more than 7 days"),
     ("probe: {interval_s: .nan}\n", "probe.interval_s: nan is not a finite number"),
     ("rules: {folders: ['~nosuchuser/rules']}\n",
-     "rules.folders: Value error, '~nosuchuser/rules': ~nosuchuser is no user's home on this host"),
+     "rules.folders: '~nosuchuser/rules': ~nosuchuser is no user's home on this host"),
+    # ports: a whole number, not what YAML or pydantic would turn into one
+    ("metrics_port: true\n", "metrics_port: a port is a whole number from 1 to 65535"),
+    ("metrics_port: 9464.0\n", "metrics_port: a port is a whole number from 1 to 65535"),
+    ("metrics_port: '9464'\n", "metrics_port: a port is a whole number from 1 to 65535"),
+    ("rules: {metrics_port: yes}\n", "rules.metrics_port: a port is a whole number from 1 to 65535"),
+    ("probe: {metrics_port: false}\n", "probe.metrics_port: a port is a whole number from 1 to 65535"),
+    ("inventory: {metrics_port: 0}\n", "inventory.metrics_port: Input should be greater than or equal to 1"),
     # a file wrong in many places: the first five
     ("".join(f"k{i}: 1\n" for i in range(8)),
      "k0: unknown key; k1: unknown key; k2: unknown key; k3: unknown key; k4: unknown key; and 3 more"),
@@ -133,7 +140,7 @@ def test_a_config_that_is_a_pipe_a_device_or_huge_is_refused_unread(tmp_path: Pa
 def test_a_checkpoint_file_that_is_a_folder_is_named_at_load(tmp_path: Path, capsys, monkeypatch) -> None:
     config = _file(tmp_path, f"checkpoint_file: {tmp_path}\n")
     code, err = regwatch(capsys, monkeypatch, "status", "-c", str(config))
-    assert (code, err) == (1, f"error: {config}: checkpoint_file: Value error, '{tmp_path}' is a folder: name the file "
+    assert (code, err) == (1, f"error: {config}: checkpoint_file: '{tmp_path}' is a folder: name the file "
                               f"in it (e.g. {tmp_path / 'checkpoints.json'})\n")
 
 

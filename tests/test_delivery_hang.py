@@ -694,10 +694,10 @@ def test_the_daemon_keeps_its_memory_under_a_body_without_end(es: Elasticsearch,
 
 @pytest.mark.parametrize(("rules", "message"), [
     ({"lease_s": 10, "notifiers": {"bad": {"type": "webhook", "url": "http://h/", "timeout_s": 9}}},
-     "rules: Value error, notifiers.bad.timeout_s: 9 s is more than rules.lease_s (10 s) less its margin allows "
+     "rules: notifiers.bad.timeout_s: 9 s is more than rules.lease_s (10 s) less its margin allows "
      "(7.5 s)"),
     ({"notifier_failing_notify": ["nobody"]},
-     "rules: Value error, notifier_failing_notify: no notifier named nobody"),
+     "rules: notifier_failing_notify: no notifier named nobody"),
     ({"retry_max_s": 0}, "rules.retry_max_s: Input should be greater than or equal to 1"),
 ])
 def test_delivery_settings_that_cannot_work_are_one_line_at_load(tmp_path: Path, rules: dict, message: str) -> None:

@@ -431,28 +431,28 @@ def test_the_availability_document_is_whole_and_its_url_carries_no_user_or_passw
 
 @pytest.mark.parametrize("target, problem", [
     ({"url": "http://registry /health"},
-     "probe.targets.0.url: Value error, 'http://registry /health' is not an http(s) URL: it holds white space "
+     "probe.targets.0.url: 'http://registry /health' is not an http(s) URL: it holds white space "
      "or a control character"),
     ({"url": "http://[::1"},
-     "probe.targets.0.url: Value error, 'http://[::1' is not an http(s) URL: it cannot be parsed"),
+     "probe.targets.0.url: 'http://[::1' is not an http(s) URL: it cannot be parsed"),
     ({"url": "http://registry:99999/health"},
-     "probe.targets.0.url: Value error, 'http://registry:99999/health' is not an http(s) URL: port 99999 is outside "
+     "probe.targets.0.url: 'http://registry:99999/health' is not an http(s) URL: port 99999 is outside "
      "1..65535"),
     ({"url": "https://user:pw@registry:0/"},
-     "probe.targets.0.url: Value error, 'https://registry:0/' is not an http(s) URL: port 0 is outside 1..65535"),
-    ({"url": "http:///health"}, "probe.targets.0.url: Value error, 'http:///health' is not an http(s) URL: no host"),
+     "probe.targets.0.url: 'https://registry:0/' is not an http(s) URL: port 0 is outside 1..65535"),
+    ({"url": "http:///health"}, "probe.targets.0.url: 'http:///health' is not an http(s) URL: no host"),
     ({"expected_status": []}, "probe.targets.0.expected_status: List should have at least 1 item after validation, "
                               "not 0"),
     ({"expected_status": [200, 99]}, "probe.targets.0.expected_status.1: Input should be greater than or equal to 100"),
     ({"expected_status": [600]}, "probe.targets.0.expected_status.0: Input should be less than or equal to 599"),
     ({"max_body_bytes": 10**12}, "probe.targets.0.max_body_bytes: Input should be less than or equal to 16777216"),
     ({"headers_from_env": {"Bad Header": "X"}},
-     "probe.targets.0.headers_from_env: Value error, 'Bad Header' is not an HTTP header name"),
+     "probe.targets.0.headers_from_env: 'Bad Header' is not an HTTP header name"),
     ({"url": "http://probe:pw@registry/", "headers_from_env": {"Authorization": "X"}},
-     "probe.targets.0: Value error, the url carries a user and password and headers_from_env sets Authorization "
+     "probe.targets.0: the url carries a user and password and headers_from_env sets Authorization "
      "too: use one of them"),
     ({"transaction": {"model": "m", "base_url": "http://[::1"}},
-     "probe.targets.0.transaction.base_url: Value error, 'http://[::1' is not an http(s) URL: it cannot be parsed"),
+     "probe.targets.0.transaction.base_url: 'http://[::1' is not an http(s) URL: it cannot be parsed"),
 ])
 def test_a_bad_url_or_status_is_refused_when_the_configuration_loads(target, problem, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"

@@ -8,7 +8,7 @@ import re
 from pydantic import Field, FilePath, field_validator, model_validator
 
 from contract.secrets import SecretError, secret_from_env
-from contract.validation import StrictModel
+from contract.validation import Port, StrictModel
 from pipeline.probe.settings import http_url
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,7 +69,7 @@ class InventorySettings(StrictModel):
     registries: list[RegistrySettings] = Field(default_factory=list)
     # A registry that does not answer is asked again after 2 s, 4 s, 8 s... up to this.
     backoff_max_s: float = Field(300.0, ge=1, le=86_400)
-    metrics_port: int | None = Field(9467, ge=1, le=65535)  # the collector's /metrics (None: off)
+    metrics_port: Port | None = 9467  # the collector's /metrics (None: off)
     metrics_address: str = "127.0.0.1"
 
     @model_validator(mode="after")

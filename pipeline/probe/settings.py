@@ -10,7 +10,7 @@ import httpx
 from pydantic import Field, FilePath, field_validator, model_validator
 
 from contract.secrets import SecretError, redact_userinfo, secret_from_env
-from contract.validation import StrictModel
+from contract.validation import Port, StrictModel
 
 # RFC 9110 token: what a header name may be made of
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -132,7 +132,7 @@ class ProbeSettings(StrictModel):
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     # held while Elasticsearch is away; oldest dropped beyond
     buffer_documents: int = Field(10_000, ge=10, le=10_000_000)
-    metrics_port: int | None = Field(9465, ge=1, le=65535)
+    metrics_port: Port | None = 9465
     metrics_address: str = "127.0.0.1"
 
     @model_validator(mode="after")
