@@ -70,6 +70,12 @@ class LineParser:
             EncodedAccessLines(self, self.docs) if ctx.format in COMBINED_FORMATS and not ctx.keep_original
             and isinstance(self.docs, HttpDocuments) else None)
 
+    @property
+    def encoded(self) -> EncodedAccessLines | None:
+        """Its nginx and gunicorn lines' documents written from encoded parts (None: another
+        format, or ``keep_original``): what the shipper and ``encode_block`` use."""
+        return self._encoded
+
     def parse(self, raw: bytes, read_at: str | None = None) -> dict[str, Any]:
         """One line (with or without its newline) to one document. Never raises."""
         ctx = self.ctx

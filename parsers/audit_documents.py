@@ -81,7 +81,7 @@ class AuditDocuments(DocumentCaches):
                 response = self._responses[status] = {"response": {"status_code": status}}
             doc["http"] = response
         if ip:
-            doc["source"] = self._sources.get(ip) or self._source(ip)
+            doc["source"] = self._sources.get(ip) or self.source(ip)
         if user or email:
             if not email:
                 doc["user"] = {"name": user}
@@ -92,7 +92,7 @@ class AuditDocuments(DocumentCaches):
         platform = platform or self.platform
         registry: dict[str, Any] = {"operation": operation, "platform": platform, "format": self.format}
         if ua:  # (DocumentCaches._registry, inline)
-            agent = self._agents.get(ua) or self._agent(ua)
+            agent = self._agents.get(ua) or self.agent(ua)
             doc["user_agent"] = agent[0]
             if agent[1]:
                 registry["synthetic"] = True

@@ -31,7 +31,7 @@ class DocumentCaches:
         self._sources: dict[str, dict[str, str]] = {}
         self._common: dict[str, Any] | None = None
 
-    def _source(self, client: str) -> dict[str, str]:
+    def source(self, client: str) -> dict[str, str]:
         """``source``: ``{"ip": ...}`` for an IP address, ``{"address": ...}`` for a name."""
         source = self._sources.get(client)
         if source is None:
@@ -42,7 +42,7 @@ class DocumentCaches:
                 self._sources[client] = source
         return source
 
-    def _agent(self, ua: str) -> tuple[dict[str, str], bool]:
+    def agent(self, ua: str) -> tuple[dict[str, str], bool]:
         """``user_agent`` and whether the agent is the probe's (contract.traffic)."""
         agent = self._agents.get(ua)
         if agent is None:
@@ -58,7 +58,7 @@ class DocumentCaches:
         probe's request: not a user's, ``modelregistry.synthetic``, contract.traffic)."""
         registry: dict[str, Any] = {"operation": operation, "platform": platform, "format": self.format}
         if ua:
-            agent, synthetic = self._agent(ua)
+            agent, synthetic = self.agent(ua)
             doc["user_agent"] = agent
             if synthetic:
                 registry["synthetic"] = True

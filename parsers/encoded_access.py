@@ -147,7 +147,7 @@ class EncodedAccessLines:
     def _source(self, client: str) -> bytes:
         source = self._sources.get(client)
         if source is None:
-            source = b',"source":' + _dumps(self.docs._source(client))
+            source = b',"source":' + _dumps(self.docs.source(client))
             if len(client) <= VALUE_CACHE_LENGTH:
                 if len(self._sources) >= CACHE_LIMIT:
                     self._sources.clear()
@@ -157,7 +157,7 @@ class EncodedAccessLines:
     def _agent(self, ua: str) -> tuple[bytes, bool]:
         agent = self._agents.get(ua)
         if agent is None:
-            original, synthetic = self.docs._agent(ua)
+            original, synthetic = self.docs.agent(ua)
             agent = (b',"user_agent":' + _dumps(original), synthetic)
             if len(ua) <= VALUE_CACHE_LENGTH:
                 if len(self._agents) >= CACHE_LIMIT:
@@ -245,5 +245,5 @@ class EncodedAccessLines:
 def encoded_parts(parser: LineParser) -> Callable[[str, bytes], Parts | None] | None:
     """The shipper's way to ``parser``'s documents in encoded parts (:meth:`EncodedAccessLines.parts`);
     None when its lines have none (another format, or ``keep_original``)."""
-    encoded = parser._encoded
+    encoded = parser.encoded
     return None if encoded is None else encoded.parts

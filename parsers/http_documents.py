@@ -119,7 +119,7 @@ class HttpDocuments(DocumentCaches):
             http["version"] = version
         doc: dict[str, Any] = {"@timestamp": ts, "data_stream": data_stream, "event": event, "http": http, "url": url}
         if client is not None:
-            doc["source"] = self._source(client)
+            doc["source"] = self.source(client)
         if user:
             doc["user"] = {"name": user}
         registry = self._registry(doc, operation, self.platform, ua)
