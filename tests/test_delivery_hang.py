@@ -31,7 +31,7 @@ from rules.notify import DeliveryFailed, WebhookTarget
 from rules.runner import Runner
 from rules.state import StateStore, alert_id
 from support.monitoring import free_port
-from support.rules import T0, Receiver, index_events, write_rules
+from support.rules import T0, Receiver, errors_now, index_events, write_rules
 
 NOTIFIER_RULE = "regwatch-notifier-failing"  # the built-in alert's name, as users see it
 SLOW_S = 2.0  # a receiver that takes this long to say 200: beyond the cycle's wait, within its timeout
@@ -39,16 +39,7 @@ CYCLE_S = 1.5  # the longest a cycle may take beside a target that does not answ
 # The first one also writes the alert, the claim and the first history line of the namespace (a
 # new data stream): 0.65 s measured with a target that never answers, 2 s under a loaded machine.
 FIRST_S = 3.0
-RULE = """
-rules:
-  - name: errors-now
-    type: threshold
-    kinds: [error]
-    window: 1h
-    interval: 1s
-    condition: {op: ">", value: 0}
-    notify: [bad, hook]
-"""
+RULE = errors_now("bad", "hook")
 
 
 # -- receivers that misbehave ----------------------------------------------------------------

@@ -19,19 +19,10 @@ import httpx
 from elasticsearch import Elasticsearch
 
 from support.monitoring import free_port
-from support.rules import index_events
+from support.rules import errors_now, index_events
 
 LEASE_S = 3.0
-RULE = """
-rules:
-  - name: errors-now
-    type: threshold
-    kinds: [error]
-    window: 1h
-    interval: 1s
-    condition: {op: ">", value: 0}
-    notify: [hook]
-"""
+RULE = errors_now("hook")
 
 
 class Holding(BaseHTTPRequestHandler):

@@ -15,20 +15,11 @@ from elasticsearch import Elasticsearch
 from contract import streams
 from rules.notify import WebhookTarget
 from rules.runner import Runner
-from support.rules import index_events, write_rules
+from support.rules import errors_now, index_events, write_rules
 
 pytestmark = pytest.mark.elasticsearch
 
-RULE = """
-rules:
-  - name: errors-now
-    type: threshold
-    kinds: [error]
-    window: 1h
-    interval: 1s
-    condition: {op: ">", value: 0}
-    notify: [probe]
-"""
+RULE = errors_now("probe")
 
 
 def test_a_transitions_history_line_is_stored_before_its_notification_is_sent(

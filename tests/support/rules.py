@@ -32,6 +32,21 @@ rules:
 """
 
 
+def errors_now(*targets: str) -> str:
+    """A rule that fires as soon as one error of the last hour is seen, checked every second,
+    notifying ``targets``."""
+    return f"""
+rules:
+  - name: errors-now
+    type: threshold
+    kinds: [error]
+    window: 1h
+    interval: 1s
+    condition: {{op: ">", value: 0}}
+    notify: [{", ".join(targets)}]
+"""
+
+
 T0 = 1_700_000_000.0  # a fixed clock for the cycles (2023), epoch seconds
 
 
