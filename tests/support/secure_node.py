@@ -109,6 +109,7 @@ def secure_node(roles: dict | None = None,
     password = secrets.token_urlsafe(18)
     port = free_port()
     process = None
+    trusted: Path | None = None
     try:
         # The CA and the node's certificate by openssl, the users straight into the file realm's
         # files, one keystore command: each of the distribution's own tools starts a JVM (5-9 s
@@ -138,7 +139,11 @@ def secure_node(roles: dict | None = None,
             (work / sub).mkdir()
         if user is not None:
             give_to(work, user)
-        ca_file = work / "ca" / "ca.crt"
+        # What the clients trust, in a folder of root's own: regwatch run as root refuses a CA file
+        # another user (here the node's) could change, as the work folder now is
+        trusted = Path(tempfile.mkdtemp(prefix="regwatch-secure-ca-", dir="/var/tmp"))
+        ca_file = trusted / "ca.crt"
+        shutil.copy(work / "ca" / "ca.crt", ca_file)
         ca_file.chmod(0o644)
         with (work / "logs" / "console.log").open("ab") as console:
             process = subprocess.Popen([str(home / "bin" / "elasticsearch")], cwd=work,
@@ -173,6 +178,8 @@ def secure_node(roles: dict | None = None,
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
         shutil.rmtree(work, ignore_errors=True)
+        if trusted is not None:
+            shutil.rmtree(trusted, ignore_errors=True)
 
 
 _SHARED: dict[str, Any] = {}
