@@ -77,7 +77,7 @@ class Runner:
         self._ready = False  # the state index exists
         known = self.known = Known()
         composer = Composer(client, namespace, self.store.index, known, kibana_url)
-        self.tail = Tail(client)  # the cycle's last request: history lines, anomaly results, heartbeat
+        self.tail = Tail(client)  # the cycle's last request: history lines and the heartbeat
         self.alerter = Alerter(client, self.store, known, composer, namespace, self.tail)
         self.silences = Silences(self.store, known)
         self.claims = RuleClaims(self.store, rules, runner_id)

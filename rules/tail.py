@@ -1,10 +1,10 @@
 """The writes a cycle leaves for its end, sent together in one bulk request.
 
-The alert history lines, the anomaly results and the runner's heartbeat are written after the
-cycle's decisions and need no answer before its end: each stage adds its operations with what to
-do with their outcomes, and the cycle sends them all at once instead of a request each. Each
-stage keeps its own outcomes (a history line refused is logged; a heartbeat refused fails the
-cycle, as its own request did).
+The alert history lines and the runner's heartbeat are written after the cycle's decisions and
+need no answer before its end (the anomaly results still go in a bulk of their own): each stage
+adds its operations with what to do with their outcomes, and the cycle sends them all at once
+instead of a request each. Each stage keeps its own outcomes (a history line refused is logged;
+a heartbeat refused fails the cycle, as its own request did).
 """
 
 from __future__ import annotations
